@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs vboxpy and what it needs on a Debian machine (idempotent).
+#   scripts/install.sh          the package and its runtime dependencies
+#   scripts/install.sh --test   also the test tools and Debian packages the tests use
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+need_apt=()
+command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
+command -v cpio >/dev/null || need_apt+=(cpio)
+if [ "${1:-}" = "--test" ]; then
+    command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+    $SUDO apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}" >/dev/null
+fi
+extra=""; [ "${1:-}" = "--test" ] && extra="[test]"
+python3 -m pip install -q --disable-pip-version-check -e ".${extra}" 2>&1 | grep -v 'Running pip as the' || true

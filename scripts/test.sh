@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, checks style, runs unit and
+# integration tests (two workers). Benchmarks live in tests/performance and are not run here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install.sh --test
+python3 -m vmm.guest.builder --quiet || echo "warning: guest build failed; guest tests will skip" >&2
+python3 -m ruff check .
+set +e
+python3 -m pytest -n 2 -q -p no:cacheprovider "$@"
+rc=$?
+set -e
+[ $rc -eq 5 ] && { echo "no tests collected" >&2; exit 1; }
+exit $rc

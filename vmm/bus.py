@@ -1,0 +1,65 @@
+"""Port-I/O and MMIO buses: where the VM builder's placement table puts devices.
+
+A device is a plain class with `read(offset, size) -> int` and
+`write(offset, size, value)` over its own register space; it never knows its base
+address.  Unclaimed reads return all-ones, unclaimed writes are dropped, as on a PC.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Protocol
+
+
+class RegisterDevice(Protocol):
+    def read(self, offset: int, size: int) -> int: ...
+    def write(self, offset: int, size: int, value: int) -> None: ...
+
+
+class Bus:
+    def __init__(self, name: str):
+        self.name = name
+        self._starts: list[int] = []
+        self._ranges: list[tuple[int, int, RegisterDevice]] = []   # (start, length, device)
+        self._cache: dict[int, tuple[int, RegisterDevice] | None] = {}
+
+    def register(self, start: int, length: int, device: RegisterDevice) -> None:
+        end = start + length
+        for s, ln, _ in self._ranges:
+            if start < s + ln and s < end:
+                raise ValueError(f"{self.name}: range {start:#x}+{length:#x} overlaps {s:#x}+{ln:#x}")
+        i = bisect.bisect(self._starts, start)
+        self._starts.insert(i, start)
+        self._ranges.insert(i, (start, length, device))
+        self._cache.clear()
+
+    def unregister(self, device: RegisterDevice) -> None:
+        keep = [r for r in self._ranges if r[2] is not device]
+        self._ranges = keep
+        self._starts = [r[0] for r in keep]
+        self._cache.clear()
+
+    def lookup(self, addr: int) -> tuple[int, RegisterDevice] | None:
+        hit = self._cache.get(addr, False)
+        if hit is not False:
+            return hit
+        i = bisect.bisect_right(self._starts, addr) - 1
+        res = None
+        if i >= 0:
+            s, ln, dev = self._ranges[i]
+            if addr < s + ln:
+                res = (s, dev)
+        if len(self._cache) < 4096:
+            self._cache[addr] = res
+        return res
+
+    def read(self, addr: int, size: int) -> int:
+        hit = self.lookup(addr)
+        if hit is None:
+            return (1 << (8 * size)) - 1
+        return hit[1].read(addr - hit[0], size)
+
+    def write(self, addr: int, size: int, value: int) -> None:
+        hit = self.lookup(addr)
+        if hit is not None:
+            hit[1].write(addr - hit[0], size, value)
