@@ -1,0 +1,194 @@
+"""Build the Debian guest used by the tests, the demo and the benchmarks.
+
+`python -m vmm.guest.builder [--quiet] [--force]` downloads the kernel package that
+`linux-image-amd64` depends on and `busybox-static` with `apt-get download`, extracts
+`vmlinuz`, derives `vmlinux`, and writes an uncompressed cpio initramfs (busybox, /init,
+the storage/ACPI modules and their dependencies).  Results go to the cache directory
+(`.cache/guest/` in the checkout, or $VBOXPY_GUEST_CACHE) with a manifest naming the
+package versions; a second run with the same versions does nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmm.guest.cpio import CpioWriter
+from vmm.guest.init_script import INIT, POWER_BUTTON, READY_MARKER
+from vmm.guest.kmod import index_modules, load_order
+from vmm.guest.vmlinux import extract_vmlinux
+
+BUILDER_VERSION = 1
+META_PACKAGE = "linux-image-amd64"
+BUSYBOX_PACKAGE = "busybox-static"
+# Storage for the AHCI/virtio issues, ext4 for disks, button+evdev for ACPI power button.
+WANTED_MODULES = ["scsi_mod", "sd_mod", "libata", "ahci", "virtio_pci", "virtio_scsi", "virtio_blk",
+                  "crc32c_generic", "ext4", "evdev", "button"]
+
+
+class GuestBuildError(Exception):
+    """A step of the guest build failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class GuestFiles:
+    vmlinuz: Path
+    vmlinux: Path
+    initrd: Path
+
+    def exist(self) -> bool:
+        return all(p.is_file() for p in (self.vmlinuz, self.vmlinux, self.initrd))
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("VBOXPY_GUEST_CACHE")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / ".cache" / "guest"
+
+
+def guest_files(directory: Path | None = None) -> GuestFiles:
+    d = directory or cache_dir()
+    return GuestFiles(d / "vmlinuz", d / "vmlinux", d / "initrd.img")
+
+
+def find_guest() -> GuestFiles | None:
+    """The built guest, or None when `python -m vmm.guest.builder` has not been run."""
+    files = guest_files()
+    return files if files.exist() else None
+
+
+def _run(cmd: list[str], cwd: Path | None = None) -> str:
+    try:
+        res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise GuestBuildError(f"{cmd[0]} is not installed (needed to build the guest)")
+    if res.returncode != 0:
+        raise GuestBuildError(f"{' '.join(cmd)} failed: {res.stderr.strip() or res.stdout.strip()}")
+    return res.stdout
+
+
+def _candidate(package: str) -> tuple[str, str]:
+    """(version, depends line) of the package's candidate in the apt lists."""
+    out = _run(["apt-cache", "show", "--no-all-versions", package])
+    version = re.search(r"^Version: (\S+)", out, re.M)
+    deps = re.search(r"^Depends: (.*)$", out, re.M)
+    if not version:
+        raise GuestBuildError(f"apt-cache knows no version of {package} (run apt-get update)")
+    return version.group(1), deps.group(1) if deps else ""
+
+
+def resolve_packages() -> dict[str, str]:
+    """Package name -> version for the kernel image and busybox-static."""
+    _, deps = _candidate(META_PACKAGE)
+    m = re.search(r"(linux-image-[0-9][^\s,]*)", deps)
+    if not m:
+        raise GuestBuildError(f"{META_PACKAGE} does not depend on a linux-image-<version> package")
+    kernel = m.group(1)
+    return {kernel: _candidate(kernel)[0], BUSYBOX_PACKAGE: _candidate(BUSYBOX_PACKAGE)[0]}
+
+
+def _extract(work: Path, packages: dict[str, str]) -> Path:
+    _run(["apt-get", "download", "-q"] + [f"{p}={v}" for p, v in packages.items()], cwd=work)
+    root = work / "root"
+    for deb in sorted(work.glob("*.deb")):
+        _run(["dpkg-deb", "-x", str(deb), str(root)])
+    return root
+
+
+def build_initramfs(busybox: bytes, applets: list[str], modules: list[tuple[str, bytes]]) -> bytes:
+    """The cpio archive: busybox + applet links, /init, /dev/console, modules with load order."""
+    w = CpioWriter()
+    for d in ("bin", "dev", "etc", "etc/acpi", "etc/acpi/PWRF", "lib", "lib/modules", "mnt", "proc",
+              "root", "sys", "tmp"):
+        w.directory(d, 0o1777 if d == "tmp" else 0o755)
+    w.char_device("dev/console", 5, 1)
+    w.file("bin/busybox", busybox, 0o755)
+    for applet in sorted(set(applets) - {"busybox"}):
+        w.symlink(f"bin/{applet}", "busybox")
+    w.symlink("sbin", "bin")
+    w.file("init", INIT.encode(), 0o755)
+    w.file("etc/acpi/PWRF/00000080", POWER_BUTTON.encode(), 0o755)
+    for name, data in modules:
+        w.file(f"lib/modules/{name}.ko", data)
+    w.file("lib/modules/load-order", "".join(f"{n}\n" for n, _ in modules).encode())
+    return w.finish()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def build(out: Path | None = None, force: bool = False, log=print) -> GuestFiles:
+    out = out or cache_dir()
+    files = guest_files(out)
+    manifest_path = out / "manifest.json"
+    packages = resolve_packages()
+    if not force and files.exist() and manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except ValueError:
+            manifest = {}
+        if manifest.get("packages") == packages and manifest.get("builder") == BUILDER_VERSION:
+            log(f"guest up to date in {out}")
+            return files
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="vboxpy-guest-") as tmp:
+        log(f"downloading {', '.join(f'{p} {v}' for p, v in packages.items())}")
+        root = _extract(Path(tmp), packages)
+        kernels = sorted((root / "boot").glob("vmlinuz-*"))
+        if not kernels:
+            raise GuestBuildError("the kernel package has no /boot/vmlinuz-*")
+        vmlinuz = kernels[0].read_bytes()
+        kver = kernels[0].name[len("vmlinuz-"):]
+        log("deriving vmlinux")
+        vmlinux = extract_vmlinux(vmlinuz)
+        busybox_path = root / "bin" / "busybox"
+        if not busybox_path.is_file():
+            raise GuestBuildError("busybox-static has no /bin/busybox")
+        applets = _run([str(busybox_path), "--list"]).split()
+        index = index_modules(root / "lib" / "modules" / kver)
+        order = load_order(WANTED_MODULES, index)
+        modules = [(n, index[n].read_bytes()) for n in order]
+        log(f"initramfs modules: {' '.join(order)}")
+        initrd = build_initramfs(busybox_path.read_bytes(), applets, modules)
+    _write_atomic(files.vmlinuz, vmlinuz)
+    _write_atomic(files.vmlinux, vmlinux)
+    _write_atomic(files.initrd, initrd)
+    manifest = {
+        "builder": BUILDER_VERSION, "packages": packages, "kernel_release": kver, "modules": order,
+        "ready_marker": READY_MARKER,
+        "sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (files.vmlinuz,
+                                                                               files.vmlinux, files.initrd)},
+    }
+    _write_atomic(manifest_path, json.dumps(manifest, indent=2).encode())
+    log(f"guest written to {out}")
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vboxpy-guest", description="Build the Debian test guest.")
+    ap.add_argument("--quiet", action="store_true", help="print only errors")
+    ap.add_argument("--force", action="store_true", help="rebuild even if the cache is up to date")
+    ap.add_argument("--out", type=Path, help="output directory (default: the guest cache)")
+    args = ap.parse_args(argv)
+    try:
+        build(args.out, args.force, log=(lambda *_: None) if args.quiet else print)
+    except Exception as e:  # every failure is reported as one line, with a non-zero exit
+        print(f"vboxpy-guest: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The guest's /init and the ACPI power-button handler, as text placed in the initramfs.
+
+/init is PID 1 (a busybox shell script): it mounts the pseudo file systems, loads the
+storage modules, starts busybox acpid so the ACPI power button powers the guest off,
+prints the ready marker that tests and benchmarks wait for, and keeps a shell on the
+serial console.  busybox `poweroff`/`reboot` signal PID 1 (USR2/TERM), so /init traps
+those signals and performs the forced action itself.
+"""
+
+READY_MARKER = "VBOXPY-GUEST-READY"
+
+INIT = f"""#!/bin/sh
+export PATH=/bin HOME=/root PS1='vboxpy# '
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+case " $(cat /proc/cmdline) " in
+*" vboxpy.nomodules "*) ;;
+*) while read -r m; do
+       insmod "/lib/modules/$m.ko" 2>/dev/null || echo "init: module $m not loaded"
+   done < /lib/modules/load-order ;;
+esac
+[ -d /dev/input ] && acpid -c /etc/acpi
+trap 'sync; poweroff -f' USR2
+trap 'sync; reboot -f' TERM
+trap 'sync; halt -f' USR1
+echo {READY_MARKER}
+while true; do
+    setsid cttyhack sh &
+    shell=$!
+    while kill -0 $shell 2>/dev/null; do wait $shell; done
+done
+"""
+
+POWER_BUTTON = """#!/bin/sh
+exec poweroff
+"""
