@@ -1,0 +1,122 @@
+"""The CLI's thin glue to the Main API: one connection, failed calls as error blocks.
+
+Every command talks to the service only through `vboxsvc.ipc.client` (DESIGN.md layers).
+`call(context)` wraps API calls the way VBoxManage's CHECK_ERROR macros do: a VBoxError
+becomes the `error:` / `Details:` / `Context:` block and exit code 1.
+"""
+
+import contextlib
+
+from .output import CommandFailed, com_error_block, msg_lines
+
+
+class Api:
+    """Lazily opened connection shared by one command run."""
+
+    _client = None
+
+    @classmethod
+    def client(cls):
+        if cls._client is None:
+            from vboxsvc.ipc.client import connect
+
+            cls._client = connect()
+        return cls._client
+
+    @classmethod
+    def vbox(cls):
+        return cls.client().virtualbox
+
+    @classmethod
+    def session(cls):
+        return cls.client().session()
+
+    @classmethod
+    def close(cls):
+        if cls._client is not None:
+            try:
+                cls._client.close()
+            finally:
+                cls._client = None
+
+
+def is_api_error(exc: BaseException) -> bool:
+    return hasattr(exc, "result_code") and hasattr(exc, "text")
+
+
+def error_block(exc, context: str) -> str:
+    return com_error_block(str(getattr(exc, "text", "") or ""), int(exc.result_code),
+                           str(getattr(exc, "component", "") or ""),
+                           str(getattr(exc, "interface", "") or ""), context)
+
+
+@contextlib.contextmanager
+def call(expr: str, line: int, file: str):
+    """CHECK_ERROR: API errors inside the block print VirtualBox's error block, exit 1."""
+    try:
+        yield
+    except CommandFailed:
+        raise
+    except Exception as exc:
+        if not is_api_error(exc):
+            raise
+        raise CommandFailed(error_block(exc, f'"{expr}" at line {line} of file {file}')) from exc
+
+
+def lock_type(name: str):
+    from vboxsvc.api import LockType
+
+    return getattr(LockType, name)
+
+
+@contextlib.contextmanager
+def locked(machine, kind: str, expr: str = "LockMachine(a->session, LockType_Write)",
+           line: int = 0, file: str = "VBoxManage.cpp"):
+    """Lock `machine` with a new session (`kind` = Write or Shared); always unlock."""
+    session = Api.session()
+    with call(expr.replace("LockType_Write", f"LockType_{kind}"), line, file):
+        machine.lock_machine(session, lock_type(kind))
+    try:
+        yield session
+    finally:
+        try:
+            session.unlock_machine()
+        except Exception:
+            pass
+
+
+def find_machine(name: str, line: int = 0, file: str = "VBoxManage.cpp"):
+    with call("FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())", line, file):
+        return Api.vbox().find_machine(name)
+
+
+def progress_error(progress, human: str, context: str) -> CommandFailed:
+    """CHECK_PROGRESS_ERROR: a human line, then the progress's error info block."""
+    info = None
+    try:
+        info = progress.error_info
+    except Exception:
+        info = None
+    code = int(progress.result_code)
+    if info is None:
+        return CommandFailed(msg_lines("error: ", human) + com_error_block("", code, "", "", context))
+
+    def _get(name, default=""):
+        try:
+            return getattr(info, name)
+        except Exception:
+            return default
+
+    text = str(_get("text") or "")
+    comp = str(_get("component") or "")
+    iface = str(_get("interface") or _get("interface_name") or "")
+    rc = int(_get("result_code", code) or code)
+    return CommandFailed(msg_lines("error: ", human) + com_error_block(text, rc, comp, iface, context))
+
+
+def wait(progress, human: str, context: str) -> None:
+    """showProgress + CHECK_PROGRESS_ERROR."""
+    from .progress import show_progress
+
+    if show_progress(progress) != 0:
+        raise progress_error(progress, human, context)

@@ -1,0 +1,91 @@
+"""VBoxManage's message and error formatting (reference §1.2) and exit codes (§1.1).
+
+Commands raise the exceptions below; main() turns them into the exact stderr text and
+exit code VBoxManage produces, so every command reports failures the same way.
+"""
+
+import sys
+
+from .names import result_name
+
+PROG = "VBoxManage"
+VERSION = "7.1.6"
+REVISION = "167084"
+LOGO = (f"Oracle VirtualBox Command Line Management Interface Version {VERSION}\n"
+        "Copyright (C) 2005-2025 Oracle and/or its affiliates\n")
+
+EXIT_SUCCESS, EXIT_FAILURE, EXIT_SYNTAX = 0, 1, 2
+
+
+class State:
+    """Process-wide flags (set by main from the global options)."""
+
+    nologo = False
+    detailed_progress = False
+    logo_shown = False
+
+
+def show_logo(stream) -> None:
+    if State.nologo or State.logo_shown:
+        return
+    State.logo_shown = True
+    stream.write(LOGO + "\n")
+
+
+def msg_lines(prefix: str, text: str) -> str:
+    """RTMsgError style: every line of `text` gets `VBoxManage: <prefix>`; empty lines stay bare."""
+    out = []
+    for line in text.split("\n"):
+        out.append(f"{PROG}: {prefix}{line}" if line else "")
+    return "\n".join(out) + "\n"
+
+
+def error(text: str) -> None:
+    sys.stderr.write(msg_lines("error: ", text))
+
+
+def warning(text: str) -> None:
+    sys.stderr.write(msg_lines("warning: ", text))
+
+
+class CommandFailed(Exception):
+    """A handler failed after printing (or carrying) its error block: exit 1."""
+
+    def __init__(self, text: str = "", code: int = EXIT_FAILURE):
+        super().__init__(text)
+        self.text = text
+        self.code = code
+
+
+class SyntaxFailure(Exception):
+    """errorSyntax: logo, error line, blank line, brief usage of `command`; exit 2."""
+
+    def __init__(self, text: str, command: str | None = None):
+        super().__init__(text)
+        self.text = text
+        self.command = command
+
+
+class ArgumentFailure(Exception):
+    """errorArgument: only the error line; exit 2."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+
+def com_error_block(text: str, code: int, component: str, interface: str, context: str) -> str:
+    """GluePrintErrorInfo + GluePrintErrorContext for a failed API call."""
+    details = [f"code {result_name(code)} (0x{code & 0xFFFFFFFF:08x})"]
+    if component:
+        details.append(f"component {component}")
+    if interface:
+        details.append(f"interface {interface}")
+        details.append("callee nsISupports")
+    body = text if text else f"Code {result_name(code)} (extended info not available)"
+    block = msg_lines("error: ", body)
+    if text:
+        block += msg_lines("error: ", "Details: " + ", ".join(details))
+    if context:
+        block += msg_lines("error: ", f"Context: {context}")
+    return block

@@ -1,0 +1,122 @@
+"""`list` layouts (reference §1.5) and showmediuminfo (§1.8), from plain data.
+
+Media are dicts {uuid, parent, state, type, location, format, variant, logical_size,
+size, description, auto_reset, in_use: [(name, uuid)], children: [...], ...}.
+"""
+
+from .names import MEDIUM_STATES, MEDIUM_TYPES, PROCESSOR_FEATURES
+
+
+def vms(entries: list[tuple[str, str]]) -> str:
+    return "".join(f'"{name}" {{{uuid}}}\n' for name, uuid in entries)
+
+
+def _medium_type(medium: dict) -> str:
+    kind = MEDIUM_TYPES.get(medium["type"], "normal")
+    if kind == "normal":
+        return "normal (differencing)" if medium.get("parent") else "normal (base)"
+    return kind
+
+
+def media(items: list[dict]) -> str:
+    """list hdds/dvds/floppies: depth-first over children, 16-column values."""
+    out: list[str] = []
+
+    def walk(m: dict) -> None:
+        out.append(f"{'UUID:':<16}{m['uuid']}\n")
+        out.append(f"{'Parent UUID:':<16}{m.get('parent') or 'base'}\n")
+        out.append(f"{'State:':<16}{MEDIUM_STATES.get(m['state'], 'unknown')}\n")
+        out.append(f"{'Type:':<16}{_medium_type(m)}\n")
+        out.append(f"{'Location:':<16}{m['location']}\n")
+        out.append(f"{'Storage format:':<16}{m['format']}\n")
+        out.append(f"{'Capacity:':<16}{m['logical_size'] >> 20} MBytes\n")
+        out.append(f"{'Encryption:':<16}disabled\n\n")
+        for child in m.get("children", []):
+            walk(child)
+
+    for item in items:
+        walk(item)
+    return "".join(out)
+
+
+def variant_text(bits: int, is_diff: bool) -> str:
+    kind = "differencing" if is_diff or bits & 0x20000 else ("fixed" if bits & 0x10000 else "dynamic")
+    if bits & 0x1:
+        sub = "split2G"
+    elif bits & 0x4:
+        sub = "streamOptimized"
+    elif bits & 0x8:
+        sub = "ESX"
+    else:
+        sub = "default"
+    return f"{kind} {sub}"
+
+
+def medium_info(m: dict) -> str:
+    out = [f"{'UUID:':<16}{m['uuid']}\n", f"{'Parent UUID:':<16}{m.get('parent') or 'base'}\n",
+           f"{'State:':<16}{MEDIUM_STATES.get(m['state'], 'unknown')}\n"]
+    if m["state"] == 4 and m.get("access_error"):
+        out.append(f"{'Access Error:':<16}{m['access_error']}\n")
+    if m.get("description"):
+        out.append(f"{'Description:':<16}{m['description']}\n")
+    out.append(f"{'Type:':<16}{_medium_type(m)}\n")
+    if m.get("parent"):
+        out.append(f"{'Auto-Reset:':<16}{'on' if m.get('auto_reset') else 'off'}\n")
+    out += [f"{'Location:':<16}{m['location']}\n", f"{'Storage format:':<16}{m['format']}\n",
+            f"{'Format variant:':<16}{variant_text(m.get('variant', 0), bool(m.get('parent')))}\n",
+            f"{'Capacity:':<16}{m['logical_size'] >> 20} MBytes\n",
+            f"{'Size on disk:':<16}{m['size'] >> 20} MBytes\n", f"{'Encryption:':<16}disabled\n"]
+    for i, (key, value) in enumerate(sorted(m.get("properties", {}).items())):
+        out.append(f"{'Property:' if i == 0 else '':<16}{key}={value}\n")
+    for i, (name, uuid) in enumerate(m.get("in_use", [])):
+        out.append(f"{'In use by VMs:' if i == 0 else '':<16}{name} (UUID: {uuid})\n")
+    for i, child in enumerate(m.get("child_ids", [])):
+        out.append(f"{'Child UUIDs:' if i == 0 else '':<16}{child}\n")
+    return "".join(out)
+
+
+def ostypes(types: list[dict], long: bool) -> str:
+    """7.1 layout: header, then a block per guest OS type."""
+    out = ["Supported guest OS types:\n\n"]
+    for t in types:
+        arch = "x86 (64-bit)" if t["is64"] else "x86 (32-bit)"
+        if t.get("arch") == 2:
+            arch = "ARM (64-bit)" if t["is64"] else "ARM (32-bit)"
+        if long:
+            out += [f"{'ID:':<18} {t['id']}\n", f"{'Description:':<18} {t['description']}\n",
+                    f"{'Family ID:':<18} {t['family_id']}\n", f"{'Family Desc:':<18} {t['family_desc']}\n",
+                    f"{'OS Subtype:':<18} {t.get('subtype', '')}\n", f"{'Architecture:':<18} {arch}\n",
+                    f"{'64 bit:':<18} {'true' if t['is64'] else 'false'}\n\n"]
+        else:
+            family = t["family_id"]
+            if t.get("subtype"):
+                family = f"{family} / {t['subtype']}"
+            out += [f"ID / Description: {t['id']} -- {t['description']}\n",
+                    f"{'Family:':<18}{family} ({t['family_desc']})\n", f"{'Architecture:':<18}{arch}\n\n"]
+    return "".join(out)
+
+
+def hostinfo(h: dict) -> str:
+    out = ["Host Information:\n\n", f"Host time: {h['time']}\n",
+           f"Processor online count: {h['online_count']}\n", f"Processor count: {h['count']}\n",
+           f"Processor online core count: {h['online_cores']}\n", f"Processor core count: {h['cores']}\n"]
+    for feature, label in PROCESSOR_FEATURES:
+        out.append(f"Processor supports {label}: {'yes' if h['features'].get(feature) else 'no'}\n")
+    for i, (speed, desc) in enumerate(h["cpus"]):
+        out.append(f"Processor#{i} speed: {f'{speed} MHz' if speed else 'unknown'}\n")
+        out.append(f"Processor#{i} description: {desc}\n")
+    out += [f"Memory size: {h['memory']} MByte\n", f"Memory available: {h['memory_available']} MByte\n",
+            f"Operating system: {h['os']}\n", f"Operating system version: {h['os_version']}\n"]
+    return "".join(out)
+
+
+def host_time(ms: int) -> str:
+    """RTTimeSpecToString with room for the `Z`: 9 fraction digits."""
+    import datetime
+
+    when = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{(ms % 1000) * 1000000:09d}Z"
+
+
+def systemproperties(rows: list[tuple[str, object]]) -> str:
+    return "".join(f"{label:<33}{value}\n" for label, value in rows)

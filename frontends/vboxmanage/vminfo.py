@@ -1,0 +1,150 @@
+"""Reads one machine through the Main API into the plain dict the showvminfo renderers take.
+
+Keeping API access here and formatting in render_vminfo means the layouts are tested on
+plain data and `--json` prints the very same facts.  Values are the API's (IMachine,
+IPlatform/IPlatformX86, IFirmwareSettings, IGraphicsAdapter, controllers, adapters, ports);
+enum values are kept as ints and named by the renderers.
+"""
+
+from .names import enum_int
+
+HID_POINTING = {1: "none", 2: "ps2mouse", 3: "usbmouse", 4: "usbtablet", 5: "combomouse", 6: "usbmultitouch",
+                7: "usbmtscreenpluspad"}
+HID_KEYBOARD = {1: "none", 2: "ps2kbd", 3: "usbkbd", 4: "combokbd"}
+BOOT_MENU = {0: "disabled", 1: "menuonly", 2: "messageandmenu"}
+APIC_MODE = {0: "disabled", 1: "apic", 2: "x2apic"}
+IOMMU = {0: "none", 1: "automatic", 2: "amd", 3: "intel"}
+PROC_PRIORITY = {0: "invalid", 1: "default", 2: "flat", 3: "low", 5: "normal", 6: "high"}
+ARCH = {0: "none", 1: "x86", 2: "ARM"}
+NIC_SLOTS = {1: 8, 2: 36}  # PIIX3 / ICH9
+UART_SLOTS = 4
+EXTRA_BOOT = (("boot_kernel", "vboxpy/BootKernel"), ("boot_initrd", "vboxpy/BootInitrd"),
+              ("boot_cmdline", "vboxpy/BootCmdline"))
+
+
+def os_description(vbox, os_type_id: str) -> str:
+    """showvminfo prints the OS type's description, falling back to the id."""
+    try:
+        return vbox.get_guest_os_type(os_type_id).description
+    except Exception:
+        return os_type_id
+
+
+def collect(vbox, machine) -> dict:
+    if not machine.accessible:
+        return {"accessible": False, "uuid": machine.id, "cfg_file": machine.settings_file_path,
+                "access_error": _access_error(machine)}
+    from vboxsvc.api.enums import CPUPropertyTypeX86 as Cpu
+    from vboxsvc.api.enums import HWVirtExPropertyType as Hw
+
+    platform = machine.platform
+    x86 = platform.x86
+    fw = machine.firmware_settings
+    gfx = machine.graphics_adapter
+    chipset = enum_int(platform.chipset_type)
+    os_id = machine.os_type_id
+    info = {
+        "accessible": True, "name": machine.name, "groups": list(machine.groups),
+        "platform_arch": ARCH.get(enum_int(platform.architecture), "x86"),
+        "os_type_id": os_id, "os_type": os_description(vbox, os_id), "uuid": machine.id,
+        "cfg_file": machine.settings_file_path, "snapshot_folder": machine.snapshot_folder,
+        "log_folder": machine.log_folder, "hardware_uuid": machine.hardware_uuid or machine.id,
+        "memory": machine.memory_size, "page_fusion": bool(machine.page_fusion_enabled),
+        "vram": gfx.vram_size, "cpu_exec_cap": machine.cpu_execution_cap, "cpu_profile": machine.cpu_profile,
+        "chipset": chipset, "firmware": enum_int(fw.firmware_type), "cpus": machine.cpu_count,
+        "hpet": bool(x86.hpet_enabled),
+        "pae": bool(x86.get_cpu_property(Cpu.PAE)), "longmode": bool(x86.get_cpu_property(Cpu.LongMode)),
+        "triplefaultreset": bool(x86.get_cpu_property(Cpu.TripleFaultReset)),
+        "apic": bool(x86.get_cpu_property(Cpu.APIC)), "x2apic": bool(x86.get_cpu_property(Cpu.X2APIC)),
+        "nested_hw_virt": bool(x86.get_cpu_property(Cpu.HWVirt)),
+        "hwvirtex": bool(x86.get_hw_virt_ex_property(Hw.Enabled)),
+        "nestedpaging": bool(x86.get_hw_virt_ex_property(Hw.NestedPaging)),
+        "largepages": bool(x86.get_hw_virt_ex_property(Hw.LargePages)),
+        "vtxvpid": bool(x86.get_hw_virt_ex_property(Hw.VPID)),
+        "vtxux": bool(x86.get_hw_virt_ex_property(Hw.UnrestrictedExecution)),
+        "virtvmsavevmload": bool(x86.get_hw_virt_ex_property(Hw.VirtVmsaveVmload)),
+        "cpuid_portability_level": machine.cpuid_portability_level,
+        "bootmenu": BOOT_MENU.get(enum_int(fw.boot_menu_mode), "messageandmenu"),
+        "boot": [enum_int(machine.get_boot_order(i)) for i in range(1, 5)],
+        "acpi": bool(fw.acpi_enabled), "ioapic": bool(fw.ioapic_enabled),
+        "biosapic": APIC_MODE.get(enum_int(fw.apic_mode), "apic"), "time_offset": int(fw.time_offset),
+        "nvram_file": "", "rtc_utc": bool(platform.rtc_use_utc),
+        "iommu": IOMMU.get(enum_int(platform.iommu_type), "none"),
+        "paravirt": enum_int(machine.paravirt_provider),
+        "eff_paravirt": enum_int(machine.get_effective_paravirt_provider()),
+        "state": enum_int(machine.state), "state_change_ms": int(machine.last_state_change),
+        "state_file": machine.state_file_path or "",
+        "graphics": enum_int(gfx.graphics_controller_type), "monitor_count": gfx.monitor_count,
+        "accelerate3d": False,
+        "autostart_enabled": bool(machine.autostart_enabled), "autostart_delay": machine.autostart_delay,
+        "default_frontend": machine.default_frontend or "",
+        "vm_process_priority": PROC_PRIORITY.get(enum_int(machine.vm_process_priority), "default"),
+        "controllers": controllers(machine),
+        "nics": [nic(machine.get_network_adapter(slot)) for slot in range(NIC_SLOTS.get(chipset, 8))],
+        "hid_pointing": HID_POINTING.get(enum_int(machine.pointing_hid_type), "ps2mouse"),
+        "hid_keyboard": HID_KEYBOARD.get(enum_int(machine.keyboard_hid_type), "ps2kbd"),
+        "uarts": [uart(machine.get_serial_port(slot)) for slot in range(UART_SLOTS)],
+        "description": machine.description or "",
+        "snapshots": None, "current_snapshot": "",
+    }
+    for key, extra in EXTRA_BOOT:
+        info[key] = machine.get_extra_data(extra)
+    return info
+
+
+def _access_error(machine) -> str:
+    try:
+        err = machine.access_error
+        return err.text if err is not None else ""
+    except Exception:
+        return ""
+
+
+def controllers(machine) -> list[dict]:
+    out = []
+    attachments = list(machine.medium_attachments)
+    for ctl in machine.storage_controllers:
+        name = ctl.name
+        atts = []
+        for att in attachments:
+            if att.controller != name:
+                continue
+            medium = att.medium
+            atts.append({
+                "port": att.port, "device": att.device, "type": enum_int(att.type),
+                "medium": None if medium is None else {"uuid": medium.id, "location": medium.location},
+                "hotpluggable": bool(att.hot_pluggable), "nonrotational": bool(att.non_rotational),
+                "discard": bool(att.discard), "passthrough": bool(att.passthrough),
+                "temp_eject": bool(att.temporary_eject), "is_ejected": bool(att.is_ejected),
+            })
+        out.append({"name": name, "type": enum_int(ctl.controller_type), "bus": enum_int(ctl.bus),
+                    "instance": ctl.instance, "max_ports": ctl.max_port_count, "ports": ctl.port_count,
+                    "devices_per_port": ctl.max_devices_per_port_count, "bootable": bool(ctl.bootable),
+                    "host_io_cache": bool(ctl.use_host_io_cache), "attachments": atts})
+    return out
+
+
+_NIC_NETWORK_ATTR = {2: "bridged_interface", 3: "internal_network", 4: "host_only_interface",
+                     5: "generic_driver", 6: "nat_network"}
+
+
+def nic(adapter) -> dict:
+    kind = enum_int(adapter.attachment_type)
+    attr = _NIC_NETWORK_ATTR.get(kind)
+    return {"slot": adapter.slot, "enabled": bool(adapter.enabled), "mac": adapter.mac_address,
+            "attachment": kind, "cable": bool(adapter.cable_connected), "type": enum_int(adapter.adapter_type),
+            "speed": int(adapter.line_speed), "network": getattr(adapter, attr) if attr else ""}
+
+
+def uart(port) -> dict:
+    return {"slot": port.slot, "enabled": bool(port.enabled), "io": int(port.io_address), "irq": int(port.irq),
+            "mode": enum_int(port.host_mode), "server": bool(port.server), "path": port.path or "",
+            "type": enum_int(port.uart_type)}
+
+
+def machine_list_entry(machine) -> tuple[str, str]:
+    """(name, uuid) for `list vms`; inaccessible machines show `<inaccessible>`."""
+    uuid = machine.id
+    if not machine.accessible:
+        return "<inaccessible>", uuid
+    return machine.name, uuid
