@@ -1,0 +1,165 @@
+"""The one schema of the Main API: interfaces, attributes and methods, in xidl names.
+
+The text in `interfaces.py` lists every interface the bus carries with VirtualBox's own
+(camelCase) member names; this module parses it once and derives the Python names with
+the mechanical snake_case mapping (createMachine -> create_machine, CPUCount -> cpu_count).
+The server dispatcher, the client proxies and the argument checks all read this schema,
+so they cannot drift apart (tests/unit/vboxsvc/test_schema.py checks the implementations).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+from . import enums
+from .interfaces import SCHEMA_TEXT
+
+_SNAKE1 = re.compile(r"([A-Z]+)([A-Z][a-z])")
+_SNAKE2 = re.compile(r"([a-z\d])([A-Z])")
+
+
+def snake(name: str) -> str:
+    """VirtualBox name -> Python name: createMachine -> create_machine, HWVirtExProperty -> hw_virt_ex_property."""
+    return _SNAKE2.sub(r"\1_\2", _SNAKE1.sub(r"\1_\2", name)).lower()
+
+
+SCALARS = {"str": str, "int": int, "bool": bool, "bytes": bytes, "float": float, "any": object}
+
+
+@dataclass(frozen=True)
+class Type:
+    """A member type: a scalar, an enum, an interface (object reference), an event value, or a list of one."""
+    name: str
+    is_list: bool = False
+
+    @property
+    def is_interface(self) -> bool:
+        return self.name.startswith("I") and self.name[1:2].isupper()
+
+    @property
+    def enum(self):
+        return getattr(enums, self.name, None) if not self.is_interface else None
+
+    def __str__(self) -> str:
+        return f"[{self.name}]" if self.is_list else self.name
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str          # Python (snake) name
+    xidl: str
+    type: Type
+    has_default: bool = False
+    default: object = None
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    xidl: str
+    type: Type
+    readonly: bool
+    interface: str
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    xidl: str
+    params: tuple[Param, ...]
+    returns: Type | None
+    interface: str
+
+
+@dataclass
+class Interface:
+    name: str
+    doc: str = ""
+    attributes: dict[str, Attribute] = field(default_factory=dict)
+    methods: dict[str, Method] = field(default_factory=dict)
+
+    def member(self, name: str) -> Attribute | Method | None:
+        return self.attributes.get(name) or self.methods.get(name)
+
+
+_ATTR = re.compile(r"^(?P<name>\w+)\s*:\s*(?P<type>\[?\w+\]?)\s*(?P<rw>rw)?$")
+_METH = re.compile(r"^(?P<name>\w+)\((?P<params>.*)\)\s*(->\s*(?P<ret>\[?\w+\]?))?$")
+
+
+def _type(text: str, where: str) -> Type:
+    text = text.strip()
+    is_list = text.startswith("[")
+    name = text.strip("[]")
+    t = Type(name, is_list)
+    if name not in SCALARS and not t.is_interface and t.enum is None and name != "IEvent":
+        raise ValueError(f"schema: unknown type {text!r} in {where}")
+    return t
+
+
+def _params(text: str, where: str) -> tuple[Param, ...]:
+    out = []
+    for part in filter(None, (p.strip() for p in _split(text))):
+        decl, eq, default = part.partition("=")
+        pname, _, ptype = decl.partition(":")
+        out.append(Param(snake(pname.strip()), pname.strip(), _type(ptype, where), bool(eq),
+                         ast.literal_eval(default.strip()) if eq else None))
+    return tuple(out)
+
+
+def _split(text: str) -> list[str]:
+    # commas inside [..] or quotes do not separate parameters
+    parts, depth, cur, quote = [], 0, "", ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+            continue
+        cur += ch
+    parts.append(cur)
+    return parts
+
+
+def parse(text: str) -> dict[str, Interface]:
+    ifaces: dict[str, Interface] = {}
+    cur: Interface | None = None
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        where = f"line {lineno}"
+        if not raw.startswith(" "):
+            name = line.rstrip(":").strip()
+            cur = ifaces.setdefault(name, Interface(name))
+            continue
+        assert cur is not None, where
+        line = line.strip()
+        if m := _METH.match(line):
+            name = snake(m["name"])
+            ret = _type(m["ret"], where) if m["ret"] else None
+            cur.methods[name] = Method(name, m["name"], _params(m["params"], where), ret, cur.name)
+        elif m := _ATTR.match(line):
+            name = snake(m["name"])
+            cur.attributes[name] = Attribute(name, m["name"], _type(m["type"], where), not m["rw"], cur.name)
+        else:
+            raise ValueError(f"schema: cannot parse {where}: {raw!r}")
+    return ifaces
+
+
+INTERFACES: dict[str, Interface] = parse(SCHEMA_TEXT)
+
+
+def interface(name: str) -> Interface:
+    try:
+        return INTERFACES[name]
+    except KeyError:
+        raise KeyError(f"unknown interface {name!r}") from None

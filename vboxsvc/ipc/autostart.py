@@ -1,0 +1,104 @@
+"""Start the service on demand, as VirtualBox's XPCOM glue starts VBoxSVC.
+
+A client that finds nobody listening on the endpoint takes the spawn lock, looks again,
+and if still nobody listens spawns `vboxsvc --automate --inherit-startup-pipe <fd>` (it
+daemonizes itself) and blocks until the service writes `READY` on that pipe. Any number of
+clients racing end up with one service: the lock serializes spawning, and the service
+itself refuses to run twice for one home (it holds its pid file locked).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+
+from ..api import errors as rc
+from ..api.errors import VBoxError
+from . import paths
+
+START_TIMEOUT_S = 20.0
+
+
+def probe(path: str) -> bool:
+    """True if something (the service, or systemd holding its socket) listens on the endpoint."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTSOCK):
+            return False
+        raise
+    finally:
+        s.close()
+
+
+def service_command() -> list[str]:
+    return [sys.executable, "-m", "vboxsvc.server.main"]
+
+
+def _package_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def ensure_service(timeout: float = START_TIMEOUT_S) -> None:
+    path = paths.socket_path()
+    if probe(path):
+        return
+    with open(paths.spawn_lock_path(), "a+") as lock:
+        os.chmod(lock.name, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if probe(path):
+            return
+        _spawn(path, timeout)
+
+
+def _spawn(path: str, timeout: float) -> None:
+    r, w = os.pipe()
+    env = dict(os.environ)
+    root = _package_root()
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    try:
+        proc = subprocess.Popen(
+            service_command() + ["--automate", "--inherit-startup-pipe", str(w)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(w,), env=env, cwd="/", start_new_session=True)
+    finally:
+        os.close(w)
+    try:
+        got = _read_ready(r, timeout)
+    finally:
+        os.close(r)
+        # the direct child exits once the daemon has forked; reap it
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    if got == b"READY" or probe(path):
+        return
+    raise VBoxError(rc.NS_ERROR_CALL_FAILED,
+                    "Failed to start the VirtualBox service (vboxsvc); see VBoxSVC.log in the "
+                    "VirtualBox home folder", "IVirtualBoxClient", "VirtualBoxClientWrap")
+
+
+def _read_ready(fd: int, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while len(data) < 5:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            break
+        chunk = os.read(fd, 5 - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data

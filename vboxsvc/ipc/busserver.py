@@ -1,0 +1,439 @@
+"""The service side of the bus: one ROUTER socket, one thread, no business logic.
+
+It verifies frames (signature, size, replay), keeps track of connected clients (a session
+id per client process, its call and callee channels, its PID watched through a pidfd so a
+death is noticed at once), runs calls on the service's own objects through the dispatcher,
+forwards calls on objects owned by clients (IConsole in the VM process) to their owner and
+routes the answer back, and never blocks: long results come back as Deferreds. Other
+threads hand work to the loop with `post`. The service plugs in through a `Host`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+
+import zmq
+
+from ..api import errors as rc
+from ..api.errors import VBoxError
+from . import dispatcher as dsp
+from .dispatcher import Deferred, ObjectTable, RemoteRef
+from .wire import CALL, CALLEE, MAX_FRAME, Codec, FrameError, Ref, ReplayGuard, now_ms, sign, verify
+
+log = logging.getLogger("vboxsvc.bus")
+
+SERVICE_SID = b"\0" * 16
+
+
+class ClientInfo:
+    """One connected client process (one `connect()`)."""
+
+    __slots__ = ("sid", "pid", "pidfd", "call_id", "callee_id", "token", "name", "alive", "data")
+
+    def __init__(self, sid: bytes, pid: int, token: str | None, name: str):
+        self.sid, self.pid, self.token, self.name = sid, pid, token, name
+        self.pidfd: int | None = None
+        self.call_id: bytes | None = None
+        self.callee_id: bytes | None = None
+        self.alive = True
+        self.data: dict = {}  # the host's per-client bookkeeping
+
+
+class Host:
+    """What the service provides to the bus."""
+
+    def on_hello(self, client: ClientInfo) -> dict:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def on_client_gone(self, client: ClientInfo) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class _Timer:
+    __slots__ = ("when", "fn", "cancelled", "seq")
+
+    def __init__(self, when, fn, seq):
+        self.when, self.fn, self.seq, self.cancelled = when, fn, seq, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __lt__(self, other) -> bool:
+        return (self.when, self.seq) < (other.when, other.seq)
+
+
+class BusServer:
+    def __init__(self, key: bytes, host: Host, table: ObjectTable | None = None):
+        self.key = key
+        self.host = host
+        self.table = table or ObjectTable(b"")
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME + 4096)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SNDHWM, 100_000)
+        self.sock.setsockopt(zmq.RCVHWM, 100_000)
+        self.codec = Codec(self._to_ref, self._from_ref)
+        self.guard = ReplayGuard()
+        self.clients: dict[bytes, ClientInfo] = {}
+        self._by_pidfd: dict[int, ClientInfo] = {}
+        self._seq = itertools.count(1)
+        self._fwd_ids = itertools.count(1)
+        self._pending: dict[int, tuple[Deferred, bytes]] = {}   # forwarded call id -> (deferred, owner sid)
+        self._timers: list[_Timer] = []
+        self._timer_seq = itertools.count()
+        self._posted: list[Callable] = []
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._extra_fds: dict[int, Callable[[], None]] = {}
+        self._running = False
+        self.stats = {"frames": 0, "dropped": 0}
+
+    # --- transport setup -------------------------------------------------------------
+    def bind(self, endpoint: str) -> None:
+        self.sock.bind(endpoint)
+
+    def adopt(self, fd: int, endpoint: str) -> None:
+        """Use a listening socket passed by systemd (LISTEN_FDS) instead of binding a new one."""
+        self.sock.setsockopt(zmq.USE_FD, fd)
+        self.sock.bind(endpoint)
+
+    # --- references ------------------------------------------------------------------
+    def _to_ref(self, obj) -> Ref | None:
+        if getattr(obj, "__interface__", None) is None:
+            return None
+        return self.table.ref(obj)
+
+    def _from_ref(self, ref: Ref):
+        if ref.owner == b"":
+            obj = self.table.get(ref.oid)
+            if obj is None:
+                raise _UnknownObject(ref)
+            return obj
+        return RemoteRef(ref.owner, ref.oid, ref.iface)
+
+    # --- loop helpers usable by the host -----------------------------------------------
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run fn on the loop thread (thread-safe)."""
+        self._posted.append(fn)
+        os.eventfd_write(self._wake_fd, 1)
+
+    def call_later(self, delay_s: float, fn: Callable[[], None]) -> _Timer:
+        t = _Timer(time.monotonic() + delay_s, fn, next(self._timer_seq))
+        heapq.heappush(self._timers, t)
+        return t
+
+    def watch_fd(self, fd: int, fn: Callable[[], None]) -> None:
+        self._extra_fds[fd] = fn
+
+    def unwatch_fd(self, fd: int) -> None:
+        self._extra_fds.pop(fd, None)
+
+    def stop(self) -> None:
+        self._running = False
+        self.post(lambda: None)
+
+    def call_remote(self, target: Ref, kind: int, member: str, args=(), kwargs=None) -> Deferred:
+        """Call a member of an object living in a client process; the Deferred gets the answer."""
+        d = Deferred()
+        owner = self.clients.get(target.owner)
+        if owner is None or not owner.alive or owner.callee_id is None:
+            d.fail(VBoxError(rc.NS_ERROR_CALL_FAILED,
+                             f"The process owning this {target.iface} object is gone", target.iface, ""))
+            return d
+        fid = next(self._fwd_ids)
+        self._pending[fid] = (d, owner.sid)
+        msg = {"op": "call", "i": fid, "o": Ref(target.owner, target.oid, target.iface),
+               "m": member, "k": kind, "a": list(args)}
+        if kwargs:
+            msg["w"] = kwargs
+        self._send(owner.callee_id, msg)
+        return d
+
+    # --- sending ---------------------------------------------------------------------
+    def _send(self, ident: bytes, msg: dict) -> None:
+        msg["s"], msg["c"], msg["q"], msg["t"] = SERVICE_SID, CALL, next(self._seq), now_ms()
+        try:
+            body = self.codec.pack(msg)
+        except (TypeError, ValueError) as e:
+            log.error("unsendable reply: %s", e)
+            i = msg.get("i", 0)
+            body = self.codec.pack({"op": "err", "i": i, "s": SERVICE_SID, "c": CALL, "q": next(self._seq),
+                                    "t": now_ms(), "e": [rc.E_FAIL, f"unsendable result: {e}", "", ""]})
+        if len(body) > MAX_FRAME:
+            body = self.codec.pack({"op": "err", "i": msg.get("i", 0), "s": SERVICE_SID, "c": CALL,
+                                    "q": next(self._seq), "t": now_ms(),
+                                    "e": [rc.E_INVALIDARG, "The result is too large for the bus", "", ""]})
+        try:
+            self.sock.send_multipart([ident] + sign(self.key, body), flags=zmq.NOBLOCK)
+        except zmq.ZMQError as e:  # peer gone (ROUTER_MANDATORY) or its queue is full
+            log.debug("cannot send to %s: %s", ident.hex(), e)
+
+    def _reply(self, ident: bytes, cid, value=None, error: VBoxError | None = None) -> None:
+        if error is not None:
+            self._send(ident, {"op": "err", "i": cid, "e": error.to_wire()})
+        else:
+            self._send(ident, {"op": "ret", "i": cid, "r": value})
+
+    # --- receiving -------------------------------------------------------------------
+    def _on_frame(self, parts: list[bytes]) -> None:
+        self.stats["frames"] += 1
+        ident = parts[0]
+        try:
+            body = verify(self.key, parts[1:])
+            msg = self.codec.unpack(body)
+            if not isinstance(msg, dict):
+                raise FrameError("body is not a map")
+            sid, chan = self.guard.check(msg)
+        except _UnknownObject:
+            # a signed frame naming an object we do not have: still check who sent it
+            self._unknown_object_frame(ident, parts)
+            return
+        except FrameError as e:
+            self.stats["dropped"] += 1
+            log.info("dropped frame from %s: %s", ident.hex(), e)
+            return
+        op = msg.get("op")
+        client = self.clients.get(sid)
+        if op == "hello":
+            self._hello(ident, sid, chan, msg, client)
+            return
+        if client is None or not client.alive or ident != (client.call_id if chan == CALL else client.callee_id):
+            self.stats["dropped"] += 1
+            log.info("dropped %r frame from unknown session %s", op, sid.hex())
+            return
+        if op == "call":
+            self._call(ident, client, msg)
+        elif op in ("ret", "err") and chan == CALLEE:
+            self._answer(client, msg)
+        elif op == "bye":
+            self._reply(ident, msg.get("i"))
+            self.client_gone(client)
+        else:
+            self._reply(ident, msg.get("i"), error=VBoxError(rc.E_INVALIDARG, f"unknown operation {op!r}"))
+
+    def _unknown_object_frame(self, ident: bytes, parts: list[bytes]) -> None:
+        # decode again without resolving references, to answer the caller with a clear error
+        import msgpack
+        try:
+            msg = msgpack.unpackb(parts[1], raw=False, strict_map_key=False,
+                                  ext_hook=lambda c, d: msgpack.ExtType(c, d))
+            sid, _ = self.guard.check(msg)
+        except Exception:
+            self.stats["dropped"] += 1
+            return
+        client = self.clients.get(sid)
+        if client is not None and ident in (client.call_id, client.callee_id):
+            self._reply(ident, msg.get("i"), error=VBoxError(
+                rc.E_INVALIDARG, "The object reference is not valid (the object does not exist or was released)"))
+
+    def _hello(self, ident: bytes, sid: bytes, chan: int, msg: dict, client: ClientInfo | None) -> None:
+        pid, cid = msg.get("pid"), msg.get("i")
+        if client is None:
+            if not isinstance(pid, int) or pid <= 0:
+                self._reply(ident, cid, error=VBoxError(rc.E_INVALIDARG, "hello without a valid pid"))
+                return
+            token = msg.get("token") if isinstance(msg.get("token"), str) else None
+            name = msg.get("name") if isinstance(msg.get("name"), str) else ""
+            client = ClientInfo(sid, pid, token, name[:200])
+            try:
+                client.pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                self._reply(ident, cid, error=VBoxError(rc.E_ACCESSDENIED, f"no process with pid {pid}"))
+                return
+            except OSError:
+                client.pidfd = None  # no pidfd support: the periodic liveness check covers it
+            if client.pidfd is not None:
+                self._by_pidfd[client.pidfd] = client
+            self.clients[sid] = client
+        elif not client.alive or pid != client.pid:
+            self._reply(ident, cid, error=VBoxError(rc.E_ACCESSDENIED, "session id already in use"))
+            return
+        if chan == CALL:
+            if client.call_id is not None and client.call_id != ident:
+                self._reply(ident, cid, error=VBoxError(rc.E_ACCESSDENIED, "session id already in use"))
+                return
+            client.call_id = ident
+            try:
+                info = self.host.on_hello(client)
+            except VBoxError as e:
+                self._reply(ident, cid, error=e)
+                self.client_gone(client)
+                return
+            self._reply(ident, cid, info)
+        else:
+            if client.callee_id is not None and client.callee_id != ident:
+                self._reply(ident, cid, error=VBoxError(rc.E_ACCESSDENIED, "callee channel already open"))
+                return
+            client.callee_id = ident
+            self._reply(ident, cid, {})
+
+    def _call(self, ident: bytes, client: ClientInfo, msg: dict) -> None:
+        cid = msg.get("i")
+        target = msg.get("o")
+        kind = msg.get("k", dsp.CALL)
+        args = msg.get("a", ())
+        kwargs = msg.get("w")
+        member = msg.get("m")
+        if isinstance(target, RemoteRef):
+            if target.owner == client.sid:
+                self._reply(ident, cid, error=VBoxError(rc.E_INVALIDARG, "call on your own object"))
+                return
+            d = self.call_remote(target, kind, member, args if isinstance(args, list) else [], kwargs)
+            d.add_callback(lambda v, e: self._reply(ident, cid, v, e) if client.alive else None)
+            return
+        if target is None or getattr(target, "__interface__", None) is None:
+            self._reply(ident, cid, error=VBoxError(rc.E_INVALIDARG, "call without a target object"))
+            return
+        _current.client = client
+        try:
+            result = dsp.invoke(target, kind, member, args, kwargs)
+        except VBoxError as e:
+            self._reply(ident, cid, error=e)
+            return
+        finally:
+            _current.client = None
+        if isinstance(result, Deferred):
+            result.add_callback(lambda v, e: self._reply(ident, cid, v, e) if client.alive else None)
+        else:
+            self._reply(ident, cid, result)
+
+    def _answer(self, client: ClientInfo, msg: dict) -> None:
+        entry = self._pending.pop(msg.get("i"), None)
+        if entry is None:
+            return
+        d, _owner = entry
+        if msg.get("op") == "ret":
+            d.resolve(msg.get("r"))
+        else:
+            try:
+                d.fail(VBoxError.from_wire(msg.get("e")))
+            except (TypeError, ValueError):
+                d.fail(VBoxError(rc.E_FAIL, "malformed error from the object's owner"))
+
+    # --- client lifecycle ----------------------------------------------------------------
+    def client_gone(self, client: ClientInfo) -> None:
+        if not client.alive:
+            return
+        client.alive = False
+        self.clients.pop(client.sid, None)
+        self.guard.forget(client.sid)
+        if client.pidfd is not None:
+            self._by_pidfd.pop(client.pidfd, None)
+            os.close(client.pidfd)
+            client.pidfd = None
+        for fid, (d, owner) in list(self._pending.items()):
+            if owner == client.sid:
+                self._pending.pop(fid, None)
+                d.fail(VBoxError(rc.NS_ERROR_CALL_FAILED, "The process owning the object has terminated"))
+        try:
+            self.host.on_client_gone(client)
+        except Exception:
+            log.exception("on_client_gone failed")
+
+    def _check_liveness(self) -> None:
+        # fallback for clients without a pidfd, and housekeeping
+        for client in list(self.clients.values()):
+            if client.pidfd is None:
+                try:
+                    os.kill(client.pid, 0)
+                except ProcessLookupError:
+                    self.client_gone(client)
+                except PermissionError:
+                    pass
+        self.guard.purge()
+        self.call_later(0.5, self._check_liveness)
+
+    # --- the loop --------------------------------------------------------------------
+    def run(self) -> None:
+        self._running = True
+        self.call_later(0.5, self._check_liveness)
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        poller.register(self._wake_fd, zmq.POLLIN)
+        registered: set[int] = set()
+        sock = self.sock
+        while self._running:
+            fds = set(self._by_pidfd) | set(self._extra_fds)
+            for fd in registered - fds:
+                poller.unregister(fd)
+            for fd in fds - registered:
+                poller.register(fd, zmq.POLLIN)
+            registered = fds
+            timeout = None
+            if self._timers:
+                timeout = max(0.0, (self._timers[0].when - time.monotonic()) * 1000)
+            events = poller.poll(timeout)
+            for what, _ev in events:
+                if what is sock:
+                    # drain what is queued, bounded so timers and deaths still get their turn
+                    for _ in range(256):
+                        try:
+                            parts = sock.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        try:
+                            self._on_frame(parts)
+                        except Exception:
+                            log.exception("frame handling failed")
+                elif what == self._wake_fd:
+                    try:
+                        os.eventfd_read(self._wake_fd)
+                    except BlockingIOError:
+                        pass
+                elif what in self._by_pidfd:
+                    self.client_gone(self._by_pidfd[what])
+                elif what in self._extra_fds:
+                    self._run_safely(self._extra_fds[what])
+            while self._posted:
+                self._run_safely(self._posted.pop(0))
+            now = time.monotonic()
+            while self._timers and self._timers[0].when <= now:
+                t = heapq.heappop(self._timers)
+                if not t.cancelled:
+                    self._run_safely(t.fn)
+
+    @staticmethod
+    def _run_safely(fn) -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("loop callback failed")
+
+    def close(self) -> None:
+        for client in list(self.clients.values()):
+            if client.pidfd is not None:
+                os.close(client.pidfd)
+                client.pidfd = None
+        self.sock.close(0)
+        self.ctx.term()
+        os.close(self._wake_fd)
+
+
+class _UnknownObject(FrameError):
+    def __init__(self, ref: Ref):
+        super().__init__(f"unknown object {ref!r}")
+
+
+class _Current:
+    """The client whose call is being run (set by the loop around each dispatch)."""
+    client: ClientInfo | None = None
+
+
+_current = _Current()
+
+
+def current_client() -> ClientInfo | None:
+    return _current.client
+
+
+def new_session_id() -> bytes:
+    return secrets.token_bytes(16)
+
+

@@ -1,0 +1,90 @@
+"""Client-side proxy classes, generated from the schema (one class per interface).
+
+`proxy.attr` reads an attribute, `proxy.attr = v` sets it, `proxy.method(...)` calls; results
+typed as enums come back as IntEnums, object references as proxies. Nothing here is written
+by hand per interface, so the proxies always match the schema the service dispatches on.
+"""
+
+from __future__ import annotations
+
+from ..api.schema import INTERFACES, Interface, Type
+from .dispatcher import CALL, GET, SET
+from .wire import Ref
+
+
+class Proxy:
+    """Base of all proxies: a reference plus the connection that carries calls on it."""
+
+    __slots__ = ("_conn", "_ref")
+    __interface__ = ""
+
+    def __init__(self, conn, ref: Ref):
+        self._conn = conn
+        self._ref = ref
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Proxy) and other._ref == self._ref
+
+    def __hash__(self) -> int:
+        return hash(self._ref)
+
+    def __repr__(self) -> str:
+        return f"<{self.__interface__} proxy {self._ref.oid}@{self._ref.owner.hex() or 'vboxsvc'}>"
+
+
+def _convert(t: Type | None, value):
+    if t is None or value is None:
+        return value
+    enum = t.enum
+    if enum is None:
+        return value
+    if t.is_list:
+        return [_enum_or_int(enum, v) for v in value]
+    return _enum_or_int(enum, value)
+
+
+def _enum_or_int(enum, v):
+    try:
+        return enum(v)
+    except ValueError:
+        return v
+
+
+def _attr(name: str, t: Type, readonly: bool):
+    def get(self):
+        return _convert(t, self._conn.call(self._ref, GET, name, ()))
+
+    if readonly:
+        def set_(self, value):
+            raise AttributeError(f"attribute '{name}' of {self.__interface__} is read-only")
+    else:
+        def set_(self, value):
+            self._conn.call(self._ref, SET, name, (value,))
+    return property(get, set_, doc=f"{name}: {t}")
+
+
+def _method(name: str, ret: Type | None, doc: str):
+    def call(self, *args, **kwargs):
+        return _convert(ret, self._conn.call(self._ref, CALL, name, args, kwargs))
+    call.__name__ = name
+    call.__doc__ = doc
+    return call
+
+
+def _make(iface: Interface) -> type:
+    ns: dict = {"__slots__": (), "__interface__": iface.name}
+    for a in iface.attributes.values():
+        ns[a.name] = _attr(a.name, a.type, a.readonly)
+    for m in iface.methods.values():
+        sig = ", ".join(f"{p.name}: {p.type}" + (f" = {p.default!r}" if p.has_default else "") for p in m.params)
+        ns[m.name] = _method(m.name, m.returns, f"{iface.name}::{m.xidl}({sig})" +
+                             (f" -> {m.returns}" if m.returns else ""))
+    return type(iface.name, (Proxy,), ns)
+
+
+PROXIES: dict[str, type] = {name: _make(iface) for name, iface in INTERFACES.items()}
+
+
+def make_proxy(conn, ref: Ref) -> Proxy:
+    cls = PROXIES.get(ref.iface, Proxy)
+    return cls(conn, ref)

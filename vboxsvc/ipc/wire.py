@@ -1,0 +1,171 @@
+"""Frames on the bus: msgpack bodies, HMAC-SHA256 signatures, size cap, replay protection.
+
+A frame is two ZeroMQ parts: the msgpack body and its 32-byte HMAC under the per-user key.
+Every body carries the sender's session id `s` (16 random bytes), its channel `c` (0 for
+calls, 1 for the callee channel of a process that exports objects), a per-channel
+sequence number `q` and a millisecond timestamp `t`; the service accepts a frame only
+with a valid signature, a fresh timestamp and a sequence number above the last one seen.
+Object references and events are msgpack extension types; nothing is ever pickled.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+import msgpack
+
+from ..api.events import Event
+
+MAX_FRAME = 16 * 1024 * 1024      # bytes per body; ZeroMQ drops peers that send more
+MAC_BYTES = 32
+CLOCK_WINDOW_MS = 30_000           # how stale (or early) a frame's timestamp may be
+EXT_REF = 1
+EXT_EVENT = 2
+
+# channels
+CALL = 0
+CALLEE = 1
+
+
+class FrameError(Exception):
+    """A frame that must be dropped (bad size, signature, encoding or replay)."""
+
+
+class Ref:
+    """A reference to an object living in some process: owner session id (b'' = the service), oid, interface."""
+
+    __slots__ = ("owner", "oid", "iface")
+
+    def __init__(self, owner: bytes, oid: int, iface: str):
+        self.owner = owner
+        self.oid = oid
+        self.iface = iface
+
+    def key(self) -> tuple:
+        return (self.owner, self.oid)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Ref) and other.owner == self.owner and other.oid == self.oid
+
+    def __hash__(self) -> int:
+        return hash((self.owner, self.oid))
+
+    def __repr__(self) -> str:
+        return f"Ref({self.owner.hex() or 'svc'}, {self.oid}, {self.iface})"
+
+
+def pack_ref(ref: Ref) -> msgpack.ExtType:
+    return msgpack.ExtType(EXT_REF, msgpack.packb([ref.owner, ref.oid, ref.iface]))
+
+
+def unpack_ref(data: bytes) -> Ref:
+    val = msgpack.unpackb(data)
+    if (not isinstance(val, list) or len(val) != 3 or not isinstance(val[0], bytes)
+            or not isinstance(val[1], int) or not isinstance(val[2], str)):
+        raise FrameError("malformed object reference")
+    return Ref(val[0], val[1], val[2])
+
+
+def pack_event(ev: Event) -> msgpack.ExtType:
+    return msgpack.ExtType(EXT_EVENT, msgpack.packb(ev.to_wire(), default=_plain))
+
+
+def _plain(obj):
+    raise TypeError(f"cannot send {type(obj).__name__} on the bus")
+
+
+class Codec:
+    """msgpack with our extension types; `to_ref` turns local objects into Refs, `from_ref` resolves them."""
+
+    def __init__(self, to_ref, from_ref):
+        self._to_ref = to_ref
+        self._from_ref = from_ref
+
+    def _default(self, obj):
+        if isinstance(obj, Event):
+            return pack_event(obj)
+        if isinstance(obj, Ref):
+            return pack_ref(obj)
+        ref = self._to_ref(obj)
+        if ref is None:
+            raise TypeError(f"cannot send {type(obj).__name__} on the bus")
+        return pack_ref(ref)
+
+    def _ext(self, code: int, data: bytes):
+        if code == EXT_REF:
+            return self._from_ref(unpack_ref(data))
+        if code == EXT_EVENT:
+            try:
+                return Event.from_wire(msgpack.unpackb(data))
+            except (ValueError, TypeError, KeyError) as e:
+                raise FrameError(f"malformed event: {e}") from None
+        raise FrameError(f"unknown extension type {code}")
+
+    def pack(self, obj) -> bytes:
+        return msgpack.packb(obj, default=self._default, use_bin_type=True)
+
+    def unpack(self, data: bytes):
+        try:
+            return msgpack.unpackb(data, ext_hook=self._ext, raw=False, strict_map_key=False,
+                                   max_buffer_size=MAX_FRAME)
+        except FrameError:
+            raise
+        except Exception as e:  # msgpack raises a zoo of types on garbage
+            raise FrameError(f"undecodable body: {type(e).__name__}: {e}") from None
+
+
+def sign(key: bytes, body: bytes) -> list[bytes]:
+    return [body, hmac.digest(key, body, "sha256")]
+
+
+def verify(key: bytes, parts: list[bytes]) -> bytes:
+    """The body of a well-formed, correctly signed two-part frame, else FrameError."""
+    if len(parts) != 2:
+        raise FrameError(f"expected 2 frame parts, got {len(parts)}")
+    body, mac = parts
+    if len(body) > MAX_FRAME:
+        raise FrameError("oversized frame")
+    if len(mac) != MAC_BYTES or not hmac.compare_digest(hmac.digest(key, body, "sha256"), mac):
+        raise FrameError("bad signature")
+    return body
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ReplayGuard:
+    """Accepts each (session, channel, sequence) once, in increasing order, within the clock window."""
+
+    def __init__(self, window_ms: int = CLOCK_WINDOW_MS):
+        self.window_ms = window_ms
+        self._last: dict[tuple[bytes, int], int] = {}
+        self._gone: dict[tuple[bytes, int], float] = {}
+
+    def check(self, msg: dict) -> tuple[bytes, int]:
+        sid, chan, seq, ts = msg.get("s"), msg.get("c"), msg.get("q"), msg.get("t")
+        if not isinstance(sid, bytes) or len(sid) != 16 or chan not in (CALL, CALLEE):
+            raise FrameError("bad session id or channel")
+        if not isinstance(seq, int) or not isinstance(ts, int):
+            raise FrameError("bad sequence number or timestamp")
+        if abs(now_ms() - ts) > self.window_ms:
+            raise FrameError("stale timestamp")
+        key = (sid, chan)
+        if seq <= self._last.get(key, 0):
+            raise FrameError("replayed frame")
+        self._last[key] = seq
+        return key
+
+    def forget(self, sid: bytes) -> None:
+        """A session ended: its counters stay until every frame it sent is past the clock window."""
+        t = time.monotonic()
+        for chan in (CALL, CALLEE):
+            if (sid, chan) in self._last:
+                self._gone[(sid, chan)] = t
+
+    def purge(self) -> None:
+        cutoff = time.monotonic() - 2 * self.window_ms / 1000
+        for key in [k for k, t in self._gone.items() if t < cutoff]:
+            self._gone.pop(key, None)
+            self._last.pop(key, None)
