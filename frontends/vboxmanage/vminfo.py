@@ -148,3 +148,15 @@ def machine_list_entry(machine) -> tuple[str, str]:
     if not machine.accessible:
         return "<inaccessible>", uuid
     return machine.name, uuid
+
+
+def snapshot_tree(machine) -> tuple[dict | None, str]:
+    """(root snapshot as nested dicts, current snapshot uuid) via IMachine.findSnapshot("")."""
+    root = machine.find_snapshot("")
+    current = machine.current_snapshot
+
+    def walk(snap) -> dict:
+        return {"name": snap.name, "uuid": snap.id, "description": snap.description or "",
+                "children": [walk(c) for c in snap.children]}
+
+    return walk(root), (current.id if current is not None else "")
