@@ -1,0 +1,108 @@
+"""Creating new images: dynamic and fixed VDI, differencing VDI, raw; laid out as VirtualBox does."""
+
+from __future__ import annotations
+
+import os
+import uuid as uuidlib
+from array import array
+
+from vmm.storage.image import DiskImage, DiskImageError
+from vmm.storage.raw import RawImage
+from vmm.storage.vdi import VdiImage
+from vmm.storage.vdi_header import BLOCK_FREE, DEFAULT_BLOCK_SIZE, VdiHeader, new_header
+
+
+def _as_uuid(value) -> uuidlib.UUID | None:
+    if value is None:
+        return None
+    try:
+        u = value if isinstance(value, uuidlib.UUID) else uuidlib.UUID(str(value))
+    except ValueError:
+        raise DiskImageError(f"invalid UUID {value!r}")
+    if u.int == 0:
+        raise DiskImageError("the image UUID must not be null")
+    return u
+
+
+def _create_file(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise DiskImageError(f"{path}: cannot create the image: the file already exists")
+    except OSError as e:
+        raise DiskImageError(f"{path}: cannot create the image: {e.strerror}")
+
+
+def write_new_vdi(path: str, header: VdiHeader, block_map: array) -> None:
+    """Write a complete new VDI (header, map, sized data area) and make it durable."""
+    fd = _create_file(path)
+    try:
+        data_end = header.off_data + header.c_blocks_allocated * header.stride
+        if header.c_blocks_allocated:
+            st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+            if st.f_bavail * st.f_frsize < data_end:
+                raise DiskImageError(f"{path}: VDI: disk would overflow creating image")
+        os.pwrite(fd, header.pack_pre_header() + header.pack(), 0)
+        os.pwrite(fd, block_map.tobytes(), header.off_blocks)
+        os.ftruncate(fd, data_end)
+        if header.c_blocks_allocated:
+            os.posix_fallocate(fd, header.off_data, data_end - header.off_data)
+        os.fsync(fd)
+    except BaseException as e:
+        os.close(fd)
+        os.unlink(path)
+        if isinstance(e, OSError):
+            raise DiskImageError(f"{path}: cannot create the image: {e.strerror or e}")
+        raise
+    os.close(fd)
+
+
+def create_vdi(path: str, size: int, fixed: bool = False, uuid=None,
+               block_size: int = DEFAULT_BLOCK_SIZE) -> VdiImage:
+    """A new base VDI (dynamic, or fixed = preallocated), opened writable."""
+    header = new_header(size, fixed=fixed, diff=False, block_size=block_size, image_uuid=_as_uuid(uuid))
+    if fixed:
+        block_map = array("I", range(header.c_blocks))
+    else:
+        block_map = array("I", [BLOCK_FREE]) * header.c_blocks
+    write_new_vdi(path, header, block_map)
+    return VdiImage.open(path)
+
+
+def create_diff_vdi(path: str, parent, uuid=None, parent_resolver=None) -> VdiImage:
+    """A new differencing VDI whose parent is `parent` (a path or an open VDI image), opened writable.
+
+    The child records the parent's UUID and current modification UUID, as VDCreateDiff does.
+    """
+    from vmm.storage.opener import open_image
+
+    if isinstance(parent, str | os.PathLike):
+        parent_img = open_image(os.fspath(parent), read_only=True, parent_resolver=parent_resolver)
+    else:
+        if getattr(parent, "format", None) == "VDI" and not parent.read_only:
+            parent.flush()
+        parent_img = open_image(parent.path, read_only=True, parent_resolver=parent_resolver)
+    try:
+        if getattr(parent_img, "format", None) != "VDI":
+            raise DiskImageError(f"{parent_img.path}: the parent of a differencing image must be a VDI")
+        ph = parent_img.header
+        header = new_header(parent_img.size, fixed=False, diff=True, image_uuid=_as_uuid(uuid),
+                            parent_uuid=ph.uuid_create, parent_modify_uuid=ph.uuid_modify)
+        write_new_vdi(path, header, array("I", [BLOCK_FREE]) * header.c_blocks)
+        return VdiImage.open(path, parent_opener=lambda _h, _p: parent_img)
+    except BaseException:
+        parent_img.close()
+        raise
+
+
+def create_raw(path: str, size: int) -> DiskImage:
+    """A new raw image of `size` bytes (sparse), opened writable."""
+    if size <= 0:
+        raise DiskImageError(f"raw image size must be positive, not {size}")
+    fd = _create_file(path)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+    return RawImage(path)
+

@@ -1,0 +1,141 @@
+"""Whole-image media operations of IMedium: clone (to VDI or raw, flattening a chain or not),
+resize (grow) and compact. Each takes an optional progress callback receiving a fraction 0..1."""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Callable
+
+from vmm.storage.create import create_raw, create_vdi, write_new_vdi
+from vmm.storage.image import DiskImage, DiskImageError
+from vmm.storage.opener import ImageInfo, ParentResolver, image_info, open_image
+from vmm.storage.vdi import VdiImage
+from vmm.storage.vdi_header import BLOCK_FREE, BLOCK_ZERO, DEFAULT_BLOCK_SIZE, SECTOR, new_header
+
+Progress = Callable[[float], None] | None
+_CHUNK = DEFAULT_BLOCK_SIZE
+
+
+def _acquire(image_or_path, read_only: bool, resolver: ParentResolver | None) -> tuple[DiskImage, bool]:
+    """(image, we_opened_it): accept an open image or a path."""
+    if isinstance(image_or_path, str | os.PathLike):
+        return open_image(os.fspath(image_or_path), read_only=read_only, parent_resolver=resolver), True
+    return image_or_path, False
+
+
+def _report(progress: Progress, done: int, total: int) -> None:
+    if progress:
+        progress(min(1.0, done / total) if total else 1.0)
+
+
+def clone_image(src, dst_path: str, fmt: str = "VDI", fixed: bool = False, flatten: bool = True,
+                progress: Progress = None, uuid=None, parent_resolver: ParentResolver | None = None) -> ImageInfo:
+    """Copy `src` (path or open image) to a new image at `dst_path` and return the new image's facts.
+
+    flatten=True copies what the whole chain reads as into a standalone base image; flatten=False on a
+    differencing image makes a new differencing image with the same parent and the same own blocks.
+    """
+    fmt = fmt.upper()
+    if fmt not in ("VDI", "RAW"):
+        raise DiskImageError(f"unsupported target format {fmt!r} (VDI or RAW)")
+    img, owned = _acquire(src, True, parent_resolver)
+    try:
+        if not flatten and getattr(img, "variant", None) == "differencing":
+            if fmt != "VDI" or fixed:
+                raise DiskImageError("an unflattened clone of a differencing image must be a dynamic VDI")
+            _clone_diff(img, dst_path, uuid, progress)
+        else:
+            _clone_flat(img, dst_path, fmt, fixed, uuid, progress)
+    finally:
+        if owned:
+            img.close()
+    _report(progress, 1, 1)
+    return image_info(dst_path)
+
+
+def _clone_flat(img: DiskImage, dst_path: str, fmt: str, fixed: bool, uuid, progress: Progress) -> None:
+    size = -(-img.size // SECTOR) * SECTOR
+    if fmt == "RAW":
+        dst = create_raw(dst_path, img.size)
+    else:
+        dst = create_vdi(dst_path, size, fixed=fixed, uuid=uuid)
+    try:
+        buf = bytearray(_CHUNK)
+        zeros = bytes(_CHUNK)
+        for off in range(0, img.size, _CHUNK):
+            n = min(_CHUNK, img.size - off)
+            view = memoryview(buf)[:n]
+            img.readinto_at(off, view)
+            is_zero = buf == zeros if n == _CHUNK else bytes(view) == zeros[:n]
+            if not is_zero:             # the new image already reads zeros there
+                dst.write_at(off, view)
+            _report(progress, off + n, img.size)
+    except BaseException:
+        dst.close()
+        os.unlink(dst_path)
+        raise
+    dst.close()
+
+
+def _clone_diff(img: VdiImage, dst_path: str, uuid, progress: Progress) -> None:
+    from vmm.storage.create import _as_uuid
+
+    h = img.header
+    header = new_header(img.size, fixed=False, diff=True, block_size=h.cb_block, image_uuid=_as_uuid(uuid),
+                        parent_uuid=h.uuid_linkage, parent_modify_uuid=h.uuid_parent_modify)
+    write_new_vdi(dst_path, header, array("I", [BLOCK_FREE]) * header.c_blocks)
+    dst = VdiImage.open(dst_path, detached=True)
+    try:
+        buf = bytearray(h.cb_block)
+        for blk in range(h.c_blocks):
+            e = img.block_entry(blk)
+            if e == BLOCK_ZERO:
+                dst.free_block(blk, BLOCK_ZERO)
+            elif e != BLOCK_FREE:
+                off = blk * h.cb_block
+                n = min(h.cb_block, img.size - off)
+                buf[n:] = bytes(h.cb_block - n)
+                img.readinto_at(off, memoryview(buf)[:n])
+                dst.put_block(blk, buf)
+            _report(progress, blk + 1, h.c_blocks)
+    except BaseException:
+        dst.close()
+        os.unlink(dst_path)
+        raise
+    dst.close()
+
+
+def resize(image_or_path, new_size: int, progress: Progress = None,
+           parent_resolver: ParentResolver | None = None) -> None:
+    """Grow an image to `new_size` bytes (shrinking is refused, as VirtualBox does for VDI)."""
+    img, owned = _acquire(image_or_path, False, parent_resolver)
+    try:
+        if img.read_only:
+            raise DiskImageError(f"{img.path}: image is opened read-only")
+        if isinstance(img, VdiImage):
+            img.grow(new_size)
+        else:
+            if new_size < img.size:
+                raise DiskImageError(f"{img.path}: shrinking an image is not supported")
+            img.resize(new_size)
+        img.flush()
+    finally:
+        if owned:
+            img.close()
+    _report(progress, 1, 1)
+
+
+def compact(image_or_path, progress: Progress = None, parent_resolver: ParentResolver | None = None) -> int:
+    """Release all-zero blocks of a dynamic or differencing VDI; returns how many were released."""
+    img, owned = _acquire(image_or_path, False, parent_resolver)
+    try:
+        if not isinstance(img, VdiImage):
+            raise DiskImageError(f"{img.path}: only VDI images can be compacted")
+        released = img.compact(progress)
+        img.flush()
+    finally:
+        if owned:
+            img.close()
+    _report(progress, 1, 1)
+    return released

@@ -1,0 +1,161 @@
+"""Opening images by content (VDI signature, else raw), resolving and verifying diff chains, and
+reading an image's facts without opening its chain (what IMedium and showmediuminfo need)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from vmm.storage.image import DiskImage, DiskImageError
+from vmm.storage.raw import RawImage
+from vmm.storage.vdi import VdiImage
+from vmm.storage.vdi_header import (
+    DIFF_TYPES,
+    NULL_UUID,
+    PRE_HEADER_SIZE,
+    TYPE_FIXED,
+    VdiHeader,
+    has_signature,
+    parse_header,
+)
+
+MAX_CHAIN_DEPTH = 64
+ParentResolver = Callable[[str], str]
+
+
+def read_vdi_header(path: str) -> VdiHeader | None:
+    """The validated header of a VDI file, or None when the file is not a VDI (no signature)."""
+    with open(path, "rb") as f:
+        raw = f.read(4096)
+        size = os.fstat(f.fileno()).st_size
+    if not has_signature(raw):
+        return None
+    return parse_header(raw, size, path)
+
+
+def default_parent_resolver(image_path: str) -> ParentResolver:
+    """Looks for the parent VDI by UUID in the image's directory, then in the directory above it
+    (VirtualBox keeps diffs in <machine>/Snapshots and the base image in <machine>)."""
+    here = os.path.dirname(os.path.abspath(image_path))
+    dirs = [here, os.path.dirname(here)]
+
+    def resolve(parent_uuid: str) -> str:
+        for d in dirs:
+            direct = os.path.join(d, "{" + parent_uuid + "}.vdi")
+            names = [direct] + sorted(os.path.join(d, n) for n in _listdir(d) if n.lower().endswith(".vdi"))
+            for cand in names:
+                if os.path.abspath(cand) == os.path.abspath(image_path) or not os.path.isfile(cand):
+                    continue
+                try:
+                    h = read_vdi_header(cand)
+                except (OSError, DiskImageError):
+                    continue
+                if h is not None and str(h.uuid_create) == parent_uuid:
+                    return cand
+        raise DiskImageError(f"{image_path}: parent image {{{parent_uuid}}} not found in {' or '.join(dirs)}")
+
+    return resolve
+
+
+def _listdir(d: str) -> list[str]:
+    try:
+        return os.listdir(d)
+    except OSError:
+        return []
+
+
+def open_image(path: str, read_only: bool = False, parent_resolver: ParentResolver | None = None) -> DiskImage:
+    """Open a disk image, choosing the format by content; a diff image comes with its parent chain
+    (opened read-only, each link checked by UUID and modification UUID)."""
+    return _open(os.fspath(path), read_only, parent_resolver, set())
+
+
+def _open(path: str, read_only: bool, resolver: ParentResolver | None, seen: set[str]) -> DiskImage:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(PRE_HEADER_SIZE)
+    except OSError as e:
+        raise DiskImageError(f"{path}: cannot open the image: {e.strerror}")
+    if not has_signature(head):
+        return RawImage(path, read_only=read_only)
+
+    def open_parent(h: VdiHeader, child_path: str) -> DiskImage:
+        link = str(h.uuid_linkage)
+        if link in seen or link == str(h.uuid_create):
+            raise DiskImageError(f"{child_path}: the differencing chain loops back to image {{{link}}}")
+        if len(seen) >= MAX_CHAIN_DEPTH:
+            raise DiskImageError(f"{child_path}: the differencing chain is longer than {MAX_CHAIN_DEPTH}")
+        parent_path = (resolver or default_parent_resolver(child_path))(link)
+        parent = _open(parent_path, True, resolver, seen | {str(h.uuid_create)})
+        try:
+            verify_link(h, child_path, parent)
+        except BaseException:
+            parent.close()
+            raise
+        return parent
+
+    return VdiImage.open(path, read_only=read_only, parent_opener=open_parent)
+
+
+def verify_link(child: VdiHeader, child_path: str, parent: DiskImage) -> None:
+    """The parent must be the image the child was made from, unchanged since (VDI UUID linkage)."""
+    ph = getattr(parent, "header", None)
+    if not isinstance(ph, VdiHeader):
+        raise DiskImageError(f"{child_path}: parent {parent.path} is not a VDI image")
+    if ph.uuid_create != child.uuid_linkage:
+        raise DiskImageError(f"{child_path}: parent UUID mismatch: the image expects parent "
+                             f"{{{child.uuid_linkage}}} but {parent.path} is {{{ph.uuid_create}}}")
+    if child.uuid_parent_modify != NULL_UUID and ph.uuid_modify != child.uuid_parent_modify:
+        raise DiskImageError(f"{child_path}: parent modification UUID mismatch: {parent.path} was modified "
+                             f"after this differencing image was created (expected "
+                             f"{{{child.uuid_parent_modify}}}, found {{{ph.uuid_modify}}})")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the media service shows of an image (dict-like: info["uuid"])."""
+
+    location: str
+    format: str
+    variant: str
+    uuid: str | None
+    parent_uuid: str | None
+    modify_uuid: str | None
+    parent_modify_uuid: str | None
+    size: int
+    file_size: int
+    block_size: int
+    allocated_blocks: int
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def image_info(path: str) -> ImageInfo:
+    """Facts of one image file, without opening its parents."""
+    path = os.fspath(path)
+    try:
+        h = read_vdi_header(path)
+        file_size = os.stat(path).st_size
+    except OSError as e:
+        raise DiskImageError(f"{path}: cannot open the image: {e.strerror}")
+    if h is None:
+        return ImageInfo(location=os.path.abspath(path), format="RAW", variant="fixed", uuid=None,
+                         parent_uuid=None, modify_uuid=None, parent_modify_uuid=None, size=file_size,
+                         file_size=file_size, block_size=0, allocated_blocks=0)
+    if h.image_type in DIFF_TYPES:
+        variant = "differencing"
+    else:
+        variant = "fixed" if h.image_type == TYPE_FIXED else "dynamic"
+
+    def u(x):
+        return None if x == NULL_UUID else str(x)
+
+    return ImageInfo(location=os.path.abspath(path), format="VDI", variant=variant, uuid=str(h.uuid_create),
+                     parent_uuid=u(h.uuid_linkage), modify_uuid=u(h.uuid_modify),
+                     parent_modify_uuid=u(h.uuid_parent_modify), size=h.cb_disk // 512 * 512,
+                     file_size=file_size, block_size=h.cb_block, allocated_blocks=h.c_blocks_allocated)
