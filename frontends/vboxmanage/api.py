@@ -6,8 +6,11 @@ becomes the `error:` / `Details:` / `Context:` block and exit code 1.
 """
 
 import contextlib
+import re
 
 from .output import CommandFailed, com_error_block, msg_lines
+
+_MISSING = re.compile(r"^'(I[A-Z]\w*)' object has no attribute '(\w+)'")
 
 
 class Api:
@@ -57,6 +60,14 @@ def call(expr: str, line: int, file: str):
         yield
     except CommandFailed:
         raise
+    except AttributeError as exc:
+        missing = _MISSING.match(str(exc))
+        if not missing:
+            raise
+        # the service's schema lacks this VirtualBox API member: report it like E_NOTIMPL
+        text = f"{missing.group(1)}::{missing.group(2)} is not implemented by this vboxsvc"
+        raise CommandFailed(com_error_block(text, 0x80004001, missing.group(1)[1:] + "Wrap", missing.group(1),
+                                            f'"{expr}" at line {line} of file {file}')) from exc
     except Exception as exc:
         if not is_api_error(exc):
             raise

@@ -1,0 +1,127 @@
+"""startvm, controlvm, discardstate (VBoxManageMisc.cpp, VBoxManageControlVM.cpp): run-time control."""
+
+import sys
+
+import click
+
+from .api import Api, call, find_machine, is_api_error, locked, wait
+from .cli import CONTEXT, vm_argument
+from .output import CommandFailed, SyntaxFailure, com_error_block, msg_lines
+
+_CTL_FILE = "VBoxManageControlVM.cpp"
+ACTIONS = ("pause", "resume", "reset", "poweroff", "savestate", "acpipowerbutton", "acpisleepbutton")
+
+
+@click.command("startvm", context_settings=CONTEXT)
+@click.argument("vms", nargs=-1, required=True)
+@click.option("--type", "-type", "frontend", default="")
+@click.option("--putenv", "-E", "putenv", multiple=True)
+def startvm(vms, frontend, putenv):
+    env = list(putenv)
+    for vm in vms:
+        machine = find_machine(vm, 740, "VBoxManageMisc.cpp")
+        session = Api.session()
+        with call("machine->LaunchVMProcess(a->session, sessionType.raw(), ComSafeArrayAsInParam(aBstrEnv), "
+                  "progress.asOutParam())", 752, "VBoxManageMisc.cpp"):
+            progress = machine.launch_vm_process(session, frontend, env)
+        sys.stdout.write(f'Waiting for VM "{vm}" to power on...\n')
+        sys.stdout.flush()
+        with call("progress->WaitForCompletion(-1)", 760, "VBoxManageMisc.cpp"):
+            progress.wait_for_completion(-1)
+            code = int(progress.result_code) & 0xFFFFFFFF
+        try:
+            session.unlock_machine()
+        except Exception:
+            pass
+        if code >= 0x80000000:
+            raise CommandFailed(_progress_info_block(progress, code))
+        sys.stdout.write(f'VM "{vm}" has been successfully started.\n')
+    return 0
+
+
+def _progress_info_block(progress, code: int) -> str:
+    """ProgressErrorInfo + GluePrintErrorInfo: text and Details, no Context line."""
+    try:
+        info = progress.error_info
+    except Exception:
+        info = None
+    if info is None:
+        return com_error_block("", code, "", "", "")
+    iface = ""
+    try:
+        iface = str(getattr(info, "interface_id", "") or "")
+    except Exception:
+        iface = ""
+    return com_error_block(str(info.text or ""), int(info.result_code or code), str(info.component or ""),
+                           iface if iface.startswith("I") else "", "")
+
+
+@click.command("controlvm", context_settings=CONTEXT)
+@vm_argument()
+@click.argument("action")
+@click.argument("extra", nargs=-1)
+def controlvm(vm, action, extra):
+    action = action.lower()
+    if action not in ACTIONS:
+        raise SyntaxFailure(f"Invalid parameter '{action}'", "controlvm")
+    if extra:
+        raise SyntaxFailure(f"Invalid parameter '{extra[0]}'", "controlvm")
+    machine = find_machine(vm, 1010, _CTL_FILE)
+    with locked(machine, "Shared", "LockMachine(a->session, LockType_Shared)", 1020, _CTL_FILE) as session:
+        with call("a->session->COMGETTER(Console)(console.asOutParam())", 1030, _CTL_FILE):
+            console = session.console
+        if console is None:
+            raise CommandFailed(msg_lines("error: ", f"Machine '{vm}' is not currently running."))
+        _act(session, console, action)
+    return 0
+
+
+def _act(session, console, action: str) -> None:
+    if action in ("pause", "resume", "reset"):
+        with call(f"console->{action.capitalize()}()", 1060, _CTL_FILE):
+            getattr(console, action)()
+    elif action == "acpipowerbutton":
+        with call("console->PowerButton()", 1200, _CTL_FILE):
+            console.power_button()
+    elif action == "acpisleepbutton":
+        with call("console->SleepButton()", 1210, _CTL_FILE):
+            console.sleep_button()
+    elif action == "poweroff":
+        with call("console->PowerDown(progress.asOutParam())", 1100, _CTL_FILE):
+            progress = console.power_down()
+        wait(progress, "Failed to power off machine", '"RTEXITCODE handleControlVM(HandlerArg*)"')
+    else:
+        _savestate(console)
+
+
+def _savestate(console) -> None:
+    from vboxsvc.api.enums import MachineState
+
+    paused_here = False
+    with call("console->COMGETTER(State)(&machineState)", 1140, _CTL_FILE):
+        if int(console.state) == int(MachineState.Running):
+            console.pause()
+            paused_here = True
+    try:
+        with call("sessionMachine->SaveState(progress.asOutParam())", 1150, _CTL_FILE):
+            progress = console.save_state()
+        wait(progress, "Failed to save machine state", '"RTEXITCODE handleControlVM(HandlerArg*)"')
+    except CommandFailed:
+        if paused_here:
+            try:
+                console.resume()
+            except Exception as exc:
+                if not is_api_error(exc):
+                    raise
+        raise
+
+
+@click.command("discardstate", context_settings=CONTEXT)
+@vm_argument()
+def discardstate(vm):
+    machine = find_machine(vm, 1950, "VBoxManageMisc.cpp")
+    with locked(machine, "Write", "LockMachine(a->session, LockType_Write)", 1958, "VBoxManageMisc.cpp") as s:
+        with call("sessionMachine->DiscardSavedState(true)", 1962, "VBoxManageMisc.cpp"):
+            s.machine.discard_saved_state(True)
+    return 0
+
