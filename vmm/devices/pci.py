@@ -298,8 +298,9 @@ class PciHostBridgeFunction(PciFunction):
 
 @dataclass
 class PciHostBridgeState:
+    """Only the bridge's own state: each PCI device saves its own (config space included)."""
     address: int
-    functions: dict[str, PciFunctionState]
+    host: PciFunctionState
 
 
 class PciHostBridge:
@@ -393,14 +394,8 @@ class PciHostBridge:
 
     # --- saved state -----------------------------------------------------------------------------
     def get_state(self) -> PciHostBridgeState:
-        return PciHostBridgeState(address=self._address, functions={
-            f"{s}.{f}": fn.get_state() for (s, f), fn in self.functions.items()})
+        return PciHostBridgeState(address=self._address, host=self.host.get_state())
 
     def set_state(self, state: PciHostBridgeState) -> None:
         self._address = state.address
-        for key, fstate in state.functions.items():
-            s, f = (int(x) for x in key.split("."))
-            fn = self.functions.get((s, f))
-            if fn is None:
-                raise ValueError(f"saved state has PCI function {key} that this VM lacks")
-            fn.set_state(fstate)
+        self.host.set_state(state.host)

@@ -138,10 +138,14 @@ def test_assign_resources_and_saved_state_roundtrip():
     bridge.assign_resources()
     assert fn.bars[4].mapped_at == 0xC000 and fn.bars[5].mapped_at == 0xE000_0000
     assert fn.bus_master
-    state = bridge.get_state()
+    io.write(0xCF8, 4, 0x8000_1804)
+    state, fstate = bridge.get_state(), fn.get_state()
     cfg_write(io, 3, 0x04, 0, size=2)
+    io.write(0xCF8, 4, 0x8000_0000)
     assert fn.bars[5].mapped_at is None
     bridge.set_state(state)
+    assert io.read(0xCF8, 4) == 0x8000_1804
+    fn.set_state(fstate)
     assert fn.bars[5].mapped_at == 0xE000_0000
     mmio.read(0xE000_0008, 4)
     assert mem_regs.log[-1] == ("r", 8, 4)
