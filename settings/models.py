@@ -10,6 +10,7 @@ when they lie inside it. Timestamps are timezone-aware UTC datetimes.
 
 from __future__ import annotations
 
+import os
 import uuid as uuidlib
 from datetime import UTC, datetime
 from typing import Literal
@@ -25,6 +26,11 @@ def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def generate_mac() -> str:
+    """A MAC as VirtualBox generates them: Oracle's 08:00:27 prefix + 3 random bytes."""
+    return "080027" + os.urandom(3).hex().upper()
 
 
 def now_utc() -> datetime:

@@ -99,7 +99,8 @@ def read_adapters(hw: etree._Element | None, sv: int, count: int = 8) -> list[Ne
                 src = child(disabled, tag)
             if src is not None and src.get(attr):
                 fields[field] = src.get(attr)
-        fields["nat_rules"] = _read_rules(child(el, "NAT"))
+        nat = child(el, "NAT")
+        fields["nat_rules"] = _read_rules(nat if nat is not None else child(disabled, "NAT"))
         try:
             adapters[slot] = NetworkAdapter(**fields)
         except ValueError as e:
