@@ -1,0 +1,134 @@
+"""Turn a machine's storage controllers into PCI devices on the host bridge (for the VM builder).
+
+The VM builder resolves each attachment's medium to a file (for an immutable medium: the
+differencing image it reset at VM start) and hands the controllers here; this module opens
+the images, builds the IntelAhci HBA or the VirtioSCSI controller, gives each a PCI slot
+and an ISA IRQ (written into the function's interrupt line as a BIOS would), and returns
+what it placed so the VM can close the images at power-off.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from vmm.devices.ahci import MAX_PORTS as AHCI_MAX_PORTS
+from vmm.devices.ahci import Ahci
+from vmm.devices.ata_disk import AtaDisk
+from vmm.devices.base import IrqLine
+from vmm.devices.pci import PciFunction, PciHostBridge
+from vmm.devices.virtio.pci import VirtioPciTransport
+from vmm.devices.virtio.scsi import VirtioScsi
+from vmm.devices.virtio.scsi_disk import DiskOptions, ScsiDisk
+from vmm.memory import GuestMemory
+from vmm.storage.image import DiskImage
+
+# VirtualBox's PCI slots for these controllers (AHCI at 00:0d.0), and the IRQs a PIIX3 BIOS
+# hands to PCI devices.
+DEFAULT_SLOTS = {"IntelAhci": 13, "VirtioSCSI": 15}
+PCI_IRQS = (11, 10, 9, 5)
+SUPPORTED = ("IntelAhci", "VirtioSCSI")
+
+
+@dataclass
+class DiskAttachmentSpec:
+    port: int
+    path: str
+    read_only: bool = False          # Readonly media (and DVDs); immutable media arrive as a diff
+    nonrotational: bool = False
+    discard: bool = False
+    device: int = 0
+
+
+@dataclass
+class StorageControllerSpec:
+    name: str
+    controller_type: str             # VirtualBox's StorageControllerType name
+    port_count: int = 1
+    use_host_io_cache: bool = False
+    attachments: list[DiskAttachmentSpec] = field(default_factory=list)
+
+
+@dataclass
+class PlacedController:
+    name: str
+    controller_type: str
+    device: PciFunction
+    slot: int
+    irq: int
+    images: list[DiskImage]
+
+    def close(self) -> None:
+        for img in self.images:
+            img.flush()
+            img.close()
+        self.images = []
+
+
+def _open(path: str, read_only: bool) -> DiskImage:
+    from vmm.storage.opener import open_image
+    return open_image(path, read_only=read_only)
+
+
+def _options(spec: StorageControllerSpec, att: DiskAttachmentSpec, index: int) -> DiskOptions:
+    return DiskOptions(non_rotational=att.nonrotational, discard=att.discard,
+                       write_through=not spec.use_host_io_cache,
+                       serial=f"VB{index:02d}{att.port:02d}-{zlib.crc32(att.path.encode()):08x}")
+
+
+def place_storage_controllers(
+        controllers: Iterable[StorageControllerSpec], memory: GuestMemory, bridge: PciHostBridge,
+        irq_line: Callable[[int], IrqLine], free_irqs: Iterable[int] = PCI_IRQS,
+        opener: Callable[[str, bool], DiskImage] = _open) -> list[PlacedController]:
+    """Open the media, build and register each controller; on any error close what was opened."""
+    placed: list[PlacedController] = []
+    irqs = list(free_irqs)
+    try:
+        for index, spec in enumerate(controllers):
+            if spec.controller_type not in SUPPORTED:
+                raise ValueError(f"storage controller '{spec.name}': type {spec.controller_type} "
+                                 f"is not provided (only {', '.join(SUPPORTED)})")
+            for att in spec.attachments:
+                if att.device != 0:
+                    raise ValueError(f"storage controller '{spec.name}': device {att.device} on port "
+                                     f"{att.port}; {spec.controller_type} has one device per port")
+            if not irqs:
+                raise ValueError("no free PCI interrupt left for the storage controllers")
+            irq_no = irqs.pop(0)
+            line = irq_line(irq_no)
+            images: list[DiskImage] = []
+            pc = PlacedController(spec.name, spec.controller_type, None, 0, irq_no, images)  # type: ignore[arg-type]
+            placed.append(pc)
+            opened = {}
+            for att in spec.attachments:
+                img = opener(att.path, att.read_only)
+                images.append(img)
+                opened[att.port] = (img, _options(spec, att, index))
+            if spec.controller_type == "IntelAhci":
+                ports = max([spec.port_count, 1] + [p + 1 for p in opened])
+                if ports > AHCI_MAX_PORTS:
+                    raise ValueError(f"storage controller '{spec.name}': port {ports - 1} beyond "
+                                     f"the {AHCI_MAX_PORTS} ports of an IntelAhci controller")
+                dev: PciFunction = Ahci(memory, {p: AtaDisk(i, o) for p, (i, o) in opened.items()},
+                                        ports=ports, irq=line)
+            else:
+                ports = max([spec.port_count, 1] + [p + 1 for p in opened])
+                scsi = VirtioScsi({p: ScsiDisk(i, o) for p, (i, o) in opened.items()}, ports=ports)
+                dev = VirtioPciTransport(scsi, memory, irq=line)
+            dev.interrupt_line = irq_no
+            slot = _free_slot(bridge, DEFAULT_SLOTS[spec.controller_type])
+            bridge.add_function(dev, slot)
+            pc.device, pc.slot = dev, slot
+    except BaseException:
+        for pc in placed:
+            pc.close()
+        raise
+    return placed
+
+
+def _free_slot(bridge: PciHostBridge, preferred: int) -> int:
+    for slot in [preferred] + list(range(preferred + 1, 32)) + list(range(1, preferred)):
+        if bridge.function_at(slot) is None:
+            return slot
+    raise ValueError("no free PCI slot for a storage controller")
