@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def parse_bytes(data: bytes, path: str | Path) -> tuple[etree._ElementTree, Sett
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as e:
         line, col = e.position if e.position else (e.lineno or 0, 0)
-        msg = (e.msg or str(e)).strip()
+        msg = re.sub(r", line \d+, column \d+$", "", (e.msg or str(e)).strip())
         text = f"{msg}.\nLocation: '{path}', line {line} ({line}), column {col}."
         raise SettingsError(msg, path, line, message=text)
     tree = root.getroottree()
