@@ -1,0 +1,77 @@
+"""VBoxManage's error block, message prefixes and progress line, on plain data."""
+
+import io
+
+from frontends.vboxmanage.names import result_name
+from frontends.vboxmanage.output import com_error_block, msg_lines
+from frontends.vboxmanage.progress import _follow
+
+
+def test_canonical_unknown_vm_block():
+    block = com_error_block(
+        "Could not find a registered machine named 'foo'", 0x80BB0001, "VirtualBoxWrap", "IVirtualBox",
+        '"FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())" at line 3218 of file VBoxManageInfo.cpp')
+    assert block == (
+        "VBoxManage: error: Could not find a registered machine named 'foo'\n"
+        "VBoxManage: error: Details: code VBOX_E_OBJECT_NOT_FOUND (0x80bb0001), component VirtualBoxWrap, "
+        "interface IVirtualBox, callee nsISupports\n"
+        'VBoxManage: error: Context: "FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())" at line 3218 '
+        "of file VBoxManageInfo.cpp\n")
+
+
+def test_block_without_error_info_and_generic_codes():
+    assert com_error_block("", 0x80004005, "", "", "") == \
+        "VBoxManage: error: Code NS_ERROR_FAILURE (extended info not available)\n"
+    assert result_name(0x80070057) == "NS_ERROR_INVALID_ARG"
+    assert result_name(0x80AB1234) == "Unknown Status 0x80AB1234"
+
+
+def test_multiline_message_prefixes_each_line_and_keeps_blank_lines_bare():
+    assert msg_lines("error: ", "one\n\ntwo") == "VBoxManage: error: one\n\nVBoxManage: error: two\n"
+
+
+class FakeProgress:
+    def __init__(self, steps, result_code=0, canceled=False):
+        self.steps = list(steps)
+        self.completed = False
+        self.percent = 0
+        self.result_code = result_code
+        self.canceled = canceled
+        self.cancelable = False
+
+    def wait_for_completion(self, timeout_ms):
+        assert timeout_ms == 100
+        if self.steps:
+            self.percent = self.steps.pop(0)
+        self.completed = not self.steps
+
+    def cancel(self):
+        self.canceled = True
+
+
+def run(progress):
+    out = io.StringIO()
+    code = _follow(progress, out, {"asked": False})
+    return out.getvalue(), code
+
+
+def test_progress_backfills_every_decade_once():
+    text, code = run(FakeProgress([3, 47, 47, 99, 100]))
+    assert text == "0%...10%...20%...30%...40%...50%...60%...70%...80%...90%...100%\n"
+    assert code == 0
+
+
+def test_progress_instant_completion_still_prints_all_decades():
+    text, _ = run(FakeProgress([100]))
+    assert text == "0%...10%...20%...30%...40%...50%...60%...70%...80%...90%...100%\n"
+
+
+def test_progress_failure_ends_with_define_name():
+    text, code = run(FakeProgress([35, 35], result_code=0x80BB0004))
+    assert text == "0%...10%...20%...30%...VBOX_E_FILE_ERROR\n"
+    assert code == 0x80BB0004
+
+
+def test_progress_canceled():
+    text, _ = run(FakeProgress([12, 12], result_code=0x80004004, canceled=True))
+    assert text == "0%...10%...CANCELED\n"
