@@ -30,7 +30,9 @@ def local(el: etree._Element) -> str:
     return etree.QName(el).localname
 
 
-def children(parent: etree._Element, name: str) -> list[etree._Element]:
+def children(parent: etree._Element | None, name: str) -> list[etree._Element]:
+    if parent is None:
+        return []
     return [c for c in parent if is_element(c) and local(c) == name]
 
 
