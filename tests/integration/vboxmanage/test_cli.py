@@ -1,0 +1,161 @@
+"""The real CLI against the real service: exact output, streams and exit codes."""
+
+import re
+
+PROGRESS = "0%...10%...20%...30%...40%...50%...60%...70%...80%...90%...100%\n"
+UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def create(vbm, name="vm1", *extra):
+    code, out, err = vbm("createvm", "--name", name, "--register", *extra)
+    assert (code, err) == (0, ""), err
+    match = re.fullmatch(rf"Virtual machine '{re.escape(name)}' is created and registered.\nUUID: ({UUID_RE})\n"
+                         r"Settings file: '(.*)'\n", out)
+    assert match, out
+    return match.group(1), match.group(2)
+
+
+def test_createvm_list_and_showvminfo(vbm):
+    uuid, path = create(vbm, "vm1", "--ostype", "Ubuntu_64")
+    assert path == str(vbm.home / "VirtualBox VMs" / "vm1" / "vm1.vbox")
+    assert vbm("list", "vms") == (0, f'"vm1" {{{uuid}}}\n', "")
+    assert vbm("list", "runningvms") == (0, "", "")
+    info = vbm.machinereadable("vm1")
+    assert list(info)[:6] == ["name", "encryption", "groups", "platformArchitecture", "ostype", "UUID"]
+    assert (info["name"], info["ostype"], info["UUID"], info["CfgFile"]) == ("vm1", "Ubuntu (64-bit)", uuid, path)
+    assert info["VMState"] == "poweroff" and isinstance(info["memory"], int)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}000000", info["VMStateChangeTime"])
+    code, out, err = vbm("showvminfo", uuid)
+    assert code == 0 and out.startswith("Name:                        vm1\n") and err == ""
+    assert f"UUID:                        {uuid}\n" in out
+
+
+def test_createvm_without_register_then_registervm(vbm):
+    code, out, _ = vbm("createvm", "--name", "loose")
+    assert code == 0 and out.startswith("Virtual machine 'loose' is created.\nUUID: ")
+    assert vbm("list", "vms") == (0, "", "")
+    path = out.split("Settings file: '")[1].rstrip("'\n")
+    assert vbm("registervm", path) == (0, "", "")
+    assert vbm("list", "vms")[1].startswith('"loose" {')
+
+
+def test_unknown_vm_error_block(vbm):
+    code, out, err = vbm("showvminfo", "ghost")
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert lines[0] == "VBoxManage: error: Could not find a registered machine named 'ghost'"
+    assert lines[1].startswith("VBoxManage: error: Details: code VBOX_E_OBJECT_NOT_FOUND (0x80bb0001), component ")
+    assert lines[2].startswith('VBoxManage: error: Context: "FindMachine(')
+
+
+def test_modifyvm_both_spellings_and_boot_kernel(vbm, tmp_path):
+    create(vbm)
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"\0")
+    assert vbm("modifyvm", "vm1", "--memory", "256", "--cpus", "2", "--ostype", "Debian_64",
+               "--cpu-execution-cap", "50", "--nestedpaging", "off", "--large-pages", "on", "--vtx-vpid", "off",
+               "--acpi", "on", "--ioapic", "on", "--firmware", "efi", "--paravirtprovider", "kvm",
+               "--boot1", "disk", "--boot2", "net", "--boot3", "none", "--boot4", "none",
+               "--nic1", "nat", "--nic-type1", "virtio", "--macaddress1", "080027000001", "--cableconnected1", "on",
+               "--uart1", "0x3F8", "4", "--uart-mode1", "file", str(tmp_path / "serial.log"),
+               "--uarttype1", "16550A", "--description", "hello",
+               "--boot-kernel", str(kernel), "--boot-cmdline", "console=ttyS0") == (0, "", "")
+    info = vbm.machinereadable("vm1")
+    assert (info["memory"], info["cpus"], info["cpuexecutioncap"]) == (256, 2, 50)
+    assert (info["nestedpaging"], info["largepages"], info["vtxvpid"]) == ("off", "on", "off")
+    assert (info["firmware"], info["paravirtprovider"], info["description"]) == ("EFI", "kvm", "hello")
+    assert [info[f"boot{i}"] for i in range(1, 5)] == ["disk", "net", "none", "none"]
+    assert (info["nic1"], info["nictype1"], info["macaddress1"], info["cableconnected1"]) == (
+        "nat", "virtio", "080027000001", "on")
+    assert (info["uart1"], info["uartmode1"], info["uarttype1"]) == (
+        "0x03f8,4", f"file,{tmp_path / 'serial.log'}", "16550A")
+    assert info["vboxpy-bootkernel"] == str(kernel) and info["vboxpy-bootcmdline"] == "console=ttyS0"
+    assert vbm("getextradata", "vm1", "vboxpy/BootKernel") == (0, f"Value: {kernel}\n", "")
+    code, out, _ = vbm("showvminfo", "vm1")
+    assert f"Boot kernel:                 {kernel}\n" in out and "Memory size:                 256MB\n" in out
+
+
+def test_modifyvm_usage_errors(vbm):
+    create(vbm)
+    code, out, err = vbm("modifyvm", "vm1", "--frobnicate", "1")
+    assert code == 2 and "VBoxManage: error: Unknown option: --frobnicate\n" in err and out == ""
+    code, _, err = vbm("modifyvm", "vm1", "--acpi", "maybe")
+    assert code == 2 and "error:" in err
+    assert vbm.machinereadable("vm1")["acpi"] == "on"
+
+
+def test_media_lifecycle_and_attach(vbm, tmp_path):
+    create(vbm)
+    disk = tmp_path / "disk1"
+    code, out, err = vbm("createmedium", "disk", "--filename", str(disk), "--size", "16")
+    assert code == 0 and err == PROGRESS
+    match = re.fullmatch(rf"Medium created. UUID: ({UUID_RE})\n", out)
+    assert match
+    disk_uuid = match.group(1)
+    assert (tmp_path / "disk1.vdi").exists()
+    code, out, _ = vbm("showmediuminfo", str(tmp_path / "disk1.vdi"))
+    assert code == 0 and out.startswith(f"UUID:           {disk_uuid}\nParent UUID:    base\nState:          created\n")
+    assert "Capacity:       16 MBytes\n" in out and "Storage format: VDI\n" in out
+    code, out, _ = vbm("list", "hdds")
+    assert f"UUID:           {disk_uuid}\n" in out and "Type:           normal (base)\n" in out
+    assert vbm("storagectl", "vm1", "--name", "SATA", "--add", "sata", "--portcount", "2") == (0, "", "")
+    assert vbm("storageattach", "vm1", "--storagectl", "SATA", "--port", "0", "--device", "0", "--type", "hdd",
+               "--medium", str(tmp_path / "disk1.vdi")) == (0, "", "")
+    info = vbm.machinereadable("vm1")
+    assert info["storagecontrollername0"] == "SATA" and info["storagecontrollertype0"] == "IntelAhci"
+    assert info["SATA-0-0"] == str(tmp_path / "disk1.vdi") and info["SATA-ImageUUID-0-0"] == disk_uuid
+    assert info["SATA-1-0"] == "none"
+    code, _, err = vbm("closemedium", "disk", disk_uuid)
+    assert code == 1 and "VBoxManage: error: " in err
+    assert vbm("storageattach", "vm1", "--storagectl", "SATA", "--port", "0", "--device", "0",
+               "--medium", "none") == (0, "", "")
+    code, out, err = vbm("closemedium", "disk", disk_uuid, "--delete")
+    assert (code, out, err) == (0, "", PROGRESS)
+    assert not (tmp_path / "disk1.vdi").exists()
+
+
+def test_extradata_global(vbm):
+    assert vbm("setextradata", "global", "GUI/Test", "yes") == (0, "", "")
+    assert vbm("getextradata", "global", "GUI/Test") == (0, "Value: yes\n", "")
+    assert vbm("getextradata", "global", "enumerate") == (0, "Key: GUI/Test, Value: yes\n", "")
+    assert vbm("setextradata", "global", "GUI/Test") == (0, "", "")
+    assert vbm("getextradata", "global", "GUI/Test") == (0, "No value set!\n", "")
+
+
+def test_setproperty_machinefolder(vbm, tmp_path):
+    folder = tmp_path / "machines"
+    assert vbm("setproperty", "machinefolder", str(folder)) == (0, "", "")
+    code, out, _ = vbm("list", "systemproperties")
+    assert code == 0 and f"Default machine folder:          {folder}\n" in out
+    _, path = create(vbm, "vm2")
+    assert path == str(folder / "vm2" / "vm2.vbox")
+    code, _, err = vbm("setproperty", "nosuchprop", "1")
+    assert code == 2 and "VBoxManage: error: Invalid parameter 'nosuchprop'" in err
+
+
+def test_unregistervm_delete(vbm):
+    _, path = create(vbm)
+    code, out, err = vbm("unregistervm", "vm1", "--delete")
+    assert (code, out, err) == (0, "", PROGRESS)
+    assert vbm("list", "vms") == (0, "", "")
+    import os
+    assert not os.path.exists(path)
+
+
+def test_controlvm_and_snapshot_on_powered_off_vm(vbm):
+    create(vbm)
+    assert vbm("controlvm", "vm1", "pause") == (1, "", "VBoxManage: error: Machine 'vm1' is not currently running.\n")
+    assert vbm("snapshot", "vm1", "list") == (1, "This machine does not have any snapshots\n", "")
+
+
+def test_list_ostypes_hostinfo_and_json(vbm):
+    code, out, _ = vbm("list", "ostypes")
+    assert code == 0 and out.startswith("Supported guest OS types:\n\n")
+    assert "ID / Description: Ubuntu_64 -- Ubuntu (64-bit)\n" in out
+    code, out, _ = vbm("list", "hostinfo")
+    assert code == 0 and out.startswith("Host Information:\n\nHost time: ")
+    assert re.search(r"^Processor supports HW virtualization: (yes|no)$", out, re.M)
+    create(vbm)
+    import json
+    code, out, _ = vbm("list", "vms", "--json")
+    assert code == 0 and json.loads(out)[0]["name"] == "vm1"
