@@ -21,6 +21,7 @@ from .xmltree import (
     get_bool,
     get_int,
     is_bare,
+    is_empty,
     new_child,
     opt_uuid,
     parse_uuid,
@@ -238,7 +239,7 @@ def _write_boot(hw: etree._Element, h: Hardware) -> None:
         boot = new_child(hw, "Boot", HW_CHILDREN)
     for o in children(boot, "Order"):
         boot.remove(o)
-    if h.boot_order == DEFAULT_BOOT_ORDER and not len(boot) and not boot.attrib:
+    if h.boot_order == DEFAULT_BOOT_ORDER and is_empty(boot):
         remove(boot)
         return
     for i, dev in enumerate(h.boot_order):
@@ -257,7 +258,7 @@ def write_hardware(owner: etree._Element, h: Hardware, sv: int) -> None:
     put(hw, "uuid", h.hardware_uuid, default=None, fmt=fmt_uuid,
         read=lambda e, n, d: parse_uuid(e.get(n)) if e.get(n) else d)
     mem = ensure_child(hw, "Memory", HW_CHILDREN)
-    put_int(mem, "RAMSize", h.memory_mb, always=True, order=("RAMSize", "PageFusion"))
+    put_int(mem, "RAMSize", h.memory_mb, default=128, always=True, order=("RAMSize", "PageFusion"))
     put_bool(mem, "PageFusion", h.page_fusion, default=False, order=("RAMSize", "PageFusion"))
     hid = child(hw, "HID")
     if hid is not None or (h.pointing_hid, h.keyboard_hid) != ("PS2Mouse", "PS2Keyboard"):

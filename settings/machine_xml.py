@@ -23,6 +23,7 @@ from .xmltree import (
     fmt_uuid,
     get_bool,
     get_uuid,
+    is_empty,
     new_child,
     opt_uuid,
     parse_time,
@@ -155,7 +156,7 @@ def _write_snapshot(el: etree._Element, s: Snapshot, sv: int, folder: Path) -> N
     if box is not None:
         sync_keyed(box, "Snapshot", s.children, _snapshot_key, lambda c: c.uuid,
                    lambda e, c: _write_snapshot(e, c, sv, folder))
-        if not s.children and not len(box) and not box.attrib:
+        if not s.children and is_empty(box):
             remove(box)
 
 
@@ -168,12 +169,12 @@ def write_machine(root: etree._Element, s: MachineSettings, sv: int, folder: Pat
     put_str(m, "name", s.name, always=True, order=o)
     put_bool(m, "directoryIncludesUUID", s.directory_includes_uuid, default=False, order=o)
     put_bool(m, "nameSync", s.name_sync, default=True, order=o)
-    put_str(m, "OSType", s.os_type, always=True, order=o)
+    put_str(m, "OSType", s.os_type, default="Other", always=True, order=o)
     _put_state_file(m, s.state_file, folder, o)
     _put_uuid(m, "currentSnapshot", s.current_snapshot, o, default=None)
     if s.current_snapshot is None:
         m.attrib.pop("currentSnapshot", None)
-    put_str(m, "snapshotFolder", s.snapshot_folder, always=True, order=o)
+    put_str(m, "snapshotFolder", s.snapshot_folder, default="Snapshots", always=True, order=o)
     put_bool(m, "currentStateModified", s.current_state_modified, default=True, order=o)
     put(m, "lastStateChange", s.last_state_change, always=True, order=o, fmt=fmt_time,
         read=lambda e, n, d: parse_time(e.get(n)) if e.get(n) else d)
@@ -199,7 +200,7 @@ def write_machine(root: etree._Element, s: MachineSettings, sv: int, folder: Pat
             groups = new_child(m, "Groups", OWNER_CHILDREN)
         for g in children(groups, "Group"):
             groups.remove(g)
-        if s.groups == ["/"] and not len(groups) and not groups.attrib:
+        if s.groups == ["/"] and is_empty(groups):
             remove(groups)
         else:
             for name in s.groups:

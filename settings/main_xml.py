@@ -111,14 +111,15 @@ def write_main(root: etree._Element, s: MainSettings, sv: int, folder: Path) -> 
     p = s.system_properties
     for field, attr in SYSPROP_ATTRS.items():
         value = getattr(p, field)
+        dflt = SystemProperties.model_fields[field].default
         if field == "log_history_count" or field == "proxy_mode":
-            put_int(sp, attr, value, always=True, order=SYSPROP_ORDER)
+            put_int(sp, attr, value, default=dflt, always=True, order=SYSPROP_ORDER)
         elif field == "exclusive_hw_virt":
             target = sp
             if sv >= 20:
                 target = ensure_child(g, "PlatformProperties", GLOBAL_CHILDREN)
                 sp.attrib.pop(attr, None)
-            put_bool(target, attr, value, always=True, order=SYSPROP_ORDER)
+            put_bool(target, attr, value, default=dflt, always=True, order=SYSPROP_ORDER)
         else:
             put_str(sp, attr, value, default="", order=SYSPROP_ORDER)
 

@@ -21,6 +21,7 @@ from .xmltree import (
     fmt_uuid,
     get_bool,
     get_uuid,
+    is_empty,
     new_child,
     parse_uuid,
     problem,
@@ -102,7 +103,7 @@ def _write_medium(el: etree._Element, m: Medium, base: Path, kind: str, depth: i
             read=lambda e, n, d: e.get(n, d))
     if depth == 1:
         base_type = dflt_type if kind != "hd" else None
-        put(el, "type", m.type, default=base_type, always=kind == "hd", order=MEDIUM_ATTRS,
+        put(el, "type", m.type, default=base_type or "Normal", always=kind == "hd", order=MEDIUM_ATTRS,
             read=lambda e, n, d: _TYPES.get(e.get(n, "").lower(), d))
     put_bool(el, "autoReset", m.auto_reset, default=False, order=MEDIUM_ATTRS)
     desc = child(el, "Description")
@@ -150,7 +151,7 @@ def write_registry(parent: etree._Element, reg: MediaRegistry, base: Path, order
             box = ensure_child(el, container, REGISTRY_CHILDREN)
         removed = sync_keyed(box, tag, items, _uuid_key, lambda m: m.uuid,
                              lambda e, m, k=kind: _write_medium(e, m, base, k, 1))
-        if removed and not items and not len(box) and not box.attrib:
+        if removed and not items and is_empty(box):
             remove(box)
-    if reg.is_empty() and not len(el) and not el.attrib:
+    if reg.is_empty() and is_empty(el):
         remove(el)

@@ -18,6 +18,7 @@ from .xmltree import (
     ensure_child,
     get_bool,
     get_int,
+    is_empty,
     new_child,
     problem,
     put,
@@ -118,7 +119,7 @@ def _adapter_is_default(a: NetworkAdapter, sv: int) -> bool:
 def _write_rules(nat: etree._Element, rules: list[NatRule]) -> None:
     def write(e: etree._Element, r: NatRule) -> None:
         put_str(e, "name", r.name, always=True, order=FORWARD_ATTRS)
-        put_int(e, "proto", 0 if r.proto == "UDP" else 1, always=True, order=FORWARD_ATTRS)
+        put_int(e, "proto", 0 if r.proto == "UDP" else 1, default=1, always=True, order=FORWARD_ATTRS)
         put_str(e, "hostip", r.host_ip, order=FORWARD_ATTRS)
         put_int(e, "hostport", r.host_port, always=True, order=FORWARD_ATTRS)
         put_str(e, "guestip", r.guest_ip, order=FORWARD_ATTRS)
@@ -154,7 +155,7 @@ def _write_attachment(el: etree._Element, a: NetworkAdapter) -> None:
             target = new_child(disabled, tag)
         if target is not None:
             put_str(target, attr, value, default="" if mode != a.attachment_type else None)
-    if disabled is not None and not len(disabled) and not disabled.attrib:
+    if disabled is not None and is_empty(disabled):
         remove(disabled)
     nat = child(el, "NAT") if a.attachment_type == "NAT" else child(disabled, "NAT")
     if nat is None and a.nat_rules:
@@ -221,16 +222,17 @@ def _write_uart(el: etree._Element, p: SerialPort, sv: int) -> None:
     io_attr = "IOAddress" if sv >= 20 else "IOBase"
     order = ("slot", "enabled", io_attr, "IRQ", "server", "path", "hostMode", "uartType")
     put_int(el, "slot", p.slot, always=True, order=order)
-    put_bool(el, "enabled", p.enabled, always=True, order=order)
-    put_int(el, io_attr, p.io_base, always=True, order=order, hexa=True)
-    put_int(el, "IRQ", p.irq, always=True, order=order)
+    io_default, irq_default = UART_DEFAULTS[p.slot]
+    put_bool(el, "enabled", p.enabled, default=False, always=True, order=order)
+    put_int(el, io_attr, p.io_base, default=io_default, always=True, order=order, hexa=True)
+    put_int(el, "IRQ", p.irq, default=irq_default, always=True, order=order)
     put_bool(el, "server", p.server, default=False, always=p.port_mode in ("TCP", "HostPipe"), order=order)
     if p.port_mode not in ("TCP", "HostPipe"):
         el.attrib.pop("server", None)
     put_str(el, "path", p.path, default="" if p.port_mode != "Disconnected" else None, order=order)
     if p.port_mode == "Disconnected":
         el.attrib.pop("path", None)
-    put_str(el, "hostMode", p.port_mode, always=True, order=order)
+    put_str(el, "hostMode", p.port_mode, default="Disconnected", always=True, order=order)
     put(el, "uartType", UART_XML[p.uart_type], default="16550A", order=order)
 
 

@@ -97,7 +97,7 @@ def _dev_key(el: etree._Element):
 
 def _write_device(el: etree._Element, d: AttachedDevice, sv: int) -> None:
     if d.type == "DVD":
-        put_bool(el, "passthrough", d.passthrough, always=True, order=DEV_ATTRS)
+        put_bool(el, "passthrough", d.passthrough, default=False, always=True, order=DEV_ATTRS)
         put_bool(el, "tempeject", d.temp_eject, default=False, order=DEV_ATTRS)
     else:
         set_attr(el, "passthrough", None)
@@ -129,13 +129,13 @@ def _write_controller(el: etree._Element, c: StorageController, sv: int) -> None
     put_str(el, "name", c.name, always=True, order=CTRL_ATTRS)
     put(el, "type", XML_TYPE.get(c.controller_type, c.controller_type), always=True, order=CTRL_ATTRS,
         read=lambda e, n, d: XML_TYPE.get(API_TYPE.get(e.get(n, ""), ""), e.get(n)))
-    put_int(el, "PortCount", c.port_count, always=True, order=CTRL_ATTRS)
+    put_int(el, "PortCount", c.port_count, default=DEFAULT_PORT_COUNT[c.bus], always=True, order=CTRL_ATTRS)
     put_int(el, "Instance", c.instance, default=0, order=CTRL_ATTRS)
-    put_bool(el, "useHostIOCache", c.use_host_io_cache, always=True, order=CTRL_ATTRS)
-    put_bool(el, "Bootable", c.bootable, always=True, order=CTRL_ATTRS)
+    put_bool(el, "useHostIOCache", c.use_host_io_cache, default=True, always=True, order=CTRL_ATTRS)
+    put_bool(el, "Bootable", c.bootable, default=True, always=True, order=CTRL_ATTRS)
     for i, attr in enumerate(IDE_EMULATION):
         if c.controller_type == "IntelAhci":
-            put_int(el, attr, c.ide_emulation_ports[i], always=True, order=CTRL_ATTRS)
+            put_int(el, attr, c.ide_emulation_ports[i], default=i, always=True, order=CTRL_ATTRS)
         else:
             set_attr(el, attr, None)
     sync_keyed(el, "AttachedDevice", c.devices, _dev_key, lambda d: (d.port, d.device),

@@ -12,7 +12,7 @@ from typing import Any
 
 from lxml import etree
 
-from .xmltree import child, children, ensure_child, new_child, remove, required, set_attr
+from .xmltree import child, children, ensure_child, is_empty, new_child, remove, required, set_attr
 
 
 def sync_keyed(parent: etree._Element, tag: str, items: Iterable[Any],
@@ -75,5 +75,5 @@ def write_extra_data(parent: etree._Element, data: dict[str, str], order: Sequen
 
     removed = sync_keyed(el, "ExtraDataItem", data.items(), lambda e: e.get("name"), lambda kv: kv[0],
                          write)
-    if removed and not data and not len(el) and not el.attrib:
+    if removed and not data and is_empty(el):
         remove(el)

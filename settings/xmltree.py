@@ -20,6 +20,9 @@ from lxml import etree
 from .errors import SettingsError
 
 NS = "http://www.virtualbox.org/"
+# Marks elements created during this save: "always written" attributes are only added to those, so
+# an existing element keeps its exact content unless a value really changes. Stripped on output.
+NEW_MARK = "__vboxpy_new"
 
 
 def is_element(node: Any) -> bool:
@@ -68,6 +71,7 @@ def new_child(parent: etree._Element, name: str, order: Sequence[str] = (),
     """Create `name` under `parent`: right after `after` if given, else before the first sibling
     that VirtualBox writes later than `name`, else at the end."""
     el = parent.makeelement(_qname(parent, name))
+    el.set(NEW_MARK, "")
     if after is not None:
         after.addnext(el)
         return el
@@ -96,7 +100,18 @@ def remove(el: etree._Element | None) -> None:
 def is_bare(el: etree._Element, *allowed_attrs: str) -> bool:
     """True when the element holds nothing but `allowed_attrs` (safe to drop without loss)."""
     return (not any(is_element(c) for c in el) and not (el.text or "").strip()
-            and all(k in allowed_attrs for k in el.attrib))
+            and all(k in allowed_attrs or k == NEW_MARK for k in el.attrib))
+
+
+def is_empty(el: etree._Element) -> bool:
+    """No children, text or attributes (other than our mark): dropping it loses nothing."""
+    return len(el) == 0 and not (el.text or "").strip() and all(k == NEW_MARK for k in el.attrib)
+
+
+def strip_marks(root: etree._Element) -> None:
+    for el in root.iter():
+        if is_element(el):
+            el.attrib.pop(NEW_MARK, None)
 
 
 def set_attr(el: etree._Element, name: str, value: str | None, order: Sequence[str] = ()) -> None:
@@ -249,7 +264,7 @@ def put(el: etree._Element, name: str, value: Any, *, default: Any = None, alway
         current = read(el, name, default) if read else el.get(name)
         if current == value:
             return  # the file already says it; keep its spelling
-    elif value == default and not always:
+    elif value == default and (not always or NEW_MARK not in el.attrib):
         return  # absent means default
     if value == default and not always:
         el.attrib.pop(name, None)
@@ -285,6 +300,8 @@ def put_flag_child(parent: etree._Element, name: str, value: Any, default: Any,
         return
     if el is None and value == default and not always:
         return
+    if el is None and value == default and NEW_MARK not in parent.attrib:
+        return  # "always" children are only added to new parents
     if value == default and not always and el is not None and is_bare(el, attr):
         remove(el)
         return
