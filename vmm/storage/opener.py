@@ -81,9 +81,9 @@ def _open(path: str, read_only: bool, resolver: ParentResolver | None, seen: set
         return RawImage(path, read_only=read_only)
 
     def open_parent(h: VdiHeader, child_path: str) -> DiskImage:
-        link = str(h.uuid_linkage)
-        if link in seen or link == str(h.uuid_create):
-            raise DiskImageError(f"{child_path}: the differencing chain loops back to image {{{link}}}")
+        link, me = str(h.uuid_linkage), str(h.uuid_create)
+        if me in seen or link in seen or link == me:
+            raise DiskImageError(f"{child_path}: the differencing chain loops back to image {{{me}}}")
         if len(seen) >= MAX_CHAIN_DEPTH:
             raise DiskImageError(f"{child_path}: the differencing chain is longer than {MAX_CHAIN_DEPTH}")
         parent_path = (resolver or default_parent_resolver(child_path))(link)

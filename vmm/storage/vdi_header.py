@@ -20,7 +20,7 @@ PRE_HEADER_SIZE = 72
 HEADER_V1_SIZE = 384
 HEADER_V1PLUS_SIZE = 400
 HEADER_V0_SIZE = 348
-ORACLE_TEXT = b"<<< Oracle VirtualBox Disk Image >>>\n"
+ORACLE_TEXT = b"<<< Oracle VirtualBox Disk Image >>>\n".ljust(64, b"\0")
 
 TYPE_NORMAL, TYPE_FIXED, TYPE_UNDO, TYPE_DIFF = 1, 2, 3, 4
 DIFF_TYPES = (TYPE_UNDO, TYPE_DIFF)  # images whose FREE blocks read through to a parent
