@@ -133,7 +133,7 @@ def closemedium(args, delete):
 
 
 def medium_info_dict(vbox, medium) -> dict:
-    from .cmd_list import medium_dict
+    from .listing import medium_dict
 
     data = medium_dict(medium, with_children=False)
     data["child_ids"] = [c.id for c in medium.children]

@@ -152,16 +152,10 @@ def run(args: list[str]) -> int:
 
 
 def _dispatch(name: str, rest: list[str]) -> int:
-    import click
-
     from .api import Api
 
-    command = load(name)
     try:
-        result = command.main(rest, prog_name=f"{PROG} {name}", standalone_mode=False)
-        return int(result or 0)
-    except click.UsageError as exc:
-        return _syntax(click_message(exc), name)
+        return _invoke(name, rest)
     except SyntaxFailure as exc:
         return _syntax(exc.text, exc.command or name)
     except ArgumentFailure as exc:
@@ -171,10 +165,28 @@ def _dispatch(name: str, rest: list[str]) -> int:
         if exc.text:
             sys.stderr.write(exc.text)
         return exc.code
-    except (click.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         return EXIT_FAILURE
+    except Exception as exc:
+        click = sys.modules.get("click")  # only loaded when a click command ran
+        if click is not None and isinstance(exc, click.UsageError):
+            return _syntax(click_message(exc), name)
+        if click is not None and isinstance(exc, click.Abort):
+            return EXIT_FAILURE
+        raise
     finally:
         Api.close()
+
+
+def _invoke(name: str, rest: list[str]) -> int:
+    if name == "list":  # `list vms` and friends without click: the hot path of Vagrant & co.
+        from .listing import fast
+
+        result = fast(rest)
+        if result is not None:
+            return result
+    command = load(name)
+    return int(command.main(rest, prog_name=f"{PROG} {name}", standalone_mode=False) or 0)
 
 
 def click_message(exc) -> str:

@@ -209,3 +209,19 @@ def test_missing_api_member_reports_not_implemented(api, capsys):
     assert err.startswith("VBoxManage: error: 'IMachine' object has no attribute") is False
     assert "is not implemented by this vboxsvc" in err.splitlines()[0]
     assert "code NS_ERROR_NOT_IMPLEMENTED (0x80004001)" in err
+
+
+def test_list_vms_fast_path_and_sorted_runningvms(api, capsys):
+    from frontends.vboxmanage.listing import fast
+
+    for name, uuid in (("zeta", "u1"), ("Alpha", "u2"), ("mid", "u3")):
+        m = FakeMachine(name, f"/{name}.vbox", uuid)
+        m.accessible = True
+        api.vbox.machines.append(m)
+    api.vbox.machines[2].accessible = False
+    states = {"u1": e.MachineState.Running, "u2": e.MachineState.PoweredOff, "u3": e.MachineState.Paused}
+    api.vbox.get_machine_states = lambda ms: [states[m.id] for m in ms]
+    assert run(capsys, "list", "vms") == (0, '"zeta" {u1}\n"Alpha" {u2}\n"<inaccessible>" {u3}\n', "")
+    assert run(capsys, "list", "--sorted", "vms") == (0, '"<inaccessible>" {u3}\n"Alpha" {u2}\n"zeta" {u1}\n', "")
+    assert run(capsys, "list", "runningvms") == (0, '"zeta" {u1}\n"<inaccessible>" {u3}\n', "")
+    assert fast(["vms", "--long"]) is None and fast(["hdds"]) is None

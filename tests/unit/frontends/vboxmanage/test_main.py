@@ -103,9 +103,10 @@ def test_every_command_module_loads_and_has_usage():
 
 
 def test_startup_imports_stay_light():
-    """A fresh `list` run imports click but neither pydantic nor lxml; --version not even click."""
+    """--version and the `list vms` fast path (listing) import no click; `list` loads neither pydantic nor lxml."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
     probe = ("import sys; from frontends.vboxmanage import main as m; m.run(['--version']); "
+             "import frontends.vboxmanage.listing; "
              "a = 'click' in sys.modules; m.load('list'); "
              "print(a, 'pydantic' in sys.modules, 'lxml' in sys.modules, 'click' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True)
