@@ -1,5 +1,6 @@
 """startvm, controlvm, discardstate (VBoxManageMisc.cpp, VBoxManageControlVM.cpp): run-time control."""
 
+import os
 import sys
 
 import click
@@ -18,6 +19,9 @@ ACTIONS = ("pause", "resume", "reset", "poweroff", "savestate", "acpipowerbutton
 @click.option("--putenv", "-E", "putenv", multiple=True)
 def startvm(vms, frontend, putenv):
     env = list(putenv)
+    for var in ("DISPLAY", "XAUTHORITY"):  # VBoxManage on Linux forwards these to the VM process
+        if var in os.environ and not any(e.split("=", 1)[0] == var for e in env):
+            env.append(f"{var}={os.environ[var]}")
     for vm in vms:
         machine = find_machine(vm, 740, "VBoxManageMisc.cpp")
         session = Api.session()

@@ -31,6 +31,10 @@ def show_progress(progress, stream=None) -> int:
             except ValueError:  # not the main thread
                 pass
     try:
+        from .output import State
+
+        if State.detailed_progress:
+            return _follow_detailed(progress, stream, cancelled)
         return _follow(progress, stream, cancelled)
     finally:
         for sig, handler in old.items():
@@ -79,3 +83,34 @@ def _print_decades(stream, shown: int, percent: int) -> int:
         return upto
     return shown
 
+
+
+def _follow_detailed(progress, stream, cancelled) -> int:
+    """--detailed-progress: one line per change, `(op/count) desc NN% => NN% (N s remaining)`."""
+    last = None
+    count = max(int(progress.operation_count), 1)
+    sent_cancel = False
+    while True:
+        completed = bool(progress.completed)
+        state = (int(progress.operation), progress.operation_description, int(progress.operation_percent),
+                 int(progress.percent))
+        if state != last:
+            last = state
+            remaining = int(progress.time_remaining)
+            stream.write(f"({state[0] + 1}/{count}) {state[1]} {state[2]:02d}% => {state[3]:02d}% "
+                         f"({remaining} s remaining)\n")
+            stream.flush()
+        if completed:
+            break
+        progress.wait_for_completion(100)
+        if cancelled["asked"] and not sent_cancel:
+            sent_cancel = True
+            try:
+                progress.cancel()
+            except Exception:
+                pass
+    code = int(progress.result_code) & 0xFFFFFFFF
+    if code >= 0x80000000:
+        stream.write("CANCELED\n" if bool(progress.canceled) else f"Progress state: {result_name(code)}\n")
+        return code
+    return 0

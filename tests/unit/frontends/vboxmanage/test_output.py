@@ -75,3 +75,24 @@ def test_progress_failure_ends_with_define_name():
 def test_progress_canceled():
     text, _ = run(FakeProgress([12, 12], result_code=0x80004004, canceled=True))
     assert text == "0%...10%...CANCELED\n"
+
+
+class DetailedFake(FakeProgress):
+    def __init__(self, steps, **kw):
+        super().__init__(steps, **kw)
+        self.operation_count, self.operation, self.operation_description = 2, 0, "Creating"
+        self.operation_percent, self.time_remaining = 0, 5
+
+    def wait_for_completion(self, timeout_ms):
+        super().wait_for_completion(timeout_ms)
+        self.operation = 1 if self.percent >= 50 else 0
+        self.operation_percent = self.percent
+
+
+def test_detailed_progress_lines():
+    from frontends.vboxmanage.progress import _follow_detailed
+
+    out = io.StringIO()
+    assert _follow_detailed(DetailedFake([5, 5, 60, 100]), out, {"asked": False}) == 0
+    assert out.getvalue() == ("(1/2) Creating 00% => 00% (5 s remaining)\n(1/2) Creating 05% => 05% (5 s remaining)\n"
+                              "(2/2) Creating 60% => 60% (5 s remaining)\n(2/2) Creating 100% => 100% (5 s remaining)\n")
