@@ -203,8 +203,8 @@ def click_message(exc) -> str:
     match = re.match(r"Got unexpected extra arguments? \((.*)\)", text)
     if match:
         return f"Invalid parameter '{match.group(1).split(' ')[0]}'"
-    if isinstance(exc, click.MissingParameter) and exc.param is not None:
-        return f"Missing parameter: {exc.param.human_readable_name.lower()}"
+    if isinstance(exc, click.MissingParameter):
+        return "Not enough parameters"
     return text
 
 

@@ -123,3 +123,8 @@ def test_shell_completion_source(tmp_path):
     out = subprocess.run([sys.executable, "-m", "frontends.vboxmanage.main"], cwd=root, env=env,
                          capture_output=True, text=True)
     assert out.stdout.split() == ["plain,snapshot"]
+
+
+def test_missing_positional_is_not_enough_parameters(capsys):
+    code, _, err = run(capsys, "-q", "controlvm", "vm1")
+    assert code == 2 and err.startswith("VBoxManage: error: Not enough parameters\n\nUsage - Change state")
