@@ -58,7 +58,7 @@ SIG_ATA = 0x0000_0101
 SSTS_PRESENT = 0x123          # IPM active, Gen2, device present with PHY communication
 
 RFIS_DSFIS, RFIS_PSFIS, RFIS_RFIS, RFIS_SDBFIS = 0x00, 0x20, 0x40, 0x58
-PRDT_MAX = 65535
+_PRD = struct.Struct("<Q4xI")
 
 
 class _Fault(Exception):
@@ -291,22 +291,27 @@ class AhciPort:
 
     def _prdt_views(self, raw: bytes) -> list[memoryview]:
         mem = self.hba.memory
+        base, ram_len, _ = mem.regions[0]
+        # Views are taken per command, never kept: GuestMemory must stay closable.
+        ram = mem.view(0, ram_len) if base == 0 else memoryview(b"")
+        ram_len = len(ram)
         views: list[memoryview] = []
         run_start = run_len = 0
-        for off in range(0, len(raw), 16):
-            dba, dw3 = struct.unpack_from("<Q4xI", raw, off)
+        for dba, dw3 in _PRD.iter_unpack(raw):
             length = (dw3 & 0x3F_FFFF) + 1
             dba &= ~1
-            if not mem.contains(dba, length):
+            if dba + length > ram_len and not mem.contains(dba, length):
                 raise _Fault()
             if run_len and run_start + run_len == dba:
                 run_len += length                 # physically contiguous entries: one view
                 continue
             if run_len:
-                views.append(mem.view(run_start, run_len))
+                views.append(ram[run_start:run_start + run_len] if run_start + run_len <= ram_len
+                             else mem.view(run_start, run_len))
             run_start, run_len = dba, length
         if run_len:
-            views.append(mem.view(run_start, run_len))
+            views.append(ram[run_start:run_start + run_len] if run_start + run_len <= ram_len
+                         else mem.view(run_start, run_len))
         return views
 
     # --- saved state -----------------------------------------------------------------------------------

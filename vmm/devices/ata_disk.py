@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from vmm.devices.blockio import read_into, write_from
 from vmm.devices.virtio.scsi_disk import DiskOptions
 from vmm.storage.image import DiskImage, DiskImageError
 
@@ -166,40 +167,24 @@ class AtaDisk:
 
     def _read(self, tf: AtaTaskfile, views: list[memoryview], lba48: bool) -> AtaResult:
         lba, count = self._rw_args(tf, lba48)
-        pos, remaining = lba * SECTOR, count * SECTOR
         try:
-            for v in views:
-                if remaining <= 0:
-                    break
-                if len(v) > remaining:
-                    v = v[:remaining]
-                self.image.readinto_at(pos, v)
-                pos += len(v)
-                remaining -= len(v)
+            done = read_into(self.image, lba * SECTOR, views, count * SECTOR)
         except (DiskImageError, OSError):
             raise AtaAbort(ER_UNC)
-        return AtaResult(transferred=count * SECTOR - remaining, pio=tf.command in PIO)
+        return AtaResult(transferred=done, pio=tf.command in PIO)
 
     def _write(self, tf: AtaTaskfile, views: list[memoryview], lba48: bool) -> AtaResult:
         if self.read_only:
             raise AtaAbort(ER_ABRT)
         lba, count = self._rw_args(tf, lba48)
-        pos, remaining = lba * SECTOR, count * SECTOR
         try:
-            for v in views:
-                if remaining <= 0:
-                    break
-                if len(v) > remaining:
-                    v = v[:remaining]
-                self.image.write_at(pos, v)
-                pos += len(v)
-                remaining -= len(v)
+            done = write_from(self.image, lba * SECTOR, views, count * SECTOR)
             fua = tf.command in NCQ and tf.device & 0x80
             if not self.write_cache or self.options.write_through or fua:
                 self.image.flush()
         except (DiskImageError, OSError):
             raise AtaAbort(ER_ABRT)
-        return AtaResult(transferred=count * SECTOR - remaining, pio=tf.command in PIO)
+        return AtaResult(transferred=done, pio=tf.command in PIO)
 
     def _dsm(self, tf: AtaTaskfile, views: list[memoryview]) -> AtaResult:
         if not tf.features & 0x01 or not self.options.discard:

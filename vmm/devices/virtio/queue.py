@@ -10,7 +10,8 @@ make no sense raises `QueueBroken` (the transport then sets DEVICE_NEEDS_RESET).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import struct
+from typing import NamedTuple
 
 from vmm.memory import GuestMemory
 
@@ -20,14 +21,14 @@ DESC_F_INDIRECT = 4
 AVAIL_F_NO_INTERRUPT = 1
 
 MAX_QUEUE_SIZE = 32768
+_DESC = struct.Struct("<QIHH")
 
 
 class QueueBroken(Exception):
     """The driver corrupted the queue itself (not just one request)."""
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(NamedTuple):
     gpa: int
     length: int
 
@@ -35,10 +36,11 @@ class Segment:
 class Chain:
     """One request: the head index and its device-readable then device-writable segments."""
 
-    __slots__ = ("head", "readable", "writable", "error", "_mem")
+    __slots__ = ("head", "readable", "writable", "error", "_mem", "_ram")
 
     def __init__(self, mem: GuestMemory, head: int):
         self._mem = mem
+        self._ram = _low_ram(mem)
         self.head = head
         self.readable: list[Segment] = []
         self.writable: list[Segment] = []
@@ -65,7 +67,11 @@ class Chain:
             if remaining is not None:
                 n = min(n, remaining)
                 remaining -= n
-            out.append(self._mem.view(s.gpa + offset, n))
+            gpa = s.gpa + offset
+            if gpa + n <= len(self._ram):
+                out.append(self._ram[gpa:gpa + n])
+            else:
+                out.append(self._mem.view(gpa, n))
             offset = 0
         return out
 
@@ -89,12 +95,10 @@ class Chain:
         return done
 
 
-def _coalesce(segs: list[Segment], gpa: int, length: int) -> None:
-    if segs and segs[-1].gpa + segs[-1].length == gpa:
-        last = segs[-1]
-        segs[-1] = Segment(last.gpa, last.length + length)
-    else:
-        segs.append(Segment(gpa, length))
+def _low_ram(mem: GuestMemory) -> memoryview:
+    """A view of the RAM region at guest-physical 0: most buffers live there (fast slicing)."""
+    base, length, _ = mem.regions[0]
+    return mem.view(0, length) if base == 0 else memoryview(b"")
 
 
 class Virtqueue:
@@ -143,8 +147,14 @@ class Virtqueue:
         return self._walk(head)
 
     def _walk(self, head: int) -> Chain:
+        # Views are taken per request, never kept: GuestMemory must stay closable.
         chain = Chain(self.mem, head)
-        table, table_len = self.desc, self.size
+        readable, writable = chain.readable, chain.writable
+        contains = self.mem.contains
+        ram_len = len(chain._ram)
+        table = chain._ram[self.desc:self.desc + 16 * self.size] \
+            if self.desc + 16 * self.size <= ram_len else self.mem.read(self.desc, 16 * self.size)
+        table_len = self.size
         index = head
         seen = 0
         indirect = False
@@ -156,38 +166,39 @@ class Virtqueue:
             if seen > table_len:
                 chain.error = "descriptor chain loops or is longer than its table"
                 return chain
-            raw = self.mem.read(table + 16 * index, 16)
-            addr = int.from_bytes(raw[0:8], "little")
-            length = int.from_bytes(raw[8:12], "little")
-            flags = int.from_bytes(raw[12:14], "little")
-            nxt = int.from_bytes(raw[14:16], "little")
+            addr, length, flags, nxt = _DESC.unpack_from(table, 16 * index)
             if flags & DESC_F_INDIRECT:
                 if indirect:
                     chain.error = "nested indirect descriptor table"
                     return chain
-                if flags & DESC_F_NEXT or chain.readable or chain.writable:
+                if flags & DESC_F_NEXT or readable or writable:
                     chain.error = "indirect descriptor combined with a chain"
                     return chain
                 if length == 0 or length % 16 or length // 16 > MAX_QUEUE_SIZE:
                     chain.error = f"bad indirect table length {length}"
                     return chain
-                if not self.mem.contains(addr, length):
+                if not contains(addr, length):
                     chain.error = f"indirect table {addr:#x}+{length:#x} outside guest RAM"
                     return chain
-                table, table_len = addr, length // 16
+                # A private copy: the driver cannot change the table under our walk.
+                table, table_len = memoryview(self.mem.read(addr, length)), length // 16
                 index, seen, indirect = 0, 0, True
                 continue
             if length:
-                if not self.mem.contains(addr, length):
+                if addr + length > ram_len and not contains(addr, length):
                     chain.error = f"buffer {addr:#x}+{length:#x} outside guest RAM"
                     return chain
                 if flags & DESC_F_WRITE:
-                    _coalesce(chain.writable, addr, length)
-                elif chain.writable:
+                    segs = writable
+                elif writable:
                     chain.error = "readable descriptor after a writable one"
                     return chain
                 else:
-                    _coalesce(chain.readable, addr, length)
+                    segs = readable
+                if segs and segs[-1].gpa + segs[-1].length == addr:
+                    segs[-1] = Segment(segs[-1].gpa, segs[-1].length + length)
+                else:
+                    segs.append(Segment(addr, length))
             if not flags & DESC_F_NEXT:
                 return chain
             index = nxt

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from vmm.devices.blockio import read_into, write_from
 from vmm.storage.image import DiskImage, DiskImageError
 
 BLOCK = 512
@@ -231,46 +232,29 @@ class ScsiDisk:
 
     def _read(self, cdb, out, din) -> int:
         lba, count = self._lba_count(cdb)
-        remaining = count * BLOCK
-        if sum(len(v) for v in din) < remaining:
+        length = count * BLOCK
+        if sum(len(v) for v in din) < length:
             raise DataOverrun()
-        pos = lba * BLOCK
         try:
-            for v in din:
-                if remaining <= 0:
-                    break
-                if len(v) > remaining:
-                    v = v[:remaining]
-                self.image.readinto_at(pos, v)
-                pos += len(v)
-                remaining -= len(v)
+            return read_into(self.image, lba * BLOCK, din, length)
         except (DiskImageError, OSError):
             raise ScsiError(MEDIUM_ERROR, ASC_READ_ERROR)
-        return count * BLOCK - remaining
 
     def _write(self, cdb, out, din) -> int:
         if self.read_only:
             raise ScsiError(DATA_PROTECT, ASC_WRITE_PROTECTED)
         lba, count = self._lba_count(cdb)
-        remaining = count * BLOCK
-        if sum(len(v) for v in out) < remaining:
+        length = count * BLOCK
+        if sum(len(v) for v in out) < length:
             raise DataOverrun()
-        pos = lba * BLOCK
         try:
-            for v in out:
-                if remaining <= 0:
-                    break
-                if len(v) > remaining:
-                    v = v[:remaining]
-                self.image.write_at(pos, v)
-                pos += len(v)
-                remaining -= len(v)
+            done = write_from(self.image, lba * BLOCK, out, length)
             fua = cdb[0] != 0x0A and cdb[1] & 0x08
             if self.options.write_through or fua:
                 self.image.flush()
         except (DiskImageError, OSError):
             raise ScsiError(MEDIUM_ERROR, ASC_WRITE_ERROR)
-        return count * BLOCK - remaining
+        return done
 
     def _verify(self, cdb, out, din) -> int:
         self._lba_count(cdb)
