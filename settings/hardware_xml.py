@@ -17,6 +17,7 @@ from .xmltree import (
     child,
     children,
     ensure_child,
+    fmt_bool,
     fmt_uuid,
     get_bool,
     get_int,
@@ -193,8 +194,10 @@ def _write_cpu(at: Places, h: Hardware) -> None:
     if h.long_mode is None:
         if lm is not None and is_bare(lm, "enabled"):
             remove(lm)
-    elif at.sv >= 14 or lm is not None:
-        put_flag_child(xcpu, "LongMode", h.long_mode, True, o, always=True)
+    elif lm is None:  # absent means "legacy" here, not "enabled"
+        new_child(xcpu, "LongMode", o).set("enabled", fmt_bool(h.long_mode))
+    elif get_bool(lm, "enabled", True) != h.long_mode:
+        lm.set("enabled", fmt_bool(h.long_mode))
     put_flag_child(xcpu, "TripleFaultReset", h.triple_fault_reset, False, o)
     if h.x2apic:
         put_flag_child(xcpu, "X2APIC", True, False, o)

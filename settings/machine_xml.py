@@ -233,7 +233,7 @@ def required_minor(s: MachineSettings) -> int:
                 c.controller_type == "NVMe" for c in h.storage_controllers) or any(
                 d.hotpluggable for c in h.storage_controllers for d in c.devices):
             need = max(need, 15)
-        if h.paravirt_provider != "Legacy" or any(
+        if h.paravirt_provider != "Legacy" or h.long_mode is not None or any(
                 a.attachment_type == "NATNetwork" for a in h.network_adapters) or any(
                 c.bus == "USB" for c in h.storage_controllers):
             need = max(need, 14)
@@ -246,6 +246,8 @@ def required_minor(s: MachineSettings) -> int:
 
 def _owners(root: etree._Element) -> list[etree._Element]:
     m = child(root, "Machine")
+    if m is None:
+        return []
     return [m] + [e for e in m.iter() if isinstance(e.tag, str) and etree.QName(e).localname == "Snapshot"]
 
 
