@@ -348,7 +348,9 @@ class Pit8254:
             if c.timer is not None:
                 c.timer.cancel()
                 if c.s.next_edge_ns is not None:
-                    c.timer.arm(c.s.next_edge_ns)
+                    c.timer.arm(c.s.next_edge_ns)     # an edge that was due still fires
+                else:
+                    c.schedule()
 
 
 @dataclass
