@@ -72,16 +72,19 @@ def create_vdi(path: str, size: int, fixed: bool = False, uuid=None,
 def create_diff_vdi(path: str, parent, uuid=None, parent_resolver=None) -> VdiImage:
     """A new differencing VDI whose parent is `parent` (a path or an open VDI image), opened writable.
 
-    The child records the parent's UUID and current modification UUID, as VDCreateDiff does.
+    The child records the parent's UUID and current modification UUID, as VDCreateDiff does. Given a
+    path, the parent chain is opened read-only and closed with the child; given an open image, the
+    child reads through that object and leaves closing it to the caller.
     """
     from vmm.storage.opener import open_image
 
-    if isinstance(parent, str | os.PathLike):
+    owned = isinstance(parent, str | os.PathLike)
+    if owned:
         parent_img = open_image(os.fspath(parent), read_only=True, parent_resolver=parent_resolver)
     else:
-        if getattr(parent, "format", None) == "VDI" and not parent.read_only:
-            parent.flush()
-        parent_img = open_image(parent.path, read_only=True, parent_resolver=parent_resolver)
+        parent_img = parent
+        if getattr(parent_img, "format", None) == "VDI" and not parent_img.read_only:
+            parent_img.flush()          # the modification UUID the child records must be on disk
     try:
         if getattr(parent_img, "format", None) != "VDI":
             raise DiskImageError(f"{parent_img.path}: the parent of a differencing image must be a VDI")
@@ -89,10 +92,13 @@ def create_diff_vdi(path: str, parent, uuid=None, parent_resolver=None) -> VdiIm
         header = new_header(parent_img.size, fixed=False, diff=True, image_uuid=_as_uuid(uuid),
                             parent_uuid=ph.uuid_create, parent_modify_uuid=ph.uuid_modify)
         write_new_vdi(path, header, array("I", [BLOCK_FREE]) * header.c_blocks)
-        return VdiImage.open(path, parent_opener=lambda _h, _p: parent_img)
+        child = VdiImage.open(path, parent_opener=lambda _h, _p: parent_img)
     except BaseException:
-        parent_img.close()
+        if owned:
+            parent_img.close()
         raise
+    child.owns_parent = owned
+    return child
 
 
 def create_raw(path: str, size: int) -> DiskImage:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterable
 
 from vmm.storage.image import DiskImageError
+from vmm.storage.locking import open_image_file
 from vmm.storage.opener import (
     ImageInfo,
     ParentResolver,
@@ -125,7 +126,7 @@ def merge_into_child(parent_path: str, child_path: str, progress: Progress = Non
 
 def _relink(path: str, parent_uuid, parent_modify_uuid) -> None:
     """Point a diff image at a new parent by rewriting its header in place (one small write)."""
-    fd = os.open(path, os.O_RDWR)
+    fd = open_image_file(path, read_only=False)
     try:
         raw = os.pread(fd, 4096, 0)
         h = parse_header(raw, os.fstat(fd).st_size, path)

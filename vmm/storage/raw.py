@@ -6,6 +6,7 @@ import os
 import threading
 
 from vmm.storage.image import DiskImageError
+from vmm.storage.locking import open_image_file
 
 _ZEROS = bytes(1 << 20)
 
@@ -22,7 +23,7 @@ class RawImage:
     def __init__(self, path: str, read_only: bool = False):
         self.path = path
         self.read_only = read_only
-        self._fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR)
+        self._fd = open_image_file(path, read_only)
         self.size = os.fstat(self._fd).st_size
         self._lock = threading.Lock()
         self._closed = False

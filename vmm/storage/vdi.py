@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from vmm.storage.committer import Committer
 from vmm.storage.image import DiskImage, DiskImageError
+from vmm.storage.locking import open_image_file
 from vmm.storage.vdi_header import (
     BLOCK_FREE,
     BLOCK_ZERO,
@@ -71,6 +72,7 @@ class VdiImage:
         self.path = path
         self.read_only = read_only
         self.parent = parent
+        self.owns_parent = True         # close() closes the parent chain too
         self._fd = fd
         self._h = header
         self._map = block_map
@@ -98,7 +100,7 @@ class VdiImage:
         `detached` opens a diff image without its parent, for block-level work (merge, clone) that
         only touches the image's own blocks: its FREE blocks then read as zeros.
         """
-        fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR)
+        fd = open_image_file(path, read_only)
         try:
             file_size = os.fstat(fd).st_size
             raw = os.pread(fd, _HEADER_READ, 0)
@@ -523,7 +525,7 @@ class VdiImage:
                 if self._committer is not None:
                     self._committer.close()
                 os.close(self._fd)
-                if self.parent is not None:
+                if self.parent is not None and self.owns_parent:
                     self.parent.close()
 
     def __enter__(self) -> VdiImage:

@@ -84,7 +84,7 @@ def _verify(path: str, base_model: bytearray, seed: int, last_flushed: int) -> N
         actual = img.read_at(0, img.size)
     finally:
         img.close()
-    for kind, off, data in ops[last_flushed + 1:]:     # may or may not have happened
+    for _kind, off, data in ops[last_flushed + 1:]:     # may or may not have happened
         model[off:off + len(data)] = actual[off:off + len(data)]
     assert actual == model, f"flushed data lost (seed {seed}, last flushed op {last_flushed})"
 

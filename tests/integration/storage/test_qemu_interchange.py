@@ -101,7 +101,9 @@ def test_flattened_clone_resized_and_compacted_images_pass_qemu(tmp_path):
     assert qemu_raw(flat, tmp_path) == ref
     big = 300 << 30
     resize(flat, big)                                 # the map outgrows its 1 MiB slot: blocks move
-    assert image_info(flat).size == big and open_image(flat, read_only=True).header.off_data == 3 * MiB
+    img = open_image(flat, read_only=True)
+    assert img.size == big and img.header.off_data == 3 * MiB
+    img.close()
     qemu_check(flat)
     assert qemu_info(flat)["virtual-size"] == big
     assert qemu_head(flat, tmp_path, 20) == ref + bytes(4 * MiB)

@@ -94,12 +94,12 @@ def test_copied_image_with_same_uuid_cannot_form_a_loop(tmp_path):
     create_diff_vdi(child, base).close()
     # a resolver that hands back the child itself as its parent: child -> child -> ...
     with pytest.raises(DiskImageError, match="loops back"):
-        open_image(child, parent_resolver=lambda u: child)
+        open_image(child, read_only=True, parent_resolver=lambda u: child)
     # two diffs naming each other as parent (a hand-edited pair)
     other = str(tmp_path / "other.vdi")
     shutil.copy(child, other)
     with pytest.raises(DiskImageError):
-        open_image(child, parent_resolver=lambda u: other)
+        open_image(child, read_only=True, parent_resolver=lambda u: other)
 
 
 def test_diff_of_raw_image_is_refused(tmp_path):
@@ -120,3 +120,19 @@ def test_child_of_open_writable_parent_sees_flushed_state(tmp_path):
     assert child.parent_modify_uuid == image_info(p).modify_uuid
     child.close()
     base.close()
+
+
+def test_a_writer_excludes_other_writers_and_readers(tmp_path):
+    base = _base(tmp_path)
+    w = open_image(base)
+    with pytest.raises(DiskImageError, match="in use"):
+        open_image(base)
+    with pytest.raises(DiskImageError, match="in use"):
+        open_image(base, read_only=True)
+    w.close()
+    r1, r2 = open_image(base, read_only=True), open_image(base, read_only=True)
+    with pytest.raises(DiskImageError, match="in use"):
+        open_image(base)
+    r1.close()
+    r2.close()
+    open_image(base).close()
