@@ -67,8 +67,8 @@ class VdiImage:
 
     format = "VDI"
 
-    def __init__(self, path: str, fd: int, header: VdiHeader, block_map: array, file_size: int,
-                 read_only: bool, parent: DiskImage | None):
+    def __init__(self, path: str, fd: int, header: VdiHeader, block_map: array, owner: array,
+                 file_size: int, read_only: bool, parent: DiskImage | None):
         self.path = path
         self.read_only = read_only
         self.parent = parent
@@ -84,10 +84,7 @@ class VdiImage:
         self._keep_modify_uuid = False
         self._closed = False
         self._set_geometry()
-        self._owner = [-1] * header.c_blocks_allocated
-        for v, e in enumerate(block_map):
-            if e < BLOCK_ZERO:
-                self._owner[e] = v
+        self._owner = owner             # physical block -> virtual block (-1: unused slot)
 
     # ---- opening -------------------------------------------------------------------------------
 
@@ -106,12 +103,13 @@ class VdiImage:
             raw = os.pread(fd, _HEADER_READ, 0)
             header = parse_header(raw, file_size, path)
             block_map = _load_map(fd, header, file_size, path)
+            owner = _index_map(block_map, header, file_size, path)
             parent = None
             if header.image_type in DIFF_TYPES and not detached:
                 if parent_opener is None:
                     raise DiskImageError(f"{path}: differencing image but no way to find its parent")
                 parent = parent_opener(header, path)
-            img = cls(path, fd, header, block_map, file_size, read_only, parent)
+            img = cls(path, fd, header, block_map, owner, file_size, read_only, parent)
         except BaseException:
             os.close(fd)
             raise
@@ -442,7 +440,7 @@ class VdiImage:
         alloc = h.c_blocks_allocated
         new_map = array("I", self._map)
         new_map.extend([BLOCK_FREE] * (new_c - h.c_blocks))
-        owner = list(self._owner)
+        owner = array("i", self._owner)
         off_data = h.off_data
         need = h.off_blocks + 4 * new_c
         if need > off_data:
@@ -451,11 +449,10 @@ class VdiImage:
             for p in range(min(k, alloc)):      # data first: copies at the end of the file
                 if owner[p] >= 0:
                     self._copy_phys(p, base + p)
-            remap = {p: (p - k if p >= k else base - k + p) for p in range(alloc)}
             for v, e in enumerate(new_map):
                 if e < BLOCK_ZERO:
-                    new_map[v] = remap[e]
-            owner = [-1] * alloc
+                    new_map[v] = e - k if e >= k else base - k + e
+            owner = array("i", [-1]) * alloc
             for v, e in enumerate(new_map):
                 if e < BLOCK_ZERO:
                     owner[e] = v
@@ -539,7 +536,6 @@ class VdiImage:
 
 
 def _load_map(fd: int, h: VdiHeader, file_size: int, path: str) -> array:
-    """Read and check the block map: entries in range, no block used twice, all inside the file."""
     raw = os.pread(fd, 4 * h.c_blocks, h.off_blocks)
     if len(raw) != 4 * h.c_blocks:
         raise DiskImageError(f"{path}: invalid VDI image: block map is truncated")
@@ -549,15 +545,23 @@ def _load_map(fd: int, h: VdiHeader, file_size: int, path: str) -> array:
         raise DiskImageError("platform has no 32-bit array type")
     if struct.pack("=I", 1) != struct.pack("<I", 1):
         bmap.byteswap()
-    used = [e for e in bmap if e < BLOCK_ZERO]
-    if used:
-        top = max(used)
-        if top >= h.c_blocks_allocated:
-            raise DiskImageError(f"{path}: invalid VDI image: block map entry {top} is beyond the "
-                                 f"{h.c_blocks_allocated} allocated blocks")
-        if len(set(used)) != len(used):
-            raise DiskImageError(f"{path}: invalid VDI image: a data block is used twice in the block map")
-        if h.off_data + (top + 1) * h.stride > file_size:
-            raise DiskImageError(f"{path}: invalid VDI image: allocated blocks extend beyond the end of "
-                                 f"the file")
     return bmap
+
+
+def _index_map(bmap: array, h: VdiHeader, file_size: int, path: str) -> array:
+    """Check the block map (entries in range, no data block used twice, all inside the file) and
+    return the reverse index physical block -> virtual block (-1: unused slot)."""
+    owner = array("i", [-1]) * h.c_blocks_allocated
+    top = -1
+    for v, e in enumerate(bmap):
+        if e < BLOCK_ZERO:
+            if e >= h.c_blocks_allocated:
+                raise DiskImageError(f"{path}: invalid VDI image: block map entry {e} is beyond the "
+                                     f"{h.c_blocks_allocated} allocated blocks")
+            if owner[e] >= 0:
+                raise DiskImageError(f"{path}: invalid VDI image: data block {e} is used twice in the block map")
+            owner[e] = v
+            top = max(top, e)
+    if top >= 0 and h.off_data + (top + 1) * h.stride > file_size:
+        raise DiskImageError(f"{path}: invalid VDI image: allocated blocks extend beyond the end of the file")
+    return owner

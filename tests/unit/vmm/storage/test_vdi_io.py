@@ -155,3 +155,32 @@ def test_writes_through_memoryview_of_other_formats(tmp_path):
     img.readinto_at(4096, memoryview(out))
     assert out == words
     img.close()
+
+
+def test_concurrent_writers_from_several_threads_allocate_consistently(tmp_path):
+    import threading
+
+    p = str(tmp_path / "t.vdi")
+    img = create_vdi(p, 16 * MiB)
+    errors = []
+
+    def worker(k):
+        try:
+            for blk in range(k, 16, 4):                 # each thread owns every 4th block
+                for piece in range(0, MiB, 256 * 1024):
+                    img.write_at(blk * MiB + piece, bytes([blk + 1]) * (256 * 1024))
+        except Exception as e:                          # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert img.allocated_blocks == 16
+    img.close()
+    img = open_image(p, read_only=True)
+    for blk in range(16):
+        assert img.read_at(blk * MiB, MiB) == bytes([blk + 1]) * MiB
+    img.close()
