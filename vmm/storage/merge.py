@@ -41,10 +41,24 @@ def merge_into_parent(child_path: str, parent_path: str, relink: Iterable[str] =
     """Write the child's own blocks into its parent; `relink` lists the child's own children, which
     are pointed at the parent afterwards. Returns the parent's facts."""
     child_h = _vdi_header(child_path)
-    relink = [os.fspath(p) for p in relink]
-    for p in relink:
-        if _vdi_header(p).uuid_linkage != child_h.uuid_create:
-            raise DiskImageError(f"{p}: not a child of {child_path}")
+    held: list[tuple[str, int]] = []        # the child's children, locked for the whole merge
+    try:
+        for p in (os.fspath(x) for x in relink):
+            held.append((p, open_image_file(p, read_only=False)))
+            if _vdi_header(p).uuid_linkage != child_h.uuid_create:
+                raise DiskImageError(f"{p}: not a child of {child_path}")
+        info = _merge_back(child_path, child_h, parent_path, held, progress, parent_resolver)
+    finally:
+        for _p, fd in held:
+            os.close(fd)
+    if delete_source:
+        os.unlink(child_path)
+    if progress:
+        progress(1.0)
+    return info
+
+
+def _merge_back(child_path, child_h, parent_path, held, progress, parent_resolver) -> ImageInfo:
     child = VdiImage.open(child_path, read_only=True, detached=True)
     try:
         parent = open_image(parent_path, read_only=False, parent_resolver=parent_resolver)
@@ -72,12 +86,8 @@ def merge_into_parent(child_path: str, parent_path: str, relink: Iterable[str] =
             parent.close()
     finally:
         child.close()
-    for p in relink:
-        _relink(p, new_uuid, new_modify)
-    if delete_source:
-        os.unlink(child_path)
-    if progress:
-        progress(1.0)
+    for p, fd in held:
+        _relink(fd, p, new_uuid, new_modify)
     return image_info(parent_path)
 
 
@@ -124,14 +134,10 @@ def merge_into_child(parent_path: str, child_path: str, progress: Progress = Non
     return image_info(child_path)
 
 
-def _relink(path: str, parent_uuid, parent_modify_uuid) -> None:
+def _relink(fd: int, path: str, parent_uuid, parent_modify_uuid) -> None:
     """Point a diff image at a new parent by rewriting its header in place (one small write)."""
-    fd = open_image_file(path, read_only=False)
-    try:
-        raw = os.pread(fd, 4096, 0)
-        h = parse_header(raw, os.fstat(fd).st_size, path)
-        h = h.with_(uuid_linkage=parent_uuid, uuid_parent_modify=parent_modify_uuid).upgraded()
-        os.pwrite(fd, h.pack(), PRE_HEADER_SIZE)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    raw = os.pread(fd, 4096, 0)
+    h = parse_header(raw, os.fstat(fd).st_size, path)
+    h = h.with_(uuid_linkage=parent_uuid, uuid_parent_modify=parent_modify_uuid).upgraded()
+    os.pwrite(fd, h.pack(), PRE_HEADER_SIZE)
+    os.fsync(fd)
