@@ -78,18 +78,18 @@ ISystemProperties:
     defaultMachineFolder: str rw
     loggingLevel: str rw
     defaultHardDiskFormat: str rw
-    freeDiskSpaceWarning: int rw
-    freeDiskSpacePercentWarning: int rw
-    freeDiskSpaceError: int rw
-    freeDiskSpacePercentError: int rw
+    freeDiskSpaceWarning: int
+    freeDiskSpacePercentWarning: int
+    freeDiskSpaceError: int
+    freeDiskSpacePercentError: int
     VRDEAuthLibrary: str rw
     webServiceAuthLibrary: str rw
     defaultVRDEExtPack: str rw
     logHistoryCount: int rw
     defaultAudioDriver: str
     autostartDatabasePath: str rw
-    defaultAdditionsISO: str rw
-    defaultFrontend: str rw
+    defaultAdditionsISO: str
+    defaultFrontend: str
     supportedPlatformArchitectures: [PlatformArchitecture]
     getMaxNetworkAdapters(chipset: ChipsetType) -> int
     getMaxDevicesPerPortForStorageBus(bus: StorageBus) -> int
@@ -141,10 +141,10 @@ IMachine:
     CPUCount: int rw
     CPUHotPlugEnabled: bool rw
     CPUExecutionCap: int rw
-    CPUIDPortabilityLevel: int rw
+    CPUIDPortabilityLevel: int
     CPUProfile: str rw
     memorySize: int rw
-    memoryBalloonSize: int rw
+    memoryBalloonSize: int
     pageFusionEnabled: bool rw
     graphicsAdapter: IGraphicsAdapter
     platform: IPlatform
@@ -168,12 +168,12 @@ IMachine:
     snapshotCount: int
     currentStateModified: bool
     paravirtProvider: ParavirtProvider rw
-    paravirtDebug: str rw
-    defaultFrontend: str rw
-    VMProcessPriority: VMProcPriority rw
-    VMExecutionEngine: VMExecutionEngine rw
-    autostartEnabled: bool rw
-    autostartDelay: int rw
+    paravirtDebug: str
+    defaultFrontend: str
+    VMProcessPriority: VMProcPriority
+    VMExecutionEngine: VMExecutionEngine
+    autostartEnabled: bool
+    autostartDelay: int
     lockMachine(session: ISession, lockType: LockType)
     launchVMProcess(session: ISession, name: str = "", environmentChanges: [str] = []) -> IProgress
     setBootOrder(position: int, device: DeviceType)
@@ -215,7 +215,7 @@ IMachine:
 IPlatform:
     architecture: PlatformArchitecture
     chipsetType: ChipsetType rw
-    iommuType: IommuType rw
+    iommuType: IommuType
     RTCUseUTC: bool rw
     x86: IPlatformX86
 
@@ -228,17 +228,17 @@ IPlatformX86:
 
 IFirmwareSettings:
     firmwareType: FirmwareType rw
-    logoFadeIn: bool rw
-    logoFadeOut: bool rw
-    logoDisplayTime: int rw
-    logoImagePath: str rw
+    logoFadeIn: bool
+    logoFadeOut: bool
+    logoDisplayTime: int
+    logoImagePath: str
     bootMenuMode: FirmwareBootMenuMode rw
     ACPIEnabled: bool rw
     IOAPICEnabled: bool rw
     APICMode: APICMode rw
     timeOffset: int rw
-    PXEDebugEnabled: bool rw
-    SMBIOSUuidLittleEndian: bool rw
+    PXEDebugEnabled: bool
+    SMBIOSUuidLittleEndian: bool
 
 IGraphicsAdapter:
     graphicsControllerType: GraphicsControllerType rw
@@ -285,8 +285,8 @@ INetworkAdapter:
     cableConnected: bool rw
     lineSpeed: int rw
     promiscModePolicy: NetworkAdapterPromiscModePolicy rw
-    traceEnabled: bool rw
-    traceFile: str rw
+    traceEnabled: bool
+    traceFile: str
     bootPriority: int rw
 
 ISerialPort:

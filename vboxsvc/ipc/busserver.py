@@ -197,7 +197,7 @@ class BusServer:
             return
         except FrameError as e:
             self.stats["dropped"] += 1
-            log.info("dropped frame from %s: %s", ident.hex(), e)
+            log.debug("dropped frame from %s: %s", ident.hex(), e)
             return
         op = msg.get("op")
         client = self.clients.get(sid)
@@ -206,7 +206,7 @@ class BusServer:
             return
         if client is None or not client.alive or ident != (client.call_id if chan == CALL else client.callee_id):
             self.stats["dropped"] += 1
-            log.info("dropped %r frame from unknown session %s", op, sid.hex())
+            log.debug("dropped %r frame from unknown session %s", op, sid.hex())
             return
         if op == "call":
             self._call(ident, client, msg)

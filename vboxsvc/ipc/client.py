@@ -43,6 +43,7 @@ from .wire import CALLEE, MAX_FRAME, Codec, FrameError, Ref, now_ms, sign, verif
 log = logging.getLogger("vboxsvc.client")
 
 HELLO_TIMEOUT_S = 20.0
+HELLO_RETRY_S = 2.0
 POLL_MS = 1000
 
 
@@ -78,13 +79,25 @@ class Client:
         if token:
             hello["token"] = token
         try:
-            info = self._request(hello, timeout_s=HELLO_TIMEOUT_S)
+            info = self._hello(hello, autostart_service)
         except BaseException:
             self._teardown()
             raise
         self.service_pid: int = info["pid"]
         self.virtualbox = info["vbox"]
         self._vbclient = info["client"]
+
+    def _hello(self, hello: dict, autostart_service: bool) -> dict:
+        # a service that is just exiting may have accepted our connection: start or find the next one
+        for _attempt in range(3):
+            try:
+                return self._request(dict(hello), timeout_s=HELLO_RETRY_S)
+            except VBoxError as e:
+                if e.result_code != rc.NS_ERROR_CALL_FAILED:
+                    raise
+                if autostart_service and not autostart.probe(paths.socket_path()):
+                    autostart.ensure_service()
+        return self._request(dict(hello), timeout_s=HELLO_TIMEOUT_S)
 
     # --- public API ----------------------------------------------------------------------
     def session(self):

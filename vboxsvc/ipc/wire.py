@@ -107,8 +107,7 @@ class Codec:
 
     def unpack(self, data: bytes):
         try:
-            return msgpack.unpackb(data, ext_hook=self._ext, raw=False, strict_map_key=False,
-                                   max_buffer_size=MAX_FRAME)
+            return msgpack.unpackb(data, ext_hook=self._ext, raw=False, strict_map_key=False)
         except FrameError:
             raise
         except Exception as e:  # msgpack raises a zoo of types on garbage
