@@ -390,13 +390,12 @@ class VdiImage:
             _pwrite_all(self._fd, self._h.pack(), PRE_HEADER_SIZE)
 
     def compact(self, progress: Callable[[float], None] | None = None) -> int:
-        """Drop all-zero blocks (FREE in a base image, ZERO in a diff) and shrink the file.
-        Returns the number of blocks released."""
+        """Drop all-zero blocks (they become ZERO entries, as VirtualBox's compact does; in a diff
+        a FREE entry would expose the parent) and shrink the file. Returns the blocks released."""
         if self.read_only:
             raise DiskImageError(f"{self.path}: image is opened read-only")
         if self._h.image_type == TYPE_FIXED:
             raise DiskImageError(f"{self.path}: compacting a fixed-size image is not supported")
-        marker = BLOCK_ZERO if self._h.image_type in DIFF_TYPES else BLOCK_FREE
         released = 0
         buf = bytearray(self._bs)
         view = memoryview(buf)
@@ -407,7 +406,7 @@ class VdiImage:
                 if e < BLOCK_ZERO:
                     _pread_into(self._fd, view, self._data_off + e * self._stride, self.path)
                     if buf == self._zeros:
-                        self.free_block(blk, marker)
+                        self.free_block(blk, BLOCK_ZERO)
                         released += 1
                 if progress and (blk % 64 == 63 or blk == total - 1):
                     progress((blk + 1) / total)

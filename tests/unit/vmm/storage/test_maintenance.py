@@ -18,6 +18,7 @@ from vmm.storage import (
     open_image,
     resize,
 )
+from vmm.storage.vdi_header import BLOCK_ZERO
 
 MiB = 1 << 20
 SIZE = 8 * MiB
@@ -169,6 +170,10 @@ def test_compact_releases_zero_blocks_and_shrinks_the_file(tmp_path):
     assert info.allocated_blocks == 5 and info.file_size == 2 * MiB + 5 * MiB
     assert seen[-1] == 1.0
     assert _content(p) == ref
+    img = open_image(p, read_only=True)
+    assert [img.block_entry(b) for b in (1, 4, 5)] == [BLOCK_ZERO] * 3
+    assert sorted(img.block_entry(b) for b in (0, 2, 3, 6, 7)) == [0, 1, 2, 3, 4]
+    img.close()
     fixed = str(tmp_path / "f.vdi")
     create_vdi(fixed, MiB, fixed=True).close()
     with pytest.raises(DiskImageError, match="fixed"):
