@@ -20,6 +20,7 @@ from .xmltree import (
     fmt_bool,
     fmt_uuid,
     get_bool,
+    get_enum,
     get_int,
     is_bare,
     is_empty,
@@ -33,6 +34,8 @@ from .xmltree import (
     put_int,
     put_str,
     remove,
+    required,
+    set_attr,
 )
 
 HW_CHILDREN = ("Memory", "HID", "Paravirt", "Boot", "Display", "VideoCapture", "RemoteDisplay",
@@ -51,7 +54,6 @@ BIOS_CHILDREN = ("ACPI", "IOAPIC", "APIC", "Logo", "BootMenu", "TimeOffset", "PX
                  "SmbiosUuidLittleEndian", "AutoSerialNumGen")
 DISPLAY_ATTRS = ("controller", "VRAMSize", "monitorCount", "accelerate3D", "accelerate2DVideo")
 BOOT_XML = {"Null": "None"}
-BOOT_API = {"None": "Null"}
 PARAVIRT = ("None", "Default", "Legacy", "Minimal", "HyperV", "KVM")
 
 
@@ -95,6 +97,54 @@ OWNER_CHILDREN = ("Description", "Teleporter", "MediaRegistry", "ExtraData", "Sn
                   "Snapshots")
 
 
+FIRMWARE = {"BIOS": "BIOS", "1": "BIOS", "EFI": "EFI", "2": "EFI", "EFI32": "EFI32", "EFI64": "EFI64",
+            "EFIDUAL": "EFIDUAL"}
+CHIPSET = {"PIIX3": "PIIX3", "ICH9": "ICH9", "ARMv8Virtual": "ARMv8Virtual"}
+POINTING = {v: v for v in ("None", "USBMouse", "USBTablet", "PS2Mouse", "ComboMouse", "USBMultiTouch",
+                           "USBMTScreenPlusPad")}
+KEYBOARD = {v: v for v in ("None", "USBKeyboard", "PS2Keyboard", "ComboKeyboard")}
+GRAPHICS_XML = {"Null": "None"}
+GRAPHICS_API = {"VBOXVGA": "VBoxVGA", "VMSVGA": "VMSVGA", "VBOXSVGA": "VBoxSVGA", "NONE": "Null",
+                "QEMURAMFB": "QemuRamFB"}
+BOOT_DEVICES = {"None": "Null", "Floppy": "Floppy", "DVD": "DVD", "HardDisk": "HardDisk", "Network": "Network"}
+APIC_MODES = {v: v for v in ("Disabled", "APIC", "X2APIC")}
+BOOT_MENU = {v: v for v in ("Disabled", "MenuOnly", "MessageAndMenu")}
+
+
+def paravirt_default(sv: int) -> str:
+    """Absent `<Paravirt>` means Default from 1.16 (VirtualBox 5.1) on, Legacy before."""
+    return "Default" if sv >= 16 else "Legacy"
+
+
+def _read_boot(boot: etree._Element | None) -> list[str]:
+    if boot is None:
+        return list(DEFAULT_BOOT_ORDER)
+    order = ["Null"] * 4  # an explicit <Boot> lists every used position
+    seen = set()
+    for o in children(boot, "Order"):
+        pos = get_int(o, "position", -1)
+        if o.get("position") is None:
+            raise problem(o, "Required Boot/Order/@position attribute is missing")
+        if not 1 <= pos <= 4:
+            raise problem(o, f"Invalid value '{pos}' in Boot/Order/@position: must be greater than 0 "
+                             "and less than 5")
+        if pos in seen:
+            raise problem(o, f"Invalid value '{pos - 1}' in Boot/Order/@position: value is not unique")
+        seen.add(pos)
+        required(o, "device", "Boot/Order")
+        order[pos - 1] = get_enum(o, "device", "Null", BOOT_DEVICES, "Boot/Order")
+    return order
+
+
+def _read_graphics(display: etree._Element | None) -> str:
+    if display is None or display.get("controller") is None:
+        return "VBoxVGA"
+    text = display.get("controller")
+    if text.upper() not in GRAPHICS_API:
+        raise problem(display, f"Invalid value '{text.upper()}' in Display/@controller attribute")
+    return GRAPHICS_API[text.upper()]
+
+
 def read_hardware(owner: etree._Element, sv: int) -> Hardware:
     hw = child(owner, "Hardware")
     if hw is None:
@@ -105,26 +155,17 @@ def read_hardware(owner: etree._Element, sv: int) -> Hardware:
     bios = child(hw, at.firmware_parent_tag)
     display = child(hw, "Display")
     hid = child(hw, "HID")
-    paravirt = child(hw, "Paravirt")
-    provider = paravirt.get("provider", "Legacy") if paravirt is not None else "Legacy"
-    matching = {p.lower(): p for p in PARAVIRT}
-    if provider.lower() not in matching:
-        raise problem(paravirt, f"Invalid value '{provider}' in Paravirt/@provider attribute")
-    long_mode = None
-    if child(xcpu, "LongMode") is not None:
-        long_mode = get_bool(child(xcpu, "LongMode"), "enabled", True)
+    provider = get_enum(child(hw, "Paravirt"), "provider", paravirt_default(sv), {p: p for p in PARAVIRT},
+                        "Paravirt")
+    lm = child(xcpu, "LongMode")
+    long_mode = get_bool(lm, "enabled", True) if lm is not None and lm.get("enabled") is not None else None
+    pae_default = sv >= 9  # pre-3.1 files default to PAE off
     chipset = child(at.cpu_parent if sv >= 20 else hw, "Chipset")
     rtc = child(at.cpu_parent if sv >= 20 else hw, "RTC")
-    order = list(DEFAULT_BOOT_ORDER)
-    for o in children(child(hw, "Boot"), "Order") if child(hw, "Boot") is not None else []:
-        pos = get_int(o, "position", 0)
-        if 1 <= pos <= 4:
-            dev = o.get("device", "None")
-            order[pos - 1] = BOOT_API.get(dev, dev)
-    chipset_type = chipset.get("type", "PIIX3") if chipset is not None else "PIIX3"
+    chipset_type = get_enum(chipset, "type", "PIIX3", CHIPSET, "Chipset", suffix="")
     try:
         return Hardware(
-            version=hw.get("version", "2"),
+            version=hw.get("version", "2" if sv >= 7 else "1"),
             hardware_uuid=opt_uuid(hw, "uuid"),
             memory_mb=get_int(child(hw, "Memory"), "RAMSize", 128),
             page_fusion=get_bool(child(hw, "Memory"), "PageFusion", False),
@@ -138,30 +179,30 @@ def read_hardware(owner: etree._Element, sv: int) -> Hardware:
             unrestricted_execution=get_bool(child(xcpu, "HardwareVirtExUX"), "enabled", True),
             large_pages=get_bool(child(xcpu, "HardwareVirtExLargePages"), "enabled", False),
             nested_hw_virt=get_bool(child(xcpu, "NestedHWVirt"), "enabled", False),
-            pae=get_bool(child(xcpu, "PAE"), "enabled", True),
+            pae=get_bool(child(xcpu, "PAE"), "enabled", pae_default),
             long_mode=long_mode,
             triple_fault_reset=get_bool(child(xcpu, "TripleFaultReset"), "enabled", False),
-            apic=get_bool(child(xcpu, "APIC"), "enabled", True),
+            apic=get_bool(child(xcpu, "APIC"), "enabled", True) or get_bool(child(xcpu, "X2APIC"), "enabled",
+                                                                             False),
             x2apic=get_bool(child(xcpu, "X2APIC"), "enabled", False),
             hpet=get_bool(child(at.hpet_parent, "HPET"), "enabled", False),
-            paravirt_provider=matching[provider.lower()],
+            paravirt_provider=provider,
             chipset=chipset_type,
             rtc_use_utc=rtc is not None and rtc.get("localOrUTC", "local").upper() == "UTC",
-            boot_order=order,
-            firmware=fw.get("type", "BIOS") if fw is not None else "BIOS",
+            boot_order=_read_boot(child(hw, "Boot")),
+            firmware=get_enum(fw, "type", "BIOS", FIRMWARE, "Firmware", suffix=""),
             acpi=get_bool(child(bios, "ACPI"), "enabled", True),
             ioapic=get_bool(child(bios, "IOAPIC"), "enabled", False),
-            bios_apic_mode=(child(bios, "APIC").get("mode", "APIC") if child(bios, "APIC") is not None
-                            else "APIC"),
-            boot_menu_mode=(child(bios, "BootMenu").get("mode", "MessageAndMenu")
-                            if child(bios, "BootMenu") is not None else "MessageAndMenu"),
+            bios_apic_mode=get_enum(child(bios, "APIC"), "mode", "APIC", APIC_MODES, "BIOS/APIC"),
+            boot_menu_mode=get_enum(child(bios, "BootMenu"), "mode", "MessageAndMenu", BOOT_MENU,
+                                    "BIOS/BootMenu"),
             time_offset_ms=get_int(child(bios, "TimeOffset"), "value", 0),
-            pointing_hid=hid.get("Pointing", "PS2Mouse") if hid is not None else "PS2Mouse",
-            keyboard_hid=hid.get("Keyboard", "PS2Keyboard") if hid is not None else "PS2Keyboard",
+            pointing_hid=get_enum(hid, "Pointing", "PS2Mouse", POINTING, "HID/Pointing", suffix=""),
+            keyboard_hid=get_enum(hid, "Keyboard", "PS2Keyboard", KEYBOARD, "HID/Keyboard", suffix=""),
             vram_mb=get_int(display, "VRAMSize", 8),
-            graphics_controller=display.get("controller", "VBoxVGA") if display is not None else "VBoxVGA",
-            monitor_count=get_int(display, "monitorCount", 1),
-            accelerate_3d=get_bool(display, "accelerate3D", False),
+            graphics_controller=_read_graphics(display),
+            monitor_count=get_int(display, "monitorCount", get_int(display, "MonitorCount", 1)),
+            accelerate_3d=get_bool(display, "accelerate3D", get_bool(display, "Accelerate3D", False)),
             network_adapters=network_xml.read_adapters(hw, sv, 36 if chipset_type == "ICH9" else 8),
             uarts=network_xml.read_uarts(hw, sv),
             storage_controllers=storage_xml.read_controllers(at.storage_parent),
@@ -231,12 +272,7 @@ def _write_firmware(hw: etree._Element, at: Places, h: Hardware) -> None:
 
 def _write_boot(hw: etree._Element, h: Hardware) -> None:
     boot = child(hw, "Boot")
-    current = list(DEFAULT_BOOT_ORDER)
-    for o in children(boot, "Order") if boot is not None else []:
-        pos = get_int(o, "position", 0)
-        if 1 <= pos <= 4:
-            current[pos - 1] = BOOT_API.get(o.get("device", "None"), o.get("device", "None"))
-    if current == h.boot_order:
+    if _read_boot(boot) == h.boot_order:
         return
     if boot is None:
         boot = new_child(hw, "Boot", HW_CHILDREN)
@@ -269,19 +305,23 @@ def write_hardware(owner: etree._Element, h: Hardware, sv: int) -> None:
         put_str(hid, "Pointing", h.pointing_hid, default="PS2Mouse", order=("Pointing", "Keyboard"))
         put_str(hid, "Keyboard", h.keyboard_hid, default="PS2Keyboard", order=("Pointing", "Keyboard"))
     para = child(hw, "Paravirt")
-    if h.paravirt_provider == "Legacy":
-        if para is not None and is_bare(para, "provider"):
-            remove(para)
+    if h.paravirt_provider == paravirt_default(sv):
+        if para is not None and para.get("provider", h.paravirt_provider) != h.paravirt_provider:
+            if is_bare(para, "provider"):
+                remove(para)
+            else:
+                para.set("provider", h.paravirt_provider)
     else:
         para = para if para is not None else new_child(hw, "Paravirt", HW_CHILDREN)
-        put(para, "provider", h.paravirt_provider, always=True,
-            read=lambda e, n, d: {p.lower(): p for p in PARAVIRT}.get(e.get(n, "").lower(), d))
+        if para.get("provider") != h.paravirt_provider:
+            set_attr(para, "provider", h.paravirt_provider, ("provider", "debug"))
     _write_boot(hw, h)
     display = child(hw, "Display")
     if display is not None or (h.graphics_controller, h.vram_mb, h.monitor_count, h.accelerate_3d) != (
             "VBoxVGA", 8, 1, False):
         display = display if display is not None else new_child(hw, "Display", HW_CHILDREN)
-        put_str(display, "controller", h.graphics_controller, default="VBoxVGA", order=DISPLAY_ATTRS)
+        put(display, "controller", h.graphics_controller, default="VBoxVGA", order=DISPLAY_ATTRS,
+            fmt=lambda v: GRAPHICS_XML.get(v, v), read=lambda e, n, d: _read_graphics(e))
         put_int(display, "VRAMSize", h.vram_mb, default=8, order=DISPLAY_ATTRS)
         put_int(display, "monitorCount", h.monitor_count, default=1, order=DISPLAY_ATTRS)
         put_bool(display, "accelerate3D", h.accelerate_3d, default=False, order=DISPLAY_ATTRS)

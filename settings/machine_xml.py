@@ -209,38 +209,54 @@ def write_machine(root: etree._Element, s: MachineSettings, sv: int, folder: Pat
 
 # ------------------------------------------------------------------ versions
 
+ISA_NICS = ("Am79C960", "NE2000", "NE1000", "WD8013", "WD8003", "ELNK2", "ELNK1")
+
+
+def _hardware_minor(h) -> int:
+    """What one Hardware needs, following `MachineConfigFile::bumpSettingsVersionIfNeeded`."""
+    nics = [a for a in h.network_adapters]
+    ctrls = h.storage_controllers
+    devs = [d for c in ctrls for d in c.devices]
+    rules = [
+        # 7.1: other platforms, QEMU RAM framebuffer
+        (20, h.graphics_controller == "QemuRamFB" or h.chipset == "ARMv8Virtual"),
+        # 7.0: host-only networks, ISA network cards
+        (19, any(a.attachment_type == "HostOnlyNetwork" or a.host_only_network or a.type in ISA_NICS
+                 for a in nics)),
+        # 6.1: virtio-scsi, cloud networks
+        (18, any(c.controller_type == "VirtioSCSI" for c in ctrls)
+         or any(a.attachment_type == "Cloud" or a.cloud_network for a in nics)),
+        # 6.0: nested hardware virtualisation, UART type
+        (17, h.nested_hw_virt or any(p.uart_type != "U16550A" for p in h.uarts)),
+        # 5.1: NVMe, CPU profile, APIC settings
+        (16, any(c.controller_type == "NVMe" for c in ctrls) or h.cpu_profile != "host"
+         or h.bios_apic_mode != "APIC" or not h.apic or h.x2apic),
+        # 5.0: paravirt providers, explicit hotplug flag, USB storage, TCP serial ports
+        (15, h.paravirt_provider != "Legacy" or any(d.hotpluggable for d in devs)
+         or any(c.bus == "USB" for c in ctrls) or any(p.port_mode == "TCP" for p in h.uarts)
+         or h.triple_fault_reset),
+        # 4.3: graphics controller, explicit long mode, NAT networks
+        (14, h.graphics_controller != "VBoxVGA" or h.long_mode is not None
+         or any(a.attachment_type == "NATNetwork" or a.nat_network for a in nics)),
+        # 4.1: SSD and discard flags
+        (12, any(d.nonrotational or d.discard for d in devs)),
+        # 4.0: chipset, bootable flag
+        (11, h.chipset != "PIIX3" or any(not c.bootable for c in ctrls)),
+        # 3.2: HID, HPET, page fusion, CPU hot-plug, host I/O cache, generic/NAT attachment details
+        (10, (h.pointing_hid, h.keyboard_hid) != ("PS2Mouse", "PS2Keyboard") or h.hpet or h.page_fusion
+         or h.cpu_hotplug or h.rtc_use_utc or any(a.attachment_type == "Generic" for a in nics)),
+        # 3.1: EFI
+        (9, h.firmware != "BIOS"),
+    ]
+    return max([v for v, needed in rules if needed], default=7)
+
+
 def required_minor(s: MachineSettings) -> int:
     """The lowest 1.x that can hold the settings in use (the part of
     `MachineConfigFile::bumpSettingsVersionIfNeeded` that covers what we model)."""
-    need = 7
-    hws = [s.hardware] + [snap.hardware for snap in s.snapshots()]
-    for h in hws:
-        if h.graphics_controller == "QemuRamFB" or h.chipset == "ARMv8Virtual":
-            need = max(need, 20)
-        if any(a.type in ("Am79C960", "NE2000", "NE1000", "WD8013", "WD8003", "ELNK2", "ELNK1")
-               or a.attachment_type == "HostOnlyNetwork" for a in h.network_adapters):
-            need = max(need, 19)
-        if any(a.attachment_type == "Cloud" for a in h.network_adapters) or any(
-                c.controller_type == "VirtioSCSI" for c in h.storage_controllers):
-            need = max(need, 18)
-        if h.nested_hw_virt or h.graphics_controller == "VBoxSVGA" or any(
-                p.uart_type != "U16550A" for p in h.uarts):
-            need = max(need, 17)
-        if h.x2apic or not h.apic or h.bios_apic_mode != "APIC" or any(
-                p.port_mode == "TCP" for p in h.uarts):
-            need = max(need, 16)
-        if h.graphics_controller == "VMSVGA" or h.triple_fault_reset or any(
-                c.controller_type == "NVMe" for c in h.storage_controllers) or any(
-                d.hotpluggable for c in h.storage_controllers for d in c.devices):
-            need = max(need, 15)
-        if h.paravirt_provider != "Legacy" or h.long_mode is not None or any(
-                a.attachment_type == "NATNetwork" for a in h.network_adapters) or any(
-                c.bus == "USB" for c in h.storage_controllers):
-            need = max(need, 14)
-        if len(s.groups) > 1 or s.groups != ["/"]:
-            need = max(need, 13)
-        if any(d.nonrotational or d.discard for c in h.storage_controllers for d in c.devices):
-            need = max(need, 12)
+    need = max(_hardware_minor(h) for h in [s.hardware] + [x.hardware for x in s.snapshots()])
+    if s.groups != ["/"] or s.directory_includes_uuid:  # 4.2: groups, UUID in the directory name
+        need = max(need, 13)
     return need
 
 

@@ -17,7 +17,9 @@ from .xmltree import (
     children,
     ensure_child,
     get_bool,
+    get_enum,
     get_int,
+    is_bare,
     is_empty,
     new_child,
     problem,
@@ -27,10 +29,14 @@ from .xmltree import (
     put_str,
     remove,
     required,
+    set_attr,
 )
 
-ADAPTER_XML = {"I82540EM": "82540EM", "I82543GC": "82543GC", "I82545EM": "82545EM", "Virtio": "virtio"}
-ADAPTER_API = {v: k for k, v in ADAPTER_XML.items()}
+ADAPTER_XML = {"I82540EM": "82540EM", "I82543GC": "82543GC", "I82545EM": "82545EM", "Virtio": "virtio",
+               "ELNK2": "3C503", "ELNK1": "3C501"}
+ADAPTER_API = {v: k for k, v in ADAPTER_XML.items()} | {
+    t: t for t in ("Am79C970A", "Am79C973", "Am79C960", "NE1000", "NE2000", "WD8003", "WD8013")}
+PROMISC = {v: v for v in ("Deny", "AllowNetwork", "AllowAll")}
 ADAPTER_ATTRS = ("slot", "enabled", "MACAddress", "cable", "speed", "bootPriority", "trace",
                  "tracefile", "bandwidthGroup", "promiscuousModePolicy", "type")
 # attachment type -> (element, attribute holding the name, model field)
@@ -44,9 +50,9 @@ MODES = {
     "Cloud": ("CloudNetwork", "name", "cloud_network"),
     "HostOnlyNetwork": ("HostOnlyNetwork", "name", "host_only_network"),
 }
-MODE_OF_ELEMENT = {v[0]: k for k, v in MODES.items()}
-ADAPTER_CHILDREN = ("NAT", "BridgedInterface", "InternalNetwork", "HostOnlyInterface",
-                    "GenericInterface", "NATNetwork", "CloudNetwork", "HostOnlyNetwork", "DisabledModes")
+MODE_OF_ELEMENT = {v[0]: k for k, v in MODES.items()} | {"HostInterface": "Bridged"}  # pre-2.1 name
+ADAPTER_CHILDREN = ("DisabledModes", "NAT", "BridgedInterface", "InternalNetwork", "HostOnlyInterface",
+                    "GenericInterface", "NATNetwork", "CloudNetwork", "HostOnlyNetwork")
 FORWARD_ATTRS = ("name", "proto", "hostip", "hostport", "guestip", "guestport")
 UART_XML = {"U16450": "16450", "U16550A": "16550A", "U16750": "16750"}
 UART_API = {v: k for k, v in UART_XML.items()}
@@ -54,7 +60,24 @@ PORT_MODES = ("Disconnected", "HostPipe", "HostDevice", "RawFile", "TCP")
 
 
 def default_adapter_type(sv: int) -> str:
+    """From 1.16 (VirtualBox 5.1) an adapter defaults to PCnet-FAST III with the cable connected;
+    before, to PCnet-PCI II with the cable unplugged."""
     return "Am79C973" if sv >= 16 else "Am79C970A"
+
+
+def default_cable(sv: int) -> bool:
+    return sv >= 16
+
+
+def _default_adapter(slot: int, sv: int) -> NetworkAdapter:
+    return NetworkAdapter(slot=slot, type=default_adapter_type(sv), cable_connected=default_cable(sv))
+
+
+def _mode_el(parent: etree._Element | None, mode: str) -> etree._Element | None:
+    el = child(parent, MODES[mode][0])
+    if el is None and mode == "Bridged":
+        el = child(parent, "HostInterface")
+    return el
 
 
 def _active_mode(el: etree._Element) -> etree._Element | None:
@@ -72,32 +95,32 @@ def _read_rules(nat: etree._Element | None) -> list[NatRule]:
 
 
 def read_adapters(hw: etree._Element | None, sv: int, count: int = 8) -> list[NetworkAdapter]:
-    adapters = {i: NetworkAdapter(slot=i, type=default_adapter_type(sv)) for i in range(count)}
+    adapters = {i: _default_adapter(i, sv) for i in range(count)}
     for el in children(child(hw, "Network"), "Adapter") if hw is not None else []:
+        required(el, "slot")
         slot = get_int(el, "slot", -1)
-        if slot < 0 or required(el, "slot") is None:
-            raise problem(el, "Required Adapter/@slot attribute is missing")
-        if slot > 35:
-            raise problem(el, f"Invalid value {slot} in Adapter/@slot")
+        if not 0 <= slot <= 35:
+            raise problem(el, f"Invalid value {slot} in Adapter/@slot attribute")
         if slot >= len(adapters):  # more slots than the chipset default: ICH9 has 36
-            adapters.update({i: NetworkAdapter(slot=i, type=default_adapter_type(sv))
-                             for i in range(len(adapters), 36)})
-        xml_type = el.get("type")
-        atype = ADAPTER_API.get(xml_type, xml_type) if xml_type else default_adapter_type(sv)
-        fields = dict(slot=slot, enabled=get_bool(el, "enabled", False), type=atype,
-                      mac=el.get("MACAddress", ""), cable_connected=get_bool(el, "cable", True),
+            adapters.update({i: _default_adapter(i, sv) for i in range(len(adapters), 36)})
+        modes = [c for c in el if isinstance(c.tag, str)]
+        if len(modes) > 2:
+            raise problem(el, f"Invalid number of modes ('{len(modes)}') attached to Adapter attribute")
+        fields = dict(slot=slot, enabled=get_bool(el, "enabled", False),
+                      type=get_enum(el, "type", default_adapter_type(sv), ADAPTER_API, "Adapter"),
+                      mac=el.get("MACAddress", ""), cable_connected=get_bool(el, "cable", default_cable(sv)),
                       line_speed=get_int(el, "speed", 0), boot_priority=get_int(el, "bootPriority", 0),
-                      promisc_mode_policy=el.get("promiscuousModePolicy", "Deny"))
+                      promisc_mode_policy=get_enum(el, "promiscuousModePolicy", "Deny", PROMISC, "Adapter"))
         active = _active_mode(el)
         fields["attachment_type"] = MODE_OF_ELEMENT[etree.QName(active).localname] if active is not None \
             else "Null"
         disabled = child(el, "DisabledModes")
-        for _mode, (tag, attr, field) in MODES.items():
+        for mode, (_tag, attr, field) in MODES.items():
             if field is None:
                 continue
-            src = child(el, tag)
+            src = _mode_el(el, mode)
             if src is None:
-                src = child(disabled, tag)
+                src = _mode_el(disabled, mode)
             if src is not None and src.get(attr):
                 fields[field] = src.get(attr)
         nat = child(el, "NAT")
@@ -110,7 +133,9 @@ def read_adapters(hw: etree._Element | None, sv: int, count: int = 8) -> list[Ne
 
 
 def _adapter_is_default(a: NetworkAdapter, sv: int) -> bool:
-    return (not a.enabled and a.cable_connected and a.line_speed == 0 and a.boot_priority == 0
+    """`NetworkAdapter::areDefaultSettings`: such adapters are not written."""
+    return (not a.enabled and not a.mac and a.cable_connected == default_cable(sv) and a.line_speed == 0
+            and a.boot_priority == 0
             and a.promisc_mode_policy == "Deny" and a.attachment_type == "Null"
             and a.type == default_adapter_type(sv) and not a.nat_rules
             and not any(getattr(a, f) for _, _, f in MODES.values() if f))
@@ -128,53 +153,61 @@ def _write_rules(nat: etree._Element, rules: list[NatRule]) -> None:
 
 
 def _write_attachment(el: etree._Element, a: NetworkAdapter) -> None:
+    """The active mode is a direct child; the other modes' names live in `<DisabledModes>`."""
     active = _active_mode(el)
     current = MODE_OF_ELEMENT[etree.QName(active).localname] if active is not None else "Null"
     disabled = child(el, "DisabledModes")
+
+    def ensure_disabled() -> etree._Element:
+        nonlocal disabled
+        if disabled is None:
+            disabled = new_child(el, "DisabledModes", ADAPTER_CHILDREN)
+        return disabled
+
     if current != a.attachment_type:
-        if active is not None:  # park the old mode's element (and its names) in DisabledModes
-            disabled = disabled if disabled is not None else new_child(el, "DisabledModes", ADAPTER_CHILDREN)
-            old = child(disabled, etree.QName(active).localname)
-            remove(old)
-            disabled.append(active)
+        if active is not None:  # park the old mode's element, with everything in it
+            box = ensure_disabled()
+            remove(_mode_el(box, current))
+            box.append(active)
         if a.attachment_type != "Null":
-            tag = MODES[a.attachment_type][0]
-            parked = child(disabled, tag)
+            parked = _mode_el(disabled, a.attachment_type)
             if parked is not None:
-                disabled.remove(parked)
-                el.insert(0, parked)
+                disabled.addnext(parked)
             else:
-                new_child(el, tag, ADAPTER_CHILDREN)
+                new_child(el, MODES[a.attachment_type][0], ADAPTER_CHILDREN)
     for mode, (tag, attr, field) in MODES.items():
         if field is None:
             continue
         value = getattr(a, field)
-        target = child(el, tag) if mode == a.attachment_type else child(disabled, tag)
-        if target is None and value:
-            disabled = disabled if disabled is not None else new_child(el, "DisabledModes", ADAPTER_CHILDREN)
-            target = new_child(disabled, tag)
-        if target is not None:
-            put_str(target, attr, value, default="" if mode != a.attachment_type else None)
-    if disabled is not None and is_empty(disabled):
-        remove(disabled)
-    nat = child(el, "NAT") if a.attachment_type == "NAT" else child(disabled, "NAT")
+        is_active = mode == a.attachment_type
+        target = _mode_el(el if is_active else disabled, mode)
+        if target is None:
+            if not value:
+                continue
+            target = new_child(ensure_disabled(), tag, ADAPTER_CHILDREN[1:])
+        if (target.get(attr) or "") != value:
+            set_attr(target, attr, value or None)
+        if not value and not is_active and is_bare(target):
+            remove(target)
+    nat = _mode_el(el if a.attachment_type == "NAT" else disabled, "NAT")
     if nat is None and a.nat_rules:
-        disabled = disabled if disabled is not None else new_child(el, "DisabledModes", ADAPTER_CHILDREN)
-        nat = new_child(disabled, "NAT")
+        nat = new_child(ensure_disabled(), "NAT", ADAPTER_CHILDREN[1:])
     if nat is not None:
         _write_rules(nat, a.nat_rules)
+    if disabled is not None and is_empty(disabled):
+        remove(disabled)
 
 
 def _write_adapter(el: etree._Element, a: NetworkAdapter, sv: int) -> None:
     put_int(el, "slot", a.slot, always=True, order=ADAPTER_ATTRS)
-    put_bool(el, "enabled", a.enabled, default=False, always=True, order=ADAPTER_ATTRS)
+    put_bool(el, "enabled", a.enabled, default=False, order=ADAPTER_ATTRS)
     put_str(el, "MACAddress", a.mac, order=ADAPTER_ATTRS)
-    put_bool(el, "cable", a.cable_connected, default=True, always=sv < 16, order=ADAPTER_ATTRS)
+    put_bool(el, "cable", a.cable_connected, default=default_cable(sv), order=ADAPTER_ATTRS)
     put_int(el, "speed", a.line_speed, default=0, order=ADAPTER_ATTRS)
     put_int(el, "bootPriority", a.boot_priority, default=0, order=ADAPTER_ATTRS)
     put_str(el, "promiscuousModePolicy", a.promisc_mode_policy, default="Deny", order=ADAPTER_ATTRS)
-    put(el, "type", ADAPTER_XML.get(a.type, a.type), default=ADAPTER_XML.get(default_adapter_type(sv),
-        default_adapter_type(sv)), always=sv < 16, order=ADAPTER_ATTRS)
+    put(el, "type", a.type, default=default_adapter_type(sv), order=ADAPTER_ATTRS,
+        fmt=lambda t: ADAPTER_XML.get(t, t), read=lambda e, n, d: ADAPTER_API.get(e.get(n), d))
     _write_attachment(el, a)
 
 
@@ -196,20 +229,25 @@ def write_adapters(hw: etree._Element, adapters: list[NetworkAdapter], sv: int, 
 def read_uarts(hw: etree._Element | None, sv: int) -> list[SerialPort]:
     ports = {i: SerialPort(slot=i) for i in range(4)}
     io_attr = "IOAddress" if sv >= 20 else "IOBase"
-    for el in children(child(hw, "UART"), "Port") if hw is not None else []:
-        required(el, "slot")
+    seen = set()
+    for el in children(child(hw, "UART"), "Port"):
+        required(el, "slot", "UART/Port")
         slot = get_int(el, "slot", 0)
+        if slot in seen:
+            raise problem(el, f"Invalid value {slot} in UART/Port/@slot attribute: value is not unique")
         if not 0 <= slot <= 3:
-            raise problem(el, f"Invalid value {slot} in UART/Port/@slot")
-        mode = el.get("hostMode", "Disconnected")
-        if mode not in PORT_MODES:
-            raise problem(el, f"Invalid value '{mode}' in UART/Port/@hostMode attribute")
-        io = get_int(el, io_attr, get_int(el, "IOBase", UART_DEFAULTS[slot][0]))
+            raise problem(el, f"Invalid value {slot} in UART/Port/@slot attribute")
+        seen.add(slot)
+        for attr in ("enabled", io_attr if el.get(io_attr) is not None or sv >= 20 else "IOBase", "IRQ",
+                     "hostMode"):
+            required(el, attr, "UART/Port")
         ports[slot] = SerialPort(
-            slot=slot, enabled=get_bool(el, "enabled", False), io_base=io,
+            slot=slot, enabled=get_bool(el, "enabled", False),
+            io_base=get_int(el, io_attr, get_int(el, "IOBase", UART_DEFAULTS[slot][0])),
             irq=get_int(el, "IRQ", UART_DEFAULTS[slot][1]),
-            uart_type=UART_API.get(el.get("uartType", "16550A"), "U16550A"),
-            port_mode=mode, path=el.get("path", ""), server=get_bool(el, "server", False))
+            uart_type=get_enum(el, "uartType", "U16550A", UART_API, "UART/Port"),
+            port_mode=get_enum(el, "hostMode", "Disconnected", {m: m for m in PORT_MODES}, "UART/Port"),
+            path=el.get("path", ""), server=get_bool(el, "server", False))
     return [ports[i] for i in range(4)]
 
 

@@ -147,11 +147,25 @@ def problem(el: etree._Element | None, text: str) -> SettingsError:
     return SettingsError(text, None, el.sourceline if el is not None else None)
 
 
-def required(el: etree._Element, name: str) -> str:
+def required(el: etree._Element, name: str, where: str | None = None) -> str:
+    """The attribute's value; VirtualBox's "Required X/@name attribute is missing" otherwise
+    (`where` is the element path VirtualBox names, e.g. "UART/Port")."""
     value = el.get(name)
     if value is None:
-        raise problem(el, f"Required {local(el)}/@{name} attribute is missing")
+        raise problem(el, f"Required {where or local(el)}/@{name} attribute is missing")
     return value
+
+
+def get_enum(el: etree._Element | None, name: str, default: str, values: dict[str, str], where: str,
+             suffix: str = " attribute") -> str:
+    """Map an enumerated attribute (file spelling -> model name); unknown values are errors
+    with VirtualBox's "Invalid value '%s' in X/@name" wording."""
+    if el is None or el.get(name) is None:
+        return default
+    text = el.get(name)
+    if text not in values:
+        raise problem(el, f"Invalid value '{text}' in {where}/@{name}{suffix}")
+    return values[text]
 
 
 def parse_bool(text: str) -> bool | None:

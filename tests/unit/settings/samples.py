@@ -67,7 +67,7 @@ def _hardware(v: int, indent: str, snapshot: bool) -> str:
     hw = [f'{i}<Hardware>\n',
           f'{i}  <Memory RAMSize="{512 if snapshot else 1024}"/>\n',
           f'{i}  <HID Pointing="USBTablet"/>\n']
-    if v >= 14:
+    if v >= 15:
         hw.append(f'{i}  <Paravirt provider="KVM"/>\n')
     hw += [f'{i}  <Boot>\n',
            f'{i}    <Order position="1" device="HardDisk"/>\n',
@@ -93,13 +93,13 @@ def _hardware(v: int, indent: str, snapshot: bool) -> str:
            f'{i}  </USB>\n',
            f'{i}  <Network>\n',
            f'{i}    <Adapter slot="0" enabled="true" MACAddress="080027A1B2C3"{cable}{adapter_type}>\n',
+           f'{i}      <DisabledModes>\n',
+           f'{i}        <InternalNetwork name="intnet"/>\n',
+           f'{i}      </DisabledModes>\n',
            f'{i}      <NAT>\n',
            f'{i}        <DNS pass-domain="true" use-proxy="false" use-host-resolver="false"/>\n',
            f'{i}        <Forwarding name="ssh" proto="1" hostport="2222" guestport="22"/>\n',
            f'{i}      </NAT>\n',
-           f'{i}      <DisabledModes>\n',
-           f'{i}        <InternalNetwork name="intnet"/>\n',
-           f'{i}      </DisabledModes>\n',
            f'{i}    </Adapter>\n',
            f'{i}  </Network>\n',
            f'{i}  <UART>\n',

@@ -166,7 +166,7 @@ def test_legacy_bump_keeps_the_old_layout_folder_and_backs_up(legacy_home):
     vm = MachineFile.load(legacy_home / "Machines" / "old" / "old.xml")
     vm.settings.hardware.paravirt_provider = "KVM"
     vm.save()
-    assert vm.version.minor == 14
+    assert vm.version.minor == 15  # paravirt providers came with 1.15 (VirtualBox 5.0)
     assert vm.path == legacy_home / "Machines" / "old" / "old.xml"
     assert (legacy_home / "Machines" / "old" / "old-1.10-linux.xml").read_text() == MACHINE
     again = MachineFile.load(vm.path).settings

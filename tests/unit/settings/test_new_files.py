@@ -40,7 +40,6 @@ def test_new_machine_file_layout(tmp_path):
     </MediaRegistry>
     <Hardware>
       <Memory RAMSize="1024"/>
-      <Paravirt provider="Default"/>
       <Display controller="VMSVGA" VRAMSize="16"/>
       <Network>
         <Adapter slot="0" enabled="true" MACAddress="080027A1B2C3" type="82540EM">

@@ -66,7 +66,7 @@ def test_machine_model_reads_every_version_alike(tmp_path, v):
     assert (h.hw_virt_ex, h.nested_paging, h.vpid, h.pae, h.large_pages) == (True, False, True, True, False)
     assert h.long_mode is (True if v >= 14 else None)
     assert (h.hpet, h.chipset, h.rtc_use_utc, h.ioapic, h.acpi) == (True, "ICH9", True, True, True)
-    assert h.paravirt_provider == ("KVM" if v >= 14 else "Legacy")
+    assert h.paravirt_provider == ("KVM" if v >= 15 else "Legacy")
     assert h.boot_order == ["HardDisk", "DVD", "Null", "Null"]
     assert (h.vram_mb, h.pointing_hid, h.boot_menu_mode) == (16, "USBTablet", "MenuOnly")
     nic = h.network_adapters[0]
