@@ -184,10 +184,20 @@ class VdiImage:
         return bytes(buf)
 
     def readinto_at(self, offset: int, buf) -> None:
-        mv = buf if isinstance(buf, memoryview) and buf.format == "B" else memoryview(buf).cast("B")
-        n = len(mv)
+        mv = memoryview(buf)
+        n = mv.nbytes
         if offset < 0 or offset + n > self.size:
             raise DiskImageError(f"{self.path}: read of {n} bytes at {offset} is outside the disk")
+        within = offset & self._mask
+        if within + n <= self._bs:          # fast path: one allocated block, one pread
+            with self._lock:
+                e = self._map[offset >> self._shift]
+                if e < BLOCK_ZERO and os.preadv(self._fd, (mv,), self._data_off + e * self._stride + within) == n:
+                    return
+        self._readinto(offset, mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B"))
+
+    def _readinto(self, offset: int, mv: memoryview) -> None:
+        n = len(mv)
         shift, mask, bs, bmap = self._shift, self._mask, self._bs, self._map
         with self._lock:
             pos = 0
@@ -220,16 +230,27 @@ class VdiImage:
             view[avail:] = self._zview[: len(view) - avail]
 
     def write_at(self, offset: int, data) -> None:
-        mv = data if isinstance(data, memoryview) and data.format == "B" else memoryview(data).cast("B")
-        n = len(mv)
+        mv = memoryview(data)
+        n = mv.nbytes
         if self.read_only:
             raise DiskImageError(f"{self.path}: image is opened read-only")
         if offset < 0 or offset + n > self.size:
             raise DiskImageError(f"{self.path}: write of {n} bytes at {offset} is outside the disk")
+        within = offset & self._mask
+        if within + n <= self._bs and not self._first_write:     # fast path: one allocated block
+            with self._lock:
+                e = self._map[offset >> self._shift]
+                if e < BLOCK_ZERO:
+                    self._modified = True
+                    if os.pwrite(self._fd, mv, self._data_off + e * self._stride + within) == n:
+                        return
+        if n:
+            self._write(offset, mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B"))
+
+    def _write(self, offset: int, mv: memoryview) -> None:
+        n = len(mv)
         shift, mask, bs, bmap = self._shift, self._mask, self._bs, self._map
         with self._lock:
-            if not n:
-                return
             self._note_write()
             pos = 0
             while pos < n:
@@ -295,9 +316,7 @@ class VdiImage:
 
     def _note_write(self) -> None:
         """VirtualBox's modified flag: a fresh modification UUID at the first write and at each flush."""
-        if self._keep_modify_uuid:
-            return
-        if self._first_write:
+        if self._first_write and not self._keep_modify_uuid:
             self._first_write = False
             self._h = self._h.with_(uuid_modify=uuid.uuid4()).upgraded()
             _pwrite_all(self._fd, self._h.pack(), PRE_HEADER_SIZE)
@@ -503,7 +522,7 @@ class VdiImage:
         if self.read_only:
             return
         with self._lock:
-            if self._modified:
+            if self._modified and not self._keep_modify_uuid:
                 self._modified = False
                 self._h = self._h.with_(uuid_modify=uuid.uuid4()).upgraded()
                 _pwrite_all(self._fd, self._h.pack(), PRE_HEADER_SIZE)
