@@ -147,8 +147,9 @@ def _read_graphics(display: etree._Element | None) -> str:
 
 def read_hardware(owner: etree._Element, sv: int) -> Hardware:
     hw = child(owner, "Hardware")
-    if hw is None:
-        raise problem(owner, f"Required {etree.QName(owner).localname}/Hardware element is missing")
+    if hw is None:  # VirtualBox then uses the defaults; so do we (a detached empty element)
+        hw = owner.makeelement(etree.QName(owner).namespace and f"{{{etree.QName(owner).namespace}}}Hardware"
+                               or "Hardware")
     at = Places(owner, hw, sv)
     cpu, xcpu = at.cpu(), at.x86_cpu()
     fw = child(hw, "Firmware")
@@ -197,8 +198,8 @@ def read_hardware(owner: etree._Element, sv: int) -> Hardware:
             boot_menu_mode=get_enum(child(bios, "BootMenu"), "mode", "MessageAndMenu", BOOT_MENU,
                                     "BIOS/BootMenu"),
             time_offset_ms=get_int(child(bios, "TimeOffset"), "value", 0),
-            pointing_hid=get_enum(hid, "Pointing", "PS2Mouse", POINTING, "HID/Pointing", suffix=""),
-            keyboard_hid=get_enum(hid, "Keyboard", "PS2Keyboard", KEYBOARD, "HID/Keyboard", suffix=""),
+            pointing_hid=get_enum(hid, "Pointing", "PS2Mouse", POINTING, "HID/Pointing/@type", suffix=""),
+            keyboard_hid=get_enum(hid, "Keyboard", "PS2Keyboard", KEYBOARD, "HID/Keyboard/@type", suffix=""),
             vram_mb=get_int(display, "VRAMSize", 8),
             graphics_controller=_read_graphics(display),
             monitor_count=get_int(display, "monitorCount", get_int(display, "MonitorCount", 1)),

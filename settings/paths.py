@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pwd
 import uuid as uuidlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import SettingsError
@@ -142,6 +143,25 @@ def snapshot_folder(settings_file: str | Path, configured: str | None = "Snapsho
     configured = configured or "Snapshots"
     p = Path(configured)
     return p if p.is_absolute() else machine_folder(settings_file) / p
+
+
+def state_file_name(when: datetime | None = None) -> str:
+    """A saved-state file name as VirtualBox makes them: `2024-05-01T10-00-00-123456789Z.sav` (UTC,
+    nanoseconds, dashes in the time); it goes into the snapshot folder."""
+    when = (when or datetime.now(UTC)).astimezone(UTC)
+    nanos = when.microsecond * 1000
+    return when.strftime("%Y-%m-%dT%H-%M-%S-") + f"{nanos:09d}Z.sav"
+
+
+def diff_image_name(medium_uuid: uuidlib.UUID | str, ext: str = "vdi") -> str:
+    """A snapshot differencing image's file name: `{<uuid>}.vdi` in the snapshot folder."""
+    return "{" + str(uuidlib.UUID(str(medium_uuid).strip("{}"))) + "}." + ext
+
+
+def nvram_file_name(settings_file: str | Path) -> Path:
+    """The machine's NVRAM file: `<vm file basename>.nvram` next to the .vbox."""
+    p = Path(settings_file)
+    return p.with_name(p.stem + ".nvram")
 
 
 def resolve_location(base_folder: str | Path, location: str) -> Path:

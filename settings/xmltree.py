@@ -164,7 +164,8 @@ def get_enum(el: etree._Element | None, name: str, default: str, values: dict[st
         return default
     text = el.get(name)
     if text not in values:
-        raise problem(el, f"Invalid value '{text}' in {where}/@{name}{suffix}")
+        label = where if "@" in where else f"{where}/@{name}"
+        raise problem(el, f"Invalid value '{text}' in {label}{suffix}")
     return values[text]
 
 

@@ -107,3 +107,34 @@ def test_invalid_model_refuses_to_save_and_keeps_file(tmp_path):
     with pytest.raises(SettingsError):
         mf.save()
     assert p.read_text() == GOOD_MACHINE
+
+
+def test_missing_hardware_means_defaults(tmp_path):
+    p = tmp_path / "m.vbox"
+    p.write_text(samples.HEADER + '<VirtualBox xmlns="http://www.virtualbox.org/" version="1.19-linux">\n'
+                 f'  <Machine uuid="{{{samples.VM_UUID}}}" name="bare" lastStateChange="2024-01-01T00:00:00Z"/>\n'
+                 '</VirtualBox>\n')
+    mf = MachineFile.load(p)
+    assert mf.settings.hardware.memory_mb == 128 and mf.settings.hardware.paravirt_provider == "Default"
+    mf.settings.hardware.memory_mb = 256
+    mf.save()
+    assert MachineFile.load(p).settings.hardware.memory_mb == 256
+
+
+@pytest.mark.parametrize("old,new,problem", [
+    ('<Chipset type="ICH9"/>', '<Chipset type="ICH10"/>', "Invalid value 'ICH10' in Chipset/@type"),
+    ('<HID Pointing="USBTablet"/>', '<HID Pointing="Trackball"/>', "Invalid value 'Trackball' in HID/Pointing/@type"),
+    ('type="82540EM"', 'type="RTL8139"', "Invalid value 'RTL8139' in Adapter/@type attribute"),
+    ('hostMode="HostPipe"', 'hostMode="Pipe"', "Invalid value 'Pipe' in UART/Port/@hostMode attribute"),
+    (' IRQ="4" server="true"', ' server="true"', "Required UART/Port/@IRQ attribute is missing"),
+    ('<Order position="2" device="DVD"/>', '<Order position="1" device="DVD"/>', "value is not unique"),
+    ('<Order position="2" device="DVD"/>', '<Order position="2" device="Tape"/>',
+     "Invalid value 'Tape' in Boot/Order/@device attribute"),
+    ('<Paravirt provider="KVM"/>', '<Paravirt provider="Xen"/>', "Invalid value 'Xen' in Paravirt/@provider"),
+])
+def test_invalid_enumerations(tmp_path, old, new, problem):
+    p = tmp_path / "web.vbox"
+    p.write_text(GOOD_MACHINE.replace(old, new))
+    with pytest.raises(SettingsError) as e:
+        MachineFile.load(p)
+    assert problem in e.value.problem and e.value.line

@@ -111,3 +111,12 @@ def test_locations_relative_inside_owner_folder():
     assert paths.relative_location("/vms/a", "/isos/x.iso") == "/isos/x.iso"
     assert str(paths.resolve_location("/vms/a", "disk.vdi")) == "/vms/a/disk.vdi"
     assert str(paths.resolve_location("/vms/a", "/isos/x.iso")) == "/isos/x.iso"
+
+
+def test_machine_file_names():
+    from datetime import UTC, datetime
+    when = datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    assert paths.state_file_name(when) == "2024-05-01T10-00-00-123456000Z.sav"
+    assert paths.diff_image_name("9C7E3F2A-1B4D-4E8F-A2C6-3D5E7F9A1B2C") == \
+        "{9c7e3f2a-1b4d-4e8f-a2c6-3d5e7f9a1b2c}.vdi"
+    assert str(paths.nvram_file_name("/vms/a/a.vbox")) == "/vms/a/a.nvram"

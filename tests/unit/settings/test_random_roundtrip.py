@@ -63,7 +63,7 @@ def random_hardware(rng: random.Random, media: list[uuid.UUID]) -> Hardware:
     for i in rng.sample(range(count), rng.randint(0, 3)):
         att = rng.choice(ATTACH)
         a = NetworkAdapter(slot=i, enabled=b() < .8, type=rng.choice(ADAPTER_TYPES),
-                           mac="080027%06X" % rng.getrandbits(24), cable_connected=b() < .7,
+                           mac=f"080027{rng.getrandbits(24):06X}", cable_connected=b() < .7,
                            line_speed=rng.choice([0, 1000000]), boot_priority=rng.randint(0, 4),
                            promisc_mode_policy=rng.choice(["Deny", "AllowNetwork", "AllowAll"]),
                            attachment_type=att)
