@@ -49,9 +49,26 @@ def open_medium(vbox, arg: str, kind: int, write: bool = True, line: int = 0):
 
     location = arg if _UUID.match(arg) else os.path.abspath(arg)
     access = e.AccessMode.ReadWrite if write and kind == 3 else e.AccessMode.ReadOnly
+    if location is arg:  # a UUID: look among the registered media first (not every service resolves it)
+        found = find_registered(vbox, arg.strip("{}").lower(), kind)
+        if found is not None:
+            return found
     with call("OpenMedium(Bstr(pszFilenameOrUuid).raw(), enmDevType, enmAccessMode, fForceNewUuidOnOpen, "
               "pMedium.asOutParam())", line or 140, _FILE):
         return vbox.open_medium(location, e.DeviceType(kind), access, False)
+
+
+def find_registered(vbox, uuid: str, kind: int):
+    """The registered medium (base or child) of device type `kind` with this UUID, or None."""
+    attr = {3: "hard_disks", 2: "dvd_images", 1: "floppy_images"}[kind]
+    with call(f"COMGETTER({attr})(ComSafeArrayAsOutParam(media))", 120, _FILE):
+        pending = list(getattr(vbox, attr))
+        while pending:
+            medium = pending.pop()
+            if medium.id == uuid:
+                return medium
+            pending += list(medium.children)
+    return None
 
 
 @click.command("createmedium", context_settings=CONTEXT)

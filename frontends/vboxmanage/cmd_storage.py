@@ -8,6 +8,7 @@ import click
 from . import names
 from .api import Api, call, find_machine, locked
 from .cli import CONTEXT, choice, onoff, uint, vm_argument
+from .cmd_medium import find_registered
 from .output import SyntaxFailure
 
 _FILE = "VBoxManageStorageController.cpp"
@@ -166,9 +167,11 @@ def _attach(vbox, m, e, ctl, port, device, kind, medium_arg, medium_type, existi
                             "available)", cmd)
     location = medium_arg if _UUID.match(medium_arg) else os.path.abspath(medium_arg)
     access = e.AccessMode.ReadWrite if kind == 3 else e.AccessMode.ReadOnly
-    with call("a->virtualBox->OpenMedium(Bstr(pszMedium).raw(), devTypeRequested, AccessMode_ReadWrite, "
-              "fForceNewUuidOnOpen, pMedium2Mount.asOutParam())", 600, _FILE):
-        medium = vbox.open_medium(location, dev, access, False)
+    medium = find_registered(vbox, location.strip("{}").lower(), kind) if location is medium_arg else None
+    if medium is None:
+        with call("a->virtualBox->OpenMedium(Bstr(pszMedium).raw(), devTypeRequested, AccessMode_ReadWrite, "
+                  "fForceNewUuidOnOpen, pMedium2Mount.asOutParam())", 600, _FILE):
+            medium = vbox.open_medium(location, dev, access, False)
     if medium_type is not None:
         with call("pMedium2Mount->COMSETTER(Type)(enmMediumType)", 640, _FILE):
             medium.type = e.MediumType(medium_type)

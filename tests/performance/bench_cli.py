@@ -46,6 +46,7 @@ def setup_ours(home: str, count: int) -> dict:
 
     client = connect()
     vbox = client.virtualbox
+    vbox.system_properties.default_machine_folder = os.path.join(home, "VirtualBox VMs")  # not /root's
     for i in range(count):
         name = f"bench-{i:02d}"
         machine = vbox.create_machine(vbox.compose_machine_filename(name, "", "", ""), name, 1, [], "Linux_64", "")

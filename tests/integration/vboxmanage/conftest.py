@@ -60,5 +60,7 @@ class Cli:
 @pytest.fixture
 def vbm(tmp_path):
     cli = Cli(tmp_path)
+    # as root the default machine folder is /root/VirtualBox VMs (RTPathUserHome ignores $HOME): keep VMs here
+    cli("setproperty", "machinefolder", str(tmp_path / "VirtualBox VMs"), check=0)
     yield cli
     cli.stop_service()
