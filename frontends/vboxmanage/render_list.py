@@ -119,4 +119,4 @@ def host_time(ms: int) -> str:
 
 
 def systemproperties(rows: list[tuple[str, object]]) -> str:
-    return "".join(f"{label:<33}{value}\n" for label, value in rows)
+    return "".join(f"{label:<32} {value}\n" for label, value in rows)
