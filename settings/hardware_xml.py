@@ -145,6 +145,13 @@ def _read_graphics(display: etree._Element | None) -> str:
     return GRAPHICS_API[text.upper()]
 
 
+def _read_storage(at: Places, hw: etree._Element, sv: int):
+    controllers = storage_xml.read_controllers(at.storage_parent, sv)
+    if sv < 9:
+        storage_xml.read_pre_1_9_drives(hw, controllers)
+    return controllers
+
+
 def read_hardware(owner: etree._Element, sv: int) -> Hardware:
     hw = child(owner, "Hardware")
     if hw is None:  # VirtualBox then uses the defaults; so do we (a detached empty element)
@@ -206,7 +213,7 @@ def read_hardware(owner: etree._Element, sv: int) -> Hardware:
             accelerate_3d=get_bool(display, "accelerate3D", get_bool(display, "Accelerate3D", False)),
             network_adapters=network_xml.read_adapters(hw, sv, 36 if chipset_type == "ICH9" else 8),
             uarts=network_xml.read_uarts(hw, sv),
-            storage_controllers=storage_xml.read_controllers(at.storage_parent),
+            storage_controllers=_read_storage(at, hw, sv),
         )
     except ValueError as e:  # pydantic: a value outside what VirtualBox allows
         raise problem(hw, f"Invalid hardware settings: {e}")

@@ -56,7 +56,7 @@ class MachineFile(SettingsFile):
             s = MachineSettings.model_validate(self.settings.model_dump())
         except ValueError as e:
             raise SettingsError(f"Invalid machine settings: {e}", target)
-        minor = self._target_minor(machine_xml.required_minor(s))
+        minor = self._target_minor(machine_xml.required_minor(s, self._layout))
         if minor > self._layout:
             machine_xml.migrate_layout(self._tree.getroot(), self._layout, minor)
             self._layout = minor

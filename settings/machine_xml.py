@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from . import hardware_xml, media_xml
+from . import hardware_xml, media_xml, storage_xml
 from .hardware_xml import CPU_ATTRS, OWNER_CHILDREN, PLATFORM_CHILDREN
 from .models import MachineSettings, Snapshot, now_utc
 from .paths import relative_location, resolve_location
@@ -57,7 +57,7 @@ def _state_path(folder: Path, text: str | None) -> str:
 
 def _read_snapshot(el: etree._Element, sv: int, folder: Path, depth: int) -> Snapshot:
     if depth > MAX_SNAPSHOT_DEPTH:
-        raise problem(el, "Maximum snapshot tree depth exceeded")
+        raise problem(el, f"Maximum snapshot tree depth of {MAX_SNAPSHOT_DEPTH} exceeded")
     ts = el.get("timeStamp")
     return Snapshot(
         uuid=get_uuid(el, "uuid"),
@@ -209,54 +209,63 @@ def write_machine(root: etree._Element, s: MachineSettings, sv: int, folder: Pat
 
 # ------------------------------------------------------------------ versions
 
-ISA_NICS = ("Am79C960", "NE2000", "NE1000", "WD8013", "WD8003", "ELNK2", "ELNK1")
+SAME_KIND = {"LsiLogic": "LsiLogic", "BusLogic": "BusLogic"}
 
 
 def _hardware_minor(h) -> int:
-    """What one Hardware needs, following `MachineConfigFile::bumpSettingsVersionIfNeeded`."""
-    nics = [a for a in h.network_adapters]
+    """What one Hardware needs: `MachineConfigFile::bumpSettingsVersionIfNeeded` for the settings
+    we model (7.1's rules for 1.20 from the reference)."""
+    nics = h.network_adapters
+    enabled = [a for a in nics if a.enabled]
     ctrls = h.storage_controllers
-    devs = [d for c in ctrls for d in c.devices]
+    used = [c for c in ctrls if c.devices]
+    kinds = [SAME_KIND.get(c.controller_type, c.bus) for c in ctrls]
     rules = [
-        # 7.1: other platforms, QEMU RAM framebuffer
         (20, h.graphics_controller == "QemuRamFB" or h.chipset == "ARMv8Virtual"),
-        # 7.0: host-only networks, ISA network cards
-        (19, any(a.attachment_type == "HostOnlyNetwork" or a.host_only_network or a.type in ISA_NICS
-                 for a in nics)),
+        # 7.0: host-only network attachment
+        (19, any(a.attachment_type == "HostOnlyNetwork" for a in nics)),
         # 6.1: virtio-scsi, cloud networks
         (18, any(c.controller_type == "VirtioSCSI" for c in ctrls)
-         or any(a.attachment_type == "Cloud" or a.cloud_network for a in nics)),
+         or any(a.attachment_type == "Cloud" for a in enabled)),
         # 6.0: nested hardware virtualisation, UART type
         (17, h.nested_hw_virt or any(p.uart_type != "U16550A" for p in h.uarts)),
         # 5.1: NVMe, CPU profile, APIC settings
         (16, any(c.controller_type == "NVMe" for c in ctrls) or h.cpu_profile != "host"
          or h.bios_apic_mode != "APIC" or not h.apic or h.x2apic),
-        # 5.0: paravirt providers, explicit hotplug flag, USB storage, TCP serial ports
-        (15, h.paravirt_provider != "Legacy" or any(d.hotpluggable for d in devs)
-         or any(c.bus == "USB" for c in ctrls) or any(p.port_mode == "TCP" for p in h.uarts)
-         or h.triple_fault_reset),
+        # 5.0: paravirt providers, explicit hot-plug flag (AHCI used to be hot-pluggable, nothing
+        # else), USB storage, TCP serial ports
+        (15, h.paravirt_provider != "Legacy" or any(c.controller_type == "USB" for c in ctrls)
+         or any(d.hotpluggable != (c.controller_type == "IntelAhci") for c in ctrls for d in c.devices)
+         or any(p.port_mode == "TCP" for p in h.uarts)),
         # 4.3: graphics controller, explicit long mode, NAT networks
         (14, h.graphics_controller != "VBoxVGA" or h.long_mode is not None
-         or any(a.attachment_type == "NATNetwork" or a.nat_network for a in nics)),
-        # 4.1: SSD and discard flags
-        (12, any(d.nonrotational or d.discard for d in devs)),
-        # 4.0: chipset, bootable flag
-        (11, h.chipset != "PIIX3" or any(not c.bootable for c in ctrls)),
-        # 3.2: HID, HPET, page fusion, CPU hot-plug, host I/O cache, generic/NAT attachment details
-        (10, (h.pointing_hid, h.keyboard_hid) != ("PS2Mouse", "PS2Keyboard") or h.hpet or h.page_fusion
-         or h.cpu_hotplug or h.rtc_use_utc or any(a.attachment_type == "Generic" for a in nics)),
-        # 3.1: EFI
-        (9, h.firmware != "BIOS"),
+         or any(a.attachment_type == "NATNetwork" for a in nics)),
+        # 4.1: promiscuous mode policy, generic driver
+        (12, any(a.promisc_mode_policy != "Deny" or a.attachment_type == "Generic" or a.generic_driver
+                 for a in nics)),
+        # 4.0: execution cap, ICH9, several controllers of one kind, bandwidth groups
+        (11, h.cpu_execution_cap != 100 or h.chipset == "ICH9" or len(set(kinds)) != len(kinds)
+         or any(d.bandwidth_group for c in ctrls for d in c.devices)),
+        # 3.2: host I/O cache off, page fusion, UTC clock, CPU hot-plug, HID, HPET, NAT details
+        (10, any(not c.use_host_io_cache for c in used) or h.page_fusion or h.rtc_use_utc or h.cpu_hotplug
+         or (h.pointing_hid, h.keyboard_hid) != ("PS2Mouse", "PS2Keyboard") or h.hpet
+         or any(a.attachment_type == "NAT" and a.nat_rules or a.boot_priority for a in enabled)),
+        # 3.1: EFI, hardware UUID, controller instances; DVD and floppy moved into controllers
+        (9, h.firmware != "BIOS" or h.hardware_uuid is not None or any(c.instance for c in used)),
     ]
     return max([v for v, needed in rules if needed], default=7)
 
 
-def required_minor(s: MachineSettings) -> int:
-    """The lowest 1.x that can hold the settings in use (the part of
-    `MachineConfigFile::bumpSettingsVersionIfNeeded` that covers what we model)."""
+def required_minor(s: MachineSettings, read_minor: int = 20) -> int:
+    """The lowest 1.x that can hold the settings in use. Files read older than 1.9 are written
+    as 1.9: their DVD/floppy drives are modelled as controller attachments."""
     need = max(_hardware_minor(h) for h in [s.hardware] + [x.hardware for x in s.snapshots()])
     if s.groups != ["/"] or s.directory_includes_uuid:  # 4.2: groups, UUID in the directory name
         need = max(need, 13)
+    if not s.media_registry.is_empty():  # 4.0: per-machine media registries
+        need = max(need, 11)
+    if read_minor < 9:
+        need = max(need, 9)
     return need
 
 
@@ -274,6 +283,13 @@ def migrate_layout(root: etree._Element, old: int, new: int) -> None:
         hw = child(owner, "Hardware")
         if hw is None:
             continue
+        if old < 8 <= new:  # pre-1.8 short controller names
+            for c in children(child(owner, "StorageControllers"), "StorageController"):
+                if c.get("name") in storage_xml.SHORT_NAMES:
+                    c.set("name", storage_xml.SHORT_NAMES[c.get("name")])
+        if old < 9 <= new:  # the drives are written as attachments now
+            for tag in ("DVDDrive", "FloppyDrive"):
+                remove(child(hw, tag))
         if old < 17 <= new:
             sc = child(owner, "StorageControllers")
             if sc is not None:

@@ -43,8 +43,8 @@ SYSPROP_ATTRS = {
     "log_history_count": "LogHistoryCount",
     "autostart_database_path": "autostartDatabasePath",
     "default_frontend": "defaultFrontend",
-    "proxy_mode": "proxyMode",
     "proxy_url": "proxyUrl",
+    "proxy_mode": "proxyMode",
     "exclusive_hw_virt": "exclusiveHwVirt",
     "language_id": "LanguageId",
 }

@@ -43,7 +43,10 @@ DEV_CHILDREN = ("Image", "HostDrive")
 DEVICE_TYPES = ("HardDisk", "DVD", "Floppy")
 
 
-def _read_device(el: etree._Element) -> AttachedDevice:
+SHORT_NAMES = {"IDE": "IDE Controller", "SATA": "SATA Controller", "SCSI": "SCSI Controller"}  # pre-1.8
+
+
+def _read_device(el: etree._Element, sv: int, ctype: str) -> AttachedDevice:
     dtype = required(el, "type")
     if dtype not in DEVICE_TYPES:
         raise problem(el, f"Invalid value '{dtype}' in AttachedDevice/@type element")
@@ -57,20 +60,23 @@ def _read_device(el: etree._Element) -> AttachedDevice:
         host_drive=required(host, "src") if host is not None else "",
         nonrotational=get_bool(el, "nonrotational", False),
         discard=get_bool(el, "discard", False),
-        hotpluggable=get_bool(el, "hotpluggable", False),
+        # before 1.15 there was no flag: AHCI ports were hot-pluggable, nothing else
+        hotpluggable=get_bool(el, "hotpluggable", False) if sv >= 15 else ctype == "IntelAhci",
         passthrough=get_bool(el, "passthrough", False),
         temp_eject=get_bool(el, "tempeject", False),
         bandwidth_group=el.get("bandwidthGroup", ""),
     )
 
 
-def read_controllers(parent: etree._Element | None) -> list[StorageController]:
+def read_controllers(parent: etree._Element | None, sv: int) -> list[StorageController]:
     box = child(parent, "StorageControllers")
     if box is None:
         return []
     out = []
     for el in children(box, "StorageController"):
         name = required(el, "name")
+        if sv < 8:
+            name = SHORT_NAMES.get(name, name)
         xml_type = required(el, "type")
         ctype = API_TYPE.get(xml_type)
         if ctype is None:
@@ -83,7 +89,7 @@ def read_controllers(parent: etree._Element | None) -> list[StorageController]:
             use_host_io_cache=get_bool(el, "useHostIOCache", True),
             bootable=get_bool(el, "Bootable", True),
             ide_emulation_ports=tuple(get_int(el, a, i) for i, a in enumerate(IDE_EMULATION)),
-            devices=[_read_device(d) for d in children(el, "AttachedDevice")],
+            devices=[_read_device(d, sv, ctype) for d in children(el, "AttachedDevice")],
         ))
     return out
 
@@ -106,7 +112,8 @@ def _write_device(el: etree._Element, d: AttachedDevice, sv: int) -> None:
     put_bool(el, "nonrotational", d.nonrotational and hd, default=False, order=DEV_ATTRS)
     put_bool(el, "discard", d.discard and hd, default=False, order=DEV_ATTRS)
     put_str(el, "type", d.type, always=True, order=DEV_ATTRS)
-    put_bool(el, "hotpluggable", d.hotpluggable, default=False, always=sv >= 15, order=DEV_ATTRS)
+    if sv >= 15:
+        put_bool(el, "hotpluggable", d.hotpluggable, default=False, always=True, order=DEV_ATTRS)
     put_int(el, "port", d.port, always=True, order=DEV_ATTRS)
     put_int(el, "device", d.device, always=True, order=DEV_ATTRS)
     put_str(el, "bandwidthGroup", d.bandwidth_group, order=DEV_ATTRS)
@@ -151,3 +158,27 @@ def write_controllers(parent: etree._Element, controllers: list[StorageControlle
         box = ensure_child(parent, "StorageControllers", order)
     sync_keyed(box, "StorageController", controllers, lambda e: e.get("name"), lambda c: c.name,
                lambda e, c: _write_controller(e, c, sv))
+
+
+def read_pre_1_9_drives(hw: etree._Element, controllers: list[StorageController]) -> None:
+    """Files older than 1.9 keep the DVD and floppy drive in `<Hardware>`: the DVD is the IDE
+    secondary master, an enabled floppy gets its own controller (`readDVDAndFloppies_pre1_9`)."""
+    dvd = child(hw, "DVDDrive")
+    if dvd is not None:
+        ide = next((c for c in controllers if c.bus == "IDE"), None)
+        if ide is None:
+            raise problem(dvd, "Internal error: found DVD drive but IDE controller does not exist")
+        image, host = child(dvd, "Image"), child(dvd, "HostDrive")
+        ide.devices.append(AttachedDevice(
+            type="DVD", port=1, device=0, passthrough=get_bool(dvd, "passthrough", False),
+            medium=get_uuid(image, "uuid") if image is not None and image.get("uuid") else None,
+            host_drive=(host.get("src") or "") if host is not None else ""))
+    floppy = child(hw, "FloppyDrive")
+    if floppy is not None and get_bool(floppy, "enabled", False):
+        image, host = child(floppy, "Image"), child(floppy, "HostDrive")
+        controllers.append(StorageController(
+            name="Floppy Controller", bus="Floppy", controller_type="I82078", port_count=1,
+            devices=[AttachedDevice(
+                type="Floppy", port=0, device=0,
+                medium=get_uuid(image, "uuid") if image is not None and image.get("uuid") else None,
+                host_drive=(host.get("src") or "") if host is not None else "")]))

@@ -171,3 +171,59 @@ def test_legacy_bump_keeps_the_old_layout_folder_and_backs_up(legacy_home):
     assert (legacy_home / "Machines" / "old" / "old-1.10-linux.xml").read_text() == MACHINE
     again = MachineFile.load(vm.path).settings
     assert again.hardware.paravirt_provider == "KVM" and again == vm.settings
+
+
+ISO = "8b7c6d5e-4f3a-4b2c-9d1e-0f9a8b7c6d5e"
+MACHINE_1_7 = HEADER + f"""<VirtualBox xmlns="http://www.virtualbox.org/" version="1.7-linux">
+  <Machine uuid="{{{VM}}}" name="older" OSType="WindowsXP" lastStateChange="2009-03-01T12:00:00Z">
+    <Hardware version="2">
+      <CPU count="1">
+        <HardwareVirtEx enabled="true"/>
+        <PAE enabled="false"/>
+      </CPU>
+      <Memory RAMSize="256"/>
+      <Boot>
+        <Order position="1" device="DVD"/>
+        <Order position="2" device="HardDisk"/>
+      </Boot>
+      <Display VRAMSize="8" MonitorCount="1" Accelerate3D="false"/>
+      <DVDDrive passthrough="true">
+        <Image uuid="{{{ISO}}}"/>
+      </DVDDrive>
+      <FloppyDrive enabled="true">
+        <HostDrive src="/dev/fd0"/>
+      </FloppyDrive>
+      <AudioAdapter controller="AC97" driver="ALSA" enabled="false"/>
+    </Hardware>
+    <StorageControllers>
+      <StorageController name="IDE" type="PIIX3" PortCount="2">
+        <AttachedDevice type="HardDisk" port="0" device="0">
+          <Image uuid="{{{DISK}}}"/>
+        </AttachedDevice>
+      </StorageController>
+    </StorageControllers>
+  </Machine>
+</VirtualBox>
+"""
+
+
+def test_pre_1_9_drives_are_read_and_saved_as_1_9_attachments(tmp_path):
+    p = tmp_path / "older.xml"
+    p.write_text(MACHINE_1_7)
+    vm = MachineFile.load(p)
+    h = vm.settings.hardware
+    assert (h.pae, h.boot_order) == (False, ["DVD", "HardDisk", "Null", "Null"])
+    ide, floppy = h.storage_controllers
+    assert ide.name == "IDE Controller"  # pre-1.8 short names are expanded
+    assert [(d.type, d.port, d.device) for d in ide.devices] == [("HardDisk", 0, 0), ("DVD", 1, 0)]
+    assert str(ide.devices[1].medium) == ISO and ide.devices[1].passthrough
+    assert (floppy.name, floppy.controller_type, floppy.devices[0].host_drive) == ("Floppy Controller", "I82078",
+                                                                                  "/dev/fd0")
+    vm.save()
+    assert vm.version.minor == 9
+    assert (tmp_path / "older-1.7-linux.xml").read_text() == MACHINE_1_7
+    text = p.read_text()
+    assert "<DVDDrive" not in text and "<FloppyDrive" not in text
+    assert '<StorageController name="IDE Controller" type="PIIX3" PortCount="2">' in text
+    assert '<AudioAdapter controller="AC97" driver="ALSA" enabled="false"/>' in text
+    assert MachineFile.load(p).settings == vm.settings
