@@ -24,9 +24,20 @@ def _acquire(image_or_path, read_only: bool, resolver: ParentResolver | None) ->
     return image_or_path, False
 
 
-def _report(progress: Progress, done: int, total: int) -> None:
-    if progress:
-        progress(min(1.0, done / total) if total else 1.0)
+class _Reporter:
+    """Passes progress on about every 1/256 of the work, never backwards, 1.0 once at the end."""
+
+    def __init__(self, progress: Progress):
+        self._cb = progress
+        self._last = -1.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._cb:
+            return
+        f = min(1.0, done / total) if total else 1.0
+        if f > self._last and (f >= 1.0 or f - self._last >= 1 / 256):
+            self._last = f
+            self._cb(f)
 
 
 def clone_image(src, dst_path: str, fmt: str = "VDI", fixed: bool = False, flatten: bool = True,
@@ -39,22 +50,23 @@ def clone_image(src, dst_path: str, fmt: str = "VDI", fixed: bool = False, flatt
     fmt = fmt.upper()
     if fmt not in ("VDI", "RAW"):
         raise DiskImageError(f"unsupported target format {fmt!r} (VDI or RAW)")
+    report = _Reporter(progress)
     img, owned = _acquire(src, True, parent_resolver)
     try:
         if not flatten and getattr(img, "variant", None) == "differencing":
             if fmt != "VDI" or fixed:
                 raise DiskImageError("an unflattened clone of a differencing image must be a dynamic VDI")
-            _clone_diff(img, dst_path, uuid, progress)
+            _clone_diff(img, dst_path, uuid, report)
         else:
-            _clone_flat(img, dst_path, fmt, fixed, uuid, progress)
+            _clone_flat(img, dst_path, fmt, fixed, uuid, report)
     finally:
         if owned:
             img.close()
-    _report(progress, 1, 1)
+    report(1, 1)
     return image_info(dst_path)
 
 
-def _clone_flat(img: DiskImage, dst_path: str, fmt: str, fixed: bool, uuid, progress: Progress) -> None:
+def _clone_flat(img: DiskImage, dst_path: str, fmt: str, fixed: bool, uuid, report: _Reporter) -> None:
     size = -(-img.size // SECTOR) * SECTOR
     if fmt == "RAW":
         dst = create_raw(dst_path, img.size)
@@ -63,14 +75,21 @@ def _clone_flat(img: DiskImage, dst_path: str, fmt: str, fixed: bool, uuid, prog
     try:
         buf = bytearray(_CHUNK)
         zeros = bytes(_CHUNK)
-        for off in range(0, img.size, _CHUNK):
+        skip = getattr(img, "next_allocated", None)
+        off = 0
+        while off < img.size:
+            if skip is not None:                # jump over space no image of the chain has data for
+                off = max(off, skip(off) // _CHUNK * _CHUNK)
+                if off >= img.size:
+                    break
             n = min(_CHUNK, img.size - off)
             view = memoryview(buf)[:n]
             img.readinto_at(off, view)
             is_zero = buf == zeros if n == _CHUNK else bytes(view) == zeros[:n]
             if not is_zero:             # the new image already reads zeros there
                 dst.write_at(off, view)
-            _report(progress, off + n, img.size)
+            off += n
+            report(off, img.size)
     except BaseException:
         dst.close()
         os.unlink(dst_path)
@@ -78,7 +97,7 @@ def _clone_flat(img: DiskImage, dst_path: str, fmt: str, fixed: bool, uuid, prog
     dst.close()
 
 
-def _clone_diff(img: VdiImage, dst_path: str, uuid, progress: Progress) -> None:
+def _clone_diff(img: VdiImage, dst_path: str, uuid, report: _Reporter) -> None:
     from vmm.storage.create import _as_uuid
 
     h = img.header
@@ -98,7 +117,7 @@ def _clone_diff(img: VdiImage, dst_path: str, uuid, progress: Progress) -> None:
                 buf[n:] = bytes(h.cb_block - n)
                 img.readinto_at(off, memoryview(buf)[:n])
                 dst.put_block(blk, buf)
-            _report(progress, blk + 1, h.c_blocks)
+            report(blk + 1, h.c_blocks)
     except BaseException:
         dst.close()
         os.unlink(dst_path)
@@ -123,7 +142,7 @@ def resize(image_or_path, new_size: int, progress: Progress = None,
     finally:
         if owned:
             img.close()
-    _report(progress, 1, 1)
+    _Reporter(progress)(1, 1)
 
 
 def compact(image_or_path, progress: Progress = None, parent_resolver: ParentResolver | None = None) -> int:
@@ -132,10 +151,11 @@ def compact(image_or_path, progress: Progress = None, parent_resolver: ParentRes
     try:
         if not isinstance(img, VdiImage):
             raise DiskImageError(f"{img.path}: only VDI images can be compacted")
-        released = img.compact(progress)
+        report = _Reporter(progress)
+        released = img.compact(lambda f: report(round(f * 4096), 4096))
         img.flush()
     finally:
         if owned:
             img.close()
-    _report(progress, 1, 1)
+    report(1, 1)
     return released

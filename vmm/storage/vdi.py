@@ -11,6 +11,7 @@ from the parent (or zeros) so the block is whole.
 from __future__ import annotations
 
 import os
+import re
 import struct
 import threading
 import uuid
@@ -36,6 +37,10 @@ from vmm.storage.vdi_header import (
 )
 
 _ENTRY = struct.Struct("<I")
+_UNUSED_RUN = re.compile(rb"(?:[\xfe\xff]\xff\xff\xff)*")     # FREE or ZERO entries (little-endian)
+_SCAN = 4096
+_FREE_SCAN = b"\xff" * _SCAN
+_ZERO_SCAN = b"\xfe\xff\xff\xff" * (_SCAN // 4)
 _HEADER_READ = 4096
 
 
@@ -188,6 +193,8 @@ class VdiImage:
         n = mv.nbytes
         if offset < 0 or offset + n > self.size:
             raise DiskImageError(f"{self.path}: read of {n} bytes at {offset} is outside the disk")
+        if not n:
+            return
         within = offset & self._mask
         if within + n <= self._bs:          # fast path: one allocated block, one pread
             with self._lock:
@@ -221,6 +228,20 @@ class VdiImage:
                     mv[pos:pos + chunk] = self._zview[:chunk]
                 pos += chunk
 
+    def next_allocated(self, offset: int) -> int:
+        """The first offset >= `offset` where some image of the chain may hold data (block
+        granularity), or the disk size: lets clone skip the empty parts of a big sparse disk."""
+        if offset >= self.size:
+            return self.size
+        own = min(self.size, _next_used_block(self._map, offset >> self._shift) << self._shift)
+        parent = self.parent
+        if parent is not None and offset < parent.size:
+            if hasattr(parent, "next_allocated"):
+                own = min(own, parent.next_allocated(offset))
+            else:
+                return offset       # a raw parent: anything may be data
+        return max(offset, own)
+
     def _read_parent(self, voff: int, view: memoryview) -> None:
         """Read through to the parent; bytes beyond a (smaller) parent's end read as zeros."""
         avail = max(0, min(len(view), self.parent.size - voff))
@@ -236,6 +257,8 @@ class VdiImage:
             raise DiskImageError(f"{self.path}: image is opened read-only")
         if offset < 0 or offset + n > self.size:
             raise DiskImageError(f"{self.path}: write of {n} bytes at {offset} is outside the disk")
+        if not n:
+            return
         within = offset & self._mask
         if within + n <= self._bs and not self._first_write:     # fast path: one allocated block
             with self._lock:
@@ -244,8 +267,7 @@ class VdiImage:
                     self._modified = True
                     if os.pwrite(self._fd, mv, self._data_off + e * self._stride + within) == n:
                         return
-        if n:
-            self._write(offset, mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B"))
+        self._write(offset, mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B"))
 
     def _write(self, offset: int, mv: memoryview) -> None:
         n = len(mv)
@@ -583,3 +605,20 @@ def _index_map(bmap: array, h: VdiHeader, file_size: int, path: str) -> array:
     if top >= 0 and h.off_data + (top + 1) * h.stride > file_size:
         raise DiskImageError(f"{path}: invalid VDI image: allocated blocks extend beyond the end of the file")
     return owner
+
+
+def _next_used_block(bmap: array, blk: int) -> int:
+    """Index of the first block >= blk with a data block (len(bmap) if none), scanning 4 KiB of map
+    at a time: runs of FREE or ZERO entries are skipped with one comparison."""
+    raw = memoryview(bmap).cast("B")
+    pos, end = 4 * blk, len(raw)
+    while pos < end:
+        stop = min(end, (pos // _SCAN + 1) * _SCAN)
+        piece = raw[pos:stop].tobytes()
+        n = stop - pos
+        if piece != _FREE_SCAN[:n] and piece != _ZERO_SCAN[:n]:
+            run = _UNUSED_RUN.match(piece).end()
+            if run < n:
+                return (pos + run) // 4
+        pos = stop
+    return len(bmap)

@@ -214,3 +214,22 @@ def test_merge_checks_linkage_and_relink_list(tmp_path):
     with pytest.raises(DiskImageError, match="not a child"):
         merge_into_parent(mid, base, relink=[base])
     assert os.path.exists(mid) and os.path.exists(top)
+
+
+def test_clone_of_a_huge_sparse_chain_skips_unallocated_space(tmp_path):
+    big = 1 << 40
+    base = str(tmp_path / "huge.vdi")
+    img = create_vdi(base, big)
+    img.write_at(big // 2, b"middle")
+    img.close()
+    child = create_diff_vdi(str(tmp_path / "huge_child.vdi"), base)
+    child.write_at(big - 3, b"end")
+    child.close()
+    seen = []
+    info = clone_image(str(tmp_path / "huge_child.vdi"), str(tmp_path / "copy.vdi"), progress=seen.append)
+    assert info.size == big and info.allocated_blocks == 2
+    assert seen == sorted(set(seen)) and seen[-1] == 1.0 and len(seen) <= 258
+    img = open_image(str(tmp_path / "copy.vdi"), read_only=True)
+    assert img.read_at(big // 2, 6) == b"middle" and img.read_at(big - 3, 3) == b"end"
+    assert img.next_allocated(0) == big // 2 and img.next_allocated(big // 2 + MiB) == big - MiB
+    img.close()

@@ -184,3 +184,12 @@ def test_concurrent_writers_from_several_threads_allocate_consistently(tmp_path)
     for blk in range(16):
         assert img.read_at(blk * MiB, MiB) == bytes([blk + 1]) * MiB
     img.close()
+
+
+def test_empty_requests_at_the_end_of_the_disk(tmp_path):
+    img = create_vdi(str(tmp_path / "e.vdi"), 2 * MiB)
+    assert img.read_at(2 * MiB, 0) == b""
+    img.write_at(2 * MiB, b"")
+    img.readinto_at(0, bytearray())
+    assert img.allocated_blocks == 0
+    img.close()
