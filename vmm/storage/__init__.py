@@ -20,6 +20,7 @@ _EXPORTS = {
     "clone_image": "vmm.storage.maintenance",
     "resize": "vmm.storage.maintenance",
     "compact": "vmm.storage.maintenance",
+    "delete_image": "vmm.storage.maintenance",
     "merge_into_parent": "vmm.storage.merge",
     "merge_into_child": "vmm.storage.merge",
     "VdiImage": "vmm.storage.vdi",

@@ -73,15 +73,24 @@ class Committer:
             return
         body = b"".join(_ITEM.pack(off, len(data)) + bytes(data) for off, data in writes)
         msg = _LEN.pack(len(body)) + body
-        view = memoryview(msg)
-        while view:
-            view = view[os.write(self._wfd, view):]
-        reply = b""
-        while len(reply) < 4:
-            chunk = os.read(self._rfd, 4 - len(reply))
-            if not chunk:
-                raise OSError("VDI metadata helper exited unexpectedly")
-            reply += chunk
+        try:
+            view = memoryview(msg)
+            while view:
+                view = view[os.write(self._wfd, view):]
+            reply = b""
+            while len(reply) < 4:
+                chunk = os.read(self._rfd, 4 - len(reply))
+                if not chunk:
+                    raise BrokenPipeError("VDI metadata helper exited")
+                reply += chunk
+        except BrokenPipeError:
+            # The helper is gone (killed on its own). Applying the same bytes again is harmless
+            # whether or not it got to them; from now on we write in-process.
+            self.close()
+            self._failed = True
+            for off, data in writes:
+                _pwrite_all(self._fd, data, off)
+            return
         err = _LEN.unpack(reply)[0]
         if err:
             raise OSError(err, os.strerror(err))

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from vmm.storage.create import create_raw, create_vdi, write_new_vdi
 from vmm.storage.image import DiskImage, DiskImageError
+from vmm.storage.locking import open_image_file
 from vmm.storage.opener import ImageInfo, ParentResolver, image_info, open_image
 from vmm.storage.vdi import VdiImage
 from vmm.storage.vdi_header import BLOCK_FREE, BLOCK_ZERO, DEFAULT_BLOCK_SIZE, SECTOR, new_header
@@ -159,3 +160,12 @@ def compact(image_or_path, progress: Progress = None, parent_resolver: ParentRes
             img.close()
     report(1, 1)
     return released
+
+
+def delete_image(path: str) -> None:
+    """Delete an image file, refusing while anyone has it open (a VM, a clone, a merge)."""
+    fd = open_image_file(os.fspath(path), read_only=False)
+    try:
+        os.unlink(path)
+    finally:
+        os.close(fd)

@@ -12,6 +12,7 @@ from vmm.storage import (
     create_diff_vdi,
     create_raw,
     create_vdi,
+    delete_image,
     image_info,
     merge_into_child,
     merge_into_parent,
@@ -233,3 +234,15 @@ def test_clone_of_a_huge_sparse_chain_skips_unallocated_space(tmp_path):
     assert img.read_at(big // 2, 6) == b"middle" and img.read_at(big - 3, 3) == b"end"
     assert img.next_allocated(0) == big // 2 and img.next_allocated(big // 2 + MiB) == big - MiB
     img.close()
+
+
+def test_delete_refuses_an_image_in_use(tmp_path):
+    p = str(tmp_path / "d.vdi")
+    img = create_vdi(p, MiB)
+    with pytest.raises(DiskImageError, match="in use"):
+        delete_image(p)
+    img.close()
+    delete_image(p)
+    assert not os.path.exists(p)
+    with pytest.raises(DiskImageError, match="cannot open"):
+        delete_image(p)

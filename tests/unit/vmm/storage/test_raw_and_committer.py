@@ -82,3 +82,19 @@ def test_helper_ignores_a_message_cut_short_by_the_writers_death(tmp_path):
     os.close(fd)
     raw = p.read_bytes()
     assert raw[0:4] == b"full" and raw[100:104] == b"part" and raw[200:204] == bytes(4)
+
+
+def test_committer_survives_its_helper_being_killed(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(bytes(4096))
+    fd = os.open(p, os.O_RDWR)
+    c = Committer(fd)
+    c.commit([(0, b"one")])
+    c._proc.kill()
+    c._proc.wait()
+    c.commit([(8, b"two")])                 # falls back to writing in-process
+    c.commit([(16, b"three")])
+    c.close()
+    os.close(fd)
+    raw = p.read_bytes()
+    assert raw[0:3] == b"one" and raw[8:11] == b"two" and raw[16:21] == b"three"
