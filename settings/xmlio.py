@@ -142,15 +142,24 @@ def backup_name(path: str | Path, old_version_full: str) -> Path:
 
 
 def special_backup(path: str | Path, old_version_full: str) -> None:
-    """Copy the file before its first version bump. Disk full is fatal; other errors are ignored
-    (e.g. the backup already exists), as in `specialBackupIfFirstBump`."""
+    """Copy the file before its first version bump (`specialBackupIfFirstBump`). Disk full is
+    fatal; other errors are ignored, as is an existing backup. The copy goes through a temporary
+    name so a crash never leaves a truncated backup behind under the real name."""
     path = Path(path)
     target = backup_name(path, old_version_full)
     if not path.exists() or target.exists():
         return
+    tmp = target.with_name(target.name + "-tmp")
     try:
-        shutil.copyfile(path, target)
+        shutil.copyfile(path, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
     except OSError as e:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
         if e.errno == errno.ENOSPC:
             raise SettingsError(f"Cannot create settings backup file '{target}' (disk full)", target)
 
