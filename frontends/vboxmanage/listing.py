@@ -5,7 +5,6 @@ Shared by the click command (cmd_list) and main's fast path for the plain `list 
 without importing click at all.
 """
 
-import json
 import sys
 
 from . import render_list
@@ -27,6 +26,8 @@ def _get(obj, name: str, default):
 def run(what: str, long_: bool, sort: bool, as_json: bool) -> int:
     data = collect(Api.vbox(), what, long_, sort)
     if as_json:
+        import json
+
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     else:
         sys.stdout.write(render(what, data, long_))
@@ -79,14 +80,14 @@ def render(what: str, data, long_: bool) -> str:
 
 
 def _machines(vbox, running_only: bool, long_: bool, sort: bool) -> list:
-    from .vminfo import collect, machine_list_entry
-
     with call("COMGETTER(Machines)(ComSafeArrayAsOutParam(machines))", 1, _FILE):
         machines = list(vbox.machines)
         if running_only:
             states = vbox.get_machine_states(machines)
             machines = [m for m, s in zip(machines, states, strict=True) if enum_int(s) in RUNNING_LIST_STATES]
         if long_:
+            from .vminfo import collect
+
             rows = [collect(vbox, m) for m in machines]
             for row in rows:
                 row.setdefault("name", "<inaccessible>")
@@ -95,6 +96,14 @@ def _machines(vbox, running_only: bool, long_: bool, sort: bool) -> list:
     if sort:
         rows.sort(key=lambda r: r["name"].lower())
     return rows
+
+
+def machine_list_entry(machine) -> tuple[str, str]:
+    """(name, uuid) for `list vms`; inaccessible machines show `<inaccessible>`."""
+    uuid = machine.id
+    if not machine.accessible:
+        return "<inaccessible>", uuid
+    return machine.name, uuid
 
 
 def medium_dict(medium, with_children: bool = True) -> dict:

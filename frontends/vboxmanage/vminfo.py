@@ -142,14 +142,6 @@ def uart(port) -> dict:
             "type": enum_int(port.uart_type)}
 
 
-def machine_list_entry(machine) -> tuple[str, str]:
-    """(name, uuid) for `list vms`; inaccessible machines show `<inaccessible>`."""
-    uuid = machine.id
-    if not machine.accessible:
-        return "<inaccessible>", uuid
-    return machine.name, uuid
-
-
 def snapshot_tree(machine) -> tuple[dict | None, str]:
     """(root snapshot as nested dicts, current snapshot uuid) via IMachine.findSnapshot("")."""
     root = machine.find_snapshot("")
