@@ -27,6 +27,25 @@ from vmm.devices.base import IrqLine
 _ELCR_MASK = (0xF8, 0xDE)
 
 
+def _best_table() -> tuple[tuple[int, ...], ...]:
+    """[priority_add][mask] -> the IR with the highest priority in mask (8 if none)."""
+    rows = []
+    for pa in range(8):
+        row = []
+        for mask in range(256):
+            best = 8
+            for p in range(8):
+                if mask & (1 << ((p + pa) & 7)):
+                    best = (p + pa) & 7
+                    break
+            row.append(best)
+        rows.append(tuple(row))
+    return tuple(rows)
+
+
+_BEST = _best_table()
+
+
 @dataclass
 class PicChipState:
     irr: int = 0
@@ -66,13 +85,8 @@ class _Chip:
     # -- priority resolution --------------------------------------------------------------------
     def _priority(self, mask: int) -> int:
         """Priority level (0 = highest) of the best bit in mask, 8 if none."""
-        if not mask:
-            return 8
-        pa = self.s.priority_add
-        for p in range(8):
-            if mask & (1 << ((p + pa) & 7)):
-                return p
-        return 8
+        ir = _BEST[self.s.priority_add][mask & 0xFF]
+        return 8 if ir == 8 else (ir - self.s.priority_add) & 7
 
     def _effective_irr(self) -> int:
         irr = self.s.irr
@@ -83,17 +97,20 @@ class _Chip:
     def pending(self) -> int:
         """The IR number this chip would signal now, or -1."""
         s = self.s
-        p = self._priority(self._effective_irr() & ~s.imr)
-        if p == 8:
+        pa = s.priority_add
+        ir = _BEST[pa][self._effective_irr() & ~s.imr & 0xFF]
+        if ir == 8:
             return -1
         in_service = s.isr
-        if s.special_mask:
-            in_service &= ~s.imr
-        if s.special_fully_nested and self.is_master:
-            in_service &= ~0x04     # a higher slave request may nest inside the slave's service
-        if p < self._priority(in_service):
-            return (p + s.priority_add) & 7
-        return -1
+        if in_service:
+            if s.special_mask:
+                in_service &= ~s.imr
+            if s.special_fully_nested and self.is_master:
+                in_service &= ~0x04     # a higher slave request may nest inside the slave's service
+            best = _BEST[pa][in_service & 0xFF]
+            if best != 8 and (best - pa) & 7 <= (ir - pa) & 7:
+                return -1
+        return ir
 
     # -- inputs ---------------------------------------------------------------------------------
     def set_input(self, n: int, level: bool) -> None:
