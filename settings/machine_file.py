@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import machine_xml, xmlio
+from . import bump, machine_xml, xmlio
 from .errors import SettingsError
 from .models import MachineSettings
 from .settings_file import SettingsFile
@@ -56,9 +56,9 @@ class MachineFile(SettingsFile):
             s = MachineSettings.model_validate(self.settings.model_dump())
         except ValueError as e:
             raise SettingsError(f"Invalid machine settings: {e}", target)
-        minor = self._target_minor(machine_xml.required_minor(s, self._layout))
+        minor = self._target_minor(bump.required_minor(s, self._layout))
         if minor > self._layout:
-            machine_xml.migrate_layout(self._tree.getroot(), self._layout, minor)
+            bump.migrate_layout(self._tree.getroot(), self._layout, minor)
             self._layout = minor
         folder = target.parent
         self._commit(target, minor, lambda root, sv: machine_xml.write_machine(root, s, sv, folder))
