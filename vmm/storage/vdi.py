@@ -297,7 +297,7 @@ class VdiImage:
         zero_background = entry == BLOCK_ZERO or self.parent is None
         if len(piece) == bs:
             if _is_zero(piece, self._zeros):
-                if entry == BLOCK_FREE and self.parent is not None:
+                if entry == BLOCK_FREE:     # as VirtualBox: no data block, just a ZERO entry
                     self._commit_entries({blk: BLOCK_ZERO})
                 return
             self._allocate(blk, piece, 0)

@@ -48,7 +48,9 @@ def test_partial_write_allocates_one_block_rest_reads_zero(tmp_path):
     assert img.allocated_blocks == 1 and img.block_entry(3) == 0
     assert img.read_at(3 * MiB, MiB) == bytes(100) + b"abc" + bytes(MiB - 103)
     img.write_at(5 * MiB, b"\0" * 4096)                # zeros into an unallocated base block: no-op
-    assert img.allocated_blocks == 1
+    assert img.allocated_blocks == 1 and img.block_entry(5) == BLOCK_FREE
+    img.write_at(6 * MiB, bytes(MiB))                  # a whole zero block: only a ZERO entry
+    assert img.allocated_blocks == 1 and img.block_entry(6) == BLOCK_ZERO
     img.close()
     assert os.path.getsize(p) == 2 * MiB + MiB
 
