@@ -74,6 +74,7 @@ class Rtc:
         self.s.period_base_ns = now
         self.s.eval_ns = now
         self._timer = clock.new_timer(self._on_timer)
+        self._shown_second: int | None = None     # the second cmos[0..9] currently encode
         self.set_memory_size(ram_below_4g, ram_above_4g)
 
     # -- CMOS contents for the VM builder ---------------------------------------------------------
@@ -162,7 +163,10 @@ class Rtc:
 
     def _refresh(self) -> None:
         if not self.s.frozen:
-            self._store_time(self._datetime(self._guest_ns(self.clock.now_ns())))
+            sec = self._guest_ns(self.clock.now_ns()) // _NS
+            if sec != self._shown_second:
+                self._store_time(self._datetime(sec * _NS))
+                self._shown_second = sec
 
     # -- events -----------------------------------------------------------------------------------
     def _period_ns(self) -> int | None:
@@ -316,6 +320,7 @@ class Rtc:
 
     def _write_cmos(self, idx: int, value: int) -> None:
         s = self.s
+        self._shown_second = None       # the time registers may be rewritten below
         cm = s.cmos
         if idx <= 0x09 or idx == CENTURY_INDEX:
             if idx in (0x01, 0x03, 0x05):
@@ -328,6 +333,7 @@ class Rtc:
             cm[idx] = value
             if not s.frozen:
                 self._set_from_registers(0)
+                self._shown_second = None
             self._schedule()
             return
         if idx == _A:
@@ -343,11 +349,9 @@ class Rtc:
         if idx == _B:
             self._catch_up()
             old = cm[_B]
-            if (old ^ value) & (_B_DM | _B_24H) and not s.frozen:
-                self._refresh()
-                cm[_B] = value
-                self._refresh()                      # re-encode the time in the new format
             cm[_B] = value
+            if (old ^ value) & (_B_DM | _B_24H) and not s.frozen:
+                self._refresh()                      # re-encode the time in the new format
             if value & _B_SET:
                 cm[_B] &= ~_B_UIE                    # setting SET clears UIE (data sheet)
             self._freeze_state_changed(divider_restarted=False)
@@ -366,6 +370,7 @@ class Rtc:
             s.frozen = True
         elif not want_frozen and s.frozen:
             s.frozen = False
+            self._shown_second = None
             self._set_from_registers(_NS // 2 if divider_restarted else 0)
             s.eval_ns = self.clock.now_ns()
 
@@ -381,6 +386,7 @@ class Rtc:
             raise ValueError("RTC state needs 256 CMOS bytes")
         self.s = RtcState(**vars(state))
         self.s.cmos = [b & 0xFF for b in state.cmos]
+        self._shown_second = None
         self._timer.cancel()
         if self.s.irq_deadline is not None:
             self._timer.arm(self.s.irq_deadline)
