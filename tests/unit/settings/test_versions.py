@@ -124,3 +124,49 @@ def test_new_files_versions(tmp_path):
     g = MainFile.new(tmp_path / "VirtualBox.xml")
     g.save()
     assert etree.parse(str(g.path)).getroot().get("version") == f"1.12-{host_platform()}"
+
+
+def _machine(**hw):
+    from settings.models import Hardware, MachineSettings
+    return MachineSettings(name="m", hardware=Hardware(**({"paravirt_provider": "Legacy", "long_mode": None} | hw)))
+
+
+@pytest.mark.parametrize("change,minor", [
+    ({}, 7),
+    ({"firmware": "EFI"}, 9),
+    ({"hpet": True}, 10),
+    ({"cpu_execution_cap": 50}, 11),
+    ({"chipset": "ICH9"}, 11),
+    ({"graphics_controller": "VMSVGA"}, 14),
+    ({"long_mode": True}, 14),
+    ({"paravirt_provider": "KVM"}, 15),
+    ({"x2apic": True}, 16),
+    ({"cpu_profile": "Intel 80386"}, 16),
+    ({"nested_hw_virt": True}, 17),
+    ({"graphics_controller": "QemuRamFB"}, 20),
+])
+def test_required_versions_follow_virtualbox(change, minor):
+    from settings.bump import required_minor
+    assert required_minor(_machine(**change)) == minor
+
+
+def test_required_versions_for_devices_and_registry():
+    import uuid
+
+    from settings.bump import required_minor
+    from settings.models import AttachedDevice, Medium, StorageController
+    m = _machine()
+    # before 1.15 AHCI ports were hot-pluggable and nothing else was: only a difference needs 1.15
+    m.hardware.storage_controllers = [StorageController(name="SATA", bus="SATA", devices=[
+        AttachedDevice(type="HardDisk", port=0, device=0, hotpluggable=True)])]
+    assert required_minor(m) == 10  # host I/O cache off on a used controller
+    m.hardware.storage_controllers[0].devices[0].hotpluggable = False
+    assert required_minor(m) == 15
+    m.hardware.storage_controllers = [StorageController(name="NVMe", bus="PCIe")]
+    assert required_minor(m) == 16
+    m.hardware.storage_controllers = []
+    m.media_registry.hard_disks.append(Medium(uuid=uuid.uuid4(), location="/x.vdi"))
+    assert required_minor(m) == 11  # per-machine media registries came with 4.0
+    m.groups = ["/g"]
+    assert required_minor(m) == 13
+    assert required_minor(_machine(), read_minor=8) == 9
