@@ -23,9 +23,10 @@ class _Model(BaseModel):
 
 
 def _utc(value: datetime) -> datetime:
+    """UTC, whole seconds: what the files can hold (`YYYY-MM-DDTHH:MM:SSZ`)."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0)
 
 
 def generate_mac() -> str:

@@ -80,9 +80,10 @@ def test_validation():
 
 
 def test_timestamps_are_utc():
-    t = datetime(2024, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    t = datetime(2024, 1, 1, 12, 0, 5, 999999, tzinfo=timezone(timedelta(hours=2)))
     s = Snapshot(uuid=uuid.uuid4(), name="s", time_stamp=t)
     assert s.time_stamp.utcoffset() == timedelta(0) and s.time_stamp.hour == 10
+    assert s.time_stamp.microsecond == 0 and s.time_stamp.second == 5  # the files hold whole seconds
 
 
 def test_mac_generation():
