@@ -159,3 +159,41 @@ def test_list_ostypes_hostinfo_and_json(vbm):
     import json
     code, out, _ = vbm("list", "vms", "--json")
     assert code == 0 and json.loads(out)[0]["name"] == "vm1"
+
+
+def test_clone_modify_diff_and_dvd(vbm, tmp_path):
+    create(vbm)
+    base = tmp_path / "base.vdi"
+    vbm("createmedium", "--filename", str(base), "--size", "8", check=0)
+    code, out, err = vbm("clonemedium", str(base), str(tmp_path / "copy.vdi"))
+    assert code == 0 and err == PROGRESS
+    assert re.fullmatch(rf"Clone medium created in format 'VDI'. UUID: {UUID_RE}\n", out)
+    assert vbm("modifymedium", str(tmp_path / "copy.vdi"), "--description", "a copy") == (
+        0, "Medium description has been changed.\n", "")
+    code, out, _ = vbm("showmediuminfo", "disk", str(tmp_path / "copy.vdi"))
+    assert "Description:    a copy\n" in out and "Capacity:       8 MBytes\n" in out
+    code, out, err = vbm("modifymedium", str(tmp_path / "copy.vdi"), "--resize", "12")
+    assert (code, out, err) == (0, "", PROGRESS)
+    assert "Capacity:       12 MBytes\n" in vbm("showmediuminfo", str(tmp_path / "copy.vdi"))[1]
+    code, out, _ = vbm("createmedium", "disk", "--filename", str(tmp_path / "child.vdi"), "--diffparent", str(base))
+    assert code == 0 and out.startswith("Medium created. UUID: ")
+    listing = vbm("list", "hdds")[1]
+    assert "Type:           normal (differencing)\n" in listing
+    assert listing.index(str(base)) < listing.index(str(tmp_path / "child.vdi"))
+    assert vbm("storagectl", "vm1", "--name", "IDE", "--add", "ide") == (0, "", "")
+    assert vbm("storageattach", "vm1", "--storagectl", "IDE", "--port", "1", "--device", "0", "--type", "dvddrive",
+               "--medium", "emptydrive") == (0, "", "")
+    code, out, _ = vbm("showvminfo", "vm1", "--machinereadable")
+    assert '"IDE-0-0"="none"\n"IDE-0-1"="none"\n"IDE-1-0"="emptydrive"\n"IDE-IsEjected-1-0"="off"\n"IDE-1-1"="none"\n' in out
+    assert vbm("storagectl", "vm1", "--name", "IDE", "--remove") == (0, "", "")
+    assert "storagecontrollername0" not in vbm("showvminfo", "vm1", "--machinereadable")[1]
+
+
+def test_version_help_and_sorted_list(vbm):
+    assert vbm("--version") == (0, "7.1.6r167084\n", "")
+    code, out, _ = vbm("--nologo", "list")
+    assert code == 1 and out.startswith("Usage - List system information and configuration:")
+    b, _ = create(vbm, "beta")
+    a, _ = create(vbm, "Alpha")
+    assert vbm("list", "vms", "--sorted") == (0, f'"Alpha" {{{a}}}\n"beta" {{{b}}}\n', "")
+    assert vbm("list", "--long", "vms")[1].count("Name:                        ") == 2
