@@ -26,7 +26,9 @@ import os
 import selectors
 import socket
 import stat
+import termios
 import threading
+import tty
 from collections.abc import Callable
 from enum import IntEnum
 
@@ -386,6 +388,9 @@ class HostDeviceBackend(_StreamBackend):
             fd = os.open(self.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         except OSError as e:
             raise SerialBackendError(f"cannot open host device {self.path!r}: {e}") from e
+        if os.isatty(fd):
+            with contextlib.suppress(termios.error):
+                tty.setraw(fd)          # the guest's bytes pass unchanged: no echo, no line editing
         self._attach(fd, None)
         self._start(f"serial-hostdev-{os.path.basename(self.path)}")
 

@@ -178,16 +178,15 @@ def test_host_pipe_server_and_client(tmp_path):
 def test_host_device_on_a_pty():
     master, slave = os.openpty()
     name = os.ttyname(slave)
-    import tty
-    tty.setraw(slave)
-    be = HostDeviceBackend(name)
+    be = HostDeviceBackend(name)          # puts the tty in raw mode: "\n" is not turned into "\r\n"
+
     try:
-        be.write(b"to-host")
+        be.write(b"to-host\n")
         os.set_blocking(master, True)
         buf = b""
-        while len(buf) < 7:
-            buf += os.read(master, 7 - len(buf))
-        assert buf == b"to-host"
+        while len(buf) < 8:
+            buf += os.read(master, 8 - len(buf))
+        assert buf == b"to-host\n"
         os.write(master, b"to-guest")
         _wait(lambda: len(be._in) == 8)
         assert be.read(64) == b"to-guest"
