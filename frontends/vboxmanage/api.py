@@ -101,28 +101,38 @@ def find_machine(name: str, line: int = 0, file: str = "VBoxManage.cpp"):
         return Api.vbox().find_machine(name)
 
 
+def safe_get(obj, name: str, default=""):
+    try:
+        value = getattr(obj, name)
+    except Exception:
+        return default
+    return default if value is None else value
+
+
+def error_info_block(info, code: int, context: str) -> str:
+    """GluePrintErrorInfo over an IVirtualBoxErrorInfo chain (`--------` between links) + Context."""
+    if info is None:
+        return com_error_block("", code, "", "", context)
+    blocks = []
+    seen = 0
+    while info is not None and seen < 16:
+        iface = str(safe_get(info, "interface_id") or safe_get(info, "interface") or "")
+        if not iface.startswith("I"):  # a bare IID tells the user nothing; VBoxManage prints names
+            iface = ""
+        blocks.append(com_error_block(str(safe_get(info, "text")), int(safe_get(info, "result_code", code) or code),
+                                      str(safe_get(info, "component")), iface, ""))
+        info = safe_get(info, "next", None)
+        seen += 1
+    text = msg_lines("error: ", "--------").join(blocks)
+    if context:
+        text += msg_lines("error: ", f"Context: {context}")
+    return text
+
+
 def progress_error(progress, human: str, context: str) -> CommandFailed:
     """CHECK_PROGRESS_ERROR: a human line, then the progress's error info block."""
-    info = None
-    try:
-        info = progress.error_info
-    except Exception:
-        info = None
-    code = int(progress.result_code)
-    if info is None:
-        return CommandFailed(msg_lines("error: ", human) + com_error_block("", code, "", "", context))
-
-    def _get(name, default=""):
-        try:
-            return getattr(info, name)
-        except Exception:
-            return default
-
-    text = str(_get("text") or "")
-    comp = str(_get("component") or "")
-    iface = str(_get("interface") or _get("interface_name") or "")
-    rc = int(_get("result_code", code) or code)
-    return CommandFailed(msg_lines("error: ", human) + com_error_block(text, rc, comp, iface, context))
+    return CommandFailed(msg_lines("error: ", human)
+                         + error_info_block(safe_get(progress, "error_info", None), int(progress.result_code), context))
 
 
 def wait(progress, human: str, context: str) -> None:

@@ -5,9 +5,9 @@ import sys
 
 import click
 
-from .api import Api, call, find_machine, is_api_error, locked, wait
+from .api import Api, call, error_info_block, find_machine, is_api_error, locked, safe_get, wait
 from .cli import CONTEXT, vm_argument
-from .output import CommandFailed, SyntaxFailure, com_error_block, msg_lines
+from .output import CommandFailed, SyntaxFailure, msg_lines
 
 _CTL_FILE = "VBoxManageControlVM.cpp"
 ACTIONS = ("pause", "resume", "reset", "poweroff", "savestate", "acpipowerbutton", "acpisleepbutton")
@@ -38,26 +38,9 @@ def startvm(vms, frontend, putenv):
         except Exception:
             pass
         if code >= 0x80000000:
-            raise CommandFailed(_progress_info_block(progress, code))
+            raise CommandFailed(error_info_block(safe_get(progress, "error_info", None), code, ""))
         sys.stdout.write(f'VM "{vm}" has been successfully started.\n')
     return 0
-
-
-def _progress_info_block(progress, code: int) -> str:
-    """ProgressErrorInfo + GluePrintErrorInfo: text and Details, no Context line."""
-    try:
-        info = progress.error_info
-    except Exception:
-        info = None
-    if info is None:
-        return com_error_block("", code, "", "", "")
-    iface = ""
-    try:
-        iface = str(getattr(info, "interface_id", "") or "")
-    except Exception:
-        iface = ""
-    return com_error_block(str(info.text or ""), int(info.result_code or code), str(info.component or ""),
-                           iface if iface.startswith("I") else "", "")
 
 
 @click.command("controlvm", context_settings=CONTEXT)

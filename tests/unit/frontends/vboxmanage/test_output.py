@@ -96,3 +96,22 @@ def test_detailed_progress_lines():
     assert _follow_detailed(DetailedFake([5, 5, 60, 100]), out, {"asked": False}) == 0
     assert out.getvalue() == ("(1/2) Creating 00% => 00% (5 s remaining)\n(1/2) Creating 05% => 05% (5 s remaining)\n"
                               "(2/2) Creating 60% => 60% (5 s remaining)\n(2/2) Creating 100% => 100% (5 s remaining)\n")
+
+
+def test_error_info_chain_block():
+    from types import SimpleNamespace
+
+    from frontends.vboxmanage.api import error_info_block
+
+    inner = SimpleNamespace(text="disk full", result_code=0x80BB0004, component="MediumWrap", interface_id="IMedium",
+                            next=None)
+    outer = SimpleNamespace(text="Could not create", result_code=0x80004005, component="ProgressWrap",
+                            interface_id="{0c0ad1e1-0000-0000-0000-000000000000}", next=inner)
+    assert error_info_block(outer, 0x80004005, '"RTEXITCODE handleCreateMedium(HandlerArg*)"') == (
+        "VBoxManage: error: Could not create\n"
+        "VBoxManage: error: Details: code NS_ERROR_FAILURE (0x80004005), component ProgressWrap\n"
+        "VBoxManage: error: --------\n"
+        "VBoxManage: error: disk full\n"
+        "VBoxManage: error: Details: code VBOX_E_FILE_ERROR (0x80bb0004), component MediumWrap, interface IMedium, "
+        "callee nsISupports\n"
+        'VBoxManage: error: Context: "RTEXITCODE handleCreateMedium(HandlerArg*)"\n')
