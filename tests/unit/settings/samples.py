@@ -46,9 +46,9 @@ def _storage(v: int, indent: str, with_disk: bool) -> str:
     return (f'{i}<StorageControllers>\n'
             f'{i}  <StorageController name="SATA" type="AHCI" PortCount="2" useHostIOCache="false" '
             f'Bootable="true" IDE0MasterEmulationPort="0" IDE0SlaveEmulationPort="1" '
-            f'IDE1MasterEmulationPort="2" IDE1SlaveEmulationPort="3">\n'
+            f'IDE1MasterEmulationPort="2" IDE1SlaveEmulationPort="3" futureCtl="c">\n'
             f'{disk}'
-            f'{i}    <AttachedDevice passthrough="false" type="DVD"{hp} port="1" device="0">\n'
+            f'{i}    <AttachedDevice passthrough="false" type="DVD"{hp} port="1" device="0" futureDev="d">\n'
             f'{i}      <Image uuid="{{{ISO_UUID}}}"/>\n'
             f'{i}    </AttachedDevice>\n'
             f'{i}  </StorageController>\n'
@@ -65,7 +65,7 @@ def _hardware(v: int, indent: str, snapshot: bool) -> str:
     cable = ' cable="true"' if v < 16 else ""
     adapter_type = ' type="82540EM"'
     hw = [f'{i}<Hardware>\n',
-          f'{i}  <Memory RAMSize="{512 if snapshot else 1024}"/>\n',
+          f'{i}  <Memory RAMSize="{512 if snapshot else 1024}" futureMem="m"/>\n',
           f'{i}  <HID Pointing="USBTablet"/>\n']
     if v >= 15:
         hw.append(f'{i}  <Paravirt provider="KVM"/>\n')
@@ -92,7 +92,7 @@ def _hardware(v: int, indent: str, snapshot: bool) -> str:
            f'{i}    <DeviceFilters/>\n',
            f'{i}  </USB>\n',
            f'{i}  <Network>\n',
-           f'{i}    <Adapter slot="0" enabled="true" MACAddress="080027A1B2C3"{cable}{adapter_type}>\n',
+           f'{i}    <Adapter slot="0" enabled="true" MACAddress="080027A1B2C3"{cable}{adapter_type} futureNic="n">\n',
            f'{i}      <DisabledModes>\n',
            f'{i}        <InternalNetwork name="intnet"/>\n',
            f'{i}      </DisabledModes>\n',
@@ -164,7 +164,7 @@ def machine_xml(v: int, platform: str = "linux") -> str:
             + '    <Description>first line\nsecond line</Description>\n'
             + '    <MediaRegistry>\n'
             + '      <HardDisks>\n'
-            + f'        <HardDisk uuid="{{{DISK_UUID}}}" location="web.vdi" format="VDI" type="Normal">\n'
+            + f'        <HardDisk uuid="{{{DISK_UUID}}}" location="web.vdi" format="VDI" type="Normal" futureDisk="h">\n'
             + '          <Description>base disk</Description>\n'
             + '          <Property name="AllocationBlockSize" value="1048576"/>\n'
             + f'          <HardDisk uuid="{{{DIFF_UUID}}}" location="Snapshots/{{{DIFF_UUID}}}.vdi" '
@@ -179,7 +179,7 @@ def machine_xml(v: int, platform: str = "linux") -> str:
             + '      <ExtraDataItem name="GUI/LastCloseAction" value="PowerOff"/>\n'
             + '      <ExtraDataItem name="vboxpy/BootCmdline" value="console=ttyS0"/>\n'
             + '    </ExtraData>\n'
-            + f'    <Snapshot uuid="{{{SNAP_UUID}}}" name="base" timeStamp="2024-04-01T09:00:00Z">\n'
+            + f'    <Snapshot uuid="{{{SNAP_UUID}}}" name="base" timeStamp="2024-04-01T09:00:00Z" futureSnap="s">\n'
             + '      <Description>clean install</Description>\n'
             + _hardware(v, "      ", snapshot=True)
             + '      <Snapshots>\n'
