@@ -124,9 +124,7 @@ class HmVcpu:
         regs.rip, regs.rflags = 0xFFF0, 0x2
         regs.rdx = self._cpu_signature()
         ioctl(self.fd, abi.KVM_SET_REGS, ctypes.addressof(regs), "KVM_SET_REGS")
-        fpu = abi.KvmFpu()
-        fpu.fcw, fpu.mxcsr = 0x37F, 0x1F80
-        ioctl(self.fd, abi.KVM_SET_FPU, ctypes.addressof(fpu), "KVM_SET_FPU")
+        self._set_fxsave(state.fpu_to_fxsave(abi.KvmFpu(fcw=0x37F, mxcsr=0x1F80)))
         self._clear_events()
         self.set_msrs({MSR_IA32_TSC: 0, MSR_IA32_MISC_ENABLE: MISC_ENABLE_FAST_STRING})
         if self.vm.kernel_irqchip:
@@ -308,10 +306,9 @@ class HmVcpu:
 
     def get_state(self) -> CpuState:
         self._flush()
-        regs, sregs, fpu = abi.KvmRegs(), abi.KvmSregs(), abi.KvmFpu()
+        regs, sregs = abi.KvmRegs(), abi.KvmSregs()
         ioctl(self.fd, abi.KVM_GET_REGS, ctypes.addressof(regs), "KVM_GET_REGS")
         ioctl(self.fd, abi.KVM_GET_SREGS, ctypes.addressof(sregs), "KVM_GET_SREGS")
-        ioctl(self.fd, abi.KVM_GET_FPU, ctypes.addressof(fpu), "KVM_GET_FPU")
         s = CpuState()
         s.gpr = {name: getattr(regs, name) for name in abi.GPR_NAMES}
         s.seg = {name: state.segment_from_kvm(getattr(sregs, kname)) for name, kname in state.SEGMENTS.items()}
@@ -320,8 +317,32 @@ class HmVcpu:
         s.cr0, s.cr2, s.cr3, s.cr4, s.efer = sregs.cr0, sregs.cr2, sregs.cr3, sregs.cr4, sregs.efer
         s.msrs = self.get_msrs(self._state_msrs) if self._state_msrs else {}
         s.msrs[state.MSR_APIC_BASE] = sregs.apic_base
-        s.fpu = state.fpu_to_fxsave(fpu)
+        s.fpu = self._get_fxsave()
         return s
+
+    # The XSAVE area starts with the FXSAVE image; KVM_GET_FPU loses MXCSR on some kernels (PVM).
+    def _get_fxsave(self) -> bytes:
+        if self.vm.info.has("XSAVE"):
+            buf = (ctypes.c_uint8 * abi.XSAVE_SIZE)()
+            ioctl(self.fd, abi.KVM_GET_XSAVE, ctypes.addressof(buf), "KVM_GET_XSAVE")
+            return bytes(buf)[:state.FXSAVE_SIZE]
+        fpu = abi.KvmFpu()
+        ioctl(self.fd, abi.KVM_GET_FPU, ctypes.addressof(fpu), "KVM_GET_FPU")
+        return state.fpu_to_fxsave(fpu)
+
+    def _set_fxsave(self, blob: bytes) -> None:
+        if len(blob) < state.FXSAVE_SIZE:
+            raise ValueError(f"FPU state must be an FXSAVE image of {state.FXSAVE_SIZE} bytes, got {len(blob)}")
+        if self.vm.info.has("XSAVE"):
+            buf = (ctypes.c_uint8 * abi.XSAVE_SIZE)()
+            ioctl(self.fd, abi.KVM_GET_XSAVE, ctypes.addressof(buf), "KVM_GET_XSAVE")
+            buf[:state.FXSAVE_SIZE] = blob[:state.FXSAVE_SIZE]
+            buf[abi.XSAVE_HEADER_XSTATE_BV] |= 3      # x87 and SSE state present
+            ioctl(self.fd, abi.KVM_SET_XSAVE, ctypes.addressof(buf), "KVM_SET_XSAVE")
+            return
+        fpu = abi.KvmFpu()
+        state.fxsave_to_fpu(blob, fpu)
+        ioctl(self.fd, abi.KVM_SET_FPU, ctypes.addressof(fpu), "KVM_SET_FPU")
 
     def set_state(self, s: CpuState) -> None:
         self._flush()
@@ -349,9 +370,7 @@ class HmVcpu:
         ioctl(self.fd, abi.KVM_SET_SREGS, ctypes.addressof(sregs), "KVM_SET_SREGS")
         ioctl(self.fd, abi.KVM_SET_REGS, ctypes.addressof(regs), "KVM_SET_REGS")
         if s.fpu:
-            fpu = abi.KvmFpu()
-            state.fxsave_to_fpu(s.fpu, fpu)
-            ioctl(self.fd, abi.KVM_SET_FPU, ctypes.addressof(fpu), "KVM_SET_FPU")
+            self._set_fxsave(s.fpu)
         keep = {k: v for k, v in msrs.items() if k in self._state_msrs}
         if keep:
             self.set_msrs(keep)
