@@ -23,7 +23,16 @@ class Api:
         if cls._client is None:
             from vboxsvc.ipc.client import connect
 
-            cls._client = connect()
+            try:
+                cls._client = connect()
+            except Exception as exc:
+                if not is_api_error(exc):
+                    raise
+                # what VBoxManage prints when VBoxSVC cannot be reached
+                raise CommandFailed(
+                    msg_lines("error: ", "Failed to create the VirtualBox object!") + error_block(exc, "")
+                    + msg_lines("error: ", "Most likely, the VirtualBox COM server is not running or failed "
+                                           "to start.")) from exc
         return cls._client
 
     @classmethod
@@ -48,6 +57,7 @@ def is_api_error(exc: BaseException) -> bool:
 
 
 def error_block(exc, context: str) -> str:
+    """The error block of a VBoxError raised by a call (no Context line when `context` is empty)."""
     return com_error_block(str(getattr(exc, "text", "") or ""), int(exc.result_code),
                            str(getattr(exc, "component", "") or ""),
                            str(getattr(exc, "interface", "") or ""), context)

@@ -168,6 +168,11 @@ def _dispatch(name: str, rest: list[str]) -> int:
     except KeyboardInterrupt:
         return EXIT_FAILURE
     except Exception as exc:
+        from .api import error_block, is_api_error
+
+        if is_api_error(exc):  # an API error outside any call() context: still VBoxManage's block
+            sys.stderr.write(error_block(exc, ""))
+            return EXIT_FAILURE
         click = sys.modules.get("click")  # only loaded when a click command ran
         if click is not None and isinstance(exc, click.UsageError):
             return _syntax(click_message(exc), name)

@@ -225,3 +225,35 @@ def test_list_vms_fast_path_and_sorted_runningvms(api, capsys):
     assert run(capsys, "list", "--sorted", "vms") == (0, '"<inaccessible>" {u3}\n"Alpha" {u2}\n"zeta" {u1}\n', "")
     assert run(capsys, "list", "runningvms") == (0, '"zeta" {u1}\n"<inaccessible>" {u3}\n', "")
     assert fast(["vms", "--long"]) is None and fast(["hdds"]) is None
+
+
+def test_service_unreachable_message(monkeypatch, capsys):
+    import vboxsvc.ipc.client as client_mod
+
+    def fail(*_a, **_k):
+        raise VBoxError(0x800706BE, "Failed to start the VirtualBox service (vboxsvc)", "IVirtualBoxClient",
+                        "VirtualBoxClientWrap")
+
+    monkeypatch.setattr(client_mod, "connect", fail)
+    monkeypatch.setattr(Api, "_client", None)
+    State.nologo = True
+    try:
+        code, out, err = run(capsys, "list", "vms")
+    finally:
+        State.nologo = False
+    assert (code, out) == (1, "")
+    assert err == (
+        "VBoxManage: error: Failed to create the VirtualBox object!\n"
+        "VBoxManage: error: Failed to start the VirtualBox service (vboxsvc)\n"
+        "VBoxManage: error: Details: code NS_ERROR_CALL_FAILED (0x800706be), component VirtualBoxClientWrap, "
+        "interface IVirtualBoxClient, callee nsISupports\n"
+        "VBoxManage: error: Most likely, the VirtualBox COM server is not running or failed to start.\n")
+
+
+def test_api_error_outside_call_context_is_a_block_not_a_traceback(api, capsys):
+    def boom(*_a):
+        raise VBoxError(0x80BB0007, "busy", "IVirtualBox", "VirtualBoxWrap")
+
+    api.vbox.get_extra_data_keys = boom
+    code, out, err = run(capsys, "getextradata", "global")
+    assert code == 1 and err.startswith("VBoxManage: error: busy\n")
