@@ -252,8 +252,10 @@ def read_uarts(hw: etree._Element | None, sv: int) -> list[SerialPort]:
 
 
 def _uart_is_default(p: SerialPort) -> bool:
+    """Unused ports at their slot's COM address are not written. (VirtualBox also skips the
+    old-style 0x3f8/4 in any slot; we write those so that they read back unchanged.)"""
     return (not p.enabled and p.port_mode == "Disconnected" and p.uart_type == "U16550A"
-            and not p.path and (p.io_base, p.irq) in (UART_DEFAULTS[p.slot], UART_DEFAULTS[0]))
+            and not p.path and not p.server and (p.io_base, p.irq) == UART_DEFAULTS[p.slot])
 
 
 def _write_uart(el: etree._Element, p: SerialPort, sv: int) -> None:
