@@ -197,3 +197,20 @@ def test_version_help_and_sorted_list(vbm):
     a, _ = create(vbm, "Alpha")
     assert vbm("list", "vms", "--sorted") == (0, f'"Alpha" {{{a}}}\n"beta" {{{b}}}\n', "")
     assert vbm("list", "--long", "vms")[1].count("Name:                        ") == 2
+
+
+def test_create_register_error_paths(vbm):
+    _, path = create(vbm, "dup")
+    code, out, err = vbm("createvm", "--name", "dup", "--register")
+    assert (code, out) == (1, "")
+    assert err.splitlines()[0] == f"VBoxManage: error: Machine settings file '{path}' already exists"
+    assert err.splitlines()[1].startswith("VBoxManage: error: Details: code VBOX_E_FILE_ERROR (0x80bb0004)")
+    code, _, err = vbm("createvm", "--name", "bad", "--ostype", "Nope_64")
+    assert code == 1 and err.startswith("VBoxManage: error: ") and "Context: \"CreateMachine(" in err
+    assert vbm("unregistervm", "dup") == (0, "", "")
+    assert vbm("list", "vms") == (0, "", "")
+    import os
+    assert os.path.exists(path)
+    assert vbm("registervm", path) == (0, "", "")
+    code, _, err = vbm("registervm", path)
+    assert code == 1 and "is already registered" in err.splitlines()[0]
