@@ -30,33 +30,32 @@ def is_element(node: Any) -> bool:
 
 
 def local(el: etree._Element) -> str:
-    return etree.QName(el).localname
+    tag = el.tag
+    return tag[tag.rfind("}") + 1:]
+
+
+def _qname(parent: etree._Element, name: str) -> str:
+    """`name` in the parent's namespace (the files use VirtualBox's default namespace)."""
+    tag = parent.tag
+    return tag[: tag.rfind("}") + 1] + name if tag.startswith("{") else name
 
 
 def children(parent: etree._Element | None, name: str) -> list[etree._Element]:
     if parent is None:
         return []
-    return [c for c in parent if is_element(c) and local(c) == name]
+    return parent.findall(_qname(parent, name))
 
 
 def child(parent: etree._Element | None, name: str) -> etree._Element | None:
     if parent is None:
         return None
-    for c in parent:
-        if is_element(c) and local(c) == name:
-            return c
-    return None
+    return parent.find(_qname(parent, name))
 
 
 def path(parent: etree._Element | None, *names: str) -> etree._Element | None:
     for name in names:
         parent = child(parent, name)
     return parent
-
-
-def _qname(parent: etree._Element, name: str) -> str:
-    ns = etree.QName(parent).namespace
-    return f"{{{ns}}}{name}" if ns else name
 
 
 def _rank(name: str, order: Sequence[str]) -> int | None:
