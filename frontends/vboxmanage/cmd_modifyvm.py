@@ -44,7 +44,17 @@ BOOT_EXTRA = {"bootkernel": "vboxpy/BootKernel", "bootinitrd": "vboxpy/BootInitr
               "bootcmdline": "vboxpy/BootCmdline"}
 
 
-@click.command("modifyvm", context_settings={"help_option_names": [], "ignore_unknown_options": True})
+class _ModifyVmCommand(click.Command):
+    """Completes modifyvm's table-driven options, which click itself does not know."""
+
+    def shell_complete(self, ctx, incomplete):
+        if incomplete.startswith("-"):
+            return complete_options(incomplete)
+        return super().shell_complete(ctx, incomplete)
+
+
+@click.command("modifyvm", cls=_ModifyVmCommand,
+               context_settings={"help_option_names": [], "ignore_unknown_options": True})
 @vm_argument()
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def modifyvm(vm, args):
@@ -57,6 +67,17 @@ def modifyvm(vm, args):
         with call("SaveSettings()", 3500, _FILE):
             m.save_settings()
     return 0
+
+
+def complete_options(incomplete: str):
+    """Shell completion of modifyvm's option spellings (indexed ones with slot 1)."""
+    from click.shell_completion import CompletionItem
+
+    from .modifyvm_opts import INDEXED, PLAIN
+
+    words = [n for names_ in PLAIN.values() for n in names_] + [f"{n}1" for names_ in INDEXED.values()
+                                                                for n in names_]
+    return [CompletionItem(w) for w in sorted(words) if w.startswith(incomplete)]
 
 
 def apply_step(m, oid: str, index: int, values: list[str]) -> None:

@@ -128,3 +128,12 @@ def test_shell_completion_source(tmp_path):
 def test_missing_positional_is_not_enough_parameters(capsys):
     code, _, err = run(capsys, "-q", "controlvm", "vm1")
     assert code == 2 and err.startswith("VBoxManage: error: Not enough parameters\n\nUsage - Change state")
+
+
+def test_modifyvm_option_completion(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+    env = dict(os.environ, _VBOXMANAGE_COMPLETE="bash_complete", COMP_WORDS="vboxmanage modifyvm vm1 --uart-m",
+               COMP_CWORD="3", VBOXPY_RUNTIME_DIR=str(tmp_path), VBOX_USER_HOME=str(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "frontends.vboxmanage.main"], cwd=root, env=env,
+                         capture_output=True, text=True)
+    assert out.stdout.split() == ["plain,--uart-mode1"]
