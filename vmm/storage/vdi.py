@@ -593,15 +593,24 @@ def _index_map(bmap: array, h: VdiHeader, file_size: int, path: str) -> array:
     return the reverse index physical block -> virtual block (-1: unused slot)."""
     owner = array("i", [-1]) * h.c_blocks_allocated
     top = -1
-    for v, e in enumerate(bmap):
-        if e < BLOCK_ZERO:
-            if e >= h.c_blocks_allocated:
-                raise DiskImageError(f"{path}: invalid VDI image: block map entry {e} is beyond the "
-                                     f"{h.c_blocks_allocated} allocated blocks")
-            if owner[e] >= 0:
-                raise DiskImageError(f"{path}: invalid VDI image: data block {e} is used twice in the block map")
-            owner[e] = v
-            top = max(top, e)
+    raw = memoryview(bmap).cast("B")
+    per = _SCAN // 4
+    for start in range(0, len(bmap), per):
+        piece = raw[4 * start:4 * (start + per)].tobytes()
+        if piece == _FREE_SCAN[:len(piece)] or piece == _ZERO_SCAN[:len(piece)]:
+            continue                        # 1024 unallocated entries at once (sparse disks)
+        for v in range(start, min(start + per, len(bmap))):
+            e = bmap[v]
+            if e < BLOCK_ZERO:
+                if e >= h.c_blocks_allocated:
+                    raise DiskImageError(f"{path}: invalid VDI image: block map entry {e} is beyond the "
+                                         f"{h.c_blocks_allocated} allocated blocks")
+                if owner[e] >= 0:
+                    raise DiskImageError(f"{path}: invalid VDI image: data block {e} is used twice in the "
+                                         f"block map")
+                owner[e] = v
+                if e > top:
+                    top = e
     if top >= 0 and h.off_data + (top + 1) * h.stride > file_size:
         raise DiskImageError(f"{path}: invalid VDI image: allocated blocks extend beyond the end of the file")
     return owner
