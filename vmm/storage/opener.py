@@ -128,7 +128,17 @@ class ImageInfo:
     block_size: int
     allocated_blocks: int
 
+    @property
+    def virtual_size(self) -> int:
+        return self.size
+
+    @property
+    def actual_size(self) -> int:
+        return self.file_size
+
     def __getitem__(self, key: str):
+        if key.startswith("_") or not hasattr(self, key) or callable(getattr(self, key)):
+            raise KeyError(key)
         return getattr(self, key)
 
     def as_dict(self) -> dict:

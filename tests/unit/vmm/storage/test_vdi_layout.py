@@ -75,6 +75,9 @@ def test_diff_image_records_parent_uuid_and_modify_uuid(tmp_path):
     child = image_info(str(tmp_path / "child.vdi"))
     assert child.variant == "differencing" and child["parent_uuid"] == info.uuid
     assert child.as_dict()["parent_modify_uuid"] == info.modify_uuid
+    assert child["virtual_size"] == 4 << 20 and child["actual_size"] == 2 << 20
+    with pytest.raises(KeyError):
+        child["as_dict"]
 
 
 def test_header_pack_parse_roundtrip():
