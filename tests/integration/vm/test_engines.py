@@ -1,0 +1,159 @@
+"""Both engines boot the same self-built guest in a real VM process and print the same thing.
+
+The guest (a flat binary, entered at 0000:7C00 by the boot contract) walks real mode ->
+PIT interrupts through the 8259A with HLT wake-ups -> 32-bit protected mode -> 64-bit long
+mode, prints a line on COM1 at each step and powers the machine off through ACPI.  It is
+run by the dev runner (`python -m vmm.run --engine hm|rem`), i.e. E's Machine, EM, F's
+devices and the chosen engine in a separate process, and the serial output is compared.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from tests.unit.vmm.hm import guests
+from tests.unit.vmm.hm.harness import require_engine
+
+pytestmark = pytest.mark.timeout(300)
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+
+_PUTS = """
+puts{n}:
+    lods{w} (%{si}), %al
+    test %al, %al
+    jz 2f
+    mov %al, %bl
+    mov $0x3FD, %dx
+1:  in %dx, %al
+    test $0x20, %al
+    jz 1b
+    mov %bl, %al
+    mov $0x3F8, %dx
+    out %al, %dx
+    jmp puts{n}
+2:  ret
+"""
+
+GUEST = f"""
+.code16
+    cli
+    xor %ax, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    mov $0x7000, %sp
+    cld
+    mov $m_real, %si
+    call puts16
+    movw $tick, 0x20
+    movw $0, 0x22
+    mov $0x11, %al
+    out %al, $0x20
+    mov $0x08, %al
+    out %al, $0x21
+    mov $0x04, %al
+    out %al, $0x21
+    mov $0x01, %al
+    out %al, $0x21
+    mov $0xFE, %al
+    out %al, $0x21
+    mov $0x34, %al
+    out %al, $0x43
+    mov $(1193 & 0xFF), %al
+    out %al, $0x40
+    mov $(1193 >> 8), %al
+    out %al, $0x40
+1:  sti
+    hlt
+    cli
+    cmpw $3, ticks
+    jb 1b
+    mov $0xFF, %al
+    out %al, $0x21
+    mov $m_pit, %si
+    call puts16
+    lgdtl gdtr
+    mov %cr0, %eax
+    or $1, %eax
+    mov %eax, %cr0
+    ljmpl $0x08, $pm32
+tick:
+    push %ax
+    incw ticks
+    mov $0x20, %al
+    out %al, $0x20
+    pop %ax
+    iret
+ticks: .word 0
+{_PUTS.format(n=16, w='b', si='si')}
+.code32
+pm32:
+    mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    mov $0x7000, %esp
+    mov $m_pm, %esi
+    call puts32
+    mov $0x10000, %edi
+    xor %eax, %eax
+    mov $0x3000/4, %ecx
+    rep stosl
+    movl $0x11003, 0x10000
+    movl $0x12003, 0x11000
+    movl $0x000083, 0x12000
+    mov %cr4, %eax
+    or $0x20, %eax
+    mov %eax, %cr4
+    mov $0x10000, %eax
+    mov %eax, %cr3
+    mov $0xC0000080, %ecx
+    rdmsr
+    or $0x100, %eax
+    wrmsr
+    mov %cr0, %eax
+    or $0x80000000, %eax
+    mov %eax, %cr0
+    ljmp $0x18, $lm64
+{_PUTS.format(n=32, w='b', si='esi')}
+.code64
+lm64:
+    mov $m_lm, %rsi
+    call puts64
+    mov $0x4004, %dx               # ACPI PM1a control: SLP_TYP=S5 | SLP_EN
+    mov $0x3400, %ax
+    out %ax, %dx
+3:  hlt
+    jmp 3b
+{_PUTS.format(n=64, w='b', si='rsi')}
+m_real: .asciz "real mode\\n"
+m_pit: .asciz "pit ticks woke hlt\\n"
+m_pm: .asciz "protected mode\\n"
+m_lm: .asciz "long mode, powering off\\n"
+.p2align 3
+gdt: .quad 0
+    .quad 0x00cf9a000000ffff
+    .quad 0x00cf92000000ffff
+    .quad 0x00af9a000000ffff
+gdtr: .word 31
+    .long gdt
+"""
+
+EXPECTED = b"real mode\npit ticks woke hlt\nprotected mode\nlong mode, powering off\n"
+
+
+@pytest.mark.parametrize("engine", ["hm", "rem"])
+def test_vm_process_runs_guest_on_engine(engine, tmp_path):
+    require_engine(engine)
+    image = tmp_path / "guest.bin"
+    image.write_bytes(guests.assemble(GUEST))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "vmm.run", "--kernel", str(image), "--memory", "32",
+                           "--engine", engine], stdin=subprocess.DEVNULL, capture_output=True, timeout=240,
+                          env=env, cwd=ROOT)
+    out = proc.stdout.replace(b"\r\n", b"\n")
+    assert out == EXPECTED, proc.stderr.decode(errors="replace")[-2000:]
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
