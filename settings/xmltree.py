@@ -52,12 +52,6 @@ def child(parent: etree._Element | None, name: str) -> etree._Element | None:
     return parent.find(_qname(parent, name))
 
 
-def path(parent: etree._Element | None, *names: str) -> etree._Element | None:
-    for name in names:
-        parent = child(parent, name)
-    return parent
-
-
 def _rank(name: str, order: Sequence[str]) -> int | None:
     try:
         return order.index(name)
