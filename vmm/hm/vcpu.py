@@ -18,6 +18,7 @@ import errno
 import mmap
 import os
 import signal
+import struct
 import threading
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,12 @@ if TYPE_CHECKING:
     from vmm.hm.vm import HmVm
 
 KICK_SIGNAL = signal.SIGRTMIN + 4
+# kvm_run decoded in one step on the hot path: exit_reason, then the io member of the union
+_IO_EXIT = struct.Struct("<8xI20xBBHIQ")
+_VALUE = {2: struct.Struct("<H").unpack_from, 4: struct.Struct("<I").unpack_from}
+_EXIT_IO = abi.EXIT_IO
+_KVM_RUN = abi.KVM_RUN
+_IO_OUT = abi.KVM_EXIT_IO_OUT
 _get_ident = threading.get_ident
 _get_errno = ctypes.get_errno
 
@@ -90,8 +97,8 @@ class HmVcpu:
         self._in_size = 0
         self._mmio_read_pending = False
         self._needs_flush = False              # completed I/O not yet consumed by KVM
-        self._exit_seen = False                # kvm_run's interrupt fields are current
-        self._inject_allowed = False
+        # 1: kvm_run's interrupt fields are current; 0: ask KVM (after set_state); -1: injected since
+        self._irq_info = 0
         try:
             self.tsc_khz = ioctl(self.fd, abi.KVM_GET_TSC_KHZ, None, "KVM_GET_TSC_KHZ")
         except KvmError:
@@ -130,7 +137,7 @@ class HmVcpu:
         if self.vm.kernel_irqchip:
             mp = abi.KvmMpState(abi.KVM_MP_STATE_RUNNABLE)
             ioctl(self.fd, abi.KVM_SET_MP_STATE, ctypes.addressof(mp), "KVM_SET_MP_STATE")
-        self._exit_seen = False
+        self._irq_info = 0
 
     def _clear_events(self) -> None:
         """Drop pending/injected exceptions, interrupts and NMIs (read-modify-write keeps KVM's flags)."""
@@ -154,26 +161,22 @@ class HmVcpu:
         if self._queued:
             return self._queued.pop()
         self._tid = _get_ident()
-        ret = self._run_ioctl(self.fd, abi.KVM_RUN, None)
+        ret = self._run_ioctl(self.fd, _KVM_RUN, None)
         self._tid = None
-        hdr = self._hdr
         self._needs_flush = False
-        self._exit_seen = True
-        self._inject_allowed = True
+        self._irq_info = 1
         if ret < 0:
             err = _get_errno()
-            hdr.immediate_exit = 0
+            self._hdr.immediate_exit = 0
             if err in (errno.EINTR, errno.EAGAIN):
                 return InterruptedExit()
             return InternalErrorExit(f"KVM_RUN failed: {os.strerror(err)}", {"errno": err})
-        reason = hdr.exit_reason
-        if reason == abi.EXIT_IO:
-            io = self._io
-            size, port, count, off = io.size, io.port, io.count, io.data_offset
-            mm = self._mm
-            if io.direction == abi.KVM_EXIT_IO_OUT:
+        mm = self._mm
+        reason, direction, size, port, count, off = _IO_EXIT.unpack_from(mm)
+        if reason == _EXIT_IO:
+            if direction == _IO_OUT:
                 if count == 1:
-                    return IoExit(port, size, True, int.from_bytes(mm[off:off + size], "little"))
+                    return IoExit(port, size, True, mm[off] if size == 1 else _VALUE[size](mm, off)[0])
                 values = [int.from_bytes(mm[off + i * size:off + (i + 1) * size], "little")
                           for i in range(count)]
                 self._queued = [IoExit(port, size, True, v) for v in reversed(values[1:])]
@@ -241,6 +244,8 @@ class HmVcpu:
         self._needs_flush = True
 
     def kick(self) -> None:
+        if self.fd < 0:
+            return      # closed: nothing runs any more
         self._hdr.immediate_exit = 1
         tid = self._tid
         if tid is not None:
@@ -263,9 +268,9 @@ class HmVcpu:
 
     # -- interrupts ------------------------------------------------------------------------------
     def interrupts_enabled(self) -> bool:
-        if self._exit_seen:
+        if self._irq_info:
             hdr = self._hdr
-            return bool(self._inject_allowed and hdr.ready_for_interrupt_injection and hdr.if_flag)
+            return self._irq_info > 0 and bool(hdr.ready_for_interrupt_injection and hdr.if_flag)
         regs = abi.KvmRegs()
         ioctl(self.fd, abi.KVM_GET_REGS, ctypes.addressof(regs), "KVM_GET_REGS")
         events = abi.KvmVcpuEvents()
@@ -279,7 +284,7 @@ class HmVcpu:
             raise ValueError(f"interrupt vector {vector} out of range")
         irq = abi.KvmInterrupt(vector)
         ioctl(self.fd, abi.KVM_INTERRUPT, ctypes.addressof(irq), "KVM_INTERRUPT")
-        self._inject_allowed = False
+        self._irq_info = -1
 
     def request_interrupt_window(self, wanted: bool) -> None:
         if not self.vm.kernel_irqchip:
@@ -374,7 +379,7 @@ class HmVcpu:
         keep = {k: v for k, v in msrs.items() if k in self._state_msrs}
         if keep:
             self.set_msrs(keep)
-        self._exit_seen = False
+        self._irq_info = 0
 
     def close(self) -> None:
         if self.fd < 0:
