@@ -34,27 +34,53 @@ def _create_file(path: str) -> int:
 
 
 def write_new_vdi(path: str, header: VdiHeader, block_map: array) -> None:
-    """Write a complete new VDI (header, map, sized data area) and make it durable."""
-    fd = _create_file(path)
+    """Write a complete new VDI (header, map, sized data area), durable, under a temporary name
+    that is linked to `path` only when complete: a crash never leaves a half-made image there."""
+    if os.path.lexists(path):
+        raise DiskImageError(f"{path}: cannot create the image: the file already exists")
+    tmp = f"{path}.{os.getpid()}.creating"
+    fd = _create_file(tmp)
     try:
-        data_end = header.off_data + header.c_blocks_allocated * header.stride
-        if header.c_blocks_allocated:
-            st = os.statvfs(os.path.dirname(os.path.abspath(path)))
-            if st.f_bavail * st.f_frsize < data_end:
-                raise DiskImageError(f"{path}: VDI: disk would overflow creating image")
-        os.pwrite(fd, header.pack_pre_header() + header.pack(), 0)
-        os.pwrite(fd, block_map.tobytes(), header.off_blocks)
-        os.ftruncate(fd, data_end)
-        if header.c_blocks_allocated:
-            os.posix_fallocate(fd, header.off_data, data_end - header.off_data)
-        os.fsync(fd)
-    except BaseException as e:
-        os.close(fd)
-        os.unlink(path)
-        if isinstance(e, OSError):
-            raise DiskImageError(f"{path}: cannot create the image: {e.strerror or e}")
-        raise
-    os.close(fd)
+        try:
+            data_end = header.off_data + header.c_blocks_allocated * header.stride
+            if header.c_blocks_allocated:
+                st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+                if st.f_bavail * st.f_frsize < data_end:
+                    raise DiskImageError(f"{path}: VDI: disk would overflow creating image")
+            os.pwrite(fd, header.pack_pre_header() + header.pack(), 0)
+            os.pwrite(fd, block_map.tobytes(), header.off_blocks)
+            os.ftruncate(fd, data_end)
+            if header.c_blocks_allocated:
+                os.posix_fallocate(fd, header.off_data, data_end - header.off_data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _publish(tmp, path)
+    except OSError as e:
+        raise DiskImageError(f"{path}: cannot create the image: {e.strerror or e}")
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def _publish(tmp: str, path: str) -> None:
+    """Give the finished file its name without ever replacing an existing file."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise DiskImageError(f"{path}: cannot create the image: the file already exists")
+    except OSError:                 # no hard links on this file system
+        if os.path.lexists(path):
+            raise DiskImageError(f"{path}: cannot create the image: the file already exists")
+        os.rename(tmp, path)
+    try:                            # make the new name durable too
+        dfd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
 
 
 def create_vdi(path: str, size: int, fixed: bool = False, uuid=None,

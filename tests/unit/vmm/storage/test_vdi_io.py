@@ -146,6 +146,8 @@ def test_create_refuses_existing_file(tmp_path):
     with pytest.raises(DiskImageError, match="already exists"):
         create_vdi(str(p), MiB)
     assert p.read_bytes() == b"keep"
+    create_vdi(str(tmp_path / "new.vdi"), MiB, fixed=True).close()
+    assert sorted(os.listdir(tmp_path)) == ["a.vdi", "new.vdi"]     # no temporary files left
 
 
 def test_writes_through_memoryview_of_other_formats(tmp_path):
