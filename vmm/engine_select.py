@@ -113,11 +113,13 @@ def choose_engine(hwvirtex: bool, force_hm: bool = False, host: HostVirt | None 
 
 
 def create_engine(kind: str, memory, io_bus, mmio_bus, *, paravirt: str | int = "none", os_type_id: str = "",
-                  irqchip: str = "user"):
-    """Build the chosen engine's Vm.  HM uses userspace interrupt controllers by default (EM's PIC)."""
+                  irqchip: str = "user", nested_paging: bool = True, large_pages: bool = False, vpid: bool = True):
+    """Build the chosen engine's Vm.  HM uses userspace interrupt controllers by default (EM's PIC);
+    the paging options are VirtualBox's --nested-paging/--large-pages/--vtx-vpid (HM only)."""
     if kind == "hm":
         from vmm.hm.vm import HmVm
-        return HmVm(memory, io_bus, mmio_bus, irqchip=irqchip, paravirt=paravirt, os_type_id=os_type_id)
+        return HmVm(memory, io_bus, mmio_bus, irqchip=irqchip, paravirt=paravirt, os_type_id=os_type_id,
+                    nested_paging=nested_paging, large_pages=large_pages, vpid=vpid)
     if kind == "rem":
         import inspect
 

@@ -14,6 +14,7 @@ region), picks the interrupt model and creates vCPUs:
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 
 from vmm.devices.base import IrqLine
@@ -34,11 +35,29 @@ KVM_APIC_KHZ = 1_000_000        # KVM's local APIC timer runs at 1 GHz
 INVARIANT_TSC = 1 << 8          # CPUID 0x80000007 EDX
 
 
+def _param(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _host_nested_paging() -> bool:
+    return (_param("/sys/module/kvm_intel/parameters/ept") in ("Y", "1")
+            or _param("/sys/module/kvm_amd/parameters/npt") in ("Y", "1"))
+
+
+def _host_vpid() -> bool:
+    return _param("/sys/module/kvm_intel/parameters/vpid") in ("Y", "1")
+
+
 class HmVm:
     name = "HM"
 
     def __init__(self, memory: GuestMemory, io_bus=None, mmio_bus=None, *, irqchip: str = "user",
-                 paravirt: str | int = "none", os_type_id: str = "", kvm: KvmSystem | None = None):
+                 paravirt: str | int = "none", os_type_id: str = "", kvm: KvmSystem | None = None,
+                 nested_paging: bool = True, large_pages: bool = False, vpid: bool = True):
         if irqchip not in ("user", "kernel", "auto"):
             raise ValueError(f"irqchip must be 'user', 'kernel' or 'auto', not {irqchip!r}")
         install_kick_handler()
@@ -63,6 +82,7 @@ class HmVm:
             if self.info.has("SET_IDENTITY_MAP_ADDR"):
                 addr = ctypes.c_uint64(IDENTITY_MAP_ADDR)
                 ioctl(self.fd, abi.KVM_SET_IDENTITY_MAP_ADDR, ctypes.addressof(addr), "KVM_SET_IDENTITY_MAP_ADDR")
+            self.large_pages = large_pages and self._advise_huge_pages()
             self._map_memory()
             if self.kernel_irqchip:
                 ioctl(self.fd, abi.KVM_CREATE_IRQCHIP, None, "KVM_CREATE_IRQCHIP")
@@ -75,8 +95,11 @@ class HmVm:
                 kvm_clock_msrs=self.info.has("CLOCKSOURCE"),
                 kvm_hypercalls=self.kernel_irqchip,
                 hyperv_msrs=self.info.has("HYPERV") and self.kernel_irqchip,
-                nested_paging=not self.info.pvm,
+                nested_paging=not self.info.pvm and _host_nested_paging(),
                 tsc_stable=self._host_invariant_tsc())
+            # KVM chooses EPT/NPT and VPID per host (module parameters), not per VM: report, don't pretend
+            self.nested_paging = nested_paging and not self.info.pvm and _host_nested_paging()
+            self.vpid = vpid and _host_vpid()
             self.paravirt = paravirt
             self.os_type_id = os_type_id
             self.gim: Gim | None = None
@@ -86,6 +109,14 @@ class HmVm:
 
     def _host_invariant_tsc(self) -> bool:
         return any(f == 0x8000_0007 and edx & INVARIANT_TSC for f, _, _, _, _, _, edx in self._supported_cpuid)
+
+    def _advise_huge_pages(self) -> bool:
+        """--large-pages: back guest RAM with transparent huge pages where the host allows."""
+        try:
+            self.memory.mmap.madvise(mmap.MADV_HUGEPAGE)
+        except (AttributeError, OSError):
+            return False
+        return True
 
     def _map_memory(self) -> None:
         for slot, (gpa, length, offset) in enumerate(self.memory.regions):
@@ -181,7 +212,9 @@ class HmVm:
         caps = ", ".join(f"{k}={v}" for k, v in sorted(self.info.caps.items()) if v)
         lines = [f"HM: KVM API {self.info.api_version}{' (PVM: kvm_pvm)' if self.info.pvm else ''}",
                  f"HM: interrupt controllers {'in-kernel' if self.kernel_irqchip else 'userspace'}",
-                 f"HM: capabilities {caps}"]
+                 f"HM: capabilities {caps}",
+                 f"HM: nested paging {'on' if self.nested_paging else 'off (shadow paging)'}, "
+                 f"VPID {'on' if self.vpid else 'off'}, large pages {'on' if self.large_pages else 'off'}"]
         if self.gim is not None:
             lines.append(self.gim.describe())
         return lines

@@ -219,3 +219,52 @@ def test_abi_matches_kernel_headers(tmp_path):
     for line in out.splitlines():
         name, value = line.split()
         assert getattr(abi, name) == int(value), name
+
+
+def test_kvmclock_msr_is_served_by_kvm(hm):
+    """The KVM provider offers CLOCKSOURCE2 on HM because KVM fills the pvclock page itself."""
+    src = f"""
+.code16
+    cli
+    xor %ax, %ax
+    mov %ax, %ds
+    mov $0x4B564D01, %ecx          # MSR_KVM_SYSTEM_TIME_NEW: page at 0x9000, enabled
+    mov $0x9001, %eax
+    xor %edx, %edx
+    wrmsr
+    out %al, ${guests.INPUT_PORT}  # one exit so KVM publishes the clock
+    mov 0x9000, %eax               # version
+    out %eax, ${guests.RESULT_PORT}
+    mov 0x9018, %eax               # tsc_to_system_mul
+    out %eax, ${guests.RESULT_PORT}
+    hlt
+"""
+    _, vcpu = hm(guests.assemble(src), paravirt="kvm")
+    leaves = {f: (a, b, c, d) for f, _, _, a, b, c, d in vcpu.cpuid}
+    assert leaves[0x40000001][0] & (1 << 3)
+    values = []
+    while True:
+        ex = vcpu.run()
+        if isinstance(ex, HaltExit):
+            break
+        assert isinstance(ex, IoExit), ex
+        if ex.port == guests.RESULT_PORT:
+            values.append(ex.value)
+    version, mul = values
+    assert version != 0 and version % 2 == 0 and mul != 0
+
+
+def test_paging_options_are_reported_truthfully():
+    require_engine("hm")
+    from vmm.engine_select import detect_host
+    from vmm.hm.vm import HmVm
+    vm = HmVm(GuestMemory(4 << 20), large_pages=True, nested_paging=True, paravirt="default",
+              os_type_id="Ubuntu_64")
+    try:
+        vm.create_vcpu(0)
+        text = "\n".join(vm.describe())
+        assert "large pages on" in text and "GIM: provider 'default' -> 'kvm'" in text
+        if detect_host().pvm:
+            assert "nested paging off (shadow paging)" in text and "(PVM: kvm_pvm)" in text
+    finally:
+        vm.close()
