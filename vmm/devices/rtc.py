@@ -77,6 +77,16 @@ class Rtc:
         self._shown_second: int | None = None     # the second cmos[0..9] currently encode
         self.set_memory_size(ram_below_4g, ram_above_4g)
 
+    def reset(self) -> None:
+        """The chip's RESET pin (a machine reset): interrupt enables and flags clear; the time
+        and the CMOS RAM are battery-backed and stay, so prefer this to restoring a saved state."""
+        self._catch_up()
+        cm = self.s.cmos
+        cm[_B] &= ~(_B_PIE | _B_AIE | _B_UIE | 0x08)
+        cm[_C] = 0
+        self._update_irq()
+        self._schedule()
+
     # -- CMOS contents for the VM builder ---------------------------------------------------------
     def set_cmos(self, index: int, value: int) -> None:
         if not 0x0E <= index <= 0xFF:

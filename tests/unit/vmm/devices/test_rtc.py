@@ -201,3 +201,17 @@ def test_state_round_trip():
     assert rtc2.get_state() == st
     clock.advance(NS)
     assert irq2.level and rd(rtc2, 0x00) == 0x16 and rd(rtc2, 0x50) == 0x77
+
+
+def test_machine_reset_keeps_time_and_cmos_but_clears_interrupts():
+    clock, irq, rtc = _make()
+    wr(rtc, 0x0B, 0x82)
+    wr(rtc, 0x04, 0x09)                                    # the guest sets 09:xx
+    wr(rtc, 0x0B, 0x72)                                    # PIE | AIE | UIE
+    wr(rtc, 0x60, 0x5A)
+    clock.advance(NS)
+    assert irq.level
+    rtc.reset()
+    assert not irq.level and rd(rtc, 0x0B) == 0x02 and rd(rtc, 0x0C) == 0
+    assert clock.next_deadline() is None
+    assert rd(rtc, 0x04) == 0x09 and rd(rtc, 0x60) == 0x5A
