@@ -199,3 +199,76 @@ def test_state_round_trip():
 def test_uart_type_must_be_known(bad):
     with pytest.raises(ValueError):
         Uart16550(IrqLine(), FakeClock(), None, bad)
+
+
+def _linux_autoconfig(u):
+    """Linux 6.1 serial8250 autoconfig() + startup checks, step by step; returns what it concludes."""
+    r = {}
+    scratch = _r(u, IER)
+    _w(u, IER, 0)
+    scratch2 = _r(u, IER) & 0x0F
+    _w(u, IER, 0x0F)
+    scratch3 = _r(u, IER) & 0x0F
+    _w(u, IER, scratch)
+    r["present"] = scratch2 == 0 and scratch3 == 0x0F
+    save_mcr = _r(u, MCR)
+    _w(u, MCR, 0x10 | 0x0A)
+    r["loopback_ok"] = _r(u, MSR) & 0xF0 == 0x90
+    _w(u, MCR, save_mcr)
+    _w(u, LCR, 0xBF)
+    _w(u, 2, 0)                        # EFR := 0
+    _w(u, LCR, 0)
+    _w(u, FCR, 0x01)
+    r["iir_fifo"] = _r(u, IIR) >> 6
+    if r["iir_fifo"] == 3:
+        _w(u, LCR, 0x80)
+        r["efr_dlab"] = _r(u, 2)        # 0 would mean an ST16C650V1
+        _w(u, LCR, 0xBF)
+        r["efr_bf"] = _r(u, 2)
+        _w(u, LCR, 0)
+        _w(u, FCR, 0x21)
+        s1 = _r(u, IIR) >> 5
+        _w(u, FCR, 0x01)
+        _w(u, LCR, 0x80)
+        _w(u, FCR, 0x21)
+        s2 = _r(u, IIR) >> 5
+        _w(u, FCR, 0x01)
+        _w(u, LCR, 0)
+        r["is_16750"] = (s1, s2) == (6, 7)
+        ier = _r(u, IER)
+        _w(u, IER, ier | 0x40)
+        r["xscale"] = bool(_r(u, IER) & 0x40)
+        _w(u, IER, ier)
+    _w(u, MCR, save_mcr)
+    _w(u, FCR, 0x07)
+    _w(u, FCR, 0x00)
+    _r(u, RBR)
+    _w(u, IER, 0)
+    # serial8250_do_startup: THRE re-assertion test, then the TXEN test
+    _r(u, LSR), _r(u, RBR), _r(u, IIR), _r(u, MSR)
+    _w(u, IER, 0x02)
+    iir1 = _r(u, IIR)
+    _w(u, IER, 0)
+    _w(u, IER, 0x02)
+    iir = _r(u, IIR)
+    _w(u, IER, 0)
+    r["bug_thre"] = bool(not iir1 & 0x01 and iir & 0x01)
+    _w(u, LCR, 0x03)
+    _w(u, MCR, 0x08)                   # OUT2
+    _w(u, IER, 0x02)
+    lsr, iir = _r(u, LSR), _r(u, IIR)
+    _w(u, IER, 0)
+    r["bug_txen"] = bool(lsr & 0x40 and iir & 0x01)
+    return r
+
+
+def test_linux_8250_autoconfig_sees_a_clean_16550a():
+    clock, irq, be, u, _ = _make()
+    r = _linux_autoconfig(u)
+    assert r == {"present": True, "loopback_ok": True, "iir_fifo": 3, "efr_dlab": 0xC1, "efr_bf": 0xC1,
+                 "is_16750": False, "xscale": False, "bug_thre": False, "bug_txen": False}
+    assert be.out == b""               # probing sent nothing to the host
+    r750 = _linux_autoconfig(_make(UartType.U16750)[3])
+    assert r750["is_16750"] and not r750["bug_thre"]
+    r450 = _linux_autoconfig(_make(UartType.U16450)[3])
+    assert r450["iir_fifo"] == 0 and r450["present"] and not r450["bug_txen"]
