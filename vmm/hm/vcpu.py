@@ -92,7 +92,8 @@ class HmVcpu:
         self._mmio = abi.RunMmio.from_buffer(self._mm, abi.RUN_UNION)
         self._run_ioctl = raw_ioctl()
         self._tid: int | None = None
-        self._queued: list[IoExit] = []        # further elements of a batched string I/O, reversed
+        self._queued: list[VcpuExit] = []      # further parts of a batched/split access, reversed
+        self._mmio_parts: list[int] | None = None   # halves of a split 8-byte MMIO read
         self._in_offset = -1                   # where the next IN value goes in kvm_run, -1: none
         self._in_size = 0
         self._mmio_read_pending = False
@@ -122,6 +123,7 @@ class HmVcpu:
         self._queued.clear()
         self._in_offset = -1
         self._mmio_read_pending = False
+        self._mmio_parts = None
         self._flush()
         sregs = abi.KvmSregs()
         ioctl(self.fd, abi.KVM_GET_SREGS, ctypes.addressof(sregs), "KVM_GET_SREGS")
@@ -187,11 +189,20 @@ class HmVcpu:
             return IoExit(port, size, False)
         if reason == abi.EXIT_MMIO:
             mmio = self._mmio
-            size = mmio.len
+            size, addr = mmio.len, mmio.phys_addr
+            # 8-byte accesses reach devices as two 4-byte ones (low half first), as on REM
             if mmio.is_write:
-                return MmioExit(mmio.phys_addr, size, True, int.from_bytes(bytes(mmio.data[:size]), "little"))
+                value = int.from_bytes(bytes(mmio.data[:size]), "little")
+                if size == 8:
+                    self._queued = [MmioExit(addr + 4, 4, True, value >> 32)]
+                    return MmioExit(addr, 4, True, value & 0xFFFF_FFFF)
+                return MmioExit(addr, size, True, value)
             self._mmio_read_pending = True
-            return MmioExit(mmio.phys_addr, size, False)
+            if size == 8:
+                self._mmio_parts = []
+                self._queued = [MmioExit(addr + 4, 4, False)]
+                return MmioExit(addr, 4, False)
+            return MmioExit(addr, size, False)
         return self._slow_exit(reason)
 
     def _slow_exit(self, reason: int) -> VcpuExit:
@@ -236,6 +247,13 @@ class HmVcpu:
             self._mm[off:off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
             self._in_offset = off + size if self._queued else -1
         elif self._mmio_read_pending:
+            parts = self._mmio_parts
+            if parts is not None:
+                parts.append(value & 0xFFFF_FFFF)
+                if len(parts) < 2:
+                    return      # the high half comes with the queued exit
+                value = parts[0] | parts[1] << 32
+                self._mmio_parts = None
             size = self._mmio.len
             self._mmio.data[:size] = list((value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
             self._mmio_read_pending = False
@@ -354,6 +372,7 @@ class HmVcpu:
         self._queued.clear()
         self._in_offset = -1
         self._mmio_read_pending = False
+        self._mmio_parts = None
         regs, sregs = abi.KvmRegs(), abi.KvmSregs()
         ioctl(self.fd, abi.KVM_GET_REGS, ctypes.addressof(regs), "KVM_GET_REGS")
         ioctl(self.fd, abi.KVM_GET_SREGS, ctypes.addressof(sregs), "KVM_GET_SREGS")

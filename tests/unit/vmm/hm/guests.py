@@ -219,6 +219,12 @@ lm64:
     movl $0x5555AAAA, 16(%rdi)
     mov 12(%rdi), %eax
     out %eax, ${RESULT_PORT}
+    movabs $0x1122334455667788, %rax
+    mov %rax, 32(%rdi)             # 8-byte MMIO write: two 4-byte device writes
+    mov 40(%rdi), %rax             # 8-byte MMIO read: two 4-byte device reads
+    out %eax, ${RESULT_PORT}
+    shr $32, %rax
+    out %eax, ${RESULT_PORT}
     mov $0xC0000080, %ecx
     rdmsr
     out %eax, ${RESULT_PORT}       # EFER: LME|LMA = 0x500

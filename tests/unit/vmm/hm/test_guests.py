@@ -49,8 +49,8 @@ def test_pvm_rejects_32bit_paging():
 def test_long_mode(engine):
     out = run_guest(engine, guests.assemble(guests.LONG_MODE))
     assert out.stop is None and out.done
-    assert out.values == [0xABCDEF01, 0x23456789, 0xA500_000C, 0x500]
-    assert out.mmio_writes == [(16, 4, 0x5555AAAA)]
+    assert out.values == [0xABCDEF01, 0x23456789, 0xA500_000C, 0xA500_0028, 0xA500_002C, 0x500]
+    assert out.mmio_writes == [(16, 4, 0x5555AAAA), (32, 4, 0x55667788), (36, 4, 0x11223344)]
 
 
 def test_pit_interrupts_wake_hlt(engine):
