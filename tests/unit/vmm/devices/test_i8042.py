@@ -137,3 +137,42 @@ def test_state_round_trip():
     kbc2.set_state(st)
     assert kbc2.get_state() == st and not kbc2.a20
     assert read_all(kbc2) == [0x11]
+
+
+def _linux_command(kbc, command, params=b"", nreply=0):
+    """Linux's __i8042_command: wait IBF clear, command, params, then replies with OBF set."""
+    assert not status(kbc) & 0x02
+    cmd(kbc, command)
+    for p in params:
+        assert not status(kbc) & 0x02
+        data(kbc, p)
+    out = []
+    for _ in range(nreply):
+        st = status(kbc)
+        assert st & 0x01, f"timeout waiting for the reply to {command:#x}"
+        out.append((kbc.data.read(0, 1), st))
+    return out
+
+
+def test_linux_i8042_probe_sequence_with_aux_irq_test():
+    kbc, irq1, irq12, events = _make()
+    assert read_all(kbc) == []                                         # i8042_flush
+    assert _linux_command(kbc, 0xAA, nreply=1)[0][0] == 0x55         # controller self test
+    ctr = [_linux_command(kbc, 0x20, nreply=1)[0][0] for _ in range(2)]
+    assert ctr[0] == ctr[1]                                            # "stable CTR read"
+    assert status(kbc) & 0x10                                          # keylock not active
+    new = (ctr[0] | 0x10) & ~0x01                                      # KBD disabled, no KBD IRQ
+    _linux_command(kbc, 0x60, bytes((new,)))
+    # i8042_check_aux: loopback through the controller
+    (byte, st), = _linux_command(kbc, 0xD3, b"\x5a", nreply=1)
+    assert byte == 0x5A and st & 0x20
+    _linux_command(kbc, 0xA7)
+    assert _linux_command(kbc, 0x20, nreply=1)[0][0] & 0x20            # AUX disabled bit set
+    _linux_command(kbc, 0xA8)
+    assert not _linux_command(kbc, 0x20, nreply=1)[0][0] & 0x20
+    # AUX IRQ delivery test: AUXINT on, loop a byte, IRQ12 must fire with it
+    ctr_now = _linux_command(kbc, 0x20, nreply=1)[0][0]
+    _linux_command(kbc, 0x60, bytes((ctr_now | 0x02,)))
+    _linux_command(kbc, 0xD3, b"\xa5")
+    assert irq12.level and status(kbc) & 0x21 == 0x21 and kbc.data.read(0, 1) == 0xA5
+    assert not irq12.level and not irq1.level and events == []
