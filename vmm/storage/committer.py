@@ -16,6 +16,8 @@ import struct
 import subprocess
 import sys
 
+from vmm.storage.blockio import pwrite_all
+
 _ITEM = struct.Struct("<QI")
 _LEN = struct.Struct("<I")
 
@@ -69,7 +71,7 @@ class Committer:
             self._start()
         if self._proc is None:
             for off, data in writes:
-                _pwrite_all(self._fd, data, off)
+                pwrite_all(self._fd, data, off)
             return
         body = b"".join(_ITEM.pack(off, len(data)) + bytes(data) for off, data in writes)
         msg = _LEN.pack(len(body)) + body
@@ -89,7 +91,7 @@ class Committer:
             self.close()
             self._failed = True
             for off, data in writes:
-                _pwrite_all(self._fd, data, off)
+                pwrite_all(self._fd, data, off)
             return
         err = _LEN.unpack(reply)[0]
         if err:
@@ -124,10 +126,3 @@ class Committer:
         os.close(from_child_w)
         self._wfd, self._rfd = to_child_w, from_child_r
 
-
-def _pwrite_all(fd: int, data: bytes | memoryview, off: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, off)
-        view = view[n:]
-        off += n

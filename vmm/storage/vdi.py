@@ -11,13 +11,13 @@ from the parent (or zeros) so the block is whole.
 from __future__ import annotations
 
 import os
-import re
 import struct
 import threading
 import uuid
 from array import array
 from collections.abc import Callable
 
+from vmm.storage.blockio import is_zero, pread_into, pwrite_all
 from vmm.storage.committer import Committer
 from vmm.storage.image import DiskImage, DiskImageError
 from vmm.storage.locking import open_image_file
@@ -25,49 +25,21 @@ from vmm.storage.vdi_header import (
     BLOCK_FREE,
     BLOCK_ZERO,
     DIFF_TYPES,
-    MAX_BLOCKS,
     NULL_UUID,
     PRE_HEADER_SIZE,
     SECTOR,
-    TYPE_DIFF,
     TYPE_FIXED,
-    TYPE_NORMAL,
     VdiHeader,
     parse_header,
 )
+from vmm.storage.vdi_layout import VdiLayoutOps
+from vmm.storage.vdi_map import index_map, load_map, next_used_block
 
 _ENTRY = struct.Struct("<I")
-_UNUSED_RUN = re.compile(rb"(?:[\xfe\xff]\xff\xff\xff)*")     # FREE or ZERO entries (little-endian)
-_SCAN = 4096
-_FREE_SCAN = b"\xff" * _SCAN
-_ZERO_SCAN = b"\xfe\xff\xff\xff" * (_SCAN // 4)
 _HEADER_READ = 4096
 
 
-def _pread_into(fd: int, view: memoryview, off: int, path: str) -> None:
-    while view:
-        n = os.preadv(fd, [view], off)
-        if n <= 0:
-            raise DiskImageError(f"{path}: read beyond the end of the file at offset {off}")
-        view = view[n:]
-        off += n
-
-
-def _pwrite_all(fd: int, data, off: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, off)
-        view = view[n:]
-        off += n
-
-
-def _is_zero(view: memoryview, zeros: bytes) -> bool:
-    if view[0] or view[-1]:
-        return False
-    return bytes(view) == zeros[: len(view)]
-
-
-class VdiImage:
+class VdiImage(VdiLayoutOps):
     """One VDI file (plus, for a differencing image, its opened parent chain)."""
 
     format = "VDI"
@@ -107,8 +79,8 @@ class VdiImage:
             file_size = os.fstat(fd).st_size
             raw = os.pread(fd, _HEADER_READ, 0)
             header = parse_header(raw, file_size, path)
-            block_map = _load_map(fd, header, file_size, path)
-            owner = _index_map(block_map, header, file_size, path)
+            block_map = load_map(fd, header, file_size, path)
+            owner = index_map(block_map, header, file_size, path)
             parent = None
             if header.image_type in DIFF_TYPES and not detached:
                 if parent_opener is None:
@@ -220,7 +192,7 @@ class VdiImage:
                         while chunk < n - pos and bmap[nxt] == e + (nxt - blk):
                             chunk = min(n - pos, chunk + bs)
                             nxt += 1
-                    _pread_into(self._fd, mv[pos:pos + chunk], self._data_off + e * self._stride + within,
+                    pread_into(self._fd, mv[pos:pos + chunk], self._data_off + e * self._stride + within,
                                 self.path)
                 elif e == BLOCK_FREE and self.parent is not None:
                     self._read_parent(voff, mv[pos:pos + chunk])
@@ -233,7 +205,7 @@ class VdiImage:
         granularity), or the disk size: lets clone skip the empty parts of a big sparse disk."""
         if offset >= self.size:
             return self.size
-        own = min(self.size, _next_used_block(self._map, offset >> self._shift) << self._shift)
+        own = min(self.size, next_used_block(self._map, offset >> self._shift) << self._shift)
         parent = self.parent
         if parent is not None and offset < parent.size:
             if hasattr(parent, "next_allocated"):
@@ -287,7 +259,7 @@ class VdiImage:
                         while chunk < n - pos and bmap[nxt] == e + (nxt - blk):
                             chunk = min(n - pos, chunk + bs)
                             nxt += 1
-                    _pwrite_all(self._fd, mv[pos:pos + chunk], self._data_off + e * self._stride + within)
+                    pwrite_all(self._fd, mv[pos:pos + chunk], self._data_off + e * self._stride + within)
                 else:
                     self._write_unallocated(blk, within, mv[pos:pos + chunk], e)
                 pos += chunk
@@ -296,13 +268,13 @@ class VdiImage:
         bs = self._bs
         zero_background = entry == BLOCK_ZERO or self.parent is None
         if len(piece) == bs:
-            if _is_zero(piece, self._zeros):
+            if is_zero(piece, self._zeros):
                 if entry == BLOCK_FREE:     # as VirtualBox: no data block, just a ZERO entry
                     self._commit_entries({blk: BLOCK_ZERO})
                 return
             self._allocate(blk, piece, 0)
         elif zero_background:
-            if _is_zero(piece, self._zeros):
+            if is_zero(piece, self._zeros):
                 return                      # the block already reads as zeros
             self._allocate(blk, piece, within)
         else:
@@ -321,7 +293,7 @@ class VdiImage:
             self._file_size = start
         os.ftruncate(self._fd, end)
         self._file_size = end
-        _pwrite_all(self._fd, data, self._data_off + phys * self._stride + within)
+        pwrite_all(self._fd, data, self._data_off + phys * self._stride + within)
         self._h = self._h.with_(c_blocks_allocated=phys + 1)
         self._owner.append(blk)
         self._commit_entries({blk: phys})
@@ -341,7 +313,7 @@ class VdiImage:
         if self._first_write and not self._keep_modify_uuid:
             self._first_write = False
             self._h = self._h.with_(uuid_modify=uuid.uuid4()).upgraded()
-            _pwrite_all(self._fd, self._h.pack(), PRE_HEADER_SIZE)
+            pwrite_all(self._fd, self._h.pack(), PRE_HEADER_SIZE)
         else:
             self._modified = True
 
@@ -380,8 +352,8 @@ class VdiImage:
             if e != last and self._owner[last] >= 0:
                 moved = self._owner[last]
                 buf = bytearray(self._stride)
-                _pread_into(self._fd, memoryview(buf), self._h.off_data + last * self._stride, self.path)
-                _pwrite_all(self._fd, buf, self._h.off_data + e * self._stride)
+                pread_into(self._fd, memoryview(buf), self._h.off_data + last * self._stride, self.path)
+                pwrite_all(self._fd, buf, self._h.off_data + e * self._stride)
                 changes[moved] = e
                 self._owner[e] = moved
             elif e != last:
@@ -390,149 +362,6 @@ class VdiImage:
             self._h = self._h.with_(c_blocks_allocated=last)
             self._commit_entries(changes)
             self._trim_file()
-
-    # ---- block-level operations for clone / merge / compact -----------------------------------
-
-    def disable_modify_uuid_update(self) -> None:
-        """Keep the modification UUID (VD_IMAGE_MODIFIED_DISABLE_UUID_UPDATE): for writes that do not
-        change what the image reads as, e.g. the target of a forward merge."""
-        self._keep_modify_uuid = True
-
-    def put_block(self, blk: int, data) -> None:
-        """Set a whole block's own content (len == block size); all zeros become a ZERO entry."""
-        view = memoryview(data).cast("B")
-        if len(view) != self._bs:
-            raise DiskImageError(f"{self.path}: put_block needs exactly {self._bs} bytes")
-        if self.read_only:
-            raise DiskImageError(f"{self.path}: image is opened read-only")
-        with self._lock:
-            e = self._map[blk]
-            if _is_zero(view, self._zeros) and self._h.image_type != TYPE_FIXED:
-                self.free_block(blk, BLOCK_ZERO)
-                return
-            self._note_write()
-            if e < BLOCK_ZERO:
-                _pwrite_all(self._fd, view, self._data_off + e * self._stride)
-            else:
-                self._allocate(blk, view, 0)
-
-    def set_linkage(self, parent_uuid: uuid.UUID | None, parent_modify_uuid: uuid.UUID | None) -> None:
-        """Point a diff image at another parent; with no parent it becomes a normal base image."""
-        if self.read_only:
-            raise DiskImageError(f"{self.path}: image is opened read-only")
-        with self._lock:
-            if parent_uuid is None:
-                h = self._h.with_(image_type=TYPE_NORMAL, uuid_linkage=NULL_UUID, uuid_parent_modify=NULL_UUID)
-            else:
-                h = self._h.with_(image_type=TYPE_DIFF if self._h.image_type not in DIFF_TYPES
-                                  else self._h.image_type,
-                                  uuid_linkage=parent_uuid, uuid_parent_modify=parent_modify_uuid or NULL_UUID)
-            self._h = h.upgraded()
-            _pwrite_all(self._fd, self._h.pack(), PRE_HEADER_SIZE)
-
-    def compact(self, progress: Callable[[float], None] | None = None) -> int:
-        """Drop all-zero blocks (they become ZERO entries, as VirtualBox's compact does; in a diff
-        a FREE entry would expose the parent) and shrink the file. Returns the blocks released."""
-        if self.read_only:
-            raise DiskImageError(f"{self.path}: image is opened read-only")
-        if self._h.image_type == TYPE_FIXED:
-            raise DiskImageError(f"{self.path}: compacting a fixed-size image is not supported")
-        released = 0
-        buf = bytearray(self._bs)
-        view = memoryview(buf)
-        with self._lock:
-            total = self._h.c_blocks
-            for blk in range(total):
-                e = self._map[blk]
-                if e < BLOCK_ZERO:
-                    _pread_into(self._fd, view, self._data_off + e * self._stride, self.path)
-                    if buf == self._zeros:
-                        self.free_block(blk, BLOCK_ZERO)
-                        released += 1
-                if progress and (blk % 64 == 63 or blk == total - 1):
-                    progress((blk + 1) / total)
-            self._trim_file()
-        return released
-
-    def grow(self, new_size: int) -> None:
-        """Enlarge the virtual disk; moves the first data blocks to the end when the map must grow."""
-        if self.read_only:
-            raise DiskImageError(f"{self.path}: image is opened read-only")
-        if new_size % SECTOR:
-            raise DiskImageError(f"{self.path}: the new size must be a multiple of {SECTOR} bytes")
-        if new_size < self.size:
-            raise DiskImageError(f"{self.path}: shrinking a VDI image is not supported")
-        if new_size == self.size:
-            return
-        if self._h.major == 0:
-            raise DiskImageError(f"{self.path}: resizing an old (v0) VDI image is not supported")
-        with self._lock:
-            self._note_write()
-            self._grow_locked(new_size)
-            self._set_geometry()
-
-    def _grow_locked(self, new_size: int) -> None:
-        h, stride = self._h, self._stride
-        new_c = -(-new_size // h.cb_block)
-        if new_c > MAX_BLOCKS:
-            raise DiskImageError(f"{self.path}: {new_size} bytes is too large for a VDI image")
-        self._zero_tail_of_last_block()
-        alloc = h.c_blocks_allocated
-        new_map = array("I", self._map)
-        new_map.extend([BLOCK_FREE] * (new_c - h.c_blocks))
-        owner = array("i", self._owner)
-        off_data = h.off_data
-        need = h.off_blocks + 4 * new_c
-        if need > off_data:
-            k = -(-(need - off_data) // stride)
-            base = max(alloc, k)
-            for p in range(min(k, alloc)):      # data first: copies at the end of the file
-                if owner[p] >= 0:
-                    self._copy_phys(p, base + p)
-            for v, e in enumerate(new_map):
-                if e < BLOCK_ZERO:
-                    new_map[v] = e - k if e >= k else base - k + e
-            owner = array("i", [-1]) * alloc
-            for v, e in enumerate(new_map):
-                if e < BLOCK_ZERO:
-                    owner[e] = v
-            off_data += k * stride
-            map_writes = [(h.off_blocks, new_map.tobytes())]
-        else:
-            map_writes = [(h.off_blocks + 4 * h.c_blocks, new_map[h.c_blocks:].tobytes())]
-        if h.image_type == TYPE_FIXED:      # a fixed image stays fully allocated
-            for v in range(h.c_blocks, new_c):
-                new_map[v] = len(owner)
-                owner.append(v)
-            end = off_data + len(owner) * stride
-            if self._file_size < end:
-                os.ftruncate(self._fd, end)
-                os.posix_fallocate(self._fd, off_data, end - off_data)
-                self._file_size = end
-            map_writes = [(h.off_blocks, new_map.tobytes())]
-        if struct.pack("=I", 1) != struct.pack("<I", 1):
-            raise DiskImageError("big-endian hosts are not supported for resizing")
-        self._h = h.with_(cb_disk=new_size, c_blocks=new_c, off_data=off_data,
-                          c_blocks_allocated=len(owner)).upgraded()
-        self._map, self._owner = new_map, owner
-        self._committer.commit(map_writes + [(PRE_HEADER_SIZE, self._h.pack())])
-        self._trim_file()
-
-    def _copy_phys(self, src: int, dst: int) -> None:
-        buf = bytearray(self._stride)
-        _pread_into(self._fd, memoryview(buf), self._h.off_data + src * self._stride, self.path)
-        _pwrite_all(self._fd, buf, self._h.off_data + dst * self._stride)
-        self._file_size = max(self._file_size, self._h.off_data + (dst + 1) * self._stride)
-
-    def _zero_tail_of_last_block(self) -> None:
-        """Bytes past the old end inside the last block must read as zeros once the disk grows."""
-        within = self.size & self._mask
-        if not within:
-            return
-        blk = self.size >> self._shift
-        e = self._map[blk]
-        if e < BLOCK_ZERO:
-            _pwrite_all(self._fd, self._zview[: self._bs - within], self._data_off + e * self._stride + within)
 
     def _trim_file(self) -> None:
         end = self._h.off_data + self._h.c_blocks_allocated * self._stride
@@ -547,7 +376,7 @@ class VdiImage:
             if self._modified and not self._keep_modify_uuid:
                 self._modified = False
                 self._h = self._h.with_(uuid_modify=uuid.uuid4()).upgraded()
-                _pwrite_all(self._fd, self._h.pack(), PRE_HEADER_SIZE)
+                pwrite_all(self._fd, self._h.pack(), PRE_HEADER_SIZE)
             os.fdatasync(self._fd)
 
     def close(self) -> None:
@@ -573,61 +402,3 @@ class VdiImage:
 
     def __repr__(self) -> str:
         return f"<VdiImage {self.path!r} {self.variant} size={self.size} uuid={self.uuid}>"
-
-
-def _load_map(fd: int, h: VdiHeader, file_size: int, path: str) -> array:
-    raw = os.pread(fd, 4 * h.c_blocks, h.off_blocks)
-    if len(raw) != 4 * h.c_blocks:
-        raise DiskImageError(f"{path}: invalid VDI image: block map is truncated")
-    bmap = array("I")
-    bmap.frombytes(raw)
-    if bmap.itemsize != 4:
-        raise DiskImageError("platform has no 32-bit array type")
-    if struct.pack("=I", 1) != struct.pack("<I", 1):
-        bmap.byteswap()
-    return bmap
-
-
-def _index_map(bmap: array, h: VdiHeader, file_size: int, path: str) -> array:
-    """Check the block map (entries in range, no data block used twice, all inside the file) and
-    return the reverse index physical block -> virtual block (-1: unused slot)."""
-    owner = array("i", [-1]) * h.c_blocks_allocated
-    top = -1
-    raw = memoryview(bmap).cast("B")
-    per = _SCAN // 4
-    for start in range(0, len(bmap), per):
-        piece = raw[4 * start:4 * (start + per)].tobytes()
-        if piece == _FREE_SCAN[:len(piece)] or piece == _ZERO_SCAN[:len(piece)]:
-            continue                        # 1024 unallocated entries at once (sparse disks)
-        for v in range(start, min(start + per, len(bmap))):
-            e = bmap[v]
-            if e < BLOCK_ZERO:
-                if e >= h.c_blocks_allocated:
-                    raise DiskImageError(f"{path}: invalid VDI image: block map entry {e} is beyond the "
-                                         f"{h.c_blocks_allocated} allocated blocks")
-                if owner[e] >= 0:
-                    raise DiskImageError(f"{path}: invalid VDI image: data block {e} is used twice in the "
-                                         f"block map")
-                owner[e] = v
-                if e > top:
-                    top = e
-    if top >= 0 and h.off_data + (top + 1) * h.stride > file_size:
-        raise DiskImageError(f"{path}: invalid VDI image: allocated blocks extend beyond the end of the file")
-    return owner
-
-
-def _next_used_block(bmap: array, blk: int) -> int:
-    """Index of the first block >= blk with a data block (len(bmap) if none), scanning 4 KiB of map
-    at a time: runs of FREE or ZERO entries are skipped with one comparison."""
-    raw = memoryview(bmap).cast("B")
-    pos, end = 4 * blk, len(raw)
-    while pos < end:
-        stop = min(end, (pos // _SCAN + 1) * _SCAN)
-        piece = raw[pos:stop].tobytes()
-        n = stop - pos
-        if piece != _FREE_SCAN[:n] and piece != _ZERO_SCAN[:n]:
-            run = _UNUSED_RUN.match(piece).end()
-            if run < n:
-                return (pos + run) // 4
-        pos = stop
-    return len(bmap)
