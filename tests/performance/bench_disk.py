@@ -1,12 +1,12 @@
 """Disk throughput inside the guest: our VMM (REM) vs QEMU TCG, same controller, same VDI.
 
-For each controller (SATA = IntelAhci vs QEMU `-device ahci` + `ide-hd`; virtio = VirtioSCSI vs
+For each controller (ahci = IntelAhci vs QEMU `-device ahci` + `ide-hd`; virtio = VirtioSCSI vs
 QEMU `-device virtio-scsi-pci` + `scsi-hd`) both VMs boot the project's Debian guest with a
 copy of the same pre-filled VDI and run busybox `dd` with O_DIRECT: a sequential read of the
 disk, then a sequential write (with fsync).  Times are taken on the host around each
 command (marker to marker on the serial console), so both sides are measured alike.
 
-    python tests/performance/bench_disk.py [--mb 200] [--controllers sata,virtio] [--only qemu|ours]
+    python tests/performance/bench_disk.py [--mb 200] [--controllers ahci,virtio] [--only qemu|ours]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ GUEST = ROOT / ".cache" / "guest"
 APPEND = "console=ttyS0 quiet"
 
 QEMU_CONTROLLER = {
-    "sata": ["-device", "ahci,id=ahci", "-device", "ide-hd,drive=d0,bus=ahci.0"],
+    "ahci": ["-device", "ahci,id=ahci", "-device", "ide-hd,drive=d0,bus=ahci.0"],
     "virtio": ["-device", "virtio-scsi-pci,id=vs", "-device", "scsi-hd,drive=d0,bus=vs.0"],
 }
 
@@ -91,7 +91,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=200, help="MiB to read and to write")
     ap.add_argument("--memory", type=int, default=256)
-    ap.add_argument("--controllers", default="sata,virtio")
+    ap.add_argument("--controllers", default="ahci,virtio")
     ap.add_argument("--only", choices=("qemu", "ours"))
     args = ap.parse_args()
     if not (GUEST / "vmlinux").exists():
