@@ -1,6 +1,17 @@
 """Disk image formats (raw and VDI) for the VM process's disks and the service's media operations.
 
 Names are imported lazily so `import vmm.storage` stays light for whoever only needs the protocol.
+
+    open_image(path, read_only=False, parent_resolver=None) -> DiskImage   # VDI by signature, else raw
+    create_vdi(path, size, fixed=False, uuid=None) / create_diff_vdi(path, parent, uuid=None)
+    create_raw(path, size)                                  # all three return the image opened writable
+    image_info(path) -> ImageInfo                           # dict-like; no parent chain needed
+    clone_image(src, dst_path, fmt="VDI"|"RAW", fixed=False, flatten=True, progress=None) -> ImageInfo
+    resize(image_or_path, new_size)   compact(image_or_path) -> released blocks   delete_image(path)
+    merge_into_parent(child, parent, relink=(children of child))   merge_into_child(parent, child)
+Images: read_at, readinto_at, write_at, discard, flush, close (+ size, path, read_only, uuid, ...).
+Errors: DiskImageError with the file and the problem in the message. progress(fraction 0..1).
+A writable image is locked against any other opener; read-only opens share the lock.
 """
 
 from __future__ import annotations
