@@ -268,3 +268,14 @@ def test_paging_options_are_reported_truthfully():
             assert "nested paging off (shadow paging)" in text and "(PVM: kvm_pvm)" in text
     finally:
         vm.close()
+
+
+def test_reset_after_triple_fault_runs_again(hm):
+    from vmm.engine import ShutdownExit
+    vm, vcpu = hm(guests.assemble(guests.TRIPLE_FAULT))
+    exits = [vcpu.run() for _ in range(2)]
+    assert isinstance(exits[-1], ShutdownExit), exits
+    vm.reset()
+    vm.memory.write(guests.LOAD, guests.assemble(IN_THEN_HALT))
+    vcpu.set_state(real_mode(0, guests.LOAD, 0x7000))
+    assert vcpu.run() == IoExit(guests.INPUT_PORT, 4, False)
