@@ -182,6 +182,7 @@ class AcpiConfig:
     pci_mmio: tuple[int, int] = (0xE000_0000, 0xFEBF_FFFF)               # 32-bit window, inclusive
     pci_mmio64: tuple[int, int] | None = None
     i8042: bool = True                   # declare the PS/2 keyboard controller (and the FADT flag)
+    vga: bool = False                    # a VGA at the legacy ports (FADT: "VGA not present" if not)
     pm_timer_32bit: bool = True
 
     def validate(self) -> None:
@@ -265,7 +266,13 @@ def _fadt(cfg: AcpiConfig, facs: int, dsdt: int) -> bytes:
     flags = (1 << 0) | (1 << 2) | (1 << 5) | (1 << 6) | (1 << 10)   # WBINVD, C1, no sleep button, FIX_RTC, reset
     if cfg.pm_timer_32bit:
         flags |= 1 << 8                                             # TMR_VAL_EXT
-    boot_arch = 0x0001 | (0x0002 if cfg.i8042 else 0)              # legacy devices, 8042
+    boot_arch = 0x0001 | 0x0010                                     # legacy devices; no PCIe ASPM
+    if cfg.i8042:
+        boot_arch |= 0x0002                                         # 8042 present
+    if not cfg.vga:
+        boot_arch |= 0x0004                                         # do not probe for a VGA
+    if not cfg.apic:
+        boot_arch |= 0x0008                                         # no APIC, so no MSI
     body = bytearray(244 - 36)
 
     def put(off: int, fmt: str, *vals: int) -> None:

@@ -68,7 +68,10 @@ def test_fadt_points_at_the_pm_block_and_reset_register():
     assert struct.unpack_from("<I", f, 76)[0] == 0x4008
     assert tuple(f[88:92]) == (4, 2, 0, 4)
     assert f[108] == 0x32
-    assert struct.unpack_from("<H", f, 109)[0] & 0x2                     # 8042 present
+    assert struct.unpack_from("<H", f, 109)[0] == 0x1F                   # legacy, 8042, no VGA/MSI/ASPM
+    t2 = build_acpi_tables(AcpiConfig(apic=True, vga=True, i8042=False), BASE)
+    _, f2 = _table_at(t2, t2.tables["FACP"])
+    assert struct.unpack_from("<H", f2, 109)[0] == 0x11
     flags = struct.unpack_from("<I", f, 112)[0]
     assert flags & (1 << 10) and flags & (1 << 8) and not flags & (1 << 4)   # reset reg, 32-bit timer, fixed PWRBTN
     space, width, _, access, addr = struct.unpack_from("<BBBBQ", f, 116)
