@@ -202,12 +202,14 @@ class BusServer:
         op = msg.get("op")
         client = self.clients.get(sid)
         if op == "hello":
-            self._hello(ident, sid, chan, msg, client)
+            if self._hello(ident, sid, chan, msg, client):
+                self.guard.commit((sid, chan), msg["q"])
             return
         if client is None or not client.alive or ident != (client.call_id if chan == CALL else client.callee_id):
             self.stats["dropped"] += 1
             log.debug("dropped %r frame from unknown session %s", op, sid.hex())
             return
+        self.guard.commit((sid, chan), msg["q"])
         if op == "call":
             self._call(ident, client, msg)
         elif op in ("ret", "err") and chan == CALLEE:
@@ -224,21 +226,22 @@ class BusServer:
         try:
             msg = msgpack.unpackb(parts[1], raw=False, strict_map_key=False,
                                   ext_hook=lambda c, d: msgpack.ExtType(c, d))
-            sid, _ = self.guard.check(msg)
+            sid, _chan = self.guard.check(msg)
         except Exception:
             self.stats["dropped"] += 1
             return
         client = self.clients.get(sid)
         if client is not None and ident in (client.call_id, client.callee_id):
+            self.guard.commit((sid, msg["c"]), msg["q"])
             self._reply(ident, msg.get("i"), error=VBoxError(
                 rc.E_INVALIDARG, "The object reference is not valid (the object does not exist or was released)"))
 
-    def _hello(self, ident: bytes, sid: bytes, chan: int, msg: dict, client: ClientInfo | None) -> None:
+    def _hello(self, ident: bytes, sid: bytes, chan: int, msg: dict, client: ClientInfo | None) -> bool:
         pid, cid = msg.get("pid"), msg.get("i")
         if client is None:
             if not isinstance(pid, int) or pid <= 0:
                 self._reply(ident, cid, error=VBoxError(rc.E_INVALIDARG, "hello without a valid pid"))
-                return
+                return False
             token = msg.get("token") if isinstance(msg.get("token"), str) else None
             name = msg.get("name") if isinstance(msg.get("name"), str) else ""
             client = ClientInfo(sid, pid, token, name[:200])
@@ -246,7 +249,7 @@ class BusServer:
                 client.pidfd = os.pidfd_open(pid)
             except ProcessLookupError:
                 self._reply(ident, cid, error=VBoxError(rc.E_ACCESSDENIED, f"no process with pid {pid}"))
-                return
+                return False
             except OSError:
                 client.pidfd = None  # no pidfd support: the periodic liveness check covers it
             if client.pidfd is not None:
@@ -254,25 +257,27 @@ class BusServer:
             self.clients[sid] = client
         elif not client.alive or pid != client.pid:
             self._reply(ident, cid, error=VBoxError(rc.E_ACCESSDENIED, "session id already in use"))
-            return
+            return False
         if chan == CALL:
             if client.call_id is not None and client.call_id != ident:
                 self._reply(ident, cid, error=VBoxError(rc.E_ACCESSDENIED, "session id already in use"))
-                return
+                return False
             client.call_id = ident
             try:
                 info = self.host.on_hello(client)
             except VBoxError as e:
                 self._reply(ident, cid, error=e)
                 self.client_gone(client)
-                return
+                return False
             self._reply(ident, cid, info)
+            return True
         else:
             if client.callee_id is not None and client.callee_id != ident:
                 self._reply(ident, cid, error=VBoxError(rc.E_ACCESSDENIED, "callee channel already open"))
-                return
+                return False
             client.callee_id = ident
             self._reply(ident, cid, {})
+            return True
 
     def _call(self, ident: bytes, client: ClientInfo, msg: dict) -> None:
         cid = msg.get("i")

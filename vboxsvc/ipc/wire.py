@@ -153,8 +153,11 @@ class ReplayGuard:
         key = (sid, chan)
         if seq <= self._last.get(key, 0):
             raise FrameError("replayed frame")
-        self._last[key] = seq
         return key
+
+    def commit(self, key: tuple[bytes, int], seq: int) -> None:
+        """Record a sequence number once the frame is known to come from the session's own connection."""
+        self._last[key] = seq
 
     def forget(self, sid: bytes) -> None:
         """A session ended: its counters stay until every frame it sent is past the clock window."""
