@@ -220,4 +220,27 @@ class HmVm:
         return lines
 
 
-__all__ = ["HmVm", "HmVcpu", "HmError", "KvmError", "KERNEL_PORTS"]
+class KernelPic:
+    """Stands in for the userspace PicPair when KVM's in-kernel irqchip is used.
+
+    Devices' ISA lines go to KVM_IRQ_LINE; KVM itself delivers interrupts (and wakes a HLT
+    inside KVM_RUN), so EM never sees one pending and never injects.
+    """
+
+    def __init__(self, vm: HmVm):
+        if not vm.kernel_irqchip:
+            raise HmError("KernelPic needs an HmVm with irqchip='kernel'")
+        self.vm = vm
+        self.on_change = None
+
+    def set_irq(self, n: int, level: bool) -> None:
+        self.vm.set_irq(n, level)
+
+    def has_interrupt(self) -> bool:
+        return False
+
+    def acknowledge(self) -> int:
+        raise HmError("interrupts are acknowledged by the in-kernel PIC")
+
+
+__all__ = ["HmVm", "HmVcpu", "HmError", "KernelPic", "KvmError", "KERNEL_PORTS"]

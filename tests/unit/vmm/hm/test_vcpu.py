@@ -279,3 +279,51 @@ def test_reset_after_triple_fault_runs_again(hm):
     vm.memory.write(guests.LOAD, guests.assemble(IN_THEN_HALT))
     vcpu.set_state(real_mode(0, guests.LOAD, 0x7000))
     assert vcpu.run() == IoExit(guests.INPUT_PORT, 4, False)
+
+
+def test_device_line_through_kernel_pic_wakes_hlt(hm):
+    """A device's IrqLine on the in-kernel PIC wakes a guest halted inside KVM_RUN (no exit for HLT)."""
+    from vmm.hm.vcpu import HmError
+    from vmm.hm.vm import KernelPic
+    src = f"""
+.code16
+    cli
+    xor %ax, %ax
+    mov %ax, %ds
+    mov %ax, %ss
+    mov $0x7000, %sp
+    movw $handler, 0x30            # vector 0x0C = IRQ 4 with the PIC at base 8
+    movw $0, 0x32
+    mov $0x11, %al
+    out %al, $0x20
+    mov $0x08, %al
+    out %al, $0x21
+    mov $0x04, %al
+    out %al, $0x21
+    mov $0x01, %al
+    out %al, $0x21
+    mov $0xEF, %al                 # unmask IRQ 4 only
+    out %al, $0x21
+    out %al, ${guests.INPUT_PORT}  # tell the test we are about to sleep
+    sti
+1:  hlt
+    jmp 1b
+handler:
+    mov $0xC0, %eax
+    out %eax, ${guests.RESULT_PORT}
+    cli
+    hlt
+"""
+    vm, vcpu = hm(guests.assemble(src), irqchip="kernel")
+    pic = KernelPic(vm)
+    assert not pic.has_interrupt()
+    with pytest.raises(HmError):
+        pic.acknowledge()
+    ex = vcpu.run()
+    assert ex.port == guests.INPUT_PORT and ex.is_write
+    line = vm.irq_line(4)
+    timer = threading.Timer(0.1, line.raise_)
+    timer.start()
+    assert vcpu.run() == IoExit(guests.RESULT_PORT, 4, True, 0xC0)
+    timer.join()
+    line.lower()
