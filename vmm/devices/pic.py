@@ -282,16 +282,19 @@ class PicPair:
 
     # -- EM interface ---------------------------------------------------------------------------
     def set_irq(self, n: int, level: bool) -> None:
-        """Drive input IRQ n (0-15); IRQ2 is the cascade and cannot be driven from outside."""
-        if not 0 <= n <= 15 or n == 2:
-            raise ValueError(f"PIC: no external input IRQ{n}")
+        """Drive input IRQ n (0-15).  Master IR2 is the cascade: as on a PC/AT, the bus's IRQ2
+        line arrives at IRQ9."""
+        if not 0 <= n <= 15:
+            raise ValueError(f"PIC: no input IRQ{n}")
+        if n == 2:
+            n = 9
         (self._m if n < 8 else self._s).set_input(n & 7, level)
         self._update()
 
     def irq_line(self, n: int) -> IrqLine:
         """An IrqLine wired to input n, for the device raising it."""
-        if not 0 <= n <= 15 or n == 2:
-            raise ValueError(f"PIC: no external input IRQ{n}")
+        if not 0 <= n <= 15:
+            raise ValueError(f"PIC: no input IRQ{n}")
         return IrqLine(lambda level: self.set_irq(n, level))
 
     def has_interrupt(self) -> bool:

@@ -168,7 +168,9 @@ def test_hostile_accesses_and_bad_irq():
     with pytest.raises(ValueError):
         pic.set_irq(16, True)
     with pytest.raises(ValueError):
-        pic.irq_line(2)
+        pic.irq_line(-1)
+    pic.irq_line(2).raise_()                  # the bus's IRQ2 is IRQ9 on a PC/AT
+    assert pic.acknowledge() == 0x29
 
 
 def test_irq_line_and_state_round_trip():
