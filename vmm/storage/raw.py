@@ -24,7 +24,7 @@ class RawImage:
         self.path = path
         self.read_only = read_only
         self._fd = open_image_file(path, read_only)
-        self.size = os.fstat(self._fd).st_size
+        self.size = os.lseek(self._fd, 0, os.SEEK_END)     # also right for block devices
         self._lock = threading.Lock()
         self._closed = False
 
@@ -91,6 +91,7 @@ class RawImage:
                 self.flush()
             finally:
                 os.close(self._fd)
+                self._fd = -1           # a reused descriptor number must never be read by mistake
 
     def __enter__(self) -> RawImage:
         return self

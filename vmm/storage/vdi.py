@@ -391,6 +391,7 @@ class VdiImage(VdiLayoutOps):
                 if self._committer is not None:
                     self._committer.close()
                 os.close(self._fd)
+                self._fd = -1           # a reused descriptor number must never be read by mistake
                 if self.parent is not None and self.owns_parent:
                     self.parent.close()
 

@@ -197,3 +197,15 @@ def test_empty_requests_at_the_end_of_the_disk(tmp_path):
     img.readinto_at(0, bytearray())
     assert img.allocated_blocks == 0
     img.close()
+
+
+def test_a_closed_image_never_reads_a_file_that_reused_its_descriptor(tmp_path):
+    img = create_vdi(str(tmp_path / "a.vdi"), 2 * MiB)
+    img.write_at(0, b"a" * 512)
+    img.close()
+    other = os.open(tmp_path / "a.vdi", os.O_RDONLY)        # likely gets the same number
+    try:
+        with pytest.raises((OSError, DiskImageError)):
+            img.read_at(0, 512)
+    finally:
+        os.close(other)
