@@ -327,3 +327,36 @@ handler:
     assert vcpu.run() == IoExit(guests.RESULT_PORT, 4, True, 0xC0)
     timer.join()
     line.lower()
+
+
+def test_interrupt_window_exit_when_guest_sets_if(hm):
+    src = f"""
+.code16
+    cli
+    xor %ax, %ax
+    mov %ax, %ds
+    mov %ax, %ss
+    mov $0x7000, %sp
+    movw $handler, 0x80
+    movw $0, 0x82
+    out %al, ${guests.INPUT_PORT}  # stop here with IF clear
+    mov $1000, %cx
+1:  loop 1b                        # still IF clear: no window yet
+    sti
+2:  jmp 2b
+handler:
+    mov $0x99, %eax
+    out %eax, ${guests.RESULT_PORT}
+    iret
+"""
+    _, vcpu = hm(guests.assemble(src))
+    ex = vcpu.run()
+    assert ex.port == guests.INPUT_PORT
+    assert not vcpu.interrupts_enabled()
+    vcpu.request_interrupt_window(True)
+    assert isinstance(vcpu.run(), InterruptedExit)
+    assert vcpu.interrupts_enabled()
+    vcpu.request_interrupt_window(False)
+    vcpu.inject_interrupt(0x20)
+    assert not vcpu.interrupts_enabled()          # one injection at a time
+    assert vcpu.run() == IoExit(guests.RESULT_PORT, 4, True, 0x99)
