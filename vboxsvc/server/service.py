@@ -76,7 +76,7 @@ class Service(Host):
         self._idle_timer = self.bus.call_later(self.shutdown_delay_s, self._idle_expired)
 
     def _busy(self) -> bool:
-        if ctx.vbox is not None and any(c.launch is not None for c in ctx.vbox.cores):
+        if ctx.vbox is not None and any(c.launch is not None and not c.launch.done for c in ctx.vbox.cores):
             return True
         return any(not p.completed for p in Progress.registry.values())
 

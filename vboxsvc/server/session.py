@@ -201,10 +201,11 @@ def lock_machine(core, session, lock_type: LockType) -> None:
                             f"The machine '{core.name}' is not offline (state is {state_name(core.state)})",
                             "IMachine", "MachineWrap")
         take_direct(core, s, LockType.VM)
-        s.name = launch.frontend if launch is not None else "headless"
+        pending = launch if launch is not None and not launch.done else None
+        s.name = pending.frontend if pending is not None else "headless"
         core.vm_client = client
-        if launch is not None:
-            launch.vm_locked(s)
+        if pending is not None:
+            pending.vm_locked(s)
         return
     if launch is not None and not launch.done:
         raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,

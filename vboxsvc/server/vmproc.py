@@ -145,12 +145,14 @@ class Launch:
         if direct is not None and direct.lock_type == LockType.VM and core.vm_client is not None \
                 and core.vm_client.pid == self.pid:
             direct._release()  # the process died holding the lock: Aborted
-        elif is_online(core.state) or core.state >= MachineState.FirstTransient:
-            core.set_state(MachineState.Aborted)
         if self.launcher is not None and self.launcher.state == SessionState.Spawning:
             self.launcher._reset()
+        if core.launch is not self:
+            return  # a newer launch owns the machine now
         core.launch = None
         if core.direct is None:
+            if is_online(core.state) or core.state >= MachineState.FirstTransient:
+                core.set_state(MachineState.Aborted)
             core.set_session_state(SessionState.Unlocked)
 
 
@@ -184,7 +186,8 @@ def launch_vm_process(core, session, name: str, environment_changes: list[str]):
     if not core.registered:
         raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, f"The machine '{core.name}' is not registered",
                         "IMachine", "MachineWrap")
-    if core.direct is not None or core.launch is not None or core.session_state != SessionState.Unlocked:
+    pending = core.launch is not None and not core.launch.done
+    if core.direct is not None or pending or core.session_state != SessionState.Unlocked:
         raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
                         f"The machine '{core.name}' is already locked by a session (or being locked or unlocked)",
                         "IMachine", "MachineWrap")
