@@ -101,14 +101,18 @@ class HmVcpu:
         # 1: kvm_run's interrupt fields are current; 0: ask KVM (after set_state); -1: injected since
         self._irq_info = 0
         try:
-            self.tsc_khz = ioctl(self.fd, abi.KVM_GET_TSC_KHZ, None, "KVM_GET_TSC_KHZ")
-        except KvmError:
-            self.tsc_khz = 0
-        self.cpuid = vm.cpuid_for(index, self.tsc_khz)
-        self._set_cpuid(self.cpuid)
-        supported = vm.saveable_msrs
-        self._state_msrs = [m for m in STATE_MSRS if m in supported]
-        self.reset()
+            try:
+                self.tsc_khz = ioctl(self.fd, abi.KVM_GET_TSC_KHZ, None, "KVM_GET_TSC_KHZ")
+            except KvmError:
+                self.tsc_khz = 0
+            self.cpuid = vm.cpuid_for(index, self.tsc_khz)
+            self._set_cpuid(self.cpuid)
+            supported = vm.saveable_msrs
+            self._state_msrs = [m for m in STATE_MSRS if m in supported]
+            self.reset()
+        except BaseException:
+            self.close()
+            raise
 
     # -- setup ---------------------------------------------------------------------------------
     def _set_cpuid(self, entries) -> None:
@@ -135,7 +139,8 @@ class HmVcpu:
         ioctl(self.fd, abi.KVM_SET_REGS, ctypes.addressof(regs), "KVM_SET_REGS")
         self._set_fxsave(state.fpu_to_fxsave(abi.KvmFpu(fcw=0x37F, mxcsr=0x1F80)))
         self._clear_events()
-        self.set_msrs({MSR_IA32_TSC: 0, MSR_IA32_MISC_ENABLE: MISC_ENABLE_FAST_STRING})
+        msrs = {MSR_IA32_TSC: 0, MSR_IA32_MISC_ENABLE: MISC_ENABLE_FAST_STRING}
+        self.set_msrs({k: v for k, v in msrs.items() if k in self.vm.saveable_msrs})
         if self.vm.kernel_irqchip:
             mp = abi.KvmMpState(abi.KVM_MP_STATE_RUNNABLE)
             ioctl(self.fd, abi.KVM_SET_MP_STATE, ctypes.addressof(mp), "KVM_SET_MP_STATE")
