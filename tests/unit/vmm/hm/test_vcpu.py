@@ -6,8 +6,7 @@ import time
 import pytest
 
 from tests.unit.vmm.hm import guests
-from tests.unit.vmm.hm.harness import require_engine
-from vmm.boot.cpu_setup import CODE64, DATA32, real_mode
+from tests.unit.vmm.hm.harness import CODE64, DATA32, real_mode, require_engine
 from vmm.engine import CpuState, HaltExit, InterruptedExit, IoExit, Segment
 from vmm.memory import GuestMemory
 
