@@ -100,6 +100,7 @@ class AhciPort:
 
     def power_on(self) -> None:
         s = self.s = AhciPortState()
+        s.cmd = CMD_SUD | CMD_POD                 # no staggered spin-up: the device is spun up
         if self.disk is not None:
             s.tfd, s.sig, s.ssts = STATUS_OK, SIG_ATA, SSTS_PRESENT
 
