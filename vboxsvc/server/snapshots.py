@@ -1,0 +1,665 @@
+"""ISnapshot and IMachine's snapshot methods: take, restore, delete, find, edit.
+
+A snapshot freezes the machine's hardware (a copy of its settings) and its disks: every
+normal hard disk of the current state becomes read-only and the current state continues on
+a new differencing image `Snapshots/{uuid}.vdi` whose parent it is. A saved machine's state
+file is copied into the snapshot. Restoring puts the snapshot's hardware back and starts
+fresh differencing images on its disks (the old current state's differencing images are
+deleted); deleting merges each snapshot disk with its one child as VirtualBox does
+(a base disk takes its child's blocks back; a differencing disk is merged forward into its
+child). The tree, `currentSnapshot` and `currentStateModified` live in the .vbox through
+`settings`. Image work runs in a worker thread; registries change on the bus thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid as uuidlib
+import weakref
+from datetime import UTC, datetime
+from pathlib import Path
+
+from settings import paths as spaths
+from settings.models import Hardware, MachineSettings
+from settings.models import Snapshot as SnapshotModel
+
+from ..api import errors as rc
+from ..api.enums import DeviceType, MachineState, MediumState, MediumType, VBoxEventType, state_name
+from ..api.errors import VBoxError
+from .context import ctx
+from .progress import Progress, run_in_thread
+
+log = logging.getLogger("vboxsvc.snapshots")
+
+_OFFLINE = (MachineState.PoweredOff, MachineState.Saved, MachineState.Aborted, MachineState.AbortedSaved,
+            MachineState.Teleported)
+_ONLINE = (MachineState.Running, MachineState.Paused)
+# snapshot objects per machine core, so a client keeps the same reference for the same snapshot
+_objects: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _storage():
+    import vmm.storage as st
+    return st
+
+
+def _err(code: int, text: str) -> VBoxError:
+    return VBoxError(code, text, "IMachine", "SessionMachine")
+
+
+# ------------------------------------------------------------------ ISnapshot
+
+class Snapshot:
+    """ISnapshot: a live view of one node of the machine's snapshot tree."""
+
+    __interface__ = "ISnapshot"
+    __component__ = "SnapshotWrap"
+
+    def __init__(self, core, uid: uuidlib.UUID):
+        self._core = core
+        self._uid = uid
+        self._view = None
+
+    @property
+    def _m(self) -> SnapshotModel:
+        d = self._core.data
+        s = d.find_snapshot(self._uid) if d is not None else None
+        if s is None:
+            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID {{{self._uid}}}",
+                            "ISnapshot", "SnapshotWrap")
+        return s
+
+    @property
+    def id(self) -> str:
+        return str(self._uid)
+
+    @property
+    def name(self) -> str:
+        return self._m.name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        if not value:
+            raise VBoxError(rc.E_INVALIDARG, "Snapshot name must not be empty", "ISnapshot", "SnapshotWrap")
+        self._edit("name", value)
+
+    @property
+    def description(self) -> str:
+        return self._m.description
+
+    @description.setter
+    def description(self, value: str) -> None:
+        self._edit("description", value)
+
+    def _edit(self, field: str, value: str) -> None:
+        if getattr(self._m, field) == value:
+            return
+        for d in _datas(self._core):
+            s = d.find_snapshot(self._uid)
+            if s is not None:
+                setattr(s, field, value)
+        self._core.save()
+        ctx.fire(VBoxEventType.OnSnapshotChanged, machine_id=self._core.id, snapshot_id=self.id)
+
+    @property
+    def time_stamp(self) -> int:
+        return int(self._m.time_stamp.timestamp() * 1000)
+
+    @property
+    def online(self) -> bool:
+        return bool(self._m.state_file)
+
+    @property
+    def machine(self):
+        self._m  # noqa: B018 - raises when the snapshot is gone
+        if self._view is None:
+            self._view = SnapshotMachineView(self._core, self._uid)
+        return self._view
+
+    @property
+    def parent(self):
+        p = _parent_of(self._core.data, self._uid)
+        return snapshot_object(self._core, p.uuid) if p is not None else None
+
+    @property
+    def children(self) -> list:
+        return [snapshot_object(self._core, c.uuid) for c in self._m.children]
+
+    @property
+    def children_count(self) -> int:
+        return len(self._m.children)
+
+    def get_children_count(self) -> int:
+        return len(list(self._m.walk())) - 1
+
+
+def snapshot_object(core, uid: uuidlib.UUID) -> Snapshot:
+    objs = _objects.setdefault(core, {})
+    obj = objs.get(uid)
+    if obj is None:
+        obj = objs[uid] = Snapshot(core, uid)
+    return obj
+
+
+def _forget_object(core, uid: uuidlib.UUID) -> None:
+    obj = _objects.get(core, {}).pop(uid, None)
+    if obj is not None and ctx.bus is not None:
+        if obj._view is not None:
+            obj._view.kill()
+        ctx.bus.table.drop(obj)
+
+
+def _make_snapshot_view_class():
+    from .machine import MachineView
+
+    class SnapshotMachineView(MachineView):
+        """The read-only IMachine of a snapshot: the machine as it was when the snapshot was taken."""
+
+        def __init__(self, core, uid: uuidlib.UUID):
+            super().__init__(core, None)
+            self.__component__ = "SnapshotMachine"
+            self.snapshot_id = uid
+
+        @property
+        def _d(self) -> MachineSettings:
+            d = self._core.data
+            s = d.find_snapshot(self.snapshot_id) if d is not None else None
+            if s is None:
+                raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID "
+                                                            f"{{{self.snapshot_id}}}", "IMachine", "SnapshotMachine")
+            return d.model_copy(update={"hardware": s.hardware, "state_file": s.state_file,
+                                        "snapshot": None, "current_snapshot": None})
+
+        def _check_mutable(self, dep: str) -> None:
+            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, "The machine is not mutable (state is "
+                                                        f"{state_name(self._core.state)})", "IMachine",
+                            "SnapshotMachine")
+
+        @property
+        def state(self):
+            return MachineState.Saved if self._d.state_file else MachineState.PoweredOff
+
+        @property
+        def state_file_path(self) -> str:
+            return self._d.state_file
+
+    return SnapshotMachineView
+
+
+class _LazyView:
+    cls = None
+
+    def __call__(self, core, uid):
+        if _LazyView.cls is None:
+            _LazyView.cls = _make_snapshot_view_class()
+        return _LazyView.cls(core, uid)
+
+
+SnapshotMachineView = _LazyView()
+
+
+# ------------------------------------------------------------------ helpers
+
+def _datas(core) -> list[MachineSettings]:
+    """The committed settings and the lock holder's working copy: snapshot changes go to both."""
+    out = [core.data]
+    if core.direct is not None and core.direct.data is not None and core.direct.data is not core.data:
+        out.append(core.direct.data)
+    return out
+
+
+def _parent_of(d: MachineSettings, uid: uuidlib.UUID) -> SnapshotModel | None:
+    for s in d.snapshots():
+        if any(c.uuid == uid for c in s.children):
+            return s
+    return None
+
+
+def _session_core(view):
+    """Snapshot operations belong to the session machine (VirtualBox's SessionMachine)."""
+    core = view._core
+    if view._session is None or core.data is None:
+        raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, "The machine is not mutable (state is "
+                                                    f"{state_name(core.state)})", "IMachine", "MachineWrap")
+    if view.settings_modified:
+        view.save_settings()   # VirtualBox commits pending changes before a snapshot operation
+    return core
+
+
+def _hard_disks(hw: Hardware):
+    for c in hw.storage_controllers:
+        for dev in c.devices:
+            if dev.type == "HardDisk" and dev.medium is not None:
+                yield dev
+
+
+def _snapshot_folder(core) -> Path:
+    return spaths.snapshot_folder(core.path, core.data.snapshot_folder)
+
+
+def _new_state_file_path(core) -> str:
+    folder = _snapshot_folder(core)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / spaths.state_file_name()
+    while path.exists():
+        path = folder / spaths.state_file_name()
+    return str(path)
+
+
+def _copy_state(src: str, dst: str) -> None:
+    try:
+        shutil.copyfile(src, dst + ".tmp")
+        os.replace(dst + ".tmp", dst)
+    except OSError as e:
+        raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not copy the state file '{src}' to '{dst}' "
+                                              f"({e.strerror})") from None
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.warning("cannot delete %s: %s", path, e.strerror)
+
+
+def _register_diff(reg, parent, uid: str, location: str):
+    from .media import Medium
+    m = Medium(reg, uid, location, "VDI", DeviceType.HardDisk)
+    m.parent = parent
+    parent.children.append(m)
+    m.registry = parent.base.registry
+    reg.by_id[uid] = m
+    ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=uid, medium_type=DeviceType.HardDisk, registered=True)
+    return m
+
+
+def _drop_medium(reg, m) -> None:
+    if m.parent is not None and m in m.parent.children:
+        m.parent.children.remove(m)
+    reg.by_id.pop(m.id, None)
+    m.registry = None
+    m.state = MediumState.NotCreated
+    ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=m.id, medium_type=m.device_type, registered=False)
+    if ctx.bus is not None:
+        ctx.bus.table.drop(m)
+
+
+def _snapshotted_media(core, hw: Hardware) -> list[tuple[object, object]]:
+    """(attachment, medium) of the disks a snapshot freezes: normal hard disks (not writethrough,
+    shareable, ...), which get a differencing child for the state that follows."""
+    reg = core.vbox.media
+    out = []
+    for dev in _hard_disks(hw):
+        m = reg.by_id.get(str(dev.medium))
+        if m is None:
+            raise _err(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find an open hard disk with UUID {{{dev.medium}}}")
+        if m.base.type_ not in (MediumType.Normal,):
+            continue
+        if m.format != "VDI":
+            raise _err(rc.VBOX_E_NOT_SUPPORTED, f"Medium '{m.location}' cannot be snapshotted: only VDI images "
+                                                "can have differencing images")
+        if m.state not in (MediumState.Created, MediumState.LockedRead, MediumState.LockedWrite):
+            m.refresh_state()
+            if m.state != MediumState.Created:
+                raise _err(rc.VBOX_E_INVALID_OBJECT_STATE, f"Medium '{m.location}' is not accessible: "
+                                                           f"{m.last_access_error}")
+        out.append((dev, m))
+    return out
+
+
+def _begin(core, transient: MachineState) -> MachineState:
+    before = core.state
+    core.set_state(transient)
+    return before
+
+
+def _end(core, state: MachineState) -> None:
+    core.set_state(state)
+
+
+def mark_modified(core) -> None:
+    """The current state differs from the current snapshot (settings saved, VM started)."""
+    d = core.data
+    if d is not None and d.snapshot is not None and not d.current_state_modified:
+        for t in _datas(core):
+            t.current_state_modified = True
+        core.save()
+
+
+# ------------------------------------------------------------------ find / current
+
+def find_snapshot(view, name_or_id: str) -> Snapshot:
+    d = view._d
+    if d.snapshot is None:
+        raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, "This machine does not have any snapshots")
+    if not name_or_id:
+        return snapshot_object(view._core, d.snapshot.uuid)
+    try:
+        uid = uuidlib.UUID(name_or_id.strip("{}")) if len(name_or_id.strip("{}")) == 36 else None
+    except ValueError:
+        uid = None
+    if uid is not None:
+        if d.find_snapshot(uid) is None:
+            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID {{{uid}}}")
+        return snapshot_object(view._core, uid)
+    for s in d.snapshots():
+        if s.name == name_or_id:
+            return snapshot_object(view._core, s.uuid)
+    raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot named '{name_or_id}'")
+
+
+def current_snapshot(view):
+    d = view._d
+    if d.current_snapshot is None or d.find_snapshot(d.current_snapshot) is None:
+        return None
+    return snapshot_object(view._core, d.current_snapshot)
+
+
+# ------------------------------------------------------------------ take
+
+def take_snapshot(view, name: str, description: str = "", pause: bool = True):
+    """IMachine::takeSnapshot -> [snapshot id, IProgress]."""
+    core = _session_core(view)
+    if not name:
+        raise _err(rc.E_INVALIDARG, "Snapshot name must not be empty")
+    if core.state in _ONLINE:
+        return take_online(view, core, name, description, pause)
+    if core.state not in _OFFLINE:
+        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cannot take a snapshot of the machine while it is changing the "
+                                               f"state (machine state: {state_name(core.state)})")
+    d = core.data
+    plan = _snapshotted_media(core, d.hardware)
+    snap_id = uuidlib.uuid4()
+    folder = _snapshot_folder(core)
+    diffs = [(dev, m, str(uuidlib.uuid4())) for dev, m in plan]
+    saved = d.state_file if core.state in (MachineState.Saved, MachineState.AbortedSaved) else ""
+    state_copy = _new_state_file_path(core) if saved else ""
+    before = _begin(core, MachineState.Snapshotting)
+    progress = Progress("Taking a snapshot of the virtual machine", initiator=view, cancelable=False,
+                        operations=[("Setting up snapshot", 1)] + [(f"Creating differencing image for "
+                                                                   f"'{m.name}'", 1) for _d, m in plan])
+    resolver = core.vbox.media.resolver()
+
+    def work(p: Progress):
+        st = _storage()
+        made = []
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if saved:
+                _copy_state(saved, state_copy)
+            for i, (_dev, m, uid) in enumerate(diffs):
+                p.set_operation(i + 1)
+                loc = str(folder / spaths.diff_image_name(uid))
+                st.create_diff_vdi(loc, m.location, uuid=uid, parent_resolver=resolver).close()
+                made.append(loc)
+        except BaseException as e:
+            for loc in made + ([state_copy] if state_copy else []):
+                _unlink(loc)
+            if isinstance(e, VBoxError):
+                raise
+            raise _err(rc.VBOX_E_FILE_ERROR, f"Could not create the differencing image for the snapshot: {e}") \
+                from None
+
+    def done(_r, err):
+        if err is not None:
+            _end(core, before)
+            return
+        reg = core.vbox.media
+        frozen = core.data.hardware.model_copy(deep=True)
+        snap = SnapshotModel(uuid=snap_id, name=name, description=description,
+                             time_stamp=datetime.now(UTC), state_file=state_copy, hardware=frozen)
+        new_ids = {}
+        for _dev, m, uid in diffs:
+            _register_diff(reg, m, uid, str(folder / spaths.diff_image_name(uid)))
+            new_ids[m.id] = uuidlib.UUID(uid)   # a hard disk is attached at most once per state
+        for t in _datas(core):
+            for dev in _hard_disks(t.hardware):
+                if str(dev.medium) in new_ids:
+                    dev.medium = new_ids[str(dev.medium)]
+            copy = snap.model_copy(deep=True)
+            parent = t.find_snapshot(t.current_snapshot) if t.current_snapshot else None
+            if parent is None and t.snapshot is not None:
+                parent = t.snapshot   # a current snapshot is always set when there are snapshots
+                while parent.children:
+                    parent = parent.children[-1]
+            if parent is None:
+                t.snapshot = copy
+            else:
+                parent.children.append(copy)
+            t.current_snapshot = snap_id
+            t.current_state_modified = False
+        core.save()
+        _end(core, before)
+        ctx.fire(VBoxEventType.OnSnapshotTaken, machine_id=core.id, snapshot_id=str(snap_id))
+
+    run_in_thread(progress, work, done)
+    return [str(snap_id), progress]
+
+
+def take_online(view, core, name: str, description: str, pause: bool):
+    """A snapshot of a running machine needs the VM process to write its state and switch its disks."""
+    raise _err(rc.VBOX_E_NOT_SUPPORTED, "Taking a snapshot of a running machine is not supported by vboxpy yet "
+                                        f"(machine state: {state_name(core.state)}); save its state or power it "
+                                        "off first")
+
+
+# ------------------------------------------------------------------ restore
+
+def restore_snapshot(view, snapshot) -> Progress:
+    core = _session_core(view)
+    if not isinstance(snapshot, Snapshot) or snapshot._core is not core:
+        raise _err(rc.E_INVALIDARG, "Invalid snapshot object")
+    if core.state not in _OFFLINE:
+        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cannot delete the current state of the running machine "
+                                               f"(machine state: {state_name(core.state)})")
+    d = core.data
+    snap = snapshot._m
+    reg = core.vbox.media
+    hw = snap.hardware.model_copy(deep=True)
+    plan = [(dev, m, str(uuidlib.uuid4())) for dev, m in _snapshotted_media(core, hw)]
+    folder = _snapshot_folder(core)
+    still_used = {str(dev.medium) for s in d.snapshots() for dev in _hard_disks(s.hardware)}
+    orphans = []
+    for dev in _hard_disks(d.hardware):
+        m = reg.by_id.get(str(dev.medium))
+        if m is not None and m.parent is not None and not m.children and m.id not in still_used:
+            orphans.append(m)
+    old_state = d.state_file
+    new_state = _new_state_file_path(core) if snap.state_file else ""
+    before = _begin(core, MachineState.RestoringSnapshot)
+    progress = Progress(f"Restoring snapshot '{snap.name}'", initiator=view, cancelable=False,
+                        operations=[("Restoring the machine settings", 1)] +
+                                   [(f"Creating differencing image for '{m.name}'", 1) for _d, m, _u in plan])
+    resolver = reg.resolver()
+
+    def work(p: Progress):
+        st = _storage()
+        made = []
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if new_state:
+                _copy_state(snap.state_file, new_state)
+            for i, (_dev, m, uid) in enumerate(plan):
+                p.set_operation(i + 1)
+                loc = str(folder / spaths.diff_image_name(uid))
+                st.create_diff_vdi(loc, m.location, uuid=uid, parent_resolver=resolver).close()
+                made.append(loc)
+        except BaseException as e:
+            for loc in made + ([new_state] if new_state else []):
+                _unlink(loc)
+            if isinstance(e, VBoxError):
+                raise
+            raise _err(rc.VBOX_E_FILE_ERROR, f"Could not restore the snapshot: {e}") from None
+
+    def done(_r, err):
+        if err is not None:
+            _end(core, before)
+            return
+        for dev, m, uid in plan:
+            _register_diff(reg, m, uid, str(folder / spaths.diff_image_name(uid)))
+            dev.medium = uuidlib.UUID(uid)
+        for m in orphans:
+            _unlink(m.location)
+            _drop_medium(reg, m)
+        for t in _datas(core):
+            t.hardware = hw.model_copy(deep=True)
+            t.current_snapshot = snap.uuid
+            t.current_state_modified = False
+            t.state_file = new_state
+            t.aborted = False
+        if old_state and old_state != new_state:
+            _unlink(old_state)
+        core.save()
+        _end(core, MachineState.Saved if new_state else MachineState.PoweredOff)
+        ctx.fire(VBoxEventType.OnSnapshotRestored, machine_id=core.id, snapshot_id=str(snap.uuid))
+
+    return run_in_thread(progress, work, done)
+
+
+# ------------------------------------------------------------------ delete
+
+def _merge_plan(core, snap: SnapshotModel) -> list[tuple[str, object, object]]:
+    """(direction, source, target) per snapshot disk: 'backward' merges the child into a base disk,
+    'forward' merges a differencing disk into its child, 'drop' deletes a childless diff."""
+    d = core.data
+    elsewhere = {str(dev.medium) for s in d.snapshots() if s.uuid != snap.uuid for dev in _hard_disks(s.hardware)}
+    elsewhere |= {str(dev.medium) for dev in _hard_disks(d.hardware)}
+    plan = []
+    for _dev, m in _snapshotted_media(core, snap.hardware):
+        if m.id in elsewhere and not m.children:
+            continue   # shared with another state and not frozen by this snapshot
+        kids = [c for c in m.children if c.state != MediumState.NotCreated]
+        if len(kids) > 1:
+            raise _err(rc.VBOX_E_INVALID_OBJECT_STATE, f"Hard disk '{m.location}' has more than one child hard "
+                                                       f"disk ({len(kids)})")
+        if not kids:
+            if m.parent is not None and m.id not in elsewhere:
+                plan.append(("drop", m, None))
+            continue
+        child = kids[0]
+        if m.parent is None:
+            plan.append(("backward", child, m))
+        elif core.vm_client is not None and child.id in elsewhere:
+            plan.append(("backward", child, m))   # the running VM holds the child open
+        else:
+            plan.append(("forward", m, child))
+    return plan
+
+
+def delete_snapshot(view, snapshot_id: str) -> Progress:
+    core = _session_core(view)
+    if core.state not in _OFFLINE:
+        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Deleting a snapshot of a running machine is not supported by vboxpy "
+                                               f"(machine state: {state_name(core.state)})")
+    try:
+        uid = uuidlib.UUID(snapshot_id.strip("{}"))
+    except ValueError:
+        raise _err(rc.E_INVALIDARG, f"Invalid snapshot UUID '{snapshot_id}'") from None
+    d = core.data
+    snap = d.find_snapshot(uid)
+    if snap is None:
+        raise _err(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID {{{uid}}}")
+    if len(snap.children) > 1:
+        raise _err(rc.VBOX_E_INVALID_OBJECT_STATE, f"Snapshot '{snap.name}' of the machine '{d.name}' has more than "
+                                                   f"one child snapshot ({len(snap.children)})")
+    plan = _merge_plan(core, snap)
+    reg = core.vbox.media
+    resolver = reg.resolver()
+    machine_state = d.state_file
+    before = _begin(core, MachineState.DeletingSnapshot)
+    progress = Progress(f"Deleting snapshot '{snap.name}'", initiator=view, cancelable=False,
+                        operations=[("Setting up", 1)] + [(f"Merging differencing image '{s.name}'", 10)
+                                                          for _k, s, _t in plan])
+    jobs = [(kind, src.location, tgt.location if tgt is not None else None,
+             [c.location for c in src.children] if kind == "backward" else []) for kind, src, tgt in plan]
+
+    def work(p: Progress):
+        st = _storage()
+        done_steps = []
+        for i, (kind, src, tgt, relink) in enumerate(jobs):
+            p.set_operation(i + 1)
+
+            def cb(frac):
+                p.set_percent(int(frac * 100))
+            try:
+                if kind == "backward":
+                    st.merge_into_parent(src, tgt, relink=relink, progress=cb, parent_resolver=resolver)
+                elif kind == "forward":
+                    st.merge_into_child(src, tgt, progress=cb, parent_resolver=resolver)
+                else:
+                    _unlink(src)
+            except (st.DiskImageError, OSError) as e:
+                return done_steps, VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not merge the medium '{src}' to "
+                                                                   f"'{tgt}'.\n{e}", "IMachine", "SessionMachine")
+            done_steps.append(i)
+        return done_steps, None
+
+    def done(result, err):
+        steps, merge_err = result if result is not None else ([], err)
+        for i in steps:
+            _apply_merge(core, *plan[i])
+        if merge_err is None and err is None:
+            _remove_from_tree(core, uid)
+            if snap.state_file and snap.state_file != machine_state:
+                _unlink(snap.state_file)
+            _forget_object(core, uid)
+        core.save()
+        _end(core, before)
+        if merge_err is not None:
+            raise merge_err
+        if err is None:
+            ctx.fire(VBoxEventType.OnSnapshotDeleted, machine_id=core.id, snapshot_id=str(uid))
+
+    return run_in_thread(progress, work, done)
+
+
+def _apply_merge(core, kind: str, src, tgt) -> None:
+    """After a merge on disk: the media tree and every attachment follow the surviving medium."""
+    reg = core.vbox.media
+    if kind == "drop":
+        _drop_medium(reg, src)
+        return
+    if kind == "backward":      # src = child merged into tgt = its parent
+        for c in list(src.children):
+            c.parent = tgt
+            tgt.children.append(c)
+        src.children = []
+        gone, keep = src, tgt
+    else:                       # src = parent merged into tgt = its child
+        grand = src.parent
+        tgt.parent = grand
+        if grand is not None:
+            grand.children.append(tgt)
+        src.children = []
+        tgt.registry = src.registry
+        gone, keep = src, tgt
+    _drop_medium(reg, gone)
+    keep._info = None
+    gone_id = uuidlib.UUID(gone.id)
+    for t in _datas(core):
+        for hw in [t.hardware] + [s.hardware for s in t.snapshots()]:
+            for dev in _hard_disks(hw):
+                if dev.medium == gone_id:
+                    dev.medium = uuidlib.UUID(keep.id)
+
+
+def _remove_from_tree(core, uid: uuidlib.UUID) -> None:
+    for t in _datas(core):
+        snap = t.find_snapshot(uid)
+        if snap is None:
+            continue
+        parent = _parent_of(t, uid)
+        heir = snap.children[0] if snap.children else None
+        if parent is None:
+            t.snapshot = heir
+        else:
+            i = next(i for i, c in enumerate(parent.children) if c.uuid == uid)
+            parent.children[i:i + 1] = [heir] if heir is not None else []
+        if t.current_snapshot == uid:
+            t.current_snapshot = parent.uuid if parent is not None else (heir.uuid if heir is not None else None)
+        if t.snapshot is None:
+            t.current_snapshot = None
