@@ -164,7 +164,7 @@ IMachine:
     lastStateChange: int
     stateFilePath: str
     logFolder: str
-    currentSnapshot: IMachine                # always null: snapshots are not implemented by this service
+    currentSnapshot: ISnapshot
     snapshotCount: int
     currentStateModified: bool
     paravirtProvider: ParavirtProvider rw
@@ -211,6 +211,23 @@ IMachine:
     applyDefaults(flags: str = "")
     discardSavedState(removeFile: bool = True)
     updateState(state: MachineState)          # vboxpy: IInternalMachineControl::updateState for the VM process
+    takeSnapshot(name: str, description: str = "", pause: bool = True) -> any   # [out id, IProgress]
+    deleteSnapshot(id: str) -> IProgress
+    restoreSnapshot(snapshot: ISnapshot) -> IProgress
+    findSnapshot(nameOrId: str) -> ISnapshot
+    cloneTo(target: IMachine, mode: CloneMode, options: [CloneOptions] = []) -> IProgress
+
+ISnapshot:
+    id: str
+    name: str rw
+    description: str rw
+    timeStamp: int
+    online: bool
+    machine: IMachine
+    parent: ISnapshot
+    children: [ISnapshot]
+    childrenCount: int
+    getChildrenCount() -> int
 
 IPlatform:
     architecture: PlatformArchitecture

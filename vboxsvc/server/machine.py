@@ -348,7 +348,6 @@ class MachineView(StorageMixin):
     autostart_enabled = False
     autostart_delay = 0
     settings_aux_file_path = ""
-    current_snapshot = None
 
     @property
     def graphics_adapter(self):
@@ -606,6 +605,32 @@ class MachineView(StorageMixin):
                 os.unlink(f)
             except OSError:
                 pass
+
+    # --- snapshots and clones (issue 9: vboxsvc/server/snapshots.py, clone.py) -----------------------
+    @property
+    def current_snapshot(self):
+        from .snapshots import current_snapshot
+        return current_snapshot(self)
+
+    def find_snapshot(self, name_or_id: str):
+        from .snapshots import find_snapshot
+        return find_snapshot(self, name_or_id)
+
+    def take_snapshot(self, name: str, description: str = "", pause: bool = True):
+        from .snapshots import take_snapshot
+        return take_snapshot(self, name, description, pause)
+
+    def restore_snapshot(self, snapshot):
+        from .snapshots import restore_snapshot
+        return restore_snapshot(self, snapshot)
+
+    def delete_snapshot(self, id: str):
+        from .snapshots import delete_snapshot
+        return delete_snapshot(self, id)
+
+    def clone_to(self, target, mode, options=()):
+        from .clone import clone_to
+        return clone_to(self, target, mode, list(options))
 
     # --- paravirtualization, logs ---------------------------------------------------------------
     def get_effective_paravirt_provider(self):

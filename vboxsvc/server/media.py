@@ -478,6 +478,10 @@ class MediaRegistry:
         uid = str(model.uuid)
         existing = self.by_id.get(uid)
         if existing is not None:
+            # issue 9 hook: a linked clone's registry repeats its parents; pick up its own children
+            for c in model.children:
+                if str(c.uuid) not in self.by_id:
+                    existing.children.append(self._load_tree(c, device_type, owner, folder, existing))
             return existing
         loc = str(spaths.resolve_location(folder, model.location))
         fmt = (model.format or ("VDI" if device_type == DeviceType.HardDisk else "RAW")).upper()
@@ -541,9 +545,15 @@ class MediaRegistry:
                                format=m.format if m.device_type == DeviceType.HardDisk or m.format != "RAW" else "RAW",
                                type=m.type_.name, auto_reset=m.auto_reset_, description=m.description_,
                                properties=dict(m.properties),
-                               children=[model(c) for c in m.children if c.state != MediumState.NotCreated])
+                               children=[model(c) for c in m.children
+                                         if c.state != MediumState.NotCreated and mine(c)])
+
+        def mine(m: Medium) -> bool:
+            # issue 9 hook: a linked clone's diffs live in its own registry, nested under parents
+            # that other registries own, so a registry holds the chains leading to its media
+            return m.registry == owner or any(mine(c) for c in m.children)
         for m in self.by_id.values():
-            if m.parent is not None or m.registry != owner or m.state == MediumState.NotCreated:
+            if m.parent is not None or not mine(m) or m.state == MediumState.NotCreated:
                 continue
             target = {DeviceType.HardDisk: reg.hard_disks, DeviceType.DVD: reg.dvd_images,
                       DeviceType.Floppy: reg.floppy_images}[m.device_type]
