@@ -154,7 +154,7 @@ def _in_tree(module: str) -> bool:
     return spec is not None and spec.origin is not None and spec.origin.startswith(str(ROOT))
 
 
-@pytest.mark.parametrize("engine", ["hm", "rem"])
+@pytest.mark.parametrize("engine", [pytest.param("hm", marks=pytest.mark.kvm), "rem"])
 def test_vm_process_runs_guest_on_engine(engine, tmp_path):
     require_engine(engine)
     if not all(_in_tree(m) for m in ("vmm.run", "vmm.vm", "vmm.em", "vmm.boot.loader")):

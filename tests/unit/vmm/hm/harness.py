@@ -19,7 +19,7 @@ from vmm.bus import Bus
 from vmm.engine import CpuState, Segment
 from vmm.memory import GuestMemory
 
-ENGINES = ("hm", "rem")
+ENGINES = (pytest.param("hm", marks=pytest.mark.kvm), "rem")   # parametrisation of engine tests
 # descriptor attribute words (contract layout) used by the tests' initial states
 REAL_CODE, REAL_DATA, TSS_BUSY, LDT = 0x9B, 0x93, 0x8B, 0x82
 CODE64, DATA32 = 0xA09B, 0xC093

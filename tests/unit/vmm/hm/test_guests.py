@@ -37,6 +37,7 @@ def test_protected_mode_paging(engine):
     assert out.values == [0x5EED1234, 0x77]
 
 
+@pytest.mark.kvm
 def test_pvm_rejects_32bit_paging():
     """Documents the PVM limitation the skip above relies on: HM reports it as a triple fault."""
     require_engine("hm")

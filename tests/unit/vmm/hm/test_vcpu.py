@@ -10,7 +10,7 @@ from tests.unit.vmm.hm.harness import CODE64, DATA32, real_mode, require_engine
 from vmm.engine import CpuState, HaltExit, InterruptedExit, IoExit, Segment
 from vmm.memory import GuestMemory
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.kvm]
 
 SPIN = """
 .code16
