@@ -17,12 +17,14 @@ from . import enums
 from .interfaces import SCHEMA_TEXT
 
 _SNAKE1 = re.compile(r"([A-Z]+)([A-Z][a-z])")
-_SNAKE2 = re.compile(r"([a-z\d])([A-Z])")
+_SNAKE2 = re.compile(r"([a-z])([A-Z])")
+_SNAKE3 = re.compile(r"(\d)([A-Z][a-z])")
 
 
 def snake(name: str) -> str:
-    """VirtualBox name -> Python name: createMachine -> create_machine, HWVirtExProperty -> hw_virt_ex_property."""
-    return _SNAKE2.sub(r"\1_\2", _SNAKE1.sub(r"\1_\2", name)).lower()
+    """VirtualBox name -> Python name: createMachine -> create_machine, HWVirtExProperty -> hw_virt_ex_property,
+    is64Bit -> is64_bit, acceleration3DAvailable -> acceleration3d_available."""
+    return _SNAKE3.sub(r"\1_\2", _SNAKE2.sub(r"\1_\2", _SNAKE1.sub(r"\1_\2", name))).lower()
 
 
 SCALARS = {"str": str, "int": int, "bool": bool, "bytes": bytes, "float": float, "any": object}

@@ -113,7 +113,7 @@ class Host:
         return int(time.time() * 1000)
 
     @property
-    def acceleration_3d_available(self) -> bool:
+    def acceleration3d_available(self) -> bool:
         return False
 
     def get_processor_feature(self, feature: ProcessorFeature) -> bool:

@@ -1,0 +1,137 @@
+"""The schema is the single source: server classes and client proxies must match it exactly."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import re
+
+import pytest
+
+import vboxsvc.server
+from vboxsvc.api import enums
+from vboxsvc.api.schema import INTERFACES, parse, snake
+from vboxsvc.ipc.proxy import PROXIES
+
+# interfaces the service does not implement itself, and who does
+ELSEWHERE = {"IConsole": "the VM process (frontends/headless)"}
+
+
+def _server_classes() -> dict[str, list[type]]:
+    found: dict[str, list[type]] = {}
+    for mod in pkgutil.iter_modules(vboxsvc.server.__path__):
+        if mod.name == "main":
+            continue
+        m = importlib.import_module(f"vboxsvc.server.{mod.name}")
+        for _, cls in inspect.getmembers(m, inspect.isclass):
+            iface = cls.__dict__.get("__interface__")
+            if isinstance(iface, str) and cls.__module__ == m.__name__:
+                found.setdefault(iface, []).append(cls)
+    return found
+
+
+def _has_member(cls: type, name: str) -> bool:
+    if any(name in vars(k) for k in cls.__mro__):
+        return True
+    try:
+        src = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return False
+    return re.search(rf"self\.{name}\s*(:[^=]+)?[=,]", src) is not None
+
+
+def test_snake_case_mapping():
+    cases = {"createMachine": "create_machine", "CPUCount": "cpu_count", "OSTypeId": "os_type_id",
+             "memorySize": "memory_size", "DVDImages": "dvd_images", "getExtraData": "get_extra_data",
+             "launchVMProcess": "launch_vm_process", "HWVirtExProperty": "hw_virt_ex_property",
+             "getHWVirtExProperty": "get_hw_virt_ex_property", "MACAddress": "mac_address",
+             "IOAPICEnabled": "ioapic_enabled", "VRAMSize": "vram_size", "APIVersion": "api_version",
+             "is64Bit": "is64_bit", "acceleration3DAvailable": "acceleration3d_available",
+             "recommendedUSBHID": "recommended_usbhid", "RTCUseUTC": "rtc_use_utc"}
+    for xidl, py in cases.items():
+        assert snake(xidl) == py
+
+
+def test_contract_names_exist():
+    vb, m, s = INTERFACES["IVirtualBox"], INTERFACES["IMachine"], INTERFACES["ISession"]
+    for name in ("version", "home_folder", "settings_file_path", "machines", "system_properties", "host",
+                 "guest_os_types", "event_source", "hard_disks", "dvd_images", "floppy_images"):
+        assert name in vb.attributes
+    for name in ("create_machine", "register_machine", "find_machine", "get_extra_data", "set_extra_data",
+                 "create_medium", "open_medium", "compose_machine_filename", "open_machine"):
+        assert name in vb.methods
+    for name in ("lock_machine", "launch_vm_process", "save_settings", "update_state", "unregister",
+                 "delete_config", "read_log", "get_effective_paravirt_provider", "attach_device"):
+        assert name in m.methods
+    assert {"os_type_id", "cpu_count", "memory_size", "state", "session_state"} <= set(m.attributes)
+    assert "register_console" in s.methods and "console" in s.attributes
+    assert {"pause", "resume", "reset", "power_button", "power_down", "save_state"} <= set(INTERFACES["IConsole"].methods)
+
+
+def test_every_type_resolves():
+    for iface in INTERFACES.values():
+        members = list(iface.attributes.values()) + [p for m in iface.methods.values() for p in m.params]
+        for member in members:
+            t = member.type
+            assert t.name in ("str", "int", "bool", "bytes", "any", "float", "IEvent") or \
+                t.name in INTERFACES or getattr(enums, t.name, None) is not None, (iface.name, member)
+
+
+def test_server_implements_the_schema():
+    classes = _server_classes()
+    missing = []
+    for name, iface in INTERFACES.items():
+        if name in ELSEWHERE:
+            continue
+        impls = classes.get(name)
+        if not impls:
+            missing.append(f"{name}: no implementation")
+            continue
+        for cls in impls:
+            for member in list(iface.attributes) + list(iface.methods):
+                if not _has_member(cls, member):
+                    missing.append(f"{cls.__name__} ({name}) lacks {member}")
+            for mname in iface.methods:
+                attr = inspect.getattr_static(cls, mname, None)
+                if attr is not None and not callable(attr):
+                    missing.append(f"{cls.__name__}.{mname} is not callable")
+    for iface_name in classes:
+        if iface_name not in INTERFACES:
+            missing.append(f"{iface_name} is implemented but not in the schema")
+    assert not missing, "\n".join(missing)
+
+
+def test_writable_attributes_have_setters():
+    bad = []
+    for name, impls in _server_classes().items():
+        iface = INTERFACES.get(name)
+        if iface is None:
+            continue
+        for cls in impls:
+            for a in iface.attributes.values():
+                static = inspect.getattr_static(cls, a.name, None)
+                if not a.readonly and isinstance(static, property) and static.fset is None:
+                    bad.append(f"{cls.__name__}.{a.name} is rw in the schema but has no setter")
+    assert not bad, "\n".join(bad)
+
+
+def test_proxies_are_derived_from_the_schema():
+    assert set(PROXIES) == set(INTERFACES)
+    for name, iface in INTERFACES.items():
+        cls = PROXIES[name]
+        for a in iface.attributes:
+            assert isinstance(inspect.getattr_static(cls, a), property), (name, a)
+        for m in iface.methods:
+            assert callable(inspect.getattr_static(cls, m)), (name, m)
+
+
+def test_parser_rejects_bad_text():
+    with pytest.raises(ValueError):
+        parse("IFoo:\n    bar: NoSuchType\n")
+    with pytest.raises(ValueError):
+        parse("IFoo:\n    this is not a member\n")
+    ifaces = parse("IFoo:\n    size: int rw\n    doIt(a: str, b: [int] = [1], c: bool = True) -> IFoo\n")
+    m = ifaces["IFoo"].methods["do_it"]
+    assert [p.name for p in m.params] == ["a", "b", "c"] and m.params[1].default == [1]
+    assert m.returns.name == "IFoo" and not ifaces["IFoo"].attributes["size"].readonly
