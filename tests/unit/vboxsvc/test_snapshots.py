@@ -245,3 +245,19 @@ def test_saved_machine_snapshot_keeps_state(env):
     assert os.path.exists(copy)
     assert delete(env, m, "saved") is None
     assert not os.path.exists(copy) and os.path.exists(restored)
+
+
+def test_saving_changed_settings_marks_current_state_modified(env):
+    m = env.machine("vm7", disks=0)
+    take(env, m, "s")
+    assert m.current_state_modified is False
+    s = env.locked(m)
+    s.machine.save_settings()                 # nothing changed: still the snapshot's state
+    assert m.current_state_modified is False
+    s.machine.memory_size = 512
+    s.machine.save_settings()
+    s.unlock_machine()
+    assert m.current_state_modified is True
+    assert "currentStateModified" not in vbox_xml(m).find("v:Machine", NS).attrib
+    take(env, m, "t")
+    assert m.current_state_modified is False and m.current_snapshot.parent.name == "s"
