@@ -346,6 +346,7 @@ class Pit8254:
             c.s = PitChannelState(**vars(st))
             c.s.latched = list(st.latched)
             if c.timer is not None:
+                c.irq.set_level(c.s.mode in (0, 1) and c.s.out_latched_high)   # the line as it was
                 c.timer.cancel()
                 if c.s.next_edge_ns is not None:
                     c.timer.arm(c.s.next_edge_ns)     # an edge that was due still fires

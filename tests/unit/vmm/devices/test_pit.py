@@ -195,3 +195,21 @@ def test_state_round_trip_keeps_ticking():
     pit.write(3, 1, 0x30)                 # silence the original
     clock.advance(_ns(2500) - clock.now_ns())
     assert rec2.rises == [_ns(2000)]
+
+
+def test_restored_mode0_line_keeps_edges_working():
+    clock, rec, pit = _make()
+    pit.write(3, 1, 0x30)
+    pit.write(0, 1, 10)
+    pit.write(0, 1, 0)
+    clock.advance(_ns(20))
+    assert rec.line.level
+    rec2 = Recorder(clock)
+    pit2 = Pit8254(rec2.line, clock)
+    pit2.set_state(pit.get_state())
+    assert rec2.line.level                 # OUT was high after terminal count
+    pit2.write(0, 1, 10)
+    pit2.write(0, 1, 0)                    # a new count drops OUT...
+    assert not rec2.line.level
+    clock.advance(_ns(10))
+    assert rec2.line.level and len(rec2.rises) == 2   # ...and the next terminal count is a new edge
