@@ -496,12 +496,15 @@ class MachineView(StorageMixin):
             if old_name is not None and old_name != committed.name and core.mfile is not None:
                 self._rename_files(old_name, committed.name)
             moved = core.vbox.media.adopt_attached(core)
-            core.save()
+            changed = core.save()
             if moved:
                 core.vbox.save_main()
         except VBoxError:
             core.data = previous
             raise
+        if changed and previous is not None and previous.snapshot is not None:
+            from .snapshots import mark_modified  # issue 9 hook: VirtualBox's currentStateModified
+            mark_modified(core)
         ctx.fire(VBoxEventType.OnMachineDataChanged, machine_id=core.id, temporary=False)
 
     def _rename_files(self, old_name: str, new_name: str) -> None:
@@ -584,6 +587,9 @@ class MachineView(StorageMixin):
         core.set_state(state)
         if old == MachineState.Restoring and state in (MachineState.Running, MachineState.Paused):
             core.drop_saved_state_file()
+        if old in (MachineState.Starting, MachineState.Restoring) and state == MachineState.Running:
+            from .snapshots import mark_modified  # issue 9 hook: a started VM changes the current state
+            mark_modified(core)
 
     def discard_saved_state(self, remove_file: bool = True) -> None:
         core = self._core
