@@ -215,3 +215,22 @@ def test_machine_reset_keeps_time_and_cmos_but_clears_interrupts():
     assert not irq.level and rd(rtc, 0x0B) == 0x02 and rd(rtc, 0x0C) == 0
     assert clock.next_deadline() is None
     assert rd(rtc, 0x04) == 0x09 and rd(rtc, 0x60) == 0x5A
+
+
+def test_linux_mc146818_set_time_sequence():
+    clock, irq, rtc = _make()
+    save_control = rd(rtc, 0x0B)
+    wr(rtc, 0x0B, save_control | 0x80)                     # SET
+    save_freq = rd(rtc, 0x0A)
+    wr(rtc, 0x0A, save_freq | 0x60)                        # divider reset
+    for idx, v in ((0x09, 0x30), (0x08, 0x01), (0x07, 0x02), (0x04, 0x03), (0x02, 0x04), (0x00, 0x05)):
+        wr(rtc, idx, v)
+    wr(rtc, 0x32, 0x20)
+    wr(rtc, 0x0B, save_control)
+    clock.advance(3 * NS)                                  # still held by the divider reset
+    assert rd(rtc, 0x00) == 0x05
+    wr(rtc, 0x0A, save_freq)
+    clock.advance(NS // 2 - 1)
+    assert [rd(rtc, i) for i in (0x09, 0x08, 0x07, 0x04, 0x02, 0x00, 0x06)] == [0x30, 0x01, 0x02, 0x03, 0x04, 0x05, 0x04]
+    clock.advance(1)
+    assert rd(rtc, 0x00) == 0x06                           # first update 500 ms after the restart
