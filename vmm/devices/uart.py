@@ -74,6 +74,8 @@ class Uart16550:
         self._timeout_timer = clock.new_timer(self._on_timeout)
         self._input_timer = clock.new_timer(self.pump)
         self.backend.set_input_notify(self._backend_has_input)
+        if self.backend.has_input:                    # bytes that arrived before the UART existed
+            self._input_timer.arm(clock.now_ns())
         self._update()
 
     # -- host side --------------------------------------------------------------------------------

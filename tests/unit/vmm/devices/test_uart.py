@@ -272,3 +272,12 @@ def test_linux_8250_autoconfig_sees_a_clean_16550a():
     assert r750["is_16750"] and not r750["bug_thre"]
     r450 = _linux_autoconfig(_make(UartType.U16450)[3])
     assert r450["iir_fifo"] == 0 and r450["present"] and not r450["bug_txen"]
+
+
+def test_input_waiting_before_the_uart_exists_is_picked_up():
+    clock = FakeClock()
+    be = MemBackend()
+    be.inq += b"early"
+    u = Uart16550(IrqLine(), clock, be)
+    clock.advance(0)
+    assert _r(u, LSR) & 0x01 and _r(u, RBR) == ord("e")
