@@ -278,6 +278,9 @@ def test_input_waiting_before_the_uart_exists_is_picked_up():
     clock = FakeClock()
     be = MemBackend()
     be.inq += b"early"
-    u = Uart16550(IrqLine(), clock, be)
-    clock.advance(0)
-    assert _r(u, LSR) & 0x01 and _r(u, RBR) == ord("e")
+    irq = IrqLine()
+    u = Uart16550(irq, clock, be)
+    _w(u, IER, 0x01)
+    assert not irq.level
+    clock.advance(0)                        # the device thread's due timer moves it in
+    assert irq.level and u.get_state().rx == [ord("e")]
