@@ -337,3 +337,20 @@ def test_saved_state_roundtrip(rig):
     drv.dev = fresh
     r = drv.command(cdb10(0x28, 3, 1), data_in=512)
     assert r["status"] == 0 and r["data"] == b"\x11" * 512
+
+
+def test_unmap_on_a_vdi_frees_blocks_and_reads_zero(tmp_path):
+    from vmm.storage.create import create_vdi
+    img = create_vdi(str(tmp_path / "d.vdi"), 8 << 20)
+    mem = GuestMemory(16 << 20)
+    dev = VirtioPciTransport(VirtioScsi({0: ScsiDisk(img, DiskOptions(discard=True))}), mem, IrqLine())
+    drv = Driver(dev, mem, dev.irq)
+    payload = b"\xC3" * (1 << 20)
+    assert drv.command(cdb10(0x2A, 2048, 2048), data_out=payload)["status"] == 0
+    assert img.allocated_blocks == 1
+    params = struct.pack(">HH4x", 22, 16) + struct.pack(">QI4x", 2048, 2048)
+    r = drv.command(bytes([0x42]) + bytes(6) + struct.pack(">H", len(params)) + b"\0", data_out=params)
+    assert r["status"] == 0 and img.allocated_blocks == 0
+    r = drv.command(cdb10(0x28, 2048, 8), data_in=4096)
+    assert r["data"] == bytes(4096)
+    img.close()
