@@ -214,3 +214,33 @@ def test_create_register_error_paths(vbm):
     assert vbm("registervm", path) == (0, "", "")
     code, _, err = vbm("registervm", path)
     assert code == 1 and "is already registered" in err.splitlines()[0]
+
+
+def test_snapshots_and_clonevm(vbm, tmp_path):
+    create(vbm, "sn")
+    vbm("storagectl", "sn", "--name", "SATA", "--add", "sata", check=0)
+    vbm("createmedium", "--filename", str(tmp_path / "sn.vdi"), "--size", "8", check=0)
+    vbm("storageattach", "sn", "--storagectl", "SATA", "--port", "0", "--device", "0", "--type", "hdd",
+        "--medium", str(tmp_path / "sn.vdi"), check=0)
+    code, out, err = vbm("snapshot", "sn", "take", "s1", "--description", "first")
+    assert code == 0 and err == PROGRESS
+    s1 = re.fullmatch(rf"Snapshot taken. UUID: ({UUID_RE})\n", out).group(1)
+    s2 = re.fullmatch(rf"Snapshot taken. UUID: ({UUID_RE})\n", vbm("snapshot", "sn", "take", "s2")[1]).group(1)
+    assert vbm("snapshot", "sn", "list") == (
+        0, f"   Name: s1 (UUID: {s1})\n      Name: s2 (UUID: {s2}) *\n", "")
+    assert vbm("snapshot", "sn", "list", "--machinereadable") == (0, (
+        f'SnapshotName="s1"\nSnapshotUUID="{s1}"\nSnapshotDescription="first"\nSnapshotName-1="s2"\n'
+        f'SnapshotUUID-1="{s2}"\nCurrentSnapshotName="s2"\nCurrentSnapshotUUID="{s2}"\n'
+        'CurrentSnapshotNode="SnapshotName-1"\n'), "")
+    assert vbm("snapshot", "sn", "restore", "s1") == (0, f"Restoring snapshot 's1' ({s1})\n", PROGRESS)
+    assert vbm("snapshot", "sn", "edit", "s2", "--name", "s2b") == (0, "", "")
+    assert vbm("snapshot", "sn", "delete", "s2b") == (0, f"Deleting snapshot 's2b' ({s2})\n", PROGRESS)
+    info = vbm.machinereadable("sn")
+    assert (info["CurrentSnapshotName"], info["CurrentSnapshotNode"]) == ("s1", "SnapshotName")
+    code, _, err = vbm("snapshot", "sn", "restore", "nosuch")
+    assert code == 1 and err.startswith("VBoxManage: error: ")
+    code, out, err = vbm("clonevm", "sn", "--register")
+    assert (code, out, err) == (0, 'Machine has been successfully cloned as "sn Clone"\n', PROGRESS)
+    assert vbm.machinereadable("sn Clone")["SATA-0-0"].startswith(str(tmp_path / "VirtualBox VMs" / "sn Clone"))
+    code, _, _ = vbm("clonevm", "sn", "--name", "linked", "--snapshot", "s1", "--options", "link", "--register")
+    assert code == 0 and '"linked" {' in vbm("list", "vms")[1]
