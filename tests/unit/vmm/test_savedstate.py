@@ -1,0 +1,189 @@
+"""Whole-VM saved state on REM: a guest counting on PIT interrupts keeps counting after a save
+into a file and a restore into a new machine; mismatched or corrupt files are refused clearly."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.unit.vmm.hm import guests
+from vmm.cfgm import CfgNode
+from vmm.devices.serial_backends import SerialBackend
+from vmm.savedstate import SavedStateError, check_state_file, restore_state, save_state
+from vmm.vm import Machine
+
+pytestmark = [pytest.mark.timeout(120),
+              pytest.mark.skipif(bool(guests.toolchain_missing()), reason="GNU as/ld/objcopy needed")]
+
+COUNTER_GUEST = """
+.code16
+    cli
+    xor %ax, %ax
+    mov %ax, %ds
+    mov %ax, %ss
+    mov $0x7000, %sp
+    cld
+    movw $tick, 0x20
+    movw $0, 0x22
+    mov $0x11, %al
+    out %al, $0x20
+    mov $0x08, %al
+    out %al, $0x21
+    mov $0x04, %al
+    out %al, $0x21
+    mov $0x01, %al
+    out %al, $0x21
+    mov $0xFE, %al
+    out %al, $0x21
+    mov $0x34, %al
+    out %al, $0x43
+    mov $(1193 & 0xFF), %al
+    out %al, $0x40
+    mov $(1193 >> 8), %al
+    out %al, $0x40
+loop:
+    sti
+    hlt
+    cli
+    cmpw $4, ticks
+    jb loop
+    movw $0, ticks
+    mov count, %bx
+    mov $4, %cx
+digit:
+    rol $4, %bx
+    mov %bx, %si
+    and $0xF, %si
+    mov hex(%si), %al
+    call putc
+    loop digit
+    mov $0x0A, %al
+    call putc
+    incw count
+    jmp loop
+putc:
+    mov %al, %ah
+    mov $0x3FD, %dx
+1:  in %dx, %al
+    test $0x20, %al
+    jz 1b
+    mov %ah, %al
+    mov $0x3F8, %dx
+    out %al, %dx
+    ret
+tick:
+    push %ax
+    incw ticks
+    mov $0x20, %al
+    out %al, $0x20
+    pop %ax
+    iret
+hex: .ascii "0123456789ABCDEF"
+ticks: .word 0
+count: .word 0
+"""
+
+
+class Capture(SerialBackend):
+    def __init__(self):
+        super().__init__()
+        self.data = bytearray()
+        self.cond = threading.Condition()
+
+    def write(self, data: bytes) -> None:
+        with self.cond:
+            self.data += data
+            self.cond.notify_all()
+
+    def wait_lines(self, n: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self.data.count(b"\n") < n:
+                left = deadline - time.monotonic()
+                assert left > 0, f"guest printed only {bytes(self.data)!r}"
+                self.cond.wait(left)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    p = tmp_path_factory.mktemp("guest") / "counter.bin"
+    p.write_bytes(guests.assemble(COUNTER_GUEST))
+    return p
+
+
+def config(kernel, ram_mb: int = 16) -> CfgNode:
+    cfg = CfgNode()
+    cfg.set("Name", "ssm-test")
+    cfg.set("RamSize", ram_mb << 20)
+    cfg.set("Engine", "rem")
+    cfg.set("Boot/Kernel", str(kernel))
+    cfg.set("Devices/serial/0/Enabled", True)
+    return cfg
+
+
+def run_until(machine: Machine, cap: Capture, lines: int) -> None:
+    machine.start()
+    cap.wait_lines(lines)
+
+
+def stop(machine: Machine) -> None:
+    machine.power_off()
+    machine.wait(10)
+    machine.close()
+
+
+def test_counter_continues_after_restore(kernel, tmp_path):
+    state = tmp_path / "vm.sav"
+    cap1 = Capture()
+    m1 = Machine(config(kernel), serial_backends={0: cap1})
+    run_until(m1, cap1, 3)
+    result = save_state(m1, state)
+    before = bytes(cap1.data)
+    time.sleep(0.05)
+    assert bytes(cap1.data) == before, "the VM is paused after saving"
+    stop(m1)
+    assert result.size == state.stat().st_size
+    assert result.size < 1 << 20, "16 MiB of mostly zero RAM stays small"
+    meta = check_state_file(state)
+    assert meta["ram"] == 16 << 20 and "pit" in meta["units"] and "uart0" in meta["units"]
+
+    cap2 = Capture()
+    m2 = Machine(config(kernel), serial_backends={0: cap2})
+    restore_state(m2, state)
+    run_until(m2, cap2, 3)
+    stop(m2)
+    text = (before + bytes(cap2.data)).decode()
+    lines = text.split("\n")[:-1]
+    assert lines == [f"{i:04X}" for i in range(len(lines))], text
+    assert len(lines) >= 6
+
+
+def test_mismatch_and_corruption_are_refused(kernel, tmp_path):
+    state = tmp_path / "vm.sav"
+    cap = Capture()
+    m1 = Machine(config(kernel), serial_backends={0: cap})
+    run_until(m1, cap, 1)
+    save_state(m1, state)
+    stop(m1)
+    bigger = Machine(config(kernel, 32), serial_backends={0: Capture()})
+    with pytest.raises(SavedStateError, match="for 16 MiB of RAM, the VM has 32 MiB"):
+        restore_state(bigger, state)
+    bigger.close()
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad = tmp_path / "bad.sav"
+    bad.write_bytes(bytes(data))
+    fresh = Machine(config(kernel), serial_backends={0: Capture()})
+    with pytest.raises(SavedStateError, match="corrupt|truncated"):
+        restore_state(fresh, bad)
+    trunc = tmp_path / "trunc.sav"
+    trunc.write_bytes(bytes(data[: len(data) // 3]))
+    with pytest.raises(SavedStateError, match="truncated|corrupt"):
+        check_state_file(trunc)
+    other = tmp_path / "other.sav"
+    other.write_bytes(b"not a state file at all")
+    with pytest.raises(SavedStateError, match="not a vboxpy saved state"):
+        check_state_file(other)
+    fresh.close()
