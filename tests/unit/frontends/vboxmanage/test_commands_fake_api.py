@@ -257,3 +257,78 @@ def test_api_error_outside_call_context_is_a_block_not_a_traceback(api, capsys):
     api.vbox.get_extra_data_keys = boom
     code, out, err = run(capsys, "getextradata", "global")
     assert code == 1 and err.startswith("VBoxManage: error: busy\n")
+
+
+class FakeConsoleProgress:
+    def __init__(self, code=0):
+        self.completed, self.result_code, self.canceled, self.cancelable = True, code, False, False
+        self.percent = 0 if code else 100
+        self.error_info = None
+
+    def wait_for_completion(self, _ms):
+        pass
+
+
+class FakeConsole:
+    def __init__(self):
+        self.calls = []
+        self.state = e.MachineState.Running
+
+    def pause(self):
+        self.calls.append("pause")
+        self.state = e.MachineState.Paused
+
+    def resume(self):
+        self.calls.append("resume")
+
+    def reset(self):
+        self.calls.append("reset")
+
+    def power_button(self):
+        self.calls.append("power_button")
+
+    def power_down(self):
+        self.calls.append("power_down")
+        return FakeConsoleProgress()
+
+    def save_state(self):
+        self.calls.append("save_state")
+        return FakeConsoleProgress(0x80BB0002)
+
+
+def running_machine(api, console):
+    m = FakeMachine("vm1", "/x.vbox", "u1")
+    orig = m.lock_machine
+
+    def lock(session, lock_type):
+        orig(session, lock_type)
+        session.console = console
+
+    m.lock_machine = lock
+    api.vbox.machines.append(m)
+    return m
+
+
+def test_controlvm_actions_use_the_console(api, capsys):
+    console = FakeConsole()
+    m = running_machine(api, console)
+    for action in ("pause", "resume", "reset", "acpipowerbutton"):
+        assert run(capsys, "controlvm", "vm1", action) == (0, "", "")
+    assert run(capsys, "controlvm", "vm1", "poweroff") == (
+        0, "", "0%...10%...20%...30%...40%...50%...60%...70%...80%...90%...100%\n")
+    assert console.calls == ["pause", "resume", "reset", "power_button", "power_down"]
+    assert set(m.locks) == {e.LockType.Shared} and all(s.unlocked == 1 for s in api.sessions)
+
+
+def test_controlvm_savestate_pauses_then_resumes_on_failure(api, capsys):
+    console = FakeConsole()
+    running_machine(api, console)
+    code, out, err = run(capsys, "controlvm", "vm1", "savestate")
+    assert code == 1 and console.calls == ["pause", "save_state", "resume"]
+    assert err.startswith("0%...VBOX_E_INVALID_VM_STATE\nVBoxManage: error: Failed to save machine state\n")
+
+
+def test_controlvm_not_running(api, capsys):
+    running_machine(api, None)
+    assert run(capsys, "controlvm", "vm1", "pause") == (
+        1, "", "VBoxManage: error: Machine 'vm1' is not currently running.\n")
