@@ -75,11 +75,14 @@ def write_state(machine, path: str | os.PathLike, extra_meta: dict | None = None
             "cpu": _class_name(CpuState()), "units": {name: _class_name(st) for name, st in states},
             "saved_at": time.time()}
     meta.update(extra_meta or {})
-    with SavedStateWriter(path, meta) as w:
-        w.add_state(CPU_UNIT, 0, UNIT_VERSION, machine.vcpu.get_state())
-        for name, st in states:
-            w.add_state(name, 0, UNIT_VERSION, st)
-        w.add_ram(machine.memory, RAM_UNIT, 0, UNIT_VERSION)
+    try:
+        with SavedStateWriter(path, meta) as w:
+            w.add_state(CPU_UNIT, 0, UNIT_VERSION, machine.vcpu.get_state())
+            for name, st in states:
+                w.add_state(name, 0, UNIT_VERSION, st)
+            w.add_ram(machine.memory, RAM_UNIT, 0, UNIT_VERSION)
+    except OSError as e:
+        raise SavedStateError(f"cannot write the saved state file '{os.fspath(path)}': {e.strerror}") from e
     size = os.path.getsize(path)
     return SaveResult(os.fspath(path), size, time.perf_counter() - t0)
 
@@ -169,3 +172,47 @@ def _fix(template, obj):
                 _fix(tv[0], decode_state(type(tv[0]), encode_state(x)) if isinstance(x, dict) else x)
                 for x in ov])
     return obj
+
+
+# ------------------------------------------------------------------ the VM process's side
+
+def console_save_state(machine, session_machine) -> SaveResult:
+    """IConsole::saveState in the VM process: report Saving, write the state into the file the
+    service names (`stateFilePath` while Saving), report Saved. On failure the machine goes back
+    to the state it had (Running or Paused) and the error propagates. The caller powers the VM
+    off afterwards (the process's job ends with a saved machine)."""
+    from vboxsvc.api.enums import MachineState
+    before = session_machine.state
+    running = before == MachineState.Running
+    session_machine.update_state(MachineState.Saving)
+    try:
+        path = session_machine.state_file_path
+        if not path:
+            raise SavedStateError("the service named no state file for the saved state")
+        result = save_state(machine, path)
+    except BaseException:
+        if running:
+            machine.resume().result()
+        session_machine.update_state(MachineState.Running if running else MachineState.Paused)
+        raise
+    session_machine.update_state(MachineState.Saved)
+    return result
+
+
+def console_restore_if_saved(machine, session_machine) -> bool:
+    """At power-up: a Saved machine restores its state file instead of booting (Restoring). Returns
+    True when restored (report Running after starting the machine), False for a normal boot. A bad
+    file reports Saved again, so nothing is lost, and raises SavedStateError with the reason."""
+    from vboxsvc.api.enums import MachineState
+    if session_machine.state not in (MachineState.Saved, MachineState.AbortedSaved):
+        return False
+    path = session_machine.state_file_path
+    session_machine.update_state(MachineState.Restoring)
+    try:
+        if not path or not os.path.isfile(path):
+            raise SavedStateError(f"the saved state file '{path}' is missing")
+        restore_state(machine, path)
+    except SavedStateError:
+        session_machine.update_state(MachineState.Saved)
+        raise
+    return True

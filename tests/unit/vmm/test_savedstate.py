@@ -188,3 +188,53 @@ def test_mismatch_and_corruption_are_refused(kernel, tmp_path):
     with pytest.raises(SavedStateError, match="not a vboxpy saved state"):
         check_state_file(other)
     fresh.close()
+
+
+class FakeSessionMachine:
+    """The session machine as the VM process sees it: state reports go to the service."""
+
+    def __init__(self, state, state_file=""):
+        self.state = state
+        self.reports = []
+        self._file = state_file
+        self.saving_path = ""
+
+    @property
+    def state_file_path(self):
+        return self.saving_path if self.state == 13 else self._file
+
+    def update_state(self, state):
+        self.reports.append(int(state))
+        self.state = state
+
+
+def test_console_save_and_restore_report_states(kernel, tmp_path):
+    from vboxsvc.api.enums import MachineState as S
+    from vmm.savedstate import console_restore_if_saved, console_save_state
+    cap = Capture()
+    m1 = Machine(config(kernel), serial_backends={0: cap})
+    run_until(m1, cap, 1)
+    sm = FakeSessionMachine(S.Running)
+    sm.saving_path = str(tmp_path / "Snapshots" / "x.sav")
+    with pytest.raises(SavedStateError):      # the folder does not exist: back to Running
+        console_save_state(m1, sm)
+    assert sm.reports == [S.Saving, S.Running]
+    (tmp_path / "Snapshots").mkdir()
+    console_save_state(m1, sm)
+    assert sm.reports[2:] == [S.Saving, S.Saved]
+    stop(m1)
+    m2 = Machine(config(kernel), serial_backends={0: Capture()})
+    assert console_restore_if_saved(m2, FakeSessionMachine(S.PoweredOff)) is False
+    good = FakeSessionMachine(S.Saved, sm.saving_path)
+    assert console_restore_if_saved(m2, good) is True and good.reports == [S.Restoring]
+    m2.close()
+    data = bytearray(open(sm.saving_path, "rb").read())
+    data[100:110] = bytes(10)
+    bad_path = tmp_path / "bad.sav"
+    bad_path.write_bytes(bytes(data))
+    m3 = Machine(config(kernel), serial_backends={0: Capture()})
+    bad = FakeSessionMachine(S.Saved, str(bad_path))
+    with pytest.raises(SavedStateError):
+        console_restore_if_saved(m3, bad)
+    assert bad.reports == [S.Restoring, S.Saved]
+    m3.close()
