@@ -193,7 +193,7 @@ class BusServer:
             sid, chan = self.guard.check(msg)
         except _UnknownObject:
             # a signed frame naming an object we do not have: still check who sent it
-            self._unknown_object_frame(ident, parts)
+            self._unknown_object_frame(ident, body)
             return
         except FrameError as e:
             self.stats["dropped"] += 1
@@ -220,11 +220,11 @@ class BusServer:
         else:
             self._reply(ident, msg.get("i"), error=VBoxError(rc.E_INVALIDARG, f"unknown operation {op!r}"))
 
-    def _unknown_object_frame(self, ident: bytes, parts: list[bytes]) -> None:
+    def _unknown_object_frame(self, ident: bytes, body: bytes) -> None:
         # decode again without resolving references, to answer the caller with a clear error
         import msgpack
         try:
-            msg = msgpack.unpackb(parts[1], raw=False, strict_map_key=False,
+            msg = msgpack.unpackb(body, raw=False, strict_map_key=False,
                                   ext_hook=lambda c, d: msgpack.ExtType(c, d))
             sid, _chan = self.guard.check(msg)
         except Exception:

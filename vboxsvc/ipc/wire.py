@@ -1,6 +1,7 @@
 """Frames on the bus: msgpack bodies, HMAC-SHA256 signatures, size cap, replay protection.
 
-A frame is two ZeroMQ parts: the msgpack body and its 32-byte HMAC under the per-user key.
+A frame is one ZeroMQ part: the msgpack body followed by its 32-byte HMAC-SHA256 under the
+per-user key.
 Every body carries the sender's session id `s` (16 random bytes), its channel `c` (0 for
 calls, 1 for the callee channel of a process that exports objects), a per-channel
 sequence number `q` and a millisecond timestamp `t`; the service accepts a frame only
@@ -11,6 +12,7 @@ Object references and events are msgpack extension types; nothing is ever pickle
 from __future__ import annotations
 
 import hmac
+import threading
 import time
 
 import msgpack
@@ -35,12 +37,13 @@ class FrameError(Exception):
 class Ref:
     """A reference to an object living in some process: owner session id (b'' = the service), oid, interface."""
 
-    __slots__ = ("owner", "oid", "iface")
+    __slots__ = ("owner", "oid", "iface", "_ext")
 
     def __init__(self, owner: bytes, oid: int, iface: str):
         self.owner = owner
         self.oid = oid
         self.iface = iface
+        self._ext = None
 
     def key(self) -> tuple:
         return (self.owner, self.oid)
@@ -56,7 +59,10 @@ class Ref:
 
 
 def pack_ref(ref: Ref) -> msgpack.ExtType:
-    return msgpack.ExtType(EXT_REF, msgpack.packb([ref.owner, ref.oid, ref.iface]))
+    ext = ref._ext
+    if ext is None:  # references are sent again and again: encode once
+        ext = ref._ext = msgpack.ExtType(EXT_REF, msgpack.packb([ref.owner, ref.oid, ref.iface]))
+    return ext
 
 
 def unpack_ref(data: bytes) -> Ref:
@@ -81,6 +87,7 @@ class Codec:
     def __init__(self, to_ref, from_ref):
         self._to_ref = to_ref
         self._from_ref = from_ref
+        self._local = threading.local()
 
     def _default(self, obj):
         if isinstance(obj, Event):
@@ -103,7 +110,14 @@ class Codec:
         raise FrameError(f"unknown extension type {code}")
 
     def pack(self, obj) -> bytes:
-        return msgpack.packb(obj, default=self._default, use_bin_type=True)
+        packer = getattr(self._local, "packer", None)
+        if packer is None:
+            packer = self._local.packer = msgpack.Packer(default=self._default, use_bin_type=True)
+        try:
+            return packer.pack(obj)
+        except BaseException:
+            packer.reset()  # drop what a failed pack left in the buffer
+            raise
 
     def unpack(self, data: bytes):
         try:
@@ -115,17 +129,20 @@ class Codec:
 
 
 def sign(key: bytes, body: bytes) -> list[bytes]:
-    return [body, hmac.digest(key, body, "sha256")]
+    return [body + hmac.digest(key, body, "sha256")]
 
 
 def verify(key: bytes, parts: list[bytes]) -> bytes:
-    """The body of a well-formed, correctly signed two-part frame, else FrameError."""
-    if len(parts) != 2:
-        raise FrameError(f"expected 2 frame parts, got {len(parts)}")
-    body, mac = parts
-    if len(body) > MAX_FRAME:
+    """The body of a well-formed, correctly signed one-part frame, else FrameError."""
+    if len(parts) != 1:
+        raise FrameError(f"expected 1 frame part, got {len(parts)}")
+    frame = parts[0]
+    if len(frame) > MAX_FRAME + MAC_BYTES:
         raise FrameError("oversized frame")
-    if len(mac) != MAC_BYTES or not hmac.compare_digest(hmac.digest(key, body, "sha256"), mac):
+    if len(frame) <= MAC_BYTES:
+        raise FrameError("short frame")
+    body, mac = frame[:-MAC_BYTES], frame[-MAC_BYTES:]
+    if not hmac.compare_digest(hmac.digest(key, body, "sha256"), mac):
         raise FrameError("bad signature")
     return body
 
