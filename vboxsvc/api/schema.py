@@ -27,6 +27,7 @@ def snake(name: str) -> str:
     return _SNAKE3.sub(r"\1_\2", _SNAKE2.sub(r"\1_\2", _SNAKE1.sub(r"\1_\2", name))).lower()
 
 
+_ENUM_CACHE: dict = {}
 SCALARS = {"str": str, "int": int, "bool": bool, "bytes": bytes, "float": float, "any": object}
 
 
@@ -42,7 +43,11 @@ class Type:
 
     @property
     def enum(self):
-        return getattr(enums, self.name, None) if not self.is_interface else None
+        try:
+            return _ENUM_CACHE[self.name]
+        except KeyError:
+            e = _ENUM_CACHE[self.name] = getattr(enums, self.name, None) if not self.is_interface else None
+            return e
 
     def __str__(self) -> str:
         return f"[{self.name}]" if self.is_list else self.name

@@ -92,6 +92,7 @@ class BusServer:
         self._posted: list[Callable] = []
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._extra_fds: dict[int, Callable[[], None]] = {}
+        self._fds_changed = False
         self._running = False
         self.stats = {"frames": 0, "dropped": 0}
 
@@ -131,9 +132,11 @@ class BusServer:
 
     def watch_fd(self, fd: int, fn: Callable[[], None]) -> None:
         self._extra_fds[fd] = fn
+        self._fds_changed = True
 
     def unwatch_fd(self, fd: int) -> None:
         self._extra_fds.pop(fd, None)
+        self._fds_changed = True
 
     def stop(self) -> None:
         self._running = False
@@ -254,6 +257,7 @@ class BusServer:
                 client.pidfd = None  # no pidfd support: the periodic liveness check covers it
             if client.pidfd is not None:
                 self._by_pidfd[client.pidfd] = client
+                self._fds_changed = True
             self.clients[sid] = client
         elif not client.alive or pid != client.pid:
             self._reply(ident, cid, error=VBoxError(rc.E_ACCESSDENIED, "session id already in use"))
@@ -331,6 +335,7 @@ class BusServer:
         self.guard.forget(client.sid)
         if client.pidfd is not None:
             self._by_pidfd.pop(client.pidfd, None)
+            self._fds_changed = True
             os.close(client.pidfd)
             client.pidfd = None
         for fid, (d, owner) in list(self._pending.items()):
@@ -365,12 +370,14 @@ class BusServer:
         registered: set[int] = set()
         sock = self.sock
         while self._running:
-            fds = set(self._by_pidfd) | set(self._extra_fds)
-            for fd in registered - fds:
-                poller.unregister(fd)
-            for fd in fds - registered:
-                poller.register(fd, zmq.POLLIN)
-            registered = fds
+            if len(registered) != len(self._by_pidfd) + len(self._extra_fds) or self._fds_changed:
+                self._fds_changed = False
+                fds = set(self._by_pidfd) | set(self._extra_fds)
+                for fd in registered - fds:
+                    poller.unregister(fd)
+                for fd in fds - registered:
+                    poller.register(fd, zmq.POLLIN)
+                registered = fds
             timeout = None
             if self._timers:
                 timeout = max(0.0, (self._timers[0].when - time.monotonic()) * 1000)

@@ -52,6 +52,7 @@ def _socket(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.RECONNECT_IVL, 10)
     s.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME + 4096)
+    s.setsockopt(zmq.RCVTIMEO, POLL_MS)
     s.connect(endpoint)
     return s
 
@@ -179,10 +180,12 @@ class Client:
             if len(body) > MAX_FRAME:
                 raise VBoxError(rc.E_INVALIDARG, "The call is too large for the bus")
             sock = self._sock
-            sock.send_multipart(sign(self.key, body))
+            sock.send(sign(self.key, body)[0])
             waited = 0.0
             while True:
-                if not sock.poll(POLL_MS):
+                try:
+                    parts = [sock.recv()]  # RCVTIMEO: wakes every POLL_MS to check the service
+                except zmq.Again:
                     waited += POLL_MS / 1000
                     if timeout_s is not None and waited >= timeout_s:
                         raise VBoxError(rc.NS_ERROR_CALL_FAILED,
@@ -191,7 +194,6 @@ class Client:
                         raise VBoxError(rc.NS_ERROR_CALL_FAILED,
                                         "The VirtualBox service (vboxsvc) has terminated", "IVirtualBox", "")
                     continue
-                parts = sock.recv_multipart()
                 try:
                     reply = self.codec.unpack(verify(self.key, parts))
                 except FrameError as e:

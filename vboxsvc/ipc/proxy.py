@@ -32,15 +32,14 @@ class Proxy:
         return f"<{self.__interface__} proxy {self._ref.oid}@{self._ref.owner.hex() or 'vboxsvc'}>"
 
 
-def _convert(t: Type | None, value):
-    if t is None or value is None:
-        return value
-    enum = t.enum
+def _converter(t: Type | None):
+    """A function turning a raw result into the schema's type (IntEnums), or None when nothing to do."""
+    enum = t.enum if t is not None else None
     if enum is None:
-        return value
+        return None
     if t.is_list:
-        return [_enum_or_int(enum, v) for v in value]
-    return _enum_or_int(enum, value)
+        return lambda value: value if value is None else [_enum_or_int(enum, v) for v in value]
+    return lambda value: value if value is None else _enum_or_int(enum, value)
 
 
 def _enum_or_int(enum, v):
@@ -51,8 +50,13 @@ def _enum_or_int(enum, v):
 
 
 def _attr(name: str, t: Type, readonly: bool):
-    def get(self):
-        return _convert(t, self._conn.call(self._ref, GET, name, ()))
+    conv = _converter(t)
+    if conv is None:
+        def get(self):
+            return self._conn.call(self._ref, GET, name, ())
+    else:
+        def get(self):
+            return conv(self._conn.call(self._ref, GET, name, ()))
 
     if readonly:
         def set_(self, value):
@@ -64,8 +68,10 @@ def _attr(name: str, t: Type, readonly: bool):
 
 
 def _method(name: str, ret: Type | None, doc: str):
+    conv = _converter(ret) or (lambda value: value)
+
     def call(self, *args, **kwargs):
-        return _convert(ret, self._conn.call(self._ref, CALL, name, args, kwargs))
+        return conv(self._conn.call(self._ref, CALL, name, args, kwargs))
     call.__name__ = name
     call.__doc__ = doc
     return call
