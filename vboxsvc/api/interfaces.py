@@ -337,6 +337,7 @@ IMedium:
     autoReset: bool rw
     lastAccessError: str
     machineIds: [str]
+    setIds(setImageId: bool, imageId: str, setParentId: bool, parentId: str)
     refreshState() -> MediumState
     getSnapshotIds(machineId: str) -> [str]
     close()

@@ -186,6 +186,62 @@ class Medium:
             self.last_access_error = f"Could not open the medium '{self.location}'.\n{e}"
         return self.state
 
+    def set_ids(self, set_image_id: bool, image_id: str, set_parent_id: bool, parent_id: str) -> None:
+        """Give the image a new UUID (random if empty) and/or record another parent UUID in its header."""
+        if not (set_image_id or set_parent_id):
+            return
+        if self.device_type != DeviceType.HardDisk or self.format != "VDI":
+            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, f"Medium '{self.location}' does not support changing UUIDs "
+                                                     "(only VDI hard disks do)")
+        self._need(MediumState.Created)
+        users = self._reg.users(self)
+        if users:
+            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Medium '{self.location}' is attached to {len(users)} "
+                                                     "virtual machines; its UUIDs cannot change")
+        new_id = self.id
+        if set_image_id:
+            if self.children:
+                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Medium '{self.location}' has child media; its UUID "
+                                                         "cannot change")
+            try:
+                new_id = str(uuidlib.UUID(image_id.strip("{}"))) if image_id else str(uuidlib.uuid4())
+            except ValueError:
+                raise VBoxError(rc.E_INVALIDARG, f"Invalid UUID '{image_id}'") from None
+            other = self._reg.by_id.get(new_id)
+            if other is not None and other is not self:
+                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"A medium with UUID {{{new_id}}} is already registered")
+        new_parent = None
+        if set_parent_id:
+            try:
+                new_parent = uuidlib.UUID(parent_id.strip("{}")) if parent_id else uuidlib.UUID(int=0)
+            except ValueError:
+                raise VBoxError(rc.E_INVALIDARG, f"Invalid UUID '{parent_id}'") from None
+        from vmm.storage import vdi_header as vh
+        try:
+            fd = os.open(self.location, os.O_RDWR)
+            try:
+                raw = os.pread(fd, 4096, 0)
+                h = vh.parse_header(raw, os.fstat(fd).st_size, self.location)
+                changes = {}
+                if set_image_id:
+                    changes["uuid_create"] = uuidlib.UUID(new_id)
+                if new_parent is not None:
+                    changes["uuid_linkage"] = new_parent
+                h = h.with_(**changes).upgraded()
+                os.pwrite(fd, h.pack(), vh.PRE_HEADER_SIZE)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except (OSError, _storage().DiskImageError) as e:
+            raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not update the UUIDs of '{self.location}' ({e})") from None
+        if new_id != self.id:
+            self._reg.by_id.pop(self.id, None)
+            self.id = new_id
+            self._reg.by_id[new_id] = self
+        self._info = None
+        self._reg.save_owner(self)
+        ctx.fire(VBoxEventType.OnMediumConfigChanged, medium_id=self.id)
+
     def get_snapshot_ids(self, machine_id: str) -> list[str]:
         return [machine_id] if machine_id in self.machine_ids else []
 

@@ -177,3 +177,19 @@ def test_progress_wait_timeout_and_error(vbox, svc_env):
     with pytest.raises(VBoxError):
         p.cancel()  # not cancelable
     m2.close()
+
+
+def test_set_ids_rewrites_the_image(vbox, svc_env):
+    from vmm.storage import image_info
+    m = _create(vbox, svc_env.vms / "ids" / "disk.vdi", MB)
+    old = m.id
+    new = "0b0d4c5e-1f2a-4b3c-8d9e-0123456789ab"
+    m.set_ids(True, new, False, "")
+    assert m.id == new and image_info(m.location).uuid == new
+    assert new in [x.id for x in vbox.hard_disks] and old not in [x.id for x in vbox.hard_disks]
+    m.set_ids(True, "", False, "")
+    assert m.id not in (old, new) and image_info(m.location).uuid == m.id
+    with pytest.raises(VBoxError) as e:
+        m.set_ids(True, "not-a-uuid", False, "")
+    assert e.value.result_code == rc.E_INVALIDARG
+    m.close()
