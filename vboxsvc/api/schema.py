@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 
 from . import enums
 from .interfaces import SCHEMA_TEXT
@@ -31,11 +31,38 @@ _ENUM_CACHE: dict = {}
 SCALARS = {"str": str, "int": int, "bool": bool, "bytes": bytes, "float": float, "any": object}
 
 
-@dataclass(frozen=True)
-class Type:
+class _Value:
+    """Small immutable records (plain classes: importing dataclasses would slow every client down)."""
+
+    __slots__ = ()
+
+    def __init__(self, *values):
+        for name, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _key(self):
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other._key() == self._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self.__slots__)})"
+
+
+class Type(_Value):
     """A member type: a scalar, an enum, an interface (object reference), an event value, or a list of one."""
-    name: str
-    is_list: bool = False
+
+    __slots__ = ("name", "is_list")
+
+    def __init__(self, name: str, is_list: bool = False):
+        super().__init__(name, is_list)
 
     @property
     def is_interface(self) -> bool:
@@ -53,39 +80,27 @@ class Type:
         return f"[{self.name}]" if self.is_list else self.name
 
 
-@dataclass(frozen=True)
-class Param:
-    name: str          # Python (snake) name
-    xidl: str
-    type: Type
-    has_default: bool = False
-    default: object = None
+class Param(_Value):
+    __slots__ = ("name", "xidl", "type", "has_default", "default")  # name: the Python (snake) name
+
+    def __init__(self, name, xidl, type, has_default=False, default=None):
+        super().__init__(name, xidl, type, has_default, default)
 
 
-@dataclass(frozen=True)
-class Attribute:
-    name: str
-    xidl: str
-    type: Type
-    readonly: bool
-    interface: str
+class Attribute(_Value):
+    __slots__ = ("name", "xidl", "type", "readonly", "interface")
 
 
-@dataclass(frozen=True)
-class Method:
-    name: str
-    xidl: str
-    params: tuple[Param, ...]
-    returns: Type | None
-    interface: str
+class Method(_Value):
+    __slots__ = ("name", "xidl", "params", "returns", "interface")
 
 
-@dataclass
 class Interface:
-    name: str
-    doc: str = ""
-    attributes: dict[str, Attribute] = field(default_factory=dict)
-    methods: dict[str, Method] = field(default_factory=dict)
+    def __init__(self, name: str, doc: str = ""):
+        self.name = name
+        self.doc = doc
+        self.attributes: dict[str, Attribute] = {}
+        self.methods: dict[str, Method] = {}
 
     def member(self, name: str) -> Attribute | Method | None:
         return self.attributes.get(name) or self.methods.get(name)
@@ -162,7 +177,41 @@ def parse(text: str) -> dict[str, Interface]:
     return ifaces
 
 
-INTERFACES: dict[str, Interface] = parse(SCHEMA_TEXT)
+def _chunks(text: str) -> dict[str, str]:
+    """Interface name -> its text, split cheaply so each interface is parsed on first use."""
+    out: dict[str, list[str]] = {}
+    cur = None
+    for line in text.splitlines():
+        if line and not line.startswith((" ", "#")):
+            cur = line.split("#", 1)[0].strip().rstrip(":")
+            out[cur] = [line]
+        elif cur is not None:
+            out[cur].append(line)
+    return {k: "\n".join(v) for k, v in out.items()}
+
+
+class _Interfaces(Mapping):
+    """The parsed schema, interface by interface on demand (client start-up stays fast)."""
+
+    def __init__(self, text: str):
+        self._text = _chunks(text)
+        self._parsed: dict[str, Interface] = {}
+
+    def __getitem__(self, name: str) -> Interface:
+        iface = self._parsed.get(name)
+        if iface is None:
+            iface = parse(self._text[name])[name]  # KeyError for unknown names
+            self._parsed[name] = iface
+        return iface
+
+    def __iter__(self):
+        return iter(self._text)
+
+    def __len__(self) -> int:
+        return len(self._text)
+
+
+INTERFACES: Mapping[str, Interface] = _Interfaces(SCHEMA_TEXT)
 
 
 def interface(name: str) -> Interface:

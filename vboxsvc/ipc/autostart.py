@@ -12,9 +12,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import select
 import socket
-import subprocess
 import sys
 import time
 
@@ -60,6 +58,7 @@ def ensure_service(timeout: float = START_TIMEOUT_S) -> None:
 
 
 def _spawn(path: str, timeout: float) -> None:
+    import subprocess  # only the client that starts the service pays for these imports
     r, w = os.pipe()
     env = dict(os.environ)
     root = _package_root()
@@ -88,6 +87,7 @@ def _spawn(path: str, timeout: float) -> None:
 
 
 def _read_ready(fd: int, timeout: float) -> bytes:
+    import select
     deadline = time.monotonic() + timeout
     data = b""
     while len(data) < 5:

@@ -23,7 +23,6 @@ from a small thread pool, while the process keeps making its own calls.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import os
 import sys
@@ -267,7 +266,9 @@ class _Callee:
     def __init__(self, client: Client):
         self.client = client
         self._ctx = client._ctx
+        import concurrent.futures  # only processes that export objects need a pool
         self._pool = concurrent.futures.ThreadPoolExecutor(self.WORKERS, thread_name_prefix="vbox-callee")
+        self._events = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vbox-events")
         self._out: list[tuple] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -292,6 +293,7 @@ class _Callee:
         if self._thread.is_alive():
             self._thread.join(2)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._events.shutdown(wait=False, cancel_futures=True)
         os.close(self._wake_r)
         os.close(self._wake_w)
 
@@ -349,7 +351,10 @@ class _Callee:
             return
         if not isinstance(msg, dict) or msg.get("op") != "call":
             return
-        self._pool.submit(self._work, msg)
+        # events go to listeners one at a time, in the order the service sent them
+        target = msg.get("o")
+        pool = self._events if getattr(target, "__interface__", None) == "IEventListener" else self._pool
+        pool.submit(self._work, msg)
 
     def _work(self, msg: dict) -> None:
         cid = msg.get("i")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import stat
 
 KEY_BYTES = 32
@@ -88,10 +87,10 @@ def load_key(create: bool) -> bytes:
     except FileNotFoundError:
         if not create:
             raise
-    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
+    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, secrets.token_bytes(KEY_BYTES))
+        os.write(fd, os.urandom(KEY_BYTES))
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -7,6 +7,8 @@ by hand per interface, so the proxies always match the schema the service dispat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..api.schema import INTERFACES, Interface, Type
 from .dispatcher import CALL, GET, SET
 from .wire import Ref
@@ -88,9 +90,31 @@ def _make(iface: Interface) -> type:
     return type(iface.name, (Proxy,), ns)
 
 
-PROXIES: dict[str, type] = {name: _make(iface) for name, iface in INTERFACES.items()}
+class _Proxies(Mapping):
+    """Interface name -> proxy class, built on first use."""
+
+    def __init__(self):
+        self._made: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        cls = self._made.get(name)
+        if cls is None:
+            cls = self._made[name] = _make(INTERFACES[name])
+        return cls
+
+    def __iter__(self):
+        return iter(INTERFACES)
+
+    def __len__(self) -> int:
+        return len(INTERFACES)
+
+
+PROXIES: Mapping[str, type] = _Proxies()
 
 
 def make_proxy(conn, ref: Ref) -> Proxy:
-    cls = PROXIES.get(ref.iface, Proxy)
+    try:
+        cls = PROXIES[ref.iface]
+    except KeyError:
+        cls = Proxy
     return cls(conn, ref)
