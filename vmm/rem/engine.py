@@ -1,0 +1,320 @@
+"""REM: the software engine — unicorn (QEMU TCG) behind vmm.engine's contract.
+
+What unicorn leaves to the VMM and how REM does it:
+- Guest RAM: the GuestMemory mapping is mapped into unicorn with mem_map_ptr; the rest
+  of the 4 GiB below RAM's top is one MMIO window routed to the MMIO bus.
+- Port I/O: IN/OUT instruction hooks call the port bus inline (no exit per access).
+- Exceptions: unicorn reports them at UC_HOOK_INTR; the hook hands them to QEMU's own
+  delivery code (see qemu_cpu.py), so #PF/#GP/#UD/int3/INT n reach the guest's IDT with
+  error codes, privilege change and IST, and QEMU's double/triple-fault logic applies.
+- SYSCALL: unicorn only calls hooks for it, so the hook stops the run and REM performs
+  the SDM transition (STAR/LSTAR/CSTAR/FMASK) on the stopped CPU.
+- Preemption: uc_emu_stop from another thread (QEMU's cpu_exit) corrupted the Debian
+  kernel while it patched its own code (alternatives), reproducibly, although stops at
+  the same kind of block boundary taken synchronously never did.  So `kick()` only
+  marks the run; it ends at the next safe point on the vCPU thread: a port access, an
+  exception or interrupt delivery, SYSCALL or HLT.  A guest in user mode (CPL 3) is
+  stopped asynchronously at once (user code does not patch kernel text), and a kernel
+  that runs FORCE_STOP_S without any safe point is stopped asynchronously as a last
+  resort, so the console can always pause or power off the VM.
+- Runs use unicorn's exits API with no exits and `until=0`, which keeps unicorn from
+  translating an `until` address through the guest page tables after every run (that
+  clobbered CR2 and the in-flight exception state).
+- HLT: QEMU halts and returns; REM reports HaltExit and EM waits.  A triple fault ends
+  the run without a halt and is reported as ShutdownExit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+
+from unicorn import (
+    UC_ARCH_X86,
+    UC_HOOK_INSN,
+    UC_HOOK_INSN_INVALID,
+    UC_HOOK_INTR,
+    UC_MODE_64,
+    UC_PROT_ALL,
+    Uc,
+    UcError,
+)
+from unicorn.x86_const import (
+    UC_X86_INS_IN,
+    UC_X86_INS_OUT,
+    UC_X86_INS_SYSCALL,
+    UC_X86_REG_EFLAGS,
+    UC_X86_REG_R11,
+    UC_X86_REG_RCX,
+    UC_X86_REG_RIP,
+)
+
+from vmm.bus import Bus
+from vmm.engine import (
+    CpuState,
+    HaltExit,
+    InternalErrorExit,
+    InterruptedExit,
+    ShutdownExit,
+    VcpuExit,
+)
+from vmm.memory import GuestMemory
+from vmm.rem import regs
+from vmm.rem.qemu_cpu import (
+    HF_CS32,
+    HF_CS64,
+    HF_SS32,
+    R_CS,
+    R_SS,
+    QemuCpu,
+    UnicornLayoutError,
+)
+
+MSR_EFER = 0xC000_0080
+MSR_STAR = 0xC000_0081
+MSR_LSTAR = 0xC000_0082
+MSR_CSTAR = 0xC000_0083
+MSR_FMASK = 0xC000_0084
+EFER_SCE = 1
+EFER_LMA = 1 << 10
+RF_MASK = 1 << 16
+FOUR_GIB = 1 << 32
+# A kernel that runs this long without a safe point is stopped asynchronously anyway.
+FORCE_STOP_S = 0.2
+# CPUState.halted (QEMU 5.0 in unicorn 2.1.4), checked when the vCPU is created
+OFF_CPU_HALTED = 0x8198
+
+# flags of the flat segments SYSCALL loads (QEMU's descriptor attribute layout)
+_SYSCALL_CS = (1 << 23) | (1 << 15) | (1 << 12) | (1 << 11) | (1 << 9) | (1 << 8)
+_SYSCALL_SS = (1 << 23) | (1 << 22) | (1 << 15) | (1 << 12) | (1 << 9) | (1 << 8)
+_DESC_L = 1 << 21
+_DESC_B = 1 << 22
+
+
+class RemVm:
+    """One guest machine on unicorn; each vCPU is its own unicorn instance over the same RAM."""
+
+    name = "REM"
+
+    def __init__(self, memory: GuestMemory, io_bus: Bus, mmio_bus: Bus):
+        self.memory = memory
+        self.io_bus = io_bus
+        self.mmio_bus = mmio_bus
+        self.vcpus: list[RemVcpu] = []
+
+    def create_vcpu(self, index: int) -> RemVcpu:
+        if index != len(self.vcpus):
+            raise ValueError(f"vCPUs are created in order; expected index {len(self.vcpus)}")
+        if index > 0:
+            raise ValueError("REM runs one vCPU")
+        vcpu = RemVcpu(self, index)
+        self.vcpus.append(vcpu)
+        return vcpu
+
+    def close(self) -> None:
+        for v in self.vcpus:
+            v.close()
+        self.vcpus.clear()
+
+
+class RemVcpu:
+    def __init__(self, vm: RemVm, index: int):
+        self.index = index
+        self.vm = vm
+        self._io = vm.io_bus
+        self._mmio = vm.mmio_bus
+        uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        uc.ctl_exits_enabled(True)
+        uc.ctl_set_exits([])
+        self._hooks = []           # keep the ctypes callbacks alive
+        self._calibrate_halted()
+        self.cpu = QemuCpu(uc)
+        self.cpu.clear_apic_feature()
+        self._map_memory(vm.memory)
+        self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, UC_X86_INS_IN))
+        self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, UC_X86_INS_OUT))
+        self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, UC_X86_INS_SYSCALL))
+        self._hooks.append(uc.hook_add(UC_HOOK_INTR, self._on_exception))
+        self._hooks.append(uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid))
+        self._halted = ctypes.c_uint32.from_address(self.cpu.cs + OFF_CPU_HALTED)
+        self._lock = threading.Lock()
+        self._running = False
+        self._kicked = False
+        self._kicked_at = 0.0
+        self._want_window = False
+        self._stop_reason: str | None = None
+        self._error: BaseException | None = None
+        self.exits = {"syscall": 0, "exception": 0, "interrupt": 0, "halt": 0, "kick": 0}
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _calibrate_halted(self) -> None:
+        """Check that CPUState.halted sits where REM reads it: run one HLT on a scratch page."""
+        uc, page = self.uc, 0xFFFF_F000
+        uc.mem_map(page, 0x1000, UC_PROT_ALL)
+        uc.mem_write(page, b"\xf4")
+        cpu = QemuCpu(uc)
+        halted = ctypes.c_uint32.from_address(cpu.cs + OFF_CPU_HALTED)
+        uc.emu_start(page, 0)
+        ok = halted.value == 1
+        uc.mem_unmap(page, 0x1000)
+        if not ok:
+            raise UnicornLayoutError("unicorn's CPUState.halted is not where REM expects it")
+
+    def _map_memory(self, memory: GuestMemory) -> None:
+        top_low = 0
+        for base, length, offset in memory.regions:
+            self.uc.mem_map_ptr(base, length, UC_PROT_ALL, memory.address + offset)
+            if base < FOUR_GIB:
+                top_low = max(top_low, base + length)
+        if top_low < FOUR_GIB:
+            self.mmio_base = top_low
+            self.uc.mmio_map(top_low, FOUR_GIB - top_low, self._mmio_read, None, self._mmio_write, None)
+
+    def close(self) -> None:
+        self.uc = None
+
+    # -- hooks (run on the vCPU thread, inside emu_start) ---------------------------------------
+    def _on_in(self, uc, port, size, _data):
+        try:
+            value = self._io.read(port, size)
+        except Exception as e:      # a device bug must not unwind through unicorn
+            self._fail(e)
+            return (1 << (8 * size)) - 1
+        if self._kicked:
+            uc.emu_stop()           # a safe point: the run ends after this instruction's block
+        return value
+
+    def _on_out(self, uc, port, size, value, _data):
+        try:
+            self._io.write(port, size, value & ((1 << (8 * size)) - 1))
+        except Exception as e:
+            self._fail(e)
+        if self._kicked:
+            uc.emu_stop()
+
+    def _mmio_read(self, uc, offset, size, _data):
+        try:
+            return self._mmio.read(self.mmio_base + offset, size)
+        except Exception as e:
+            self._fail(e)
+            return 0
+
+    def _mmio_write(self, uc, offset, size, value, _data):
+        try:
+            self._mmio.write(self.mmio_base + offset, size, value)
+        except Exception as e:
+            self._fail(e)
+
+    def _on_exception(self, uc, intno, _data):
+        self.exits["exception"] += 1
+        self.cpu.deliver_pending_exception()
+        if self._kicked:
+            uc.emu_stop()
+
+    def _on_invalid(self, uc, _data):
+        # #UD: unicorn reports it here instead of UC_HOOK_INTR; QEMU has set up the exception.
+        self.exits["exception"] += 1
+        self.cpu.deliver_pending_exception()
+        return True
+
+    def _on_syscall(self, uc, _data):
+        self._stop_reason = "syscall"
+        uc.emu_stop()
+
+    def _fail(self, e: BaseException) -> None:
+        self._error = e
+        self.uc.emu_stop()
+
+    # -- contract ------------------------------------------------------------------------------
+    def run(self) -> VcpuExit:
+        uc, cpu = self.uc, self.cpu
+        while True:
+            with self._lock:
+                if self._kicked:
+                    self._kicked = False
+                    self.exits["kick"] += 1
+                    return InterruptedExit()
+                self._running = True
+            self._stop_reason = None
+            try:
+                uc.emu_start(cpu.u64(8 * 16), 0)
+            except UcError as e:
+                return InternalErrorExit(f"unicorn: {e}", {"rip": hex(cpu.u64(8 * 16))})
+            finally:
+                with self._lock:
+                    self._running = False
+            if self._error is not None:
+                err, self._error = self._error, None
+                return InternalErrorExit(f"device error: {err!r}", {"rip": hex(cpu.u64(8 * 16))})
+            reason = self._stop_reason
+            if reason == "syscall":
+                self.exits["syscall"] += 1
+                self._syscall()
+                continue
+            if self._halted.value:
+                self._halted.value = 0
+                self.exits["halt"] += 1
+                return HaltExit()
+            if self._kicked or (self._want_window and cpu.interrupts_enabled()):
+                with self._lock:
+                    self._kicked = False
+                self.exits["kick"] += 1
+                return InterruptedExit()
+            # Emulation ended on its own without HLT: QEMU's triple-fault path (EXCP_HLT).
+            return ShutdownExit("triple fault")
+
+    def complete_io(self, value: int) -> None:
+        raise RuntimeError("REM completes port and MMIO accesses inline; there is no pending I/O")
+
+    def kick(self) -> None:
+        """Ask the run to end.  See the module docstring for where it stops."""
+        now = time.monotonic()
+        with self._lock:
+            if not self._kicked:
+                self._kicked = True
+                self._kicked_at = now
+            if not self._running or self.uc is None:
+                return
+            if self.cpu.cpl == 3 or now - self._kicked_at >= FORCE_STOP_S:
+                self.uc.emu_stop()
+
+    def interrupts_enabled(self) -> bool:
+        return self.cpu.interrupts_enabled()
+
+    def inject_interrupt(self, vector: int) -> None:
+        self.exits["interrupt"] += 1
+        self.cpu.deliver_hardware_interrupt(vector)
+
+    def request_interrupt_window(self, wanted: bool) -> None:
+        self._want_window = wanted
+
+    # -- SYSCALL (SDM: 64-bit and compatibility mode callers) ----------------------------------
+    def _syscall(self) -> None:
+        uc, cpu = self.uc, self.cpu
+        efer = uc.msr_read(MSR_EFER)
+        if not efer & EFER_SCE or not efer & EFER_LMA:
+            cpu.deliver_fault(6)
+            return
+        rip = uc.reg_read(UC_X86_REG_RIP)
+        rflags = uc.reg_read(UC_X86_REG_EFLAGS)
+        star = uc.msr_read(MSR_STAR)
+        code64 = bool(cpu.hflags & HF_CS64)
+        target = uc.msr_read(MSR_LSTAR if code64 else MSR_CSTAR)
+        uc.reg_write(UC_X86_REG_RCX, rip)
+        uc.reg_write(UC_X86_REG_R11, rflags & ~RF_MASK)
+        uc.reg_write(UC_X86_REG_EFLAGS, rflags & ~(uc.msr_read(MSR_FMASK) | RF_MASK))
+        sel = (star >> 32) & 0xFFFC
+        cpu.set_segment(R_CS, sel, 0, 0xFFFFFFFF, _SYSCALL_CS | _DESC_L)
+        cpu.set_segment(R_SS, sel + 8, 0, 0xFFFFFFFF, _SYSCALL_SS)
+        cpu.hflags = (cpu.hflags & ~3) | HF_CS32 | HF_SS32 | HF_CS64
+        uc.reg_write(UC_X86_REG_RIP, target)
+
+    # -- state ---------------------------------------------------------------------------------
+    def get_state(self) -> CpuState:
+        return regs.read_state(self.uc, self.cpu)
+
+    def set_state(self, state: CpuState) -> None:
+        regs.write_state(self.uc, self.cpu, state)
+
+

@@ -1,0 +1,294 @@
+"""The VM builder: turns a CFGM tree into a running PC — RAM, buses, devices, engine, boot.
+
+One placement table (`PLACEMENT`) says where every legacy device lives (ports, IRQ); devices
+themselves never know.  `Machine` owns the pieces, runs the vCPU through EM and reports the
+machine's fate through `on_stop(reason, detail)`:
+  "poweroff" (guest ACPI S5 or the console), "stuck" (engine error, or a triple fault when
+  the machine does not reset on it).  Guest reboots (i8042 pulse, PCI reset control, ACPI
+  reset register, triple fault with TripleFaultReset) reset the machine and keep running.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmm.boot import loader
+from vmm.bus import Bus
+from vmm.cfgm import CfgmError, CfgNode
+from vmm.devices.acpi import AcpiConfig, AcpiPm, build_acpi_tables
+from vmm.devices.base import IrqLine
+from vmm.devices.i8042 import I8042
+from vmm.devices.pci import PciHostBridge
+from vmm.devices.pic import PicPair
+from vmm.devices.pit import Pit8254, Port61
+from vmm.devices.port80 import BOOT_MARKER_PORT, BootMarkerPort, PostCodePort
+from vmm.devices.rtc import Rtc
+from vmm.devices.serial_backends import SerialBackend, create_backend
+from vmm.devices.uart import Uart16550, UartType
+from vmm.em import Em, EmState, StopReason
+from vmm.memory import LOW_RAM_LIMIT, GuestMemory
+from vmm.tm import VirtualClock
+
+log = logging.getLogger("vboxpy.vm")
+
+ACPI_TABLES_BASE = 0xE0000
+ACPI_PM_BASE = 0x4000
+ACPI_SCI_IRQ = 9
+PCI_FREE_IRQS = (11, 10, 5)
+# The PC's legacy ports and IRQs: (device, port base, span, IRQ or None)
+PLACEMENT = [
+    ("pic.master", 0x20, 2, None), ("pic.slave", 0xA0, 2, None), ("pic.elcr", 0x4D0, 2, None),
+    ("pit", 0x40, 4, 0), ("port61", 0x61, 1, None), ("kbc.data", 0x60, 1, 1), ("kbc.command", 0x64, 1, 12),
+    ("rtc", 0x70, 4, 8), ("post", 0x80, 1, None), ("bootmarker", BOOT_MARKER_PORT, 4, None),
+    ("pci", 0xCF8, 8, None), ("acpi.pm", ACPI_PM_BASE, 0x20, ACPI_SCI_IRQ),
+]
+COM_PORTS = [(0x3F8, 4), (0x2F8, 3), (0x3E8, 4), (0x2E8, 3)]
+DEFAULT_CMDLINE = "console=ttyS0"
+
+
+class MachineError(Exception):
+    """The configuration cannot be turned into a VM (bad values, missing kernel, engine)."""
+
+
+class SharedIrq:
+    """ISA lines shared by several devices (COM1/COM3 on IRQ 4): the PIC sees the OR."""
+
+    def __init__(self, pic: PicPair):
+        self.pic = pic
+        self._levels: dict[int, dict[int, bool]] = {}
+
+    def line(self, irq: int) -> IrqLine:
+        sources = self._levels.setdefault(irq, {})
+        key = len(sources)
+        sources[key] = False
+
+        def sink(level: bool) -> None:
+            sources[key] = level
+            self.pic.set_irq(irq, any(sources.values()))
+        return IrqLine(sink)
+
+
+@dataclass
+class BootConfig:
+    kernel: Path
+    initrd: Path | None
+    cmdline: str
+
+
+def _create_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus):
+    if kind in ("rem", "auto"):
+        from vmm.rem.engine import RemVm
+        return RemVm(memory, io, mmio)
+    if kind == "hm":
+        try:
+            from vmm.engine_select import create_engine  # helper H's selection (KVM)
+        except ImportError as e:
+            raise MachineError(f"the HM engine is not available: {e}")
+        return create_engine("hm", memory, io, mmio)
+    raise MachineError(f"unknown execution engine {kind!r} (rem, hm)")
+
+
+class Machine:
+    def __init__(self, cfg: CfgNode, on_stop: Callable[[str, str], None] | None = None,
+                 serial_backends: dict[int, SerialBackend] | None = None,
+                 on_marker: Callable[[int, int], None] | None = None):
+        self.cfg = cfg
+        self.on_stop = on_stop
+        self.stopped: tuple[str, str] | None = None
+        self.resets = 0
+        try:
+            ram = cfg.get_int("RamSize")
+            self.boot = BootConfig(Path(cfg.get_str("Boot/Kernel", "")), None,
+                                   cfg.get_str("Boot/Cmdline", "") or DEFAULT_CMDLINE)
+            initrd = cfg.get_str("Boot/Initrd", "")
+            self.triple_fault_reset = cfg.get_bool("TripleFaultReset", False)
+            engine_kind = cfg.get_str("Engine", "rem")
+        except CfgmError as e:
+            raise MachineError(str(e))
+        if not str(self.boot.kernel) or str(self.boot.kernel) == ".":
+            raise MachineError("no boot kernel configured (modifyvm --boot-kernel / vboxpy/BootKernel): "
+                               "vboxpy has no BIOS and boots Linux kernels or flat binaries directly")
+        if initrd:
+            self.boot.initrd = Path(initrd)
+        for p in (self.boot.kernel, self.boot.initrd):
+            if p is not None and not p.is_file():
+                raise MachineError(f"boot file {p} does not exist")
+        if ram < 16 << 20 or ram % 4096:
+            raise MachineError(f"RAM size {ram} bytes is too small or not page aligned")
+        self.memory = GuestMemory(ram)
+        self.io = Bus("io")
+        self.mmio = Bus("mmio")
+        self.clock = VirtualClock()
+        self.placed: list[str] = []
+        self._build_devices(cfg, serial_backends or {}, on_marker)
+        self.vm = _create_engine(engine_kind, self.memory, self.io, self.mmio)
+        self.engine_name = self.vm.name
+        self.vcpu = self.vm.create_vcpu(0)
+        self._initial_states = {name: dev.get_state() for name, dev in self._stateful.items()}
+        self.boot_image = self._load_boot()
+        self.em = Em(self.vcpu, self.pic, self.clock, self.io, self.mmio, on_reset=self._reset,
+                     on_stop=self._em_stopped)
+        self.pic.on_change = self.em.interrupt_raised
+
+    # -- building --------------------------------------------------------------------------------
+    def _place(self, name: str, base: int, length: int, dev, irq: int | None = None) -> None:
+        self.io.register(base, length, dev)
+        self.placed.append(f"{name:<12} I/O {base:#06x}-{base + length - 1:#06x}"
+                           + (f" IRQ {irq}" if irq is not None else ""))
+
+    def _build_devices(self, cfg: CfgNode, backends: dict[int, SerialBackend], on_marker) -> None:
+        self.pic = PicPair()
+        irqs = self.irqs = SharedIrq(self.pic)
+        clock = self.clock
+        ram = self.memory.size
+        below = min(ram, LOW_RAM_LIMIT)
+        self.pit = Pit8254(irqs.line(0), clock)
+        self.kbc = I8042(irqs.line(1), irqs.line(12), on_reset=self._guest_reset)
+        self.rtc = Rtc(irqs.line(8), clock, ram_below_4g=below, ram_above_4g=ram - below)
+        self.acpi = AcpiPm(irqs.line(ACPI_SCI_IRQ), clock, on_power_off=self._guest_power_off,
+                           on_reset=self._guest_reset)
+        self.pci = PciHostBridge(self.io, self.mmio, reset=self._guest_reset)
+        self.bootmarker = BootMarkerPort(clock, on_marker)
+        devs = {"pic.master": self.pic.master, "pic.slave": self.pic.slave, "pic.elcr": self.pic.elcr,
+                "pit": self.pit, "port61": Port61(self.pit), "kbc.data": self.kbc.data,
+                "kbc.command": self.kbc.command, "rtc": self.rtc, "post": PostCodePort(),
+                "bootmarker": self.bootmarker, "pci": self.pci, "acpi.pm": self.acpi}
+        for name, base, span, irq in PLACEMENT:
+            self._place(name, base, span, devs[name], irq)
+        self.uarts: list[Uart16550] = []
+        self.backends: list[SerialBackend] = []
+        serial = cfg.child("Devices/serial")
+        for node in (serial or []):
+            slot = int(node.name)
+            if not node.get_bool("Enabled", True):
+                continue
+            default_base, default_irq = COM_PORTS[slot] if slot < 4 else (None, None)
+            base = node.get_int("IOBase", default_base)
+            irq = node.get_int("IRQ", default_irq)
+            if base is None or irq is None or not 0 <= irq <= 15:
+                raise MachineError(f"serial port {slot}: I/O base and IRQ (0-15) are required")
+            backend = backends.get(slot) or create_backend(node.get_int("Mode", 0), node.get_str("Path", ""),
+                                                           node.get_bool("Server", False))
+            uart = Uart16550(irqs.line(irq), clock, backend, UartType(node.get_int("UartType", 1)),
+                             on_input=lambda: self.em.interrupt_raised(True))
+            self._place(f"uart{slot}", base, 8, uart, irq)
+            self.uarts.append(uart)
+            self.backends.append(backend)
+        self.storage = []
+        self._storage_specs = cfg.child("Devices/storage")
+        self._stateful = {"pic": self.pic, "pit": self.pit, "kbc": self.kbc, "rtc": self.rtc,
+                          "acpi": self.acpi, "pci": self.pci}
+        for i, u in enumerate(self.uarts):
+            self._stateful[f"uart{i}"] = u
+        self._place_storage()
+        if self.storage:
+            self.pci.assign_resources()
+        acfg = AcpiConfig(pm_base=ACPI_PM_BASE, sci_irq=ACPI_SCI_IRQ, pci=True,
+                          pci_irqs=[(pc.slot, pin, pc.irq) for pc in self.storage for pin in range(4)])
+        self.acpi_tables = build_acpi_tables(acfg, ACPI_TABLES_BASE)
+
+    def _place_storage(self) -> None:
+        if self._storage_specs is None:
+            return
+        from vmm.devices.storage_placement import (
+            DiskAttachmentSpec,
+            StorageControllerSpec,
+            place_storage_controllers,
+        )
+        specs = []
+        for node in self._storage_specs:
+            atts = [DiskAttachmentSpec(port=a.get_int("Port"), path=a.get_str("Path"),
+                                       read_only=a.get_bool("ReadOnly", False),
+                                       nonrotational=a.get_bool("NonRotational", False),
+                                       discard=a.get_bool("Discard", False), device=a.get_int("Device", 0))
+                    for a in node.children.get("Attachments", CfgNode())]
+            specs.append(StorageControllerSpec(node.get_str("Name"), node.get_str("Type"),
+                                               node.get_int("PortCount", 1),
+                                               node.get_bool("UseHostIOCache", False), atts))
+        try:
+            self.storage = place_storage_controllers(specs, self.memory, self.pci, self.irqs.line,
+                                                     free_irqs=PCI_FREE_IRQS)
+        except (ValueError, OSError) as e:
+            raise MachineError(f"storage: {e}")
+        for pc in self.storage:
+            self.placed.append(f"{pc.controller_type:<12} PCI 00:{pc.slot:02x}.0 IRQ {pc.irq} ({pc.name})")
+
+    def _load_boot(self) -> loader.BootImage:
+        self.acpi_tables.write_to(self.memory)
+        image = self.boot.kernel.read_bytes()
+        initrd = self.boot.initrd.read_bytes() if self.boot.initrd else None
+        try:
+            bi = loader.load(self.memory, image, initrd, self.boot.cmdline, rsdp=self.acpi_tables.rsdp_address)
+        except loader.BootError as e:
+            raise MachineError(f"cannot boot {self.boot.kernel}: {e}")
+        self.vcpu.set_state(bi.state)
+        return bi
+
+    # -- guest events (vCPU thread) --------------------------------------------------------------
+    def _guest_power_off(self) -> None:
+        self.em.request_stop(StopReason.POWER_OFF, "guest powered off (ACPI S5)")
+
+    def _guest_reset(self) -> None:
+        self.em.request_reset()
+
+    def _reset(self) -> None:
+        """Machine reset on the vCPU thread: devices to power-on state, RAM cleared, kernel reloaded."""
+        self.resets += 1
+        log.info("VM reset #%d", self.resets)
+        for name, dev in self._stateful.items():
+            dev.set_state(self._initial_states[name])
+        self.memory.mmap.madvise(mmap.MADV_DONTNEED)
+        self._load_boot()
+
+    def _em_stopped(self, reason: StopReason, detail: str) -> None:
+        if reason is StopReason.TRIPLE_FAULT and self.triple_fault_reset:
+            raise RuntimeError("unreachable: triple faults with reset are handled by EM")
+        kind = "poweroff" if reason is StopReason.POWER_OFF else "stuck"
+        self.stopped = (kind, detail)
+        log.info("VM stopped: %s (%s)", kind, detail)
+        if self.on_stop is not None:
+            self.on_stop(kind, detail)
+
+    # -- console ---------------------------------------------------------------------------------
+    def start(self, paused: bool = False) -> None:
+        self.em.reset_on_triple_fault = self.triple_fault_reset
+        self.em.start(paused)
+
+    @property
+    def running(self) -> bool:
+        return self.em.state in (EmState.RUNNING, EmState.PAUSED)
+
+    def pause(self):
+        return self.em.pause()
+
+    def resume(self):
+        return self.em.resume()
+
+    def reset(self):
+        return self.em.reset()
+
+    def power_off(self):
+        return self.em.power_off()
+
+    def power_button(self) -> None:
+        self.acpi.press_power_button()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.em.join(timeout)
+
+    def close(self) -> None:
+        for b in self.backends:
+            b.close()
+        for pc in self.storage:
+            pc.close()
+        self.vm.close()
+
+    def describe(self) -> list[str]:
+        return [f"Engine: {self.engine_name}", f"RAM: {self.memory.size // (1 << 20)} MiB",
+                f"Boot: {self.boot_image.kind} {self.boot.kernel} entry {self.boot_image.entry:#x}",
+                f"Initrd: {self.boot.initrd}", f"Cmdline: {self.boot.cmdline}", "Devices:"] + \
+               [f"  {p}" for p in self.placed]
