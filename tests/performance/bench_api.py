@@ -227,6 +227,12 @@ class Libvirt:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+def _time_cmd(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t
+
+
 def raw_zmq_rtt(n: int) -> float:
     """The floor: a ZeroMQ ipc:// echo between two processes, no msgpack, no signatures."""
     import zmq
@@ -278,6 +284,7 @@ def main() -> int:
         t8 = ours.throughput(8, args.seconds)
         empty, after, loaded = ours.memory(args.vms)
         floor = raw_zmq_rtt(args.calls)
+        bare = statistics.median(_time_cmd([sys.executable, "-c", "pass"]) for _ in range(3))
         rows.append(("trivial call p50 (us)", f"{statistics.median(lat):.0f}", None))
         rows.append(("trivial call p90 / p99 (us)", f"{pct(lat, 90):.0f} / {pct(lat, 99):.0f}", None))
         rows.append(("calls/s, 1 client", f"{t1:,.0f}", None))
@@ -304,6 +311,7 @@ def main() -> int:
     for name, ours_v, peer_v in rows:
         print(f"{name:44} {ours_v:>16}   {peer_v if peer_v is not None else ''}")
     print(f"{'(floor: raw ZeroMQ ipc echo p50, us)':44} {floor:>16.0f}")
+    print(f"{'(context: bare python3 start-up, s)':44} {bare:>16.3f}")
     if peer is not None:
         print("peer notes: virsh numbers are per `hostname` command inside a virsh shell (one RPC each, "
               "plus virsh's own parsing); libvirtd memory counts 200 defined (inactive) domains.")
