@@ -292,3 +292,18 @@ def test_byte_access_to_registers(rig):
     r.abar.write(P0 + 0x14, 1, 0x01)                   # IE low byte only
     assert r.r(P0 + 0x14) & 0xFF == 0x01 and r.r(P0 + 0x14) & 0x7DC0_0000
     assert r.abar.read(0x00, 1) == r.r(0x00) & 0xFF
+
+
+def test_pio_sectors_read_log_and_verify(rig):
+    r = rig()
+    r.img.write_at(3 * 512, b"\x42" * 512)
+    assert r.command(h2d(0x24, lba=3, count=1), [(DATA, 512)]) == 512     # READ SECTORS EXT (PIO)
+    assert r.mem.read(DATA, 512) == b"\x42" * 512 and r.ack() & 0x2
+    assert r.command(h2d(0x2F, lba=0, count=1), [(DATA, 512)]) == 512     # READ LOG EXT: directory
+    assert r.mem.read(DATA, 2) == b"\x01\x00" and not r.ack() & (1 << 30)
+    r.command(h2d(0x2F, lba=0x10, count=1), [(DATA, 512)])               # a log we do not keep
+    assert r.ack() & (1 << 30)
+    r.w(P0 + 0x18, 0x10)
+    r.w(P0 + 0x18, 0x11)
+    r.command(h2d(0x42, lba=(8 << 20) // 512, count=1))                  # VERIFY past the end
+    assert r.ack() & (1 << 30) and (r.r(P0 + 0x20) >> 8) & 0x10
