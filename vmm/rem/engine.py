@@ -45,9 +45,6 @@ from unicorn.x86_const import (
     UC_X86_INS_OUT,
     UC_X86_INS_SYSCALL,
     UC_X86_REG_EFLAGS,
-    UC_X86_REG_R11,
-    UC_X86_REG_RCX,
-    UC_X86_REG_RIP,
 )
 
 from vmm.bus import Bus
@@ -65,6 +62,9 @@ from vmm.rem.qemu_cpu import (
     HF_CS32,
     HF_CS64,
     HF_SS32,
+    OFF_EFLAGS,
+    OFF_EIP,
+    OFF_REGS,
     R_CS,
     R_SS,
     QemuCpu,
@@ -79,6 +79,9 @@ MSR_FMASK = 0xC000_0084
 EFER_SCE = 1
 EFER_LMA = 1 << 10
 RF_MASK = 1 << 16
+DF_MASK = 1 << 10
+OFF_DF = 172           # CPUX86State.df (+1 / -1)
+OFF_EFER = 592         # CPUX86State.efer (checked by regs.py's users through msr_read)
 FOUR_GIB = 1 << 32
 # A kernel that runs this long without a safe point is stopped asynchronously anyway.
 FORCE_STOP_S = 0.2
@@ -219,8 +222,12 @@ class RemVcpu:
         return True
 
     def _on_syscall(self, uc, _data):
-        self._stop_reason = "syscall"
-        uc.emu_stop()
+        self.exits["syscall"] += 1
+        if not self._syscall_in_hook():
+            self._stop_reason = "syscall-ud"
+            uc.emu_stop()
+        elif self._kicked:
+            uc.emu_stop()
 
     def _fail(self, e: BaseException) -> None:
         self._error = e
@@ -248,9 +255,10 @@ class RemVcpu:
                 err, self._error = self._error, None
                 return InternalErrorExit(f"device error: {err!r}", {"rip": hex(cpu.u64(8 * 16))})
             reason = self._stop_reason
-            if reason == "syscall":
-                self.exits["syscall"] += 1
-                self._syscall()
+            if reason == "syscall-ud":
+                # SYSCALL with EFER.SCE clear (or outside long mode): #UD at the instruction
+                cpu.set_u64(OFF_EIP, cpu.u64(OFF_EIP) - 2)
+                cpu.deliver_fault(6)
                 continue
             if self._halted.value:
                 self._halted.value = 0
@@ -276,7 +284,7 @@ class RemVcpu:
                 self._kicked_at = now
             if not self._running or self.uc is None:
                 return
-            if self.cpu.cpl == 3 or now - self._kicked_at >= FORCE_STOP_S:
+            if now - self._kicked_at >= FORCE_STOP_S:
                 self.uc.emu_stop()
 
     def interrupts_enabled(self) -> bool:
@@ -290,25 +298,35 @@ class RemVcpu:
         self._want_window = wanted
 
     # -- SYSCALL (SDM: 64-bit and compatibility mode callers) ----------------------------------
-    def _syscall(self) -> None:
+    def _syscall_in_hook(self) -> bool:
+        """Inside the SYSCALL hook: enter the kernel as the SDM says; False if SYSCALL must #UD.
+
+        QEMU restored RIP to the SYSCALL before the hook and adds the instruction length (2)
+        after it, and the block ends there, so the new CS/SS/CPL take effect at once.  As in
+        QEMU's own SYSCALL, the arithmetic flags stay as they are (the kernel does not read
+        them); IF, TF, DF, AC... are cleared by FMASK in env->eflags and env->df.
+        """
         uc, cpu = self.uc, self.cpu
-        efer = uc.msr_read(MSR_EFER)
+        efer = cpu.u64(OFF_EFER)
         if not efer & EFER_SCE or not efer & EFER_LMA:
-            cpu.deliver_fault(6)
-            return
-        rip = uc.reg_read(UC_X86_REG_RIP)
+            return False
+        rip = cpu.u64(OFF_EIP)
         rflags = uc.reg_read(UC_X86_REG_EFLAGS)
         star = uc.msr_read(MSR_STAR)
+        fmask = uc.msr_read(MSR_FMASK)
         code64 = bool(cpu.hflags & HF_CS64)
         target = uc.msr_read(MSR_LSTAR if code64 else MSR_CSTAR)
-        uc.reg_write(UC_X86_REG_RCX, rip)
-        uc.reg_write(UC_X86_REG_R11, rflags & ~RF_MASK)
-        uc.reg_write(UC_X86_REG_EFLAGS, rflags & ~(uc.msr_read(MSR_FMASK) | RF_MASK))
+        cpu.set_u64(OFF_REGS + 8 * 1, rip + 2)                   # RCX = return address
+        cpu.set_u64(OFF_REGS + 8 * 11, rflags & ~RF_MASK)         # R11 = RFLAGS
+        cpu.set_u64(OFF_EFLAGS, cpu.u64(OFF_EFLAGS) & ~(fmask | RF_MASK) & ~0x8D5)
+        if fmask & DF_MASK:
+            cpu.set_u32(OFF_DF, 1)
         sel = (star >> 32) & 0xFFFC
         cpu.set_segment(R_CS, sel, 0, 0xFFFFFFFF, _SYSCALL_CS | _DESC_L)
         cpu.set_segment(R_SS, sel + 8, 0, 0xFFFFFFFF, _SYSCALL_SS)
         cpu.hflags = (cpu.hflags & ~3) | HF_CS32 | HF_SS32 | HF_CS64
-        uc.reg_write(UC_X86_REG_RIP, target)
+        cpu.set_u64(OFF_EIP, target - 2)
+        return True
 
     # -- state ---------------------------------------------------------------------------------
     def get_state(self) -> CpuState:
