@@ -164,9 +164,8 @@ def main(argv=None) -> int:
         finally:
             os.umask(old_umask)
         bound = True
-    service.load()
-    log.info("vboxsvc %d serving %s on %s", os.getpid(), home, sock_path)
-
+    # the socket accepts connections from here on: let the starter go while we load the settings
+    # (hellos wait in the queue until the loop runs)
     if startup_fd is not None:
         try:
             os.write(startup_fd, b"READY")
@@ -174,6 +173,8 @@ def main(argv=None) -> int:
         except OSError:
             pass
     sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving {home}")
+    service.load()
+    log.info("vboxsvc %d serving %s on %s", os.getpid(), home, sock_path)
 
     def on_signal(signum, _frame):
         log.info("signal %d: shutting down", signum)
