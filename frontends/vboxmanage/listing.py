@@ -8,7 +8,7 @@ without importing click at all.
 import sys
 
 from . import render_list
-from .api import Api, call
+from .api import Api, call, is_api_error
 from .names import RUNNING_LIST_STATES, enum_int
 
 SUBCOMMANDS = ("vms", "runningvms", "hdds", "dvds", "floppies", "ostypes", "hostinfo", "systemproperties")
@@ -99,11 +99,23 @@ def _machines(vbox, running_only: bool, long_: bool, sort: bool) -> list:
 
 
 def machine_list_entry(machine) -> tuple[str, str]:
-    """(name, uuid) for `list vms`; inaccessible machines show `<inaccessible>`."""
+    """(name, uuid) for `list vms`; inaccessible machines show `<inaccessible>`.
+
+    Two round trips per machine instead of VBoxManage's three: `accessible` is asked only
+    when reading the name failed (VirtualBox's behaviour) or gave back the id (ours).
+    """
     uuid = machine.id
-    if not machine.accessible:
+    try:
+        name = machine.name
+    except Exception as exc:
+        if not is_api_error(exc):
+            raise
+        name = None
+    if (name is None or name == uuid) and not machine.accessible:
         return "<inaccessible>", uuid
-    return machine.name, uuid
+    if name is None:
+        name = machine.name  # accessible after all: let the error surface
+    return name, uuid
 
 
 def medium_dict(medium, with_children: bool = True) -> dict:

@@ -219,10 +219,27 @@ def test_list_vms_fast_path_and_sorted_runningvms(api, capsys):
         m.accessible = True
         api.vbox.machines.append(m)
     api.vbox.machines[2].accessible = False
-    states = {"u1": e.MachineState.Running, "u2": e.MachineState.PoweredOff, "u3": e.MachineState.Paused}
+    api.vbox.machines[2].name = "u3"  # our service names an inaccessible machine by its id
+
+    class Broken(FakeMachine):  # VirtualBox refuses to read the name of an inaccessible machine
+        accessible = False
+
+        @property
+        def name(self):
+            raise VBoxError(0x80070005, "The object is not ready", "IMachine", "MachineWrap")
+
+        @name.setter
+        def name(self, _value):
+            pass
+
+    api.vbox.machines.append(Broken("x", "/x.vbox", "u4"))
+    states = {"u1": e.MachineState.Running, "u2": e.MachineState.PoweredOff, "u3": e.MachineState.Paused,
+              "u4": e.MachineState.PoweredOff}
     api.vbox.get_machine_states = lambda ms: [states[m.id] for m in ms]
-    assert run(capsys, "list", "vms") == (0, '"zeta" {u1}\n"Alpha" {u2}\n"<inaccessible>" {u3}\n', "")
-    assert run(capsys, "list", "--sorted", "vms") == (0, '"<inaccessible>" {u3}\n"Alpha" {u2}\n"zeta" {u1}\n', "")
+    assert run(capsys, "list", "vms") == (
+        0, '"zeta" {u1}\n"Alpha" {u2}\n"<inaccessible>" {u3}\n"<inaccessible>" {u4}\n', "")
+    assert run(capsys, "list", "--sorted", "vms") == (
+        0, '"<inaccessible>" {u3}\n"<inaccessible>" {u4}\n"Alpha" {u2}\n"zeta" {u1}\n', "")
     assert run(capsys, "list", "runningvms") == (0, '"zeta" {u1}\n"<inaccessible>" {u3}\n', "")
     assert fast(["vms", "--long"]) is None and fast(["hdds"]) is None
 
