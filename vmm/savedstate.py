@@ -216,3 +216,71 @@ def console_restore_if_saved(machine, session_machine) -> bool:
         session_machine.update_state(MachineState.Saved)
         raise
     return True
+
+
+def console_take_snapshot(machine, state_file: str, disks, pause: bool = True) -> SaveResult:
+    """IConsole::takeSnapshotOnline in the VM process: with the vCPU held, write the state into the
+    snapshot's file and move every listed disk onto a new differencing image of the open one
+    (`disks`: [parent path, diff path, diff uuid] each); the VM runs on afterwards if it ran
+    before. A failure switches the disks back and deletes what was made."""
+    from vmm.em import EmState
+    was_running = machine.em.state is EmState.RUNNING
+    machine.pause().result()
+    try:
+        return machine.em.call(lambda: _snapshot_on_vcpu(machine, state_file, list(disks))).result()
+    finally:
+        if was_running:
+            machine.resume().result()
+
+
+def _disk_holders(machine):
+    """(placed controller, object with `.image`) for every disk of every storage controller."""
+    for pc in getattr(machine, "storage", []):
+        dev = pc.device
+        for port in getattr(dev, "ports", None) or []:
+            disk = getattr(port, "disk", None)
+            if disk is not None and hasattr(disk, "image"):
+                yield pc, disk
+        inner = getattr(dev, "device", None)
+        for disk in (getattr(inner, "disks", None) or {}).values():
+            if hasattr(disk, "image"):
+                yield pc, disk
+
+
+def _snapshot_on_vcpu(machine, state_file: str, disks: list) -> SaveResult:
+    from vmm.storage import create_diff_vdi
+    result = write_state(machine, state_file)
+    switched = []       # (pc, holders, parent image, child image, child path)
+    try:
+        for item in disks:
+            parent_path, diff_path, uid = (str(x) for x in item)
+            holders = [(pc, h) for pc, h in _disk_holders(machine)
+                       if os.path.abspath(getattr(h.image, "path", "")) == os.path.abspath(parent_path)]
+            if not holders:
+                raise SavedStateError(f"the VM has no open disk '{parent_path}'")
+            parent = holders[0][1].image
+            child = create_diff_vdi(diff_path, parent, uuid=uid)
+            for _pc, h in holders:
+                h.image = child
+            pc = holders[0][0]
+            i = pc.images.index(parent) if parent in pc.images else len(pc.images)
+            pc.images[i:i] = [child]           # closed before its parent at power-off
+            switched.append((pc, holders, parent, child, diff_path))
+    except BaseException as e:
+        for pc, holders, parent, child, path in reversed(switched):
+            for _pc, h in holders:
+                h.image = parent
+            pc.images.remove(child)
+            child.close()
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        try:
+            os.unlink(state_file)
+        except OSError:
+            pass
+        if isinstance(e, SavedStateError):
+            raise
+        raise SavedStateError(f"cannot move the disks onto the snapshot's differencing images: {e}") from e
+    return result

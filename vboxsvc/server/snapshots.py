@@ -405,46 +405,88 @@ def take_snapshot(view, name: str, description: str = "", pause: bool = True):
                 from None
 
     def done(_r, err):
-        if err is not None:
-            _end(core, before)
-            return
-        reg = core.vbox.media
-        frozen = core.data.hardware.model_copy(deep=True)
-        snap = SnapshotModel(uuid=snap_id, name=name, description=description,
-                             time_stamp=datetime.now(UTC), state_file=state_copy, hardware=frozen)
-        new_ids = {}
-        for _dev, m, uid in diffs:
-            _register_diff(reg, m, uid, str(folder / spaths.diff_image_name(uid)))
-            new_ids[m.id] = uuidlib.UUID(uid)   # a hard disk is attached at most once per state
-        for t in _datas(core):
-            for dev in _hard_disks(t.hardware):
-                if str(dev.medium) in new_ids:
-                    dev.medium = new_ids[str(dev.medium)]
-            copy = snap.model_copy(deep=True)
-            parent = t.find_snapshot(t.current_snapshot) if t.current_snapshot else None
-            if parent is None and t.snapshot is not None:
-                parent = t.snapshot   # a current snapshot is always set when there are snapshots
-                while parent.children:
-                    parent = parent.children[-1]
-            if parent is None:
-                t.snapshot = copy
-            else:
-                parent.children.append(copy)
-            t.current_snapshot = snap_id
-            t.current_state_modified = False
-        core.save()
+        if err is None:
+            _commit_snapshot(core, snap_id, name, description, state_copy, diffs, folder)
         _end(core, before)
-        ctx.fire(VBoxEventType.OnSnapshotTaken, machine_id=core.id, snapshot_id=str(snap_id))
+        if err is None:
+            ctx.fire(VBoxEventType.OnSnapshotTaken, machine_id=core.id, snapshot_id=str(snap_id))
 
     run_in_thread(progress, work, done)
     return [str(snap_id), progress]
 
 
+def _commit_snapshot(core, snap_id, name, description, state_file, diffs, folder) -> None:
+    """The snapshot enters the tree as a child of the current one, with the hardware as it is now;
+    the current state moves onto the new differencing images."""
+    reg = core.vbox.media
+    frozen = core.data.hardware.model_copy(deep=True)
+    snap = SnapshotModel(uuid=snap_id, name=name, description=description,
+                         time_stamp=datetime.now(UTC), state_file=state_file, hardware=frozen)
+    new_ids = {}
+    for _dev, m, uid in diffs:
+        _register_diff(reg, m, uid, str(folder / spaths.diff_image_name(uid)))
+        new_ids[m.id] = uuidlib.UUID(uid)   # a hard disk is attached at most once per state
+    for t in _datas(core):
+        for dev in _hard_disks(t.hardware):
+            if str(dev.medium) in new_ids:
+                dev.medium = new_ids[str(dev.medium)]
+        copy = snap.model_copy(deep=True)
+        parent = t.find_snapshot(t.current_snapshot) if t.current_snapshot else None
+        if parent is None and t.snapshot is not None:
+            parent = t.snapshot   # a current snapshot is always set when there are snapshots
+            while parent.children:
+                parent = parent.children[-1]
+        if parent is None:
+            t.snapshot = copy
+        else:
+            parent.children.append(copy)
+        t.current_snapshot = snap_id
+        t.current_state_modified = False
+    core.save()
+
+
 def take_online(view, core, name: str, description: str, pause: bool):
-    """A snapshot of a running machine needs the VM process to write its state and switch its disks."""
-    raise _err(rc.VBOX_E_NOT_SUPPORTED, "Taking a snapshot of a running machine is not supported by vboxpy yet "
-                                        f"(machine state: {state_name(core.state)}); save its state or power it "
-                                        "off first")
+    """A snapshot of a running machine: the VM process (its IConsole) pauses the vCPU, writes the
+    state into the snapshot's .sav, moves its open disks onto the new differencing images and
+    resumes; the service then records the snapshot. State OnlineSnapshotting (or
+    LiveSnapshotting when not asked to pause a running VM) meanwhile."""
+    from ..ipc.dispatcher import CALL
+    direct = core.direct
+    console = direct.console if direct is not None else None
+    if console is None or ctx.bus is None:
+        raise _err(rc.VBOX_E_INVALID_VM_STATE, f"The machine '{core.name}' has no console to take an online "
+                                               "snapshot with")
+    d = core.data
+    plan = _snapshotted_media(core, d.hardware)
+    snap_id = uuidlib.uuid4()
+    folder = _snapshot_folder(core)
+    diffs = [(dev, m, str(uuidlib.uuid4())) for dev, m in plan]
+    state_file = _new_state_file_path(core)
+    before = core.state
+    live = not pause and before == MachineState.Running
+    core.set_state(MachineState.LiveSnapshotting if live else MachineState.OnlineSnapshotting)
+    progress = Progress("Taking a snapshot of the virtual machine", initiator=view, cancelable=False,
+                        operations=[("Saving the machine state", 5)] +
+                                   [(f"Creating differencing image for '{m.name}'", 1) for _d, m, _u in diffs])
+    disks = [[m.location, str(folder / spaths.diff_image_name(uid)), uid] for _d, m, uid in diffs]
+    answer = ctx.bus.call_remote(console, CALL, "take_snapshot_online", [state_file, disks, pause])
+
+    def answered(_value, err):
+        if err is None:
+            try:
+                _commit_snapshot(core, snap_id, name, description, state_file, diffs, folder)
+            except VBoxError as e:
+                err = e
+        else:
+            _unlink(state_file)   # the VM process takes back the disks it switched
+        if core.state in (MachineState.LiveSnapshotting, MachineState.OnlineSnapshotting):
+            core.set_state(before)
+        if err is None:
+            ctx.fire(VBoxEventType.OnSnapshotTaken, machine_id=core.id, snapshot_id=str(snap_id))
+        progress.complete(err)
+
+    answer.add_callback(answered)
+    return [str(snap_id), progress]
 
 
 # ------------------------------------------------------------------ restore

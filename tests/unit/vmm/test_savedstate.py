@@ -238,3 +238,38 @@ def test_console_save_and_restore_report_states(kernel, tmp_path):
         console_restore_if_saved(m3, bad)
     assert bad.reports == [S.Restoring, S.Saved]
     m3.close()
+
+
+def test_online_snapshot_switches_disks_and_keeps_running(kernel, tmp_path):
+    import uuid as uuidlib
+
+    from vmm.savedstate import _disk_holders, console_take_snapshot
+    from vmm.storage import create_vdi, image_info
+    base = tmp_path / "disk.vdi"
+    create_vdi(str(base), 4 << 20).close()
+    cfg = config(kernel)
+    cfg.set("Devices/storage/ahci/Type", "IntelAhci")
+    cfg.set("Devices/storage/ahci/Name", "SATA")
+    cfg.set("Devices/storage/ahci/PortCount", 1)
+    cfg.set("Devices/storage/ahci/Attachments/0/Port", 0)
+    cfg.set("Devices/storage/ahci/Attachments/0/Path", str(base))
+    cap = Capture()
+    m = Machine(cfg, serial_backends={0: cap})
+    run_until(m, cap, 1)
+    uid = str(uuidlib.uuid4())
+    diff = tmp_path / f"{{{uid}}}.vdi"
+    with pytest.raises(SavedStateError, match="no open disk"):
+        console_take_snapshot(m, str(tmp_path / "bad.sav"), [["/nonexistent.vdi", str(diff), uid]])
+    assert not diff.exists() and not (tmp_path / "bad.sav").exists()
+    res = console_take_snapshot(m, str(tmp_path / "snap.sav"), [[str(base), str(diff), uid]])
+    assert res.size > 0 and (tmp_path / "snap.sav").exists()
+    assert image_info(str(diff)).parent_uuid == image_info(str(base)).uuid
+    (_pc, holder), = list(_disk_holders(m))
+    assert holder.image.path == str(diff)
+    holder.image.write_at(0, b"new" * 100)          # writes land in the diff, the base keeps its content
+    n = cap.data.count(b"\n")
+    cap.wait_lines(n + 2)                            # the guest runs on after the snapshot
+    stop(m)
+    assert image_info(str(diff)).allocated_blocks == 1 and image_info(str(base)).allocated_blocks == 0
+    meta = check_state_file(tmp_path / "snap.sav")
+    assert "storage/SATA" in meta["units"]
