@@ -374,6 +374,7 @@ IConsole:
     saveState() -> IProgress
     getPowerButtonHandled() -> bool
     getGuestEnteredACPIMode() -> bool
+    takeSnapshotOnline(stateFile: str, disks: any, pause: bool = True) -> any   # vboxpy: the VM process's part of an online snapshot (disks: [[parent path, diff path, diff uuid]])
 
 IProgress:
     id: str
