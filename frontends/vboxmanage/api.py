@@ -11,6 +11,7 @@ import re
 from .output import CommandFailed, com_error_block, msg_lines
 
 _MISSING = re.compile(r"^'(I[A-Z]\w*)' object has no attribute '(\w+)'")
+_READONLY = re.compile(r"^attribute '(\w+)' of (I[A-Z]\w*) is read-only")
 
 
 class Api:
@@ -71,12 +72,15 @@ def call(expr: str, line: int, file: str):
     except CommandFailed:
         raise
     except AttributeError as exc:
-        missing = _MISSING.match(str(exc))
-        if not missing:
+        missing, readonly = _MISSING.match(str(exc)), _READONLY.match(str(exc))
+        if missing:
+            iface, text = missing.group(1), f"{missing.group(1)}::{missing.group(2)} is not implemented by this vboxsvc"
+        elif readonly:
+            iface, text = readonly.group(2), f"{readonly.group(2)}::{readonly.group(1)} is read-only in this vboxsvc"
+        else:
             raise
-        # the service's schema lacks this VirtualBox API member: report it like E_NOTIMPL
-        text = f"{missing.group(1)}::{missing.group(2)} is not implemented by this vboxsvc"
-        raise CommandFailed(com_error_block(text, 0x80004001, missing.group(1)[1:] + "Wrap", missing.group(1),
+        # the service's schema lacks this VirtualBox API member (or its setter): report it like E_NOTIMPL
+        raise CommandFailed(com_error_block(text, 0x80004001, iface[1:] + "Wrap", iface,
                                             f'"{expr}" at line {line} of file {file}')) from exc
     except Exception as exc:
         if not is_api_error(exc):

@@ -115,3 +115,21 @@ def test_error_info_chain_block():
         "VBoxManage: error: Details: code VBOX_E_FILE_ERROR (0x80bb0004), component MediumWrap, interface IMedium, "
         "callee nsISupports\n"
         'VBoxManage: error: Context: "RTEXITCODE handleCreateMedium(HandlerArg*)"\n')
+
+
+def test_read_only_attribute_becomes_not_implemented_block():
+    import pytest
+
+    from frontends.vboxmanage.api import call
+    from frontends.vboxmanage.output import CommandFailed
+
+    with pytest.raises(CommandFailed) as info:
+        with call("pMedium->COMSETTER(Location)(x)", 890, "VBoxManageDisk.cpp"):
+            raise AttributeError("attribute 'location' of IMedium is read-only")
+    assert info.value.text.splitlines()[:2] == [
+        "VBoxManage: error: IMedium::location is read-only in this vboxsvc",
+        "VBoxManage: error: Details: code NS_ERROR_NOT_IMPLEMENTED (0x80004001), component MediumWrap, "
+        "interface IMedium, callee nsISupports"]
+    with pytest.raises(AttributeError):
+        with call("x", 1, "f.cpp"):
+            raise AttributeError("plain bug")
