@@ -359,3 +359,28 @@ handler:
     vcpu.inject_interrupt(0x20)
     assert not vcpu.interrupts_enabled()          # one injection at a time
     assert vcpu.run() == IoExit(guests.RESULT_PORT, 4, True, 0x99)
+
+
+def test_kick_handler_needs_the_main_thread():
+    import signal
+
+    from vmm.hm.vcpu import KICK_SIGNAL, HmError, install_kick_handler
+    previous = signal.signal(KICK_SIGNAL, signal.SIG_DFL)
+    errors = []
+    try:
+        t = threading.Thread(target=lambda: errors.append(_catch(install_kick_handler, HmError)))
+        t.start()
+        t.join()
+        assert errors == [True]
+        install_kick_handler()                       # the main thread may install it
+        assert signal.getsignal(KICK_SIGNAL) not in (signal.SIG_DFL, signal.SIG_IGN)
+    finally:
+        signal.signal(KICK_SIGNAL, previous)
+
+
+def _catch(fn, exc_type) -> bool:
+    try:
+        fn()
+    except exc_type:
+        return True
+    return False
