@@ -65,7 +65,21 @@ def pack_ref(ref: Ref) -> msgpack.ExtType:
     return ext
 
 
+_REF_CACHE: dict[bytes, Ref] = {}
+_REF_CACHE_MAX = 4096
+
+
 def unpack_ref(data: bytes) -> Ref:
+    ref = _REF_CACHE.get(data)
+    if ref is None:  # the same references arrive again and again: decode each once (refs are immutable)
+        ref = _decode_ref(data)
+        if len(_REF_CACHE) >= _REF_CACHE_MAX:
+            _REF_CACHE.clear()
+        _REF_CACHE[data] = ref
+    return ref
+
+
+def _decode_ref(data: bytes) -> Ref:
     val = msgpack.unpackb(data)
     if (not isinstance(val, list) or len(val) != 3 or not isinstance(val[0], bytes)
             or not isinstance(val[1], int) or not isinstance(val[2], str)):
