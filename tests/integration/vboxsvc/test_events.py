@@ -91,3 +91,28 @@ def test_listeners_of_a_dead_client_are_dropped(client, vbox, new_vm):
     other.close()
     new_vm()  # delivering to the closed client must not disturb anyone
     assert vbox.version == "7.1.6" and len(got) == 1
+
+
+def test_waiting_client_does_not_block_others(client, vbox):
+    """A client parked in get_event (or wait_for_completion) holds up nobody: the service answers others."""
+    import threading
+
+    from vboxsvc.ipc.client import connect
+    other = connect()
+    es = other.virtualbox.event_source
+    listener = es.create_listener()
+    es.register_listener(listener, [VBoxEventType.OnExtraDataChanged], False)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(es.get_event(listener, 60000)))
+    waiter.start()
+    try:
+        for i in range(50):
+            assert vbox.get_extra_data(f"nothing/{i}") == ""
+        assert waiter.is_alive() and got == []  # still parked after all our answers
+        vbox.set_extra_data("Test/Wake", "1")
+        waiter.join(20)
+        assert got and got[0].key == "Test/Wake"
+    finally:
+        vbox.set_extra_data("Test/Wake", "")
+        waiter.join(20)
+        other.close()
