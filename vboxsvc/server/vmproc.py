@@ -98,7 +98,11 @@ class Launch:
         return self.progress.completed
 
     def _fail(self, text: str) -> None:
+        """Fail the launch; the last lines the VM process logged say why."""
         if not self.progress.completed:
+            tail = _log_tail(self.log_path)
+            if tail and tail not in text:
+                text += f"\n{tail}"
             self.progress.complete(VBoxError(rc.E_FAIL, text, "IMachine", "MachineWrap"))
 
     # --- events from the session and the machine -------------------------------------------------
@@ -137,10 +141,9 @@ class Launch:
         code = self.proc.wait() if self.proc is not None else -1
         log.info("VM process %d of '%s' exited with %d", self.pid, core.name, code)
         if not self.progress.completed:
-            tail = _log_tail(self.log_path)
             self._fail(f"The virtual machine '{core.name}' has terminated unexpectedly during startup with exit "
                        f"code {code} ({code & 0xFFFFFFFF:#x}).  More details may be available in "
-                       f"'{self.log_path}'" + (f"\n{tail}" if tail else ""))
+                       f"'{self.log_path}'")
         direct = core.direct
         if direct is not None and direct.lock_type == LockType.VM and core.vm_client is not None \
                 and core.vm_client.pid == self.pid:
