@@ -17,6 +17,7 @@ crash never leaves a half-written state file under the real name.
 from __future__ import annotations
 
 import dataclasses
+import mmap
 import os
 import struct
 import typing
@@ -188,11 +189,12 @@ def _runs(view: memoryview, base: int) -> Iterator[tuple[int, int, bool]]:
     while pos < n:
         step = 65536 if pos % 65536 == 0 and pos + 65536 <= n else PAGE
         if step == 65536:
-            z = view[pos:pos + 65536] == _ZERO_64K
+            # bytes(...) == is a memcmp; comparing a memoryview is element by element (20x slower)
+            z = bytes(view[pos:pos + 65536]) == _ZERO_64K
             if not z:
                 # mixed block: classify page by page
                 for p in range(pos, pos + 65536, PAGE):
-                    pz = view[p:p + PAGE] == _ZERO_PAGE
+                    pz = bytes(view[p:p + PAGE]) == _ZERO_PAGE
                     if run_zero is None:
                         run_zero = pz
                     elif pz != run_zero:
@@ -201,7 +203,7 @@ def _runs(view: memoryview, base: int) -> Iterator[tuple[int, int, bool]]:
                 pos += 65536
                 continue
         else:
-            z = view[pos:pos + step] == bytes(len(view[pos:pos + step]))
+            z = not any(bytes(view[pos:pos + step]))
         if run_zero is None:
             run_zero = z
         elif z != run_zero:
@@ -315,29 +317,52 @@ class SavedStateReader:
         return decode_state(cls, data)
 
     def read_ram(self, memory, name: str = "pgm", instance: int = 0) -> None:
-        """Load RAM runs into a vmm.memory.GuestMemory (zero runs are zeroed)."""
+        """Load RAM runs into a vmm.memory.GuestMemory (zero runs are zeroed).
+
+        A chunk holding one data run is read straight into guest memory and checked there (no
+        second copy of RAM); zero runs give their pages back to the kernel where they can."""
         u = self.find(name, instance)
-        for chunk in self._chunks(u):
-            pos = 0
-            while pos < len(chunk):
-                if len(chunk) - pos < 17:
-                    raise SavedStateError(f"saved state file '{self.path}' is corrupt (RAM record)")
-                kind, start, length = struct.unpack_from("<BQQ", chunk, pos)
-                pos += 17
-                if not memory.contains(start, length) and length:
-                    raise SavedStateError(f"saved state RAM run {start:#x}+{length:#x} is outside guest RAM")
-                if kind == _RUN_ZERO:
-                    view = memory.view(start, length)
-                    for i in range(0, length, len(_ZERO_64K)):
-                        part = view[i:i + len(_ZERO_64K)]
-                        part[:] = _ZERO_64K[:len(part)]
-                elif kind == _RUN_DATA:
-                    if pos + length > len(chunk):
-                        raise SavedStateError(f"saved state file '{self.path}' is corrupt (RAM data)")
-                    memory.write(start, memoryview(chunk)[pos:pos + length])
-                    pos += length
-                else:
-                    raise SavedStateError(f"saved state file '{self.path}' is corrupt (RAM record kind)")
+        self._f.seek(u.offset)
+        while True:
+            length, crc = struct.unpack("<II", self._read_exact(8))
+            if length == 0:
+                return
+            if length > CHUNK_MAX:
+                raise SavedStateError(f"saved state file '{self.path}' is corrupt (chunk size)")
+            head = self._read_exact(min(17, length))
+            if len(head) == 17:
+                kind, start, rlen = struct.unpack("<BQQ", head)
+                if kind == _RUN_DATA and 17 + rlen == length and memory.contains(start, rlen):
+                    view = memory.view(start, rlen)
+                    if self._f.readinto(view) != rlen:
+                        raise SavedStateError(f"saved state file '{self.path}' is truncated")
+                    if zlib.crc32(view, zlib.crc32(head)) != crc:
+                        raise SavedStateError(f"saved state file '{self.path}' is corrupt (checksum in unit "
+                                              f"'{u.name}')")
+                    continue
+            chunk = head + self._read_exact(length - len(head))
+            if zlib.crc32(chunk) != crc:
+                raise SavedStateError(f"saved state file '{self.path}' is corrupt (checksum in unit '{u.name}')")
+            self._load_records(memory, chunk)
+
+    def _load_records(self, memory, chunk: bytes) -> None:
+        pos = 0
+        while pos < len(chunk):
+            if len(chunk) - pos < 17:
+                raise SavedStateError(f"saved state file '{self.path}' is corrupt (RAM record)")
+            kind, start, length = struct.unpack_from("<BQQ", chunk, pos)
+            pos += 17
+            if not memory.contains(start, length) and length:
+                raise SavedStateError(f"saved state RAM run {start:#x}+{length:#x} is outside guest RAM")
+            if kind == _RUN_ZERO:
+                _zero(memory, start, length)
+            elif kind == _RUN_DATA:
+                if pos + length > len(chunk):
+                    raise SavedStateError(f"saved state file '{self.path}' is corrupt (RAM data)")
+                memory.write(start, memoryview(chunk)[pos:pos + length])
+                pos += length
+            else:
+                raise SavedStateError(f"saved state file '{self.path}' is corrupt (RAM record kind)")
 
     def close(self) -> None:
         self._f.close()
@@ -347,3 +372,25 @@ class SavedStateReader:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _zero(memory, start: int, length: int) -> None:
+    """Zero guest RAM; whole pages are dropped (MADV_DONTNEED: they read as zero, cost nothing)."""
+    if length <= 0:
+        return
+    view = memory.view(start, length)
+    mm = getattr(memory, "mmap", None)
+    advise = getattr(mm, "madvise", None)
+    if advise is not None and hasattr(memory, "regions"):
+        off = next(o + (start - b) for b, n, o in memory.regions if b <= start and start + length <= b + n)
+        first = -off % mmap.PAGESIZE
+        whole = (length - first) // mmap.PAGESIZE * mmap.PAGESIZE if length > first else 0
+        if whole:
+            view[:first] = bytes(first)
+            advise(mmap.MADV_DONTNEED, off + first, whole)
+            tail = first + whole
+            view[tail:] = bytes(length - tail)
+            return
+    for i in range(0, length, len(_ZERO_64K)):
+        part = view[i:i + len(_ZERO_64K)]
+        part[:] = _ZERO_64K[:len(part)]
