@@ -1,0 +1,363 @@
+"""Saved state: savestate and restore times and state-file size, our VMM (REM) vs QEMU TCG.
+
+Both run the same guest, a boot sector (our flat-binary contract enters it at 0000:7C00 in
+real mode; QEMU's BIOS loads it there from a raw disk): it enters 32-bit protected mode, fills
+`--fill` MiB of RAM above 1 MiB with pseudo-random words (a busy guest's memory; the rest stays
+zero), prints READY and then counts on COM1. With `--memory` MiB of RAM (default 512):
+
+- ours:  vmm.savedstate.save_state (pause + write the whole VM into the .sav) and, into a new
+         Machine, restore_state + start; the guest's counter must continue.
+- QEMU:  QMP `stop` + `migrate exec:cat > file` until completed (what `virsh save` does), and a
+         new QEMU with `-incoming exec:cat file` until the migration completed, then `cont`.
+
+Restore times include building the VM (our Machine / QEMU's process start). Best of `--runs`.
+
+    python tests/performance/bench_savestate.py [--memory 512] [--fill 256] [--runs 2] [--only ours|qemu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.unit.vmm.hm import guests  # noqa: E402
+
+GUEST = """
+.code16
+    cli
+    xor %ax, %ax
+    mov %ax, %ds
+    mov %ax, %ss
+    mov $0x7000, %sp
+    in $0x92, %al
+    or $2, %al
+    and $0xFE, %al
+    out %al, $0x92
+    lgdtl gdtr
+    mov %cr0, %eax
+    or $1, %eax
+    mov %eax, %cr0
+    ljmpl $0x08, $pm
+.code32
+pm:
+    mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    mov $0x7000, %esp
+    mov $0x100000, %edi
+    mov $(FILL_MB * 262144), %ecx
+    mov $0x12345678, %eax
+1:  stosl
+    imul $1103515245, %eax, %eax
+    add $12345, %eax
+    dec %ecx
+    jnz 1b
+    mov $ready, %esi
+    call puts
+    xor %ebx, %ebx
+count:
+    mov %ebx, %edx
+    mov $8, %ecx
+digit:
+    rol $4, %edx
+    mov %edx, %eax
+    and $0xF, %eax
+    mov hex(%eax), %al
+    call putc
+    dec %ecx
+    jnz digit
+    mov $0x0A, %al
+    call putc
+    inc %ebx
+    mov $DELAY, %ecx
+2:  dec %ecx
+    jnz 2b
+    jmp count
+puts:
+    lodsb
+    test %al, %al
+    jz 3f
+    call putc
+    jmp puts
+3:  ret
+putc:
+    push %edx
+    mov %al, %ah
+    mov $0x3FD, %dx
+4:  in %dx, %al
+    test $0x20, %al
+    jz 4b
+    mov %ah, %al
+    mov $0x3F8, %dx
+    out %al, %dx
+    pop %edx
+    ret
+.p2align 3
+gdt:
+    .quad 0
+    .quad 0x00CF9A000000FFFF
+    .quad 0x00CF92000000FFFF
+gdtr:
+    .word 23
+    .long gdt
+hex: .ascii "0123456789ABCDEF"
+ready: .asciz "READY\\n"
+"""
+
+
+def build_guest(fill_mb: int, delay: int, out: pathlib.Path) -> pathlib.Path:
+    code = guests.assemble(GUEST.replace("FILL_MB", str(fill_mb)).replace("DELAY", str(delay)))
+    if len(code) > 510:
+        raise SystemExit(f"guest is {len(code)} bytes, more than a boot sector holds")
+    out.write_bytes(code.ljust(510, b"\0") + b"\x55\xAA" + bytes(512 * 7))
+    return out
+
+
+class Serial:
+    """Collects a guest's serial output and waits for text in it."""
+
+    def __init__(self):
+        self.data = bytearray()
+        self.cond = threading.Condition()
+
+    def feed(self, chunk: bytes) -> None:
+        with self.cond:
+            self.data += chunk
+            self.cond.notify_all()
+
+    def wait_for(self, text: bytes, timeout: float, start: int = 0) -> int:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while (i := self.data.find(text, start)) < 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no {text!r} in guest output {bytes(self.data[-200:])!r}")
+                self.cond.wait(left)
+            return i + len(text)
+
+    def counts(self) -> list[int]:
+        with self.cond:
+            text = bytes(self.data).decode(errors="replace")
+        return [int(x, 16) for x in text.split("READY\n", 1)[-1].split("\n")[:-1] if len(x) == 8]
+
+
+# ------------------------------------------------------------------ ours
+
+def run_ours(image: pathlib.Path, memory: int, work: pathlib.Path, timeout: float) -> dict:
+    from vmm.cfgm import CfgNode
+    from vmm.devices.serial_backends import SerialBackend
+    from vmm.savedstate import restore_state, save_state
+    from vmm.vm import Machine
+
+    class Backend(SerialBackend):
+        def __init__(self, serial: Serial):
+            super().__init__()
+            self.serial = serial
+
+        def write(self, data: bytes) -> None:
+            self.serial.feed(data)
+
+    def config() -> CfgNode:
+        cfg = CfgNode()
+        cfg.set("Name", "bench")
+        cfg.set("RamSize", memory << 20)
+        cfg.set("Engine", "rem")
+        cfg.set("Boot/Kernel", str(image))
+        cfg.set("Devices/serial/0/Enabled", True)
+        return cfg
+
+    state = work / "ours.sav"
+    s1 = Serial()
+    m1 = Machine(config(), serial_backends={0: Backend(s1)})
+    m1.start()
+    s1.wait_for(b"READY\n", timeout)
+    s1.wait_for(b"\n", timeout, s1.wait_for(b"READY\n", 1) + 9)
+    t0 = time.perf_counter()
+    save_state(m1, state)
+    t_save = time.perf_counter() - t0
+    last = max(s1.counts())
+    m1.power_off()
+    m1.wait(10)
+    m1.close()
+    s2 = Serial()
+    t0 = time.perf_counter()
+    m2 = Machine(config(), serial_backends={0: Backend(s2)})
+    restore_state(m2, state)
+    m2.start()
+    t_restore = time.perf_counter() - t0
+    s2.wait_for(b"\n", timeout)
+    s2.wait_for(b"\n", timeout, s2.wait_for(b"\n", 1))
+    after = [int(x, 16) for x in bytes(s2.data).decode().split("\n")[1:-1] if len(x) == 8]
+    m2.power_off()
+    m2.wait(10)
+    m2.close()
+    if not after or after[0] != last + 1 and after[0] != last + 2:
+        raise RuntimeError(f"ours: counter did not continue ({last} then {after[:3]})")
+    size = state.stat().st_size
+    state.unlink()
+    return {"save": t_save, "restore": t_restore, "size": size}
+
+
+# ------------------------------------------------------------------ QEMU
+
+class Qmp:
+    def __init__(self, path: str, timeout: float = 30):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX)
+                self.sock.connect(path)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        self.f = self.sock.makefile("rwb")
+        self._read()
+        self.cmd("qmp_capabilities")
+
+    def _read(self) -> dict:
+        while True:
+            msg = json.loads(self.f.readline())
+            if "event" not in msg:
+                return msg
+
+    def cmd(self, name: str, **args) -> dict:
+        self.f.write(json.dumps({"execute": name, "arguments": args}).encode() + b"\n")
+        self.f.flush()
+        reply = self._read()
+        if "error" in reply:
+            raise RuntimeError(f"QMP {name}: {reply['error']}")
+        return reply["return"]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def qemu(image: pathlib.Path, memory: int, sock: str, serial: Serial, extra: list[str]) -> subprocess.Popen:
+    argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(memory), "-display", "none", "-serial", "stdio",
+            "-drive", f"file={image},format=raw,if=ide", "-qmp", f"unix:{sock},server=on,wait=off",
+            "-no-reboot"] + extra
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def pump():
+        while chunk := os.read(p.stdout.fileno(), 65536):
+            serial.feed(chunk)
+    threading.Thread(target=pump, daemon=True).start()
+    return p
+
+
+def wait_migration(q: Qmp, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = q.cmd("query-migrate").get("status")
+        if st == "completed":
+            return
+        if st in ("failed", "cancelled"):
+            raise RuntimeError(f"QEMU migration {st}")
+        if time.monotonic() > deadline:
+            raise TimeoutError("QEMU migration did not complete")
+        time.sleep(0.005)
+
+
+def run_qemu(image: pathlib.Path, memory: int, work: pathlib.Path, timeout: float) -> dict:
+    state = work / "qemu.state"
+    sock = str(work / "qmp.sock")
+    s1 = Serial()
+    p1 = qemu(image, memory, sock, s1, [])
+    try:
+        q = Qmp(sock)
+        s1.wait_for(b"\n", timeout, s1.wait_for(b"READY\n", timeout) + 9)
+        t0 = time.perf_counter()
+        q.cmd("stop")
+        q.cmd("migrate", uri=f"exec:cat > {state}")
+        wait_migration(q, timeout)
+        t_save = time.perf_counter() - t0
+        last = max(s1.counts())
+        q.cmd("quit")
+        q.close()
+    finally:
+        p1.kill()
+        p1.wait()
+    if os.path.exists(sock):
+        os.unlink(sock)
+    s2 = Serial()
+    t0 = time.perf_counter()
+    p2 = qemu(image, memory, sock, s2, ["-incoming", f"exec:cat {state}"])
+    try:
+        q = Qmp(sock)
+        deadline = time.monotonic() + timeout
+        while q.cmd("query-status").get("status") in ("inmigrate",):
+            if time.monotonic() > deadline:
+                raise TimeoutError("QEMU incoming migration did not finish")
+            time.sleep(0.005)
+        q.cmd("cont")
+        t_restore = time.perf_counter() - t0
+        s2.wait_for(b"\n", timeout, s2.wait_for(b"\n", timeout))
+        after = [int(x, 16) for x in bytes(s2.data).decode(errors="replace").split("\n")[1:-1] if len(x) == 8]
+        q.cmd("quit")
+        q.close()
+    finally:
+        p2.kill()
+        p2.wait()
+    if not after or after[0] not in (last + 1, last + 2):
+        raise RuntimeError(f"QEMU: counter did not continue ({last} then {after[:3]})")
+    size = state.stat().st_size
+    state.unlink()
+    return {"save": t_save, "restore": t_restore, "size": size}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--memory", type=int, default=512, help="guest RAM in MiB")
+    ap.add_argument("--fill", type=int, default=256, help="MiB of RAM the guest fills with data")
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--only", choices=["ours", "qemu"])
+    ap.add_argument("--timeout", type=float, default=600)
+    args = ap.parse_args()
+    if args.fill + 2 > args.memory:
+        raise SystemExit("--fill must leave room below --memory")
+    if guests.toolchain_missing():
+        raise SystemExit(f"missing: {guests.toolchain_missing()}")
+    have_qemu = shutil.which("qemu-system-x86_64") is not None
+    with tempfile.TemporaryDirectory(prefix="bench-ssm") as d:
+        work = pathlib.Path(d)
+        image = build_guest(args.fill, 2_000_000, work / "guest.img")
+        results: dict[str, list[dict]] = {"ours": [], "qemu": []}
+        for _ in range(args.runs):
+            if args.only != "qemu":
+                results["ours"].append(run_ours(image, args.memory, work, args.timeout))
+            if args.only != "ours" and have_qemu:
+                results["qemu"].append(run_qemu(image, args.memory, work, args.timeout))
+    print(f"guest: {args.memory} MiB RAM, {args.fill} MiB filled with data; best of {args.runs}; "
+          f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'':8} {'savestate':>10} {'restore':>10} {'file size':>12}")
+    for name, label in (("ours", "vboxpy"), ("qemu", "QEMU TCG")):
+        rs = results[name]
+        if not rs:
+            print(f"{label:8} {'(not run)':>10}" if name == "ours" or have_qemu else f"{label:8} (not installed)")
+            continue
+        print(f"{label:8} {min(r['save'] for r in rs):9.3f}s {min(r['restore'] for r in rs):9.3f}s "
+              f"{min(r['size'] for r in rs) / (1 << 20):9.1f} MiB")
+    if results["ours"] and results["qemu"]:
+        o, q = results["ours"], results["qemu"]
+        print(f"ratio (ours/QEMU): savestate {min(r['save'] for r in o) / min(r['save'] for r in q):.2f}, "
+              f"restore {min(r['restore'] for r in o) / min(r['restore'] for r in q):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
