@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 
-def wait_for(cond, timeout: float = 10.0, interval: float = 0.02):
+def wait_for(cond, timeout: float = 20.0, interval: float = 0.02):
     """Poll `cond()` until it is truthy; returns its value (or the last one on timeout)."""
     deadline = time.monotonic() + timeout
     value = cond()

@@ -88,7 +88,7 @@ def test_vm_process_death_aborts(client, vbox, new_vm):
     p.wait_for_completion(-1)
     assert m.state == MachineState.Running
     os.kill(m.session_pid, signal.SIGKILL)
-    assert wait_for(lambda: m.state == MachineState.Aborted, 5)
+    assert wait_for(lambda: m.state == MachineState.Aborted, 20)
     assert m.session_state == SessionState.Unlocked
     f = MachineFile.load(m.settings_file_path).settings
     assert f.aborted and f.persisted_state == "Aborted"
@@ -207,7 +207,7 @@ def test_client_death_releases_lock(client, new_vm, svc_env):
         assert m.session_state == SessionState.Locked
         proc.kill()
         proc.wait()
-        assert wait_for(lambda: m.session_state == SessionState.Unlocked, 2)
+        assert wait_for(lambda: m.session_state == SessionState.Unlocked, 10)
         assert m.memory_size == 128
         s = client.session()
         m.lock_machine(s, LockType.Write)
