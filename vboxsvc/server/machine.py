@@ -696,6 +696,9 @@ class MachineView(StorageMixin):
         media = []
         if core.data is not None and cleanup_mode != CleanupMode.UnregisterOnly:
             media = core.vbox.media.detach_all(core, cleanup_mode)
+            if core.data.snapshot is not None:
+                from .snapshots import detach_snapshot_media  # issue 9 hook: the snapshots' disks too
+                media = detach_snapshot_media(core, media, cleanup_mode)
         core.vbox.unregister_core(core)
         if cleanup_mode == CleanupMode.UnregisterOnly:
             core.vbox.media.forget_registry(core.id)
@@ -737,6 +740,13 @@ class MachineView(StorageMixin):
                     os.unlink(core.data.state_file)
                 except OSError:
                     pass
+            if core.data is not None:
+                from .snapshots import snapshot_state_files  # issue 9 hook: snapshots' saved states
+                for f in snapshot_state_files(core):
+                    try:
+                        os.unlink(f)
+                    except OSError:
+                        pass
             logs = core.log_folder()
             if logs.is_dir():
                 shutil.rmtree(logs, ignore_errors=True)
