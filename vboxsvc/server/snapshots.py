@@ -705,3 +705,39 @@ def _remove_from_tree(core, uid: uuidlib.UUID) -> None:
             t.current_snapshot = parent.uuid if parent is not None else (heir.uuid if heir is not None else None)
         if t.snapshot is None:
             t.current_snapshot = None
+
+
+# ------------------------------------------------------------------ unregister / deleteConfig
+
+def detach_snapshot_media(core, media: list, cleanup_mode) -> list:
+    """Machine::unregister with snapshots: the hard disks of every snapshot are detached and returned
+    with the current state's, children before parents (so closing them in order works)."""
+    from ..api.enums import CleanupMode
+    reg = core.vbox.media
+    out = list(media)
+    for s in core.data.snapshots():
+        for c in s.hardware.storage_controllers:
+            for dev in c.devices:
+                m = reg.by_id.get(str(dev.medium)) if dev.medium is not None else None
+                if m is not None and m not in out and (m.device_type == DeviceType.HardDisk
+                                                       or cleanup_mode == CleanupMode.Full):
+                    out.append(m)
+            c.devices = []
+
+    def depth(m) -> int:
+        n = 0
+        while m.parent is not None:
+            m, n = m.parent, n + 1
+        return n
+    if cleanup_mode == CleanupMode.DetachAllReturnNone:
+        return media
+    keep = set(map(id, out))
+    for m in sorted(out, key=depth, reverse=True):   # a disk another machine builds on (a linked
+        if any(id(c) not in keep for c in m.children):  # clone's parent) is not handed out for deletion
+            keep.discard(id(m))
+    return sorted((m for m in out if id(m) in keep), key=depth, reverse=True)
+
+
+def snapshot_state_files(core) -> list[str]:
+    """The saved-state files of the snapshots (deleteConfig removes them)."""
+    return [s.state_file for s in core.data.snapshots() if s.state_file] if core.data is not None else []

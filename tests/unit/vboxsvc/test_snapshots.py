@@ -261,3 +261,30 @@ def test_saving_changed_settings_marks_current_state_modified(env):
     assert "currentStateModified" not in vbox_xml(m).find("v:Machine", NS).attrib
     take(env, m, "t")
     assert m.current_state_modified is False and m.current_snapshot.parent.name == "s"
+
+
+def test_unregister_and_delete_with_snapshots(env):
+    from vboxsvc.api.enums import CleanupMode
+    m = env.machine("vm8")
+    core = env.vbox.find_core("vm8")
+    folder = os.path.dirname(m.settings_file_path)
+    os.makedirs(os.path.join(folder, "Snapshots"), exist_ok=True)
+    state = os.path.join(folder, "Snapshots", "2026-01-01T00-00-00-000000000Z.sav")
+    open(state, "wb").write(b"s")
+    core.data.state_file = state
+    core.save()
+    core.state = MachineState.Saved
+    take(env, m, "a")
+    take(env, m, "b")
+    snap_states = [s.state_file for s in core.data.snapshots()]
+    assert all(os.path.exists(f) for f in snap_states)
+    with pytest.raises(VBoxError, match="because it has 2 snapshots"):
+        m.unregister(CleanupMode.UnregisterOnly)
+    media = m.unregister(CleanupMode.DetachAllReturnHardDisksOnly)
+    assert len(media) == 3
+    def depth(md):
+        return 0 if md.parent is None else 1 + depth(md.parent)
+    depths = [depth(md) for md in media]
+    assert depths == [2, 1, 0], "children come before their parents"
+    env.ok(m.delete_config(media))
+    assert not os.path.exists(folder), os.listdir(folder) if os.path.exists(folder) else ""
