@@ -349,3 +349,14 @@ def test_machine_state_basics(new_vm):
     with pytest.raises(VBoxError) as e:  # only a VM-lock session may report states
         m.update_state(MachineState.Running)
     assert e.value.result_code == rc.E_ACCESSDENIED
+
+
+def test_apply_defaults_follows_the_os_type(vbox, svc_env):
+    m = vbox.create_machine("", "defaults-vm", os_type_id="Debian_64")
+    m.apply_defaults("")
+    t = vbox.get_guest_os_type("Debian_64")
+    assert m.memory_size == t.recommended_ram and m.graphics_adapter.vram_size == t.recommended_vram
+    assert m.firmware_settings.ioapic_enabled
+    assert {c.name for c in m.storage_controllers} == {"IDE", "SATA"}
+    dvd = [a for a in m.medium_attachments if a.type == DeviceType.DVD]
+    assert len(dvd) == 1 and dvd[0].controller == "IDE" and dvd[0].medium is None
