@@ -164,3 +164,35 @@ def test_unit_files_describe_socket_activation(env):
     out = subprocess.run([sys.executable, "-c", "from vboxsvc.ipc import paths; print(paths.socket_path())"],
                          capture_output=True, env=clean, cwd=ROOT, text=True)
     assert out.stdout.strip() == f"{env.run}/vboxpy/vboxsvc.sock"
+
+
+def test_unreadable_machine_stays_registered_but_inaccessible(env, monkeypatch):
+    monkeypatch.setenv("VBOX_USER_HOME", str(env.home))
+    monkeypatch.setenv("VBOXPY_RUNTIME_DIR", str(env.run))
+    monkeypatch.setenv("VBOXSVC_SHUTDOWN_DELAY_MS", "100")
+    from vboxsvc.api import CleanupMode
+    from vboxsvc.ipc.client import connect
+    c = connect()
+    vbox = c.virtualbox
+    m = vbox.create_machine(str(env.vms / "broken" / "broken.vbox"), "broken", os_type_id="Linux_64")
+    m.save_settings()
+    vbox.register_machine(m)
+    mid, path = m.id, m.settings_file_path
+    pid = c.service_pid
+    c.close()
+    assert wait_for(lambda: not pid_alive(pid), 15)
+    with open(path, "w") as f:
+        f.write("<VirtualBox xmlns='http://www.virtualbox.org/'><Machine")
+    c = connect()
+    try:
+        (m,) = c.virtualbox.machines
+        assert m.id == mid and not m.accessible and m.name == mid
+        assert path in m.access_error.text
+        with pytest.raises(VBoxError):
+            m.memory_size  # noqa: B018
+        m.unregister(CleanupMode.UnregisterOnly)
+        assert c.virtualbox.machines == []
+    finally:
+        pid = c.service_pid
+        c.close()
+        assert wait_for(lambda: not pid_alive(pid), 15)
