@@ -12,84 +12,22 @@ import time
 import pytest
 from lxml import etree
 
+from tests.integration.snapshots.vmproc import VmProcess
 from tests.unit.vmm.hm import guests
-from tests.unit.vmm.test_savedstate import COUNTER_GUEST, Capture
+from tests.unit.vmm.test_savedstate import COUNTER_GUEST
 from vboxsvc.api import AccessMode, DeviceType, LockType, MachineState, StorageBus, VBoxEventType
-from vmm.savedstate import (
-    SavedStateError,
-    _disk_holders,
-    console_restore_if_saved,
-    console_save_state,
-    console_take_snapshot,
-)
-
-Machine = pytest.importorskip("vmm.vm", reason="E's VM builder is not in this tree").Machine
-CfgNode = pytest.importorskip("vmm.cfgm").CfgNode
+from vmm.savedstate import SavedStateError, _disk_holders, console_save_state
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(bool(guests.toolchain_missing()), reason="GNU as/ld/objcopy needed")]
 NS = {"v": "http://www.virtualbox.org/"}
 
 
-class Console:
-    """The VM process's IConsole, reduced to what the service calls for an online snapshot."""
-
-    __interface__ = "IConsole"
-
-    def __init__(self, vm, cap):
-        self.vm, self.cap, self.output_at_snapshot = vm, cap, b""
-
-    def take_snapshot_online(self, state_file, disks, pause=True):
-        self.vm.pause().result()
-        self.output_at_snapshot = bytes(self.cap.data)
-        try:
-            return console_take_snapshot(self.vm, state_file, disks, pause).size
-        finally:
-            self.vm.resume().result()
-
-
-class VmProcess:
-    def __init__(self, client, machine, kernel):
-        self.client, self.machine, self.kernel = client, machine, kernel
-        self.session = client.session()
-        machine.lock_machine(self.session, LockType.VM)
-        sm = self.session.machine
-        disk = sm.get_medium("SATA", 0, 0).location
-        cfg = CfgNode()
+def counter_vm(client, machine, kernel) -> VmProcess:
+    def configure(cfg):
         cfg.set("RamSize", 16 << 20)
-        cfg.set("Engine", "rem")
         cfg.set("Boot/Kernel", str(kernel))
-        cfg.set("Devices/serial/0/Enabled", True)
-        cfg.set("Devices/storage/ahci/Type", "IntelAhci")
-        cfg.set("Devices/storage/ahci/Name", "SATA")
-        cfg.set("Devices/storage/ahci/Attachments/0/Port", 0)
-        cfg.set("Devices/storage/ahci/Attachments/0/Path", disk)
-        self.cap = Capture()
-        self.vm = Machine(cfg, serial_backends={0: self.cap})
-        self.console = Console(self.vm, self.cap)
-        self.session.register_console(client.export(self.console, "IConsole"))
-
-    def power_up(self) -> bool:
-        sm = self.session.machine
-        restored = console_restore_if_saved(self.vm, sm)
-        if not restored:
-            sm.update_state(MachineState.Starting)
-        self.vm.start()
-        sm.update_state(MachineState.Running)
-        return restored
-
-    def power_down(self) -> None:
-        sm = self.session.machine
-        if sm.state != MachineState.Saved:
-            sm.update_state(MachineState.Stopping)
-            self.vm.power_off()
-            self.vm.wait(10)
-            sm.update_state(MachineState.PoweredOff)
-        else:
-            self.vm.power_off()
-            self.vm.wait(10)
-        self.vm.close()
-        self.session.unlock_machine()
+    return VmProcess(client, machine, configure)
 
 
 @pytest.fixture(scope="module")
@@ -128,14 +66,14 @@ def wait_done(progress):
 
 def test_savestate_discard_and_restore(client, vbox, kernel):
     m = make_vm(client, vbox, "saver")
-    vm = VmProcess(client, m, kernel)
+    vm = counter_vm(client, m, kernel)
     assert vm.power_up() is False
-    vm.cap.wait_lines(2)
+    vm.serial.wait_lines(2)
     res = console_save_state(vm.vm, vm.session.machine)
     assert m.state == MachineState.Saved
     state_file = m.state_file_path
     assert os.path.dirname(state_file).endswith("/saver/Snapshots") and os.path.getsize(state_file) == res.size
-    before = bytes(vm.cap.data)
+    before = bytes(vm.serial.data)
     vm.power_down()
     mach = etree.parse(m.settings_file_path).getroot().find("v:Machine", NS)
     assert mach.get("stateFile") == "Snapshots/" + os.path.basename(state_file)
@@ -145,22 +83,21 @@ def test_savestate_discard_and_restore(client, vbox, kernel):
     with open(state_file, "r+b") as f:
         f.seek(len(good) // 2)
         f.write(b"\xff" * 64)
-    vm = VmProcess(client, m, kernel)
+    vm = counter_vm(client, m, kernel)
     with pytest.raises(SavedStateError):
         vm.power_up()
     assert m.state == MachineState.Saved and os.path.exists(state_file)
-    vm.vm.close()
-    vm.session.unlock_machine()
+    vm.abandon()
     assert m.state == MachineState.Saved
 
     # the intact file restores and the guest counts on from where it stopped
     with open(state_file, "wb") as f:
         f.write(good)
-    vm = VmProcess(client, m, kernel)
+    vm = counter_vm(client, m, kernel)
     assert vm.power_up() is True
-    vm.cap.wait_lines(2)
+    vm.serial.wait_lines(2)
     assert m.state == MachineState.Running and not os.path.exists(state_file), "a restored state is consumed"
-    joined = counts(before + bytes(vm.cap.data))
+    joined = counts(before + bytes(vm.serial.data))
     assert joined == list(range(len(joined)))
     assert console_save_state(vm.vm, vm.session.machine).size > 0
     vm.power_down()
@@ -177,9 +114,9 @@ def test_online_snapshot_and_restore(client, vbox, kernel):
     base = m.get_medium("SATA", 0, 0).location
     listener = vbox.event_source.create_listener()
     vbox.event_source.register_listener(listener, [VBoxEventType.SnapshotEvent], False)
-    vm = VmProcess(client, m, kernel)
+    vm = counter_vm(client, m, kernel)
     vm.power_up()
-    vm.cap.wait_lines(2)
+    vm.serial.wait_lines(2)
     shared = client.session()
     m.lock_machine(shared, LockType.Shared)
     sid, progress = shared.machine.take_snapshot("running", "taken online", True)
@@ -195,7 +132,7 @@ def test_online_snapshot_and_restore(client, vbox, kernel):
     (_pc, holder), = list(_disk_holders(vm.vm))
     assert holder.image.path == cur.location, "the running VM writes to the new differencing image"
     at_snapshot = counts(vm.console.output_at_snapshot)
-    vm.cap.wait_lines(len(counts(bytes(vm.cap.data))) + 3)    # it keeps running after the snapshot
+    vm.serial.wait_lines(len(counts(bytes(vm.serial.data))) + 3)    # it keeps running after the snapshot
     vm.power_down()
     assert m.state == MachineState.PoweredOff
 
@@ -205,11 +142,11 @@ def test_online_snapshot_and_restore(client, vbox, kernel):
     s.unlock_machine()
     assert m.state == MachineState.Saved and m.current_snapshot.id == sid
     assert m.state_file_path != snap.machine.state_file_path
-    vm = VmProcess(client, m, kernel)
+    vm = counter_vm(client, m, kernel)
     assert vm.power_up() is True
     time.sleep(0.2)
-    vm.cap.wait_lines(2)
-    resumed = counts(bytes(vm.cap.data).split(b"\n", 1)[1])
+    vm.serial.wait_lines(2)
+    resumed = counts(bytes(vm.serial.data).split(b"\n", 1)[1])
     assert resumed[0] in (at_snapshot[-1] + 1, at_snapshot[-1] + 2), (at_snapshot[-3:], resumed[:3])
     vm.power_down()
     assert m.current_state_modified is True     # the machine ran after the restore

@@ -288,3 +288,23 @@ def test_unregister_and_delete_with_snapshots(env):
     assert depths == [2, 1, 0], "children come before their parents"
     env.ok(m.delete_config(media))
     assert not os.path.exists(folder), os.listdir(folder) if os.path.exists(folder) else ""
+
+
+def test_restore_branches_then_delete_middle(env):
+    m = env.machine("vm9")
+    for word in (b"one", b"two", b"three"):
+        write(env, env.disk_paths(m)[0], 0, word.ljust(8, b"."))
+        take(env, m, word.decode())
+    write(env, env.disk_paths(m)[0], 0, b"four....")
+    restore(env, m, "two")
+    assert read(env, env.disk_paths(m)[0], 0, 8) == b"two....."
+    restore(env, m, "three")            # the branch off "two" is dropped with its diff
+    two_disk = env.disk_paths(m.find_snapshot("two").machine)[0]
+    assert len(env.vbox.media.by_id[os.path.basename(two_disk)[1:-5]].children) == 1
+    assert delete(env, m, "two") is None
+    for name, word in (("three", b"three..."), ("one", b"one.....")):
+        restore(env, m, name)
+        assert read(env, env.disk_paths(m)[0], 0, 8) == word
+    folder = os.path.join(os.path.dirname(m.settings_file_path), "Snapshots")
+    registered = {os.path.basename(x.location) for x in env.vbox.media.by_id.values() if x.parent is not None}
+    assert set(os.listdir(folder)) == registered, "no differencing image is left behind unregistered"
