@@ -62,9 +62,6 @@ def test_pit_interrupts_wake_hlt(engine):
 
 
 def test_triple_fault_stops_the_vm(engine):
-    if engine == "rem":
-        pytest.skip("REM (unicorn 2.1.4) segfaults the process on a protected-mode triple fault with an empty "
-                    "IDT; reported to helper E")
     out = run_guest(engine, guests.assemble(guests.TRIPLE_FAULT))
     assert not out.done and out.values == [0x11]     # reached protected mode, then faulted
     assert out.stop is not None and out.stop[0] == "TRIPLE_FAULT"
