@@ -1,18 +1,23 @@
 """Saved state: savestate and restore times and state-file size, our VMM (REM) vs QEMU TCG.
 
-Both run the same guest, a boot sector (our flat-binary contract enters it at 0000:7C00 in
-real mode; QEMU's BIOS loads it there from a raw disk): it enters 32-bit protected mode, fills
-`--fill` MiB of RAM above 1 MiB with pseudo-random words (a busy guest's memory; the rest stays
-zero), prints READY and then counts on COM1. With `--memory` MiB of RAM (default 512):
+Both sides run the same guest with `--memory` MiB of RAM (default 512), one of:
 
-- ours:  vmm.savedstate.save_state (pause + write the whole VM into the .sav) and, into a new
-         Machine, restore_state + start; the guest's counter must continue.
-- QEMU:  QMP `stop` + `migrate exec:cat > file` until completed (what `virsh save` does), and a
-         new QEMU with `-incoming exec:cat file` until the migration completed, then `cont`.
+- `--guest debian` (default): the project's Debian kernel and initramfs; after the ready marker
+  the guest copies `--fill` MiB of /dev/urandom into its RAM-backed root file system (a busy
+  guest's memory); after the restore a shell command must answer.
+- `--guest fill`: a boot sector (our flat-binary contract enters it at 0000:7C00 in real mode;
+  QEMU's BIOS loads it there from a raw disk) that fills `--fill` MiB of RAM with pseudo-random
+  words and counts on COM1; after the restore the counter must continue.
+
+ours:  vmm.savedstate.save_state (pause + write the whole VM into the .sav) and, into a new
+       Machine, restore_state + start.
+QEMU:  QMP `stop` + `migrate exec:cat > file` until completed (what `virsh save` does), and a new
+       QEMU with `-incoming exec:cat file` until the migration completed, then `cont`.
 
 Restore times include building the VM (our Machine / QEMU's process start). Best of `--runs`.
 
-    python tests/performance/bench_savestate.py [--memory 512] [--fill 256] [--runs 2] [--only ours|qemu]
+    python tests/performance/bench_savestate.py [--guest debian|fill] [--memory 512] [--fill 128]
+                                                [--runs 2] [--only ours|qemu]
 """
 
 from __future__ import annotations
@@ -154,9 +159,61 @@ class Serial:
         return [int(x, 16) for x in text.split("READY\n", 1)[-1].split("\n")[:-1] if len(x) == 8]
 
 
+# ------------------------------------------------------------------ the guests
+
+DEBIAN = ROOT / ".cache" / "guest"
+READY_MARKER = "VBOXPY-GUEST-READY"
+
+
+class Guest:
+    """What both sides boot and how the benchmark knows the guest is busy, then alive again."""
+
+    def __init__(self, kind: str, fill_mb: int, work: pathlib.Path):
+        self.kind, self.fill_mb = kind, fill_mb
+        if kind == "fill":
+            self.image = build_guest(fill_mb, 2_000_000, work / "guest.img")
+
+    def configure(self, cfg) -> None:
+        if self.kind == "fill":
+            cfg.set("Boot/Kernel", str(self.image))
+        else:
+            cfg.set("Boot/Kernel", str(DEBIAN / "vmlinux"))
+            cfg.set("Boot/Initrd", str(DEBIAN / "initrd.img"))
+            cfg.set("Boot/Cmdline", "console=ttyS0 quiet")
+
+    def qemu_args(self) -> list[str]:
+        if self.kind == "fill":
+            return ["-drive", f"file={self.image},format=raw,if=ide"]
+        return ["-kernel", str(DEBIAN / "vmlinux"), "-initrd", str(DEBIAN / "initrd.img"),
+                "-append", "console=ttyS0 quiet"]
+
+    def prepare(self, serial: Serial, send, timeout: float) -> None:
+        if self.kind == "fill":
+            serial.wait_for(b"\n", timeout, serial.wait_for(b"READY\n", timeout) + 9)
+            return
+        serial.wait_for(READY_MARKER.encode(), timeout)
+        start = len(serial.data)
+        send(f"dd if=/dev/urandom of=/fill bs=1M count={self.fill_mb} 2>/dev/null; echo FI''LLED\r")
+        serial.wait_for(b"FILLED", timeout, start)
+
+    def last_count(self, serial: Serial) -> int:
+        return max(serial.counts()) if self.kind == "fill" else 0
+
+    def check_alive(self, serial: Serial, send, timeout: float, last: int, who: str) -> None:
+        if self.kind == "fill":
+            serial.wait_for(b"\n", timeout, serial.wait_for(b"\n", timeout))
+            after = [int(x, 16) for x in bytes(serial.data).decode(errors="replace").split("\n")[1:-1]
+                     if len(x) == 8]
+            if not after or after[0] not in (last + 1, last + 2):
+                raise RuntimeError(f"{who}: counter did not continue ({last} then {after[:3]})")
+            return
+        send("echo AL''IVE $((6*7))\r")
+        serial.wait_for(b"ALIVE 42", timeout)
+
+
 # ------------------------------------------------------------------ ours
 
-def run_ours(image: pathlib.Path, memory: int, work: pathlib.Path, timeout: float) -> dict:
+def run_ours(guest: Guest, memory: int, work: pathlib.Path, timeout: float) -> dict:
     from vmm.cfgm import CfgNode
     from vmm.devices.serial_backends import SerialBackend
     from vmm.savedstate import restore_state, save_state
@@ -166,46 +223,60 @@ def run_ours(image: pathlib.Path, memory: int, work: pathlib.Path, timeout: floa
         def __init__(self, serial: Serial):
             super().__init__()
             self.serial = serial
+            self.pending = bytearray()
 
         def write(self, data: bytes) -> None:
             self.serial.feed(data)
+
+        @property
+        def has_input(self) -> bool:
+            return bool(self.pending)
+
+        def read(self, max_bytes: int) -> bytes:
+            out = bytes(self.pending[:max_bytes])
+            del self.pending[:max_bytes]
+            return out
+
+        def send(self, text: str) -> None:
+            self.pending += text.encode()
+            if self._notify is not None:
+                self._notify()
 
     def config() -> CfgNode:
         cfg = CfgNode()
         cfg.set("Name", "bench")
         cfg.set("RamSize", memory << 20)
         cfg.set("Engine", "rem")
-        cfg.set("Boot/Kernel", str(image))
         cfg.set("Devices/serial/0/Enabled", True)
+        guest.configure(cfg)
         return cfg
 
     state = work / "ours.sav"
     s1 = Serial()
-    m1 = Machine(config(), serial_backends={0: Backend(s1)})
+    b1 = Backend(s1)
+    m1 = Machine(config(), serial_backends={0: b1})
     m1.start()
-    s1.wait_for(b"READY\n", timeout)
-    s1.wait_for(b"\n", timeout, s1.wait_for(b"READY\n", 1) + 9)
+    guest.prepare(s1, b1.send, timeout)
     t0 = time.perf_counter()
     save_state(m1, state)
     t_save = time.perf_counter() - t0
-    last = max(s1.counts())
+    last = guest.last_count(s1)
     m1.power_off()
     m1.wait(10)
     m1.close()
     s2 = Serial()
+    b2 = Backend(s2)
     t0 = time.perf_counter()
-    m2 = Machine(config(), serial_backends={0: Backend(s2)})
+    m2 = Machine(config(), serial_backends={0: b2})
     restore_state(m2, state)
     m2.start()
     t_restore = time.perf_counter() - t0
-    s2.wait_for(b"\n", timeout)
-    s2.wait_for(b"\n", timeout, s2.wait_for(b"\n", 1))
-    after = [int(x, 16) for x in bytes(s2.data).decode().split("\n")[1:-1] if len(x) == 8]
-    m2.power_off()
-    m2.wait(10)
-    m2.close()
-    if not after or after[0] != last + 1 and after[0] != last + 2:
-        raise RuntimeError(f"ours: counter did not continue ({last} then {after[:3]})")
+    try:
+        guest.check_alive(s2, b2.send, timeout, last, "ours")
+    finally:
+        m2.power_off()
+        m2.wait(10)
+        m2.close()
     size = state.stat().st_size
     state.unlink()
     return {"save": t_save, "restore": t_restore, "size": size}
@@ -247,17 +318,20 @@ class Qmp:
         self.sock.close()
 
 
-def qemu(image: pathlib.Path, memory: int, sock: str, serial: Serial, extra: list[str]) -> subprocess.Popen:
+def qemu(guest: Guest, memory: int, sock: str, serial: Serial, extra: list[str]):
     argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(memory), "-display", "none", "-serial", "stdio",
-            "-drive", f"file={image},format=raw,if=ide", "-qmp", f"unix:{sock},server=on,wait=off",
-            "-no-reboot"] + extra
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            "-qmp", f"unix:{sock},server=on,wait=off", "-no-reboot"] + guest.qemu_args() + extra
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
     def pump():
         while chunk := os.read(p.stdout.fileno(), 65536):
             serial.feed(chunk)
     threading.Thread(target=pump, daemon=True).start()
-    return p
+
+    def send(text: str) -> None:
+        p.stdin.write(text.encode())
+        p.stdin.flush()
+    return p, send
 
 
 def wait_migration(q: Qmp, timeout: float) -> None:
@@ -273,20 +347,20 @@ def wait_migration(q: Qmp, timeout: float) -> None:
         time.sleep(0.005)
 
 
-def run_qemu(image: pathlib.Path, memory: int, work: pathlib.Path, timeout: float) -> dict:
+def run_qemu(guest: Guest, memory: int, work: pathlib.Path, timeout: float) -> dict:
     state = work / "qemu.state"
     sock = str(work / "qmp.sock")
     s1 = Serial()
-    p1 = qemu(image, memory, sock, s1, [])
+    p1, send1 = qemu(guest, memory, sock, s1, [])
     try:
         q = Qmp(sock)
-        s1.wait_for(b"\n", timeout, s1.wait_for(b"READY\n", timeout) + 9)
+        guest.prepare(s1, send1, timeout)
         t0 = time.perf_counter()
         q.cmd("stop")
         q.cmd("migrate", uri=f"exec:cat > {state}")
         wait_migration(q, timeout)
         t_save = time.perf_counter() - t0
-        last = max(s1.counts())
+        last = guest.last_count(s1)
         q.cmd("quit")
         q.close()
     finally:
@@ -296,7 +370,7 @@ def run_qemu(image: pathlib.Path, memory: int, work: pathlib.Path, timeout: floa
         os.unlink(sock)
     s2 = Serial()
     t0 = time.perf_counter()
-    p2 = qemu(image, memory, sock, s2, ["-incoming", f"exec:cat {state}"])
+    p2, send2 = qemu(guest, memory, sock, s2, ["-incoming", f"exec:cat {state}"])
     try:
         q = Qmp(sock)
         deadline = time.monotonic() + timeout
@@ -306,15 +380,12 @@ def run_qemu(image: pathlib.Path, memory: int, work: pathlib.Path, timeout: floa
             time.sleep(0.005)
         q.cmd("cont")
         t_restore = time.perf_counter() - t0
-        s2.wait_for(b"\n", timeout, s2.wait_for(b"\n", timeout))
-        after = [int(x, 16) for x in bytes(s2.data).decode(errors="replace").split("\n")[1:-1] if len(x) == 8]
+        guest.check_alive(s2, send2, timeout, last, "QEMU")
         q.cmd("quit")
         q.close()
     finally:
         p2.kill()
         p2.wait()
-    if not after or after[0] not in (last + 1, last + 2):
-        raise RuntimeError(f"QEMU: counter did not continue ({last} then {after[:3]})")
     size = state.stat().st_size
     state.unlink()
     return {"save": t_save, "restore": t_restore, "size": size}
@@ -323,7 +394,8 @@ def run_qemu(image: pathlib.Path, memory: int, work: pathlib.Path, timeout: floa
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--memory", type=int, default=512, help="guest RAM in MiB")
-    ap.add_argument("--fill", type=int, default=256, help="MiB of RAM the guest fills with data")
+    ap.add_argument("--guest", choices=["debian", "fill"], default="debian")
+    ap.add_argument("--fill", type=int, default=128, help="MiB of RAM the guest fills with data")
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--only", choices=["ours", "qemu"])
     ap.add_argument("--timeout", type=float, default=600)
@@ -335,14 +407,16 @@ def main() -> int:
     have_qemu = shutil.which("qemu-system-x86_64") is not None
     with tempfile.TemporaryDirectory(prefix="bench-ssm") as d:
         work = pathlib.Path(d)
-        image = build_guest(args.fill, 2_000_000, work / "guest.img")
+        if args.guest == "debian" and not (DEBIAN / "vmlinux").exists():
+            raise SystemExit("no Debian guest: run `python -m vmm.guest.builder` first (or use --guest fill)")
+        guest = Guest(args.guest, args.fill, work)
         results: dict[str, list[dict]] = {"ours": [], "qemu": []}
         for _ in range(args.runs):
             if args.only != "qemu":
-                results["ours"].append(run_ours(image, args.memory, work, args.timeout))
+                results["ours"].append(run_ours(guest, args.memory, work, args.timeout))
             if args.only != "ours" and have_qemu:
-                results["qemu"].append(run_qemu(image, args.memory, work, args.timeout))
-    print(f"guest: {args.memory} MiB RAM, {args.fill} MiB filled with data; best of {args.runs}; "
+                results["qemu"].append(run_qemu(guest, args.memory, work, args.timeout))
+    print(f"guest: {args.guest}, {args.memory} MiB RAM, {args.fill} MiB filled with data; best of {args.runs}; "
           f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'':8} {'savestate':>10} {'restore':>10} {'file size':>12}")
     for name, label in (("ours", "vboxpy"), ("qemu", "QEMU TCG")):
