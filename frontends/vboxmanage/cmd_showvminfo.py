@@ -36,6 +36,8 @@ def showvminfo(vm, details, machinereadable, log_index, password_id, password, a
     try:
         with call("showVMInfo(pVirtualBox, machine, ptrSession, details)", 3262, _FILE):
             info = collect(vbox, machine)
+            if locked and info.get("accessible"):
+                info["running"] = session.console is not None
             if info.get("accessible") and machine.snapshot_count:
                 info["snapshots"], info["current_snapshot"] = snapshot_tree(machine)
     finally:

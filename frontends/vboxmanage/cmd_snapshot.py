@@ -8,9 +8,9 @@ import sys
 import click
 
 from . import render_vminfo
-from .api import Api, call, find_machine, locked, wait
+from .api import Api, call, find_machine, is_api_error, locked, wait
 from .cli import CONTEXT, vm_argument
-from .output import CommandFailed, SyntaxFailure, msg_lines
+from .output import ArgumentFailure, SyntaxFailure
 from .render_snapshot import snapshot_human, snapshot_machine_readable
 from .vminfo import collect, snapshot_tree
 
@@ -70,28 +70,40 @@ def _take(obj, name, description, live, pause, uniquename):
 
 
 def _unique_name(m, name: str, flags: str) -> str:
-    words = {w.strip().lower() for w in flags.split(",") if w.strip()}
-    bad = words - {"number", "timestamp", "space", "force"}
-    if bad:
-        raise SyntaxFailure(f"Invalid unique name description '{flags}'", "snapshot")
-    sep = " " if "space" in words else ""
+    """--uniquename: Number counts from 2 (1 with Force), Timestamp appends the UTC time (+N s on clashes)."""
+    words = set()
+    for word in (w.strip().lower() for w in flags.split(",")):
+        full = next((f for f in ("number", "timestamp", "space", "force") if word and f.startswith(word)), None)
+        if word and full is None:
+            raise ArgumentFailure(f"Invalid unique name description '{flags}'")
+        if full:
+            words.add(full)
+    if not words & {"number", "timestamp"}:
+        return name
 
     def exists(candidate: str) -> bool:
         try:
             m.find_snapshot(candidate)
             return True
-        except Exception:
+        except Exception as exc:
+            if not is_api_error(exc):
+                raise
             return False
 
     if "force" not in words and not exists(name):
         return name
-    if "timestamp" in words:
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return f"{name}{sep}{stamp}"
-    number = 1
-    while exists(f"{name}{sep}{number}"):
-        number += 1
-    return f"{name}{sep}{number}"
+    sep = " " if "space" in words else ""
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    count = 1 if "force" in words and "number" in words else (2 if "number" in words else 0)
+    while count < 500:
+        if "number" in words:
+            suffix = str(count)
+        else:
+            suffix = (now + datetime.timedelta(seconds=count)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        count += 1
+        if not exists(name + sep + suffix):
+            return name + sep + suffix
+    raise ArgumentFailure("Failed to generate a unique snapshot name")
 
 
 def _restore_or_delete(vm: str, name: str | None, delete: bool) -> int:
@@ -102,7 +114,8 @@ def _restore_or_delete(vm: str, name: str | None, delete: bool) -> int:
             with call("sessionMachine->COMGETTER(CurrentSnapshot)(pSnapshot.asOutParam())", 640, _FILE):
                 snap = m.current_snapshot
             if snap is None:
-                raise CommandFailed(msg_lines("error: ", "This machine does not have any snapshots"))
+                sys.stdout.write("This machine does not have any snapshots\n")  # stdout, as VBoxManage does
+                return 1
         else:
             snap = _one_snapshot(m, name)
         snap_name, snap_id = snap.name, snap.id
@@ -161,7 +174,7 @@ def _list(obj, details, machinereadable, as_json):
     if machinereadable:
         sys.stdout.write(snapshot_machine_readable(root, current))
     else:
-        sys.stdout.write(snapshot_human(root, current, details))
+        sys.stdout.write(snapshot_human(root, current))  # --details prints the same (VMINFO_FULL)
     return 0
 
 
@@ -181,7 +194,8 @@ def _edit(obj, name, current, new_name, description):
             with call("sessionMachine->COMGETTER(CurrentSnapshot)(pSnapshot.asOutParam())", 760, _FILE):
                 snap = m.current_snapshot
             if snap is None:
-                raise CommandFailed(msg_lines("error: ", "This machine does not have any snapshots"))
+                sys.stdout.write("This machine does not have any snapshots\n")  # stdout, as VBoxManage does
+                return 1
         else:
             snap = _one_snapshot(m, name)
         if new_name is not None:

@@ -37,7 +37,7 @@ RUNNING_LIST_STATES = {6, 7, 9, 10, 15}  # list runningvms: Running, Paused, Tel
 
 FIRMWARE = {1: "BIOS", 2: "EFI", 3: "EFI32", 4: "EFI64", 5: "EFIDUAL"}
 FIRMWARE_BY_ARG = {"bios": 1, "efi": 2, "efi32": 3, "efi64": 4, "efidual": 5}
-CHIPSET = {0: "null", 1: "piix3", 2: "ich9", 3: "armv8virtual"}
+CHIPSET = {0: "invalid", 1: "piix3", 2: "ich9", 3: "armv8virtual"}
 
 # DeviceType -> boot order name (machine-readable, human)
 BOOT_DEVICES = {
@@ -87,8 +87,8 @@ NIC_ATTACHMENTS = {0: ("null", "Null"), 1: ("nat", "NAT"), 2: ("bridged", "Bridg
 NIC_ATTACHMENT_BY_ARG = {"null": 0, "nat": 1, "bridged": 2, "intnet": 3, "hostonly": 4, "generic": 5,
                          "natnetwork": 6, "cloud": 7, "hostonlynet": 8}
 NIC_TYPES = {0: "Null", 1: "Am79C970A", 2: "Am79C973", 3: "82540EM", 4: "82543GC", 5: "82545EM",
-             6: "virtio", 7: "Am79C960", 8: "NE2000", 9: "NE1000", 10: "WD8013", 11: "WD8003", 12: "ELNK2",
-             13: "ELNK1"}
+             6: "virtio", 7: "Am79C960", 8: "NE2000", 9: "NE1000", 10: "WD8013", 11: "WD8003", 12: "3C503",
+             13: "3C501"}
 NIC_TYPE_BY_ARG = {v.lower(): k for k, v in NIC_TYPES.items() if k}
 
 # PortMode

@@ -27,7 +27,8 @@ def snapshot_machine_readable(root: dict, current: str) -> str:
     return "".join(out)
 
 
-def snapshot_human(root: dict, current: str, details: bool = False) -> str:
+def snapshot_human(root: dict, current: str) -> str:
+    """showSnapshots: the same lines with or without --details (descriptions always shown)."""
     out: list[str] = []
 
     def walk(node: dict, level: int) -> None:
@@ -35,7 +36,7 @@ def snapshot_human(root: dict, current: str, details: bool = False) -> str:
         mark = " *" if node["uuid"] == current else ""
         out.append(f"{indent}Name: {node['name']} (UUID: {node['uuid']}){mark}\n")
         desc = node.get("description") or ""
-        if desc and details:
+        if desc:
             if "\n" in desc:
                 out.append(f"{indent}Description:\n{desc}\n")
             else:

@@ -19,6 +19,7 @@ from .names import (
     PARAVIRT,
     UART_TYPES,
 )
+from .output import msg_lines
 from .render_snapshot import snapshot_human, snapshot_machine_readable
 
 
@@ -93,7 +94,10 @@ def machine_readable(info: dict) -> str:
         out.append(mr("NvramFile", info["nvram_file"]))
     out += [mr("rtcuseutc", info["rtc_utc"]), mr("iommu", info["iommu"]),
             mr("paravirtprovider", PARAVIRT[info["paravirt"]][0]),
-            mr("effparavirtprovider", PARAVIRT[info["eff_paravirt"]][0]),
+            mr("effparavirtprovider", PARAVIRT[info["eff_paravirt"]][0])]
+    if info.get("paravirt_debug"):
+        out.append(mr("paravirtdebug", info["paravirt_debug"]))
+    out += [
             mr("VMState", MACHINE_STATES[info["state"]][0]),
             mr("VMStateChangeTime", state_time(info["state_change_ms"]))]
     if info.get("state_file"):
@@ -112,12 +116,17 @@ def machine_readable(info: dict) -> str:
     for uart in info["uarts"]:
         out += _mr_uart(uart)
     out += [mr("lpt1", False), mr("lpt2", False), mr("audio", "none"), mr("audio_out", False),
-            mr("audio_in", False), mr("clipboard", "disabled"), mr("draganddrop", "disabled"),
-            mr("vrde", False), mr("usb", False), mr("ehci", False), mr("xhci", False)]
+            mr("audio_in", False), mr("clipboard", "disabled"), mr("draganddrop", "disabled")]
+    if info.get("session_name"):
+        out.append(mr("SessionName", info["session_name"]))
+    out += [mr("vrde", False), mr("usb", False), mr("ehci", False), mr("xhci", False)]
+    if info.get("running"):  # live VRDE info (no VRDE server here); the `==` is VBoxManage's own
+        out += [mr("VRDEActiveConnection", False), "VRDEClients==0\n"]
     if info.get("description"):
         out.append(mr("description", info["description"]))
     if info.get("snapshots"):
         out.append(snapshot_machine_readable(info["snapshots"], info.get("current_snapshot", "")))
+    out.append(mr_int("GuestMemoryBalloon", info.get("memory_balloon", 0)))
     return "".join(out)
 
 
@@ -149,6 +158,8 @@ def _mr_storage(controllers: list[dict]) -> list[str]:
                     continue
                 out.append(f'{key}="{mr_escape(medium["location"])}"\n')
                 out.append(f'"{mr_escape(name)}-ImageUUID-{port}-{dev}"="{medium["uuid"]}"\n')
+                if att.get("passthrough"):
+                    out.append(f'"{mr_escape(name)}-dvdpassthrough-{port}-{dev}"="on"\n')
                 if att["type"] == 2:
                     out.append(f'"{mr_escape(name)}-tempeject-{port}-{dev}"="{_onoff(att["temp_eject"])}"\n')
                     out.append(f'"{mr_escape(name)}-IsEjected-{port}-{dev}"="{_onoff(att["is_ejected"])}"\n')
@@ -205,8 +216,9 @@ def _mr_uart(uart: dict) -> list[str]:
 
 def human(info: dict, details: bool = False) -> str:
     if not info.get("accessible", True):
-        return (line("Name", "<inaccessible!>") + line("UUID", info["uuid"]) + line("Config file", info["cfg_file"])
-                + line("Access error details", info.get("access_error", "")))
+        return (f"Name:            <inaccessible!>\nUUID:            {info['uuid']}\n"
+                f"Config file:     {info['cfg_file']}\nEncryption:     disabled\nAccess error details:\n"
+                + (msg_lines("error: ", info["access_error"]) if info.get("access_error") else "") + "\n")
     state_long = MACHINE_STATES[info["state"]][1]
     out = [line("Name", info["name"]), line("Encryption", "disabled"), line("Groups", ",".join(info["groups"])),
            line("Platform Architecture", info.get("platform_arch", "x86")), line("Guest OS", info["os_type"]),
@@ -221,6 +233,7 @@ def human(info: dict, details: bool = False) -> str:
            line("PAE", _enabled(info["pae"])), line("Long Mode", _enabled(info["longmode"])),
            line("Triple Fault Reset", _enabled(info["triplefaultreset"])), line("APIC", _enabled(info["apic"])),
            line("X2APIC", _enabled(info["x2apic"])), line("Nested VT-x/AMD-V", _enabled(info["nested_hw_virt"])),
+           line("CPUID overrides", "None"),
            line("Hardware Virtualization", _enabled(info["hwvirtex"])),
            line("Nested Paging", _enabled(info["nestedpaging"])), line("Large Pages", _enabled(info["largepages"])),
            line("VT-x VPID", _enabled(info["vtxvpid"])), line("VT-x Unrestricted Exec.", _enabled(info["vtxux"])),
@@ -240,7 +253,10 @@ def human(info: dict, details: bool = False) -> str:
         out.append(line("BIOS NVRAM File", info["nvram_file"]))
     out += [line("RTC", "UTC" if info["rtc_utc"] else "local time"), line("IOMMU", info["iommu"].capitalize()),
             line("Paravirt. Provider", PARAVIRT[info["paravirt"]][1]),
-            line("Effective Paravirt. Prov.", PARAVIRT[info["eff_paravirt"]][1]),
+            line("Effective Paravirt. Prov.", PARAVIRT[info["eff_paravirt"]][1])]
+    if info.get("paravirt_debug"):
+        out.append(line("Paravirt. Debug", info["paravirt_debug"]))
+    out += [
             line("State", f"{state_long} (since {state_time(info['state_change_ms'])})")]
     out += [line("Graphics Controller", GRAPHICS_HUMAN.get(info["graphics"], "Null")),
             line("Monitor count", info["monitor_count"]), line("3D Acceleration", _enabled(info["accelerate3d"])),
@@ -259,18 +275,19 @@ def human(info: dict, details: bool = False) -> str:
         out.append(_human_uart(uart))
     out += [line("LPT 1", "disabled"), line("LPT 2", "disabled"), line("Audio", "disabled"),
             line("Audio playback", "disabled"), line("Audio capture", "disabled"),
-            line("Clipboard Mode", "disabled"), line("Drag and drop Mode", "disabled"), line("VRDE", "disabled"),
-            line("OHCI USB", "disabled"), line("EHCI USB", "disabled"), line("xHCI USB", "disabled"),
-            "\nUSB Device Filters:\n\n<none>\n\n"]
-    if details:
-        out.append("Bandwidth groups:  <none>\n\n")
-    out.append("Shared folders:<none>\n\n")
+            line("Clipboard Mode", "disabled"), line("Drag and drop Mode", "disabled")]
+    if info.get("session_name"):
+        out.append(line("Session name", info["session_name"]))
+    out += [line("VRDE", "disabled"), line("OHCI USB", "disabled"), line("EHCI USB", "disabled"),
+            line("xHCI USB", "disabled"), line("USB Device Filters", "<none>"), line("Bandwidth groups", "<none>"),
+            line("Shared folders", "<none>")]
+    if info.get("running"):
+        out += [line("VRDE Connection", "not active"), line("Clients so far", 0)]
     if info.get("description"):
         out.append(f"Description:\n{info['description']}\n")
-    if details:
-        out.append(line("Configured memory balloon", "0MB"))
     if info.get("snapshots"):
-        out.append("* Snapshots:\n" + snapshot_human(info["snapshots"], info.get("current_snapshot", ""), details=True))
+        out.append("* Snapshots:\n" + snapshot_human(info["snapshots"], info.get("current_snapshot", "")))
+    out += ["* Guest:\n", line("Configured memory balloon", f"{info.get('memory_balloon', 0)}MB")]
     return "".join(out)
 
 
@@ -286,29 +303,34 @@ def _human_storage(controllers: list[dict]) -> list[str]:
         return [line("Storage Controllers", "<none>")]
     out = ["Storage Controllers:\n"]
     for i, ctl in enumerate(controllers):
-        boot = ", Bootable" if ctl["bootable"] else ""
+        boot = ", Bootable" if ctl["bootable"] else ", Not bootable"
         out.append(f"#{i}: '{ctl['name']}', Type: {CONTROLLER_TYPES.get(ctl['type'], 'Null')}, "
                    f"Instance: {ctl['instance']}, Ports: {ctl['ports']} (max {ctl['max_ports']}){boot}\n")
         for att in sorted(ctl["attachments"], key=lambda a: (a["port"], a["device"])):
             flags = ""
+            if att.get("medium") is not None and att.get("passthrough"):
+                flags += ", passthrough enabled"
+            if att.get("temp_eject"):
+                flags += ", temp eject"
+            if att.get("is_ejected"):
+                flags += ", ejected"
+            if att.get("medium") is None:
+                out.append(f"  Port {att['port']}, Unit {att['device']}: Empty{flags}\n")
+                continue
             if att.get("hotpluggable"):
                 flags += ", hot-pluggable"
             if att.get("nonrotational"):
                 flags += ", non-rotational (SSD)"
             if att.get("discard"):
                 flags += ", discards unused blocks"
-            head = f"  Port {att['port']}, Unit {att['device']}: "
-            medium = att.get("medium")
-            if medium is None:
-                out.append(f"{head}Empty{flags}\n")
-            else:
-                out.append(f"{head}UUID: {medium['uuid']}{flags}\n")
-                out.append(f'    Location: "{medium["location"]}"\n')
+            medium = att["medium"]
+            out.append(f"  Port {att['port']}, Unit {att['device']}: UUID: {medium['uuid']}{flags}\n")
+            out.append(f'    Location: "{medium["location"]}"\n')
     return out
 
 
 _NIC_HUMAN_NAMED = {2: "Bridged Interface", 3: "Internal Network", 4: "Host-only Interface", 5: "Generic",
-                    6: "NAT Network", 7: "Cloud Network", 8: "Host-only Network"}
+                    6: "NAT Network", 7: "Cloud Network", 8: "Host Only Network"}
 
 
 def _human_nic(nic: dict, details: bool) -> list[str]:
@@ -327,7 +349,7 @@ def _human_nic(nic: dict, details: bool) -> list[str]:
             f"Reported speed: {nic['speed'] // 1000} Mbps, Boot priority: 0, Promisc Policy: deny, "
             "Bandwidth group: none")
     out = [line(label, text)]
-    if kind == 1 and details:
+    if kind == 1:
         out.append(f"{label} Settings:  MTU: 0, Socket (send: 64, receive: 64), "
                    "TCP Window (send:64, receive: 64)\n")
     return out
@@ -342,11 +364,11 @@ def _human_uart(uart: dict) -> str:
         how = f"attached to pipe ({'server' if uart.get('server') else 'client'}) '{path}'"
     elif mode == 2:
         how = f"attached to device '{path}'"
-    elif mode == 3:
-        how = f"attached to raw file '{path}'"
+    elif mode == 3:  # VBoxManage ends this one with a newline, so the UART type lands on the next line
+        how = f"attached to raw file '{path}'\n"
     elif mode == 4:
         how = f"attached to tcp ({'server' if uart.get('server') else 'client'}) '{path}'"
     else:
         how = "disconnected"
-    return line(label, f"I/O address: {uart['io']:#06x}, IRQ: {uart['irq']}, {how}, "
-                       f"{UART_TYPES.get(uart['type'], '16550A')}")
+    return line(label, f"I/O address: {uart['io']:#06x}, IRQ: {uart['irq']}, {how}"
+                       f", {UART_TYPES.get(uart['type'], '16450')}")

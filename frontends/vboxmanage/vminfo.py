@@ -85,8 +85,12 @@ def collect(vbox, machine) -> dict:
         "hid_keyboard": HID_KEYBOARD.get(enum_int(machine.keyboard_hid_type), "ps2kbd"),
         "uarts": [uart(machine.get_serial_port(slot)) for slot in range(UART_SLOTS)],
         "description": machine.description or "",
+        "memory_balloon": int(machine.memory_balloon_size), "paravirt_debug": machine.paravirt_debug or "",
+        "running": False, "session_name": "",
         "snapshots": None, "current_snapshot": "",
     }
+    if 6 <= info["state"] <= 19:  # online: a VM process holds the session
+        info["session_name"] = machine.session_name or ""
     for key, extra in EXTRA_BOOT:
         info[key] = machine.get_extra_data(extra)
     return info

@@ -35,7 +35,10 @@ class Cli:
         pairs = {}
         for line in out.splitlines():
             key, _, value = line.partition("=")
-            pairs[key.strip('"')] = value[1:-1] if value.startswith('"') else int(value)
+            if value.startswith('"'):
+                pairs[key.strip('"')] = value[1:-1]
+            else:  # numbers are unquoted; `VRDEClients==0` is VBoxManage's own quirk
+                pairs[key.strip('"')] = int(value.lstrip("="))
         return pairs
 
     def stop_service(self) -> None:

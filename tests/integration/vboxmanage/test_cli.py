@@ -227,7 +227,7 @@ def test_snapshots_and_clonevm(vbm, tmp_path):
     s1 = re.fullmatch(rf"Snapshot taken. UUID: ({UUID_RE})\n", out).group(1)
     s2 = re.fullmatch(rf"Snapshot taken. UUID: ({UUID_RE})\n", vbm("snapshot", "sn", "take", "s2")[1]).group(1)
     assert vbm("snapshot", "sn", "list") == (
-        0, f"   Name: s1 (UUID: {s1})\n      Name: s2 (UUID: {s2}) *\n", "")
+        0, f"   Name: s1 (UUID: {s1})\n   Description: first\n      Name: s2 (UUID: {s2}) *\n", "")
     assert vbm("snapshot", "sn", "list", "--machinereadable") == (0, (
         f'SnapshotName="s1"\nSnapshotUUID="{s1}"\nSnapshotDescription="first"\nSnapshotName-1="s2"\n'
         f'SnapshotUUID-1="{s2}"\nCurrentSnapshotName="s2"\nCurrentSnapshotUUID="{s2}"\n'
@@ -239,6 +239,9 @@ def test_snapshots_and_clonevm(vbm, tmp_path):
     assert (info["CurrentSnapshotName"], info["CurrentSnapshotNode"]) == ("s1", "SnapshotName")
     code, _, err = vbm("snapshot", "sn", "restore", "nosuch")
     assert code == 1 and err.startswith("VBoxManage: error: ")
+    code, out, _ = vbm("snapshot", "sn", "take", "s1", "--uniquename", "Number")
+    assert code == 0 and out.startswith("Snapshot taken. UUID: ")
+    assert "   Name: s12 (UUID: " in vbm("snapshot", "sn", "list")[1]
     code, out, err = vbm("clonevm", "sn", "--register")
     assert (code, out, err) == (0, 'Machine has been successfully cloned as "sn Clone"\n', PROGRESS)
     assert vbm.machinereadable("sn Clone")["SATA-0-0"].startswith(str(tmp_path / "VirtualBox VMs" / "sn Clone"))

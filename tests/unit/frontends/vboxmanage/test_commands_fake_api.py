@@ -4,6 +4,7 @@ Checks what each command calls and prints without a service; the integration tes
 same commands against the real one.
 """
 
+import re
 import types
 
 import pytest
@@ -349,3 +350,26 @@ def test_controlvm_not_running(api, capsys):
     running_machine(api, None)
     assert run(capsys, "controlvm", "vm1", "pause") == (
         1, "", "VBoxManage: error: Machine 'vm1' is not currently running.\n")
+
+
+def test_snapshot_unique_names(api):
+    from frontends.vboxmanage.cmd_snapshot import _unique_name
+    from frontends.vboxmanage.output import ArgumentFailure
+
+    taken = {"s", "s2", "s 1"}
+
+    def find(name):
+        if name not in taken:
+            raise VBoxError(0x80BB0001, f"Could not find a snapshot named '{name}'", "IMachine", "MachineWrap")
+        return name
+
+    m = types.SimpleNamespace(find_snapshot=find)
+    assert _unique_name(m, "s", "Number") == "s3"
+    assert _unique_name(m, "s", "num,Space") == "s 2"
+    assert _unique_name(m, "s", "Number,Space,Force") == "s 2"
+    assert _unique_name(m, "free", "Number") == "free"
+    assert _unique_name(m, "s", "Space") == "s"
+    stamp = _unique_name(m, "s", "Timestamp")
+    assert re.fullmatch(r"s\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamp)
+    with pytest.raises(ArgumentFailure):
+        _unique_name(m, "s", "Numbr")

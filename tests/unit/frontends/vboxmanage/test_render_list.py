@@ -71,11 +71,10 @@ TREE = {"name": "s1", "uuid": "u1", "description": "first", "children": [
 
 
 def test_snapshot_list_human():
+    # showSnapshots prints descriptions in every human mode; multi-line ones after a bare label
     assert snapshot_human(TREE, "u3") == (
-        "   Name: s1 (UUID: u1)\n      Name: s2 (UUID: u2)\n         Name: s3 (UUID: u3) *\n"
-        "      Name: s4 (UUID: u4)\n")
-    detailed = snapshot_human(TREE, "u3", details=True)
-    assert "   Description: first\n" in detailed and "         Description:\ntwo\nlines\n" in detailed
+        "   Name: s1 (UUID: u1)\n   Description: first\n      Name: s2 (UUID: u2)\n"
+        "         Name: s3 (UUID: u3) *\n         Description:\ntwo\nlines\n      Name: s4 (UUID: u4)\n")
 
 
 def test_snapshot_list_machine_readable():
