@@ -29,6 +29,8 @@ from .wire import CALL, CALLEE, MAX_FRAME, Codec, FrameError, Ref, ReplayGuard, 
 log = logging.getLogger("vboxsvc.bus")
 
 SERVICE_SID = b"\0" * 16
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+_NOBLOCK = int(zmq.NOBLOCK)
 
 
 class ClientInfo:
@@ -174,7 +176,8 @@ class BusServer:
                                     "q": next(self._seq), "t": now_ms(),
                                     "e": [rc.E_INVALIDARG, "The result is too large for the bus", "", ""]})
         try:
-            self.sock.send_multipart([ident] + sign(self.key, body), flags=zmq.NOBLOCK)
+            self.sock.send(ident, _SNDMORE_NOBLOCK)
+            self.sock.send(sign(self.key, body)[0], _NOBLOCK)
         except zmq.ZMQError as e:  # peer gone (ROUTER_MANDATORY) or its queue is full
             log.debug("cannot send to %s: %s", ident.hex(), e)
 
@@ -369,6 +372,8 @@ class BusServer:
         poller.register(self._wake_fd, zmq.POLLIN)
         registered: set[int] = set()
         sock = self.sock
+        # pyzmq's constants are enum flags whose operators cost microseconds: use plain ints here
+        recv, NOBLOCK, EVENTS, POLLIN = sock.recv_multipart, int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
         while self._running:
             if len(registered) != len(self._by_pidfd) + len(self._extra_fds) or self._fds_changed:
                 self._fds_changed = False
@@ -384,16 +389,19 @@ class BusServer:
             events = poller.poll(timeout)
             for what, _ev in events:
                 if what is sock:
-                    # drain what is queued, bounded so timers and deaths still get their turn
+                    # drain what is queued, bounded so timers and deaths still get their turn; asking
+                    # EVENTS is much cheaper than the exception an empty non-blocking recv raises
                     for _ in range(256):
                         try:
-                            parts = sock.recv_multipart(zmq.NOBLOCK)
+                            parts = recv(NOBLOCK)
                         except zmq.Again:
                             break
                         try:
                             self._on_frame(parts)
                         except Exception:
                             log.exception("frame handling failed")
+                        if not sock.get(EVENTS) & POLLIN:
+                            break
                 elif what == self._wake_fd:
                     try:
                         os.eventfd_read(self._wake_fd)

@@ -11,6 +11,7 @@ Object references and events are msgpack extension types; nothing is ever pickle
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import threading
 import time
@@ -142,8 +143,46 @@ class Codec:
             raise FrameError(f"undecodable body: {type(e).__name__}: {e}") from None
 
 
+class _Mac:
+    """HMAC-SHA256 under one key with the padded key blocks hashed once (RFC 2104 done by hand).
+
+    `hmac.digest` re-derives the key pads on every frame; copying two precomputed hash
+    states is about four times cheaper and gives the very same MAC.
+    """
+
+    __slots__ = ("inner", "outer")
+
+    def __init__(self, key: bytes):
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self.inner = hashlib.sha256(key.translate(_IPAD))
+        self.outer = hashlib.sha256(key.translate(_OPAD))
+
+    def digest(self, body: bytes) -> bytes:
+        inner = self.inner.copy()
+        inner.update(body)
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_MACS: dict[bytes, _Mac] = {}
+
+
+def _mac(key: bytes) -> _Mac:
+    m = _MACS.get(key)
+    if m is None:  # one key per home in practice; bounded anyway
+        if len(_MACS) >= 16:
+            _MACS.clear()
+        m = _MACS[key] = _Mac(key)
+    return m
+
+
 def sign(key: bytes, body: bytes) -> list[bytes]:
-    return [body + hmac.digest(key, body, "sha256")]
+    return [body + _mac(key).digest(body)]
 
 
 def verify(key: bytes, parts: list[bytes]) -> bytes:
@@ -156,7 +195,7 @@ def verify(key: bytes, parts: list[bytes]) -> bytes:
     if len(frame) <= MAC_BYTES:
         raise FrameError("short frame")
     body, mac = frame[:-MAC_BYTES], frame[-MAC_BYTES:]
-    if not hmac.compare_digest(hmac.digest(key, body, "sha256"), mac):
+    if not hmac.compare_digest(_mac(key).digest(body), mac):
         raise FrameError("bad signature")
     return body
 
