@@ -8,19 +8,11 @@ without importing click at all.
 import sys
 
 from . import render_list
-from .api import Api, call, is_api_error
+from .api import Api, call, is_api_error, safe_get
 from .names import RUNNING_LIST_STATES, enum_int
 
 SUBCOMMANDS = ("vms", "runningvms", "hdds", "dvds", "floppies", "ostypes", "hostinfo", "systemproperties")
 _FILE = "VBoxManageList.cpp"
-
-
-def _get(obj, name: str, default):
-    try:
-        value = getattr(obj, name)
-    except Exception:
-        return default
-    return default if value is None else value
 
 
 def run(what: str, long_: bool, sort: bool, as_json: bool) -> int:
@@ -73,7 +65,7 @@ def render(what: str, data, long_: bool) -> str:
     if what in ("hdds", "dvds", "floppies"):
         return render_list.media(data)
     if what == "ostypes":
-        return render_list.ostypes(data, long_)
+        return render_list.ostypes_long(data) if long_ else render_list.ostypes(data)
     if what == "hostinfo":
         return render_list.hostinfo(data)
     return render_list.systemproperties(data)
@@ -145,10 +137,10 @@ def _ostypes(vbox, sort: bool) -> list[dict]:
     rows = []
     for t in vbox.guest_os_types:
         rows.append({"id": t.id, "description": t.description, "family_id": t.family_id,
-                     "family_desc": t.family_description, "subtype": _get(t, "os_subtype", ""),
-                     "arch": enum_int(_get(t, "platform_architecture", 1)), "is64": bool(t.is64_bit)})
+                     "family_desc": t.family_description, "subtype": safe_get(t, "os_subtype", ""),
+                     "arch": enum_int(safe_get(t, "platform_architecture", 1)), "is64": bool(t.is64_bit)})
     if sort:
-        rows.sort(key=lambda r: r["description"].lower())
+        rows.sort(key=lambda r: r["id"])  # VBoxManage sorts guest OS types by ID
     return rows
 
 
@@ -168,50 +160,87 @@ def _hostinfo(host) -> dict:
 
 
 def _systemproperties(vbox) -> list[tuple[str, object]]:
-    from vboxsvc.api.enums import ChipsetType, StorageBus
+    """listSystemProperties: (label with its column padding, value) rows; headings have no value."""
+    from vboxsvc.api.enums import ChipsetType
 
     sp = vbox.system_properties
+
+    def top(label: str, value) -> tuple[str, object]:
+        return f"{label:<33}", value
+
     rows = [
-        ("API version:", _get(vbox, "api_version", "7_1")),
-        ("Minimum guest RAM size:", f"{sp.min_guest_ram} Megabytes"),
-        ("Maximum guest RAM size:", f"{sp.max_guest_ram} Megabytes"),
-        ("Minimum video RAM size:", f"{sp.min_guest_vram} Megabytes"),
-        ("Maximum video RAM size:", f"{sp.max_guest_vram} Megabytes"),
-        ("Maximum guest monitor count:", sp.max_guest_monitors),
-        ("Minimum guest CPU count:", sp.min_guest_cpu_count),
-        ("Maximum guest CPU count:", sp.max_guest_cpu_count),
-        ("Virtual disk limit (info):", f"{sp.info_vd_size} Bytes"),
-        ("Free disk space warning at:", f"{_get(sp, 'free_disk_space_warning', 0)} Bytes"),
-        ("Free disk space warning at:", f"{_get(sp, 'free_disk_space_percent_warning', 0)} %"),
-        ("Free disk space error at:", f"{_get(sp, 'free_disk_space_error', 0)} Bytes"),
-        ("Free disk space error at:", f"{_get(sp, 'free_disk_space_percent_error', 0)} %"),
-        ("Default machine folder:", sp.default_machine_folder),
-        ("Raw-mode Supported:", "no"),
-        ("Exclusive HW virtualization use:", "on" if _get(sp, "exclusive_hw_virt", True) else "off"),
-        ("Default hard disk format:", sp.default_hard_disk_format),
-        ("VRDE auth library:", _get(sp, "vrde_auth_library", "")),
-        ("Webservice auth. library:", _get(sp, "web_service_auth_library", "")),
-        ("Remote desktop ExtPack:", _get(sp, "default_vrde_ext_pack", "")),
-        ("VM encryption ExtPack:", ""),
-        ("Log history count:", sp.log_history_count),
-        ("Default frontend:", _get(sp, "default_frontend", "")),
-        ("Default audio driver:", _get(sp, "default_audio_driver", "")),
-        ("Autostart database path:", _get(sp, "autostart_database_path", "")),
-        ("Default Guest Additions ISO:", _get(sp, "default_additions_iso", "")),
-        ("Logging Level:", _get(sp, "logging_level", "")),
-        ("Proxy Mode:", "System"),
-        ("Proxy URL:", ""),
-        ("User language:", "C"),
-        ("Maximum Serial Port count:", sp.serial_port_count),
-        ("Maximum Parallel Port count:", sp.parallel_port_count),
-        ("Maximum Boot Position:", sp.max_boot_position),
-        ("Supported chipsets:", "PIIX3, ICH9"),
+        top("API version:", safe_get(vbox, "api_version", "7_1")),
+        top("Minimum guest RAM size:", f"{sp.min_guest_ram} Megabytes"),
+        top("Maximum guest RAM size:", f"{sp.max_guest_ram} Megabytes"),
+        top("Minimum video RAM size:", f"{sp.min_guest_vram} Megabytes"),
+        top("Maximum video RAM size:", f"{sp.max_guest_vram} Megabytes"),
+        top("Maximum guest monitor count:", sp.max_guest_monitors),
+        top("Minimum guest CPU count:", sp.min_guest_cpu_count),
+        top("Maximum guest CPU count:", sp.max_guest_cpu_count),
+        top("Virtual disk limit (info):", f"{sp.info_vd_size} Bytes"),
+        top("Default machine folder:", sp.default_machine_folder),
+        top("Raw-mode Supported:", "no"),
+        top("Exclusive HW virtualization use:", "on" if safe_get(sp, "exclusive_hw_virt", True) else "off"),
+        top("Default hard disk format:", sp.default_hard_disk_format),
+        top("VRDE auth library:", safe_get(sp, "vrde_auth_library", "")),
+        top("Webservice auth. library:", safe_get(sp, "web_service_auth_library", "")),
+        top("Remote desktop ExtPack:", safe_get(sp, "default_vrde_ext_pack", "")),
+        top("VM encryption ExtPack:", safe_get(sp, "default_crypto_ext_pack", "")),
+        top("Log history count:", sp.log_history_count),
+        top("Default frontend:", safe_get(sp, "default_frontend", "")),
+        top("Default audio driver:", safe_get(sp, "default_audio_driver", "") or "Null"),
+        top("Autostart database path:", safe_get(sp, "autostart_database_path", "")),
+        top("Default Guest Additions ISO:", safe_get(sp, "default_additions_iso", "")),
+        top("Logging Level:", safe_get(sp, "logging_level", "")),
+        top("Proxy Mode:", "System"),
+        top("Proxy URL:", ""),
+        top("User language:", "C"),
+        ("Host platform properties:", ""),
     ]
-    for chipset in (ChipsetType.PIIX3, ChipsetType.ICH9):
-        rows.append((f"Maximum {chipset.name} Network Adapter count:", sp.get_max_network_adapters(chipset)))
-    for bus in (StorageBus.IDE, StorageBus.SATA, StorageBus.SCSI, StorageBus.SAS, StorageBus.Floppy,
-                StorageBus.PCIe, StorageBus.VirtioSCSI):
-        label = {StorageBus.PCIe: "NVMe", StorageBus.VirtioSCSI: "virtio-scsi"}.get(bus, bus.name)
-        rows.append((f"Maximum {label} Port count:", sp.get_max_port_count_for_storage_bus(bus)))
-        rows.append((f"Maximum Devices per {label} Port:", sp.get_max_devices_per_port_for_storage_bus(bus)))
+    platform = _platform_rows(sp, [ChipsetType.PIIX3, ChipsetType.ICH9])
+    rows += platform + [("", ""), ("Supported platform architectures: ", "x86"), ("", ""),
+                        ("x86 platform properties:", "")] + platform
+    return rows
+
+
+def _platform_rows(sp, chipsets) -> list[tuple[str, object]]:
+    """listPlatformProperties, with VBoxManage's own (irregular) label padding."""
+    from vboxsvc.api.enums import StorageBus as B
+
+    ports, devs = sp.get_max_port_count_for_storage_bus, sp.get_max_devices_per_port_for_storage_bus
+    rows = [("Maximum Serial Port count:              ", sp.serial_port_count),
+            ("Maximum Parallel Port count:            ", sp.parallel_port_count),
+            ("Maximum Boot Position:                  ", sp.max_boot_position),
+            ("Maximum Floppy Port count:              ", ports(B.Floppy)),
+            ("Maximum Floppy Devices per Port:        ", devs(B.Floppy)),
+            ("Maximum virtio-scsi Port count:         ", ports(B.VirtioSCSI)),
+            ("Maximum virtio-scsi Devices per Port:   ", devs(B.VirtioSCSI)),
+            ("Maximum IDE Port count:                 ", ports(B.IDE)),
+            ("Maximum IDE Devices per port:           ", devs(B.IDE)),
+            ("Maximum SATA Port count:                ", ports(B.SATA)),
+            ("Maximum SATA Device per port:          ", devs(B.SATA)),
+            ("Maximum SCSI Port count:                ", ports(B.SCSI)),
+            ("Maximum SCSI Devices per port:          ", devs(B.SCSI)),
+            ("Maximum SAS Port count:                 ", ports(B.SAS)),
+            ("Maximum SAS Devices per Port:           ", devs(B.SAS)),
+            ("Maximum NVMe Port count:                ", ports(B.PCIe)),
+            ("Maximum NVMe Devices per Port:          ", devs(B.PCIe)),
+            ("Supported chipsets:                     ", ", ".join(c.name for c in chipsets))]
+    for i, chipset in enumerate(chipsets):
+        name = chipset.name
+        if i:
+            rows.append(("", ""))
+
+        def inst(bus, c=chipset):
+            return sp.get_max_instances_of_storage_bus(c, bus)
+
+        rows += [(f"{name} chipset properties:", ""),
+                 (f"Maximum {name} Network Adapter count:   ", sp.get_max_network_adapters(chipset)),
+                 (f"Maximum {name} IDE Controllers:   ", inst(B.IDE)),
+                 (f"Maximum {name} SATA Controllers:  ", inst(B.SATA)),
+                 (f"Maximum {name} SCSI Controllers:  ", inst(B.SCSI)),
+                 (f"Maximum {name} SAS Controllers:   ", inst(B.SAS)),
+                 (f"Maximum {name} NVMe Controllers:  ", inst(B.PCIe)),
+                 (f"Maximum {name} virtio-scsi Controllers:  ", inst(B.VirtioSCSI)),
+                 (f"Maximum {name} Floppy Controllers:", inst(B.Floppy))]
     return rows

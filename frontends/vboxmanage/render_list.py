@@ -75,24 +75,27 @@ def medium_info(m: dict) -> str:
     return "".join(out)
 
 
-def ostypes(types: list[dict], long: bool) -> str:
-    """7.1 layout: header, then a block per guest OS type."""
+def ostypes(types: list[dict]) -> str:
+    """7.1 layout (showGuestOSType): header, then a block per guest OS type."""
     out = ["Supported guest OS types:\n\n"]
     for t in types:
-        arch = "x86 (64-bit)" if t["is64"] else "x86 (32-bit)"
-        if t.get("arch") == 2:
-            arch = "ARM (64-bit)" if t["is64"] else "ARM (32-bit)"
-        if long:
-            out += [f"{'ID:':<18} {t['id']}\n", f"{'Description:':<18} {t['description']}\n",
-                    f"{'Family ID:':<18} {t['family_id']}\n", f"{'Family Desc:':<18} {t['family_desc']}\n",
-                    f"{'OS Subtype:':<18} {t.get('subtype', '')}\n", f"{'Architecture:':<18} {arch}\n",
-                    f"{'64 bit:':<18} {'true' if t['is64'] else 'false'}\n\n"]
-        else:
-            family = t["family_id"]
-            if t.get("subtype"):
-                family = f"{family} / {t['subtype']}"
-            out += [f"ID / Description: {t['id']} -- {t['description']}\n",
-                    f"{'Family:':<18}{family} ({t['family_desc']})\n", f"{'Architecture:':<18}{arch}\n\n"]
+        arch = "ARMv8" if t.get("arch") == 2 else "x86"
+        family = f"{t['family_id']} / {t['subtype']}" if t.get("subtype") else t["family_id"]
+        out += [f"ID / Description: {t['id']} -- {t['description']}\n",
+                f"Family:           {family} ({t['family_desc']})\n",
+                f"Architecture:     {arch}{' (64-bit)' if t['is64'] else ''}\n\n"]
+    return "".join(out)
+
+
+def ostypes_long(types: list[dict]) -> str:
+    out = ["Supported guest OS types:\n\n"]
+    for t in types:
+        out += [f"ID:               {t['id']}\n", f"Description:      {t['description']}\n",
+                f"Family ID:        {t['family_id']}\n", f"Family Desc:      {t['family_desc']}\n"]
+        if t.get("subtype"):
+            out.append(f"OS Subtype:       {t['subtype']}\n")
+        out += [f"Architecture:     {'ARMv8' if t.get('arch') == 2 else 'x86'}\n",
+                f"64 bit:           {'true' if t['is64'] else 'false'}\n\n"]
     return "".join(out)
 
 
@@ -119,4 +122,5 @@ def host_time(ms: int) -> str:
 
 
 def systemproperties(rows: list[tuple[str, object]]) -> str:
-    return "".join(f"{label:<32} {value}\n" for label, value in rows)
+    """Rows carry their own padding (listing._systemproperties); headings and blanks have no value."""
+    return "".join(f"{label}{value}\n" for label, value in rows)

@@ -40,11 +40,13 @@ def test_format_variants():
 def test_ostypes_71_layout():
     t = {"id": "Ubuntu_64", "description": "Ubuntu (64-bit)", "family_id": "Linux", "family_desc": "Linux",
          "subtype": "", "arch": 1, "is64": True}
-    assert render_list.ostypes([t], long=False) == (
+    assert render_list.ostypes([t, dict(t, id="DOS", description="DOS", is64=False, subtype="Other")]) == (
         "Supported guest OS types:\n\nID / Description: Ubuntu_64 -- Ubuntu (64-bit)\n"
-        "Family:           Linux (Linux)\nArchitecture:     x86 (64-bit)\n\n")
-    long_text = render_list.ostypes([dict(t, subtype="Ubuntu")], long=True)
-    assert "ID:                Ubuntu_64\n" in long_text and "64 bit:            true\n" in long_text
+        "Family:           Linux (Linux)\nArchitecture:     x86 (64-bit)\n\n"
+        "ID / Description: DOS -- DOS\nFamily:           Linux / Other (Linux)\nArchitecture:     x86\n\n")
+    assert render_list.ostypes_long([t]) == (
+        "Supported guest OS types:\n\nID:               Ubuntu_64\nDescription:      Ubuntu (64-bit)\n"
+        "Family ID:        Linux\nFamily Desc:      Linux\nArchitecture:     x86\n64 bit:           true\n\n")
 
 
 def test_hostinfo_and_time():
@@ -61,7 +63,8 @@ def test_hostinfo_and_time():
 
 
 def test_systemproperties_column():
-    assert render_list.systemproperties([("API version:", "7_1")]) == "API version:" + " " * 21 + "7_1\n"
+    rows = [("API version:" + " " * 21, "7_1"), ("Host platform properties:", ""), ("", "")]
+    assert render_list.systemproperties(rows) == "API version:" + " " * 21 + "7_1\nHost platform properties:\n\n"
 
 
 TREE = {"name": "s1", "uuid": "u1", "description": "first", "children": [
