@@ -34,7 +34,8 @@ def _allowed(src: str, target: str) -> bool:
     if top == "frontends":
         sub = src.split(".")[1] if "." in src else ""
         return (target.startswith(("vboxsvc.api", "vboxsvc.ipc"))
-                or target.startswith(f"frontends.{sub}") or target == "frontends")
+                or target.startswith(f"frontends.{sub}") or target == "frontends"
+                or (sub == "headless" and target.startswith("vmm")))  # the VM process hosts the VMM
     if top == "vmm":
         return target.startswith(("vmm", "vboxsvc.api", "settings"))
     if top == "vboxsvc":
@@ -69,3 +70,5 @@ def test_rules_catch_violations():
     assert not _allowed("vmm.devices.pic", "frontends.headless")
     assert _allowed("vboxsvc.server.media", "vmm.storage.vdi")
     assert _allowed("frontends.headless.main", "vboxsvc.ipc.client")
+    assert _allowed("frontends.headless.vmprocess", "vmm.vm")
+    assert not _allowed("frontends.vboxmanage.main", "vmm.vm")

@@ -1,0 +1,74 @@
+"""IConsole of the VM process: what other clients (vboxmanage controlvm, scripts, the service)
+call on a running VM, exported on the bus.
+
+Each method checks the machine state as VirtualBox's Console does (VBOX_E_INVALID_VM_STATE
+with "Invalid machine state: X" otherwise) and hands the work to the VM process, which owns
+the VMM and reports the state changes.
+"""
+
+from __future__ import annotations
+
+from vboxsvc.api import MachineState, VBoxError, state_name
+from vboxsvc.api import errors as rc
+
+
+def invalid_state(state: MachineState, action: str = "") -> VBoxError:
+    text = f"Invalid machine state: {state_name(state)}"
+    if action:
+        text += f" ({action})"
+    return VBoxError(rc.VBOX_E_INVALID_VM_STATE, text, "IConsole", "ConsoleWrap")
+
+
+class HeadlessConsole:
+    __interface__ = "IConsole"
+
+    def __init__(self, process):
+        self._p = process
+
+    @property
+    def machine(self):
+        return self._p.session.machine
+
+    @property
+    def state(self) -> MachineState:
+        return self._p.state
+
+    def power_up(self):
+        raise invalid_state(self._p.state, "the virtual machine is already running")
+
+    def power_down(self):
+        return self._p.power_down()
+
+    def reset(self) -> None:
+        self._p.need(MachineState.Running)
+        self._p.vm_call("reset")
+
+    def pause(self) -> None:
+        self._p.pause()
+
+    def resume(self) -> None:
+        self._p.resume()
+
+    def power_button(self) -> None:
+        self._p.need(MachineState.Running)
+        self._p.vm.power_button()
+        self._p.log.info("Console: ACPI power button pressed")
+
+    def sleep_button(self) -> None:
+        self._p.need(MachineState.Running)
+        raise VBoxError(rc.VBOX_E_PDM_ERROR, "Sending sleep button event failed (the vboxpy ACPI device has no "
+                                             "sleep button)", "IConsole", "ConsoleWrap")
+
+    def save_state(self):
+        return self._p.save_state()
+
+    def get_power_button_handled(self) -> bool:
+        return self._p.power_button_presses > 0 and self._p.state in (MachineState.Stopping,
+                                                                       MachineState.PoweredOff)
+
+    def get_guest_entered_acpi_mode(self) -> bool:
+        # the vboxpy ACPI device starts with SCI_EN set (no SMI handshake): ACPI mode from power-on
+        return self._p.state in (MachineState.Running, MachineState.Paused)
+
+    def take_snapshot_online(self, state_file: str, disks, pause: bool = True):
+        return self._p.take_snapshot_online(state_file, disks, pause)

@@ -1,0 +1,136 @@
+"""The machine's settings, read through the Main API, as the VM's CFGM tree.
+
+VirtualBox's VM process builds its configuration tree (CFGM) from IMachine in
+ConsoleImpl2.cpp before the VMM exists; this is that step for vboxpy.  Everything comes from
+the session machine (attributes, serial ports, storage controllers and attachments, extra
+data), so the VM runs exactly what the service has.  The keys are the ones vmm/vm.py reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vboxsvc.api import (
+    CPUPropertyTypeX86,
+    DeviceType,
+    HWVirtExPropertyType,
+    MediumType,
+    PortMode,
+    StorageControllerType,
+    VBoxError,
+)
+from vmm.cfgm import CfgNode
+
+SERIAL_SLOTS = 4
+BOOT_KEYS = {"Kernel": "vboxpy/BootKernel", "Initrd": "vboxpy/BootInitrd", "Cmdline": "vboxpy/BootCmdline"}
+FORCE_HM_KEY = "vboxpy/ForceHM"
+# Controllers the VMM emulates (vmm.devices.storage_placement.SUPPORTED)
+EMULATED_CONTROLLERS = ("IntelAhci", "VirtioSCSI")
+
+
+class ConfigError(Exception):
+    """The machine's settings cannot be run (the text says which setting and why)."""
+
+
+@dataclass
+class MachineSettings:
+    """What the VM process needs beside the CFGM tree: the engine inputs and the warnings to log."""
+    name: str
+    uuid: str
+    os_type_id: str
+    hwvirtex: bool
+    force_hm: str
+    cfg: CfgNode
+    notes: list[str] = field(default_factory=list)
+
+
+def read_settings(machine) -> MachineSettings:
+    """Build the CFGM tree of `machine` (an IMachine proxy: the VM session's machine)."""
+    cfg = CfgNode()
+    notes: list[str] = []
+    name = machine.name
+    cfg.set("Name", name)
+    cfg.set("UUID", machine.id)
+    cfg.set("RamSize", int(machine.memory_size) << 20)
+    cpus = int(machine.cpu_count)
+    cfg.set("NumCPUs", cpus)
+    if cpus > 1:
+        notes.append(f"the VM is configured with {cpus} CPUs; the vboxpy VMM runs one vCPU")
+    x86 = machine.platform.x86
+    cfg.set("TripleFaultReset", bool(x86.get_cpu_property(CPUPropertyTypeX86.TripleFaultReset)))
+    hwvirtex = bool(x86.get_hw_virt_ex_property(HWVirtExPropertyType.Enabled))
+    cfg.set("HMEnabled", hwvirtex)
+    for key, extra in BOOT_KEYS.items():
+        value = machine.get_extra_data(extra)
+        if value:
+            cfg.set(f"Boot/{key}", value)
+    _serial_ports(machine, cfg)
+    _storage(machine, cfg, notes)
+    return MachineSettings(name=name, uuid=machine.id, os_type_id=machine.os_type_id, hwvirtex=hwvirtex,
+                           force_hm=machine.get_extra_data(FORCE_HM_KEY) or "", cfg=cfg, notes=notes)
+
+
+def _serial_ports(machine, cfg: CfgNode) -> None:
+    for slot in range(SERIAL_SLOTS):
+        port = machine.get_serial_port(slot)
+        if not port.enabled:
+            continue
+        node = cfg.node(f"Devices/serial/{slot}")
+        mode = PortMode(port.host_mode)
+        path = port.path or ""
+        if mode != PortMode.Disconnected and not path:
+            raise ConfigError(f"serial port {slot + 1} (COM{slot + 1}) is in mode {mode.name} but has no "
+                              "path/port set (modifyvm --uart-mode)")
+        node.set("Enabled", True)
+        node.set("IOBase", int(port.io_address))
+        node.set("IRQ", int(port.irq))
+        node.set("Mode", int(mode))
+        node.set("Path", path)
+        node.set("Server", bool(port.server))
+        node.set("UartType", int(port.uart_type))
+
+
+def _storage(machine, cfg: CfgNode, notes: list[str]) -> None:
+    for index, ctl in enumerate(machine.storage_controllers):
+        ctl_name = ctl.name
+        ctl_type = StorageControllerType(ctl.controller_type).name
+        disks = []
+        for att in machine.get_medium_attachments_of_controller(ctl_name):
+            medium = att.medium
+            kind = DeviceType(att.type)
+            if medium is None:
+                continue   # an empty drive: nothing for the guest to see
+            if kind != DeviceType.HardDisk:
+                notes.append(f"{ctl_name} port {att.port} device {att.device}: {kind.name} drives are not "
+                             f"emulated by vboxpy; '{medium.location}' stays invisible to the guest")
+                continue
+            disks.append((att, medium))
+        if not disks:
+            continue
+        if ctl_type not in EMULATED_CONTROLLERS:
+            raise ConfigError(f"storage controller '{ctl_name}' is of type {ctl_type}, which vboxpy does not "
+                              f"emulate (use {' or '.join(EMULATED_CONTROLLERS)}: storagectl --controller "
+                              "IntelAhci|VirtIO)")
+        node = cfg.node(f"Devices/storage/{index}")
+        node.set("Name", ctl_name)
+        node.set("Type", ctl_type)
+        node.set("PortCount", int(ctl.port_count))
+        node.set("UseHostIOCache", bool(ctl.use_host_io_cache))
+        for i, (att, medium) in enumerate(disks):
+            a = node.node(f"Attachments/{i}")
+            a.set("Port", int(att.port))
+            a.set("Device", int(att.device))
+            a.set("Path", medium.location)
+            a.set("ReadOnly", bool(medium.read_only) or medium.type == MediumType.Readonly)
+            a.set("NonRotational", bool(att.non_rotational))
+            a.set("Discard", bool(att.discard))
+            if medium.type == MediumType.Immutable:
+                notes.append(f"{ctl_name} port {att.port}: immutable medium '{medium.location}' is attached "
+                             "read-only (vboxpy creates no auto-reset differencing image)")
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the log and the exit message."""
+    if isinstance(exc, VBoxError):
+        return exc.text
+    return str(exc) or type(exc).__name__

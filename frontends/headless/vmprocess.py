@@ -1,0 +1,289 @@
+"""The VM process: one machine's VMM, driven by its VM session and its exported IConsole.
+
+Life of the process (VirtualBox's Console/VBoxHeadless split, in one class):
+open the VM session (VM lock), read the settings into CFGM, pick the engine, build the
+Machine, register the console, restore or boot (Starting/Restoring -> Running), then wait
+for the end: the console's power down (Stopping -> PoweredOff) or save state (Saving ->
+Saved), the guest powering off (Stopping -> PoweredOff), a guest reboot (a reset: the VM
+runs on) or an engine error (Stuck, kept until powered down).  Then close the VM, let the
+last progress answer reach its caller, and unlock.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from vboxsvc.api import LockType, MachineState, VBoxError, state_name
+from vboxsvc.api import errors as rc
+from vboxsvc.ipc.localobjects import LocalProgress
+from vmm.devices.serial_backends import SerialBackendError
+from vmm.engine_select import EngineSelectError, choose_engine, force_hm_requested
+from vmm.savedstate import (
+    SavedStateError,
+    console_restore_if_saved,
+    console_save_state,
+    console_take_snapshot,
+)
+from vmm.vm import Machine, MachineError
+
+from .console import HeadlessConsole, invalid_state
+from .machine_config import ConfigError, describe_error, read_settings
+
+log = logging.getLogger("vboxpy.headless")
+
+LINGER_S = 2.0          # how long a finished progress waits for its caller to look at it
+STOP_TIMEOUT_S = 15.0   # how long the vCPU thread gets to leave the guest on power off
+
+
+class StartError(Exception):
+    """The VM could not be started; the text is for the log and the terminal."""
+
+
+class WatchedProgress(LocalProgress):
+    """A LocalProgress that knows when its caller has seen the result, so the process can exit."""
+
+    def __init__(self, description: str):
+        self.seen = threading.Event()
+        super().__init__(description)
+
+    @property
+    def result_code(self) -> int:
+        if self.completed:
+            self.seen.set()
+        return self._rc
+
+    @result_code.setter
+    def result_code(self, value: int) -> None:
+        self._rc = value
+
+
+class VmProcess:
+    def __init__(self, client, vm_ref: str, say=None):
+        self.client = client
+        self.vm_ref = vm_ref
+        self.say = say or (lambda text: None)    # the terminal (foreground use)
+        self.log = log
+        self.session = None
+        self.sm = None
+        self.vm: Machine | None = None
+        self.state = MachineState.PoweredOff
+        self.settings = None
+        self.power_button_presses = 0
+        self._lock = threading.RLock()
+        self._ending = False                  # a power down / save state / guest power off is under way
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._last_progress: WatchedProgress | None = None
+        self._t_start = 0.0
+
+    # -- state ---------------------------------------------------------------------------------------
+    def report(self, state: MachineState) -> None:
+        with self._lock:
+            old = self.state
+            self.sm.update_state(state)
+            self.state = state
+        log.info("Changing the VM state from '%s' to '%s'", state_name(old).upper(), state_name(state).upper())
+
+    def need(self, *states: MachineState) -> None:
+        if self.state not in states or self._ending:
+            raise invalid_state(self.state)
+
+    # -- start-up ------------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Take the VM lock and read the machine's settings through the API."""
+        vbox = self.client.virtualbox
+        machine = vbox.find_machine(self.vm_ref)
+        self.session = self.client.session()
+        machine.lock_machine(self.session, LockType.VM)
+        self.sm = self.session.machine
+        self.state = MachineState(self.sm.state)
+        self.settings = read_settings(self.sm)
+        log.info("Machine: '%s' {%s} (OS type %s)", self.settings.name, self.settings.uuid, self.settings.os_type_id)
+        for note in self.settings.notes:
+            log.warning("Warning: %s", note)
+
+    def build(self) -> None:
+        s = self.settings
+        try:
+            choice = choose_engine(s.hwvirtex, force_hm_requested(s.force_hm))
+        except EngineSelectError as e:
+            raise StartError(str(e)) from None
+        s.cfg.set("Engine", choice.kind)
+        log.info("EM: %s", choice.reason)
+        log.info("CFGM dump:")
+        for line in s.cfg.dump():
+            log.info("  %s", line)
+        try:
+            self.vm = Machine(s.cfg, on_stop=self._vm_stopped, on_marker=self._marker)
+        except (MachineError, SerialBackendError, OSError, ValueError) as e:
+            raise StartError(str(e)) from None
+        for line in self.vm.describe():
+            log.info("%s", line)
+
+    def power_up(self) -> None:
+        try:
+            restored = console_restore_if_saved(self.vm, self.sm)
+        except SavedStateError as e:
+            self.state = MachineState(self.sm.state)
+            raise StartError(f"cannot restore the saved state: {e}") from None
+        if restored:
+            self.state = MachineState.Restoring
+            log.info("Restored the saved state from '%s'", self.sm.state_file_path)
+        else:
+            self.report(MachineState.Starting)
+        self.session.register_console(self.client.export(HeadlessConsole(self), "IConsole"))
+        self._t_start = time.monotonic()
+        self.vm.start()
+        self.report(MachineState.Running)
+
+    # -- guest events (vCPU thread) --------------------------------------------------------------------
+    def _vm_stopped(self, kind: str, detail: str) -> None:
+        self._events.put(("stopped", kind, detail))
+
+    def _marker(self, value: int, ns: int) -> None:
+        log.info("Guest boot marker %#x at %.3f s guest time, %.3f s after power-up", value, ns / 1e9,
+                 time.monotonic() - self._t_start)
+
+    def request_power_off(self, why: str) -> None:
+        """From a signal handler: power the VM off from the main loop."""
+        self._events.put(("poweroff", why))
+
+    # -- console actions (bus threads) -----------------------------------------------------------------
+    def vm_call(self, action: str) -> None:
+        future = getattr(self.vm, action)()
+        future.result(STOP_TIMEOUT_S)
+        if action == "reset":
+            log.info("Console: VM reset")
+
+    def pause(self) -> None:
+        with self._lock:
+            self.need(MachineState.Running)
+            self.vm.pause().result(STOP_TIMEOUT_S)
+            self.report(MachineState.Paused)
+
+    def resume(self) -> None:
+        with self._lock:
+            self.need(MachineState.Paused)
+            self.vm.resume().result(STOP_TIMEOUT_S)
+            self.report(MachineState.Running)
+
+    def power_down(self) -> WatchedProgress:
+        with self._lock:
+            self.need(MachineState.Running, MachineState.Paused, MachineState.Stuck)
+            self._ending = True
+            progress = self._last_progress = WatchedProgress("Powering off the virtual machine")
+            self.report(MachineState.Stopping)
+        threading.Thread(target=self._power_down, args=(progress, "console power down"), daemon=True).start()
+        return progress
+
+    def _power_down(self, progress: WatchedProgress | None, why: str) -> None:
+        error = None
+        try:
+            self._stop_vm()
+            self.report(MachineState.PoweredOff)
+            log.info("VM powered off (%s)", why)
+        except Exception as e:  # the service still gets a final state through our exit (Aborted)
+            log.exception("power off failed")
+            error = VBoxError(rc.E_FAIL, f"Powering off the VM failed: {e}", "IConsole", "ConsoleWrap")
+        if progress is not None:
+            progress.complete(error)
+        self._events.put(("finished", why))
+
+    def _stop_vm(self) -> None:
+        self.vm.power_off()    # a future nobody waits for: a stuck VM's EM has already stopped
+        if not self.vm.wait(STOP_TIMEOUT_S):
+            raise RuntimeError(f"the vCPU did not stop within {STOP_TIMEOUT_S:.0f} s")
+
+    def save_state(self) -> WatchedProgress:
+        with self._lock:
+            self.need(MachineState.Running, MachineState.Paused)
+            self._ending = True
+            progress = self._last_progress = WatchedProgress("Saving the execution state of the virtual machine")
+        threading.Thread(target=self._save_state, args=(progress,), daemon=True).start()
+        return progress
+
+    def _save_state(self, progress: WatchedProgress) -> None:
+        before = self.state
+        self.state = MachineState.Saving
+        try:
+            result = console_save_state(self.vm, self.sm)
+        except Exception as e:
+            self.state = before
+            self._ending = False
+            log.error("Saving the VM state failed: %s", e)
+            progress.complete(VBoxError(rc.VBOX_E_FILE_ERROR, f"Failed to save the machine state: {e}",
+                                        "IConsole", "ConsoleWrap"))
+            return
+        self.state = MachineState.Saved
+        log.info("Saved the VM state to '%s' (%d bytes, vCPU held %.3f s)", result.path, result.size, result.seconds)
+        try:
+            self._stop_vm()
+        except Exception:
+            log.exception("stopping the VM after saving its state failed")
+        progress.complete()
+        self._events.put(("finished", "state saved"))
+
+    def take_snapshot_online(self, state_file: str, disks, pause: bool = True):
+        with self._lock:
+            self.need(MachineState.Running, MachineState.Paused)
+            result = console_take_snapshot(self.vm, state_file, disks, pause)
+        log.info("Online snapshot: state in '%s' (%d bytes), %d disk(s) switched to differencing images",
+                 state_file, result.size, len(disks))
+        return result.size
+
+    # -- main loop -------------------------------------------------------------------------------------
+    def run(self) -> str:
+        """Until the VM ends; returns how it ended ('poweroff', 'saved', ...)."""
+        while True:
+            try:
+                event = self._events.get(timeout=0.5)   # a timeout keeps signal handlers running promptly
+            except queue.Empty:
+                continue
+            if event[0] == "finished":
+                return event[1]
+            if event[0] == "poweroff":
+                with self._lock:
+                    if self._ending or self.state not in (MachineState.Running, MachineState.Paused,
+                                                          MachineState.Stuck):
+                        continue
+                    self._ending = True
+                    self.report(MachineState.Stopping)
+                threading.Thread(target=self._power_down, args=(None, event[1]), daemon=True).start()
+                continue
+            _, kind, detail = event
+            if kind == "poweroff":
+                with self._lock:
+                    if self._ending:
+                        continue   # the console's power down / save state finishes the job
+                    self._ending = True
+                    self.report(MachineState.Stopping)
+                log.info("Guest: %s", detail)
+                self._power_down(None, "guest power off")
+            else:
+                log.error("!!! VCPU 0 is stuck (guru meditation): %s", detail)
+                self.say(f"VM is stuck (guru meditation): {detail}")
+                with self._lock:
+                    if not self._ending:
+                        self.report(MachineState.Stuck)
+
+    def close(self) -> None:
+        """Free the VM, let the last progress reach its caller, drop the lock."""
+        if self.vm is not None:
+            self.vm.close()
+        p = self._last_progress
+        if p is not None:
+            p.seen.wait(LINGER_S)
+            time.sleep(0.05)   # the answer carrying the result leaves the bus thread
+        if self.session is not None:
+            try:
+                self.session.unlock_machine()
+            except VBoxError as e:
+                log.warning("unlocking the machine: %s", e.text)
+
+
+def start_error_text(exc: BaseException) -> str:
+    if isinstance(exc, (StartError, ConfigError)):
+        return str(exc)
+    return describe_error(exc)
