@@ -9,7 +9,7 @@ import sys
 import click
 
 from . import names, render_list
-from .api import Api, call, wait
+from .api import Api, call, is_api_error, wait
 from .cli import CONTEXT, choice, parse_bool, uint
 from .output import SyntaxFailure
 
@@ -137,12 +137,17 @@ def closemedium(args, delete):
     cmd = "closemedium"
     kind, rest = split_kind(args, cmd)
     if len(rest) != 1:
-        raise SyntaxFailure("No medium specified" if not rest else f"Invalid parameter '{rest[1]}'", cmd)
+        raise SyntaxFailure("Medium name or UUID required" if not rest else f"Invalid parameter '{rest[1]}'", cmd)
     medium = open_medium(Api.vbox(), rest[0], kind, line=1790)
     if delete:
         with call("medium->DeleteStorage(progress.asOutParam())", 1800, _FILE):
             progress = medium.delete_storage()
         wait(progress, "Failed to delete medium", '"RTEXITCODE handleCloseMedium(HandlerArg*)"')
+        try:  # VBoxManage closes the (now NotCreated) object too; a service that already dropped it is fine
+            medium.close()
+        except Exception as exc:
+            if not is_api_error(exc):
+                raise
         return 0
     with call("medium->Close()", 1815, _FILE):
         medium.close()
@@ -158,10 +163,18 @@ def medium_info_dict(vbox, medium) -> dict:
         data["access_error"] = medium.last_access_error
     in_use = []
     for machine_id in medium.machine_ids:
-        try:
-            in_use.append((vbox.find_machine(machine_id).name, machine_id))
-        except Exception:
-            in_use.append(("<unknown>", machine_id))
+        with call("FindMachine(machineIds[i], pMachine.asOutParam())", 1650, _FILE):
+            machine = vbox.find_machine(machine_id)
+            snaps = []
+            for snap_id in medium.get_snapshot_ids(machine_id):
+                if snap_id == machine_id:  # the current state is listed under the machine's own id
+                    continue
+                try:
+                    snaps.append((machine.find_snapshot(snap_id).name, snap_id))
+                except Exception as exc:
+                    if not is_api_error(exc):
+                        raise
+        in_use.append((machine.name, machine_id, snaps))
     data["in_use"] = in_use
     return data
 
@@ -173,7 +186,7 @@ def showmediuminfo(args, as_json):
     cmd = "showmediuminfo"
     kind, rest = split_kind(args, cmd)
     if len(rest) != 1:
-        raise SyntaxFailure("No medium specified" if not rest else f"Invalid parameter '{rest[1]}'", cmd)
+        raise SyntaxFailure("Medium name or UUID required" if not rest else f"Invalid parameter '{rest[1]}'", cmd)
     vbox = Api.vbox()
     medium = open_medium(vbox, rest[0], kind, write=False, line=1730)
     with call("showMediumInfo(pVirtualBox, pMedium, pszParentUUID, true)", 1740, _FILE):
@@ -241,7 +254,7 @@ def modifymedium(args, mtype, autoreset, props, compact, resize, resizebyte, mov
     cmd = "modifymedium"
     kind, rest = split_kind(args, cmd)
     if len(rest) != 1:
-        raise SyntaxFailure("No medium specified" if not rest else f"Invalid parameter '{rest[1]}'", cmd)
+        raise SyntaxFailure("Medium name or UUID required" if not rest else f"Invalid parameter '{rest[1]}'", cmd)
     medium_type = choice("--type", mtype, names.MEDIUM_TYPE_BY_ARG, cmd) if mtype else None
     auto = None
     if autoreset is not None:

@@ -39,16 +39,10 @@ def media(items: list[dict]) -> str:
     return "".join(out)
 
 
-def variant_text(bits: int, is_diff: bool) -> str:
-    kind = "differencing" if is_diff or bits & 0x20000 else ("fixed" if bits & 0x10000 else "dynamic")
-    if bits & 0x1:
-        sub = "split2G"
-    elif bits & 0x4:
-        sub = "streamOptimized"
-    elif bits & 0x8:
-        sub = "ESX"
-    else:
-        sub = "default"
+def variant_text(bits: int) -> str:
+    """`Format variant:` from the MediumVariant bits (Fixed/Diff give the kind, the rest the subformat)."""
+    kind = "fixed" if bits & 0x10000 else ("differencing" if bits & 0x20000 else "dynamic")
+    sub = {0: "default", 0x1: "split2G", 0x4: "streamOptimized", 0x8: "ESX"}.get(bits & ~0x30000, "unknown")
     return f"{kind} {sub}"
 
 
@@ -63,13 +57,14 @@ def medium_info(m: dict) -> str:
     if m.get("parent"):
         out.append(f"{'Auto-Reset:':<16}{'on' if m.get('auto_reset') else 'off'}\n")
     out += [f"{'Location:':<16}{m['location']}\n", f"{'Storage format:':<16}{m['format']}\n",
-            f"{'Format variant:':<16}{variant_text(m.get('variant', 0), bool(m.get('parent')))}\n",
+            f"{'Format variant:':<16}{variant_text(m.get('variant', 0))}\n",
             f"{'Capacity:':<16}{m['logical_size'] >> 20} MBytes\n",
             f"{'Size on disk:':<16}{m['size'] >> 20} MBytes\n", f"{'Encryption:':<16}disabled\n"]
     for i, (key, value) in enumerate(sorted(m.get("properties", {}).items())):
         out.append(f"{'Property:' if i == 0 else '':<16}{key}={value}\n")
-    for i, (name, uuid) in enumerate(m.get("in_use", [])):
-        out.append(f"{'In use by VMs:' if i == 0 else '':<16}{name} (UUID: {uuid})\n")
+    for i, (name, uuid, snaps) in enumerate(m.get("in_use", [])):
+        tail = "".join(f" [{snap} (UUID: {sid})]" for snap, sid in snaps)
+        out.append(f"{'In use by VMs:' if i == 0 else '':<16}{name} (UUID: {uuid}){tail}\n")
     for i, child in enumerate(m.get("child_ids", [])):
         out.append(f"{'Child UUIDs:' if i == 0 else '':<16}{child}\n")
     return "".join(out)

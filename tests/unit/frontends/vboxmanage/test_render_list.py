@@ -23,18 +23,21 @@ def test_list_hdds_depth_first_with_differencing_child():
 
 
 def test_showmediuminfo_long_form():
-    data = medium(description="my disk", in_use=[("vm1", "u1")], child_ids=["k1", "k2"], type=1)
+    data = medium(description="my disk", in_use=[("vm1", "u1", [("s1", "x1")]), ("vm2", "u2", [])],
+                  child_ids=["k1", "k2"], type=1)
     assert render_list.medium_info(data) == (
         f"UUID:           {DISK}\nParent UUID:    base\nState:          created\nDescription:    my disk\n"
         "Type:           immutable\nLocation:       /h/disk.vdi\nStorage format: VDI\n"
         "Format variant: dynamic default\nCapacity:       10240 MBytes\nSize on disk:   2 MBytes\n"
-        "Encryption:     disabled\nIn use by VMs:  vm1 (UUID: u1)\nChild UUIDs:    k1\n                k2\n")
+        "Encryption:     disabled\nIn use by VMs:  vm1 (UUID: u1) [s1 (UUID: x1)]\n                vm2 (UUID: u2)\n"
+        "Child UUIDs:    k1\n                k2\n")
 
 
 def test_format_variants():
-    assert render_list.variant_text(0x10000, False) == "fixed default"
-    assert render_list.variant_text(0x1, False) == "dynamic split2G"
-    assert render_list.variant_text(0, True) == "differencing default"
+    assert render_list.variant_text(0x10000) == "fixed default"
+    assert render_list.variant_text(0x1) == "dynamic split2G"
+    assert render_list.variant_text(0x20000) == "differencing default"
+    assert render_list.variant_text(0x100) == "dynamic unknown"
 
 
 def test_ostypes_71_layout():
