@@ -91,7 +91,7 @@ class Em:
     def _post(self, cmd: str, arg=None) -> Future:
         fut: Future = Future()
         self._cmds.put((cmd, arg, fut))
-        self._poke()
+        self._poke(urgent=True)
         return fut
 
     def pause(self) -> Future:
@@ -114,11 +114,14 @@ class Em:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def _poke(self) -> None:
+    def _poke(self, urgent: bool = False) -> None:
         with self._cond:
             self._wake = True
             self._cond.notify_all()
-        self.vcpu.kick()
+        if urgent:
+            getattr(self.vcpu, "kick_urgent", self.vcpu.kick)()
+        else:
+            self.vcpu.kick()
 
     def _timer_armed(self, deadline: int) -> None:
         with self._cond:
@@ -146,7 +149,10 @@ class Em:
                     self._cond.wait((deadline - now) / 1e9)
                     continue
                 self._run_deadline = now + REKICK_NS
-                self.vcpu.kick()
+                if self._cmds.empty():
+                    self.vcpu.kick()
+                else:
+                    getattr(self.vcpu, "kick_urgent", self.vcpu.kick)()
 
     # -- vCPU thread -----------------------------------------------------------------------------
     def _main(self) -> None:

@@ -13,10 +13,10 @@ What unicorn leaves to the VMM and how REM does it:
   kernel while it patched its own code (alternatives), reproducibly, although stops at
   the same kind of block boundary taken synchronously never did.  So `kick()` only
   marks the run; it ends at the next safe point on the vCPU thread: a port access, an
-  exception or interrupt delivery, SYSCALL or HLT.  A guest in user mode (CPL 3) is
-  stopped asynchronously at once (user code does not patch kernel text), and a kernel
-  that runs FORCE_STOP_S without any safe point is stopped asynchronously as a last
-  resort, so the console can always pause or power off the VM.
+  exception or interrupt delivery, SYSCALL or HLT.  Timer kicks wait for a safe point however long it takes (ticks are late, never
+  harmful); a console command (`kick_urgent`) stops a guest that reaches no safe point
+  within FORCE_STOP_S asynchronously, as a last resort, so the console can always pause
+  or power off the VM.
 - Runs use unicorn's exits API with no exits and `until=0`, which keeps unicorn from
   translating an `until` address through the guest page tables after every run (that
   clobbered CR2 and the in-flight exception state).
@@ -144,7 +144,8 @@ class RemVcpu:
         self._lock = threading.Lock()
         self._running = False
         self._kicked = False
-        self._kicked_at = 0.0
+        self._urgent = False
+        self._urgent_at = 0.0
         self._want_window = False
         self._stop_reason: str | None = None
         self._error: BaseException | None = None
@@ -239,7 +240,7 @@ class RemVcpu:
         while True:
             with self._lock:
                 if self._kicked:
-                    self._kicked = False
+                    self._kicked = self._urgent = False
                     self.exits["kick"] += 1
                     return InterruptedExit()
                 self._running = True
@@ -266,7 +267,7 @@ class RemVcpu:
                 return HaltExit()
             if self._kicked or (self._want_window and cpu.interrupts_enabled()):
                 with self._lock:
-                    self._kicked = False
+                    self._kicked = self._urgent = False
                 self.exits["kick"] += 1
                 return InterruptedExit()
             # Emulation ended on its own without HLT: QEMU's triple-fault path (EXCP_HLT).
@@ -276,15 +277,20 @@ class RemVcpu:
         raise RuntimeError("REM completes port and MMIO accesses inline; there is no pending I/O")
 
     def kick(self) -> None:
-        """Ask the run to end.  See the module docstring for where it stops."""
+        """Ask the run to end at the next safe point (timer due, interrupt pending)."""
+        with self._lock:
+            self._kicked = True
+
+    def kick_urgent(self) -> None:
+        """A console command waits: like kick(), but a kernel that reaches no safe point within
+        FORCE_STOP_S is stopped asynchronously (the last resort; see the module docstring)."""
         now = time.monotonic()
         with self._lock:
-            if not self._kicked:
-                self._kicked = True
-                self._kicked_at = now
-            if not self._running or self.uc is None:
-                return
-            if now - self._kicked_at >= FORCE_STOP_S:
+            if not self._urgent:
+                self._urgent = True
+                self._urgent_at = now
+            self._kicked = True
+            if self._running and self.uc is not None and now - self._urgent_at >= FORCE_STOP_S:
                 self.uc.emu_stop()
 
     def interrupts_enabled(self) -> bool:

@@ -164,7 +164,8 @@ class QemuCpu:
 
     # -- segments ------------------------------------------------------------------------------
     def segment(self, index: int) -> tuple[int, int, int, int]:
-        off = OFF_SEGS + index * SEG_SIZE
+        """(selector, base, limit, flags) of segs[index], or of the cache at an env offset (LDT, TR)."""
+        off = OFF_SEGS + index * SEG_SIZE if index < 6 else index
         return self.u32(off), self.u64(off + 8), self.u32(off + 16), self.u32(off + 20)
 
     def set_segment(self, index: int, selector: int, base: int, limit: int, flags: int) -> None:

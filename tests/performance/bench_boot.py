@@ -1,0 +1,128 @@
+"""Boot benchmark: our REM vs QEMU TCG on the same Debian kernel and initramfs, in one run.
+
+    python tests/performance/bench_boot.py [--runs N] [--skip-qemu] [--skip-dd]
+
+Reports, for the bzImage and the vmlinux (PVH) forms: seconds from process start to the
+guest's ready marker; the in-guest `dd if=/dev/zero of=/dev/null bs=1M count=2000` speed;
+and the VM process's resident memory beyond guest RAM.  Installs qemu-system-x86 with
+apt-get when it is missing (skip with --skip-qemu).  Builds the guest if needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from vmm.guest.builder import build, guest_files  # noqa: E402
+from vmm.guest.init_script import READY_MARKER  # noqa: E402
+
+MEMORY_MB = 256
+CMDLINE = "console=ttyS0 quiet"
+DD = "dd if=/dev/zero of=/dev/null bs=1M count=2000"
+
+
+def ensure_qemu() -> str | None:
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        subprocess.run(["apt-get", "install", "-y", "-q", "qemu-system-x86"], check=False,
+                       stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        qemu = shutil.which("qemu-system-x86_64")
+    return qemu
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run_guest(cmd: list[str], dd: bool, timeout: float = 300.0) -> dict:
+    """Start the VM, time the marker, optionally run dd, then power off via the shell."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    buf = b""
+    res: dict = {}
+
+    def wait_for(pattern: bytes, limit: float) -> re.Match | None:
+        nonlocal buf
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            m = re.search(pattern, buf)
+            if m:
+                return m
+            r, _, _ = select.select([p.stdout], [], [], 0.2)
+            if r:
+                chunk = os.read(p.stdout.fileno(), 65536)
+                if not chunk:
+                    return None
+                buf += chunk
+        return None
+
+    try:
+        if wait_for(READY_MARKER.encode(), timeout):
+            res["ready_s"] = time.monotonic() - t0
+            wait_for(rb"# ", 30)
+            if dd:
+                time.sleep(0.5)
+                p.stdin.write(DD.encode() + b"\n")
+                p.stdin.flush()
+                m = wait_for(rb"copied, ([\d.]+) seconds, ([\d.]+ ?[KMG]?B/s)", timeout)
+                if m:
+                    res["dd"] = m.group(2).decode()
+            res["rss_kb"] = rss_kb(p.pid)
+            p.stdin.write(b"poweroff\n")
+            p.stdin.flush()
+            p.wait(60)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    res["total_s"] = time.monotonic() - t0
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--skip-qemu", action="store_true")
+    ap.add_argument("--skip-dd", action="store_true")
+    args = ap.parse_args()
+    files = guest_files() if guest_files().exist() else build(log=lambda *_: None)
+    qemu = None if args.skip_qemu else ensure_qemu()
+    rows = []
+    for form, kernel in (("bzImage", files.vmlinuz), ("vmlinux", files.vmlinux)):
+        ours = [sys.executable, "-m", "vmm.run", "--kernel", str(kernel), "--initrd", str(files.initrd),
+                "--append", CMDLINE, "--memory", str(MEMORY_MB)]
+        peers = [("vboxpy REM", ours)]
+        if qemu:
+            peers.append(("QEMU TCG", [qemu, "-accel", "tcg", "-m", str(MEMORY_MB), "-nographic", "-no-reboot",
+                                       "-kernel", str(kernel), "-initrd", str(files.initrd), "-append", CMDLINE]))
+        for name, cmd in peers:
+            for i in range(args.runs):
+                r = run_guest(cmd, dd=not args.skip_dd and i == 0)
+                rows.append((form, name, r))
+                extra = max(0, r.get("rss_kb", 0) - MEMORY_MB * 1024) // 1024
+                print(f"{form:8} {name:11} ready {r.get('ready_s', float('nan')):6.2f} s   "
+                      f"dd {r.get('dd', '-'):>12}   peak RSS beyond guest RAM {extra:4d} MiB "
+                      f"(RSS {r.get('rss_kb', 0) // 1024} MiB)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
