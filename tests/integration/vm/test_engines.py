@@ -168,3 +168,65 @@ def test_vm_process_runs_guest_on_engine(engine, tmp_path):
     out = proc.stdout.replace(b"\r\n", b"\n")
     assert out == EXPECTED, proc.stderr.decode(errors="replace")[-2000:]
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
+
+
+# ---- through the service and the real VM process (vboxheadless) ---------------------------------
+
+try:
+    from tests.integration.vboxsvc.conftest import client, svc_env, vbox, wait_for  # noqa: F401 - fixtures
+except ImportError:   # the service's test fixtures are not in this tree
+    client = svc_env = vbox = wait_for = None
+
+
+def _boot_through_service(client, vbox, tmp_path, name: str, force_hm: bool) -> tuple[bytes, str]:
+    """Create and start a machine whose boot file is the guest; returns (COM1 output, VBox.log)."""
+    from vboxsvc.api import LockType, MachineState, PortMode, SessionState
+    image = tmp_path / f"{name}.bin"
+    image.write_bytes(guests.assemble(GUEST))
+    serial = tmp_path / f"{name}.com1"
+    m = vbox.create_machine("", name, os_type_id="Other_64")
+    m.save_settings()
+    vbox.register_machine(m)
+    s = client.session()
+    m.lock_machine(s, LockType.Write)
+    sm = s.machine
+    sm.memory_size = 32
+    uart = sm.get_serial_port(0)
+    uart.enabled = True
+    uart.host_mode = PortMode.RawFile
+    uart.path = str(serial)
+    sm.set_extra_data("vboxpy/BootKernel", str(image))
+    if force_hm:
+        sm.set_extra_data("vboxpy/ForceHM", "1")
+    sm.save_settings()
+    s.unlock_machine()
+    p = m.launch_vm_process(client.session(), "headless", [])
+    p.wait_for_completion(-1)
+    assert p.result_code == 0, p.error_info and p.error_info.text
+    # the guest powers the machine off through ACPI once it reached long mode
+    assert wait_for(lambda: m.state == MachineState.PoweredOff and m.session_state == SessionState.Unlocked, 120)
+    log = pathlib.Path(m.log_folder, "VBox.log").read_text(errors="replace")
+    return serial.read_bytes(), log
+
+
+@pytest.mark.kvm
+@pytest.mark.skipif(client is None, reason="the service's test fixtures (tests/integration/vboxsvc) are absent")
+def test_vm_process_engine_choice_and_same_output(client, vbox, tmp_path):
+    """Default settings on this host -> EM's rule picks an engine; ForceHM=1 -> HM. Same guest output."""
+    require_engine("hm")
+    require_engine("rem")
+    if not _in_tree("frontends.headless.vmprocess"):
+        pytest.skip("the VM process (helper E's frontends/headless) is not in this tree")
+    from vmm.engine_select import detect_host
+    forced_out, forced_log = _boot_through_service(client, vbox, tmp_path, "engines-forcehm", force_hm=True)
+    assert "EM: HM: vboxpy/ForceHM=1 forces the hardware engine" in forced_log
+    assert forced_out.replace(b"\r\n", b"\n") == EXPECTED
+    default_out, default_log = _boot_through_service(client, vbox, tmp_path, "engines-default", force_hm=False)
+    host = detect_host()
+    if host.hm_for_stock_guests:
+        assert "EM: HM:" in default_log
+    else:
+        assert "EM: REM:" in default_log
+        if host.pvm:
+            assert "PVM (kvm_pvm)" in default_log
+    assert default_out.replace(b"\r\n", b"\n") == EXPECTED
