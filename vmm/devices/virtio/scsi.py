@@ -34,7 +34,7 @@ DEFAULT_SENSE_SIZE = 96
 DEFAULT_CDB_SIZE = 32
 MAX_SENSE_SIZE = 252
 MAX_CDB_SIZE = 255
-QUEUE_SIZE = 256
+QUEUE_SIZE = 1024         # seg_max = QUEUE_SIZE - 2 lets a 1 MiB request of 4 KiB pages fit one chain
 
 
 @dataclass
