@@ -88,9 +88,16 @@ class AtaDisk:
     def __init__(self, image: DiskImage, options: DiskOptions | None = None):
         self.image = image
         self.options = options or DiskOptions()
-        self.sectors = image.size // SECTOR
-        self.read_only = bool(image.read_only)
         self.write_cache = not self.options.write_through
+
+    # The image may be swapped under us (a snapshot's differencing image): always ask it.
+    @property
+    def sectors(self) -> int:
+        return self.image.size // SECTOR
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.image.read_only)
 
     # --- what the HBA needs to know before moving data ------------------------------------------
     @staticmethod

@@ -94,9 +94,16 @@ class ScsiDisk:
     def __init__(self, image: DiskImage, options: DiskOptions | None = None):
         self.image = image
         self.options = options or DiskOptions()
-        self.blocks = image.size // BLOCK
-        self.read_only = bool(image.read_only)
         self._sense = fixed_sense(NO_SENSE, (0, 0))
+
+    # The image may be swapped under us (a snapshot's differencing image): always ask it.
+    @property
+    def blocks(self) -> int:
+        return self.image.size // BLOCK
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.image.read_only)
 
     # --- entry point ---------------------------------------------------------------------------
     def execute(self, cdb: bytes, data_out: list[memoryview], data_in: list[memoryview]) -> ScsiResult:
