@@ -1,0 +1,133 @@
+"""Machine settings (as the Main API returns them) into the VM's CFGM tree, and the VBox.log format."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace as NS
+
+import pytest
+
+from frontends.headless import vmlog
+from frontends.headless.machine_config import ConfigError, read_settings
+from vboxsvc.api import (
+    CPUPropertyTypeX86,
+    DeviceType,
+    HWVirtExPropertyType,
+    MediumType,
+    PortMode,
+    StorageControllerType,
+    UartType,
+)
+
+
+class FakeMachine:
+    """The IMachine members read_settings uses, with VirtualBox's defaults for a new VM."""
+
+    def __init__(self, **kw):
+        self.name, self.id, self.os_type_id = "vm1", "1b0c9f1e-0000-4000-8000-000000000001", "Debian_64"
+        self.memory_size, self.cpu_count = 256, 1
+        self.extra = {"vboxpy/BootKernel": "/k/vmlinux", "vboxpy/BootCmdline": "console=ttyS0"}
+        self.cpu_props = {CPUPropertyTypeX86.TripleFaultReset: False}
+        self.hw = {HWVirtExPropertyType.Enabled: True}
+        self.ports = [NS(enabled=False, host_mode=PortMode.Disconnected, path="", server=False, io_address=0x3F8,
+                         irq=4, uart_type=UartType.U16550A) for _ in range(4)]
+        self.storage_controllers = []
+        self.attachments = {}
+        self.__dict__.update(kw)
+        self.platform = NS(x86=NS(get_cpu_property=self.cpu_props.get, get_hw_virt_ex_property=self.hw.get))
+
+    def get_extra_data(self, key):
+        return self.extra.get(key, "")
+
+    def get_serial_port(self, slot):
+        return self.ports[slot]
+
+    def get_medium_attachments_of_controller(self, name):
+        return self.attachments.get(name, [])
+
+
+def _disk(port, location, *, kind=DeviceType.HardDisk, mtype=MediumType.Normal, read_only=False, ssd=False):
+    medium = None if location is None else NS(location=location, type=mtype, read_only=read_only)
+    return NS(medium=medium, type=kind, port=port, device=0, non_rotational=ssd, discard=False)
+
+
+def test_basic_machine():
+    s = read_settings(FakeMachine(cpu_count=2))
+    cfg = s.cfg
+    assert cfg.get_int("RamSize") == 256 << 20
+    assert cfg.get_str("Boot/Kernel") == "/k/vmlinux" and cfg.get("Boot/Initrd") is None
+    assert cfg.get_str("Boot/Cmdline") == "console=ttyS0"
+    assert cfg.get_bool("TripleFaultReset") is False and s.hwvirtex is True and s.force_hm == ""
+    assert cfg.child("Devices/serial") is None and cfg.child("Devices/storage") is None
+    assert any("2 CPUs" in n for n in s.notes)
+
+
+def test_serial_ports_follow_the_settings():
+    m = FakeMachine()
+    m.ports[0] = NS(enabled=True, host_mode=PortMode.TCP, path="2345", server=True, io_address=0x3F8, irq=4,
+                    uart_type=UartType.U16550A)
+    m.ports[2] = NS(enabled=True, host_mode=PortMode.RawFile, path="/tmp/com3.log", server=False, io_address=0x3E8,
+                    irq=5, uart_type=UartType.U16450)
+    cfg = read_settings(m).cfg
+    assert sorted(n.name for n in cfg.child("Devices/serial")) == ["0", "2"]
+    assert (cfg.get_int("Devices/serial/0/Mode"), cfg.get_str("Devices/serial/0/Path"),
+            cfg.get_bool("Devices/serial/0/Server")) == (int(PortMode.TCP), "2345", True)
+    assert (cfg.get_int("Devices/serial/2/IOBase"), cfg.get_int("Devices/serial/2/IRQ"),
+            cfg.get_int("Devices/serial/2/UartType")) == (0x3E8, 5, int(UartType.U16450))
+
+
+def test_serial_mode_without_path_is_an_error():
+    m = FakeMachine()
+    m.ports[1] = NS(enabled=True, host_mode=PortMode.HostPipe, path="", server=True, io_address=0x2F8, irq=3,
+                    uart_type=UartType.U16550A)
+    with pytest.raises(ConfigError, match="COM2.*HostPipe"):
+        read_settings(m)
+
+
+def test_storage_attachments():
+    m = FakeMachine(storage_controllers=[
+        NS(name="SATA", controller_type=StorageControllerType.IntelAhci, port_count=2, use_host_io_cache=False),
+        NS(name="IDE", controller_type=StorageControllerType.PIIX4, port_count=2, use_host_io_cache=False)])
+    m.attachments = {"SATA": [_disk(0, "/d/a.vdi", ssd=True), _disk(1, None),
+                              _disk(1, "/d/b.vdi", mtype=MediumType.Immutable, read_only=True)],
+                     "IDE": [_disk(0, "/iso/x.iso", kind=DeviceType.DVD)]}
+    s = read_settings(m)
+    sata = s.cfg.child("Devices/storage/0")
+    assert (sata.get_str("Name"), sata.get_str("Type"), sata.get_int("PortCount")) == ("SATA", "IntelAhci", 2)
+    a0, a1 = sata.child("Attachments/0"), sata.child("Attachments/1")
+    assert (a0.get_str("Path"), a0.get_bool("NonRotational"), a0.get_bool("ReadOnly")) == ("/d/a.vdi", True, False)
+    assert (a1.get_str("Path"), a1.get_int("Port"), a1.get_bool("ReadOnly")) == ("/d/b.vdi", 1, True)
+    assert s.cfg.child("Devices/storage/1") is None          # the IDE controller only has a DVD
+    assert any("DVD" in n for n in s.notes) and any("immutable" in n for n in s.notes)
+
+
+def test_disk_on_a_controller_vboxpy_does_not_emulate():
+    m = FakeMachine(storage_controllers=[
+        NS(name="IDE", controller_type=StorageControllerType.PIIX4, port_count=2, use_host_io_cache=True)])
+    m.attachments = {"IDE": [_disk(0, "/d/a.vdi")]}
+    with pytest.raises(ConfigError, match="'IDE' is of type PIIX4"):
+        read_settings(m)
+
+
+def test_force_hm_and_triple_fault_reset():
+    m = FakeMachine()
+    m.extra["vboxpy/ForceHM"] = "1"
+    m.cpu_props[CPUPropertyTypeX86.TripleFaultReset] = True
+    m.hw[HWVirtExPropertyType.Enabled] = False
+    s = read_settings(m)
+    assert s.force_hm == "1" and s.hwvirtex is False and s.cfg.get_bool("TripleFaultReset") is True
+
+
+def test_log_lines_carry_elapsed_time():
+    rec = logging.LogRecord("vboxpy.headless", logging.INFO, __file__, 1, "two\nlines", None, None)
+    rec.created = vmlog._T0 + 3723.5
+    out = vmlog.ElapsedFormatter().format(rec).splitlines()
+    assert out == ["01:02:03.500000 two", "01:02:03.500000 lines"]
+
+
+def test_rotate_keeps_history(tmp_path):
+    for _ in range(4):
+        path = vmlog.rotate(str(tmp_path), 2)
+        with open(path, "a") as f:
+            f.write("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["VBox.log", "VBox.log.1", "VBox.log.2"]
