@@ -26,7 +26,7 @@ from vmm.guest.init_script import INIT, POWER_BUTTON, READY_MARKER
 from vmm.guest.kmod import index_modules, load_order
 from vmm.guest.vmlinux import extract_vmlinux
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 META_PACKAGE = "linux-image-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
 # Storage for the AHCI/virtio issues, ext4 for disks, button+evdev for ACPI power button.

@@ -1,7 +1,8 @@
 """The guest's /init and the ACPI power-button handler, as text placed in the initramfs.
 
 /init is PID 1 (a busybox shell script): it mounts the pseudo file systems, loads the
-storage modules, starts busybox acpid so the ACPI power button powers the guest off,
+storage modules, starts busybox acpid (in the foreground, as a job: its daemon mode exits
+at once here) so the ACPI power button powers the guest off,
 prints the ready marker that tests and benchmarks wait for, and keeps a shell on the
 serial console.  busybox `poweroff`/`reboot` signal PID 1 (USR2/TERM), so /init traps
 those signals and performs the forced action itself.
@@ -21,7 +22,8 @@ case " $(cat /proc/cmdline) " in
        insmod "/lib/modules/$m.ko" 2>/dev/null || echo "init: module $m not loaded"
    done < /lib/modules/load-order ;;
 esac
-[ -d /dev/input ] && acpid -c /etc/acpi
+mkdir -p /var/log /var/run
+[ -d /dev/input ] && acpid -f -c /etc/acpi -l /dev/null &
 trap 'sync; poweroff -f' USR2
 trap 'sync; reboot -f' TERM
 trap 'sync; halt -f' USR1
