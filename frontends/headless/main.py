@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if started:
             log.exception("VM process error: %s", text)
         else:
-            log.error("Failed to start VM '%s': %s", args.startvm, text)
+            log.error("Failed to start VM '%s': %s", vp.settings.name if vp.settings else args.startvm, text)
         if not launched:
             print(f"{PROG}: error: {text}", file=sys.stderr)
         _reset_state(vp)
