@@ -37,8 +37,18 @@ def probe(path: str) -> bool:
         s.close()
 
 
+# the service is started without `site` (-S: no .pth files, no sitecustomize), which saves a good
+# part of Python's start-up; it gets this process's module search path instead (see server/main.py)
+SITE_PATH_ENV = "VBOXSVC_SITE_PATH"
+
+
 def service_command() -> list[str]:
-    return [sys.executable, "-m", "vboxsvc.server.main"]
+    return [sys.executable, "-S", "-m", "vboxsvc.server.main"]
+
+
+def _site_path() -> str:
+    """The directories `site` put on our sys.path (site-packages, .pth entries), in order."""
+    return os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
 
 
 def _package_root() -> str:
@@ -63,6 +73,7 @@ def _spawn(path: str, timeout: float) -> None:
     env = dict(os.environ)
     root = _package_root()
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env[SITE_PATH_ENV] = _site_path()
     try:
         proc = subprocess.Popen(
             service_command() + ["--automate", "--inherit-startup-pipe", str(w)],
