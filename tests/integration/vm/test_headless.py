@@ -3,9 +3,10 @@ VM process (`vboxheadless`) boot the Debian guest (vmlinux form) on REM in a tem
 VirtualBox home; the tests type commands over the serial port's TCP socket (tcpserver mode)
 and drive the VM's life with controlvm.
 
-Boots: one shared by the console, pause/resume and `controlvm poweroff` tests, one ended by
-the ACPI power button, one ended by the guest's own `poweroff`, and a short one whose VM
-process is killed with SIGKILL (Aborted).  A test that finds the VM not running boots it, so
+Boots: one shared by the console, pause/resume, savestate/restore and `controlvm poweroff`
+tests, one ended by the ACPI power button, one rebooted by the guest (the VM runs on) and then
+ended by the guest's own `poweroff`, and a short one whose VM process is killed with SIGKILL
+(Aborted); and a tiny flat image that triple-faults (Stuck).  A test that finds the VM not running boots it, so
 any subset (or an xdist split) still works.
 """
 
@@ -30,7 +31,7 @@ BOOT_TIMEOUT = 900        # REM on a loaded 2-core machine; about 10-30 s when i
 VM = "hl"
 
 pytestmark = [
-    pytest.mark.timeout(3600),
+    pytest.mark.timeout(1800),
     pytest.mark.skipif(not (GUEST / "vmlinux").is_file() or not (GUEST / "initrd.img").is_file(),
                        reason="the guest is not built (python -m vmm.guest.builder makes .cache/guest/vmlinux "
                               "and initrd.img)"),
@@ -56,13 +57,13 @@ class Cli:
             assert proc.returncode == check, (args, proc.returncode, proc.stdout, proc.stderr, self.log_tail())
         return proc.returncode, proc.stdout, proc.stderr
 
-    def state(self) -> str:
-        out = self("showvminfo", VM, "--machinereadable")[1]
+    def state(self, vm: str = VM) -> str:
+        out = self("showvminfo", vm, "--machinereadable")[1]
         return next(line.split("=", 1)[1].strip('"') for line in out.splitlines() if line.startswith("VMState="))
 
-    def wait_state(self, state: str, timeout: float = 120) -> None:
+    def wait_state(self, state: str, timeout: float = 120, vm: str = VM) -> None:
         deadline = time.monotonic() + timeout
-        while (now := self.state()) != state:
+        while (now := self.state(vm)) != state:
             assert time.monotonic() < deadline, f"VM state {now!r}, expected {state!r}\n{self.log_tail()}"
             time.sleep(0.2)
 
@@ -176,6 +177,23 @@ def test_pause_stops_the_guest_and_resume_continues(cli):
     assert (status, out) == (0, "answered-after-resume\n")
 
 
+def test_savestate_then_restore(cli):
+    serial = running(cli)
+    assert serial.run("echo kept-in-ram > /tmp/state; sync", 300)[0] == 0
+    code, out, err = cli("controlvm", VM, "savestate")
+    assert err.endswith("100%\n")
+    cli.wait_state("saved", 30)
+    state_file = next(line.split("=", 1)[1].strip('"') for line in cli("showvminfo", VM, "--machinereadable")[1]
+                      .splitlines() if line.startswith("VMStateFile="))
+    assert os.path.getsize(state_file) > 1 << 20
+    assert serial.wait_eof(30), "the serial port stayed open after the VM process ended"
+    cli("startvm", VM, "--type", "headless")
+    assert cli.state() == "running" and not os.path.exists(state_file)
+    serial = cli.serial = TcpSerial(cli.port)
+    assert serial.run("cat /tmp/state", 300) == (0, "kept-in-ram\n")
+    assert "Restored the saved state from" in cli.log()
+
+
 def test_controlvm_poweroff(cli):
     running(cli)
     code, out, err = cli("controlvm", VM, "poweroff")
@@ -199,8 +217,14 @@ def test_acpi_power_button_powers_off(cli):
     assert "Console: ACPI power button pressed" in log and "guest powered off (ACPI S5)" in log
 
 
-def test_guest_poweroff_powers_off(cli):
+def test_guest_reboot_keeps_running_then_guest_poweroff(cli):
     serial = running(cli)
+    start = serial.size
+    serial.send("reboot\r")
+    serial.wait_for(READY, BOOT_TIMEOUT, start)
+    assert cli.state() == "running"
+    assert "VM reset #1" in cli.log()
+    assert serial.run("echo back", 300) == (0, "back\n")
     serial.send("poweroff\r")
     cli.wait_state("poweroff", 300)
     assert "Guest: guest powered off (ACPI S5)" in cli.log()
@@ -215,3 +239,24 @@ def test_killed_vm_process_leaves_aborted(cli):
     cli.wait_state("aborted", 60)
     code, out, err = cli("controlvm", VM, "pause", check=1)
     assert "is not currently running" in err
+
+
+# A flat boot image (loaded at 0000:7C00, real mode): an empty IDT, then INT3 -> triple fault.
+TRIPLE_FAULT = bytes([0xFA,                             # cli
+                      0x2E, 0x0F, 0x01, 0x1E, 0x10, 0x7C,  # lidt cs:[0x7C10]
+                      0xCC,                             # int3: no IDT entry -> #GP -> #DF -> shutdown
+                      0xF4, 0xEB, 0xFD]).ljust(16, b"\x90") + bytes(6)   # hlt; jmp; IDT limit 0, base 0
+
+
+def test_triple_fault_goes_stuck_until_powered_off(cli):
+    image = cli.home / "triplefault.bin"
+    image.write_bytes(TRIPLE_FAULT)
+    cli("createvm", "--name", "tf", "--register")
+    cli("modifyvm", "tf", "--memory", "32", "--boot-kernel", str(image), "--triple-fault-reset", "off")
+    cli("startvm", "tf", "--type", "headless")
+    cli.wait_state("gurumeditation", 60, vm="tf")
+    log = (cli.home / "VMs" / "tf" / "Logs" / "VBox.log").read_text()
+    assert "VCPU 0 is stuck (guru meditation): triple fault" in log
+    assert "Changing the VM state from 'RUNNING' to 'STUCK'" in log
+    cli("controlvm", "tf", "poweroff")
+    cli.wait_state("poweroff", 30, vm="tf")
