@@ -271,6 +271,10 @@ class VmProcess:
     def close(self) -> None:
         """Free the VM, let the last progress reach its caller, drop the lock."""
         if self.vm is not None:
+            if self._t_start:
+                stats = ", ".join(f"{k} {v}" for k, v in getattr(self.vm.em, "stats", {}).items())
+                log.info("VM ran %.3f s after power-up; guest resets %d; EM: %s",
+                         time.monotonic() - self._t_start, self.vm.resets, stats)
             self.vm.close()
         p = self._last_progress
         if p is not None:
