@@ -16,8 +16,6 @@ import socket
 import sys
 import time
 
-from ..api import errors as rc
-from ..api.errors import VBoxError
 from . import paths
 
 START_TIMEOUT_S = 20.0
@@ -56,45 +54,77 @@ def _package_root() -> str:
 
 
 def ensure_service(timeout: float = START_TIMEOUT_S) -> None:
+    starting = begin_service()
+    if starting is not None:
+        starting.wait(timeout)
+
+
+def begin_service() -> _Starting | None:
+    """Spawn the service if nobody serves the endpoint; None if it runs already.
+
+    The caller may do other work (its own imports) while the service starts, then must call
+    `wait()`; the spawn lock is held until then, so racing clients still end up with one service.
+    """
     path = paths.socket_path()
     if probe(path):
-        return
-    with open(paths.spawn_lock_path(), "a+") as lock:
+        return None
+    lock = open(paths.spawn_lock_path(), "a+")
+    try:
         os.chmod(lock.name, 0o600)
         fcntl.flock(lock, fcntl.LOCK_EX)
         if probe(path):
-            return
-        _spawn(path, timeout)
+            lock.close()
+            return None
+        return _Starting(path, lock)
+    except BaseException:
+        lock.close()
+        raise
 
 
-def _spawn(path: str, timeout: float) -> None:
-    import subprocess  # only the client that starts the service pays for these imports
-    r, w = os.pipe()
-    env = dict(os.environ)
-    root = _package_root()
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env[SITE_PATH_ENV] = _site_path()
-    try:
-        proc = subprocess.Popen(
-            service_command() + ["--automate", "--inherit-startup-pipe", str(w)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(w,), env=env, cwd="/", start_new_session=True)
-    finally:
-        os.close(w)
-    try:
-        got = _read_ready(r, timeout)
-    finally:
-        os.close(r)
-        # the direct child exits once the daemon has forked; reap it
+class _Starting:
+    """A service being spawned: the READY pipe, the launcher process, the spawn lock."""
+
+    def __init__(self, path: str, lock):
+        import subprocess  # only the client that starts the service pays for these imports
+        self.path, self.lock = path, lock
+        r, w = os.pipe()
+        env = dict(os.environ)
+        root = _package_root()
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env[SITE_PATH_ENV] = _site_path()
         try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-    if got == b"READY" or probe(path):
-        return
-    raise VBoxError(rc.NS_ERROR_CALL_FAILED,
-                    "Failed to start the VirtualBox service (vboxsvc); see VBoxSVC.log in the "
-                    "VirtualBox home folder", "IVirtualBoxClient", "VirtualBoxClientWrap")
+            self.proc = subprocess.Popen(
+                service_command() + ["--automate", "--inherit-startup-pipe", str(w)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pass_fds=(w,), env=env, cwd="/", start_new_session=True)
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        self.ready_fd = r
+
+    def wait(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Block until the service said READY (or failed); releases the spawn lock."""
+        import subprocess
+        try:
+            try:
+                got = _read_ready(self.ready_fd, timeout)
+            finally:
+                os.close(self.ready_fd)
+                # the direct child exits once the daemon has forked; reap it
+                try:
+                    self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+            if got == b"READY" or probe(self.path):
+                return
+        finally:
+            self.lock.close()
+        from ..api import errors as rc
+        raise rc.VBoxError(rc.NS_ERROR_CALL_FAILED,
+                           "Failed to start the VirtualBox service (vboxsvc); see VBoxSVC.log in the "
+                           "VirtualBox home folder", "IVirtualBoxClient", "VirtualBoxClientWrap")
 
 
 def _read_ready(fd: int, timeout: float) -> bytes:

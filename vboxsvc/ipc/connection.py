@@ -1,0 +1,370 @@
+"""The client side of the bus: one connection to the service, its proxies, sessions and exported objects.
+
+Scripts use it through `vboxsvc.ipc.client.connect()` (see there); this module holds the
+machinery (ZeroMQ, msgpack, the schema), which `client` imports only once a service start
+has been set going, so that both overlap.
+
+A process that implements objects for others (the VM process and its IConsole) calls
+`client.export(obj, "IConsole")`: a second channel then serves calls on exported objects
+from a small thread pool, while the process keeps making its own calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+import zmq
+
+from ..api import errors as rc
+from ..api.errors import VBoxError
+from ..api.events import Event
+from . import autostart, paths
+from .dispatcher import CALL, Deferred, ObjectTable, invoke
+from .proxy import Proxy, make_proxy
+from .wire import CALL as CALL_CHANNEL
+from .wire import CALLEE, MAX_FRAME, Codec, FrameError, Ref, now_ms, sign, verify
+
+log = logging.getLogger("vboxsvc.client")
+
+HELLO_TIMEOUT_S = 20.0
+HELLO_RETRY_S = 2.0
+POLL_MS = 1000
+
+
+def _socket(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RECONNECT_IVL, 10)
+    s.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME + 4096)
+    s.setsockopt(zmq.RCVTIMEO, POLL_MS)
+    s.connect(endpoint)
+    return s
+
+
+class Client:
+    """One connection to the service (a COM 'client'): proxies, sessions, exported objects, events."""
+
+    def __init__(self, autostart_service: bool = True, name: str | None = None):
+        if autostart_service:
+            autostart.ensure_service()
+        self.key = paths.load_key(create=False)
+        self.endpoint = paths.endpoint()
+        self.sid = os.urandom(16)
+        self.table = ObjectTable(self.sid)
+        self.codec = Codec(self._to_ref, self._from_ref)
+        self._ctx = zmq.Context()
+        self._sock = _socket(self._ctx, self.endpoint)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._closed = False
+        self._callee: _Callee | None = None
+        self._listeners: list = []
+        hello = {"op": "hello", "pid": os.getpid(), "name": name or os.path.basename(sys.argv[0] or "python")}
+        token = os.environ.get("VBOXPY_LAUNCH_TOKEN")
+        if token:
+            hello["token"] = token
+        try:
+            info = self._hello(hello, autostart_service)
+        except BaseException:
+            self._teardown()
+            raise
+        self.service_pid: int = info["pid"]
+        self.virtualbox = info["vbox"]
+        self._vbclient = info["client"]
+
+    def _hello(self, hello: dict, autostart_service: bool) -> dict:
+        # a service that is just exiting may have accepted our connection: start or find the next one
+        for _attempt in range(3):
+            try:
+                return self._request(dict(hello), timeout_s=HELLO_RETRY_S)
+            except VBoxError as e:
+                if e.result_code != rc.NS_ERROR_CALL_FAILED:
+                    raise
+                if autostart_service and not autostart.probe(paths.socket_path()):
+                    autostart.ensure_service()
+        return self._request(dict(hello), timeout_s=HELLO_TIMEOUT_S)
+
+    # --- public API ----------------------------------------------------------------------
+    def session(self):
+        """A new, unlocked ISession (IVirtualBoxClient::session)."""
+        return self._vbclient.session
+
+    @property
+    def event_source(self):
+        return self.virtualbox.event_source
+
+    def export(self, obj, interface: str | None = None) -> Ref:
+        """Make a local object callable over the bus as `interface`; returns its reference."""
+        if interface is not None:
+            current = getattr(obj, "__interface__", None)
+            if current is None:
+                try:
+                    obj.__interface__ = interface
+                except AttributeError:
+                    raise TypeError(f"cannot export {type(obj).__name__}: set __interface__ on its class") from None
+            elif current != interface:
+                raise TypeError(f"object implements {current}, not {interface}")
+        self._ensure_callee()
+        return self.table.ref(obj)
+
+    def unexport(self, obj) -> None:
+        self.table.drop(obj)
+
+    def subscribe(self, callback, types, source=None):
+        """Call `callback(event)` (on a bus thread) for every event of `types`; returns the listener ref."""
+        listener = _CallbackListener(callback)
+        ref = self.export(listener)
+        es = source if source is not None else self.event_source
+        es.register_listener(ref, list(types), True)
+        self._listeners.append((es, ref, listener))
+        return ref
+
+    def unsubscribe(self, ref) -> None:
+        for i, (es, r, listener) in enumerate(self._listeners):
+            if r == ref:
+                es.unregister_listener(r)
+                self.table.drop(listener)
+                del self._listeners[i]
+                return
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._request({"op": "bye"}, timeout_s=5)
+        except VBoxError:
+            pass
+        self._teardown()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- calls -----------------------------------------------------------------------------
+    def call(self, ref: Ref, kind: int, member: str, args=(), kwargs=None):
+        msg = {"op": "call", "o": ref, "m": member, "k": kind, "a": list(args)}
+        if kwargs:
+            msg["w"] = kwargs
+        return self._request(msg)
+
+    def _request(self, msg: dict, timeout_s: float | None = None):
+        if self._closed:
+            raise VBoxError(rc.E_UNEXPECTED, "The client connection is closed")
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            msg["i"] = seq
+            msg["s"], msg["c"], msg["q"], msg["t"] = self.sid, CALL_CHANNEL, seq, now_ms()
+            try:
+                body = self.codec.pack(msg)
+            except TypeError as e:
+                raise VBoxError(rc.E_INVALIDARG, str(e)) from None
+            if len(body) > MAX_FRAME:
+                raise VBoxError(rc.E_INVALIDARG, "The call is too large for the bus")
+            sock = self._sock
+            sock.send(sign(self.key, body)[0])
+            waited = 0.0
+            while True:
+                try:
+                    parts = [sock.recv()]  # RCVTIMEO: wakes every POLL_MS to check the service
+                except zmq.Again:
+                    waited += POLL_MS / 1000
+                    if timeout_s is not None and waited >= timeout_s:
+                        raise VBoxError(rc.NS_ERROR_CALL_FAILED,
+                                        "The VirtualBox service did not answer", "IVirtualBox", "")
+                    if msg["op"] != "hello" and not _alive(self.service_pid):
+                        raise VBoxError(rc.NS_ERROR_CALL_FAILED,
+                                        "The VirtualBox service (vboxsvc) has terminated", "IVirtualBox", "")
+                    continue
+                try:
+                    reply = self.codec.unpack(verify(self.key, parts))
+                except FrameError as e:
+                    log.warning("dropped a bad reply: %s", e)
+                    continue
+                if not isinstance(reply, dict) or reply.get("i") != seq:
+                    continue  # a late answer to an abandoned request
+                break
+        if reply.get("op") == "err":
+            raise VBoxError.from_wire(reply["e"])
+        return reply.get("r")
+
+    # --- references ----------------------------------------------------------------------
+    def _to_ref(self, obj):
+        if isinstance(obj, Proxy):
+            return obj._ref
+        if getattr(obj, "__interface__", None) is not None:
+            self._ensure_callee()
+            return self.table.ref(obj)
+        return None
+
+    def _from_ref(self, ref: Ref):
+        if ref.owner == self.sid:
+            obj = self.table.get(ref.oid)
+            if obj is None:
+                raise FrameError(f"reference to an object we no longer export ({ref.oid})")
+            return obj
+        return make_proxy(self, ref)
+
+    # --- callee channel --------------------------------------------------------------------
+    def _ensure_callee(self) -> None:
+        if self._callee is None:
+            with self._lock:
+                if self._callee is None:
+                    self._callee = _Callee(self)
+            self._callee.start()
+
+    def _teardown(self) -> None:
+        self._closed = True
+        if self._callee is not None:
+            self._callee.stop()
+        self._sock.close(0)
+        self._ctx.term()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+class _CallbackListener:
+    __interface__ = "IEventListener"
+
+    def __init__(self, callback):
+        self._callback = callback
+
+    def handle_event(self, event: Event) -> None:
+        self._callback(event)
+
+
+class _Callee:
+    """Serves calls on exported objects: one socket owned by one thread, work on a small pool."""
+
+    WORKERS = 8
+
+    def __init__(self, client: Client):
+        self.client = client
+        self._ctx = client._ctx
+        import concurrent.futures  # only processes that export objects need a pool
+        self._pool = concurrent.futures.ThreadPoolExecutor(self.WORKERS, thread_name_prefix="vbox-callee")
+        self._events = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vbox-events")
+        self._out: list[tuple] = []
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._seq = 0
+        self._started = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="vbox-callee-loop", daemon=True)
+
+    def start(self) -> None:
+        if not self._started.is_set():
+            self._started.set()
+            self._thread.start()
+        self._ready.wait(HELLO_TIMEOUT_S)
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        self._stop = True
+        os.write(self._wake_w, b"x")
+        if self._thread.is_alive():
+            self._thread.join(2)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._events.shutdown(wait=False, cancel_futures=True)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _send(self, sock, msg: dict) -> None:
+        self._seq += 1
+        msg["s"], msg["c"], msg["q"], msg["t"] = self.client.sid, CALLEE, self._seq, now_ms()
+        try:
+            body = self.client.codec.pack(msg)
+        except TypeError as e:
+            body = self.client.codec.pack({**{k: msg[k] for k in ("s", "c", "q", "t", "i")}, "op": "err",
+                                           "e": [rc.E_FAIL, f"unsendable result: {e}", "", ""]})
+        sock.send_multipart(sign(self.client.key, body))
+
+    def _run(self) -> None:
+        sock = _socket(self._ctx, self.client.endpoint)
+        try:
+            self._send(sock, {"op": "hello", "i": 0, "pid": os.getpid()})
+            if not sock.poll(int(HELLO_TIMEOUT_S * 1000)):
+                raise VBoxError(rc.NS_ERROR_CALL_FAILED, "The VirtualBox service did not open the callee channel")
+            reply = self.client.codec.unpack(verify(self.client.key, sock.recv_multipart()))
+            if reply.get("op") == "err":
+                raise VBoxError.from_wire(reply["e"])
+        except BaseException as e:
+            self._error = e
+            self._ready.set()
+            sock.close(0)
+            return
+        self._ready.set()
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        while not self._stop:
+            for what, _ in poller.poll(500):
+                if what is sock:
+                    while True:
+                        try:
+                            parts = sock.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._incoming(parts)
+                else:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+            while self._out:
+                self._send(sock, self._out.pop(0))
+        sock.close(0)
+
+    def _incoming(self, parts) -> None:
+        try:
+            msg = self.client.codec.unpack(verify(self.client.key, parts))
+        except FrameError as e:
+            log.warning("dropped a bad incoming call: %s", e)
+            return
+        if not isinstance(msg, dict) or msg.get("op") != "call":
+            return
+        # events go to listeners one at a time, in the order the service sent them
+        target = msg.get("o")
+        pool = self._events if getattr(target, "__interface__", None) == "IEventListener" else self._pool
+        pool.submit(self._work, msg)
+
+    def _work(self, msg: dict) -> None:
+        cid = msg.get("i")
+        target = msg.get("o")
+        try:
+            if target is None or isinstance(target, Proxy):
+                raise VBoxError(rc.E_INVALIDARG, "call on an object this process does not export")
+            result = invoke(target, msg.get("k", CALL), msg.get("m"), msg.get("a", ()), msg.get("w"))
+            if isinstance(result, Deferred):
+                done = threading.Event()
+                box = []
+                result.add_callback(lambda v, e: (box.append((v, e)), done.set()))
+                done.wait()
+                value, err = box[0]
+                if err is not None:
+                    raise err
+                result = value
+            out = {"op": "ret", "i": cid, "r": result}
+        except VBoxError as e:
+            out = {"op": "err", "i": cid, "e": e.to_wire()}
+        self._out.append(out)
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
