@@ -95,7 +95,7 @@ def _create_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus):
 class Machine:
     def __init__(self, cfg: CfgNode, on_stop: Callable[[str, str], None] | None = None,
                  serial_backends: dict[int, SerialBackend] | None = None,
-                 on_marker: Callable[[int, int], None] | None = None):
+                 on_marker: Callable[[int, int], None] | None = None, restoring: bool = False):
         self.cfg = cfg
         self.on_stop = on_stop
         self.stopped: tuple[str, str] | None = None
@@ -129,7 +129,8 @@ class Machine:
         self.engine_name = self.vm.name
         self.vcpu = self.vm.create_vcpu(0)
         self._initial_states = {name: dev.get_state() for name, dev in self._stateful.items()}
-        self.boot_image = self._load_boot()
+        # issue 9 hook: a machine about to load a saved state (vmm.savedstate) skips the boot files
+        self.boot_image = None if restoring else self._load_boot()
         self.em = Em(self.vcpu, self.pic, self.clock, self.io, self.mmio, on_reset=self._reset,
                      on_stop=self._em_stopped)
         self.pic.on_change = self.em.interrupt_raised
@@ -240,13 +241,12 @@ class Machine:
         self.resets += 1
         log.info("VM reset #%d", self.resets)
         for name, dev in self._stateful.items():
-            dev.set_state(self._initial_states[name])
+            if name != "rtc":                 # CMOS RAM and the clock survive a reset, as on a PC
+                dev.set_state(self._initial_states[name])
         self.memory.mmap.madvise(mmap.MADV_DONTNEED)
         self._load_boot()
 
     def _em_stopped(self, reason: StopReason, detail: str) -> None:
-        if reason is StopReason.TRIPLE_FAULT and self.triple_fault_reset:
-            raise RuntimeError("unreachable: triple faults with reset are handled by EM")
         kind = "poweroff" if reason is StopReason.POWER_OFF else "stuck"
         self.stopped = (kind, detail)
         log.info("VM stopped: %s (%s)", kind, detail)
@@ -289,6 +289,7 @@ class Machine:
 
     def describe(self) -> list[str]:
         return [f"Engine: {self.engine_name}", f"RAM: {self.memory.size // (1 << 20)} MiB",
-                f"Boot: {self.boot_image.kind} {self.boot.kernel} entry {self.boot_image.entry:#x}",
+                (f"Boot: {self.boot_image.kind} {self.boot.kernel} entry {self.boot_image.entry:#x}"
+                 if self.boot_image is not None else "Boot: restored from a saved state"),
                 f"Initrd: {self.boot.initrd}", f"Cmdline: {self.boot.cmdline}", "Devices:"] + \
                [f"  {p}" for p in self.placed]
