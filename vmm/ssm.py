@@ -16,6 +16,7 @@ crash never leaves a half-written state file under the real name.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import mmap
 import os
@@ -323,27 +324,32 @@ class SavedStateReader:
         second copy of RAM); zero runs give their pages back to the kernel where they can."""
         u = self.find(name, instance)
         self._f.seek(u.offset)
-        while True:
-            length, crc = struct.unpack("<II", self._read_exact(8))
-            if length == 0:
-                return
-            if length > CHUNK_MAX:
-                raise SavedStateError(f"saved state file '{self.path}' is corrupt (chunk size)")
-            head = self._read_exact(min(17, length))
-            if len(head) == 17:
-                kind, start, rlen = struct.unpack("<BQQ", head)
-                if kind == _RUN_DATA and 17 + rlen == length and memory.contains(start, rlen):
-                    view = memory.view(start, rlen)
-                    if self._f.readinto(view) != rlen:
-                        raise SavedStateError(f"saved state file '{self.path}' is truncated")
-                    if zlib.crc32(view, zlib.crc32(head)) != crc:
-                        raise SavedStateError(f"saved state file '{self.path}' is corrupt (checksum in unit "
-                                              f"'{u.name}')")
-                    continue
-            chunk = head + self._read_exact(length - len(head))
-            if zlib.crc32(chunk) != crc:
-                raise SavedStateError(f"saved state file '{self.path}' is corrupt (checksum in unit '{u.name}')")
-            self._load_records(memory, chunk)
+        # checksums of data read straight into RAM are computed on a second thread (zlib releases
+        # the GIL) while the next run is read; every one is checked before returning
+        checks: list[tuple[concurrent.futures.Future, int]] = []
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ssm-crc") as pool:
+            while True:
+                length, crc = struct.unpack("<II", self._read_exact(8))
+                if length == 0:
+                    break
+                if length > CHUNK_MAX:
+                    raise SavedStateError(f"saved state file '{self.path}' is corrupt (chunk size)")
+                head = self._read_exact(min(17, length))
+                if len(head) == 17:
+                    kind, start, rlen = struct.unpack("<BQQ", head)
+                    if kind == _RUN_DATA and 17 + rlen == length and memory.contains(start, rlen):
+                        view = memory.view(start, rlen)
+                        if self._f.readinto(view) != rlen:
+                            raise SavedStateError(f"saved state file '{self.path}' is truncated")
+                        checks.append((pool.submit(zlib.crc32, view, zlib.crc32(head)), crc))
+                        continue
+                chunk = head + self._read_exact(length - len(head))
+                if zlib.crc32(chunk) != crc:
+                    raise SavedStateError(f"saved state file '{self.path}' is corrupt (checksum in unit "
+                                          f"'{u.name}')")
+                self._load_records(memory, chunk)
+        if any(f.result() != crc for f, crc in checks):
+            raise SavedStateError(f"saved state file '{self.path}' is corrupt (checksum in unit '{u.name}')")
 
     def _load_records(self, memory, chunk: bytes) -> None:
         pos = 0
