@@ -194,6 +194,16 @@ def test_savestate_then_restore(cli):
     assert "Restored the saved state from" in cli.log()
 
 
+def test_online_snapshot_keeps_the_guest_running(cli):
+    serial = running(cli)
+    cli("snapshot", VM, "take", "online1")
+    assert cli.state() == "running"
+    assert "Online snapshot: state in" in cli.log()
+    out = cli("snapshot", VM, "list", "--machinereadable")[1]
+    assert 'SnapshotName="online1"' in out
+    assert serial.run("echo still-here", 300) == (0, "still-here\n")
+
+
 def test_controlvm_poweroff(cli):
     running(cli)
     code, out, err = cli("controlvm", VM, "poweroff")
