@@ -202,7 +202,9 @@ def console_save_state(machine, session_machine) -> SaveResult:
 def console_restore_if_saved(machine, session_machine) -> bool:
     """At power-up: a Saved machine restores its state file instead of booting (Restoring). Returns
     True when restored (report Running after starting the machine), False for a normal boot. A bad
-    file reports Saved again, so nothing is lost, and raises SavedStateError with the reason."""
+    file reports Saved again, so nothing is lost, and raises SavedStateError with the reason (the
+    VM process then ends without starting the VM). Build the Machine with `restoring=True` when the
+    session machine is Saved: it then skips loading the boot files the state replaces."""
     from vboxsvc.api.enums import MachineState
     if session_machine.state not in (MachineState.Saved, MachineState.AbortedSaved):
         return False

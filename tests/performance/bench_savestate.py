@@ -267,7 +267,7 @@ def run_ours(guest: Guest, memory: int, work: pathlib.Path, timeout: float) -> d
     s2 = Serial()
     b2 = Backend(s2)
     t0 = time.perf_counter()
-    m2 = Machine(config(), serial_backends={0: b2})
+    m2 = Machine(config(), serial_backends={0: b2}, restoring=True)
     t_build = time.perf_counter() - t0
     restore_state(m2, state)
     m2.start()

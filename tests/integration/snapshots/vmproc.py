@@ -138,7 +138,8 @@ class VmProcess:
         cfg.set("Devices/storage/ahci/Attachments/0/Path", medium.location)
         configure(cfg)
         self.serial = Serial()
-        self.vm = Machine(cfg, serial_backends={0: self.serial})
+        restoring = sm.state in (MachineState.Saved, MachineState.AbortedSaved)
+        self.vm = Machine(cfg, serial_backends={0: self.serial}, restoring=restoring)
         self.console = Console(self.vm, self.serial)
         self.session.register_console(client.export(self.console, "IConsole"))
 

@@ -151,7 +151,7 @@ def test_counter_continues_after_restore(kernel, tmp_path):
     assert meta["ram"] == 16 << 20 and "pit" in meta["units"] and "uart0" in meta["units"]
 
     cap2 = Capture()
-    m2 = Machine(config(kernel), serial_backends={0: cap2})
+    m2 = Machine(config(kernel), serial_backends={0: cap2}, restoring=True)
     restore_state(m2, state)
     run_until(m2, cap2, 3)
     stop(m2)
@@ -168,7 +168,7 @@ def test_mismatch_and_corruption_are_refused(kernel, tmp_path):
     run_until(m1, cap, 1)
     save_state(m1, state)
     stop(m1)
-    bigger = Machine(config(kernel, 32), serial_backends={0: Capture()})
+    bigger = Machine(config(kernel, 32), serial_backends={0: Capture()}, restoring=True)
     with pytest.raises(SavedStateError, match="for 16 MiB of RAM, the VM has 32 MiB"):
         restore_state(bigger, state)
     bigger.close()
@@ -223,7 +223,7 @@ def test_console_save_and_restore_report_states(kernel, tmp_path):
     console_save_state(m1, sm)
     assert sm.reports[2:] == [S.Saving, S.Saved]
     stop(m1)
-    m2 = Machine(config(kernel), serial_backends={0: Capture()})
+    m2 = Machine(config(kernel), serial_backends={0: Capture()}, restoring=True)
     assert console_restore_if_saved(m2, FakeSessionMachine(S.PoweredOff)) is False
     good = FakeSessionMachine(S.Saved, sm.saving_path)
     assert console_restore_if_saved(m2, good) is True and good.reports == [S.Restoring]
