@@ -57,13 +57,15 @@ from vmm.engine import (
     VcpuExit,
 )
 from vmm.memory import GuestMemory
-from vmm.rem import regs
+from vmm.rem import delivery_check, regs
 from vmm.rem.qemu_cpu import (
     HF_CS32,
     HF_CS64,
     HF_SS32,
+    OFF_CR,
     OFF_EFLAGS,
     OFF_EIP,
+    OFF_IDT,
     OFF_REGS,
     R_CS,
     R_SS,
@@ -148,6 +150,7 @@ class RemVcpu:
         self._urgent_at = 0.0
         self._want_window = False
         self._stop_reason: str | None = None
+        self._triple = False
         self._error: BaseException | None = None
         self.exits = {"syscall": 0, "exception": 0, "interrupt": 0, "halt": 0, "kick": 0}
 
@@ -212,14 +215,27 @@ class RemVcpu:
 
     def _on_exception(self, uc, intno, _data):
         self.exits["exception"] += 1
-        self.cpu.deliver_pending_exception()
+        cpu = self.cpu
+        target = delivery_check.escalate(self.vm.memory, intno, *self._delivery_regs())
+        if target == intno:
+            cpu.deliver_pending_exception()
+        elif target is not None:
+            cpu.deliver_fault(target)             # #GP or #DF (error code 0) instead of a bad gate
+        else:
+            self._stop_reason = "triple"
+            uc.emu_stop()
+            return
         if self._kicked:
             uc.emu_stop()
 
+    def _delivery_regs(self) -> tuple[int, ...]:
+        cpu = self.cpu
+        return (cpu.u64(OFF_CR), cpu.u64(OFF_CR + 24), cpu.u64(OFF_CR + 32), cpu.u64(OFF_EFER),
+                cpu.u64(OFF_IDT + 8), cpu.u32(OFF_IDT + 16))
+
     def _on_invalid(self, uc, _data):
         # #UD: unicorn reports it here instead of UC_HOOK_INTR; QEMU has set up the exception.
-        self.exits["exception"] += 1
-        self.cpu.deliver_pending_exception()
+        self._on_exception(uc, 6, _data)
         return True
 
     def _on_syscall(self, uc, _data):
@@ -237,6 +253,9 @@ class RemVcpu:
     # -- contract ------------------------------------------------------------------------------
     def run(self) -> VcpuExit:
         uc, cpu = self.uc, self.cpu
+        if self._triple:
+            self._triple = False
+            return ShutdownExit("triple fault (interrupt delivery)")
         while True:
             with self._lock:
                 if self._kicked:
@@ -256,6 +275,8 @@ class RemVcpu:
                 err, self._error = self._error, None
                 return InternalErrorExit(f"device error: {err!r}", {"rip": hex(cpu.u64(8 * 16))})
             reason = self._stop_reason
+            if reason == "triple":
+                return ShutdownExit("triple fault")
             if reason == "syscall-ud":
                 # SYSCALL with EFER.SCE clear (or outside long mode): #UD at the instruction
                 cpu.set_u64(OFF_EIP, cpu.u64(OFF_EIP) - 2)
@@ -298,7 +319,13 @@ class RemVcpu:
 
     def inject_interrupt(self, vector: int) -> None:
         self.exits["interrupt"] += 1
-        self.cpu.deliver_hardware_interrupt(vector)
+        target = delivery_check.escalate(self.vm.memory, vector & 0xFF, *self._delivery_regs())
+        if target == vector & 0xFF:
+            self.cpu.deliver_hardware_interrupt(vector)
+        elif target is not None:
+            self.cpu.deliver_fault(target)
+        else:
+            self._triple = True                    # reported by the next run()
 
     def request_interrupt_window(self, wanted: bool) -> None:
         self._want_window = wanted
