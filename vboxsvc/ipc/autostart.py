@@ -5,6 +5,9 @@ and if still nobody listens spawns `vboxsvc --automate --inherit-startup-pipe <f
 daemonizes itself) and blocks until the service writes `READY` on that pipe. Any number of
 clients racing end up with one service: the lock serializes spawning, and the service
 itself refuses to run twice for one home (it holds its pid file locked).
+`client.connect()` uses the two halves, `begin_service()` and `wait()`, to import the bus
+machinery while the service starts. The service runs without `site` (python -S) and gets
+the client's search path instead, which takes a good part off Python's own start-up.
 """
 
 from __future__ import annotations
@@ -45,8 +48,8 @@ def service_command() -> list[str]:
 
 
 def _site_path() -> str:
-    """The directories `site` put on our sys.path (site-packages, .pth entries), in order."""
-    return os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    """Our module search path (site-packages, .pth entries, ...) without the script's own directory."""
+    return os.pathsep.join(os.path.abspath(p) for p in sys.path[1:] if p and os.path.exists(p))
 
 
 def _package_root() -> str:
