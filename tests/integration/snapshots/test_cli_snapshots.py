@@ -33,7 +33,7 @@ def test_snapshot_commands(vbm):
     _, out, _ = vbm("snapshot", "snapvm", "take", "two", check=0)
     two = re.search(UUID, out).group(0)
     _, out, _ = vbm("snapshot", "snapvm", "list", check=0)
-    assert out == f"   Name: one (UUID: {one})\n      Name: two (UUID: {two}) *\n"
+    assert out == f"   Name: one (UUID: {one})\n   Description: first\n      Name: two (UUID: {two}) *\n"
     _, out, _ = vbm("snapshot", "snapvm", "list", "--machinereadable", check=0)
     assert out == (f'SnapshotName="one"\nSnapshotUUID="{one}"\nSnapshotDescription="first"\n'
                    f'SnapshotName-1="two"\nSnapshotUUID-1="{two}"\nCurrentSnapshotName="two"\n'
