@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 python3 -m vmm.guest.builder --quiet || echo "warning: guest build failed; guest tests will skip" >&2
 python3 -m ruff check .
 set +e
-python3 -m pytest -n 2 -q -p no:cacheprovider "$@"
+python3 -m pytest -n 2 -q -rs -p no:cacheprovider "$@"
 rc=$?
 set -e
 [ $rc -eq 5 ] && { echo "no tests collected" >&2; exit 1; }
