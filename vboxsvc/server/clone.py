@@ -220,9 +220,25 @@ class _Plan:
                 else:
                     self.jobs.append(("diff", m.location, diff_path(uid), uid, m.parent.id))
                 self.new_ids[m.id] = uid
+        fresh: dict[int, str] = {}
+        if data.snapshot is not None and CloneOptions.Link not in self.opts:
+            # a current state taken from a snapshot must not write into that snapshot's disks:
+            # it gets new differencing images on them, as after a restore
+            frozen = {str(dev.medium) for x in data.snapshots() for dev in _hard_disks(x.hardware)}
+            for dev in _hard_disks(data.hardware):
+                if str(dev.medium) in frozen:
+                    uid = str(uuidlib.uuid4())
+                    self.jobs.append(("fresh", "", diff_path(uid), uid, str(dev.medium)))
+                    fresh[id(dev)] = uid
         for hw in hws:
             for dev in _hard_disks(hw):
-                dev.medium = uuidlib.UUID(self.new_ids[str(dev.medium)])
+                dev.medium = uuidlib.UUID(fresh.get(id(dev)) or self.new_ids[str(dev.medium)])
+
+    def _key(self, kind: str, uid: str) -> str:
+        """Jobs are known by the source medium they copy (a fresh current-state diff by its own id)."""
+        if kind == "fresh":
+            return "fresh:" + uid
+        return next(k for k, v in self.new_ids.items() if v == uid)
 
     # --- copying (worker thread) -----------------------------------------------------------------
     def run(self, p: Progress) -> None:
@@ -243,6 +259,10 @@ class _Plan:
                     p.set_percent(int(frac * 100))
                 if kind == "link":
                     st.create_diff_vdi(dst, src, uuid=uid, parent_resolver=resolver).close()
+                elif kind == "fresh":
+                    made_by_uuid = {self.new_ids[k]: v for k, v in dst_of.items() if k in self.new_ids}
+                    st.create_diff_vdi(dst, dst_of[parent_id], uuid=uid,
+                                       parent_resolver=made_by_uuid.__getitem__).close()
                 elif kind == "flat":
                     st.clone_image(src, dst, fmt="VDI", flatten=True, progress=cb, uuid=uid,
                                    parent_resolver=resolver)
@@ -253,7 +273,7 @@ class _Plan:
                     info = st.image_info(parent_dst)
                     _relink(dst, info.uuid, info.modify_uuid)
                 made.append(dst)
-                dst_of[next(k for k, v in self.new_ids.items() if v == uid)] = dst
+                dst_of[self._key(kind, uid)] = dst
             p.set_operation(len(self.jobs) + 1)
             for src, dst in self.states:
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
@@ -284,7 +304,7 @@ class _Plan:
             m = Medium(reg, uid, dst, "VDI", DeviceType.HardDisk)
             if kind == "link":
                 parent = reg.by_id[parent_id]
-            elif kind == "diff":
+            elif kind in ("diff", "fresh"):
                 parent = new_media[parent_id]
             else:
                 parent = None
@@ -293,7 +313,7 @@ class _Plan:
                 parent.children.append(m)
             m.registry = tid
             reg.by_id[uid] = m
-            new_media[next(k for k, v in self.new_ids.items() if v == uid)] = m
+            new_media[self._key(kind, uid)] = m
             ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=uid, medium_type=DeviceType.HardDisk,
                      registered=True)
         self.tgt.data = self.data

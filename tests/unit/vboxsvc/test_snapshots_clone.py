@@ -118,3 +118,23 @@ def test_clone_refuses_registered_target(env):
     other = env.machine("two", disks=0)
     with pytest.raises(VBoxError, match="new, unregistered machine"):
         m.clone_to(other, CloneMode.MachineState, [])
+
+
+def test_clone_from_snapshot_with_children_gets_fresh_current_disks(env):
+    m = env.machine("sub")
+    write(env, env.disk_paths(m)[0], 0, b"a" * 512)
+    take(env, m, "a")
+    write(env, env.disk_paths(m)[0], 0, b"b" * 512)
+    take(env, m, "b")
+    c = clone(env, m.find_snapshot("a").machine, "sub2", mode=CloneMode.MachineAndChildStates)
+    assert c.snapshot_count == 2 and c.current_snapshot.name == "a"
+    cur = env.disk_paths(c)[0]
+    frozen = env.disk_paths(c.find_snapshot("a").machine)[0]
+    assert cur != frozen, "the current state never writes into a snapshot's disk"
+    assert env.vbox.media.by_id[os.path.basename(cur)[1:-5]].parent.location == frozen
+    assert read(env, cur, 0, 512) == b"a" * 512
+    write(env, cur, 0, b"c" * 512)
+    assert read(env, frozen, 0, 512) == b"a" * 512
+    assert read(env, env.disk_paths(c.find_snapshot("b").machine)[0], 0, 512) == b"b" * 512
+    vbox2 = VirtualBox(env.vbox.home)
+    assert read(env, env.disk_paths(vbox2.find_machine("sub2"))[0], 0, 512) == b"c" * 512
