@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 
-from vboxsvc.api import LockType, MachineState, VBoxError, state_name
+from vboxsvc.api import LockType, MachineState, VBoxError, is_online, state_name
 from vboxsvc.api import errors as rc
 from vboxsvc.ipc.localobjects import LocalProgress
 from vmm.devices.serial_backends import SerialBackendError
@@ -35,7 +35,8 @@ from .machine_config import ConfigError, describe_error, read_settings
 log = logging.getLogger("vboxpy.headless")
 
 LINGER_S = 2.0          # how long a finished progress waits for its caller to look at it
-STOP_TIMEOUT_S = 15.0   # how long the vCPU thread gets to leave the guest on power off
+STOP_TIMEOUT_S = 15.0
+LOCK_RETRY_S = 5.0      # how long to wait for another client's brief session on an offline machine   # how long the vCPU thread gets to leave the guest on power off
 
 
 class StartError(Exception):
@@ -96,7 +97,18 @@ class VmProcess:
         vbox = self.client.virtualbox
         machine = vbox.find_machine(self.vm_ref)
         self.session = self.client.session()
-        machine.lock_machine(self.session, LockType.VM)
+        deadline = time.monotonic() + LOCK_RETRY_S
+        while True:
+            try:
+                machine.lock_machine(self.session, LockType.VM)
+                break
+            except VBoxError as e:
+                # a client's short-lived session (showvminfo locks Shared) may hold an offline machine
+                # for a moment: a hand-started VM process waits for it; a running VM is final
+                if e.result_code != rc.VBOX_E_INVALID_OBJECT_STATE or is_online(machine.state) \
+                        or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         self.sm = self.session.machine
         self.state = MachineState(self.sm.state)
         self.settings = read_settings(self.sm)

@@ -270,3 +270,33 @@ def test_triple_fault_goes_stuck_until_powered_off(cli):
     assert "Changing the VM state from 'RUNNING' to 'STUCK'" in log
     cli("controlvm", "tf", "poweroff")
     cli.wait_state("poweroff", 30, vm="tf")
+
+
+def test_vboxheadless_by_hand_runs_until_ctrl_c(cli):
+    if cli.state() in ("running", "paused"):
+        cli("controlvm", VM, "poweroff")
+        cli.wait_state("poweroff", 30)
+    proc = subprocess.Popen([sys.executable, "-m", "frontends.headless.main", "--startvm", VM, "--vrde", "off"],
+                            cwd=str(cli.home), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    lines = []
+    try:
+        for line in proc.stdout:           # "is running" once the VM runs (pytest's timeout bounds this)
+            lines.append(line)
+            if "is running" in line:
+                break
+        assert cli.state() == "running", (lines, proc.poll())
+        code, _, err = cli("startvm", VM, "--type", "headless", check=1)
+        assert "is already locked" in err or "not powered off" in err
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = "".join(lines) + out
+    assert proc.returncode == 0, err
+    assert out.startswith("vboxpy VirtualBox Headless Interface ")
+    assert f"VM '{VM}' is running (REM). Ctrl-C powers it off." in out and f"VM '{VM}' powered off." in out
+    assert cli.state() == "poweroff"
+    log = cli.log()
+    assert "VM powered off (SIGINT received)" in log and "Ignored options (no VRDE/recording in vboxpy): --vrde off" in log
