@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 step() { printf '\n==> %s\n' "$*"; }
-show() { printf '$ vboxmanage %s\n' "$*"; vbm "$@"; }   # print, then run, a vboxmanage command
+show() { printf '$ vboxmanage'; printf ' %q' "$@"; echo; vbm "$@"; }   # print, then run, a vboxmanage command
 
 step "Installing vboxpy (scripts/install.sh)"
 ./scripts/install.sh
