@@ -286,3 +286,63 @@ def _snapshot_on_vcpu(machine, state_file: str, disks: list) -> SaveResult:
             raise
         raise SavedStateError(f"cannot move the disks onto the snapshot's differencing images: {e}") from e
     return result
+
+
+def console_merge_online(machine, jobs, known) -> dict:
+    """IConsole::mergeSnapshotOnline in the VM process: the merges of deleting a snapshot of the
+    running machine, done here because this process holds the disk chain open (and locked). With
+    the vCPU held, every disk image is flushed and closed, the merges run (`jobs`: [kind, source,
+    target, paths to relink] with kind backward = child into parent, forward = parent into child,
+    drop = delete), and each disk is reopened (a disk whose file was merged back into its parent
+    continues on the parent); `known` ([uuid, path]) finds parents outside the machine's folder.
+    Returns {"done": [indices of finished jobs], "error": text or ""}."""
+    from vmm.em import EmState
+    was_running = machine.em.state is EmState.RUNNING
+    machine.pause().result()
+    try:
+        return machine.em.call(lambda: _merge_on_vcpu(machine, [list(j) for j in jobs],
+                                                      {str(u): str(p) for u, p in known})).result()
+    finally:
+        if was_running:
+            machine.resume().result()
+
+
+def _merge_on_vcpu(machine, jobs: list, known: dict) -> dict:
+    from vmm import storage as st
+
+    def resolver(path: str):
+        fallback = st.default_parent_resolver(path)
+        return lambda uid: known[uid] if uid in known else fallback(uid)
+
+    holders = [(pc, h, os.path.abspath(h.image.path), bool(getattr(h.image, "read_only", False)))
+               for pc, h in _disk_holders(machine)]
+    for pc in getattr(machine, "storage", []):
+        for img in pc.images:
+            img.flush()
+            img.close()
+        pc.images = []
+    done, error, moved = [], "", {}
+    for i, (kind, src, tgt, relink) in enumerate(jobs):
+        try:
+            if kind == "backward":
+                st.merge_into_parent(src, tgt, relink=relink, parent_resolver=resolver(tgt))
+                moved[os.path.abspath(src)] = os.path.abspath(tgt)
+            elif kind == "forward":
+                st.merge_into_child(src, tgt, parent_resolver=resolver(src))
+            elif kind == "drop":
+                os.unlink(src)
+            else:
+                raise SavedStateError(f"unknown merge kind {kind!r}")
+        except (st.DiskImageError, OSError, SavedStateError) as e:
+            error = f"merging '{src}' into '{tgt}' failed: {e}"
+            break
+        done.append(i)
+    opened: dict[str, object] = {}
+    for pc, h, path, read_only in holders:
+        path = moved.get(path, path)
+        img = opened.get(path)
+        if img is None:
+            img = opened[path] = st.open_image(path, read_only=read_only, parent_resolver=resolver(path))
+            pc.images.append(img)
+        h.image = img
+    return {"done": done, "error": error}

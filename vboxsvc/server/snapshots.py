@@ -585,8 +585,6 @@ def _merge_plan(core, snap: SnapshotModel) -> list[tuple[str, object, object]]:
         child = kids[0]
         if m.parent is None:
             plan.append(("backward", child, m))
-        elif core.vm_client is not None and child.id in elsewhere:
-            plan.append(("backward", child, m))   # the running VM holds the child open
         else:
             plan.append(("forward", m, child))
     return plan
@@ -594,9 +592,9 @@ def _merge_plan(core, snap: SnapshotModel) -> list[tuple[str, object, object]]:
 
 def delete_snapshot(view, snapshot_id: str) -> Progress:
     core = _session_core(view)
-    if core.state not in _OFFLINE:
-        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Deleting a snapshot of a running machine is not supported by vboxpy "
-                                               f"(machine state: {state_name(core.state)})")
+    if core.state not in _OFFLINE and core.state not in _ONLINE:
+        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cannot delete a snapshot of the machine while it is changing the "
+                                               f"state (machine state: {state_name(core.state)})")
     try:
         uid = uuidlib.UUID(snapshot_id.strip("{}"))
     except ValueError:
@@ -609,6 +607,8 @@ def delete_snapshot(view, snapshot_id: str) -> Progress:
         raise _err(rc.VBOX_E_INVALID_OBJECT_STATE, f"Snapshot '{snap.name}' of the machine '{d.name}' has more than "
                                                    f"one child snapshot ({len(snap.children)})")
     plan = _merge_plan(core, snap)
+    if core.state in _ONLINE:
+        return _delete_online(view, core, snap, plan)
     reg = core.vbox.media
     resolver = reg.resolver()
     machine_state = d.state_file
@@ -616,8 +616,7 @@ def delete_snapshot(view, snapshot_id: str) -> Progress:
     progress = Progress(f"Deleting snapshot '{snap.name}'", initiator=view, cancelable=False,
                         operations=[("Setting up", 1)] + [(f"Merging differencing image '{s.name}'", 10)
                                                           for _k, s, _t in plan])
-    jobs = [(kind, src.location, tgt.location if tgt is not None else None,
-             [c.location for c in src.children] if kind == "backward" else []) for kind, src, tgt in plan]
+    jobs = _jobs(plan)
 
     def work(p: Progress):
         st = _storage()
@@ -642,21 +641,65 @@ def delete_snapshot(view, snapshot_id: str) -> Progress:
 
     def done(result, err):
         steps, merge_err = result if result is not None else ([], err)
-        for i in steps:
-            _apply_merge(core, *plan[i])
-        if merge_err is None and err is None:
-            _remove_from_tree(core, uid)
-            if snap.state_file and snap.state_file != machine_state:
-                _unlink(snap.state_file)
-            _forget_object(core, uid)
-        core.save()
+        _finish_delete(core, snap, plan, steps, merge_err or err, machine_state)
         _end(core, before)
         if merge_err is not None:
             raise merge_err
-        if err is None:
-            ctx.fire(VBoxEventType.OnSnapshotDeleted, machine_id=core.id, snapshot_id=str(uid))
 
     return run_in_thread(progress, work, done)
+
+
+def _jobs(plan) -> list:
+    return [[kind, src.location, tgt.location if tgt is not None else "",
+             [c.location for c in src.children] if kind == "backward" else []] for kind, src, tgt in plan]
+
+
+def _finish_delete(core, snap, plan, steps, err, machine_state: str) -> None:
+    """The registries follow the merges that finished; the snapshot leaves the tree if all did."""
+    for i in steps:
+        _apply_merge(core, *plan[i])
+    if err is None:
+        _remove_from_tree(core, snap.uuid)
+        if snap.state_file and snap.state_file != machine_state:
+            _unlink(snap.state_file)
+        _forget_object(core, snap.uuid)
+    core.save()
+    if err is None:
+        ctx.fire(VBoxEventType.OnSnapshotDeleted, machine_id=core.id, snapshot_id=str(snap.uuid))
+
+
+def _delete_online(view, core, snap, plan) -> Progress:
+    """Deleting a snapshot of a running machine: the VM process holds the disk chain open, so it
+    runs the merges (IConsole.mergeSnapshotOnline) with its vCPU held, then reopens its disks."""
+    from ..ipc.dispatcher import CALL
+    direct = core.direct
+    console = direct.console if direct is not None else None
+    if console is None or ctx.bus is None:
+        raise _err(rc.VBOX_E_INVALID_VM_STATE, f"The machine '{core.name}' has no console to delete a snapshot "
+                                               "online with")
+    before = core.state
+    core.set_state(MachineState.DeletingSnapshotOnline if before == MachineState.Running
+                   else MachineState.DeletingSnapshotPaused)
+    progress = Progress(f"Deleting snapshot '{snap.name}'", initiator=view, cancelable=False)
+    known = [[m.id, m.location] for m in core.vbox.media.by_id.values() if m.device_type == DeviceType.HardDisk]
+    answer = ctx.bus.call_remote(console, CALL, "merge_snapshot_online", [_jobs(plan), known])
+
+    def answered(value, err):
+        steps = []
+        if err is None:
+            steps = [int(i) for i in (value or {}).get("done", [])]
+            if (value or {}).get("error"):
+                err = _err(rc.VBOX_E_FILE_ERROR, f"Could not delete the snapshot: {value['error']}")
+        try:
+            _finish_delete(core, snap, plan, steps, err, core.data.state_file)
+        except VBoxError as e:
+            err = err or e
+        if core.state in (MachineState.DeletingSnapshotOnline, MachineState.DeletingSnapshotPaused):
+            core.set_state(before)
+        progress.complete(err)
+
+    answer.add_callback(answered)
+    return progress
 
 
 def _apply_merge(core, kind: str, src, tgt) -> None:

@@ -150,3 +150,53 @@ def test_online_snapshot_and_restore(client, vbox, kernel):
     assert resumed[0] in (at_snapshot[-1] + 1, at_snapshot[-1] + 2), (at_snapshot[-3:], resumed[:3])
     vm.power_down()
     assert m.current_state_modified is True     # the machine ran after the restore
+
+
+def test_delete_snapshots_of_a_running_machine(client, vbox, kernel):
+    from vmm.storage import open_image
+    m = make_vm(client, vbox, "livedel")
+    base = m.get_medium("SATA", 0, 0).location
+    vm = counter_vm(client, m, kernel)
+    vm.power_up()
+    vm.serial.wait_lines(1)
+
+    def disk():
+        (_pc, holder), = list(_disk_holders(vm.vm))
+        return holder.image
+
+    def snapshot(name):
+        shared = client.session()
+        m.lock_machine(shared, LockType.Shared)
+        sid, progress = shared.machine.take_snapshot(name, "", True)
+        wait_done(progress)
+        shared.unlock_machine()
+
+    def delete(name):
+        shared = client.session()
+        m.lock_machine(shared, LockType.Shared)
+        wait_done(shared.machine.delete_snapshot(shared.machine.find_snapshot(name).id))
+        shared.unlock_machine()
+
+    disk().write_at(0, b"A" * 512)
+    snapshot("a")
+    disk().write_at(512, b"B" * 512)
+    snapshot("b")
+    disk().write_at(1024, b"C" * 512)
+    b_disk = m.find_snapshot("b").machine.get_medium("SATA", 0, 0).location
+    delete("b")          # a differencing disk merged forward into the one the VM writes to
+    assert m.state == MachineState.Running and m.snapshot_count == 1
+    assert not os.path.exists(b_disk)
+    assert disk().read_at(0, 1536) == b"A" * 512 + b"B" * 512 + b"C" * 512
+    delete("a")          # the VM's disk merged back into the base; the VM continues on the base
+    assert m.snapshot_count == 0 and m.get_medium("SATA", 0, 0).location == base
+    assert disk().path == base
+    disk().write_at(2048, b"D" * 512)
+    n = vm.serial.data.count(b"\n")
+    vm.serial.wait_lines(n + 2)                      # the guest ran on through both deletions
+    vm.power_down()
+    img = open_image(base, read_only=True)
+    try:
+        assert img.read_at(0, 2560) == b"A" * 512 + b"B" * 512 + b"C" * 512 + bytes(512) + b"D" * 512
+    finally:
+        img.close()
+    assert os.listdir(os.path.join(os.path.dirname(base), "Snapshots")) == []

@@ -11,7 +11,7 @@ import pytest
 
 from vboxsvc.api import LockType, MachineState
 from vmm.devices.serial_backends import SerialBackend
-from vmm.savedstate import console_restore_if_saved, console_take_snapshot
+from vmm.savedstate import console_merge_online, console_restore_if_saved, console_take_snapshot
 
 Machine = pytest.importorskip("vmm.vm", reason="E's VM builder is not in this tree").Machine
 CfgNode = pytest.importorskip("vmm.cfgm").CfgNode
@@ -87,7 +87,7 @@ class Serial(SerialBackend):
 
 
 class Console:
-    """The VM process's IConsole, reduced to what the service calls for an online snapshot."""
+    """The VM process's IConsole, reduced to what the service calls for online snapshots."""
 
     __interface__ = "IConsole"
 
@@ -101,6 +101,9 @@ class Console:
             return console_take_snapshot(self.vm, state_file, disks, pause).size
         finally:
             self.vm.resume().result()
+
+    def merge_snapshot_online(self, jobs, known):
+        return console_merge_online(self.vm, jobs, known)
 
 
 def chain_resolver(medium):
