@@ -72,3 +72,9 @@ class HeadlessConsole:
 
     def take_snapshot_online(self, state_file: str, disks, pause: bool = True):
         return self._p.take_snapshot_online(state_file, disks, pause)
+
+    def merge_snapshot_online(self, jobs, known):
+        # issue 9 hook: deleting a snapshot of the running VM; the merges run here (vmm.savedstate)
+        from vmm.savedstate import console_merge_online
+        self._p.need(MachineState.Running, MachineState.Paused)
+        return console_merge_online(self._p.vm, jobs, known)
