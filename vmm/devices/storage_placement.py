@@ -22,7 +22,7 @@ from vmm.devices.virtio.pci import VirtioPciTransport
 from vmm.devices.virtio.scsi import VirtioScsi
 from vmm.devices.virtio.scsi_disk import DiskOptions, ScsiDisk
 from vmm.memory import GuestMemory
-from vmm.storage.image import DiskImage
+from vmm.storage.image import DiskImage, DiskImageError
 
 # VirtualBox's PCI slots for these controllers (AHCI at 00:0d.0), and the IRQs a PIIX3 BIOS
 # hands to PCI devices.
@@ -102,7 +102,10 @@ def place_storage_controllers(
             placed.append(pc)
             opened = {}
             for att in spec.attachments:
-                img = opener(att.path, att.read_only)
+                try:
+                    img = opener(att.path, att.read_only)
+                except (DiskImageError, OSError) as e:
+                    raise ValueError(f"storage controller '{spec.name}' port {att.port}: {e}") from e
                 images.append(img)
                 opened[att.port] = (img, _options(spec, att, index))
             if spec.controller_type == "IntelAhci":

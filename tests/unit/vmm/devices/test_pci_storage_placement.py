@@ -103,3 +103,11 @@ def test_unsupported_controller_and_bad_port_close_images(machine):
              StorageControllerSpec("S", "IntelAhci", attachments=[DiskAttachmentSpec(31, "b")])],
             mem, bridge, lambda n: IrqLine(), opener=lambda p, ro: Img())
     assert len(closed) == 2
+
+
+def test_unopenable_medium_is_a_value_error(machine, tmp_path):
+    io, mmio, bridge, mem, lines, (sata, virtio) = machine
+    spec = StorageControllerSpec("SATA", "IntelAhci",
+                                 attachments=[DiskAttachmentSpec(0, str(tmp_path / "missing.vdi"))])
+    with pytest.raises(ValueError, match="'SATA' port 0"):
+        place_storage_controllers([spec], mem, bridge, lambda n: IrqLine())
