@@ -128,7 +128,9 @@ class VmProcess:
         for line in s.cfg.dump():
             log.info("  %s", line)
         try:
-            self.vm = Machine(s.cfg, on_stop=self._vm_stopped, on_marker=self._marker)
+            # a Saved machine loads its state file instead of the boot files (vmm.savedstate)
+            restoring = self.state in (MachineState.Saved, MachineState.AbortedSaved)
+            self.vm = Machine(s.cfg, on_stop=self._vm_stopped, on_marker=self._marker, restoring=restoring)
         except (MachineError, SerialBackendError, OSError, ValueError) as e:
             raise StartError(str(e)) from None
         for line in self.vm.describe():
