@@ -205,7 +205,8 @@ class Machine:
             atts = [DiskAttachmentSpec(port=a.get_int("Port"), path=a.get_str("Path"),
                                        read_only=a.get_bool("ReadOnly", False),
                                        nonrotational=a.get_bool("NonRotational", False),
-                                       discard=a.get_bool("Discard", False), device=a.get_int("Device", 0))
+                                       discard=a.get_bool("Discard", False), device=a.get_int("Device", 0),
+                                       parents=dict((a.child("Chain") or CfgNode()).values))
                     for a in node.children.get("Attachments", CfgNode())]
             specs.append(StorageControllerSpec(node.get_str("Name"), node.get_str("Type"),
                                                node.get_int("PortCount", 1),

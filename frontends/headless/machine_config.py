@@ -124,6 +124,12 @@ def _storage(machine, cfg: CfgNode, notes: list[str]) -> None:
             a.set("ReadOnly", bool(medium.read_only) or medium.type == MediumType.Readonly)
             a.set("NonRotational", bool(att.non_rotational))
             a.set("Discard", bool(att.discard))
+            # the diff chain as the media registry knows it: a linked clone's parents live in
+            # another machine's folder, where the image file alone cannot lead
+            parent = medium.parent
+            while parent is not None:
+                a.set(f"Chain/{parent.id}", parent.location)
+                parent = parent.parent
             if medium.type == MediumType.Immutable:
                 notes.append(f"{ctl_name} port {att.port}: immutable medium '{medium.location}' is attached "
                              "read-only (vboxpy creates no auto-reset differencing image)")

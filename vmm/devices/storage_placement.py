@@ -39,6 +39,7 @@ class DiskAttachmentSpec:
     nonrotational: bool = False
     discard: bool = False
     device: int = 0
+    parents: dict[str, str] = field(default_factory=dict)   # parent UUID -> location (diff chains)
 
 
 @dataclass
@@ -66,9 +67,15 @@ class PlacedController:
         self.images = []
 
 
-def _open(path: str, read_only: bool) -> DiskImage:
-    from vmm.storage.opener import open_image
-    return open_image(path, read_only=read_only)
+def _open(path: str, read_only: bool, parents: dict[str, str] | None = None) -> DiskImage:
+    from vmm.storage.opener import default_parent_resolver, open_image
+    resolver = None
+    if parents:
+        fallback = default_parent_resolver(path)
+
+        def resolver(uuid: str) -> str:
+            return parents[uuid] if uuid in parents else fallback(uuid)
+    return open_image(path, read_only=read_only, parent_resolver=resolver)
 
 
 def _options(spec: StorageControllerSpec, att: DiskAttachmentSpec, index: int) -> DiskOptions:
@@ -80,7 +87,7 @@ def _options(spec: StorageControllerSpec, att: DiskAttachmentSpec, index: int) -
 def place_storage_controllers(
         controllers: Iterable[StorageControllerSpec], memory: GuestMemory, bridge: PciHostBridge,
         irq_line: Callable[[int], IrqLine], free_irqs: Iterable[int] = PCI_IRQS,
-        opener: Callable[[str, bool], DiskImage] = _open) -> list[PlacedController]:
+        opener: Callable[[str, bool, dict[str, str]], DiskImage] = _open) -> list[PlacedController]:
     """Open the media, build and register each controller; on any error close what was opened."""
     placed: list[PlacedController] = []
     irqs = list(free_irqs)
@@ -103,7 +110,7 @@ def place_storage_controllers(
             opened = {}
             for att in spec.attachments:
                 try:
-                    img = opener(att.path, att.read_only)
+                    img = opener(att.path, att.read_only, att.parents)
                 except (DiskImageError, OSError) as e:
                     raise ValueError(f"storage controller '{spec.name}' port {att.port}: {e}") from e
                 images.append(img)

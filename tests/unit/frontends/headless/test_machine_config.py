@@ -46,8 +46,9 @@ class FakeMachine:
         return self.attachments.get(name, [])
 
 
-def _disk(port, location, *, kind=DeviceType.HardDisk, mtype=MediumType.Normal, read_only=False, ssd=False):
-    medium = None if location is None else NS(location=location, type=mtype, read_only=read_only)
+def _disk(port, location, *, kind=DeviceType.HardDisk, mtype=MediumType.Normal, read_only=False, ssd=False,
+          parent=None):
+    medium = None if location is None else NS(location=location, type=mtype, read_only=read_only, parent=parent)
     return NS(medium=medium, type=kind, port=port, device=0, non_rotational=ssd, discard=False)
 
 
@@ -88,7 +89,9 @@ def test_storage_attachments():
     m = FakeMachine(storage_controllers=[
         NS(name="SATA", controller_type=StorageControllerType.IntelAhci, port_count=2, use_host_io_cache=False),
         NS(name="IDE", controller_type=StorageControllerType.PIIX4, port_count=2, use_host_io_cache=False)])
-    m.attachments = {"SATA": [_disk(0, "/d/a.vdi", ssd=True), _disk(1, None),
+    base = NS(id="b0", location="/other-vm/base.vdi", parent=None)
+    mid = NS(id="m1", location="/other-vm/Snapshots/{m1}.vdi", parent=base)
+    m.attachments = {"SATA": [_disk(0, "/d/a.vdi", ssd=True, parent=mid), _disk(1, None),
                               _disk(1, "/d/b.vdi", mtype=MediumType.Immutable, read_only=True)],
                      "IDE": [_disk(0, "/iso/x.iso", kind=DeviceType.DVD)]}
     s = read_settings(m)
@@ -97,6 +100,9 @@ def test_storage_attachments():
     a0, a1 = sata.child("Attachments/0"), sata.child("Attachments/1")
     assert (a0.get_str("Path"), a0.get_bool("NonRotational"), a0.get_bool("ReadOnly")) == ("/d/a.vdi", True, False)
     assert (a1.get_str("Path"), a1.get_int("Port"), a1.get_bool("ReadOnly")) == ("/d/b.vdi", 1, True)
+    # a diff's whole chain comes from the media registry (linked clones' parents live elsewhere)
+    assert a0.child("Chain").values == {"m1": "/other-vm/Snapshots/{m1}.vdi", "b0": "/other-vm/base.vdi"}
+    assert a1.child("Chain") is None
     assert s.cfg.child("Devices/storage/1") is None          # the IDE controller only has a DVD
     assert any("DVD" in n for n in s.notes) and any("immutable" in n for n in s.notes)
 

@@ -96,12 +96,12 @@ def test_unsupported_controller_and_bad_port_close_images(machine):
 
     with pytest.raises(ValueError, match="LsiLogic"):
         place_storage_controllers([StorageControllerSpec("SCSI", "LsiLogic")], mem, bridge,
-                                  lambda n: IrqLine(), opener=lambda p, ro: Img())
+                                  lambda n: IrqLine(), opener=lambda p, ro, parents: Img())
     with pytest.raises(ValueError, match="beyond"):
         place_storage_controllers(
             [StorageControllerSpec("V", "VirtioSCSI", attachments=[DiskAttachmentSpec(0, "a")]),
              StorageControllerSpec("S", "IntelAhci", attachments=[DiskAttachmentSpec(31, "b")])],
-            mem, bridge, lambda n: IrqLine(), opener=lambda p, ro: Img())
+            mem, bridge, lambda n: IrqLine(), opener=lambda p, ro, parents: Img())
     assert len(closed) == 2
 
 
@@ -111,3 +111,26 @@ def test_unopenable_medium_is_a_value_error(machine, tmp_path):
                                  attachments=[DiskAttachmentSpec(0, str(tmp_path / "missing.vdi"))])
     with pytest.raises(ValueError, match="'SATA' port 0"):
         place_storage_controllers([spec], mem, bridge, lambda n: IrqLine())
+
+
+def test_diff_chain_parents_from_the_registry(tmp_path):
+    """A linked clone's diff whose parent lives in another machine's folder opens through the
+    chain the VM process got from the media registry, and not without it."""
+    from vmm.devices.storage_placement import _open
+    from vmm.storage import create_diff_vdi, create_vdi
+    from vmm.storage.image import DiskImageError as ImgError
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "clone" / "Snapshots").mkdir(parents=True)
+    base = create_vdi(str(tmp_path / "src" / "base.vdi"), 4 << 20)
+    base.write_at(0, b"base data")
+    base.close()
+    diff = create_diff_vdi(str(tmp_path / "clone" / "Snapshots" / "d.vdi"), str(tmp_path / "src" / "base.vdi"))
+    parent_uuid = str(diff.parent_uuid)
+    diff.close()
+    with pytest.raises(ImgError):
+        _open(str(tmp_path / "clone" / "Snapshots" / "d.vdi"), False, {})
+    img = _open(str(tmp_path / "clone" / "Snapshots" / "d.vdi"), False,
+                {parent_uuid: str(tmp_path / "src" / "base.vdi")})
+    assert img.read_at(0, 9) == b"base data"
+    img.close()
