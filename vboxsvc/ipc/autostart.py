@@ -6,8 +6,7 @@ daemonizes itself) and blocks until the service writes `READY` on that pipe. Any
 clients racing end up with one service: the lock serializes spawning, and the service
 itself refuses to run twice for one home (it holds its pid file locked).
 `client.connect()` uses the two halves, `begin_service()` and `wait()`, to import the bus
-machinery while the service starts. The service runs without `site` (python -S) and gets
-the client's search path instead, which takes a good part off Python's own start-up.
+machinery while the service starts.
 """
 
 from __future__ import annotations
@@ -38,18 +37,8 @@ def probe(path: str) -> bool:
         s.close()
 
 
-# the service is started without `site` (-S: no .pth files, no sitecustomize), which saves a good
-# part of Python's start-up; it gets this process's module search path instead (see server/main.py)
-SITE_PATH_ENV = "VBOXSVC_SITE_PATH"
-
-
 def service_command() -> list[str]:
-    return [sys.executable, "-S", "-m", "vboxsvc.server.main"]
-
-
-def _site_path() -> str:
-    """Our module search path (site-packages, .pth entries, ...) without the script's own directory."""
-    return os.pathsep.join(os.path.abspath(p) for p in sys.path[1:] if p and os.path.exists(p))
+    return [sys.executable, "-m", "vboxsvc.server.main"]
 
 
 def _package_root() -> str:
@@ -94,7 +83,6 @@ class _Starting:
         env = dict(os.environ)
         root = _package_root()
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        env[SITE_PATH_ENV] = _site_path()
         try:
             self.proc = subprocess.Popen(
                 service_command() + ["--automate", "--inherit-startup-pipe", str(w)],

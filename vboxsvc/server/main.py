@@ -10,25 +10,14 @@ $NOTIFY_SOCKET (Type=notify).
 
 from __future__ import annotations
 
+import argparse
+import fcntl
+import logging
+import logging.handlers
 import os
+import signal
+import socket
 import sys
-
-
-def _adopt_site_path() -> None:
-    """Started with -S by a client (ipc/autostart): append the client's search path, as `site` would."""
-    extra = os.environ.pop("VBOXSVC_SITE_PATH", None)
-    if extra:
-        sys.path.extend(p for p in dict.fromkeys(extra.split(os.pathsep)) if p and p not in sys.path)
-
-
-_adopt_site_path()
-
-import argparse  # noqa: E402
-import fcntl  # noqa: E402
-import logging  # noqa: E402
-import logging.handlers  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
 
 SD_LISTEN_FDS_START = 3
 DEFAULT_SHUTDOWN_DELAY_MS = 5000
