@@ -17,3 +17,6 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 extra=""; [ "${1:-}" = "--test" ] && extra="[test]"
 python3 -m pip install -q --disable-pip-version-check -e ".${extra}" 2>&1 | grep -v 'Running pip as the' || true
+# Byte-compile once: start-up time of vboxmanage and vboxsvc matters, and an environment with
+# PYTHONDONTWRITEBYTECODE would otherwise recompile every module on every start.
+python3 -m compileall -q -j 0 settings vboxsvc frontends vmm >/dev/null
