@@ -44,8 +44,10 @@ def state_units(machine) -> list[tuple[str, object]]:
     if callable(own):
         return list(own())
     units = list(getattr(machine, "_stateful", {}).items())
+    names = {name for name, _ in units}
     for pc in getattr(machine, "storage", []):
-        units.append((f"storage/{pc.name}", pc.device))
+        if f"storage/{pc.name}" not in names:
+            units.append((f"storage/{pc.name}", pc.device))
     return units
 
 

@@ -188,6 +188,8 @@ class Machine:
         self._place_storage()
         if self.storage:
             self.pci.assign_resources()
+        for pc in self.storage:               # reset to power-on state on a guest reboot, saved with the VM
+            self._stateful[f"storage/{pc.name}"] = pc.device
         acfg = AcpiConfig(pm_base=ACPI_PM_BASE, sci_irq=ACPI_SCI_IRQ, pci=True,
                           pci_irqs=[(pc.slot, pin, pc.irq) for pc in self.storage for pin in range(4)])
         self.acpi_tables = build_acpi_tables(acfg, ACPI_TABLES_BASE)

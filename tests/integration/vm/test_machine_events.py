@@ -182,3 +182,33 @@ def test_missing_kernel_is_a_machine_error(tmp_path):
     cfg.set("Boot/Kernel", str(tmp_path / "nope"))
     with pytest.raises(MachineError, match="does not exist"):
         Machine(cfg)
+
+
+def test_guest_reset_resets_storage_controllers(tmp_path):
+    """A guest reboot puts the disk controllers back to their power-on state too, and saved
+    state lists each controller once."""
+    from vmm.savedstate import state_units
+    from vmm.storage import create_raw
+
+    create_raw(str(tmp_path / "disk.img"), 1 << 20).close()
+    image = tmp_path / "guest.bin"
+    image.write_bytes(assemble(".code16\n" + RESET_ONCE, 0x7C00, bits=16))
+    cfg = CfgNode()
+    cfg.set("RamSize", 32 << 20)
+    cfg.set("Boot/Kernel", str(image))
+    cfg.set("Devices/serial/0/Enabled", True)
+    cfg.set("Devices/storage/0/Name", "SATA")
+    cfg.set("Devices/storage/0/Type", "IntelAhci")
+    cfg.set("Devices/storage/0/Attachments/0/Port", 0)
+    cfg.set("Devices/storage/0/Attachments/0/Path", str(tmp_path / "disk.img"))
+    done = threading.Event()
+    m = Machine(cfg, on_stop=lambda kind, detail: done.set(), serial_backends={0: Capture()})
+    ahci = m.storage[0].device
+    power_on_command = ahci.config_read(4, 2)
+    assert power_on_command & 0x6            # memory decoding and bus mastering set up at build
+    ahci.config_write(4, 2, 0)               # what a guest driver might leave behind
+    assert [n for n, _ in state_units(m)].count("storage/SATA") == 1
+    m.start()
+    assert done.wait(30)
+    assert m.resets == 1 and ahci.config_read(4, 2) == power_on_command
+    m.close()
