@@ -140,6 +140,21 @@ class GraphicsAdapter(_Part):
     monitor_count = field("hardware.monitor_count", MUTABLE, check=in_range("monitor count", 1, 64))
 
 
+def _slot_field(path, dep=MUTABLE, to_api=None, from_api=None, check=None):
+    """A property over one field of a slot's settings (`self._d`: a NIC's or a UART's model)."""
+    def get(self):
+        v = getattr(self._d, path)
+        return to_api(v) if to_api else v
+
+    def set_(self, value):
+        self._mv._check_mutable(dep)
+        if check is not None:
+            check(value)
+        assign(self._d, path, from_api(value) if from_api else value)
+        self._mv._modified()
+    return property(get, set_)
+
+
 class NetworkAdapter(_Part):
     __interface__ = "INetworkAdapter"
     __component__ = "NetworkAdapterWrap"
@@ -152,33 +167,20 @@ class NetworkAdapter(_Part):
     def _d(self):
         return self._mv._d.hardware.network_adapters[self.slot]
 
-    def _nic(path, dep=MUTABLE, to_api=None, from_api=None, check=None):  # noqa: N805 - property factory
-        def get(self):
-            v = getattr(self._d, path)
-            return to_api(v) if to_api else v
-
-        def set_(self, value):
-            self._mv._check_mutable(dep)
-            if check is not None:
-                check(value)
-            assign(self._d, path, from_api(value) if from_api else value)
-            self._mv._modified()
-        return property(get, set_)
-
-    adapter_type = _nic("type", MUTABLE, *enum_names(NetworkAdapterType))
-    enabled = _nic("enabled", MUTABLE)
-    mac_address = _nic("mac", MUTABLE)
-    attachment_type = _nic("attachment_type", MUTABLE_OR_RUNNING, *enum_names(NetworkAttachmentType))
-    bridged_interface = _nic("bridged_interface", MUTABLE_OR_RUNNING)
-    host_only_interface = _nic("host_only_interface", MUTABLE_OR_RUNNING)
-    internal_network = _nic("internal_network", MUTABLE_OR_RUNNING)
-    nat_network = _nic("nat_network", MUTABLE_OR_RUNNING)
-    generic_driver = _nic("generic_driver", MUTABLE_OR_RUNNING)
-    cable_connected = _nic("cable_connected", MUTABLE_OR_RUNNING)
-    line_speed = _nic("line_speed", MUTABLE)
-    promisc_mode_policy = _nic("promisc_mode_policy", MUTABLE_OR_RUNNING,
+    adapter_type = _slot_field("type", MUTABLE, *enum_names(NetworkAdapterType))
+    enabled = _slot_field("enabled", MUTABLE)
+    mac_address = _slot_field("mac", MUTABLE)
+    attachment_type = _slot_field("attachment_type", MUTABLE_OR_RUNNING, *enum_names(NetworkAttachmentType))
+    bridged_interface = _slot_field("bridged_interface", MUTABLE_OR_RUNNING)
+    host_only_interface = _slot_field("host_only_interface", MUTABLE_OR_RUNNING)
+    internal_network = _slot_field("internal_network", MUTABLE_OR_RUNNING)
+    nat_network = _slot_field("nat_network", MUTABLE_OR_RUNNING)
+    generic_driver = _slot_field("generic_driver", MUTABLE_OR_RUNNING)
+    cable_connected = _slot_field("cable_connected", MUTABLE_OR_RUNNING)
+    line_speed = _slot_field("line_speed", MUTABLE)
+    promisc_mode_policy = _slot_field("promisc_mode_policy", MUTABLE_OR_RUNNING,
                                *enum_names(NetworkAdapterPromiscModePolicy))
-    boot_priority = _nic("boot_priority", MUTABLE, check=in_range("boot priority", 0, 4))
+    boot_priority = _slot_field("boot_priority", MUTABLE, check=in_range("boot priority", 0, 4))
     trace_enabled = False  # packet tracing is not available in vboxpy
     trace_file = ""
 
@@ -195,26 +197,13 @@ class SerialPort(_Part):
     def _d(self):
         return self._mv._d.hardware.uarts[self.slot]
 
-    def _uart(path, dep=MUTABLE, to_api=None, from_api=None, check=None):  # noqa: N805 - property factory
-        def get(self):
-            v = getattr(self._d, path)
-            return to_api(v) if to_api else v
-
-        def set_(self, value):
-            self._mv._check_mutable(dep)
-            if check is not None:
-                check(value)
-            assign(self._d, path, from_api(value) if from_api else value)
-            self._mv._modified()
-        return property(get, set_)
-
-    enabled = _uart("enabled", MUTABLE)
-    io_address = _uart("io_base", MUTABLE, check=in_range("I/O port base address", 0, 0xFFFF))
-    irq = _uart("irq", MUTABLE, check=in_range("IRQ number", 0, 255))
-    host_mode = _uart("port_mode", MUTABLE_OR_SAVED, *enum_names(PortMode))
-    server = _uart("server", MUTABLE_OR_SAVED)
-    path = _uart("path", MUTABLE_OR_SAVED)
-    uart_type = _uart("uart_type", MUTABLE, *enum_names(UartType))
+    enabled = _slot_field("enabled", MUTABLE)
+    io_address = _slot_field("io_base", MUTABLE, check=in_range("I/O port base address", 0, 0xFFFF))
+    irq = _slot_field("irq", MUTABLE, check=in_range("IRQ number", 0, 255))
+    host_mode = _slot_field("port_mode", MUTABLE_OR_SAVED, *enum_names(PortMode))
+    server = _slot_field("server", MUTABLE_OR_SAVED)
+    path = _slot_field("path", MUTABLE_OR_SAVED)
+    uart_type = _slot_field("uart_type", MUTABLE, *enum_names(UartType))
 
 
 class StorageController(_Part):
