@@ -121,12 +121,9 @@ def create_engine(kind: str, memory, io_bus, mmio_bus, *, paravirt: str | int = 
         return HmVm(memory, io_bus, mmio_bus, irqchip=irqchip, paravirt=paravirt, os_type_id=os_type_id,
                     nested_paging=nested_paging, large_pages=large_pages, vpid=vpid)
     if kind == "rem":
-        import inspect
-
         from vmm.gim import Gim
         from vmm.rem.engine import RemVm
-        if "gim" in inspect.signature(RemVm).parameters:
-            # REM models no local APIC; its TSC rate is the host's nominal one (unknown here: 0)
-            return RemVm(memory, io_bus, mmio_bus, gim=Gim(paravirt, os_type_id))
-        return RemVm(memory, io_bus, mmio_bus)
+
+        # REM models no local APIC; its TSC rate is the host's nominal one (unknown here: 0)
+        return RemVm(memory, io_bus, mmio_bus, gim=Gim(paravirt, os_type_id, support=RemVm.SUPPORT))
     raise ValueError(f"unknown execution engine {kind!r} (hm or rem)")

@@ -20,6 +20,10 @@ What unicorn leaves to the VMM and how REM does it:
 - Runs use unicorn's exits API with no exits and `until=0`, which keeps unicorn from
   translating an `until` address through the guest page tables after every run (that
   clobbered CR2 and the in-flight exception state).
+- CPUID: the GIM provider (vmm.gim; "none" by default) answers leaf 1 (hypervisor-present
+  bit) and the hypervisor block 0x40000000+ from the provider; every other leaf is QEMU's
+  own answer (the hook returns at once).  REM implements none of the providers' MSRs or
+  hypercalls, so its EngineSupport offers none of them (KVM guests keep their own clock).
 - HLT: QEMU halts and returns; REM reports HaltExit and EM waits.  A triple fault ends
   the run without a halt and is reported as ShutdownExit.
 """
@@ -41,6 +45,7 @@ from unicorn import (
     UcError,
 )
 from unicorn.x86_const import (
+    UC_X86_INS_CPUID,
     UC_X86_INS_IN,
     UC_X86_INS_OUT,
     UC_X86_INS_SYSCALL,
@@ -56,6 +61,7 @@ from vmm.engine import (
     ShutdownExit,
     VcpuExit,
 )
+from vmm.gim import HYPERVISOR_BASE, HYPERVISOR_END, EngineSupport, Gim
 from vmm.memory import GuestMemory
 from vmm.rem import delivery_check, regs
 from vmm.rem.qemu_cpu import (
@@ -102,10 +108,22 @@ class RemVm:
 
     name = "REM"
 
-    def __init__(self, memory: GuestMemory, io_bus: Bus, mmio_bus: Bus):
+    # what REM implements behind a provider's CPUID promises: no clock MSRs, hypercalls or
+    # Hyper-V synthetic MSRs
+    SUPPORT = EngineSupport()
+
+    def __init__(self, memory: GuestMemory, io_bus: Bus, mmio_bus: Bus, gim: Gim | None = None):
+        """gim: the paravirt provider answering CPUID (None: provider none; QEMU's own CPU model
+        sets the hypervisor bit, which VirtualBox's none clears)."""
+        gim = Gim("none") if gim is None else gim
         self.memory = memory
         self.io_bus = io_bus
         self.mmio_bus = mmio_bus
+        sup = gim.support
+        if sup.kvm_clock_msrs or sup.kvm_hypercalls or sup.hyperv_msrs:
+            # the guest would trust MSRs or hypercalls that fault here
+            raise ValueError(f"REM implements no paravirt MSRs or hypercalls; {gim.name} offered {sup}")
+        self.gim = gim
         self.vcpus: list[RemVcpu] = []
 
     def create_vcpu(self, index: int) -> RemVcpu:
@@ -141,6 +159,8 @@ class RemVcpu:
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, UC_X86_INS_OUT))
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, UC_X86_INS_SYSCALL))
         self._hooks.append(uc.hook_add(UC_HOOK_INTR, self._on_exception))
+        self._gim = vm.gim
+        self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_cpuid, None, 1, 0, UC_X86_INS_CPUID))
         self._hooks.append(uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid))
         self._halted = ctypes.c_uint32.from_address(self.cpu.cs + OFF_CPU_HALTED)
         self._lock = threading.Lock()
@@ -212,6 +232,19 @@ class RemVcpu:
             self._mmio.write(self.mmio_base + offset, size, value)
         except Exception as e:
             self._fail(e)
+
+    def _on_cpuid(self, uc, _data):
+        """GIM's leaves: leaf 1 patched, 0x40000000+ replaced; 0 lets QEMU answer the rest itself."""
+        cpu = self.cpu
+        leaf = cpu.u32(OFF_REGS)
+        if leaf != 1 and not HYPERVISOR_BASE <= leaf < HYPERVISOR_END:
+            return 0
+        subleaf = cpu.u32(OFF_REGS + 8)
+        native = cpu.cpuid(leaf, subleaf) if leaf == 1 else (0, 0, 0, 0)
+        eax, ebx, ecx, edx = self._gim.cpuid(leaf, subleaf, native)
+        for index, value in ((0, eax), (3, ebx), (1, ecx), (2, edx)):    # RAX, RBX, RCX, RDX
+            cpu.set_u64(OFF_REGS + 8 * index, value)                       # CPUID zero-extends
+        return 1
 
     def _on_exception(self, uc, intno, _data):
         self.exits["exception"] += 1

@@ -78,6 +78,9 @@ _get_cpu = _fn("qemu_get_cpu_x86_64", ctypes.c_void_p, ctypes.c_void_p, ctypes.c
 _do_interrupt = _fn("x86_cpu_do_interrupt_x86_64", None, ctypes.c_void_p)
 _hardirq = _fn("do_interrupt_x86_hardirq_x86_64", None, ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
 _clear_apic = _fn("cpu_clear_apic_feature_x86_64", None, ctypes.c_void_p)
+_U32P = ctypes.POINTER(ctypes.c_uint32)
+_cpuid = _fn("cpu_x86_cpuid_x86_64", None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
+             _U32P, _U32P, _U32P, _U32P)
 
 
 def _find_env(cs: int) -> int:
@@ -210,6 +213,12 @@ class QemuCpu:
     def deliver_fault(self, vector: int) -> None:
         """A fault without error code (#UD) at the current RIP."""
         _hardirq(self.env, vector & 0xFF, 0)
+
+    def cpuid(self, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
+        """QEMU's own CPUID answer (eax, ebx, ecx, edx) for the current CPU state."""
+        out = [ctypes.c_uint32() for _ in range(4)]
+        _cpuid(self.env, leaf & 0xFFFF_FFFF, subleaf & 0xFFFF_FFFF, *(ctypes.byref(r) for r in out))
+        return tuple(r.value for r in out)   # type: ignore[return-value]
 
     def clear_apic_feature(self) -> None:
         """REM models no local APIC: hide it in CPUID so the guest uses the 8259A."""
