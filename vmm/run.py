@@ -1,7 +1,7 @@
 """Dev runner: boot a kernel on the VMM without the service, COM1 on stdin/stdout.
 
-    python -m vmm.run --kernel K [--initrd I] [--append C] [--memory MB] [--engine rem|hm]
-                      [--disk ctl:path ...]
+    python -m vmm.run --kernel K [--initrd I] [--append C] [--memory MB] [--engine rem|hm|auto]
+                      [--disk ctl:path ...] [--paravirt-provider none|default|legacy|minimal|hyperv|kvm]
 
 For developing devices and engines.  `--disk ahci:img.vdi` / `--disk virtio:img.raw` attach
 disks to an IntelAhci / VirtioSCSI controller.  On a terminal, Ctrl-] ends the VM.  The exit
@@ -22,6 +22,7 @@ import tty
 
 from vmm.cfgm import CfgNode
 from vmm.devices.serial_backends import SerialBackend
+from vmm.gim import PROVIDERS
 from vmm.vm import Machine, MachineError
 
 QUIT_BYTE = 0x1D   # Ctrl-]
@@ -76,6 +77,8 @@ def build_config(args: argparse.Namespace) -> CfgNode:
     cfg.set("Name", "vmm.run")
     cfg.set("RamSize", args.memory << 20)
     cfg.set("Engine", args.engine)
+    cfg.set("GIM/Provider", args.paravirt_provider)
+    cfg.set("GIM/OsType", args.ostype)
     cfg.set("TripleFaultReset", False)
     cfg.set("Boot/Kernel", os.path.abspath(args.kernel))
     if args.initrd:
@@ -104,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--append", help="kernel command line (default: console=ttyS0)")
     ap.add_argument("--memory", type=int, default=256, help="guest RAM in MiB (default 256)")
     ap.add_argument("--engine", default="rem", choices=["rem", "hm", "auto"])
+    ap.add_argument("--paravirt-provider", default="default", choices=list(PROVIDERS),
+                    help="GIM provider (default: by --ostype, as VirtualBox)")
+    ap.add_argument("--ostype", default="Debian_64", help="guest OS type for --paravirt-provider default")
     ap.add_argument("--disk", action="append", help="ctl:path with ctl = ahci or virtio")
     ap.add_argument("--verbose", action="store_true", help="log VMM events to stderr")
     args = ap.parse_args(argv)

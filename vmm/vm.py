@@ -79,17 +79,25 @@ class BootConfig:
     cmdline: str
 
 
-def _create_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus):
-    if kind in ("rem", "auto"):
-        from vmm.rem.engine import RemVm
-        return RemVm(memory, io, mmio)
-    if kind == "hm":
+def _create_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus, paravirt: str, os_type: str):
+    """EM's engine (auto: HM when the host has usable VT-x/AMD-V, else REM) with the GIM provider."""
+    from vmm.engine_select import EngineSelectError, choose_engine, create_engine
+    from vmm.gim import GimError
+    if kind == "auto":
         try:
-            from vmm.engine_select import create_engine  # helper H's selection (KVM)
-        except ImportError as e:
-            raise MachineError(f"the HM engine is not available: {e}")
-        return create_engine("hm", memory, io, mmio)
-    raise MachineError(f"unknown execution engine {kind!r} (rem, hm)")
+            choice = choose_engine(True)
+        except EngineSelectError as e:
+            raise MachineError(str(e))
+        log.info("EM: %s", choice.reason)
+        kind = choice.kind
+    if kind not in ("rem", "hm"):
+        raise MachineError(f"unknown execution engine {kind!r} (rem, hm, auto)")
+    try:
+        return create_engine(kind, memory, io, mmio, paravirt=paravirt, os_type_id=os_type)
+    except GimError as e:
+        raise MachineError(f"GIM: {e}")
+    except ImportError as e:
+        raise MachineError(f"the {kind.upper()} engine is not available: {e}")
 
 
 class Machine:
@@ -107,6 +115,9 @@ class Machine:
             initrd = cfg.get_str("Boot/Initrd", "")
             self.triple_fault_reset = cfg.get_bool("TripleFaultReset", False)
             engine_kind = cfg.get_str("Engine", "rem")
+            # GIM: the effective paravirt provider (the API resolved Default/Legacy) and the OS type
+            self.paravirt = cfg.get_str("GIM/Provider", "none")
+            os_type = cfg.get_str("GIM/OsType", "")
         except CfgmError as e:
             raise MachineError(str(e))
         if not str(self.boot.kernel) or str(self.boot.kernel) == ".":
@@ -125,9 +136,12 @@ class Machine:
         self.clock = VirtualClock()
         self.placed: list[str] = []
         self._build_devices(cfg, serial_backends or {}, on_marker)
-        self.vm = _create_engine(engine_kind, self.memory, self.io, self.mmio)
+        self.vm = _create_engine(engine_kind, self.memory, self.io, self.mmio, self.paravirt, os_type)
         self.engine_name = self.vm.name
         self.vcpu = self.vm.create_vcpu(0)
+        gim = getattr(self.vm, "gim", None)     # HM builds its Gim with the first vCPU
+        self.gim_description = gim.describe() if gim is not None else f"GIM: provider {self.paravirt!r}"
+        log.info("%s", self.gim_description)
         self._initial_states = {name: dev.get_state() for name, dev in self._stateful.items()}
         # issue 9 hook: a machine about to load a saved state (vmm.savedstate) skips the boot files
         self.boot_image = None if restoring else self._load_boot()
@@ -291,7 +305,7 @@ class Machine:
         self.vm.close()
 
     def describe(self) -> list[str]:
-        return [f"Engine: {self.engine_name}", f"RAM: {self.memory.size // (1 << 20)} MiB",
+        return [f"Engine: {self.engine_name}", self.gim_description, f"RAM: {self.memory.size // (1 << 20)} MiB",
                 (f"Boot: {self.boot_image.kind} {self.boot.kernel} entry {self.boot_image.entry:#x}"
                  if self.boot_image is not None else "Boot: restored from a saved state"),
                 f"Initrd: {self.boot.initrd}", f"Cmdline: {self.boot.cmdline}", "Devices:"] + \

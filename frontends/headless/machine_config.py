@@ -20,6 +20,7 @@ from vboxsvc.api import (
     VBoxError,
 )
 from vmm.cfgm import CfgNode
+from vmm.gim import PROVIDER_BY_VALUE
 
 SERIAL_SLOTS = 4
 BOOT_KEYS = {"Kernel": "vboxpy/BootKernel", "Initrd": "vboxpy/BootInitrd", "Cmdline": "vboxpy/BootCmdline"}
@@ -64,6 +65,9 @@ def read_settings(machine) -> MachineSettings:
         value = machine.get_extra_data(extra)
         if value:
             cfg.set(f"Boot/{key}", value)
+    # GIM: the provider the API resolves (Machine::getEffectiveParavirtProvider), named as vmm.gim does
+    cfg.set("GIM/Provider", PROVIDER_BY_VALUE[int(machine.get_effective_paravirt_provider())])
+    cfg.set("GIM/OsType", machine.os_type_id)
     _serial_ports(machine, cfg)
     _storage(machine, cfg, notes)
     return MachineSettings(name=name, uuid=machine.id, os_type_id=machine.os_type_id, hwvirtex=hwvirtex,

@@ -14,6 +14,7 @@ from vboxsvc.api import (
     DeviceType,
     HWVirtExPropertyType,
     MediumType,
+    ParavirtProvider,
     PortMode,
     StorageControllerType,
     UartType,
@@ -33,11 +34,15 @@ class FakeMachine:
                          irq=4, uart_type=UartType.U16550A) for _ in range(4)]
         self.storage_controllers = []
         self.attachments = {}
+        self.effective_paravirt = ParavirtProvider.KVM      # Default for Debian_64
         self.__dict__.update(kw)
         self.platform = NS(x86=NS(get_cpu_property=self.cpu_props.get, get_hw_virt_ex_property=self.hw.get))
 
     def get_extra_data(self, key):
         return self.extra.get(key, "")
+
+    def get_effective_paravirt_provider(self):
+        return self.effective_paravirt
 
     def get_serial_port(self, slot):
         return self.ports[slot]
@@ -61,6 +66,14 @@ def test_basic_machine():
     assert cfg.get_bool("TripleFaultReset") is False and s.hwvirtex is True and s.force_hm == ""
     assert cfg.child("Devices/serial") is None and cfg.child("Devices/storage") is None
     assert any("2 CPUs" in n for n in s.notes)
+
+
+@pytest.mark.parametrize("provider,name", [(ParavirtProvider.KVM, "kvm"), (ParavirtProvider.HyperV, "hyperv"),
+                                           (ParavirtProvider["None"], "none"),
+                                           (ParavirtProvider.Minimal, "minimal")])
+def test_effective_paravirt_provider_reaches_gim(provider, name):
+    cfg = read_settings(FakeMachine(effective_paravirt=provider)).cfg
+    assert cfg.get_str("GIM/Provider") == name and cfg.get_str("GIM/OsType") == "Debian_64"
 
 
 def test_serial_ports_follow_the_settings():
