@@ -155,8 +155,12 @@ def test_serial_console_answers_commands(cli):
     assert out.startswith("Linux 6.") and "console=ttyS0 quiet" in out
     status, out = serial.run("echo $((6 * 7)) > /tmp/x; cat /tmp/x; ls /nonexistent", 300)
     assert status != 0 and out.startswith("42\n") and "No such file" in out
+    # paravirt provider Default on Debian_64: KVM, resolved by the service and answered by REM's GIM
+    status, out = serial.run("dmesg | grep -i 'hypervisor detected'", 300)
+    assert status == 0 and "Hypervisor detected: KVM" in out, out
     log = cli.log()
-    for expected in ("EM: REM", "CFGM dump:", "RamSize <int> = 268435456", f"Path <str> = '{cli.port}'",
+    for expected in ("EM: REM", "CFGM dump:", "Provider <str> = 'kvm'", "GIM: provider 'kvm' -> 'kvm'",
+                     "RamSize <int> = 268435456", f"Path <str> = '{cli.port}'",
                      "uart0        I/O 0x03f8-0x03ff IRQ 4", "Changing the VM state from 'STARTING' to 'RUNNING'"):
         assert expected in log, f"{expected!r} not in VBox.log\n{log[-3000:]}"
 
