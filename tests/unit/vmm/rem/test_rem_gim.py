@@ -64,3 +64,11 @@ def test_rem_refuses_a_provider_promising_msrs_it_lacks():
     with pytest.raises(ValueError, match="REM implements no paravirt MSRs"):
         RemVm(GuestMemory(16 << 20), Bus("io"), Bus("mmio"),
               gim=Gim("kvm", support=EngineSupport(kvm_clock_msrs=True)))
+
+
+def test_create_engine_resolves_default_by_os_type_without_msr_promises():
+    from vmm.engine_select import create_engine
+    vm = create_engine("rem", GuestMemory(16 << 20), Bus("io"), Bus("mmio"), paravirt="default",
+                       os_type_id="Debian_64")
+    assert vm.gim.configured == "default" and vm.gim.name == "kvm"
+    assert vm.gim.leaves()[0x4000_0001][0] == 0        # no kvmclock / PV unhalt on REM
