@@ -79,6 +79,13 @@ def _ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
 
 
+
+# Windows guest types VirtualBox gives the Hyper-V provider by default (Vista and later, Server 2008 on)
+_HYPERV_WINDOWS = frozenset({
+    "windowsvista", "windowsvista_64", "windows7", "windows7_64", "windows8", "windows8_64", "windows81",
+    "windows81_64", "windows10", "windows10_64", "windows11_64", "windows2008", "windows2008_64",
+    "windows2012_64", "windows2016_64", "windows2019_64", "windows2022_64", "windows2025_64"})
+
 class MachineCore:
     def __init__(self, vbox, path: Path, data: MachineSettings | None, mfile: MachineFile | None,
                  uid=None, access_error: VBoxError | None = None):
@@ -643,13 +650,18 @@ class MachineView(StorageMixin):
         p = self._d.hardware.paravirt_provider
         if p != "Default" and p != "Legacy":
             return ParavirtProvider[p]
-        t = guestos.lookup(self._d.os_type)
+        # Machine::getEffectiveParavirtProvider: macOS -> Minimal (also for Legacy), Windows Vista and
+        # later (and their servers) -> HyperV, Linux but 2.2/2.4 -> KVM, anything else -> None
+        os_id = self._d.os_type or ""
+        t = guestos.lookup(os_id)
         family = t.family_id if t else "Other"
+        if os_id.lower().startswith("macos"):
+            return ParavirtProvider.Minimal
         if p == "Legacy":
             return ParavirtProvider["None"]
-        if family == "Windows":
+        if family == "Windows" and os_id.lower() in _HYPERV_WINDOWS:
             return ParavirtProvider.HyperV
-        if family == "Linux":
+        if family == "Linux" and os_id not in ("Linux22", "Linux24", "Linux24_64"):
             return ParavirtProvider.KVM
         return ParavirtProvider["None"]
 

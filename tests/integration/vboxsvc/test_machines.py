@@ -360,3 +360,17 @@ def test_apply_defaults_follows_the_os_type(vbox, svc_env):
     assert {c.name for c in m.storage_controllers} == {"IDE", "SATA"}
     dvd = [a for a in m.medium_attachments if a.type == DeviceType.DVD]
     assert len(dvd) == 1 and dvd[0].controller == "IDE" and dvd[0].medium is None
+
+
+@pytest.mark.parametrize("os_type, provider, expected", [
+    ("Debian_64", "Default", "KVM"), ("Debian_64", "Legacy", "None"), ("Windows10_64", "Default", "HyperV"),
+    ("WindowsXP", "Default", "None"), ("Other", "Default", "None"), ("WindowsXP", "Minimal", "Minimal")])
+def test_effective_paravirt_provider(client, new_vm, os_type, provider, expected):
+    """Machine::getEffectiveParavirtProvider's rule by OS type (reference §6)."""
+    m = new_vm(f"pv-{os_type}-{provider}", os_type=os_type)
+    s = client.session()
+    m.lock_machine(s, LockType.Write)
+    s.machine.paravirt_provider = ParavirtProvider[provider]
+    s.machine.save_settings()
+    s.unlock_machine()
+    assert m.get_effective_paravirt_provider() == ParavirtProvider[expected]
