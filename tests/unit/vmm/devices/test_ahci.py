@@ -11,39 +11,10 @@ from vmm.devices.base import IrqLine
 from vmm.devices.virtio.scsi_disk import DiskOptions
 from vmm.memory import GuestMemory
 
+from .fake_disk import RawFile
+
 CLB, FB, CTBA, DATA = 0x10000, 0x11000, 0x20000, 0x100000
 P0 = 0x100
-
-
-class RawFile:
-    """A minimal DiskImage over a plain file."""
-
-    def __init__(self, path, size, read_only=False):
-        self.path, self.size, self.read_only = str(path), size, read_only
-        with open(path, "wb") as f:
-            f.truncate(size)
-        self.fd = os.open(path, os.O_RDWR)
-        self.discarded, self.flushes = [], 0
-
-    def read_at(self, offset, length):
-        return os.pread(self.fd, length, offset)
-
-    def readinto_at(self, offset, buf):
-        assert 0 <= offset and offset + len(buf) <= self.size
-        os.preadv(self.fd, [buf], offset)
-
-    def write_at(self, offset, data):
-        assert 0 <= offset and offset + len(data) <= self.size
-        os.pwrite(self.fd, data, offset)
-
-    def discard(self, offset, length):
-        self.discarded.append((offset, length))
-
-    def flush(self):
-        self.flushes += 1
-
-    def close(self):
-        os.close(self.fd)
 
 
 class Rig:
