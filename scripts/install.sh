@@ -11,8 +11,13 @@ command -v cpio >/dev/null || need_apt+=(cpio)
 if [ "${1:-}" = "--test" ]; then
     command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
 fi
-if [ ${#need_apt[@]} -gt 0 ]; then
+# the guest builder finds Debian's kernel and busybox through the apt lists
+lists_ok=1
+apt-cache show --no-all-versions linux-image-amd64 busybox-static >/dev/null 2>&1 || lists_ok=0
+if [ ${#need_apt[@]} -gt 0 ] || [ $lists_ok = 0 ]; then
     $SUDO apt-get update -q >/dev/null
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}" >/dev/null
 fi
 extra=""; [ "${1:-}" = "--test" ] && extra="[test]"
