@@ -61,7 +61,6 @@ def field(path: str, dep: str = MUTABLE, to_api=None, from_api=None, check=None,
         for p in parts[:-1]:
             obj = getattr(obj, p)
         assign(obj, parts[-1], v)
-        mv._modified()
     return property(get, set_, doc=doc)
 
 

@@ -245,9 +245,6 @@ class MachineView(StorageMixin):
         self._d  # noqa: B018 - raises when dead or inaccessible
         check_mutable(self._core.registered, self._session is not None, self._core.state, dep)
 
-    def _modified(self) -> None:
-        pass  # settings_modified is computed by comparison
-
     def _part(self, cls, *key):
         k = (cls.__name__,) + key
         obj = self._parts.get(k)

@@ -95,7 +95,6 @@ class PlatformX86(_Part):
         if name is None:
             raise VBoxError(rc.E_INVALIDARG, f"CPU property {property.name} is not supported by vboxpy")
         assign(self._mv._d.hardware, name, value)
-        self._mv._modified()
 
     def get_hw_virt_ex_property(self, property: HWVirtExPropertyType) -> bool:
         name = _HWVIRT_PROPS.get(property)
@@ -110,7 +109,6 @@ class PlatformX86(_Part):
             raise VBoxError(rc.E_INVALIDARG, f"Hardware virtualization property {property.name} is not "
                                              "supported by vboxpy")
         assign(self._mv._d.hardware, name, value)
-        self._mv._modified()
 
 
 class FirmwareSettings(_Part):
@@ -151,7 +149,6 @@ def _slot_field(path, dep=MUTABLE, to_api=None, from_api=None, check=None):
         if check is not None:
             check(value)
         assign(self._d, path, from_api(value) if from_api else value)
-        self._mv._modified()
     return property(get, set_)
 
 
@@ -235,7 +232,6 @@ class StorageController(_Part):
         assign(self._d, "name", value)
         self._mv._rename_part(self._name, value)
         self._name = value
-        self._mv._modified()
 
     @property
     def bus(self):
@@ -261,7 +257,6 @@ class StorageController(_Part):
     def instance(self, value: int) -> None:
         self._mv._check_mutable(MUTABLE)
         assign(self._d, "instance", value)
-        self._mv._modified()
 
     @property
     def port_count(self) -> int:
@@ -277,7 +272,6 @@ class StorageController(_Part):
             raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
                             "The port count cannot be reduced below a port that has a device attached")
         assign(self._d, "port_count", value)
-        self._mv._modified()
 
     @property
     def controller_type(self):
@@ -291,7 +285,6 @@ class StorageController(_Part):
             raise VBoxError(rc.E_INVALIDARG, f"Controller type {StorageControllerType(value).name} does not "
                                              f"belong to the {self.bus.name} bus")
         assign(self._d, "controller_type", StorageControllerType(value).name)
-        self._mv._modified()
 
     @property
     def use_host_io_cache(self) -> bool:
@@ -301,7 +294,6 @@ class StorageController(_Part):
     def use_host_io_cache(self, value: bool) -> None:
         self._mv._check_mutable(MUTABLE)
         assign(self._d, "use_host_io_cache", value)
-        self._mv._modified()
 
     @property
     def bootable(self) -> bool:

@@ -17,7 +17,7 @@ _DEVICE_NAMES = {DeviceType.HardDisk: "HardDisk", DeviceType.DVD: "DVD", DeviceT
 
 
 class StorageMixin:
-    """Mixed into MachineView (needs _d, _core, _check_mutable, _modified, _part)."""
+    """Mixed into MachineView (needs _d, _core, _check_mutable, _part)."""
 
     # --- controllers ------------------------------------------------------------------------
     @property
@@ -50,7 +50,6 @@ class StorageMixin:
         except ValueError as e:
             raise VBoxError(rc.E_INVALIDARG, str(e)) from None
         self._d.hardware.storage_controllers.append(model)
-        self._modified()
         return self._part(StorageController, name)
 
     def get_storage_controller_by_name(self, name: str):
@@ -69,7 +68,6 @@ class StorageMixin:
         c = self._controller(name)
         self._d.hardware.storage_controllers.remove(c)
         self._forget_part(StorageController, name)
-        self._modified()
 
     def set_storage_controller_bootable(self, name: str, bootable: bool) -> None:
         self._check_mutable(MUTABLE)
@@ -80,7 +78,6 @@ class StorageMixin:
                     raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
                                     f"Another storage controller is marked as bootable ('{other.name}')")
         assign(c, "bootable", bootable)
-        self._modified()
 
     # --- attachments ------------------------------------------------------------------------
     def _slot(self, name: str, port: int, device: int):
@@ -151,7 +148,6 @@ class StorageMixin:
         medium = self._check_medium(medium, type)
         c.devices.append(AttachedDevice(type=_DEVICE_NAMES[type], port=controller_port, device=device,
                                         medium=medium.id if medium else None))
-        self._modified()
 
     def attach_device_without_medium(self, name: str, controller_port: int, device: int, type: DeviceType) -> None:
         if type == DeviceType.HardDisk:
@@ -166,7 +162,6 @@ class StorageMixin:
                                                         f"port {controller_port} of controller '{name}'")
         c.devices.remove(dev)
         self._forget_part(MediumAttachment, name, controller_port, device)
-        self._modified()
 
     def mount_medium(self, name: str, controller_port: int, device: int, medium, force: bool = False) -> None:
         self._check_mutable(MUTABLE_OR_RUNNING)
@@ -178,7 +173,6 @@ class StorageMixin:
             raise VBoxError(rc.E_INVALIDARG, "Only DVD and floppy drives can have media mounted")
         medium = self._check_medium(medium, DeviceType[dev.type])
         assign(dev, "medium", medium.id if medium else None)
-        self._modified()
 
     def unmount_medium(self, name: str, controller_port: int, device: int, force: bool = False) -> None:
         self.mount_medium(name, controller_port, device, None, force)
@@ -190,7 +184,6 @@ class StorageMixin:
             raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"No storage device attached to device slot {device} on "
                                                         f"port {port} of controller '{name}'")
         assign(dev, field, value)
-        self._modified()
 
     def non_rotational_device(self, name: str, controller_port: int, device: int, non_rotational: bool) -> None:
         self._device_flag(name, controller_port, device, "nonrotational", non_rotational)
