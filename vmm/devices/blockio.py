@@ -25,6 +25,18 @@ def _trim(views: list[memoryview], length: int) -> list[memoryview]:
     return out
 
 
+def _groups(views: list[memoryview]):
+    """Consecutive segments in groups of at most BOUNCE_CHUNK bytes (a larger segment alone)."""
+    i = 0
+    while i < len(views):
+        group, size = [], 0
+        while i < len(views) and (not group or size + len(views[i]) <= BOUNCE_CHUNK):
+            group.append(views[i])
+            size += len(views[i])
+            i += 1
+        yield group, size
+
+
 def read_into(image: DiskImage, offset: int, views: list[memoryview], length: int) -> int:
     """Fill the first `length` bytes of the views from the image at `offset`; returns bytes moved."""
     views = _trim(views, length)
@@ -34,14 +46,8 @@ def read_into(image: DiskImage, offset: int, views: list[memoryview], length: in
             offset += len(v)
         return sum(len(v) for v in views)
     done = 0
-    i = 0
-    while i < len(views):
+    for group, size in _groups(views):
         # One image read per chunk of segments, then copy out.
-        group, size = [], 0
-        while i < len(views) and (not group or size + len(views[i]) <= BOUNCE_CHUNK):
-            group.append(views[i])
-            size += len(views[i])
-            i += 1
         bounce = memoryview(bytearray(size))
         image.readinto_at(offset + done, bounce)
         pos = 0
@@ -62,13 +68,7 @@ def write_from(image: DiskImage, offset: int, views: list[memoryview], length: i
             offset += len(v)
         return sum(len(v) for v in views)
     done = 0
-    i = 0
-    while i < len(views):
-        group, size = [], 0
-        while i < len(views) and (not group or size + len(views[i]) <= BOUNCE_CHUNK):
-            group.append(views[i])
-            size += len(views[i])
-            i += 1
+    for group, size in _groups(views):
         image.write_at(offset + done, b"".join(group))
         done += size
     return done
