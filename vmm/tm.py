@@ -9,6 +9,7 @@ is paused; `FakeClock` is advanced by hand in unit tests.
 
 from __future__ import annotations
 
+import abc
 import heapq
 import itertools
 import threading
@@ -40,7 +41,7 @@ class Timer:
         self._seq += 1     # invalidates the heap entry
 
 
-class Clock:
+class Clock(abc.ABC):
     """Base: a heap of timers over an abstract now_ns()."""
 
     def __init__(self) -> None:
@@ -49,8 +50,9 @@ class Clock:
         self._lock = threading.Lock()
         self.on_timer_armed: Callable[[int], None] | None = None   # EM: re-evaluate sleep/run budget
 
+    @abc.abstractmethod
     def now_ns(self) -> int:
-        raise NotImplementedError
+        """Guest time in nanoseconds."""
 
     def new_timer(self, callback: Callable[[], None]) -> Timer:
         return Timer(self, callback)
