@@ -115,6 +115,7 @@ class LocalApicState:
     timer_running: bool = False
     lint_levels: int = 0             # bit 0: LINT0 input, bit 1: LINT1 input
     nmi_pending: bool = False
+    extint_message: bool = False     # an ExtINT message (IO-APIC) waits for the 8259's vector
     init_pending: bool = False
     sipi_vector: int | None = None
 
@@ -399,7 +400,10 @@ class LocalApic:
             if self.on_sipi is not None:
                 self.on_sipi(vector & 0xFF)
         elif mode == DM_EXTINT:
-            self._changed()                     # the vector comes from the 8259A at acknowledge
+            if self.pic is None:
+                return False
+            self.s.extint_message = True        # the vector comes from the 8259A at acknowledge
+            self._changed()
         else:
             log.debug("APIC %d: delivery mode %d dropped", self.apic_id, mode)
             return False
@@ -422,9 +426,11 @@ class LocalApic:
 
     # -- LINT0 / LINT1 inputs ---------------------------------------------------------------------
     def _extint_pending(self) -> bool:
+        if self.pic is None or not self.hardware_enabled:
+            return False
         lvt = self.s.lvt[LVT_LINT0]
-        return (self.pic is not None and self.hardware_enabled and not lvt & LVT_MASKED
-                and (lvt >> 8) & 7 == DM_EXTINT and self.pic.has_interrupt())
+        wired = not lvt & LVT_MASKED and (lvt >> 8) & 7 == DM_EXTINT
+        return (wired or self.s.extint_message) and self.pic.has_interrupt()
 
     def set_lint(self, n: int, level: bool) -> None:
         """A LINT0/LINT1 input line (LINT0 in ExtINT mode asks the PIC; this serves the other modes)."""
@@ -468,6 +474,7 @@ class LocalApic:
     def acknowledge(self) -> int:
         """INTA: the vector to inject (ExtINT first, as the 8259A's wire bypasses the priority logic)."""
         if self._extint_pending():
+            self.s.extint_message = False
             return self.pic.acknowledge()
         v = self._deliverable()
         if v < 0:
