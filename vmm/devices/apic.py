@@ -101,9 +101,10 @@ class LocalApicState:
     ldr: int = 0
     dfr: int = 0xFFFF_FFFF
     svr: int = 0xFF
-    irr: int = 0                     # 256-bit vectors
-    isr: int = 0
-    tmr: int = 0
+    # 256-bit vector registers: ints in the live device, 32-byte little-endian bitmaps in saved state
+    irr: int | bytes = 0
+    isr: int | bytes = 0
+    tmr: int | bytes = 0
     esr: int = 0                     # what the guest reads
     esr_pending: int = 0             # errors since the last ESR write
     icr_lo: int = 0
@@ -584,10 +585,14 @@ class LocalApic:
     def get_state(self) -> LocalApicState:
         st = LocalApicState(**vars(self.s))
         st.lvt = list(self.s.lvt)
+        st.irr, st.isr, st.tmr = (int(v).to_bytes(32, "little") for v in (self.s.irr, self.s.isr, self.s.tmr))
         return st
 
     def set_state(self, state: LocalApicState) -> None:
         self._timer.cancel()
         self.s = LocalApicState(**vars(state))
         self.s.lvt = [int(v) & 0xFFFF_FFFF for v in (list(state.lvt) + [LVT_MASKED] * 6)[:6]]
+        self.s.irr, self.s.isr, self.s.tmr = (
+            (int.from_bytes(v[:32], "little") if isinstance(v, (bytes, bytearray)) else int(v)) & ((1 << 256) - 1)
+            for v in (state.irr, state.isr, state.tmr))
         self._arm_timer()

@@ -34,8 +34,10 @@ from vmm.devices.apic import (
     REG_VERSION,
     ApicBus,
     LocalApic,
+    LocalApicState,
 )
 from vmm.devices.pic import PicPair
+from vmm.ssm import decode_state, encode_state
 from vmm.tm import FakeClock
 
 
@@ -333,7 +335,7 @@ def test_timer_state_survives_save_and_restore():
     apic.write(REG_TIMER_DIVIDE, 4, 0xB)
     apic.write(REG_TIMER_INITIAL, 4, 5000)
     apic.receive(DM_FIXED, 0x44, True)
-    state = apic.get_state()
+    state = decode_state(LocalApicState, encode_state(apic.get_state()))    # through the SSM codec
     other, _ = _apic(clock, enable=False)
     other.set_state(state)
     assert _bit(other, REG_IRR, 0x44) and _bit(other, REG_TMR, 0x44)

@@ -1,9 +1,14 @@
 """IO-APIC: IOREGSEL/IOWIN scripts as Linux issues them, edge and level pins, EOI, and register abuse."""
 
-from vmm.devices.apic import REG_EOI, REG_SVR, REG_TPR, ApicBus, LocalApic
-from vmm.devices.ioapic import IoApic
+import random
+
+import pytest
+
+from vmm.devices.apic import REG_EOI, REG_SVR, REG_TPR, ApicBus, LocalApic, LocalApicState
+from vmm.devices.ioapic import IoApic, IoApicState
 from vmm.devices.irq_routing import InterruptRouting
 from vmm.devices.pic import PicPair
+from vmm.ssm import decode_state, encode_state
 from vmm.tm import FakeClock
 
 MASKED, LEVEL, REMOTE_IRR = 1 << 16, 1 << 15, 1 << 14
@@ -170,7 +175,7 @@ def test_saved_state_round_trip():
     io, apic = _setup()
     _route(io, 11, LEVEL | 0x41)
     io.set_irq(11, True)
-    state = io.get_state()
+    state = decode_state(IoApicState, encode_state(io.get_state()))
     other = IoApic(ApicBus())
     other.set_state(state)
     assert _rd(other, 0x10 + 22) & REMOTE_IRR and other.get_state() == state
@@ -219,3 +224,38 @@ def test_routing_without_apics_is_the_8259():
     routing.gsi(16, True)                                   # no IO-APIC: dropped
     assert woken and pic.acknowledge() == 0x23
     assert not routing.msi(0xFEE0_0000, 0x61)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_register_traffic_on_both_apics(seed):
+    """A hostile guest: random accesses of any size and offset, random line changes and IPIs."""
+    rng = random.Random(seed)
+    clock = FakeClock()
+    pic = PicPair()
+    routing = InterruptRouting(pic, clock, local_apic=True, ioapic=True)
+    apic, io = routing.controller(0), routing.ioapic
+    apic.firmware_setup()
+    lines = [routing.line(n) for n in range(16)] + [routing.gsi_line(n) for n in range(16, 24)]
+    for _ in range(8000):
+        dev, span = (apic, 0x1000) if rng.random() < 0.6 else (io, 0x20)
+        size = rng.choice((1, 2, 4, 4, 4, 3, 8, 0))
+        offset = rng.randrange(-2, span + 3)
+        if rng.random() < 0.3:
+            offset &= ~0xF
+        if rng.random() < 0.4:
+            v = dev.read(offset, size)
+            assert isinstance(v, int) and v >= 0
+        else:
+            dev.write(offset, size, rng.getrandbits(64))
+        if rng.random() < 0.1:
+            rng.choice(lines).set_level(rng.random() < 0.5)
+        if rng.random() < 0.05:
+            clock.advance(rng.randrange(0, 5_000_000))
+        if rng.random() < 0.02:
+            routing.msi(0xFEE0_0000 | rng.getrandbits(20), rng.getrandbits(32))
+        if apic.has_interrupt():
+            assert 0 <= apic.acknowledge() <= 0xFF
+        if rng.random() < 0.2:
+            apic.write(REG_EOI, 4, 0)
+    for dev, cls in ((apic, LocalApicState), (io, IoApicState)):
+        assert decode_state(cls, encode_state(dev.get_state())) is not None
