@@ -33,8 +33,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _boot(vbm, ioapic: str) -> TcpSerial:  # noqa: F811 - vbm is the fixture's value
-    port = _free_port()
+def _boot(vbm, ioapic: str, port: int) -> TcpSerial:  # noqa: F811 - vbm is the fixture's value
     vbm("modifyvm", VM, "--ioapic", ioapic, "--uart1", "0x3f8", "4", "--uart-mode1", "tcpserver", str(port),
         check=0)
     vbm("startvm", VM, "--type", "headless", check=0)
@@ -85,7 +84,8 @@ def test_guest_interrupts_with_and_without_the_ioapic(vbm):  # noqa: F811
     vbm("storageattach", VM, "--storagectl", "SATA", "--port", "0", "--type", "hdd", "--medium",
         str(folder / "d.vdi"), check=0)
 
-    serial = _boot(vbm, "on")
+    port = _free_port()
+    serial = _boot(vbm, "on", port)
     dmesg = _sh(serial, "dmesg")
     assert "IOAPIC[0]: apic_id 1, version 17, address 0xfec00000, GSI 0-23" in dmesg
     assert "Using IOAPIC for interrupt routing" in dmesg
@@ -99,9 +99,20 @@ def test_guest_interrupts_with_and_without_the_ioapic(vbm):  # noqa: F811
     assert sum(count for count, _ in ahci) > 0
     _sh(serial, "sleep 1")
     assert _interrupts(serial)["LOC"][0] > first["LOC"][0] > 0     # the local APIC timer ticks
+    # both APICs' state survives savestate and restore: timer, routing and serial carry on
+    before = _interrupts(serial)
+    vbm("controlvm", VM, "savestate", check=0)
+    serial.close()
+    assert vbm.machinereadable(VM)["VMState"] == "saved"
+    vbm("startvm", VM, "--type", "headless", check=0)
+    serial = TcpSerial(port)
+    _sh(serial, f"sleep 1; dd if=/dev/{dev} of=/dev/null bs=64k count=32 skip=32 iflag=direct")
+    after = _interrupts(serial)
+    assert after["LOC"][0] > before["LOC"][0] and after["4"][0] > before["4"][0]
+    assert sum(count for count, rest in after.values() if "ahci" in rest) > sum(count for count, _ in ahci)
     _poweroff(vbm, serial)
 
-    serial = _boot(vbm, "off")
+    serial = _boot(vbm, "off", port)
     dmesg = _sh(serial, "dmesg")
     assert "IOAPIC[" not in dmesg
     _sh(serial, f"dd if=/dev/{dev} of=/dev/null bs=64k count=32 iflag=direct")
