@@ -27,6 +27,14 @@ def isa_to_gsi(irq: int) -> int:
     return ISA_OVERRIDES.get(irq, irq)
 
 
+def pci_apic_gsi(slot: int, pin: int) -> int:
+    """The IO-APIC pin of PCI device `slot`'s INTx (pin 0-3 = INTA-INTD) on bus 0 once the guest runs
+    in APIC mode: VirtualBox's PIIX3 (DevPCI.cpp) sends it to pin 16 + ((pin + slot) & 7)."""
+    if not (0 <= slot <= 31 and 0 <= pin <= 3):
+        raise ValueError(f"bad PCI interrupt (slot {slot}, pin {pin})")
+    return 16 + ((pin + slot) & 7)
+
+
 class InterruptRouting:
     def __init__(self, pic: PicPair, clock: Clock, local_apic: bool = False, ioapic: bool = False,
                  cpu_count: int = 1):

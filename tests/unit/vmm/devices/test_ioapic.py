@@ -6,7 +6,7 @@ import pytest
 
 from vmm.devices.apic import REG_EOI, REG_SVR, REG_TPR, ApicBus, LocalApic, LocalApicState
 from vmm.devices.ioapic import IoApic, IoApicState
-from vmm.devices.irq_routing import InterruptRouting
+from vmm.devices.irq_routing import InterruptRouting, pci_apic_gsi
 from vmm.devices.pic import PicPair
 from vmm.ssm import decode_state, encode_state
 from vmm.tm import FakeClock
@@ -259,3 +259,10 @@ def test_random_register_traffic_on_both_apics(seed):
             apic.write(REG_EOI, 4, 0)
     for dev, cls in ((apic, LocalApicState), (io, IoApicState)):
         assert decode_state(cls, encode_state(dev.get_state())) is not None
+
+
+def test_pci_intx_pins_in_apic_mode_follow_virtualbox():
+    assert pci_apic_gsi(3, 0) == 19 and pci_apic_gsi(13, 0) == 21 and pci_apic_gsi(7, 3) == 18
+    assert {pci_apic_gsi(s, p) for s in range(32) for p in range(4)} == set(range(16, 24))
+    with pytest.raises(ValueError):
+        pci_apic_gsi(32, 0)
