@@ -6,6 +6,9 @@ machine's fate through `on_stop(reason, detail)`:
   "poweroff" (guest ACPI S5 or the console), "stuck" (engine error, or a triple fault when
   the machine does not reset on it).  Guest reboots (i8042 pulse, PCI reset control, ACPI
   reset register, triple fault with TripleFaultReset) reset the machine and keep running.
+Interrupts (vmm.devices.irq_routing): CFGM `APIC` gives the vCPU a local APIC at 0xFEE00000, which
+EM then asks for vectors (the 8259A passes through its LINT0); CFGM `IOAPIC` adds the IO-APIC at
+0xFEC00000 and the MADT, and ISA IRQs reach both the 8259A and the IO-APIC.
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ class Machine:
             if p is not None and not p.is_file():
                 raise MachineError(f"boot file {p} does not exist")
         if self.ioapic_enabled and not self.local_apic:
-            raise MachineError("the I/O APIC needs the local APIC (modifyvm --apic on)")
+            raise MachineError("Cannot disable the APIC when the I/O APIC is present.")
         if ram < 16 << 20 or ram % 4096:
             raise MachineError(f"RAM size {ram} bytes is too small or not page aligned")
         self.memory = GuestMemory(ram)
