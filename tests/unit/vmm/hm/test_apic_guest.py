@@ -104,6 +104,9 @@ lm64:
     or 0x140(%rbx), %eax
     or 0x150(%rbx), %eax
     out %eax, ${RESULT_PORT}
+    mov $0x1B, %ecx                # IA32_APIC_BASE
+    rdmsr
+    out %eax, ${RESULT_PORT}
     jmp done
 setgate:                           # %ecx = vector, %eax = handler (below 4 GiB)
     mov %ecx, %edx
@@ -208,4 +211,6 @@ def test_lapic_timer_extint_and_self_ipi_through_em(engine):
         vm.close()
         memory.close()
     assert stop and stop[0][0] == "POWER_OFF" and ports.done, stop
-    assert ports.values == [1, 1, 0]
+    assert ports.values[:3] == [1, 1, 0]
+    if engine == "hm":                  # KVM keeps the MSR; unicorn's QEMU answers 0 and ignores writes
+        assert ports.values[3] == 0xFEE0_0900
