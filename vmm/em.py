@@ -158,6 +158,9 @@ class Em:
 
     # -- vCPU thread -----------------------------------------------------------------------------
     def _main(self) -> None:
+        bind = getattr(self.pic, "bind_current_thread", None)
+        if bind is not None:        # a local APIC: this thread's accesses to its page reach it
+            bind()
         try:
             self._loop()
         except Exception as e:   # an EM bug ends the VM as a guru meditation, with the reason logged

@@ -23,7 +23,7 @@ from vmm.boot import loader
 from vmm.bus import Bus
 from vmm.cfgm import CfgmError, CfgNode
 from vmm.devices.acpi import AcpiConfig, AcpiPm, build_acpi_tables
-from vmm.devices.apic import APIC_BASE_DEFAULT, APIC_PAGE
+from vmm.devices.apic import APIC_BASE_DEFAULT, APIC_PAGE, LocalApicWindow
 from vmm.devices.i8042 import I8042
 from vmm.devices.ioapic import IOAPIC_BASE_DEFAULT, IOAPIC_SPAN
 from vmm.devices.irq_routing import InterruptRouting
@@ -207,7 +207,7 @@ class Machine:
         """The boot vCPU's local APIC and the IO-APIC in the MMIO space, where the MADT says."""
         irqs = self.irqs
         if irqs.lapics:
-            self.mmio.register(APIC_BASE_DEFAULT, APIC_PAGE, irqs.lapics[0])
+            self.mmio.register(APIC_BASE_DEFAULT, APIC_PAGE, LocalApicWindow(irqs.lapics))
             self.placed.append(f"{'lapic':<12} MMIO {APIC_BASE_DEFAULT:#010x}")
         if irqs.ioapic is not None:
             self.mmio.register(IOAPIC_BASE_DEFAULT, IOAPIC_SPAN, irqs.ioapic)

@@ -23,6 +23,7 @@ Every method runs on the thread that owns the devices (EM's vCPU thread, or a te
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -86,6 +87,9 @@ ESR_RECV_ILLEGAL_VECTOR = 1 << 6
 ESR_ILLEGAL_REGISTER = 1 << 7
 
 MIN_PERIOD_NS = 100_000              # a periodic timer never fires more often than every 100 us
+
+
+_this_cpu = threading.local()       # the local APIC of the vCPU whose thread is running
 
 
 def _highest(bits: int) -> int:
@@ -197,6 +201,10 @@ class LocalApic:
     def reset(self) -> None:
         self._timer.cancel()
         self.s = self._power_on_state()
+
+    def bind_current_thread(self) -> None:
+        """Called on the vCPU's own thread (EM): its accesses to the APIC page reach this APIC."""
+        _this_cpu.apic = self
 
     def firmware_setup(self) -> None:
         """What a PC BIOS leaves behind for the OS: the APIC software-enabled, LINT0 as ExtINT
@@ -596,3 +604,22 @@ class LocalApic:
             (int.from_bytes(v[:32], "little") if isinstance(v, (bytes, bytearray)) else int(v)) & ((1 << 256) - 1)
             for v in (state.irr, state.isr, state.tmr))
         self._arm_timer()
+
+
+class LocalApicWindow:
+    """The APIC page as the MMIO bus sees it: every CPU finds its own local APIC at the same address.
+
+    An access goes to the APIC bound to the accessing vCPU's thread (`bind_current_thread`), else to
+    the boot CPU's (device threads, tests)."""
+
+    def __init__(self, apics: list[LocalApic]):
+        self.apics = apics
+
+    def _apic(self) -> LocalApic:
+        return getattr(_this_cpu, "apic", None) or self.apics[0]
+
+    def read(self, offset: int, size: int) -> int:
+        return self._apic().read(offset, size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self._apic().write(offset, size, value)

@@ -394,3 +394,27 @@ def test_init_and_sipi_to_self_are_dropped(mode):
     apic.on_sipi = seen.append
     apic.write(REG_ICR_LO, 4, (1 << 18) | (mode << 8) | 0x4000 | 0x10)
     assert seen == []
+
+
+def test_apic_window_reaches_the_accessing_vcpus_apic():
+    import threading
+
+    from vmm.devices.apic import LocalApicWindow
+    clock = FakeClock()
+    bus = ApicBus()
+    apics = [LocalApic(clock, apic_id=i, bsp=i == 0) for i in range(2)]
+    for a in apics:
+        bus.attach(a)
+    window = LocalApicWindow(apics)
+    assert window.read(REG_ID, 4) == 0                      # unbound thread: the boot CPU's APIC
+    seen = []
+
+    def vcpu1():
+        apics[1].bind_current_thread()
+        seen.append(window.read(REG_ID, 4))
+        window.write(REG_TPR, 4, 0x30)
+
+    t = threading.Thread(target=vcpu1)
+    t.start()
+    t.join()
+    assert seen == [1 << 24] and apics[1].read(REG_TPR, 4) == 0x30 and apics[0].read(REG_TPR, 4) == 0
