@@ -435,8 +435,10 @@ class LocalApic:
 
     # -- LINT0 / LINT1 inputs ---------------------------------------------------------------------
     def _extint_pending(self) -> bool:
-        if self.pic is None or not self.hardware_enabled:
+        if self.pic is None:
             return False
+        if not self.hardware_enabled:
+            return self.pic.has_interrupt()     # a disabled APIC leaves LINT0 as the CPU's INTR pin
         lvt = self.s.lvt[LVT_LINT0]
         wired = not lvt & LVT_MASKED and (lvt >> 8) & 7 == DM_EXTINT
         return (wired or self.s.extint_message) and self.pic.has_interrupt()

@@ -418,3 +418,14 @@ def test_apic_window_reaches_the_accessing_vcpus_apic():
     t.start()
     t.join()
     assert seen == [1 << 24] and apics[1].read(REG_TPR, 4) == 0x30 and apics[0].read(REG_TPR, 4) == 0
+
+
+def test_globally_disabled_apic_passes_the_8259_straight_through():
+    pic = PicPair()
+    for port, value in ((0, 0x11), (1, 0x30), (1, 0x04), (1, 0x01), (1, 0x00)):
+        pic.master.write(port, 1, value)
+    apic, _ = _apic(pic=pic, enable=False)                  # LINT0 masked
+    pic.set_irq(3, True)
+    assert not apic.has_interrupt()
+    apic.write_msr_base(0xFEE0_0000)                        # IA32_APIC_BASE.EN = 0
+    assert apic.acknowledge() == 0x33
