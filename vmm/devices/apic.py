@@ -496,6 +496,8 @@ class LocalApic:
         return v
 
     def take_nmi(self) -> bool:
+        """Consume a pending NMI (NMI IPI, LINT1 in NMI mode).  The engine contract has no NMI
+        injection yet, so EM does not call this: the NMI stays recorded in the APIC's state."""
         pending, self.s.nmi_pending = self.s.nmi_pending, False
         return pending
 
