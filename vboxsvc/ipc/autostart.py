@@ -4,7 +4,8 @@ A client that finds nobody listening on the endpoint takes the spawn lock, looks
 and if still nobody listens spawns `vboxsvc --automate --inherit-startup-pipe <fd>` (it
 daemonizes itself) and blocks until the service writes `READY` on that pipe. Any number of
 clients racing end up with one service: the lock serializes spawning, and the service
-itself refuses to run twice for one home (it holds its pid file locked).
+itself refuses to run twice for one home (it holds its pid file, named after the canonical
+home, locked).
 `client.connect()` uses the two halves, `begin_service()` and `wait()`, to import the bus
 machinery while the service starts.
 """
@@ -81,6 +82,9 @@ class _Starting:
         self.path, self.lock = path, lock
         r, w = os.pipe()
         env = dict(os.environ)
+        if env.get("VBOX_USER_HOME"):
+            # the service runs in /: a relative home must mean what it means here
+            env["VBOX_USER_HOME"] = os.path.abspath(env["VBOX_USER_HOME"])
         root = _package_root()
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         try:

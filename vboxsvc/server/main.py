@@ -148,6 +148,10 @@ def main(argv=None) -> int:
         name = socket.socket(fileno=os.dup(fd))
         adopted = name.getsockname()
         name.close()
+        if isinstance(adopted, str) and adopted and os.path.realpath(adopted) != os.path.realpath(sock_path):
+            # the socket unit names another home's endpoint: serving it would mix two homes
+            log.error("the passed socket %s is not the endpoint of %s (%s); exiting", adopted, home, sock_path)
+            return 1
         service.bus.adopt(fd, paths.endpoint(adopted if isinstance(adopted, str) and adopted else sock_path))
         log.info("adopted the listening socket passed by systemd (%s)", adopted)
     else:
