@@ -138,15 +138,22 @@ class World:
         return self
 
     # --- running things ------------------------------------------------------------------------
-    def cmd(self, argv: list[str]) -> list[str]:
-        return self.prefix + [str(a) for a in argv]
+    def cmd(self, argv: list[str], cwd=None) -> list[str]:
+        """The command line that runs `argv` in the world, in `cwd` as the world sees it."""
+        prefix = list(self.prefix)
+        if self.holder is not None:  # change directory inside the namespace
+            prefix.insert(prefix.index("--"), f"--wd={cwd or self.base}")
+        return prefix + [str(a) for a in argv]
+
+    def _cwd(self, cwd) -> str:
+        return str(self.base if self.holder is not None else (cwd or self.base))
 
     def run(self, argv: list[str], timeout: float = 300, env: dict | None = None, cwd=None, **kw):
-        return subprocess.run(self.cmd(argv), env=env or self.env, cwd=str(cwd or self.base),
+        return subprocess.run(self.cmd(argv, cwd), env=env or self.env, cwd=self._cwd(cwd),
                               capture_output=True, text=True, timeout=timeout, **kw)
 
     def popen(self, argv: list[str], env: dict | None = None, cwd=None, **kw) -> subprocess.Popen:
-        return subprocess.Popen(self.cmd(argv), env=env or self.env, cwd=str(cwd or self.base), **kw)
+        return subprocess.Popen(self.cmd(argv, cwd), env=env or self.env, cwd=self._cwd(cwd), **kw)
 
     def vbm(self, *args, check: int | None = None, timeout: float = 300, cwd=None) -> tuple[int, str, str]:
         proc = self.run([self.python, "-m", "frontends.vboxmanage.main", *args], timeout=timeout, cwd=cwd)
@@ -247,25 +254,24 @@ def _q(p) -> str:
 
 
 # --- an ordinary user for tests ----------------------------------------------------------------
-def scratch_user() -> tuple[str | None, str]:
-    """(user name, '') of an account without privileges the tests may run as, created if needed and
-    possible; (None, reason) otherwise. The account has no login and no home of its own."""
-    name = "vboxpy-test"
-    try:
-        pwd.getpwnam(name)
-        return name, ""
-    except KeyError:
-        pass
+def make_user() -> tuple[str | None, str]:
+    """(name, '') of a new account without privileges, login or home for a test to run as (remove it
+    with `remove_user`); (None, reason) where no account can be made."""
     if os.geteuid() != 0:
         return None, "creating a user for the test needs root"
-    if shutil.which("useradd") is None:
-        return None, "useradd is not installed"
+    if shutil.which("useradd") is None or shutil.which("setpriv") is None:
+        return None, "useradd or setpriv is not installed"
+    name = f"vbxt{os.getpid()}"
     group = ["--gid", "nogroup"] if _has_group("nogroup") else ["--user-group"]
     made = subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
                            "--shell", "/usr/sbin/nologin", *group, name], capture_output=True, text=True)
-    if made.returncode != 0 and "already exists" not in made.stderr:
+    if made.returncode != 0:
         return None, f"useradd failed: {made.stderr.strip()}"
     return name, ""
+
+
+def remove_user(name: str) -> None:
+    subprocess.run(["userdel", name], capture_output=True)
 
 
 def _has_group(name: str) -> bool:
