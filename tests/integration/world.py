@@ -112,12 +112,12 @@ class World:
         deadline = time.monotonic() + 10
         while os.readlink(f"/proc/{holder.pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
             if holder.poll() is not None or time.monotonic() > deadline:
-                world.reap()
+                world.cleanup()
                 raise WorldUnavailable("cannot make a private mount namespace (unshare -m failed)")
             time.sleep(0.01)
         setup = world.run(["sh", "-c", " && ".join(binds)])
         if setup.returncode != 0:
-            world.reap()
+            world.cleanup()
             raise WorldUnavailable(f"cannot mount a scratch home over {real_home}: {setup.stderr.strip()}")
         return world
 
@@ -229,14 +229,15 @@ class World:
             time.sleep(0.05)
         for pid in self.processes():
             _signal(pid, signal.SIGKILL)
+        return found
+
+    def cleanup(self) -> None:
+        """Reap the world's processes, drop its namespace, remove its files."""
+        self.reap()
         if self.holder is not None:
             self.holder.kill()
             self.holder.wait()
             self.holder = None
-        return found
-
-    def cleanup(self) -> None:
-        self.reap()
         shutil.rmtree(self.base, ignore_errors=True)
 
 
