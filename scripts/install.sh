@@ -62,7 +62,7 @@ fi
 if [ "$(id -u)" = 0 ]; then
     # Ordinary users run vboxpy too: when they cannot reach this python3 (pyenv in a 0700 /root),
     # give them an interpreter of their own in a public place.
-    reachable_by_all python3 || have_deps /opt/vboxpy/venv/bin/python3 || make_venv /opt/vboxpy/venv
+    reachable_by_all python3 || make_venv /opt/vboxpy/venv
 elif ! have_deps python3 && ! have_deps /opt/vboxpy/venv/bin/python3; then
     make_venv "${XDG_DATA_HOME:-$HOME/.local/share}/vboxpy/venv"
 fi
