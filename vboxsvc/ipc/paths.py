@@ -20,6 +20,7 @@ import stat
 from settings import paths as spaths
 
 KEY_BYTES = 32
+HOME_LOCK_NAME = "vboxsvc.lock"   # in the VirtualBox home: locked by the service that serves it
 
 
 class BusSetupError(Exception):

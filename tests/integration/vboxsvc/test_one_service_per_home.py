@@ -3,7 +3,7 @@
 Clients that reach the same folder as VirtualBox's default (VBOX_USER_HOME unset), through the
 variable set to the resolved path, to a relative path, or to a symlink, and the VM process the
 service starts (which gets VBOX_USER_HOME from the service), all meet one service; a second
-service for that home never runs. A different folder gets its own.
+service for that home never runs, not even for a client whose runtime folder differs. A different folder gets its own.
 """
 
 from __future__ import annotations
@@ -54,6 +54,14 @@ def test_every_spelling_of_one_home_meets_one_service(world):
             p, other_pid, other_home = _client(world, spelling, cwd=cwd)
             held.append(p)
             assert other_pid == pid, (spelling, other_home)
+        # a client with another runtime folder cannot reach that service, and must not start a second
+        run2 = world.base / "run2"
+        run2.mkdir(mode=0o700)
+        world.give(run2)
+        other_env = dict(world.env, XDG_RUNTIME_DIR=str(run2))
+        lost = world.run([world.python, "-m", "frontends.vboxmanage.main", "list", "vms"], env=other_env)
+        assert lost.returncode == 1 and "Failed to start the VirtualBox service" in lost.stderr, lost
+        assert world.services() == [pid]
         # the VM process gets VBOX_USER_HOME=<home> from the service: it must find the same one
         code, out, err = world.vbm("startvm", "one", "--type", "headless")
         assert code == 0, err
