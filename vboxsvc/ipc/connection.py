@@ -35,11 +35,12 @@ HELLO_RETRY_S = 2.0
 POLL_MS = 1000
 # Every call has a bound: a service that is gone, stopped (SIGSTOP) or wedged must not hold a client
 # forever. Calls answer at once on a healthy service (its loop never blocks); long operations are
-# IProgress waits, which the client splits into short slices (WAIT_SLICE_MS).
+# waits (IProgress, getEvent), which the client splits into short slices (WAIT_SLICE_MS).
 CALL_TIMEOUT_S = float(os.environ.get("VBOXPY_CALL_TIMEOUT_S") or 60.0)
 STOPPED_GRACE_S = 3.0
 WAIT_SLICE_MS = 1000
-_WAITS = ("wait_for_completion", "wait_for_operation_completion")
+# calls that wait on the service side -> position of their timeout argument
+_SLICED = {"wait_for_completion": 0, "wait_for_operation_completion": 1, "get_event": 1}
 
 
 def _socket(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
@@ -155,19 +156,20 @@ class Client:
 
     # --- calls -----------------------------------------------------------------------------
     def call(self, ref: Ref, kind: int, member: str, args=(), kwargs=None):
-        if kind == CALL and member in _WAITS:
-            return self._sliced_wait(ref, member, list(args), dict(kwargs or {}))
+        if kind == CALL and member in _SLICED:
+            return self._sliced(ref, member, list(args), dict(kwargs or {}))
         msg = {"op": "call", "o": ref, "m": member, "k": kind, "a": list(args)}
         if kwargs:
             msg["w"] = kwargs
         return self._request(msg, timeout_s=CALL_TIMEOUT_S)
 
-    def _sliced_wait(self, ref: Ref, member: str, args: list, kwargs: dict):
-        """IProgress::waitFor*Completion(timeout) as a series of short waits, so that no single bus
-        call outlives CALL_TIMEOUT_S however long the operation runs (-1 waits until it completes)."""
+    def _sliced(self, ref: Ref, member: str, args: list, kwargs: dict):
+        """A call that waits up to its `timeout` ms (-1: without end) as a series of short waits, so
+        that no single bus call outlives CALL_TIMEOUT_S however long the wait is: IProgress's
+        waitFor*Completion (until `completed`), IEventSource::getEvent (until an event comes)."""
         timeout = kwargs.pop("timeout", None)
         if timeout is None:
-            pos = 1 if member == "wait_for_operation_completion" else 0
+            pos = _SLICED[member]
             timeout = args.pop(pos) if len(args) > pos else -1
         timeout = int(timeout)
         if 0 <= timeout <= WAIT_SLICE_MS:
@@ -177,8 +179,11 @@ class Client:
             left = WAIT_SLICE_MS if deadline is None else int(min(WAIT_SLICE_MS, (deadline - _monotonic()) * 1000))
             if left <= 0:
                 return None
-            self._wait_call(ref, member, args, kwargs, left)
-            if self.call(ref, GET, "completed"):
+            result = self._wait_call(ref, member, args, kwargs, left)
+            if member == "get_event":
+                if result is not None:
+                    return result
+            elif self.call(ref, GET, "completed"):
                 return None
 
     def _wait_call(self, ref: Ref, member: str, args: list, kwargs: dict, timeout: int):
