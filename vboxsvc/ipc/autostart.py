@@ -64,7 +64,7 @@ def begin_service() -> _Starting | None:
     lock = open(paths.spawn_lock_path(), "a+")
     try:
         os.chmod(lock.name, 0o600)
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        _lock_bounded(lock, START_TIMEOUT_S + 10)  # the holder gives up after START_TIMEOUT_S
         if probe(path):
             lock.close()
             return None
@@ -72,6 +72,22 @@ def begin_service() -> _Starting | None:
     except BaseException:
         lock.close()
         raise
+
+
+def _lock_bounded(lock, timeout: float) -> None:
+    """Take the spawn lock, waiting at most `timeout` for a client that is starting the service."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                from ..api import errors as rc
+                raise rc.VBoxError(rc.NS_ERROR_CALL_FAILED,
+                                   "Timed out waiting for another client to start the VirtualBox service "
+                                   "(vboxsvc)", "IVirtualBoxClient", "VirtualBoxClientWrap") from None
+            time.sleep(0.02)
 
 
 class _Starting:
