@@ -12,7 +12,6 @@ The runtime directory is `$VBOXPY_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/vboxpy`, 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pwd
 import stat
@@ -74,6 +73,7 @@ def home_tag(home: str | None = None) -> str:
     home = canonical_home() if home is None else os.path.realpath(home)
     if home == default_home():
         return ""
+    import hashlib  # not needed on the default home's path
     return hashlib.sha256(home.encode()).hexdigest()[:12]
 
 
