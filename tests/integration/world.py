@@ -95,9 +95,11 @@ class World:
         scratch = base / "roothome"
         scratch.mkdir(mode=0o700)
         binds = []
-        exe = Path(os.path.realpath(sys.executable))
-        if real_home in exe.parents:  # the interpreter lives in root's home (pyenv): keep it visible
-            top = real_home / exe.relative_to(real_home).parts[0]
+        # what the world needs from root's home stays visible: the interpreter (pyenv), the checkout,
+        # the guest
+        tops = {real_home / Path(os.path.realpath(p)).relative_to(real_home).parts[0]
+                for p in (sys.executable, ROOT, GUEST) if real_home in Path(os.path.realpath(p)).parents}
+        for top in sorted(tops):
             (scratch / top.name).mkdir()
             binds.append(f"mount --rbind {_q(top)} {_q(scratch / top.name)}")
         binds.append(f"mount --rbind {_q(scratch)} {_q(real_home)}")
