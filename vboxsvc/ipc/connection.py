@@ -224,7 +224,7 @@ class Client:
                         if state is None:
                             raise VBoxError(rc.NS_ERROR_CALL_FAILED,
                                             "The VirtualBox service (vboxsvc) has terminated", "IVirtualBox", "")
-                        if state in "Tt":
+                        if state and state in "Tt":
                             stopped_since = stopped_since or now
                             if now - stopped_since >= STOPPED_GRACE_S:
                                 raise VBoxError(rc.NS_ERROR_CALL_FAILED,
