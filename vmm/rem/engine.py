@@ -1,8 +1,9 @@
 """REM: the software engine — unicorn (QEMU TCG) behind vmm.engine's contract.
 
 What unicorn leaves to the VMM and how REM does it:
-- Guest RAM: the GuestMemory mapping is mapped into unicorn with mem_map_ptr; the rest
-  of the 4 GiB below RAM's top is one MMIO window routed to the MMIO bus.
+- Guest RAM: the GuestMemory mapping is mapped into unicorn with mem_map_ptr; the VGA
+  hole and the rest of the 4 GiB below the firmware ROM are MMIO routed to the MMIO bus;
+  the PAM segments and the ROM are vmm/rem/physmap.py's.
 - Port I/O: IN/OUT instruction hooks call the port bus inline (no exit per access).
 - Exceptions: unicorn reports them at UC_HOOK_INTR; the hook hands them to QEMU's own
   delivery code (see qemu_cpu.py), so #PF/#GP/#UD/int3/INT n reach the guest's IDT with
@@ -39,6 +40,7 @@ from unicorn import (
     UC_HOOK_INSN,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
+    UC_HOOK_MEM_WRITE_PROT,
     UC_MODE_64,
     UC_PROT_ALL,
     Uc,
@@ -64,6 +66,7 @@ from vmm.engine import (
 from vmm.gim import HYPERVISOR_BASE, HYPERVISOR_END, EngineSupport, Gim
 from vmm.memory import GuestMemory
 from vmm.rem import delivery_check, regs
+from vmm.rem.physmap import RemPhysMap
 from vmm.rem.qemu_cpu import (
     HF_CS32,
     HF_CS64,
@@ -125,6 +128,14 @@ class RemVm:
             raise ValueError(f"REM implements no paravirt MSRs or hypercalls; {gim.name} offered {sup}")
         self.gim = gim
         self.vcpus: list[RemVcpu] = []
+        self.firmware = None          # vmm.firmware.FirmwareImage, set before the first vCPU
+        self.legacy_windows = None    # vmm.physmap windows of the PAM segments
+
+    def set_legacy_windows(self, windows) -> None:
+        """The chipset switched PAM segments (on the vCPU thread): remap them in every vCPU."""
+        self.legacy_windows = list(windows)
+        for v in self.vcpus:
+            v.physmap.set_windows(self.legacy_windows)
 
     def create_vcpu(self, index: int) -> RemVcpu:
         if index != len(self.vcpus):
@@ -154,7 +165,10 @@ class RemVcpu:
         self._calibrate_halted()
         self.cpu = QemuCpu(uc)
         self.cpu.clear_apic_feature()
-        self._map_memory(vm.memory)
+        self.physmap = RemPhysMap(uc, vm.memory, vm.firmware, vm.legacy_windows, self._io_mmio_read,
+                                  self._io_mmio_write)
+        self.mmio_base = self.physmap.mmio_base
+        self._hooks.append(uc.hook_add(UC_HOOK_MEM_WRITE_PROT, self.physmap.on_write_prot))
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, UC_X86_INS_IN))
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, UC_X86_INS_OUT))
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, UC_X86_INS_SYSCALL))
@@ -188,16 +202,6 @@ class RemVcpu:
         if not ok:
             raise UnicornLayoutError("unicorn's CPUState.halted is not where REM expects it")
 
-    def _map_memory(self, memory: GuestMemory) -> None:
-        top_low = 0
-        for base, length, offset in memory.regions:
-            self.uc.mem_map_ptr(base, length, UC_PROT_ALL, memory.address + offset)
-            if base < FOUR_GIB:
-                top_low = max(top_low, base + length)
-        if top_low < FOUR_GIB:
-            self.mmio_base = top_low
-            self.uc.mmio_map(top_low, FOUR_GIB - top_low, self._mmio_read, None, self._mmio_write, None)
-
     def close(self) -> None:
         self.uc = None
 
@@ -220,16 +224,16 @@ class RemVcpu:
         if self._kicked:
             uc.emu_stop()
 
-    def _mmio_read(self, uc, offset, size, _data):
+    def _io_mmio_read(self, address, size):
         try:
-            return self._mmio.read(self.mmio_base + offset, size)
+            return self._mmio.read(address, size)
         except Exception as e:
             self._fail(e)
             return 0
 
-    def _mmio_write(self, uc, offset, size, value, _data):
+    def _io_mmio_write(self, address, size, value):
         try:
-            self._mmio.write(self.mmio_base + offset, size, value)
+            self._mmio.write(address, size, value)
         except Exception as e:
             self._fail(e)
 
@@ -304,6 +308,7 @@ class RemVcpu:
             finally:
                 with self._lock:
                     self._running = False
+                self.physmap.restore()
             if self._error is not None:
                 err, self._error = self._error, None
                 return InternalErrorExit(f"device error: {err!r}", {"rip": hex(cpu.u64(8 * 16))})

@@ -1,0 +1,91 @@
+"""What the VMM tells SeaBIOS through fw_cfg: RAM map, CPUs, boot order, boot policy.
+
+VirtualBox hands its BIOS the same facts through CMOS and its own VMMDev/DMI interfaces;
+SeaBIOS built for QEMU reads them from fw_cfg items and files (vmm.devices.fw_cfg).  The
+boot order comes from the machine's --boot1..4 (CFGM `BootOrder/<n>` = HardDisk, DVD,
+Floppy, Network) as a `bootorder` file of device paths, ending in HALT so that a device
+type left out of the order is not booted; with no bootable medium SeaBIOS halts with its
+message and the VM keeps running, as VirtualBox's does (`etc/boot-fail-wait` = -1).
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid as uuidlib
+
+from vmm import firmware
+from vmm.cfgm import CfgNode
+from vmm.devices import fw_cfg as keys
+from vmm.devices.fw_cfg import FwCfg
+from vmm.memory import GuestMemory
+
+E820_RAM = 1
+BOOT_DEVICES = ("HardDisk", "DVD", "Floppy", "Network")
+DEFAULT_BOOT_ORDER = ("Floppy", "DVD", "HardDisk")      # VirtualBox's default --boot1..3
+
+
+def find_bios() -> str:
+    return str(firmware.find())
+
+
+def e820_table(memory: GuestMemory) -> bytes:
+    return b"".join(struct.pack("<QQI", base, length, E820_RAM) for base, length, _ in memory.regions)
+
+
+def device_path(controller_type: str, slot: int, port: int, device: int = 0) -> str | None:
+    """The OpenFirmware path SeaBIOS matches a boot device against (its bootprio_find_*)."""
+    pci = f"/pci@i0cf8/*@{slot:x}"
+    if controller_type == "IntelAhci":
+        return f"{pci}/drive@{port:x}/disk@0"
+    if controller_type == "PIIX3":
+        return f"/pci@i0cf8/*@{slot:x},1/drive@{port:x}/disk@{device:x}"
+    if controller_type == "VirtioSCSI":
+        return f"{pci}/*@0/*@{port:x},0"
+    return None
+
+
+def boot_order(cfg: CfgNode) -> list[str]:
+    """BootOrder/1..4 values (device type names; "Null" and unknown ones skipped)."""
+    node = cfg.child("BootOrder")
+    if node is None:
+        return list(DEFAULT_BOOT_ORDER)
+    order = []
+    for _, kind in sorted((k, v) for k, v in node.values.items() if k.isdigit()):
+        if kind in BOOT_DEVICES and kind not in order:
+            order.append(kind)
+    return order
+
+
+def bootorder_file(cfg: CfgNode, storage) -> bytes:
+    """Device paths in --boot1..4 order: every disk for HardDisk, every optical drive for DVD."""
+    lines = []
+    for kind in boot_order(cfg):
+        for pc in storage:
+            for port, dev, is_dvd in pc.boot_devices():
+                if (kind == "DVD") == is_dvd and kind in ("HardDisk", "DVD"):
+                    path = device_path(pc.controller_type, pc.slot, port, dev)
+                    if path:
+                        lines.append(path)
+    lines.append("HALT")
+    return "\n".join(lines).encode() + b"\0"
+
+
+def populate(fw: FwCfg, cfg: CfgNode, memory: GuestMemory, storage, slots) -> None:
+    cpus = 1    # EM runs one vCPU
+    try:
+        vm_uuid = uuidlib.UUID(cfg.get_str("UUID", "")).bytes
+    except ValueError:
+        vm_uuid = bytes(16)
+    fw.add(keys.UUID, vm_uuid)
+    fw.add(keys.RAM_SIZE, struct.pack("<Q", memory.size))
+    fw.add(keys.NB_CPUS, struct.pack("<H", cpus))
+    fw.add(keys.MAX_CPUS, struct.pack("<H", cpus))
+    fw.add(keys.NUMA, struct.pack("<Q", 0))
+    menu = cfg.get_str("Firmware/BootMenu", "MessageAndMenu") != "Disabled"
+    fw.add(keys.BOOT_MENU, struct.pack("<H", int(menu)))
+    fw.add_file("etc/show-boot-menu", struct.pack("<H", int(menu)))
+    fw.add_file("etc/boot-menu-wait", struct.pack("<H", max(0, min(cfg.get_int("Firmware/LogoDisplayTime", 0),
+                                                                   0xFFFF))))
+    fw.add_file("etc/e820", e820_table(memory))
+    fw.add_file("bootorder", bootorder_file(cfg, storage))
+    fw.add_file("etc/boot-fail-wait", struct.pack("<i", -1))
