@@ -24,8 +24,33 @@ BOOT_DEVICES = ("HardDisk", "DVD", "Floppy", "Network")
 DEFAULT_BOOT_ORDER = ("Floppy", "DVD", "HardDisk")      # VirtualBox's default --boot1..3
 
 
+VGA_BIOS = "vgabios-isavga.bin"      # SeaVGABIOS for a plain (ISA) VGA: text modes on the legacy ports
+
+
 def find_bios() -> str:
     return str(firmware.find())
+
+
+def vga_bios() -> bytes | None:
+    """The VGA option ROM SeaBIOS runs (int 10h, so the firmware and boot loaders print on the
+    VGA text screen), from the same package as the BIOS; None if it is missing."""
+    try:
+        rom = bytearray(firmware.find(VGA_BIOS).read_bytes())
+    except (firmware.FirmwareError, OSError):
+        return None
+    return fix_rom_checksum(rom)
+
+
+def fix_rom_checksum(rom: bytearray) -> bytes | None:
+    """An option ROM's bytes sum to 0 over its declared length (512-byte units at offset 2);
+    Debian's images are shipped unpatched, so the last byte of that length is set here."""
+    if len(rom) < 3 or rom[0:2] != b"\x55\xaa":
+        return None
+    length = rom[2] * 512
+    if not 0 < length <= len(rom):
+        return None
+    rom[length - 1] = (rom[length - 1] - sum(rom[:length])) & 0xFF
+    return bytes(rom[:length])
 
 
 def e820_table(memory: GuestMemory) -> bytes:
@@ -89,3 +114,6 @@ def populate(fw: FwCfg, cfg: CfgNode, memory: GuestMemory, storage, slots) -> No
     fw.add_file("etc/e820", e820_table(memory))
     fw.add_file("bootorder", bootorder_file(cfg, storage))
     fw.add_file("etc/boot-fail-wait", struct.pack("<i", -1))
+    rom = vga_bios()
+    if rom is not None:
+        fw.add_file(f"vgaroms/{VGA_BIOS}", rom)

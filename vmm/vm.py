@@ -38,10 +38,13 @@ from vmm.devices.port80 import BOOT_MARKER_PORT, BootMarkerPort, PostCodePort
 from vmm.devices.rtc import Rtc
 from vmm.devices.serial_backends import SerialBackend, create_backend
 from vmm.devices.uart import Uart16550, UartType
+from vmm.devices.vga import PORT_BASE as VGA_PORT_BASE
+from vmm.devices.vga import WINDOW_SIZE as VGA_WINDOW_SIZE
+from vmm.devices.vga import Vga
 from vmm.em import Em, EmState, StopReason
 from vmm.firmware import FirmwareError, FirmwareImage
 from vmm.memory import LOW_RAM_LIMIT, GuestMemory
-from vmm.physmap import LEGACY_END, LEGACY_START, PAM_RW, LegacyMemoryMap
+from vmm.physmap import LEGACY_END, LEGACY_START, PAM_RW, VGA_HOLE_START, LegacyMemoryMap
 from vmm.tm import VirtualClock
 
 log = logging.getLogger("vboxpy.vm")
@@ -58,7 +61,7 @@ PLACEMENT = [
     ("pit", 0x40, 4, 0), ("port61", 0x61, 1, None), ("kbc.data", 0x60, 1, 1), ("kbc.command", 0x64, 1, 12),
     ("rtc", 0x70, 4, 8), ("post", 0x80, 1, None), ("bootmarker", BOOT_MARKER_PORT, 4, None),
     ("pci", 0xCF8, 8, None), ("acpi.pm", ACPI_PM_BASE, 0x20, ACPI_SCI_IRQ),
-    ("debugcon", 0x402, 1, None), ("fw_cfg", 0x510, 2, None),
+    ("debugcon", 0x402, 1, None), ("fw_cfg", 0x510, 12, None),
 ]
 # VirtualBox's PCI layout of a PIIX3 machine (bus 0): function -> (slot, function).  Guests made
 # on VirtualBox name their NIC after its slot (enp0s3), so these stay where VirtualBox puts them.
@@ -215,7 +218,11 @@ class Machine:
         self.pci.add_function(self.isa_bridge, *PCI_SLOTS["isa"])
         self.bootmarker = BootMarkerPort(clock, on_marker)
         self.debugcon = DebugPort(lambda line: log.info("BIOS: %s", line))
-        self.fw_cfg = FwCfg()
+        self.fw_cfg = FwCfg(self.memory)
+        self.vga = Vga()
+        self.mmio.register(VGA_HOLE_START, VGA_WINDOW_SIZE, self.vga.memory)
+        self._place("vga", VGA_PORT_BASE, 0x30, self.vga.ports)
+        self.placed.append(f"{'vga':<12} MMIO {VGA_HOLE_START:#x}-{VGA_HOLE_START + VGA_WINDOW_SIZE - 1:#x}")
         devs = {"pic.master": self.pic.master, "pic.slave": self.pic.slave, "pic.elcr": self.pic.elcr,
                 "pit": self.pit, "port61": Port61(self.pit), "kbc.data": self.kbc.data,
                 "kbc.command": self.kbc.command, "rtc": self.rtc, "post": PostCodePort(),
@@ -247,7 +254,7 @@ class Machine:
         self.storage = []
         self._storage_specs = cfg.child("Devices/storage")
         self._stateful = {"pic": self.pic, "pit": self.pit, "kbc": self.kbc, "rtc": self.rtc,
-                          "acpi": self.acpi, "pci": self.pci, "pci/isa": self.isa_bridge}
+                          "acpi": self.acpi, "pci": self.pci, "pci/isa": self.isa_bridge, "vga": self.vga}
         if fw is not None:
             self._stateful.update({"fw_cfg": self.fw_cfg, "debugcon": self.debugcon})
         for i, u in enumerate(self.uarts):
@@ -347,6 +354,10 @@ class Machine:
         kind = "poweroff" if reason is StopReason.POWER_OFF else "stuck"
         self.stopped = (kind, detail)
         log.info("VM stopped: %s (%s)", kind, detail)
+        if kind == "stuck":
+            lines = self.vga.last_lines(10)
+            if lines:
+                log.info("VGA text screen (last %d lines):\n%s", len(lines), "\n".join(f"  | {ln}" for ln in lines))
         if self.on_stop is not None:
             self.on_stop(kind, detail)
 

@@ -5,9 +5,12 @@ count, the boot order and, above all, the ACPI tables and SMBIOS (DMI) strings t
 makes itself, so a guest sees VirtualBox's platform ("innotek GmbH" / "VirtualBox") and the
 VMM's own DSDT, MADT and FADT rather than SeaBIOS's generic ones.
 
-Register device, 2 bytes (PC: 0x510): offset 0 is the 16-bit selector (write), offset 1 the
-data port (8-bit reads walk the selected item; past its end they read 0).  Only the
-traditional interface (ID bit 0): no DMA, no writes.
+Register device, 12 bytes (PC: 0x510): offset 0 is the 16-bit selector (write), offset 1 the
+data port (8-bit reads walk the selected item; past its end they read 0), offsets 4-11 the
+DMA address register (big-endian; writing its low half at offset 8 starts the transfer; reads
+give the "QEMU CFG" signature).  A DMA descriptor in guest memory (be32 control, be32 length,
+be64 address) may select an item, skip or read bytes; writes are refused (error bit).  DMA
+keeps the firmware from reading files with `rep insb`, which is also far slower.
 
 Items are keyed by number; files (key >= FILE_FIRST) are also listed in the directory at
 FILE_DIR by name.  An item may be a callable with a declared size, made when selected (the
@@ -32,6 +35,10 @@ MAX_CPUS = 0x000F
 FILE_DIR = 0x0019
 FILE_FIRST = 0x0020
 FEATURE_TRADITIONAL = 1
+FEATURE_DMA = 2
+DMA_SIGNATURE = 0x51454D5520434647          # "QEMU CFG"
+DMA_ERROR, DMA_READ, DMA_SKIP, DMA_SELECT, DMA_WRITE = 0x01, 0x02, 0x04, 0x08, 0x10
+DMA_MAX_LENGTH = 64 << 20
 FILE_NAME_MAX = 56
 MAX_FILES = 0x100
 
@@ -47,6 +54,10 @@ class _Item:
         return data[:self.size].ljust(self.size, b"\0")
 
 
+def _swap32(v: int) -> int:
+    return int.from_bytes((v & 0xFFFF_FFFF).to_bytes(4, "little"), "big")
+
+
 @dataclass
 class FwCfgState:
     selector: int = 0
@@ -54,14 +65,17 @@ class FwCfgState:
 
 
 class FwCfg:
-    def __init__(self):
+    def __init__(self, memory=None):
+        """memory: guest RAM for the DMA interface (None: traditional interface only)."""
+        self.memory = memory
+        self._dma_high = 0
         self._items: dict[int, _Item] = {}
         self._files: list[tuple[str, int]] = []
         self._selector = 0
         self._offset = 0
         self._current = b""
         self.add(SIGNATURE, b"QEMU")
-        self.add(ID, struct.pack("<I", FEATURE_TRADITIONAL))
+        self.add(ID, struct.pack("<I", FEATURE_TRADITIONAL | (FEATURE_DMA if memory is not None else 0)))
 
     # -- contents (VM builder) -------------------------------------------------------------------
     def add(self, key: int, data: bytes) -> None:
@@ -115,11 +129,42 @@ class FwCfg:
                 self._offset += 1
                 return b
             return 0
-        return 0 if size in (1, 2, 4) else 0
+        if self.memory is not None and 4 <= offset and offset + size <= 12 and size in (1, 2, 4):
+            sig = DMA_SIGNATURE.to_bytes(8, "big")
+            return int.from_bytes(sig[offset - 4:offset - 4 + size], "big")
+        return 0
 
     def write(self, offset: int, size: int, value: int) -> None:
         if offset == 0 and size == 2:
             self._select(value)
+        elif self.memory is not None and offset == 4 and size == 4:
+            self._dma_high = _swap32(value)
+        elif self.memory is not None and offset == 8 and size == 4:
+            addr = (self._dma_high << 32) | _swap32(value)
+            self._dma_high = 0
+            self._dma(addr)
+
+    def _dma(self, addr: int) -> None:
+        mem = self.memory
+        if not mem.contains(addr, 16):
+            return
+        control, length, target = struct.unpack(">IIQ", mem.read(addr, 16))
+        if control & DMA_SELECT:
+            self._select(control >> 16)
+        status = 0
+        if control & DMA_WRITE:
+            status = DMA_ERROR
+        elif control & (DMA_READ | DMA_SKIP):
+            length = min(length, DMA_MAX_LENGTH)
+            chunk = self._current[self._offset:self._offset + length]
+            if control & DMA_READ:
+                data = chunk.ljust(length, b"\0")
+                if mem.contains(target, length):
+                    mem.write(target, data)
+                else:
+                    status = DMA_ERROR
+            self._offset = min(len(self._current), self._offset + length)
+        mem.write(addr, struct.pack(">I", status))
 
     # -- saved state -----------------------------------------------------------------------------
     def get_state(self) -> FwCfgState:
