@@ -31,8 +31,8 @@ from vmm.devices.fw_cfg import FwCfg
 from vmm.devices.i440fx import QEMU_SUBSYSTEM, I440fxHost
 from vmm.devices.i8042 import I8042
 from vmm.devices.pci import PciHostBridge
-from vmm.devices.piix3 import Piix3Isa, PciIrqRouter
 from vmm.devices.pic import PicPair
+from vmm.devices.piix3 import PciIrqRouter, Piix3Isa
 from vmm.devices.pit import Pit8254, Port61
 from vmm.devices.port80 import BOOT_MARKER_PORT, BootMarkerPort, PostCodePort
 from vmm.devices.rtc import Rtc

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vmm.devices.pci import COMMAND, CMD_MEMORY, PciFunction, PciFunctionState
+from vmm.devices.pci import CMD_MEMORY, COMMAND, PciFunction, PciFunctionState
 
 VENDOR_INTEL = 0x8086
 DEVICE_82441 = 0x1237
