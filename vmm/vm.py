@@ -33,6 +33,7 @@ from vmm.devices.i8042 import I8042
 from vmm.devices.pci import PciHostBridge
 from vmm.devices.pic import PicPair
 from vmm.devices.piix3 import PciIrqRouter, Piix3Isa
+from vmm.devices.piix4_pm import Piix4Pm
 from vmm.devices.pit import Pit8254, Port61
 from vmm.devices.port80 import BOOT_MARKER_PORT, BootMarkerPort, PostCodePort
 from vmm.devices.rtc import Rtc
@@ -60,7 +61,7 @@ PLACEMENT = [
     ("pic.master", 0x20, 2, None), ("pic.slave", 0xA0, 2, None), ("pic.elcr", 0x4D0, 2, None),
     ("pit", 0x40, 4, 0), ("port61", 0x61, 1, None), ("kbc.data", 0x60, 1, 1), ("kbc.command", 0x64, 1, 12),
     ("rtc", 0x70, 4, 8), ("post", 0x80, 1, None), ("bootmarker", BOOT_MARKER_PORT, 4, None),
-    ("pci", 0xCF8, 8, None), ("acpi.pm", ACPI_PM_BASE, 0x20, ACPI_SCI_IRQ),
+    ("pci", 0xCF8, 8, None),
     ("debugcon", 0x402, 1, None), ("fw_cfg", 0x510, 12, None),
 ]
 # VirtualBox's PCI layout of a PIIX3 machine (bus 0): function -> (slot, function).  Guests made
@@ -216,6 +217,9 @@ class Machine:
         self.pci_irqs = PciIrqRouter(irqs.line)
         self.isa_bridge = Piix3Isa(self.pci_irqs)
         self.pci.add_function(self.isa_bridge, *PCI_SLOTS["isa"])
+        self.pm_function = Piix4Pm(self.acpi, self.io)
+        self.pm_function.interrupt_line = ACPI_SCI_IRQ
+        self.pci.add_function(self.pm_function, *PCI_SLOTS["acpi"])
         self.bootmarker = BootMarkerPort(clock, on_marker)
         self.debugcon = DebugPort(lambda line: log.info("BIOS: %s", line))
         self.fw_cfg = FwCfg(self.memory)
@@ -226,7 +230,7 @@ class Machine:
         devs = {"pic.master": self.pic.master, "pic.slave": self.pic.slave, "pic.elcr": self.pic.elcr,
                 "pit": self.pit, "port61": Port61(self.pit), "kbc.data": self.kbc.data,
                 "kbc.command": self.kbc.command, "rtc": self.rtc, "post": PostCodePort(),
-                "bootmarker": self.bootmarker, "pci": self.pci, "acpi.pm": self.acpi,
+                "bootmarker": self.bootmarker, "pci": self.pci,
                 "debugcon": self.debugcon, "fw_cfg": self.fw_cfg}
         for name, base, span, irq in PLACEMENT:
             if fw is None and name == "fw_cfg":
@@ -254,7 +258,8 @@ class Machine:
         self.storage = []
         self._storage_specs = cfg.child("Devices/storage")
         self._stateful = {"pic": self.pic, "pit": self.pit, "kbc": self.kbc, "rtc": self.rtc,
-                          "acpi": self.acpi, "pci": self.pci, "pci/isa": self.isa_bridge, "vga": self.vga}
+                          "acpi": self.acpi, "pci": self.pci, "pci/isa": self.isa_bridge, "vga": self.vga,
+                          "pci/acpi": self.pm_function}
         if fw is not None:
             self._stateful.update({"fw_cfg": self.fw_cfg, "debugcon": self.debugcon})
         for i, u in enumerate(self.uarts):
@@ -267,6 +272,8 @@ class Machine:
             if self.storage:
                 self.pci.assign_resources()
             self.isa_bridge.set_routes(list(KERNEL_PIRQ_ROUTES))
+            self.pm_function.enable(ACPI_PM_BASE)
+            self.placed.append(f"{'acpi.pm':<12} I/O {ACPI_PM_BASE:#06x}-{ACPI_PM_BASE + 0x1f:#06x} IRQ {ACPI_SCI_IRQ}")
             self.host_bridge.set_pam(bytes([PAM_RW << 4] + [PAM_RW << 4 | PAM_RW] * 6))
             acfg = AcpiConfig(pm_base=ACPI_PM_BASE, sci_irq=ACPI_SCI_IRQ, pci=True,
                               pci_irqs=self._pci_irq_routes())
