@@ -279,7 +279,9 @@ class Machine:
                               pci_irqs=self._pci_irq_routes())
             self.acpi_tables = build_acpi_tables(acfg, ACPI_TABLES_BASE)
         else:
-            firmware_config.populate(self.fw_cfg, cfg, self.memory, self.storage, PCI_SLOTS)
+            acpi_on = cfg.get_bool("ACPI", True)
+            firmware_config.populate(self.fw_cfg, cfg, self.memory, self.storage, PCI_SLOTS,
+                                     self._firmware_acpi_config if acpi_on else None)
 
     def _place_storage(self) -> None:
         if self._storage_specs is None:
@@ -308,6 +310,12 @@ class Machine:
             raise MachineError(f"storage: {e}")
         for pc in self.storage:
             self.placed.append(f"{pc.controller_type:<12} PCI 00:{pc.slot:02x}.0 INTA ({pc.name})")
+
+    def _firmware_acpi_config(self) -> AcpiConfig:
+        """The ACPI description of the machine as the firmware has set it up (PMBASE, PIRQs)."""
+        pm_base = self.pm_function.pm_base or ACPI_PM_BASE
+        return AcpiConfig(pm_base=pm_base, sci_irq=ACPI_SCI_IRQ, pci=True, vga=True,
+                          pci_irqs=self._pci_irq_routes())
 
     def _pci_line(self, slot: int) -> tuple[IrqLine, int]:
         """INTA of a PCI function in `slot`, through the PIIX3's PIRQ router; and the IRQ the
