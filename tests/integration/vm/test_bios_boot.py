@@ -123,3 +123,22 @@ def test_no_bootable_medium_keeps_running(cli):
     time.sleep(1.0)
     assert cli.state(name) == "running"
     _poweroff(cli, name)
+
+
+def test_reset_savestate_and_restore_of_a_bios_booted_vm(cli):
+    name = "mbr-life"
+    com1 = make_vm(cli, name, "sata --controller IntelAhci")
+    assert cli("startvm", name, "--type", "headless")[0] == 0
+    wait_for_text(com1, MARKER, cli)
+    cli("controlvm", name, "reset")                     # back through the BIOS: the marker again
+    deadline = time.monotonic() + 300
+    while com1.read_text(errors="replace").count(MARKER) < 2:
+        assert time.monotonic() < deadline, _vm_log(cli, name)[-3000:]
+        time.sleep(0.2)
+    cli("controlvm", name, "savestate")
+    cli.wait_state("saved", vm=name)
+    assert cli("startvm", name, "--type", "headless")[0] == 0
+    cli.wait_state("running", vm=name)
+    time.sleep(1.0)
+    assert cli.state(name) == "running" and "Restoring" not in cli.state(name)
+    _poweroff(cli, name)
