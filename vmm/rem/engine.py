@@ -304,11 +304,16 @@ class RemVcpu:
             try:
                 uc.emu_start(cpu.u64(8 * 16), 0)
             except UcError as e:
-                return InternalErrorExit(f"unicorn: {e}", {"rip": hex(cpu.u64(8 * 16))})
+                if not self.physmap.store_pending:
+                    return InternalErrorExit(f"unicorn: {e}", {"rip": hex(cpu.u64(8 * 16))})
+                try:                                           # a store into ROM / read-only shadow RAM
+                    self.physmap.step_over_store(cpu.u64(8 * 16))
+                except UcError as e2:
+                    return InternalErrorExit(f"unicorn: {e2}", {"rip": hex(cpu.u64(8 * 16))})
+                continue
             finally:
                 with self._lock:
                     self._running = False
-                self.physmap.restore()
             if self._error is not None:
                 err, self._error = self._error, None
                 return InternalErrorExit(f"device error: {err!r}", {"rip": hex(cpu.u64(8 * 16))})

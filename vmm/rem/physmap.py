@@ -5,11 +5,13 @@ Layout below 4 GiB: RAM 0-0xA0000, MMIO 0xA0000-0xC0000 (VGA), one mapping per P
 firmware image read-only at 4 GiB minus its size (or MMIO to 4 GiB without firmware).
 
 unicorn has no ROM that ignores stores: a store to a page mapped without write permission
-calls UC_HOOK_MEM_WRITE_PROT before it happens and, when the hook says "handled", happens
-anyway.  So the hook remembers the bytes it will overwrite, hands the store to the MMIO
-bus (where vmm.physmap drops it or puts it into RAM for a write-RAM window), and REM puts
-the old bytes back when the run returns (`restore()`).  Only the guest itself can observe
-its stray store before that.  Changing a window drops the translated code of its range.
+calls UC_HOOK_MEM_WRITE_PROT before it happens; "handled" lets it happen anyway, "not
+handled" ends the run with UC_ERR_WRITE_PROT at the start of the instruction, nothing
+stored.  So the hook hands the store to the MMIO bus (where vmm.physmap drops it or puts it
+into RAM for a write-RAM window) and declines; REM then runs that one instruction with the
+range made writable (`step_over_store`) and puts the old bytes back, so the instruction's
+other effects happen and the guest never reads its own stray store.  Changing a window
+drops the translated code of its range.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class RemPhysMap:
         self._ones.write(b"\xff" * len(self._ones))
         self._ones_addr = ctypes.addressof(ctypes.c_char.from_buffer(self._ones))
         self._mapped: list[tuple[int, int, int]] = []       # legacy windows: (start, size, host address)
-        self._pending: list[tuple[int, bytes]] = []          # (host address, bytes to put back)
+        self._pending: tuple[int, int] | None = None         # a declined store: (address, size)
         self._ranges: list[tuple[int, int, int]] = []        # every pointer mapping: (start, size, host)
         alias = firmware.alias_offset if firmware is not None else None
         self.windows = windows or windows_for(bytes(7), alias)
@@ -97,7 +99,6 @@ class RemPhysMap:
 
     # -- PAM changes (vCPU thread, possibly inside a port hook) ----------------------------------
     def set_windows(self, windows: list[Window]) -> None:
-        self.restore()
         uc = self.uc
         uc.ctl_remove_cache(LEGACY_START, LEGACY_END)
         for start, size, _ in self._mapped:
@@ -108,26 +109,35 @@ class RemPhysMap:
         uc.ctl_remove_cache(LEGACY_START, LEGACY_END)     # (unmapping flushed the TLB entries)
 
     # -- stores into read-only pages -------------------------------------------------------------
-    def _host_of(self, addr: int, size: int) -> int | None:
+    def _range_of(self, addr: int, size: int) -> tuple[int, int, int] | None:
         for start, length, host in self._mapped + self._ranges:
             if start <= addr and addr + size <= start + length:
-                return host + (addr - start)
+                return start, length, host
         return None
 
     def on_write_prot(self, uc, _access, addr, size, value, _data) -> bool:
-        host = self._host_of(addr, size)
-        if host is None:
+        if self._range_of(addr, size) is None:
             return False
-        self._pending.append((host, ctypes.string_at(host, size)))
+        self._pending = (addr, size)
         self._mmio_write(addr, size, value & ((1 << (8 * size)) - 1))
-        return True
+        return False
 
-    def restore(self) -> None:
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        for host, old in reversed(pending):
-            ctypes.memmove(host, old, len(old))
-        self.uc.ctl_remove_cache(LEGACY_START, LEGACY_END)
-        if self.firmware is not None:
-            self.uc.ctl_remove_cache(self.firmware.base, FOUR_GIB - 1)
+    @property
+    def store_pending(self) -> bool:
+        return self._pending is not None
+
+    def step_over_store(self, rip: int) -> None:
+        """Run the instruction at `rip` whose store was declined, with its target writable, then put
+        the target's bytes back and protect it again (a UcError from the step propagates)."""
+        addr, size = self._pending
+        self._pending = None
+        start, length, host = self._range_of(addr, size)
+        old = ctypes.string_at(host + addr - start, size)
+        uc = self.uc
+        uc.mem_protect(start, length, UC_PROT_ALL)
+        try:
+            uc.emu_start(rip, 0, 0, 1)
+        finally:
+            ctypes.memmove(host + addr - start, old, size)
+            uc.mem_protect(start, length, _RO)
+            uc.ctl_remove_cache(addr & ~0xFFF, (addr + size + 0xFFF) & ~0xFFF)
