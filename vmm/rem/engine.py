@@ -43,9 +43,11 @@ from unicorn import (
     UC_HOOK_MEM_WRITE_PROT,
     UC_MODE_64,
     UC_PROT_ALL,
+    UC_PROT_EXEC,
     Uc,
     UcError,
 )
+from unicorn.unicorn_py3 import unicorn as unicorn_lib
 from unicorn.x86_const import (
     UC_X86_INS_CPUID,
     UC_X86_INS_IN,
@@ -104,6 +106,12 @@ _SYSCALL_CS = (1 << 23) | (1 << 15) | (1 << 12) | (1 << 11) | (1 << 9) | (1 << 8
 _SYSCALL_SS = (1 << 23) | (1 << 22) | (1 << 15) | (1 << 12) | (1 << 9) | (1 << 8)
 _DESC_L = 1 << 21
 _DESC_B = 1 << 22
+
+
+_PREFIXES = frozenset((0xF2, 0xF3, 0x66, 0x67, 0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, *range(0x40, 0x50)))
+_uclib = unicorn_lib.uclib
+_uclib.uc_vmem_read.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+_uclib.uc_vmem_read.restype = ctypes.c_int
 
 
 class RemVm:
@@ -212,9 +220,24 @@ class RemVcpu:
         except Exception as e:      # a device bug must not unwind through unicorn
             self._fail(e)
             return (1 << (8 * size)) - 1
-        if self._kicked:
+        if self._kicked and not self._string_in():
             uc.emu_stop()           # a safe point: the run ends after this instruction's block
         return value
+
+    def _string_in(self) -> bool:
+        """Is the IN being hooked an INS (REP or not)?  A stop requested there lands after the
+        store, RIP goes back to the instruction and the port is read again: a byte of a PIO or
+        fw_cfg transfer would be lost.  Such a run ends at the next safe point instead."""
+        cpu = self.cpu
+        linear = (cpu.segment(R_CS)[1] + cpu.u64(OFF_EIP)) & 0xFFFF_FFFF_FFFF_FFFF
+        buf = ctypes.create_string_buffer(8)
+        if _uclib.uc_vmem_read(self.uc._uch, linear, UC_PROT_EXEC, buf, 8) != 0:
+            return False
+        for b in buf.raw:
+            if b in _PREFIXES:
+                continue
+            return b in (0x6C, 0x6D)
+        return False
 
     def _on_out(self, uc, port, size, value, _data):
         try:
