@@ -142,3 +142,12 @@ def test_reset_savestate_and_restore_of_a_bios_booted_vm(cli):
     time.sleep(1.0)
     assert cli.state(name) == "running" and "Restoring" not in cli.state(name)
     _poweroff(cli, name)
+
+
+def test_efi_firmware_is_refused_at_startvm(cli):
+    name = "efi"
+    make_vm(cli, name, None)
+    cli("modifyvm", name, "--firmware", "efi")
+    code, out, err = cli("startvm", name, "--type", "headless", check=None)
+    assert code != 0 and "firmware type EFI is not available" in out + err, (out, err)
+    cli.wait_state("poweroff", vm=name)
