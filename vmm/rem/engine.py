@@ -68,7 +68,7 @@ from vmm.engine import (
 from vmm.gim import HYPERVISOR_BASE, HYPERVISOR_END, EngineSupport, Gim
 from vmm.memory import GuestMemory
 from vmm.rem import delivery_check, regs
-from vmm.rem.physmap import RemPhysMap
+from vmm.rem.physmap import RemPhysMap, drop_code
 from vmm.rem.qemu_cpu import (
     HF_CS32,
     HF_CS64,
@@ -90,6 +90,7 @@ MSR_LSTAR = 0xC000_0082
 MSR_CSTAR = 0xC000_0083
 MSR_FMASK = 0xC000_0084
 EFER_SCE = 1
+CR0_PG = 1 << 31
 EFER_LMA = 1 << 10
 RF_MASK = 1 << 16
 DF_MASK = 1 << 10
@@ -138,6 +139,11 @@ class RemVm:
         self.vcpus: list[RemVcpu] = []
         self.firmware = None          # vmm.firmware.FirmwareImage, set before the first vCPU
         self.legacy_windows = None    # vmm.physmap windows of the PAM segments
+        memory.write_listeners.append(self._ram_written)
+
+    def _ram_written(self, gpa: int, length: int) -> None:
+        for v in self.vcpus:
+            v.ram_written(gpa, length)
 
     def set_legacy_windows(self, windows) -> None:
         """The chipset switched PAM segments (on the vCPU thread): remap them in every vCPU."""
@@ -194,6 +200,8 @@ class RemVcpu:
         self._stop_reason: str | None = None
         self._triple = False
         self._error: BaseException | None = None
+        self._thread: int | None = None             # the vCPU thread while run() is active
+        self._written: list[tuple[int, int]] = []   # RAM written by other threads, for the next run
         self.exits = {"syscall": 0, "exception": 0, "interrupt": 0, "halt": 0, "kick": 0}
 
     # -- setup ---------------------------------------------------------------------------------
@@ -212,6 +220,16 @@ class RemVcpu:
 
     def close(self) -> None:
         self.uc = None
+
+    def ram_written(self, gpa: int, length: int) -> None:
+        """Device DMA into guest RAM: drop translated code there (vmm/rem/physmap.py drop_code)."""
+        if self.uc is None:
+            return
+        if self._thread is not None and threading.get_ident() != self._thread:
+            with self._lock:
+                self._written.append((gpa, length))
+            return
+        drop_code(self.uc, gpa, length, bool(self.cpu.u64(OFF_CR) & CR0_PG))
 
     # -- hooks (run on the vCPU thread, inside emu_start) ---------------------------------------
     def _on_in(self, uc, port, size, _data):
@@ -316,7 +334,12 @@ class RemVcpu:
         if self._triple:
             self._triple = False
             return ShutdownExit("triple fault (interrupt delivery)")
+        self._thread = threading.get_ident()
         while True:
+            with self._lock:
+                written, self._written = self._written, []
+            for gpa, length in written:
+                drop_code(uc, gpa, length, bool(cpu.u64(OFF_CR) & CR0_PG))
             with self._lock:
                 if self._kicked:
                     self._kicked = self._urgent = False
