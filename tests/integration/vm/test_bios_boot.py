@@ -151,3 +151,30 @@ def test_efi_firmware_is_refused_at_startvm(cli):
     code, out, err = cli("startvm", name, "--type", "headless", check=None)
     assert code != 0 and "firmware type EFI is not available" in out + err, (out, err)
     cli.wait_state("poweroff", vm=name)
+
+
+def _guest_disk() -> Path | None:
+    import os
+    root = Path(os.environ.get("VBOXPY_GUEST_CACHE") or Path(__file__).resolve().parents[3] / ".cache" / "guest")
+    disk = root / "boot-disk.vdi"
+    return disk if disk.is_file() else None
+
+
+@pytest.mark.skipif(_guest_disk() is None, reason="no bootable guest disk (the guest builder's --media disk)")
+def test_linux_disk_boots_through_the_bios_and_the_power_button_ends_it(cli):
+    """SeaBIOS -> SYSLINUX (INT 13h over AHCI) -> Linux with the VMM's ACPI tables from fw_cfg."""
+    import shutil
+    name = "linux"
+    disk = cli.home / "linux.vdi"
+    shutil.copyfile(_guest_disk(), disk)
+    com1 = cli.home / "linux-com1.txt"
+    cli("createvm", "--name", name, "--ostype", "Debian_64", "--register")
+    cli("modifyvm", name, "--memory", "256", "--boot1", "disk", "--uart1", "0x3f8", "4", "--uart-mode1", "file",
+        str(com1))
+    cli("storagectl", name, "--name", "SATA", "--add", "sata", "--controller", "IntelAhci")
+    cli("storageattach", name, "--storagectl", "SATA", "--port", "0", "--device", "0", "--type", "hdd",
+        "--medium", str(disk))
+    assert cli("startvm", name, "--type", "headless")[0] == 0
+    wait_for_text(com1, "VBOXPY-GUEST-READY", cli, timeout=900)
+    cli("controlvm", name, "acpipowerbutton")
+    cli.wait_state("poweroff", timeout=300, vm=name)
