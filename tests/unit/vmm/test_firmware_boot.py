@@ -63,10 +63,23 @@ def _with_disk(path: str, **values) -> CfgNode:
     return cfg
 
 
-def test_no_bootable_device_keeps_running_with_the_message_on_screen(caplog):
+def _engine(kind: str) -> str:
+    if kind == "hm":
+        from tests.unit.vmm.hm.harness import hm_unusable
+        reason = hm_unusable()
+        if reason:
+            pytest.skip(reason)
+    return kind
+
+
+ENGINES = (pytest.param("hm", marks=pytest.mark.kvm), "rem")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_no_bootable_device_keeps_running_with_the_message_on_screen(caplog, engine):
     caplog.set_level(logging.INFO, logger="vboxpy")
     stops = []
-    m = Machine(_cfg(), on_stop=lambda *a: stops.append(a))
+    m = Machine(_cfg(Engine=_engine(engine)), on_stop=lambda *a: stops.append(a))
     try:
         assert m.boot_image is None and "firmware" in m.describe()[3]
         m.start()
@@ -109,7 +122,8 @@ def test_boot_sector_prints_through_int10_then_a_triple_fault_logs_the_screen(tm
     assert screen and "HELLO FROM THE BOOT SECTOR" in screen[0]
 
 
-def test_shadow_ram_and_rom_ignore_stores(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_shadow_ram_and_rom_ignore_stores(tmp_path, engine):
     """The boot sector stores into the write-protected F segment, reads it back at once (same
     translated block) and prints what it saw on COM1."""
     code = bytearray([
@@ -129,8 +143,8 @@ def test_shadow_ram_and_rom_ignore_stores(tmp_path):
         0xFA, 0xF4,                           # cli; hlt
     ])
     com = Capture()
-    m = Machine(_with_disk(_disk(tmp_path, bytes(code)), Devices__serial__0__Enabled=True),
-                serial_backends={0: com})
+    m = Machine(_with_disk(_disk(tmp_path, bytes(code)), Devices__serial__0__Enabled=True,
+                           Engine=_engine(engine)), serial_backends={0: com})
     try:
         m.start()
         assert _wait(lambda: bool(com.data))
