@@ -363,6 +363,9 @@ class Machine:
             if name != "rtc":                 # CMOS RAM and the clock survive a reset, as on a PC
                 dev.set_state(self._initial_states[name])
         self.memory.mmap.madvise(mmap.MADV_DONTNEED)
+        flush = getattr(self.vm, "flush_code", None)     # REM: code translated from the old RAM
+        if flush is not None:
+            flush()
         self._load_boot()
 
     def _em_stopped(self, reason: StopReason, detail: str) -> None:

@@ -145,6 +145,12 @@ class RemVm:
         for v in self.vcpus:
             v.ram_written(gpa, length)
 
+    def flush_code(self) -> None:
+        """RAM was replaced wholesale (machine reset): forget every translated block (vCPU thread)."""
+        for v in self.vcpus:
+            if v.uc is not None:
+                v.uc.ctl_flush_tb()
+
     def set_legacy_windows(self, windows) -> None:
         """The chipset switched PAM segments (on the vCPU thread): remap them in every vCPU."""
         self.legacy_windows = list(windows)
