@@ -100,10 +100,11 @@ def _poweroff(cli: Cli, name: str) -> None:
     cli.wait_state("poweroff", vm=name)
 
 
-@pytest.mark.parametrize("controller", ["sata --controller IntelAhci", "virtio --controller VirtIO"])
-def test_boot_sector_runs_through_the_bios(cli, controller):
+@pytest.mark.parametrize("controller, ioapic", [("sata --controller IntelAhci", "off"),
+                                                ("virtio --controller VirtIO", "on")])
+def test_boot_sector_runs_through_the_bios(cli, controller, ioapic):
     name = "mbr-" + controller.split()[0]
-    com1 = make_vm(cli, name, controller)
+    com1 = make_vm(cli, name, controller, ioapic=ioapic)
     assert cli("startvm", name, "--type", "headless")[0] == 0
     wait_for_text(com1, MARKER, cli)
     assert cli.state(name) == "running"
