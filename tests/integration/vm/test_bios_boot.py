@@ -163,19 +163,34 @@ def _guest_disk() -> Path | None:
 
 @pytest.mark.skipif(_guest_disk() is None, reason="no bootable guest disk (the guest builder's --media disk)")
 def test_linux_disk_boots_through_the_bios_and_the_power_button_ends_it(cli):
-    """SeaBIOS -> SYSLINUX (INT 13h over AHCI) -> Linux with the VMM's ACPI tables from fw_cfg."""
+    """SeaBIOS -> SYSLINUX (INT 13h over AHCI) -> Linux with the VMM's ACPI and DMI tables from fw_cfg."""
     import shutil
+    import socket
+
+    from tests.integration.vm.serial_tcp import TcpSerial
     name = "linux"
     disk = cli.home / "linux.vdi"
     shutil.copyfile(_guest_disk(), disk)
-    com1 = cli.home / "linux-com1.txt"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     cli("createvm", "--name", name, "--ostype", "Debian_64", "--register")
-    cli("modifyvm", name, "--memory", "256", "--boot1", "disk", "--uart1", "0x3f8", "4", "--uart-mode1", "file",
-        str(com1))
+    cli("modifyvm", name, "--memory", "256", "--boot1", "disk", "--uart1", "0x3f8", "4", "--uart-mode1",
+        "tcpserver", str(port))
     cli("storagectl", name, "--name", "SATA", "--add", "sata", "--controller", "IntelAhci")
     cli("storageattach", name, "--storagectl", "SATA", "--port", "0", "--device", "0", "--type", "hdd",
         "--medium", str(disk))
     assert cli("startvm", name, "--type", "headless")[0] == 0
-    wait_for_text(com1, "VBOXPY-GUEST-READY", cli, timeout=900)
-    cli("controlvm", name, "acpipowerbutton")
-    cli.wait_state("poweroff", timeout=300, vm=name)
+    serial = TcpSerial(port)
+    try:
+        serial.wait_for("VBOXPY-GUEST-READY", 900)
+        mark = serial.size
+        serial.send("cat /sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_name; ls /sys/bus/pci/devices\r")
+        serial.wait_for("0000:00:0d.0", 120, start=mark)
+        out = serial.text(mark)
+        assert "innotek GmbH" in out and "VirtualBox" in out          # systemd-detect-virt: oracle
+        assert all(f"0000:00:{d}" in out for d in ("00.0", "01.0", "07.0", "0d.0"))
+        cli("controlvm", name, "acpipowerbutton")
+        cli.wait_state("poweroff", timeout=300, vm=name)
+    finally:
+        serial.close()
