@@ -184,3 +184,21 @@ def test_table_loader_relocates_every_pointer_and_checksum():
     assert kinds.count(2) == 2 + 2 * 1 + 4 and kinds.count(3) == 2 + 3   # RSDP, RSDT/XSDT entry, FADT
     assert fix_rom_checksum(bytearray(b"\x55\xaa\x01" + bytes(509) + b"junk")) is not None
     assert fix_rom_checksum(bytearray(b"\x55\xaa\x09" + bytes(100))) is None
+
+
+def test_smbios_structures_carry_virtualbox_strings():
+    from vmm.devices import smbios
+    anchor, table = smbios.build("0f0e0d0c-0b0a-4908-8706-050403020100")
+    assert anchor[:4] == b"_SM_" and sum(anchor) & 0xFF == 0 and sum(anchor[0x10:0x1F]) & 0xFF == 0
+    assert struct.unpack_from("<H", anchor, 0x16)[0] == len(table)
+    found, pos = {}, 0
+    while pos < len(table):                       # walk: formatted area, then strings up to "\0\0"
+        stype, length = table[pos], table[pos + 1]
+        end = table.index(b"\0\0", pos + length) + 2
+        found[stype] = [s.decode() for s in table[pos + length:end].split(b"\0") if s]
+        pos = end
+    assert list(found) == [0, 1, 2, 3, 11, 127]
+    assert found[0][0] == "innotek GmbH" and found[1][:2] == ["innotek GmbH", "VirtualBox"]
+    assert found[2][0] == "Oracle Corporation" and found[11][0].startswith("vboxVer_")
+    uuid_le = table[table.index(b"\x01\x1b") + 8:table.index(b"\x01\x1b") + 24]
+    assert uuid_le == bytes.fromhex("0c0d0e0f0a0b08498706050403020100")
