@@ -105,11 +105,6 @@ class FirmwareImage:
             return b"\xff" * max(0, length)
         return bytes(self.mmap[offset:offset + length])
 
-    def restore(self, offset: int, data: bytes) -> None:
-        """Put back ROM bytes an engine let a guest store overwrite (REM's write-protect path)."""
-        if 0 <= offset and offset + len(data) <= self.size:
-            self.mmap[offset:offset + len(data)] = data
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vmm.firmware", description="fetch SeaBIOS into the cache")

@@ -95,7 +95,7 @@ def bootorder_file(cfg: CfgNode, storage) -> bytes:
     return "\n".join(lines).encode() + b"\0"
 
 
-def populate(fw: FwCfg, cfg: CfgNode, memory: GuestMemory, storage, slots, acpi_config=None) -> None:
+def populate(fw: FwCfg, cfg: CfgNode, memory: GuestMemory, storage, acpi_config=None) -> None:
     """acpi_config: a callable returning the vmm.devices.acpi.AcpiConfig of the machine as it is
     now (None: no ACPI tables; SeaBIOS then offers none either)."""
     cpus = 1    # EM runs one vCPU

@@ -277,7 +277,7 @@ class Machine:
             self.acpi_tables = build_acpi_tables(acfg, ACPI_TABLES_BASE)
         else:
             acpi_on = cfg.get_bool("ACPI", True)
-            firmware_config.populate(self.fw_cfg, cfg, self.memory, self.storage, PCI_SLOTS,
+            firmware_config.populate(self.fw_cfg, cfg, self.memory, self.storage,
                                      self._firmware_acpi_config if acpi_on else None)
 
     def _place_apics(self) -> None:
