@@ -85,6 +85,7 @@ def _firmware(machine, cfg: CfgNode) -> None:
     cfg.set("Firmware/Type", FirmwareType(fw.firmware_type).name)
     cfg.set("Firmware/BootMenu", FirmwareBootMenuMode(fw.boot_menu_mode).name)
     cfg.set("Firmware/LogoDisplayTime", int(fw.logo_display_time))
+    cfg.set("ACPI", bool(fw.acpi_enabled))          # --acpi off: the firmware gets no ACPI tables
     for position in range(1, BOOT_POSITIONS + 1):
         kind = DeviceType(machine.get_boot_order(position))
         cfg.set(f"BootOrder/{position}", kind.name)

@@ -38,7 +38,7 @@ class FakeMachine:
         self.attachments = {}
         self.effective_paravirt = ParavirtProvider.KVM      # Default for Debian_64
         self.firmware_settings = NS(firmware_type=FirmwareType.BIOS, boot_menu_mode=FirmwareBootMenuMode.MessageAndMenu,
-                                    logo_display_time=0, ioapic_enabled=True)   # I/O APIC: 64-bit default
+                                    logo_display_time=0, ioapic_enabled=True, acpi_enabled=True)   # I/O APIC: 64-bit default
         self.boot_order = {1: DeviceType.Floppy, 2: DeviceType.DVD, 3: DeviceType.HardDisk, 4: DeviceType.Null}
         self.__dict__.update(kw)
         self.platform = NS(x86=NS(get_cpu_property=self.cpu_props.get, get_hw_virt_ex_property=self.hw.get))
@@ -193,4 +193,5 @@ def test_firmware_and_boot_order():
     fm.firmware_settings.firmware_type = FirmwareType.EFI
     cfg = read_settings(fm).cfg
     assert cfg.get("Firmware/Type") == "EFI" and cfg.get("Firmware/BootMenu") == "MessageAndMenu"
+    assert cfg.get("ACPI") is True
     assert [cfg.get(f"BootOrder/{i}") for i in range(1, 5)] == ["HardDisk", "DVD", "Null", "Network"]
