@@ -41,6 +41,8 @@ CRTC_HDISP_END, CRTC_MAX_SCAN, CRTC_CURSOR_START, CRTC_CURSOR_END = 0x01, 0x09, 
 CRTC_START_HI, CRTC_START_LO, CRTC_CURSOR_HI, CRTC_CURSOR_LO = 0x0C, 0x0D, 0x0E, 0x0F
 CRTC_VDISP_END, CRTC_OVERFLOW, CRTC_OFFSET = 0x12, 0x07, 0x13
 
+# GC misc memory map select -> (offset in the 0xA0000 window, size)
+_MAPS = ((0, 0x20000), (0, 0x10000), (0x10000, 0x8000), (0x18000, 0x8000))
 _CP437_HIGH = ("ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌"
                "█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u00a0")
 
@@ -91,8 +93,7 @@ class Vga:
     # -- memory window ---------------------------------------------------------------------------
     def _window(self, offset: int) -> int | None:
         """Offset inside the memory map the GC selects, or None outside it."""
-        sel = (self.s.gc[GC_MISC] >> 2) & 3
-        base, size = ((0, 0x20000), (0, 0x10000), (0x10000, 0x8000), (0x18000, 0x8000))[sel]
+        base, size = _MAPS[(self.s.gc[GC_MISC] >> 2) & 3]
         if base <= offset < base + size:
             return offset - base
         return None
@@ -353,5 +354,24 @@ class _Memory:
         return sum(self.vga.mem_read(offset + i) << (8 * i) for i in range(size))
 
     def write(self, offset: int, size: int, value: int) -> None:
-        for i in range(size if size in (1, 2, 4, 8) else 0):
-            self.vga.mem_write(offset + i, (value >> (8 * i)) & 0xFF)
+        if size not in (1, 2, 4, 8):
+            return
+        vga = self.vga
+        s = vga.s
+        mem_mode = s.seq[SEQ_MEMORY_MODE]
+        if not mem_mode & 0x0C:                       # odd/even, no chain-4: text mode, the hot path
+            base, length = _MAPS[(s.gc[GC_MISC] >> 2) & 3]
+            off = offset - base
+            if 0 <= off and off + size <= length:
+                mask, planes = s.seq[SEQ_MAP_MASK], vga._planes
+                for i in range(size):
+                    o = off + i
+                    plane, addr = o & 1, o & 0xFFFE
+                    byte = (value >> (8 * i)) & 0xFF
+                    if mask >> plane & 1:
+                        planes[plane * PLANE_SIZE + addr] = byte
+                    if mask >> (plane + 2) & 1:
+                        planes[(plane + 2) * PLANE_SIZE + addr] = byte
+                return
+        for i in range(size):
+            vga.mem_write(offset + i, (value >> (8 * i)) & 0xFF)
