@@ -82,9 +82,8 @@ def build_disk(out_raw: Path, out_vdi: Path, kernel: Path, initrd: Path, loaders
         f.truncate(DISK_SIZE)
     part = Partition(PARTITION_START, DISK_SIZE // SECTOR - PARTITION_START, TYPE_FAT16_LBA, active=True)
     offset = part.start_lba * SECTOR
-    volume_id = f"{stable_uuid(key).int & 0xFFFFFFFF:08X}"
     # mkfs.fat writes the file system inside the image at the partition (hidden sectors = start).
-    run(["mkfs.fat", "-F", "16", "-n", FAT_LABEL, "-i", volume_id, "--invariant",
+    run(["mkfs.fat", "-F", "16", "-n", FAT_LABEL, "--invariant",
          "--offset", str(part.start_lba), "-h", str(part.start_lba), str(tmp),
          str(part.sectors * SECTOR // 1024)], env=env)
     image = f"{tmp}@@{offset}"
