@@ -29,7 +29,7 @@ from vmm.guest.mbr import BOOT_CODE_SIZE, SECTOR, TYPE_LINUX, Partition, build_m
 from vmm.guest.media import read_manifest, write_manifest
 from vmm.guest.tovdi import raw_to_vdi
 
-DEBIAN_DISK_VERSION = 1
+DEBIAN_DISK_VERSION = 2
 SUITE = "bookworm"
 MIRRORS = [
     f"deb http://deb.debian.org/debian {SUITE} main",
@@ -52,7 +52,7 @@ KERNEL_CMDLINE = "ro console=tty0 console=ttyS0,115200"
 GRUB_TIMEOUT = 1
 # Built into core.img: enough to find the root file system by UUID and read grub.cfg; the rest
 # load from /boot/grub/i386-pc on demand.
-GRUB_CORE_MODULES = ["biosdisk", "part_msdos", "ext2", "search_fs_uuid", "normal", "configfile"]
+GRUB_CORE_MODULES = ["biosdisk", "part_msdos", "ext2", "search", "search_fs_uuid", "normal", "configfile"]
 GRUB_MODULE_DIR = "usr/lib/grub/i386-pc"
 # boot.img's fields as GRUB's boot.S lays them out: the LBA of core.img's first sector.
 GRUB_KERNEL_SECTOR_OFFSET = 0x5C

@@ -6,7 +6,9 @@ network), and its cache is keyed by the versions these functions report.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,7 +17,15 @@ class GuestBuildError(Exception):
     """A step of the guest build failed; the message says which and why."""
 
 
+def _tool(name: str) -> str:
+    """The program's path; the system directories too, which a normal user's PATH may lack."""
+    if os.sep in name:
+        return name
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin") or name
+
+
 def run(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> str:
+    cmd = [_tool(cmd[0])] + cmd[1:]
     try:
         res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     except FileNotFoundError:
