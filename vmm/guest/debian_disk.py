@@ -71,7 +71,10 @@ def debian_files(directory: Path) -> DebianDisk:
                       directory / "vagrant_insecure_key", directory / "vagrant_insecure_key.pub")
 
 
-def find_debian_disk(directory: Path) -> DebianDisk | None:
+def find_debian_disk(directory: Path | None = None) -> DebianDisk | None:
+    """The built Debian disk, or None when `--media debian` has not been run."""
+    from vmm.guest.builder import cache_dir
+    directory = directory or cache_dir()
     files = debian_files(directory)
     ok = all(p.is_file() for p in (files.raw, files.vdi, files.private_key)) and "debian" in read_manifest(directory)
     return files if ok else None

@@ -50,6 +50,13 @@ def media_files(directory: Path) -> MediaFiles:
     return MediaFiles(directory / "boot-disk.img", directory / "boot-disk.vdi", directory / "boot.iso")
 
 
+def find_boot_media(directory: Path | None = None) -> MediaFiles | None:
+    """The built disk image and ISO, or None when `--media disk,iso` has not been run."""
+    from vmm.guest.builder import cache_dir
+    files = media_files(directory or cache_dir())
+    return files if all(p.is_file() for p in (files.disk_raw, files.disk_vdi, files.iso)) else None
+
+
 def stable_uuid(key: dict) -> uuidlib.UUID:
     """A UUID derived from the build inputs: the same inputs name the same medium."""
     digest = hashlib.sha256(repr(sorted(key.items())).encode()).digest()
