@@ -17,12 +17,13 @@ if [ "${1:-}" = "--test" ]; then
     command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
     # the full Debian disk the tests boot
     command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
+    command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)   # the boot benchmark's peer
 fi
 # the guest builder finds Debian's kernel, busybox, the boot loaders and Vagrant's key
 # through the apt lists
 lists_ok=1
-apt-cache show --no-all-versions linux-image-amd64 busybox-static syslinux syslinux-common isolinux \
-    vagrant >/dev/null 2>&1 || lists_ok=0
+apt-cache show --no-all-versions linux-image-amd64 busybox-static seabios syslinux syslinux-common \
+    isolinux vagrant >/dev/null 2>&1 || lists_ok=0
 if [ ${#need_apt[@]} -gt 0 ] || [ $lists_ok = 0 ]; then
     $SUDO apt-get update -q >/dev/null
 fi
@@ -34,3 +35,5 @@ python3 -m pip install -q --disable-pip-version-check -e ".${extra}" 2>&1 | grep
 # Byte-compile once: start-up time of vboxmanage and vboxsvc matters, and an environment with
 # PYTHONDONTWRITEBYTECODE would otherwise recompile every module on every start.
 python3 -m compileall -q -j 0 settings vboxsvc frontends vmm >/dev/null
+# The VM's firmware: Debian's SeaBIOS, downloaded and unpacked into .cache/firmware (no root needed)
+python3 -m vmm.firmware
