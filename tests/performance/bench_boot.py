@@ -23,6 +23,7 @@ import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,7 +33,11 @@ from vmm.guest.builder import build, guest_files  # noqa: E402
 from vmm.guest.init_script import READY_MARKER  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from qemu_media import LOGIN_PROMPT, ensure_media, qemu_command  # noqa: E402
+from qemu_media import DEBIAN_MEMORY_MB, LOGIN_PROMPT, ensure_media, qemu_command  # noqa: E402
+
+from vmm.guest.builder import cache_dir  # noqa: E402
+from vmm.guest.debian_disk import debian_files  # noqa: E402
+from vmm.guest.media import media_files  # noqa: E402
 
 MEMORY_MB = 256
 CMDLINE = "console=ttyS0 quiet"
@@ -41,10 +46,27 @@ DD = f"time dd if=/dev/zero of=/dev/null bs=1M count={DD_MB}"
 BIOS_FORMS = ("disk", "iso", "debian")
 
 
-def ours_bios(form: str) -> list[str] | None:
-    """Our command booting a BIOS form through the firmware; None while the VMM has no firmware
-    boot (then only the QEMU row is printed)."""
-    return None
+def _run_help() -> str:
+    res = subprocess.run([sys.executable, "-m", "vmm.run", "--help"], capture_output=True, text=True)
+    return res.stdout
+
+
+def ours_bios(form: str, scratch: str) -> list[str] | None:
+    """Our command booting a BIOS form through the firmware from a scratch copy of the medium on
+    the AHCI controller (the ISO on a DVD drive); None when vmm.run cannot boot that form."""
+    helptext = _run_help()
+    if "[--kernel" not in helptext:
+        return None                                 # --kernel is required: no firmware boot here
+    d = cache_dir()
+    cmd = [sys.executable, "-m", "vmm.run", "--memory", str(MEMORY_MB)]
+    if form == "iso":
+        return cmd + ["--dvd", str(media_files(d).iso)] if "--dvd" in helptext else None
+    src = media_files(d).disk_raw if form == "disk" else debian_files(d).raw
+    copy = os.path.join(scratch, f"{form}.img")
+    subprocess.run(["cp", "--sparse=always", str(src), copy], check=True)
+    if form == "debian":
+        cmd[-1] = str(DEBIAN_MEMORY_MB)
+    return cmd + ["--disk", f"ahci:{copy}"]
 
 
 def ensure_qemu() -> str | None:
@@ -187,9 +209,11 @@ def main() -> int:
             bios_form(qemu, args.runs, args.timeout)
             continue
         if form in BIOS_FORMS:
-            peers = [("vboxpy REM", ours_bios(form))] if ours_bios(form) else []
+            scratch = tempfile.mkdtemp(prefix="vboxpy-bench-")
+            ours = ours_bios(form, scratch)
+            peers = [("vboxpy REM", ours)] if ours else []
             if qemu:
-                peers.append(("QEMU TCG", qemu_command(form, qemu)))
+                peers.append(("QEMU TCG", qemu_command(form, qemu, bus="ahci")))
             marker = LOGIN_PROMPT if form == "debian" else READY_MARKER.encode()
             for name, cmd in peers:
                 for _ in range(args.runs):
@@ -197,6 +221,7 @@ def main() -> int:
                     rows.append((form, name, r))
                     what = "login prompt" if form == "debian" else "ready"
                     print(f"{form:8} {name:11} {what} {r.get('ready_s', float('nan')):6.2f} s", flush=True)
+            shutil.rmtree(scratch, ignore_errors=True)
             continue
         kernel = forms[form]
         ours = [sys.executable, "-m", "vmm.run", "--kernel", str(kernel), "--initrd", str(files.initrd),

@@ -47,17 +47,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def qemu_command(medium: str, qemu: str, ssh_port: int | None = None) -> list[str]:
-    """The QEMU command line booting `medium` (disk, iso, debian) from its cached image."""
+def _disk(path: Path, fmt: str, bus: str) -> list[str]:
+    """A disk on PIIX IDE (VirtualBox's default controller) or on an AHCI controller; writes go to
+    a temporary overlay, never to the cached image."""
+    if bus == "ide":
+        return ["-drive", f"file={path},format={fmt},if=ide,snapshot=on"]
+    return ["-drive", f"file={path},format={fmt},if=none,id=d0,snapshot=on", "-device", "ahci,id=sata",
+            "-device", "ide-hd,drive=d0,bus=sata.0"]
+
+
+def qemu_command(medium: str, qemu: str, ssh_port: int | None = None, bus: str = "ide") -> list[str]:
+    """The QEMU command line booting `medium` (disk, iso, debian) from its cached image; disks on
+    `bus` (ide or ahci)."""
     d = cache_dir()
     cmd = [qemu, "-accel", "tcg", "-M", "pc", "-bios", BIOS, "-nographic", "-no-reboot",
            "-m", str(DEBIAN_MEMORY_MB if medium == "debian" else MEMORY_MB)]
     if medium == "disk":
-        cmd += ["-drive", f"file={media_files(d).disk_vdi},format=vdi,if=ide,snapshot=on", "-boot", "c"]
+        cmd += _disk(media_files(d).disk_vdi, "vdi", bus) + ["-boot", "c"]
     elif medium == "iso":
         cmd += ["-cdrom", str(media_files(d).iso), "-boot", "d"]
     elif medium == "debian":
-        cmd += ["-drive", f"file={debian_files(d).raw},format=raw,if=ide,snapshot=on", "-boot", "c"]
+        cmd += _disk(debian_files(d).raw, "raw", bus) + ["-boot", "c"]
         if ssh_port:
             cmd += ["-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
                     "-device", "e1000,netdev=n0"]
