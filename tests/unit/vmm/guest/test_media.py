@@ -233,3 +233,14 @@ def test_iso_holds_kernel_and_initrd():
         extent, size = root[name]
         assert iso[extent * ISO_BLOCK:extent * ISO_BLOCK + size] == src.read_bytes()
     assert "ISOLINUX" in root
+
+
+# --- the command line ------------------------------------------------------------------------
+
+def test_media_option_parses_lists_and_rejects_unknown(capsys):
+    from vmm.guest.builder import _media_list, main
+    assert _media_list("disk, iso") == {"disk", "iso"}
+    assert _media_list("all") == {"disk", "iso", "debian"}
+    with pytest.raises(SystemExit) as e:
+        main(["--media", "disk,floppy"])
+    assert e.value.code == 2 and "unknown medium floppy" in capsys.readouterr().err
