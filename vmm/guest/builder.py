@@ -1,7 +1,7 @@
 """Build the Debian guest used by the tests, the demo and the benchmarks.
 
-`python -m vmm.guest.builder [--quiet] [--force] [--media disk,iso,debian]` downloads the kernel package that
-`linux-image-amd64` depends on and `busybox-static` with `apt-get download`, extracts
+`python -m vmm.guest.builder [--quiet] [--force] [--media disk,iso,debian]` downloads the
+kernel package that `linux-image-amd64` depends on and `busybox-static` with `apt-get download`, extracts
 `vmlinuz`, derives `vmlinux`, and writes an uncompressed cpio initramfs (busybox, /init,
 the storage/ACPI modules and their dependencies).  Results go to the cache directory
 (`.cache/guest/` in the checkout, or $VBOXPY_GUEST_CACHE) with a manifest naming the
