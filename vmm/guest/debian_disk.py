@@ -29,7 +29,7 @@ from vmm.guest.mbr import BOOT_CODE_SIZE, SECTOR, TYPE_LINUX, Partition, build_m
 from vmm.guest.media import read_manifest, write_manifest
 from vmm.guest.tovdi import raw_to_vdi
 
-DEBIAN_DISK_VERSION = 2
+DEBIAN_DISK_VERSION = 3
 SUITE = "bookworm"
 MIRRORS = [
     f"deb http://deb.debian.org/debian {SUITE} main",
@@ -49,6 +49,11 @@ DISK_SIZE = 4 << 30
 PARTITION_START = 2048
 FS_LABEL = "vboxpy-root"
 KERNEL_CMDLINE = "ro console=tty0 console=ttyS0,115200"
+# Under CPU emulation udev's coldplug can take minutes of guest time; systemd's default of 90 s
+# for a device to appear would then fail the serial getty (it binds to /dev/ttyS0).
+SYSTEMD_MANAGER_CONF = """[Manager]
+DefaultDeviceTimeoutSec=600
+"""
 GRUB_TIMEOUT = 1
 # Built into core.img: enough to find the root file system by UUID and read grub.cfg; the rest
 # load from /boot/grub/i386-pc on demand.
@@ -139,6 +144,8 @@ def configure_tree(tree: Path, root_uuid: str, public_key: bytes) -> None:
     (tree / "etc/hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n"
                                     "::1\tlocalhost ip6-localhost ip6-loopback\n")
     (tree / "etc/fstab").write_text(f"UUID={root_uuid}\t/\text4\terrors=remount-ro\t0\t1\n")
+    (tree / "etc/systemd/system.conf.d").mkdir(parents=True, exist_ok=True)
+    (tree / "etc/systemd/system.conf.d/50-slow-devices.conf").write_text(SYSTEMD_MANAGER_CONF)
     (tree / "etc/systemd/network").mkdir(parents=True, exist_ok=True)
     (tree / "etc/systemd/network/80-dhcp.network").write_text(
         "[Match]\nName=en*\n\n[Network]\nDHCP=yes\n")
