@@ -3,8 +3,8 @@
 /init is PID 1 (a busybox shell script): it mounts the pseudo file systems, loads the
 storage modules, starts busybox acpid (in the foreground, as a job: its daemon mode exits
 at once here) so the ACPI power button powers the guest off,
-prints the ready marker that tests and benchmarks wait for, and keeps a shell on the
-serial console.  busybox `poweroff`/`reboot` signal PID 1 (USR2/TERM), so /init traps
+prints the ready marker that tests and benchmarks wait for (on the console and, when the
+console is elsewhere, on the VGA text console tty0 too), and keeps a shell on the console.  busybox `poweroff`/`reboot` signal PID 1 (USR2/TERM), so /init traps
 those signals and performs the forced action itself.
 """
 
@@ -28,6 +28,8 @@ trap 'sync; poweroff -f' USR2
 trap 'sync; reboot -f' TERM
 trap 'sync; halt -f' USR1
 echo {READY_MARKER}
+for console in $(cat /sys/class/tty/console/active 2>/dev/null); do :; done
+[ "$console" = tty0 ] || echo {READY_MARKER} >/dev/tty0 2>/dev/null
 while true; do
     setsid cttyhack sh &
     shell=$!
