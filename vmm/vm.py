@@ -200,12 +200,16 @@ class Machine:
         for i, u in enumerate(self.uarts):
             self._stateful[f"uart{i}"] = u
         self._place_storage()
-        if self.storage:
+        self._place_nics(cfg.child("Devices/net"))
+        if self.storage or self.nics:
             self.pci.assign_resources()
         for pc in self.storage:               # reset to power-on state on a guest reboot, saved with the VM
             self._stateful[f"storage/{pc.name}"] = pc.device
+        for nic in self.nics:
+            self._stateful[f"net/{nic.spec.adapter}"] = nic.device
+        placed_pci = [(pc.slot, pc.irq) for pc in self.storage] + [(n.slot, n.irq) for n in self.nics]
         acfg = AcpiConfig(pm_base=ACPI_PM_BASE, sci_irq=ACPI_SCI_IRQ, pci=True,
-                          pci_irqs=[(pc.slot, pin, pc.irq) for pc in self.storage for pin in range(4)])
+                          pci_irqs=[(slot, pin, irq) for slot, irq in placed_pci for pin in range(4)])
         self.acpi_tables = build_acpi_tables(acfg, ACPI_TABLES_BASE)
 
     def _place_storage(self) -> None:
@@ -234,6 +238,74 @@ class Machine:
             raise MachineError(f"storage: {e}")
         for pc in self.storage:
             self.placed.append(f"{pc.controller_type:<12} PCI 00:{pc.slot:02x}.0 IRQ {pc.irq} ({pc.name})")
+
+    def _place_nics(self, nodes: CfgNode | None) -> None:
+        """Network adapters: the backend of each attachment (host side), then the PCI NIC."""
+        from vmm.devices.net_placement import NicSpec, place_nics
+        from vmm.net.attach import AttachError, create_backend
+        from vmm.net.pcap import PcapWriter
+        self.nics = []
+        self.traces: list[PcapWriter] = []
+        if nodes is None:
+            return
+        specs, backends, taps = [], [], []
+        try:
+            for node in nodes:
+                adapter = int(node.name)
+                spec = NicSpec(adapter, node.get_str("AdapterType"), bytes.fromhex(node.get_str("MAC")),
+                               node.get_bool("CableConnected", True))
+                backends.append(create_backend(node, adapter, node.get_str("RuntimeDir", "")))
+                specs.append(spec)
+                tap = None
+                if node.get_bool("Trace", False):
+                    path = node.get_str("TraceFile", "") or f"nic{adapter + 1}.pcap"
+                    writer = PcapWriter(path)
+                    self.traces.append(writer)
+                    tap = writer.write
+                taps.append(tap)
+            self.nics = place_nics(specs, backends, self.memory, self.pci, self.clock, self.irqs.line,
+                                   PCI_FREE_IRQS, wake=lambda: self.em.interrupt_raised(True), taps=taps)
+        except (AttachError, CfgmError, ValueError, OSError) as e:
+            for b in backends:
+                b.close()
+            for t in self.traces:
+                t.close()
+            raise MachineError(str(e)) from None
+        for nic in self.nics:
+            adapter = nic.spec.adapter
+
+            def broken(why: str, adapter=adapter) -> None:
+                log.error("NIC#%d: the guest broke the adapter's rings (%s); the adapter is stopped until "
+                          "the guest resets it", adapter, why)
+            nic.device.on_broken = broken
+            self.placed.append(f"{nic.spec.adapter_type:<12} PCI 00:{nic.slot:02x}.0 IRQ {nic.irq} "
+                               f"(NIC {adapter + 1}: MAC {nic.spec.mac.hex(':')}, "
+                               f"{getattr(nic.backend, 'description', type(nic.backend).__name__)})")
+
+    # -- network adapters at run time (any thread) ---------------------------------------------------------
+    def _nic(self, adapter: int):
+        for nic in self.nics:
+            if nic.spec.adapter == adapter:
+                return nic
+        raise MachineError(f"network adapter {adapter + 1} is not present in the running VM")
+
+    def set_link_state(self, adapter: int, up: bool):
+        nic = self._nic(adapter)
+        return self.em.call(lambda: nic.model.set_link(up))
+
+    def nat_redirect(self, adapter: int, remove: bool, rule=None, name: str = "") -> None:
+        """Add (rule: vmm.net.nat.NatRule) or remove (by name) a port forward of a NAT adapter."""
+        from vmm.net.nat import NatBackend, NatError
+        nic = self._nic(adapter)
+        if not isinstance(nic.backend, NatBackend):
+            raise MachineError(f"network adapter {adapter + 1} is not attached to NAT")
+        try:
+            if remove:
+                nic.backend.remove_rule(name)
+            else:
+                nic.backend.add_rule(rule)
+        except NatError as e:
+            raise MachineError(str(e)) from None
 
     def _load_boot(self) -> loader.BootImage:
         self.acpi_tables.write_to(self.memory)
@@ -302,6 +374,10 @@ class Machine:
             b.close()
         for pc in self.storage:
             pc.close()
+        for nic in self.nics:
+            nic.backend.close()
+        for t in self.traces:
+            t.close()
         self.vm.close()
 
     def describe(self) -> list[str]:
