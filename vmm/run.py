@@ -2,9 +2,11 @@
 
     python -m vmm.run --kernel K [--initrd I] [--append C] [--memory MB] [--engine rem|hm|auto]
                       [--disk ctl:path ...] [--paravirt-provider none|default|legacy|minimal|hyperv|kvm]
+                      [--nic type:attachment[:hostport=guestport,...] ...]
 
 For developing devices and engines.  `--disk ahci:img.vdi` / `--disk virtio:img.raw` attach
-disks to an IntelAhci / VirtioSCSI controller.  On a terminal, Ctrl-] ends the VM.  The exit
+disks to an IntelAhci / VirtioSCSI controller.  `--nic e1000:nat:2222=22` adds an 82540EM (or
+`virtio`) on NAT with a TCP port forward from 127.0.0.1:2222; `--nic virtio:intnet=name`, `:null`.  On a terminal, Ctrl-] ends the VM.  The exit
 status is 0 when the guest powered off and 1 when the VM got stuck.
 """
 
@@ -27,6 +29,8 @@ from vmm.vm import Machine, MachineError
 
 QUIT_BYTE = 0x1D   # Ctrl-]
 CONTROLLERS = {"ahci": ("IntelAhci", "AHCI"), "virtio": ("VirtioSCSI", "VirtioSCSI")}
+NIC_TYPES = {"e1000": "I82540EM", "82540em": "I82540EM", "82543gc": "I82543GC", "82545em": "I82545EM",
+             "virtio": "Virtio"}
 
 
 class StdioBackend(SerialBackend):
@@ -97,7 +101,34 @@ def build_config(args: argparse.Namespace) -> CfgNode:
         att.set("Port", len(ctl.node("Attachments").children) - 1)
         att.set("Path", os.path.abspath(path))
         ctl.set("PortCount", len(ctl.node("Attachments").children))
+    for slot, spec in enumerate(args.nic or []):
+        _nic_config(cfg, slot, spec)
+        if args.nic_trace:
+            cfg.set(f"Devices/net/{slot}/Trace", True)
+            cfg.set(f"Devices/net/{slot}/TraceFile", f"{args.nic_trace}.{slot + 1}.pcap")
     return cfg
+
+
+def _nic_config(cfg: CfgNode, slot: int, spec: str) -> None:
+    kind, _, rest = spec.partition(":")
+    attach, _, fwds = rest.partition(":")
+    if kind not in NIC_TYPES:
+        raise MachineError(f"--nic {spec!r}: type must be one of {', '.join(NIC_TYPES)}")
+    node = cfg.node(f"Devices/net/{slot}")
+    node.set("AdapterType", NIC_TYPES[kind])
+    node.set("MAC", f"08002712{0x34 + slot:02x}56")
+    name, _, value = attach.partition("=")
+    node.set("Attachment", {"nat": "NAT", "intnet": "Internal", "null": "Null"}.get(name or "nat", name))
+    if value:
+        node.set("Network", value)
+    for i, fwd in enumerate(f for f in fwds.split(",") if f):
+        host, _, guest = fwd.partition("=")
+        r = node.node(f"NAT/Rules/{i}")
+        r.set("Name", f"r{i}")
+        r.set("HostIP", "127.0.0.1")
+        r.set("HostPort", int(host))
+        r.set("GuestPort", int(guest or host))
+    node.set("NAT/LocalhostReachable", True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="GIM provider (default: by --ostype, as VirtualBox)")
     ap.add_argument("--ostype", default="Debian_64", help="guest OS type for --paravirt-provider default")
     ap.add_argument("--disk", action="append", help="ctl:path with ctl = ahci or virtio")
+    ap.add_argument("--nic", action="append", help="type:attachment[:hostport=guestport,...] (e1000|virtio, "
+                    "nat|intnet=NAME|null)")
+    ap.add_argument("--nic-trace", metavar="PREFIX", help="write PREFIX.<n>.pcap for each NIC")
     ap.add_argument("--verbose", action="store_true", help="log VMM events to stderr")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,

@@ -109,7 +109,7 @@ def build_initramfs(busybox: bytes, applets: list[str], modules: list[tuple[str,
     """The cpio archive: busybox + applet links, /init, /dev/console, modules with load order."""
     w = CpioWriter()
     for d in ("bin", "dev", "etc", "etc/acpi", "etc/acpi/PWRF", "lib", "lib/modules", "mnt", "proc",
-              "root", "sys", "tmp", "usr", "usr/share", "usr/share/udhcpc", "www"):
+              "root", "sys", "tmp", "etc/udhcpc", "www"):
         w.directory(d, 0o1777 if d == "tmp" else 0o755)
     w.char_device("dev/console", 5, 1)
     w.file("bin/busybox", busybox, 0o755)
@@ -118,7 +118,7 @@ def build_initramfs(busybox: bytes, applets: list[str], modules: list[tuple[str,
     w.symlink("sbin", "bin")
     w.file("init", INIT.encode(), 0o755)
     w.file("etc/acpi/PWRF/00000080", POWER_BUTTON.encode(), 0o755)
-    w.file("usr/share/udhcpc/default.script", UDHCPC_SCRIPT.encode(), 0o755)
+    w.file("etc/udhcpc/default.script", UDHCPC_SCRIPT.encode(), 0o755)   # Debian's busybox looks here
     for name, data in modules:
         w.file(f"lib/modules/{name}.ko", data)
     w.file("lib/modules/load-order", "".join(f"{n}\n" for n, _ in modules).encode())

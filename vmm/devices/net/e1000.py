@@ -144,13 +144,13 @@ class E1000(PciFunction):
     # --- reset and state ---------------------------------------------------------------------------
     def _reset_mac(self) -> None:
         self.regs = [0] * (R.MMIO_SIZE // 4)
-        self._set(R.CTRL, R.CTRL_DEFAULT)
-        self._set(R.EECD, R.EECD_DEFAULT)
-        self._set(R.LEDCTL, 0x07068302)
-        self._set(R.PBA, 0x00100030)
-        self._set(R.RXCSUM, R.RXCSUM_IPOFL)
-        self._set(R.RAL0, int.from_bytes(self.mac[:4], "little"))
-        self._set(R.RAH0, int.from_bytes(self.mac[4:], "little") | R.RAH_AV)
+        self._rset(R.CTRL, R.CTRL_DEFAULT)
+        self._rset(R.EECD, R.EECD_DEFAULT)
+        self._rset(R.LEDCTL, 0x07068302)
+        self._rset(R.PBA, 0x00100030)
+        self._rset(R.RXCSUM, R.RXCSUM_IPOFL)
+        self._rset(R.RAL0, int.from_bytes(self.mac[:4], "little"))
+        self._rset(R.RAH0, int.from_bytes(self.mac[4:], "little") | R.RAH_AV)
         self.context = TxContext()
         self._tx_packet = bytearray()
         self._tx_drop = False
@@ -158,15 +158,15 @@ class E1000(PciFunction):
         self.rx.clear()
         self._update_irq()
 
-    def _get(self, reg: int) -> int:
+    def _rget(self, reg: int) -> int:
         return self.regs[reg >> 2]
 
-    def _set(self, reg: int, value: int) -> None:
+    def _rset(self, reg: int, value: int) -> None:
         self.regs[reg >> 2] = value & 0xFFFF_FFFF
 
     def get_state(self) -> E1000State:
         return E1000State(super().get_state(), struct.pack(f"<{len(self.regs)}I", *self.regs),
-                          list(self.phy.regs), self._get(R.EECD), TxContext(**vars(self.context)),
+                          list(self.phy.regs), self._rget(R.EECD), TxContext(**vars(self.context)),
                           self.link_up, self.broken)
 
     def set_state(self, state: E1000State) -> None:
@@ -193,20 +193,20 @@ class E1000(PciFunction):
     def reg_read(self, reg: int) -> int:
         if reg == R.STATUS:
             v = R.STATUS_FD | R.STATUS_SPEED_1000 | (R.STATUS_LU if self.link_up else 0)
-            return v | (1 << 19 if self._get(R.CTRL) & R.CTRL_SLU else 0)
+            return v | (1 << 19 if self._rget(R.CTRL) & R.CTRL_SLU else 0)
         if reg == R.ICR:
-            v = self._get(R.ICR)
-            self._set(R.ICR, 0)
+            v = self._rget(R.ICR)
+            self._rset(R.ICR, 0)
             self._update_irq()
             return v
         if reg == R.EECD:
-            v = self._get(R.EECD) & ~(R.EECD_DO | R.EECD_GNT)
+            v = self._rget(R.EECD) & ~(R.EECD_DO | R.EECD_GNT)
             if v & R.EECD_REQ:
                 v |= R.EECD_GNT
             return v | (R.EECD_DO if self.eeprom.data_out() else 0)
         if R.STATS_START <= reg < R.STATS_END:
-            v = self._get(reg)
-            self._set(reg, 0)                  # statistics clear on read
+            v = self._rget(reg)
+            self._rset(reg, 0)                  # statistics clear on read
             return v
         if reg == R.IMC or reg == R.ICS:
             return 0
@@ -220,47 +220,47 @@ class E1000(PciFunction):
             if value & R.CTRL_RST:
                 self._reset_mac()
                 return
-            self._set(reg, value & ~R.CTRL_PHY_RST)
+            self._rset(reg, value & ~R.CTRL_PHY_RST)
         elif reg == R.EECD:
-            old = self._get(R.EECD)
+            old = self._rget(R.EECD)
             keep = R.EECD_SK | R.EECD_CS | R.EECD_DI | R.EECD_REQ
             new = (old & ~keep) | (value & keep)
             self.eeprom.clock(old, new, R.EECD_CS, R.EECD_SK, R.EECD_DI)
-            self._set(reg, new)
+            self._rset(reg, new)
         elif reg == R.EERD:
             if value & R.EERD_START:
                 addr = (value >> 8) & 0xFF
-                self._set(reg, (self.eeprom.read_word(addr) << 16) | (addr << 8) | R.EERD_DONE)
+                self._rset(reg, (self.eeprom.read_word(addr) << 16) | (addr << 8) | R.EERD_DONE)
         elif reg == R.MDIC:
             self._mdic(value)
         elif reg == R.ICR:
-            self._set(R.ICR, self._get(R.ICR) & ~value)
+            self._rset(R.ICR, self._rget(R.ICR) & ~value)
             self._update_irq()
         elif reg == R.ICS:
             self._raise(value)
         elif reg == R.IMS:
-            self._set(R.IMS, self._get(R.IMS) | value)
+            self._rset(R.IMS, self._rget(R.IMS) | value)
             self._update_irq()
         elif reg == R.IMC:
-            self._set(R.IMS, self._get(R.IMS) & ~value)
+            self._rset(R.IMS, self._rget(R.IMS) & ~value)
             self._update_irq()
         elif reg == R.RCTL:
-            self._set(reg, value)
+            self._rset(reg, value)
             self._schedule_rx()
         elif reg == R.RDT:
-            self._set(reg, value & 0xFFFF)
+            self._rset(reg, value & 0xFFFF)
             self._schedule_rx()
         elif reg in (R.RDH, R.TDH):
-            self._set(reg, value & 0xFFFF)
+            self._rset(reg, value & 0xFFFF)
         elif reg in (R.RDLEN, R.TDLEN):
-            self._set(reg, value & 0xFFF80)
+            self._rset(reg, value & 0xFFF80)
         elif reg == R.TDT:
-            self._set(reg, value & 0xFFFF)
+            self._rset(reg, value & 0xFFFF)
             self._transmit()
         elif reg == R.STATUS or R.STATS_START <= reg < R.STATS_END:
             pass
         elif 0 <= reg < R.MMIO_SIZE:
-            self._set(reg, value)
+            self._rset(reg, value)
 
     def _mdic(self, value: int) -> None:
         op = (value >> 26) & 3
@@ -273,24 +273,24 @@ class E1000(PciFunction):
             out = (out & ~R.MDIC_DATA_MASK) | self.phy.read(reg)
         else:
             self.phy.write(reg, value & R.MDIC_DATA_MASK)
-        self._set(R.MDIC, out | R.MDIC_READY)
+        self._rset(R.MDIC, out | R.MDIC_READY)
         if value & R.MDIC_INT_EN:
             self._raise(R.ICR_MDAC)
 
     # --- interrupts ----------------------------------------------------------------------------------
     def _raise(self, causes: int) -> None:
-        self._set(R.ICR, self._get(R.ICR) | causes)
+        self._rset(R.ICR, self._rget(R.ICR) | causes)
         self._update_irq()
 
     def _update_irq(self) -> None:
-        self.set_intx(bool(self._get(R.ICR) & self._get(R.IMS)))
+        self.set_intx(bool(self._rget(R.ICR) & self._rget(R.IMS)))
 
     # --- rings ---------------------------------------------------------------------------------------
     def _ring(self, bal: int, bah: int, dlen: int, head: int, tail: int) -> tuple[int, int, int, int]:
-        base = self._get(bal) | self._get(bah) << 32
-        length = self._get(dlen)
+        base = self._rget(bal) | self._rget(bah) << 32
+        length = self._rget(dlen)
         count = length // 16
-        h, t = self._get(head), self._get(tail)
+        h, t = self._rget(head), self._rget(tail)
         if not count or base & 0xF or not self.memory.contains(base, length):
             raise RingBroken(f"descriptor ring {base:#x}+{length:#x} is not in guest RAM")
         if h >= count or t >= count:
@@ -306,7 +306,7 @@ class E1000(PciFunction):
 
     # --- transmit ------------------------------------------------------------------------------------
     def _transmit(self) -> None:
-        if self.broken or not self._get(R.TCTL) & R.TCTL_EN or not self.bus_master:
+        if self.broken or not self._rget(R.TCTL) & R.TCTL_EN or not self.bus_master:
             return
         try:
             base, count, head, tail = self._ring(R.TDBAL, R.TDBAH, R.TDLEN, R.TDH, R.TDT)
@@ -319,7 +319,7 @@ class E1000(PciFunction):
                 if self._tx_descriptor(buf, lower, upper) and cmd & R.TXD_CMD_RS:
                     self.memory.write(addr + 12, bytes([(upper & 0xFF) | R.TXD_STAT_DD]))
                 head = (head + 1) % count
-                self._set(R.TDH, head)
+                self._rset(R.TDH, head)
                 done += 1
         except RingBroken as e:
             self._stop(f"transmit ring: {e}")
@@ -396,12 +396,12 @@ class E1000(PciFunction):
             self.backend.send(f)
 
     def _count(self, packets: int, total: int, octets_low: int, n: int) -> None:
-        self._set(packets, self._get(packets) + 1)
-        self._set(total, self._get(total) + 1)
-        low = self._get(octets_low) + n
-        self._set(octets_low, low)
+        self._rset(packets, self._rget(packets) + 1)
+        self._rset(total, self._rget(total) + 1)
+        low = self._rget(octets_low) + n
+        self._rset(octets_low, low)
         if low >> 32:
-            self._set(octets_low + 4, self._get(octets_low + 4) + 1)
+            self._rset(octets_low + 4, self._rget(octets_low + 4) + 1)
 
     # --- receive -------------------------------------------------------------------------------------
     def _from_backend(self, frame: bytes) -> None:
@@ -419,7 +419,7 @@ class E1000(PciFunction):
             self._rx_timer.arm(self._clock.now_ns())
 
     def _accept(self, frame: bytes) -> bool:
-        rctl = self._get(R.RCTL)
+        rctl = self._rget(R.RCTL)
         dst = frame[:6]
         if rctl & R.RCTL_UPE:
             return True
@@ -428,25 +428,25 @@ class E1000(PciFunction):
         if dst[0] & 1:
             return True if rctl & R.RCTL_MPE else self._multicast_hit(dst)
         for i in range(16):
-            high = self._get(R.RAH0 + 8 * i)
-            if high & R.RAH_AV and dst == (self._get(R.RAL0 + 8 * i).to_bytes(4, "little")
+            high = self._rget(R.RAH0 + 8 * i)
+            if high & R.RAH_AV and dst == (self._rget(R.RAL0 + 8 * i).to_bytes(4, "little")
                                            + (high & 0xFFFF).to_bytes(2, "little")):
                 return True
         return False
 
     def _multicast_hit(self, dst: bytes) -> bool:
-        shift = (4, 3, 2, 0)[(self._get(R.RCTL) >> 12) & 3]
+        shift = (4, 3, 2, 0)[(self._rget(R.RCTL) >> 12) & 3]
         index = ((dst[4] >> shift) | (dst[5] << (8 - shift))) & 0xFFF
-        return bool(self._get(R.MTA + 4 * (index >> 5)) >> (index & 31) & 1)
+        return bool(self._rget(R.MTA + 4 * (index >> 5)) >> (index & 31) & 1)
 
     def _buffer_size(self) -> int:
-        rctl = self._get(R.RCTL)
+        rctl = self._rget(R.RCTL)
         size = (2048, 1024, 512, 256)[(rctl >> R.RCTL_BSIZE_SHIFT) & 3]
         return size * 16 if rctl & R.RCTL_BSEX and size != 2048 else size
 
     def _rx_pump(self) -> None:
         """Device thread: move queued frames into the guest's receive descriptors."""
-        if self.broken or not self._get(R.RCTL) & R.RCTL_EN or not self.bus_master:
+        if self.broken or not self._rget(R.RCTL) & R.RCTL_EN or not self.bus_master:
             return
         delivered = 0
         try:
@@ -466,13 +466,13 @@ class E1000(PciFunction):
             causes = R.ICR_RXT0
             base, count, head, tail = self._ring(R.RDBAL, R.RDBAH, R.RDLEN, R.RDH, R.RDT)
             free = (tail - head) % count
-            if free <= count >> (1 + ((self._get(R.RCTL) >> R.RCTL_RDMTS_SHIFT) & 3)):
+            if free <= count >> (1 + ((self._rget(R.RCTL) >> R.RCTL_RDMTS_SHIFT) & 3)):
                 causes |= R.ICR_RXDMT0
             self._raise(causes)
 
     def _deliver(self, frame: bytes) -> bool:
         base, count, head, tail = self._ring(R.RDBAL, R.RDBAH, R.RDLEN, R.RDH, R.RDT)
-        rctl = self._get(R.RCTL)
+        rctl = self._rget(R.RCTL)
         data = frame if len(frame) >= MIN_FRAME else frame + bytes(MIN_FRAME - len(frame))
         if not rctl & R.RCTL_SECRC:
             data = data + zlib.crc32(data).to_bytes(4, "little")
@@ -482,8 +482,8 @@ class E1000(PciFunction):
             return False                    # wait for the guest to give buffers
         status_csum = 0
         kind = l4_kind(frame)
-        if kind is not None and self._get(R.RXCSUM) & R.RXCSUM_TUOFL:
-            status_csum = R.RXD_STAT_TCPCS | (R.RXD_STAT_IPCS if self._get(R.RXCSUM) & R.RXCSUM_IPOFL else 0)
+        if kind is not None and self._rget(R.RXCSUM) & R.RXCSUM_TUOFL:
+            status_csum = R.RXD_STAT_TCPCS | (R.RXD_STAT_IPCS if self._rget(R.RXCSUM) & R.RXCSUM_IPOFL else 0)
         elif kind is None:
             status_csum = R.RXD_STAT_IXSM
         pos = 0
@@ -499,7 +499,7 @@ class E1000(PciFunction):
             status = R.RXD_STAT_DD | ((R.RXD_STAT_EOP | status_csum) if last else 0)
             self.memory.write(addr + 8, struct.pack("<HHBBH", len(chunk), 0, status, 0, 0))
             head = (head + 1) % count
-        self._set(R.RDH, head)
+        self._rset(R.RDH, head)
         self.stats["rx_frames"] += 1
         self._count(R.GPRC, R.TPR, R.GORCL, len(data))
         if self.tap is not None:
