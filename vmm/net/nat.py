@@ -103,6 +103,10 @@ class NatBackend:
         except SlirpError as e:
             self._close_pipe()
             raise NatError(str(e)) from None
+        self.hostres = None
+        if cfg.dns_host_resolver:
+            from vmm.net.hostres import HostResolver
+            self.hostres = HostResolver(self.addr.dns, self.addr.gateway, self._from_slirp)
         for rule in cfg.rules:
             try:
                 self.add_rule(rule)
@@ -116,6 +120,8 @@ class NatBackend:
         self._sink = sink
 
     def send(self, frame: bytes) -> None:
+        if self.hostres is not None and self.hostres.handle(frame):
+            return
         with self._lock:
             if self.slirp is None:
                 return
