@@ -25,8 +25,12 @@ def ones_sum(data, start: int = 0) -> int:
     if n & 1:
         total += mv[n - 1] << 8
         n -= 1
-    if n:
-        total += int.from_bytes(mv[:n], "big") % 0xFFFF if n > 64 else sum(struct.unpack(f"!{n // 2}H", mv[:n]))
+    if n > 64:
+        value = int.from_bytes(mv[:n], "big")
+        folded = value % 0xFFFF              # 2**16 == 1 (mod 0xFFFF): the word sum, folded
+        total += folded if folded or not value else 0xFFFF
+    elif n:
+        total += sum(struct.unpack(f"!{n // 2}H", mv[:n]))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return total
