@@ -375,6 +375,8 @@ class Machine:
         for pc in self.storage:
             pc.close()
         for nic in self.nics:
+            stats = dict(getattr(nic.model, "stats", {}), rx_queue_dropped=nic.model.rx.dropped)
+            log.info("NIC#%d: %s", nic.spec.adapter, ", ".join(f"{k} {v}" for k, v in stats.items()))
             nic.backend.close()
         for t in self.traces:
             t.close()

@@ -132,6 +132,8 @@ class E1000(PciFunction):
         self.on_broken: Callable[[str], None] | None = None
         self.rx = RxQueue(self._frame_arrived)
         self._rx_timer = clock.new_timer(self._rx_pump)
+        self._itr_timer = clock.new_timer(self._update_irq)
+        self._next_irq_ns = 0
         self.stats = {"rx_frames": 0, "tx_frames": 0, "rx_filtered": 0, "tx_dropped": 0}
         self._tx_packet = bytearray()
         self._tx_drop = False
@@ -283,7 +285,20 @@ class E1000(PciFunction):
         self._update_irq()
 
     def _update_irq(self) -> None:
-        self.set_intx(bool(self._rget(R.ICR) & self._rget(R.IMS)))
+        """INTx follows ICR & IMS, no more often than the throttling register (ITR, 256 ns units) allows."""
+        if not self._rget(R.ICR) & self._rget(R.IMS):
+            self.set_intx(False)
+            return
+        if self._intx_request:
+            return
+        interval = (self._rget(R.ITR) & 0xFFFF) * 256
+        now = self._clock.now_ns()
+        if interval and now < self._next_irq_ns:
+            if not self._itr_timer.armed:
+                self._itr_timer.arm(self._next_irq_ns)
+            return
+        self._next_irq_ns = now + interval
+        self.set_intx(True)
 
     # --- rings ---------------------------------------------------------------------------------------
     def _ring(self, bal: int, bah: int, dlen: int, head: int, tail: int) -> tuple[int, int, int, int]:

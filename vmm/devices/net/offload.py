@@ -63,8 +63,10 @@ def segment_tcp(frame: bytes, hdr_len: int, mss: int, ip_off: int = ETH_HLEN,
                 l4_off: int | None = None, ipv4: bool = True, udp: bool = False) -> list[bytes]:
     """Cut a large TCP (or UDP, as IP fragments are not modelled: one datagram) frame into frames
     carrying at most mss payload bytes each, fixing lengths, IP ids, sequence numbers, flags and
-    checksums.  The L4 checksum field holds the pseudo-header sum without length (as Linux leaves
-    it for TSO).  A description that does not fit the frame returns the frame as is."""
+    checksums.  For IPv4 the pseudo-header is computed from the IP header (drivers leave different
+    partial sums in the field: e1000's without the length, virtio's with the whole packet's); for
+    IPv6 the field must hold the sum without length.  A description that does not fit the frame
+    returns the frame as is."""
     if l4_off is None:
         l4_off = ip_off + ((frame[ip_off] & 0x0F) * 4 if ipv4 and len(frame) > ip_off else 40)
     if (mss <= 0 or not ip_off < l4_off < hdr_len <= len(frame) or ip_off + 20 > hdr_len
@@ -76,9 +78,7 @@ def segment_tcp(frame: bytes, hdr_len: int, mss: int, ip_off: int = ETH_HLEN,
         out = bytearray(frame)
         _fix_ip(out, ip_off, len(out) - ip_off, ipv4, 0)
         struct.pack_into("!H", out, l4_off + 4, len(out) - l4_off)
-        partial = struct.unpack_from("!H", out, l4_off + 6)[0]
-        struct.pack_into("!H", out, l4_off + 6, _pseudo_add(partial, len(out) - l4_off))
-        insert_checksum(out, l4_off, l4_off + 6)
+        _l4_checksum(out, ip_off, l4_off, l4_off + 6, ipv4, IPPROTO_UDP)
         return [bytes(out)]
     seq = struct.unpack_from("!I", header, l4_off + 4)[0]
     flags = header[l4_off + 13]
@@ -97,13 +97,23 @@ def segment_tcp(frame: bytes, hdr_len: int, mss: int, ip_off: int = ETH_HLEN,
         struct.pack_into("!I", seg, l4_off + 4, (seq + pos) & 0xFFFF_FFFF)
         if not last:
             seg[l4_off + 13] = flags & ~(TCP_FIN | TCP_PSH)
-        struct.pack_into("!H", seg, l4_off + 16, _pseudo_add(partial, len(seg) - l4_off))
-        insert_checksum(seg, l4_off, l4_off + 16)
+        if not ipv4:
+            struct.pack_into("!H", seg, l4_off + 16, _pseudo_add(partial, len(seg) - l4_off))
+        _l4_checksum(seg, ip_off, l4_off, l4_off + 16, ipv4, IPPROTO_TCP)
         frames.append(bytes(seg))
         pos += mss
         index += 1
         if last:
             return frames
+
+
+def _l4_checksum(seg: bytearray, ip_off: int, l4_off: int, field: int, ipv4: bool, proto: int) -> None:
+    if ipv4:
+        struct.pack_into("!H", seg, field, 0)
+        pseudo = ones_sum(bytes(seg[ip_off + 12:ip_off + 20]) + struct.pack("!HH", proto, len(seg) - l4_off))
+        struct.pack_into("!H", seg, field, checksum(memoryview(seg)[l4_off:], pseudo))
+    else:
+        insert_checksum(seg, l4_off, field)
 
 
 def _fix_ip(seg: bytearray, ip_off: int, ip_len: int, ipv4: bool, ip_id: int) -> None:

@@ -153,3 +153,25 @@ def test_hostile_buffers_and_rings(rig):
     be.sink(MAC + MAC + b"\x08\x06" + bytes(46))
     clock.advance(0)                                            # the broken device ignores new work
     assert be.sent == []
+
+
+def test_transmit_gso_tcp_is_segmented_with_valid_checksums(rig):
+    drv, net, be, *_ = rig
+    src, dst = bytes([10, 0, 2, 15]), bytes([10, 0, 2, 2])
+    payload = bytes(i & 0xFF for i in range(4000))
+    tcp = bytearray(struct.pack("!HHIIBBHHH", 4000, 80, 77, 0, 5 << 4, 0x19, 500, 0, 0))
+    # Linux leaves the pseudo-header sum over the whole super-packet's length in the field
+    struct.pack_into("!H", tcp, 16, ones_sum(src + dst + struct.pack("!HH", 6, 20 + len(payload))))
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 9, 0x4000, 64, 6, 0, src, dst)
+    frame = MAC + MAC + b"\x08\x00" + ip + bytes(tcp) + payload
+    hdr = HDR.pack(HDR_F_NEEDS_CSUM, 1, 54, 1460, 34, 16, 0)            # GSO_TCPV4, MSS 1460
+    buf = drv.alloc(8192)
+    drv.mem.write(buf, hdr + frame)
+    drv.submit(1, [(buf, HDR.size + len(frame), False)])
+    assert [len(f) - 54 for f in be.sent] == [1460, 1460, 1080]
+    for i, f in enumerate(be.sent):
+        seg = f[34:]
+        assert ones_sum(f[14:34]) == 0xFFFF
+        assert ones_sum(src + dst + struct.pack("!HH", 6, len(seg)) + seg) == 0xFFFF
+        assert struct.unpack_from("!I", seg, 4)[0] == 77 + 1460 * i
+        assert bool(seg[13] & 0x01) == (i == 2)                          # FIN only on the last
