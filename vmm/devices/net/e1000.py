@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from vmm.devices.base import IrqLine
 from vmm.devices.net import e1000_regs as R
-from vmm.devices.net.e1000_phy import Eeprom, Phy, eeprom_image
+from vmm.devices.net.e1000_phy import Eeprom, MdioBitBang, Phy, eeprom_image
 from vmm.devices.net.offload import checksum, insert_checksum, l4_kind, segment_tcp
 from vmm.devices.pci import BAR_IO, BAR_MEM32, PciFunction, PciFunctionState
 from vmm.memory import GuestMemory
@@ -127,6 +127,7 @@ class E1000(PciFunction):
         self.add_bar(2, R.IO_SIZE, BAR_IO, _Io(self))
         self.eeprom = Eeprom(eeprom_image(self.mac, device_id, sub_vendor, sub_id))
         self.phy = Phy(phy_id, link_up)
+        self.mdio = MdioBitBang(self.phy)      # the 82543GC's PHY access
         self.link_up = link_up
         self.broken: str | None = None
         self.on_broken: Callable[[str], None] | None = None
@@ -157,6 +158,7 @@ class E1000(PciFunction):
         self._tx_packet = bytearray()
         self._tx_drop = False
         self.eeprom.reset_protocol()
+        self.mdio.reset()
         self.rx.clear()
         self._update_irq()
 
@@ -196,6 +198,11 @@ class E1000(PciFunction):
         if reg == R.STATUS:
             v = R.STATUS_FD | R.STATUS_SPEED_1000 | (R.STATUS_LU if self.link_up else 0)
             return v | (1 << 19 if self._rget(R.CTRL) & R.CTRL_SLU else 0)
+        if reg == R.CTRL:
+            v = self._rget(R.CTRL)
+            if self.mdio.state == MdioBitBang.READ and not v & R.CTRL_MDIO_DIR:
+                v = (v & ~R.CTRL_MDIO) | (R.CTRL_MDIO if self.mdio.out else 0)
+            return v
         if reg == R.ICR:
             v = self._rget(R.ICR)
             self._rset(R.ICR, 0)
@@ -222,7 +229,10 @@ class E1000(PciFunction):
             if value & R.CTRL_RST:
                 self._reset_mac()
                 return
+            old = self._rget(R.CTRL)
             self._rset(reg, value & ~R.CTRL_PHY_RST)
+            if value & R.CTRL_MDC and not old & R.CTRL_MDC and value & R.CTRL_MDC_DIR:
+                self.mdio.clock(bool(value & R.CTRL_MDIO) if value & R.CTRL_MDIO_DIR else None)
         elif reg == R.EECD:
             old = self._rget(R.EECD)
             keep = R.EECD_SK | R.EECD_CS | R.EECD_DI | R.EECD_REQ

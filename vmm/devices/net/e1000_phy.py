@@ -111,3 +111,69 @@ class Phy:
                 return
             value &= ~PHY_CTRL_RESTART_AN
         self.regs[reg] = value & 0xFFFF
+
+
+class MdioBitBang:
+    """The 82543GC has no MDIC register: the driver clocks MII frames through two software pins of
+    CTRL (MDC the clock, MDIO the data, each with a direction bit).  A frame is 32 preamble ones,
+    start "01", the opcode (10 read, 01 write), 5 PHY and 5 register address bits; a read then
+    turns the bus around and the PHY drives 16 data bits, a write sends turnaround + 16 bits."""
+
+    IDLE, HEADER, READ, WRITE = range(4)
+
+    def __init__(self, phy: Phy):
+        self.phy = phy
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = self.IDLE
+        self.ones = 0
+        self.bits = 0
+        self.count = 0
+        self.out = 1
+        self.value = 0
+        self.reg = 0
+        self.addr = 0
+
+    def clock(self, mdio_out: bool | None) -> None:
+        """One MDC rising edge; mdio_out is the bit the driver drives, None when it listens."""
+        if self.state == self.IDLE:
+            if mdio_out is None:
+                return
+            if mdio_out:
+                self.ones += 1
+            elif self.ones >= 32:
+                self.state, self.bits, self.count = self.HEADER, 0, 1
+            else:
+                self.ones = 0
+        elif self.state == self.HEADER:
+            if mdio_out is None:
+                self.reset()
+                return
+            self.bits = (self.bits << 1) | int(mdio_out)
+            self.count += 1
+            if self.count == 14:              # "0" seen in IDLE + 13 more: 1, op(2), phy(5), reg(5)
+                op, self.addr, self.reg = (self.bits >> 10) & 3, (self.bits >> 5) & 31, self.bits & 31
+                if op == 0b10:
+                    self.state, self.count = self.READ, 0
+                    self.value = self.phy.read(self.reg) if self.addr == 1 else 0xFFFF
+                elif op == 0b01:
+                    self.state, self.count, self.bits = self.WRITE, 0, 0
+                else:
+                    self.reset()
+        elif self.state == self.READ:
+            self.count += 1                   # edge 1: turnaround; edges 2..17: data MSB first
+            if 2 <= self.count <= 17:
+                self.out = (self.value >> (17 - self.count)) & 1
+            elif self.count > 17:
+                self.reset()
+        else:
+            if mdio_out is None:
+                self.reset()
+                return
+            self.bits = (self.bits << 1) | int(mdio_out)
+            self.count += 1
+            if self.count == 18:              # turnaround "10" + 16 data bits
+                if self.addr == 1:
+                    self.phy.write(self.reg, self.bits & 0xFFFF)
+                self.reset()

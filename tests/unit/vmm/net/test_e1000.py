@@ -229,3 +229,44 @@ def test_saved_state_round_trip(nic):
     other.set_state(state)
     assert other.reg_read(R.RDT) == COUNT - 1 and other.reg_read(R.RCTL) & R.RCTL_EN
     assert other.config_read(0x04, 2) & 0x4
+
+
+def test_82543gc_phy_through_bit_banged_mdio():
+    """The 82543GC has no MDIC: e1000_read_phy_reg_ex clocks MII frames through CTRL's pins."""
+    dev = E1000(GuestMemory(RAM), MAC, Backend(), FakeClock(), irq=IrqLine(), chip="I82543GC")
+    assert dev.config_read(0, 4) == 0x10048086
+    base = R.CTRL_DEFAULT | R.CTRL_MDC_DIR
+
+    def out_bits(value, n):
+        for i in range(n - 1, -1, -1):
+            d = base | R.CTRL_MDIO_DIR | (R.CTRL_MDIO if value >> i & 1 else 0)
+            w(dev, R.CTRL, d)
+            w(dev, R.CTRL, d | R.CTRL_MDC)
+            w(dev, R.CTRL, d)
+
+    def clock_in():
+        w(dev, R.CTRL, base | R.CTRL_MDC)
+        bit = 1 if r(dev, R.CTRL) & R.CTRL_MDIO else 0
+        w(dev, R.CTRL, base)
+        return bit
+
+    def read(reg, phy=1):
+        out_bits(0xFFFFFFFF, 32)
+        out_bits(reg | phy << 5 | 0b10 << 10 | 0b01 << 12, 14)
+        w(dev, R.CTRL, base)
+        clock_in()                                   # turnaround
+        value = 0
+        for _ in range(16):
+            value = value << 1 | clock_in()
+        clock_in()
+        return value
+
+    def write(reg, data, phy=1):
+        out_bits(0xFFFFFFFF, 32)
+        out_bits(data | 0b10 << 16 | reg << 18 | phy << 23 | 0b01 << 28 | 0b01 << 30, 32)
+
+    assert (read(2), read(3)) == (0x0141, 0x0C50)    # M88E1000 (E), the 82543GC's PHY
+    assert read(1) & 0x0004
+    write(4, 0x0DE1)
+    assert read(4) == 0x0DE1
+    assert read(2, phy=3) == 0xFFFF                  # nobody at address 3
