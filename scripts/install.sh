@@ -8,8 +8,11 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 need_apt=()
 command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
 command -v cpio >/dev/null || need_apt+=(cpio)
+# the NAT attachment runs libslirp (through ctypes) in the VM process
+ldconfig -p 2>/dev/null | grep -q 'libslirp\.so\.0' || need_apt+=(libslirp0)
 if [ "${1:-}" = "--test" ]; then
     command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
+    command -v tcpdump >/dev/null || need_apt+=(tcpdump)     # reads the NIC trace files in the tests
 fi
 # the guest builder finds Debian's kernel and busybox through the apt lists
 lists_ok=1
