@@ -170,6 +170,24 @@ def main(argv: list[str] | None = None) -> int:
                 logging.getLogger("vboxpy.vm").info(line)
         if tty_state is not None:
             tty.setraw(0)
+        import signal
+
+        def dump(_sig, _frame) -> None:     # kill -USR1: the vCPU, PIC and NIC state, for debugging
+            def collect():
+                cpu = machine.vcpu.get_state()
+                lines = [f"rip {getattr(cpu, 'rip', '?')} rflags {getattr(cpu, 'rflags', '?')}",
+                         f"pic master {machine.pic._m.s} slave {machine.pic._s.s}", f"uarts {[u.s for u in machine.uarts]}"]
+                for nic in machine.nics:
+                    m = nic.model
+                    lines.append(f"nic{nic.spec.adapter}: rxq {len(m.rx)} stats {m.stats} broken "
+                                 f"{getattr(m, 'broken', None)} intx {nic.device._intx_request}")
+                return lines
+            try:
+                lines = machine.em.call(collect).result(5)
+            except Exception as e:
+                lines = [f"dump failed: {e!r}"]
+            print("\r\n".join(["", *lines, ""]), file=sys.stderr, flush=True)
+        signal.signal(signal.SIGUSR1, dump)
         t0 = time.monotonic()
         machine.start()
         done.wait()

@@ -55,8 +55,6 @@ def controlvm(vm, action, extra):
         raise SyntaxFailure(f"Invalid parameter '{action}'", "controlvm")
     if nic_action is None and extra:
         raise SyntaxFailure(f"Invalid parameter '{extra[0]}'", "controlvm")
-    if nic_action is not None and not extra:
-        raise ArgumentFailure(f"Missing argument to '{raw}'.")
     machine = find_machine(vm, 1010, _CTL_FILE)
     with locked(machine, "Shared", "LockMachine(a->session, LockType_Shared)", 1020, _CTL_FILE) as session:
         with call("a->session->COMGETTER(Console)(console.asOutParam())", 1030, _CTL_FILE):
@@ -64,6 +62,8 @@ def controlvm(vm, action, extra):
         if console is None:
             raise CommandFailed(msg_lines("error: ", f"Machine '{vm}' is not currently running."))
         if nic_action is not None:
+            if not extra:
+                raise ArgumentFailure(f"Missing argument to '{raw}'.")
             _nic_act(session, nic_action, raw, list(extra))
         else:
             _act(session, console, action)

@@ -275,3 +275,13 @@ def test_savestate_with_an_open_connection(cli):
     with socket.create_connection(("127.0.0.1", cli.fwd_port[vm]), timeout=60) as s:
         s.settimeout(120)
         assert s.recv(100) == b"after-restore\n"
+
+
+@pytest.mark.parametrize("kind,option", [("bridged", "--bridge-adapter1"), ("hostonly", "--host-only-adapter1")])
+def test_host_interface_attachments_fail_clearly_at_startvm(cli, kind, option):
+    vm = f"n-{kind}"
+    cli("createvm", "--name", vm, "--register")
+    cli("modifyvm", vm, "--memory", "64", "--boot-kernel", str(GUEST / "vmlinux"), "--nic1", kind, option, "eth9")
+    code, out, err = cli("startvm", vm, "--type", "headless", check=1)
+    assert "network adapter 1" in err and "tap device" in err, err
+    assert cli.info(vm)["VMState"] == "poweroff"

@@ -435,13 +435,15 @@ class E1000(PciFunction):
             self.rx.put(frame)
 
     def _frame_arrived(self) -> None:
-        self._schedule_rx()
-        if self._wake is not None:
+        """Backend thread: one wake-up per batch (the timer stays armed until the device thread runs)."""
+        if self._schedule_rx() and self._wake is not None:
             self._wake()
 
-    def _schedule_rx(self) -> None:
+    def _schedule_rx(self) -> bool:
         if len(self.rx) and not self._rx_timer.armed:
             self._rx_timer.arm(self._clock.now_ns())
+            return True
+        return False
 
     def _accept(self, frame: bytes) -> bool:
         rctl = self._rget(R.RCTL)

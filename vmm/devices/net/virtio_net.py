@@ -98,10 +98,11 @@ class VirtioNet:
             self.rx.put(frame)
 
     def _frame_arrived(self) -> None:
+        """Backend thread: one wake-up per batch (the timer stays armed until the device thread runs)."""
         if not self._rx_timer.armed:
             self._rx_timer.arm(self._clock.now_ns())
-        if self._wake is not None:
-            self._wake()
+            if self._wake is not None:
+                self._wake()
 
     def _rx_due(self) -> None:
         if self.transport is not None:
