@@ -91,6 +91,8 @@ class NatBackend:
         self._rules: dict[str, NatRule] = {}
         self._stop = False
         self._sleeping = False
+        self._cycle = 0                        # poll() calls completed (see _sync_poller)
+        self._cycle_cond = threading.Condition()
         self._rfd, self._wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             self.slirp = Slirp(self.addr.network, self.addr.netmask, self.addr.gateway, self.addr.guest,
@@ -158,9 +160,23 @@ class NatBackend:
             rule = self._rules.pop(name, None)
             if rule is None:
                 raise NatError(f"no rule named '{name}'")
-            self.slirp.remove_hostfwd(rule.udp, rule.host_ip or self.cfg.bind_ip, rule.host_port)
+            # libslirp removes the first socket bound to that address: an accepted connection of the
+            # rule may come before the listener, so repeat until none is left
+            for _ in range(256):
+                if not self.slirp.remove_hostfwd(rule.udp, rule.host_ip or self.cfg.bind_ip, rule.host_port):
+                    break
         log.info("NAT: removed redirect %s", name)
-        self._wake()
+        self._sync_poller()
+
+    def _sync_poller(self) -> None:
+        """Wait until the poll thread has left a poll() that started before now: a closed listener
+        stays alive (and accepts connections) while a poll() still holds it."""
+        if threading.current_thread() is self._thread or not self._thread.is_alive():
+            return
+        with self._cycle_cond:
+            start = self._cycle
+            self._wake()
+            self._cycle_cond.wait_for(lambda: self._cycle != start or self._stop, timeout=2)
 
     @property
     def rules(self) -> list[NatRule]:
@@ -198,6 +214,9 @@ class NatBackend:
             else:
                 error = False
             self._sleeping = False
+            with self._cycle_cond:
+                self._cycle += 1
+                self._cycle_cond.notify_all()
             if ready.pop(self._rfd, 0):
                 try:
                     os.read(self._rfd, 4096)
