@@ -175,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         def dump(_sig, _frame) -> None:     # kill -USR1: the vCPU, PIC and NIC state, for debugging
             def collect():
                 cpu = machine.vcpu.get_state()
-                lines = [f"rip {getattr(cpu, 'rip', '?')} rflags {getattr(cpu, 'rflags', '?')}",
+                lines = [f"rip {cpu.gpr.get('rip', 0):#x} rflags {cpu.gpr.get('rflags', 0):#x} "
+                         f"now {machine.clock.now_ns()} next timer {machine.clock.next_deadline()}",
+                         f"pit {machine.pit.get_state()}",
                          f"pic master {machine.pic._m.s} slave {machine.pic._s.s}", f"uarts {[u.s for u in machine.uarts]}"]
                 for nic in machine.nics:
                     m = nic.model
