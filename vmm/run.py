@@ -1,13 +1,16 @@
-"""Dev runner: boot a kernel on the VMM without the service, COM1 on stdin/stdout.
+"""Dev runner: boot a kernel (or through the BIOS) on the VMM without the service, COM1 on stdin/stdout.
 
-    python -m vmm.run --kernel K [--initrd I] [--append C] [--memory MB] [--engine rem|hm|auto]
+    python -m vmm.run [--kernel K [--initrd I] [--append C]] [--memory MB] [--engine rem|hm|auto]
                       [--disk ctl:path ...] [--paravirt-provider none|default|legacy|minimal|hyperv|kvm]
                       [--nic type:attachment[:hostport=guestport,...] ...]
 
+Without --kernel the VM starts in SeaBIOS and boots from the first disk.
+
 For developing devices and engines.  `--disk ahci:img.vdi` / `--disk virtio:img.raw` attach
 disks to an IntelAhci / VirtioSCSI controller.  `--nic e1000:nat:2222=22` adds an 82540EM (or
-`virtio`) on NAT with a TCP port forward from 127.0.0.1:2222; `--nic virtio:intnet=name`, `:null`.  On a terminal, Ctrl-] ends the VM.  The exit
-status is 0 when the guest powered off and 1 when the VM got stuck.
+`virtio`) on NAT with a TCP port forward from 127.0.0.1:2222; `--nic virtio:intnet=name`, `:null`.
+On a terminal, Ctrl-] ends the VM.  The exit status is 0 when the guest powered off and 1 when
+the VM got stuck.
 """
 
 from __future__ import annotations
@@ -84,7 +87,13 @@ def build_config(args: argparse.Namespace) -> CfgNode:
     cfg.set("GIM/Provider", args.paravirt_provider)
     cfg.set("GIM/OsType", args.ostype)
     cfg.set("TripleFaultReset", False)
-    cfg.set("Boot/Kernel", os.path.abspath(args.kernel))
+    cfg.set("APIC", args.apic == "on" or args.ioapic == "on")
+    cfg.set("IOAPIC", args.ioapic == "on")
+    if args.kernel:
+        cfg.set("Boot/Kernel", os.path.abspath(args.kernel))
+    else:
+        cfg.set("BootOrder/1", "HardDisk")
+        cfg.set("BootOrder/2", "DVD")
     if args.initrd:
         cfg.set("Boot/Initrd", os.path.abspath(args.initrd))
     if args.append is not None:
@@ -133,7 +142,7 @@ def _nic_config(cfg: CfgNode, slot: int, spec: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vmm.run", description=__doc__.splitlines()[0])
-    ap.add_argument("--kernel", required=True, help="bzImage, vmlinux ELF or flat binary")
+    ap.add_argument("--kernel", help="bzImage, vmlinux ELF or flat binary (default: boot through the BIOS)")
     ap.add_argument("--initrd")
     ap.add_argument("--append", help="kernel command line (default: console=ttyS0)")
     ap.add_argument("--memory", type=int, default=256, help="guest RAM in MiB (default 256)")
@@ -145,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nic", action="append", help="type:attachment[:hostport=guestport,...] (e1000|virtio, "
                     "nat|intnet=NAME|null)")
     ap.add_argument("--nic-trace", metavar="PREFIX", help="write PREFIX.<n>.pcap for each NIC")
+    ap.add_argument("--apic", default="off", choices=["on", "off"], help="local APIC (default off)")
+    ap.add_argument("--ioapic", default="off", choices=["on", "off"],
+                    help="IO-APIC and the MADT (implies --apic on; default off)")
     ap.add_argument("--verbose", action="store_true", help="log VMM events to stderr")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,

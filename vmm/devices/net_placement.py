@@ -1,8 +1,9 @@
 """Turn the machine's network adapters into PCI NICs on the host bridge (for the VM builder).
 
-VirtualBox's slots (ConsoleImpl2.cpp): adapter 1 at 00:03.0, adapters 2-4 at 00:08.0-00:0a.0,
-adapters 5-8 at 00:10.0-00:13.0.  Each NIC gets an ISA IRQ (shared with others if need be),
-written into its interrupt line as a BIOS would, and its backend from the caller.
+The VM's slot table says where adapter N sits (VirtualBox, ConsoleImpl2.cpp: adapter 1 at
+00:03.0, adapters 2-4 at 00:08.0-00:0a.0, adapters 5-8 at 00:10.0-00:13.0); `pci_line(slot)`
+gives the slot's INTA through the chipset's interrupt router and the IRQ it is routed to, written
+into the function's interrupt line as a BIOS would.  The backends come from the caller.
 """
 
 from __future__ import annotations
@@ -21,17 +22,6 @@ from vmm.net.frame import NetBackend
 from vmm.tm import Clock
 
 SUPPORTED = tuple(CHIPS) + ("Virtio",)
-
-
-def nic_slot(adapter: int) -> int:
-    """VirtualBox's PCI device number for network adapter `adapter` (0-based)."""
-    if adapter == 0:
-        return 3
-    if adapter <= 3:
-        return 8 + adapter - 1
-    if adapter <= 7:
-        return 16 + adapter - 4
-    raise ValueError(f"network adapter {adapter + 1}: only 8 adapters have PCI slots on PIIX3")
 
 
 @dataclass
@@ -54,7 +44,7 @@ class PlacedNic:
 
 
 def place_nics(specs: list[NicSpec], backends: list[NetBackend], memory: GuestMemory, bridge: PciHostBridge,
-               clock: Clock, irq_line: Callable[[int], IrqLine], irqs: tuple[int, ...],
+               clock: Clock, pci_line: Callable[[int], tuple[IrqLine, int]], slots: dict[int, int],
                wake: Callable[[], None] | None = None,
                taps: list[Callable[[bytes], None] | None] | None = None) -> list[PlacedNic]:
     placed = []
@@ -62,11 +52,12 @@ def place_nics(specs: list[NicSpec], backends: list[NetBackend], memory: GuestMe
         if spec.adapter_type not in SUPPORTED:
             raise ValueError(f"network adapter {spec.adapter + 1}: type {spec.adapter_type} is not emulated "
                              "(use 82540EM, 82543GC, 82545EM or virtio: modifyvm --nic-type<N>)")
-        slot = nic_slot(spec.adapter)
+        slot = slots.get(spec.adapter)
+        if slot is None:
+            raise ValueError(f"network adapter {spec.adapter + 1}: only {len(slots)} adapters have PCI slots")
         if bridge.function_at(slot) is not None:
             raise ValueError(f"network adapter {spec.adapter + 1}: PCI slot {slot} is taken")
-        irq_no = irqs[(i + 1) % len(irqs)]
-        line = irq_line(irq_no)
+        line, irq_no = pci_line(slot)
         tap = taps[i] if taps else None
         if spec.adapter_type == "Virtio":
             model = VirtioNet(spec.mac, backend, clock, spec.cable_connected, wake=wake, tap=tap)
