@@ -270,3 +270,19 @@ def test_82543gc_phy_through_bit_banged_mdio():
     write(4, 0x0DE1)
     assert read(4) == 0x0DE1
     assert read(2, phy=3) == 0xFFFF                  # nobody at address 3
+
+
+def test_interrupt_throttling_register_spaces_interrupts(nic):
+    dev, mem, clock, line, be, broken = nic
+    setup_rings(dev, mem)
+    w(dev, R.ITR, 1000)                              # at most one interrupt per 256 us
+    w(dev, R.ICS, R.ICR_TXDW)
+    assert line.level
+    r(dev, R.ICR)
+    assert not line.level
+    w(dev, R.ICS, R.ICR_TXDW)
+    assert not line.level                            # too soon: held back
+    clock.advance(200_000)
+    assert not line.level
+    clock.advance(60_000)
+    assert line.level
