@@ -158,11 +158,16 @@ def run_one(label: str, argv: list[str], ports: list[int], mb: int, log: pathlib
         guest(console, "ip link set eth0 up && udhcpc -i eth0 -n -q -t 10 -T 3 >/dev/null 2>&1 && "
                        "ip addr show eth0 | grep -q 10.0.2.15")
         nbytes = mb << 20
-        res = {"boot_s": boot, "h2g_s": host_to_guest(console, ports[0], nbytes),
-               "g2h_s": guest_to_host(console, ports[1], nbytes),
-               "latency_ms": request_latency(console, ports[2]) * 1000}
-        res["h2g_MBps"] = mb / res["h2g_s"]
-        res["g2h_MBps"] = mb / res["g2h_s"]
+        res = {"boot_s": boot}
+        steps = (("h2g_MBps", lambda: mb / host_to_guest(console, ports[0], nbytes)),
+                 ("g2h_MBps", lambda: mb / guest_to_host(console, ports[1], nbytes)),
+                 ("latency_ms", lambda: request_latency(console, ports[2]) * 1000))
+        for key, step in steps:
+            try:
+                res[key] = step()
+            except (RuntimeError, TimeoutError, OSError) as e:     # report the failure, go on with the rest
+                print(f"  {label}: {key} failed: {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
+                return res
         return res
     finally:
         console.proc.kill()
@@ -173,6 +178,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=200)
     ap.add_argument("--nics", default="e1000,virtio")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds a guest command may take")
     ap.add_argument("--memory", type=int, default=256)
     ap.add_argument("--only", choices=["qemu", "ours"])
     args = ap.parse_args()
@@ -192,8 +198,11 @@ def main() -> int:
         for label, make in peers:
             ports = free_ports(3)
             r = run_one(label, make(nic, ports, args.memory), ports, args.mb, logdir / f"{nic}-{label}.log")
-            print(f"{nic:8} {label:6} {r['boot_s']:7.1f} {r['h2g_MBps']:10.2f} {r['g2h_MBps']:10.2f} "
-                  f"{r['latency_ms']:8.1f}", flush=True)
+
+            def cell(key: str, width: int, prec: int) -> str:
+                return f"{r[key]:{width}.{prec}f}" if key in r else f"{'failed':>{width}}"
+            print(f"{nic:8} {label:6} {cell('boot_s', 7, 1)} {cell('h2g_MBps', 10, 2)} {cell('g2h_MBps', 10, 2)} "
+                  f"{cell('latency_ms', 8, 1)}", flush=True)
     return 0
 
 

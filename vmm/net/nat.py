@@ -80,7 +80,12 @@ def addresses(cfg: NatConfig) -> NatAddresses:
 
 
 class NatBackend:
-    """The NAT attachment of one NIC: `send` a guest frame, frames for the guest go to the sink."""
+    """The NAT attachment of one NIC: `send` a guest frame, frames for the guest go to the sink.
+
+    libslirp takes IP packets of any size from the guest side, so a NIC may hand it a TCP
+    segmentation offload packet whole (`accepts_large_frames`) instead of cutting it up."""
+
+    accepts_large_frames = True
 
     def __init__(self, cfg: NatConfig, clock_ns: Callable[[], int] | None = None):
         self.cfg = cfg

@@ -397,7 +397,10 @@ class E1000(PciFunction):
     def _send(self, packet: bytearray, extended: int) -> None:
         c = self.context
         if extended and self._tx_tse:
-            frames = segment_tcp(bytes(packet), c.hdr_len, c.mss, c.ipcss, c.tucss,
+            mss = c.mss
+            if self.tap is None and getattr(self.backend, "accepts_large_frames", False):
+                mss = max(mss, len(packet) - c.hdr_len)      # one segment: the NAT engine takes it whole
+            frames = segment_tcp(bytes(packet), c.hdr_len, mss, c.ipcss, c.tucss,
                                  ipv4=bool(c.tucmd & R.TUCMD_IP), udp=not c.tucmd & R.TUCMD_TCP)
         else:
             if extended:

@@ -152,6 +152,8 @@ class VirtioNet:
         if gso in (GSO_TCPV4, GSO_UDP) and flags & HDR_F_NEEDS_CSUM and start + 20 <= len(frame):
             if gso == GSO_TCPV4:
                 hdr_len = start + (frame[start + 12] >> 4) * 4
+                if self.tap is None and getattr(self.backend, "accepts_large_frames", False):
+                    gso_size = max(gso_size, len(frame) - hdr_len)   # the NAT engine takes it whole
                 return segment_tcp(bytes(frame), hdr_len, gso_size, ETH_HLEN, start)
             return segment_tcp(bytes(frame), start + 8, gso_size, ETH_HLEN, start, udp=True)
         if flags & HDR_F_NEEDS_CSUM:
