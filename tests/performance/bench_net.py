@@ -174,11 +174,14 @@ def run_one(label: str, argv: list[str], ports: list[int], mb: int, log: pathlib
         console.close(30)
 
 
+def cell(r: dict, key: str, width: int, prec: int) -> str:
+    return f"{r[key]:{width}.{prec}f}" if key in r else f"{'failed':>{width}}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=200)
     ap.add_argument("--nics", default="e1000,virtio")
-    ap.add_argument("--timeout", type=float, default=900, help="seconds a guest command may take")
     ap.add_argument("--memory", type=int, default=256)
     ap.add_argument("--only", choices=["qemu", "ours"])
     args = ap.parse_args()
@@ -198,11 +201,8 @@ def main() -> int:
         for label, make in peers:
             ports = free_ports(3)
             r = run_one(label, make(nic, ports, args.memory), ports, args.mb, logdir / f"{nic}-{label}.log")
-
-            def cell(key: str, width: int, prec: int) -> str:
-                return f"{r[key]:{width}.{prec}f}" if key in r else f"{'failed':>{width}}"
-            print(f"{nic:8} {label:6} {cell('boot_s', 7, 1)} {cell('h2g_MBps', 10, 2)} {cell('g2h_MBps', 10, 2)} "
-                  f"{cell('latency_ms', 8, 1)}", flush=True)
+            print(f"{nic:8} {label:6} {cell(r, 'boot_s', 7, 1)} {cell(r, 'h2g_MBps', 10, 2)} "
+                  f"{cell(r, 'g2h_MBps', 10, 2)} {cell(r, 'latency_ms', 8, 1)}", flush=True)
     return 0
 
 
