@@ -8,7 +8,7 @@ received frames wait in a bounded queue until the guest gives buffers.
 
 The guest is hostile: a ring base, length or index that does not make sense, or a buffer
 outside guest RAM, stops this NIC (`broken` holds the reason and `on_broken` tells the VM
-log) — the rest of the VM runs on.
+log) until the guest resets it (CTRL.RST) — the rest of the VM runs on.
 """
 
 from __future__ import annotations
@@ -228,6 +228,7 @@ class E1000(PciFunction):
         if reg == R.CTRL:
             if value & R.CTRL_RST:
                 self._reset_mac()
+                self.broken = None             # a software reset gives the guest a fresh start
                 return
             old = self._rget(R.CTRL)
             self._rset(reg, value & ~R.CTRL_PHY_RST)

@@ -217,8 +217,14 @@ def test_hostile_rings_stop_only_the_nic(nic, attack):
     clock.advance(0)
     w(dev, R.TDT, 2)
     assert len(broken) == 1 and be.sent == []
-    w(dev, R.CTRL, R.CTRL_RST)                           # a device reset does not revive it by itself
-    assert dev.broken
+    w(dev, R.CTRL, R.CTRL_RST)                           # the driver's reset revives it
+    assert dev.broken is None
+    setup_rings(dev, mem)
+    pkt = MAC + MAC + b"\x08\x06" + bytes(50)
+    mem.write(BUFS, pkt)
+    mem.write(TX_RING, struct.pack("<QHBBBBH", BUFS, len(pkt), 0, R.TXD_CMD_EOP | R.TXD_CMD_RS, 0, 0, 0))
+    w(dev, R.TDT, 1)
+    assert be.sent == [pkt]
 
 
 def test_saved_state_round_trip(nic):
