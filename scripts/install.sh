@@ -13,7 +13,10 @@ command -v mcopy >/dev/null || need_apt+=(mtools)
 [ -x /usr/sbin/mkfs.fat ] || command -v mkfs.fat >/dev/null || need_apt+=(dosfstools)
 command -v xorriso >/dev/null || need_apt+=(xorriso)
 [ -x /usr/sbin/mke2fs ] || [ -x /sbin/mke2fs ] || command -v mke2fs >/dev/null || need_apt+=(e2fsprogs)
+# the NAT attachment runs libslirp (through ctypes) in the VM process
+ldconfig -p 2>/dev/null | grep -q 'libslirp\.so\.0' || need_apt+=(libslirp0)
 if [ "${1:-}" = "--test" ]; then
+    command -v tcpdump >/dev/null || need_apt+=(tcpdump)     # reads the NIC trace files in the tests
     command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
     # the full Debian disk the tests boot
     command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)

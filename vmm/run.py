@@ -2,12 +2,15 @@
 
     python -m vmm.run [--kernel K [--initrd I] [--append C]] [--memory MB] [--engine rem|hm|auto]
                       [--disk ctl:path ...] [--paravirt-provider none|default|legacy|minimal|hyperv|kvm]
+                      [--nic type:attachment[:hostport=guestport,...] ...]
 
 Without --kernel the VM starts in SeaBIOS and boots from the first disk.
 
 For developing devices and engines.  `--disk ahci:img.vdi` / `--disk virtio:img.raw` attach
-disks to an IntelAhci / VirtioSCSI controller.  On a terminal, Ctrl-] ends the VM.  The exit
-status is 0 when the guest powered off and 1 when the VM got stuck.
+disks to an IntelAhci / VirtioSCSI controller.  `--nic e1000:nat:2222=22` adds an 82540EM (or
+`virtio`) on NAT with a TCP port forward from 127.0.0.1:2222; `--nic virtio:intnet=name`, `:null`.
+On a terminal, Ctrl-] ends the VM.  The exit status is 0 when the guest powered off and 1 when
+the VM got stuck.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from vmm.vm import Machine, MachineError
 
 QUIT_BYTE = 0x1D   # Ctrl-]
 CONTROLLERS = {"ahci": ("IntelAhci", "AHCI"), "virtio": ("VirtioSCSI", "VirtioSCSI")}
+NIC_TYPES = {"e1000": "I82540EM", "82540em": "I82540EM", "82543gc": "I82543GC", "82545em": "I82545EM",
+             "virtio": "Virtio"}
 
 
 class StdioBackend(SerialBackend):
@@ -105,7 +110,34 @@ def build_config(args: argparse.Namespace) -> CfgNode:
         att.set("Port", len(ctl.node("Attachments").children) - 1)
         att.set("Path", os.path.abspath(path))
         ctl.set("PortCount", len(ctl.node("Attachments").children))
+    for slot, spec in enumerate(args.nic or []):
+        _nic_config(cfg, slot, spec)
+        if args.nic_trace:
+            cfg.set(f"Devices/net/{slot}/Trace", True)
+            cfg.set(f"Devices/net/{slot}/TraceFile", f"{args.nic_trace}.{slot + 1}.pcap")
     return cfg
+
+
+def _nic_config(cfg: CfgNode, slot: int, spec: str) -> None:
+    kind, _, rest = spec.partition(":")
+    attach, _, fwds = rest.partition(":")
+    if kind not in NIC_TYPES:
+        raise MachineError(f"--nic {spec!r}: type must be one of {', '.join(NIC_TYPES)}")
+    node = cfg.node(f"Devices/net/{slot}")
+    node.set("AdapterType", NIC_TYPES[kind])
+    node.set("MAC", f"08002712{0x34 + slot:02x}56")
+    name, _, value = attach.partition("=")
+    node.set("Attachment", {"nat": "NAT", "intnet": "Internal", "null": "Null"}.get(name or "nat", name))
+    if value:
+        node.set("Network", value)
+    for i, fwd in enumerate(f for f in fwds.split(",") if f):
+        host, _, guest = fwd.partition("=")
+        r = node.node(f"NAT/Rules/{i}")
+        r.set("Name", f"r{i}")
+        r.set("HostIP", "127.0.0.1")
+        r.set("HostPort", int(host))
+        r.set("GuestPort", int(guest or host))
+    node.set("NAT/LocalhostReachable", True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="GIM provider (default: by --ostype, as VirtualBox)")
     ap.add_argument("--ostype", default="Debian_64", help="guest OS type for --paravirt-provider default")
     ap.add_argument("--disk", action="append", help="ctl:path with ctl = ahci or virtio")
+    ap.add_argument("--nic", action="append", help="type:attachment[:hostport=guestport,...] (e1000|virtio, "
+                    "nat|intnet=NAME|null)")
+    ap.add_argument("--nic-trace", metavar="PREFIX", help="write PREFIX.<n>.pcap for each NIC")
     ap.add_argument("--apic", default="off", choices=["on", "off"], help="local APIC (default off)")
     ap.add_argument("--ioapic", default="off", choices=["on", "off"],
                     help="IO-APIC and the MADT (implies --apic on; default off)")
@@ -147,6 +182,26 @@ def main(argv: list[str] | None = None) -> int:
                 logging.getLogger("vboxpy.vm").info(line)
         if tty_state is not None:
             tty.setraw(0)
+        import signal
+
+        def dump(_sig, _frame) -> None:     # kill -USR1: the vCPU, PIC and NIC state, for debugging
+            def collect():
+                cpu = machine.vcpu.get_state()
+                lines = [f"rip {cpu.gpr.get('rip', 0):#x} rflags {cpu.gpr.get('rflags', 0):#x} "
+                         f"now {machine.clock.now_ns()} next timer {machine.clock.next_deadline()}",
+                         f"pit {machine.pit.get_state()}",
+                         f"pic master {machine.pic._m.s} slave {machine.pic._s.s}", f"uarts {[u.s for u in machine.uarts]}"]
+                for nic in machine.nics:
+                    m = nic.model
+                    lines.append(f"nic{nic.spec.adapter}: rxq {len(m.rx)} stats {m.stats} broken "
+                                 f"{getattr(m, 'broken', None)} intx {nic.device._intx_request}")
+                return lines
+            try:
+                lines = machine.em.call(collect).result(5)
+            except Exception as e:
+                lines = [f"dump failed: {e!r}"]
+            print("\r\n".join(["", *lines, ""]), file=sys.stderr, flush=True)
+        signal.signal(signal.SIGUSR1, dump)
         t0 = time.monotonic()
         machine.start()
         done.wait()

@@ -76,6 +76,7 @@ PCI_SLOTS = {
     "host": (0x00, 0), "isa": (0x01, 0), "ide": (0x01, 1), "vga": (0x02, 0), "nic0": (0x03, 0),
     "vmmdev": (0x04, 0), "audio": (0x05, 0), "ohci": (0x06, 0), "acpi": (0x07, 0), "nic1": (0x08, 0),
     "nic2": (0x09, 0), "nic3": (0x0A, 0), "ehci": (0x0B, 0), "ahci": (0x0D, 0), "virtio-scsi": (0x0F, 0),
+    "nic4": (0x10, 0), "nic5": (0x11, 0), "nic6": (0x12, 0), "nic7": (0x13, 0),
 }
 COM_PORTS = [(0x3F8, 4), (0x2F8, 3), (0x3E8, 4), (0x2E8, 3)]
 DEFAULT_CMDLINE = "console=ttyS0"
@@ -262,11 +263,14 @@ class Machine:
         for i, u in enumerate(self.uarts):
             self._stateful[f"uart{i}"] = u
         self._place_storage()
+        self._place_nics(cfg.child("Devices/net"))
         for pc in self.storage:               # reset to power-on state on a guest reboot, saved with the VM
             self._stateful[f"storage/{pc.name}"] = pc.device
+        for nic in self.nics:
+            self._stateful[f"net/{nic.spec.adapter}"] = nic.device
         if fw is None:
             # the VMM plays the firmware: BARs placed, PIRQs routed, the BIOS area shadowed in RAM
-            if self.storage:
+            if self.storage or self.nics:
                 self.pci.assign_resources()
             self.isa_bridge.set_routes(list(KERNEL_PIRQ_ROUTES))
             self.pm_function.enable(ACPI_PM_BASE)
@@ -318,6 +322,75 @@ class Machine:
         for pc in self.storage:
             self.placed.append(f"{pc.controller_type:<12} PCI 00:{pc.slot:02x}.0 INTA ({pc.name})")
 
+    def _place_nics(self, nodes: CfgNode | None) -> None:
+        """Network adapters: the backend of each attachment (host side), then the PCI NIC."""
+        from vmm.devices.net_placement import NicSpec, place_nics
+        from vmm.net.attach import AttachError, create_backend
+        from vmm.net.pcap import PcapWriter
+        self.nics = []
+        self.traces: list[PcapWriter] = []
+        if nodes is None:
+            return
+        specs, backends, taps = [], [], []
+        slots = {n: PCI_SLOTS[f"nic{n}"][0] for n in range(8)}
+        try:
+            for node in nodes:
+                adapter = int(node.name)
+                spec = NicSpec(adapter, node.get_str("AdapterType"), bytes.fromhex(node.get_str("MAC")),
+                               node.get_bool("CableConnected", True))
+                backends.append(create_backend(node, adapter, node.get_str("RuntimeDir", "")))
+                specs.append(spec)
+                tap = None
+                if node.get_bool("Trace", False):
+                    path = node.get_str("TraceFile", "") or f"nic{adapter + 1}.pcap"
+                    writer = PcapWriter(path)
+                    self.traces.append(writer)
+                    tap = writer.write
+                taps.append(tap)
+            self.nics = place_nics(specs, backends, self.memory, self.pci, self.clock, self._pci_line, slots,
+                                   wake=lambda: self.em.interrupt_raised(True), taps=taps)
+        except (AttachError, CfgmError, ValueError, OSError) as e:
+            for b in backends:
+                b.close()
+            for t in self.traces:
+                t.close()
+            raise MachineError(str(e)) from None
+        for nic in self.nics:
+            adapter = nic.spec.adapter
+
+            def broken(why: str, adapter=adapter) -> None:
+                log.error("NIC#%d: the guest broke the adapter's rings (%s); the adapter is stopped until "
+                          "the guest resets it", adapter, why)
+            nic.device.on_broken = broken
+            self.placed.append(f"{nic.spec.adapter_type:<12} PCI 00:{nic.slot:02x}.0 INTA "
+                               f"(NIC {adapter + 1}: MAC {nic.spec.mac.hex(':')}, "
+                               f"{getattr(nic.backend, 'description', type(nic.backend).__name__)})")
+
+    # -- network adapters at run time (any thread) ---------------------------------------------------------
+    def _nic(self, adapter: int):
+        for nic in self.nics:
+            if nic.spec.adapter == adapter:
+                return nic
+        raise MachineError(f"network adapter {adapter + 1} is not present in the running VM")
+
+    def set_link_state(self, adapter: int, up: bool):
+        nic = self._nic(adapter)
+        return self.em.call(lambda: nic.model.set_link(up))
+
+    def nat_redirect(self, adapter: int, remove: bool, rule=None, name: str = "") -> None:
+        """Add (rule: vmm.net.nat.NatRule) or remove (by name) a port forward of a NAT adapter."""
+        from vmm.net.nat import NatBackend, NatError
+        nic = self._nic(adapter)
+        if not isinstance(nic.backend, NatBackend):
+            raise MachineError(f"network adapter {adapter + 1} is not attached to NAT")
+        try:
+            if remove:
+                nic.backend.remove_rule(name)
+            else:
+                nic.backend.add_rule(rule)
+        except NatError as e:
+            raise MachineError(str(e)) from None
+
     def _firmware_acpi_config(self) -> AcpiConfig:
         """The ACPI description of the machine as the firmware has set it up (PMBASE, PIRQs)."""
         pm_base = self.pm_function.pm_base or ACPI_PM_BASE
@@ -334,11 +407,11 @@ class Machine:
         """(slot, pin 0-3, IRQ) for the ACPI _PRT of every device slot, as the router routes them."""
         from vmm.devices.piix3 import pirq_of
         out = []
-        for pc in self.storage:
+        for slot in [pc.slot for pc in self.storage] + [nic.slot for nic in self.nics]:
             for pin in range(4):
-                irq = self.pci_irqs.target(pirq_of(pc.slot, pin + 1))
+                irq = self.pci_irqs.target(pirq_of(slot, pin + 1))
                 if irq is not None:
-                    out.append((pc.slot, pin, irq))
+                    out.append((slot, pin, irq))
         return out
 
     def _load_boot(self) -> loader.BootImage | None:
@@ -419,6 +492,12 @@ class Machine:
             b.close()
         for pc in self.storage:
             pc.close()
+        for nic in self.nics:
+            stats = dict(getattr(nic.model, "stats", {}), rx_queue_dropped=nic.model.rx.dropped)
+            log.info("NIC#%d: %s", nic.spec.adapter, ", ".join(f"{k} {v}" for k, v in stats.items()))
+            nic.backend.close()
+        for t in self.traces:
+            t.close()
         self.vm.close()
 
     def describe(self) -> list[str]:

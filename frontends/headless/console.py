@@ -73,6 +73,13 @@ class HeadlessConsole:
     def take_snapshot_online(self, state_file: str, disks, pause: bool = True):
         return self._p.take_snapshot_online(state_file, disks, pause)
 
+    def on_nat_redirect_rule_change(self, slot: int, remove: bool, name: str, proto: int, host_ip: str,
+                                    host_port: int, guest_ip: str, guest_port: int) -> None:
+        self._p.nat_redirect_changed(slot, remove, name, proto, host_ip, host_port, guest_ip, guest_port)
+
+    def on_network_adapter_change(self, slot: int, cable_connected: bool) -> None:
+        self._p.set_link_state(slot, cable_connected)
+
     def merge_snapshot_online(self, jobs, known):
         # issue 9 hook: deleting a snapshot of the running VM; the merges run here (vmm.savedstate)
         from vmm.savedstate import console_merge_online

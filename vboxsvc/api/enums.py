@@ -185,6 +185,17 @@ class NetworkAttachmentType(IntEnum):
     HostOnlyNetwork = 8
 
 
+class NATProtocol(IntEnum):
+    UDP = 0
+    TCP = 1
+
+
+class NATAliasMode(IntEnum):
+    AliasLog = 1
+    AliasProxyOnly = 2
+    AliasUseSamePorts = 4
+
+
 class NetworkAdapterType(IntEnum):
     Null = 0
     Am79C970A = 1

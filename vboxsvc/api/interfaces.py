@@ -302,9 +302,27 @@ INetworkAdapter:
     cableConnected: bool rw
     lineSpeed: int rw
     promiscModePolicy: NetworkAdapterPromiscModePolicy rw
-    traceEnabled: bool
-    traceFile: str
+    traceEnabled: bool rw
+    traceFile: str rw
     bootPriority: int rw
+    NATEngine: INATEngine
+
+INATEngine:
+    network: str rw
+    hostIP: str rw
+    TFTPPrefix: str rw
+    TFTPBootFile: str rw
+    TFTPNextServer: str rw
+    aliasMode: int rw
+    DNSPassDomain: bool rw
+    DNSProxy: bool rw
+    DNSUseHostResolver: bool rw
+    localhostReachable: bool rw
+    redirects: [str]
+    setNetworkSettings(mtu: int, sockSnd: int, sockRcv: int, TcpWndSnd: int, TcpWndRcv: int)
+    getNetworkSettings() -> [int]            # [mtu, sockSnd, sockRcv, TcpWndSnd, TcpWndRcv]
+    addRedirect(name: str, proto: NATProtocol, hostIP: str, hostPort: int, guestIP: str, guestPort: int)
+    removeRedirect(name: str)
 
 ISerialPort:
     slot: int
@@ -375,6 +393,8 @@ IConsole:
     getPowerButtonHandled() -> bool
     getGuestEnteredACPIMode() -> bool
     takeSnapshotOnline(stateFile: str, disks: any, pause: bool = True) -> any   # vboxpy: the VM process's part of an online snapshot (disks: [[parent path, diff path, diff uuid]])
+    onNATRedirectRuleChange(slot: int, remove: bool, name: str, proto: NATProtocol, hostIP: str, hostPort: int, guestIP: str, guestPort: int)   # vboxpy: IInternalSessionControl's, a port forward changed while the VM runs
+    onNetworkAdapterChange(slot: int, cableConnected: bool)   # vboxpy: IInternalSessionControl's, the cable was plugged or pulled while the VM runs
     mergeSnapshotOnline(jobs: any, known: any) -> any   # vboxpy: the VM process runs the merges of deleting a snapshot of the running machine (jobs: [[kind, source, target, relink]], known: [[uuid, path]])
 
 IProgress:

@@ -23,14 +23,14 @@ from pathlib import Path
 
 from vmm.guest.cpio import CpioWriter
 from vmm.guest.debs import GuestBuildError, candidate, download_extract, run
-from vmm.guest.init_script import INIT, POWER_BUTTON, READY_MARKER
+from vmm.guest.init_script import INIT, POWER_BUTTON, READY_MARKER, UDHCPC_SCRIPT
 from vmm.guest.kmod import index_modules, load_order
 from vmm.guest.vmlinux import extract_vmlinux
 
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4
 META_PACKAGE = "linux-image-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
-# Storage for the AHCI/virtio issues, ext4 for disks, button+evdev for ACPI power button.
+# Storage for the disks, ext4, button+evdev for the ACPI power button, the NICs.
 WANTED_MODULES = [
     "scsi_mod",
     "sd_mod",
@@ -43,6 +43,8 @@ WANTED_MODULES = [
     "ext4",
     "evdev",
     "button",
+    "e1000",
+    "virtio_net",
 ]
 
 
@@ -88,7 +90,7 @@ def build_initramfs(busybox: bytes, applets: list[str], modules: list[tuple[str,
     """The cpio archive: busybox + applet links, /init, /dev/console, modules with load order."""
     w = CpioWriter()
     for d in ("bin", "dev", "etc", "etc/acpi", "etc/acpi/PWRF", "lib", "lib/modules", "mnt", "proc",
-              "root", "sys", "tmp"):
+              "root", "sys", "tmp", "etc/udhcpc", "www"):
         w.directory(d, 0o1777 if d == "tmp" else 0o755)
     w.char_device("dev/console", 5, 1)
     w.file("bin/busybox", busybox, 0o755)
@@ -97,6 +99,7 @@ def build_initramfs(busybox: bytes, applets: list[str], modules: list[tuple[str,
     w.symlink("sbin", "bin")
     w.file("init", INIT.encode(), 0o755)
     w.file("etc/acpi/PWRF/00000080", POWER_BUTTON.encode(), 0o755)
+    w.file("etc/udhcpc/default.script", UDHCPC_SCRIPT.encode(), 0o755)   # Debian's busybox looks here
     for name, data in modules:
         w.file(f"lib/modules/{name}.ko", data)
     w.file("lib/modules/load-order", "".join(f"{n}\n" for n, _ in modules).encode())
