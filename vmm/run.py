@@ -1,10 +1,12 @@
 """Dev runner: boot a kernel on the VMM without the service, COM1 on stdin/stdout.
 
     python -m vmm.run --kernel K [--initrd I] [--append C] [--memory MB] [--engine rem|hm|auto]
-                      [--disk ctl:path ...] [--paravirt-provider none|default|legacy|minimal|hyperv|kvm]
+                      [--disk ctl:path ...] [--dvd x.iso] [--paravirt-provider none|default|...]
 
-For developing devices and engines.  `--disk ahci:img.vdi` / `--disk virtio:img.raw` attach
-disks to an IntelAhci / VirtioSCSI controller.  On a terminal, Ctrl-] ends the VM.  The exit
+For developing devices and engines.  `--disk ahci:img.vdi` / `--disk virtio:img.raw` /
+`--disk ide:img.vdi` attach disks to an IntelAhci / VirtioSCSI / PIIX4 IDE controller (IDE
+disks take port 0 master, then slave); `--dvd x.iso` puts a DVD drive with that disc on the
+IDE controller's port 1 master (`--dvd ""`: an empty drive).  On a terminal, Ctrl-] ends the VM.  The exit
 status is 0 when the guest powered off and 1 when the VM got stuck.
 """
 
@@ -26,7 +28,7 @@ from vmm.gim import PROVIDERS
 from vmm.vm import Machine, MachineError
 
 QUIT_BYTE = 0x1D   # Ctrl-]
-CONTROLLERS = {"ahci": ("IntelAhci", "AHCI"), "virtio": ("VirtioSCSI", "VirtioSCSI")}
+CONTROLLERS = {"ahci": ("IntelAhci", "AHCI"), "virtio": ("VirtioSCSI", "VirtioSCSI"), "ide": ("PIIX4", "IDE")}
 
 
 class StdioBackend(SerialBackend):
@@ -89,14 +91,31 @@ def build_config(args: argparse.Namespace) -> CfgNode:
     for i, spec in enumerate(args.disk or []):
         kind, sep, path = spec.partition(":")
         if not sep or kind not in CONTROLLERS:
-            raise MachineError(f"--disk {spec!r}: expected ahci:PATH or virtio:PATH")
+            raise MachineError(f"--disk {spec!r}: expected ahci:PATH, virtio:PATH or ide:PATH")
         ctl = cfg.node(f"Devices/storage/{kind}")
         ctl.set("Type", CONTROLLERS[kind][0])
         ctl.set("Name", CONTROLLERS[kind][1])
         att = ctl.node(f"Attachments/{i}")
-        att.set("Port", len(ctl.node("Attachments").children) - 1)
+        n = len(ctl.node("Attachments").children) - 1
+        if kind == "ide":
+            if n > 1:
+                raise MachineError("--disk ide: an IDE port 0 takes two disks (master, slave)")
+            att.set("Port", 0)
+            att.set("Device", n)
+        else:
+            att.set("Port", n)
         att.set("Path", os.path.abspath(path))
         ctl.set("PortCount", len(ctl.node("Attachments").children))
+    if args.dvd is not None:
+        ctl = cfg.node("Devices/storage/ide")
+        ctl.set("Type", "PIIX4")
+        ctl.set("Name", "IDE")
+        ctl.set("PortCount", 2)
+        att = ctl.node("Attachments/dvd")
+        att.set("Port", 1)
+        att.set("Device", 0)
+        att.set("Kind", "DVD")
+        att.set("Path", os.path.abspath(args.dvd) if args.dvd else "")
     return cfg
 
 
@@ -110,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paravirt-provider", default="default", choices=list(PROVIDERS),
                     help="GIM provider (default: by --ostype, as VirtualBox)")
     ap.add_argument("--ostype", default="Debian_64", help="guest OS type for --paravirt-provider default")
-    ap.add_argument("--disk", action="append", help="ctl:path with ctl = ahci or virtio")
+    ap.add_argument("--disk", action="append", help="ctl:path with ctl = ahci, virtio or ide")
+    ap.add_argument("--dvd", help="ISO image in a DVD drive on the IDE controller (\"\": empty drive)")
     ap.add_argument("--verbose", action="store_true", help="log VMM events to stderr")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,

@@ -22,7 +22,7 @@ from vmm.cfgm import CfgmError, CfgNode
 from vmm.devices.acpi import AcpiConfig, AcpiPm, build_acpi_tables
 from vmm.devices.base import IrqLine
 from vmm.devices.i8042 import I8042
-from vmm.devices.pci import PciHostBridge
+from vmm.devices.pci import PciFunction, PciHostBridge
 from vmm.devices.pic import PicPair
 from vmm.devices.pit import Pit8254, Port61
 from vmm.devices.port80 import BOOT_MARKER_PORT, BootMarkerPort, PostCodePort
@@ -202,10 +202,14 @@ class Machine:
         self._place_storage()
         if self.storage:
             self.pci.assign_resources()
+        for pc in self.storage:               # the IDE channels' legacy ports
+            for name, port, span, dev, irq in pc.legacy:
+                self._place(name, port, span, dev, irq)
         for pc in self.storage:               # reset to power-on state on a guest reboot, saved with the VM
             self._stateful[f"storage/{pc.name}"] = pc.device
         acfg = AcpiConfig(pm_base=ACPI_PM_BASE, sci_irq=ACPI_SCI_IRQ, pci=True,
-                          pci_irqs=[(pc.slot, pin, pc.irq) for pc in self.storage for pin in range(4)])
+                          pci_irqs=[(pc.slot, pin, pc.irq) for pc in self.storage if not pc.legacy
+                                    for pin in range(4)])
         self.acpi_tables = build_acpi_tables(acfg, ACPI_TABLES_BASE)
 
     def _place_storage(self) -> None:
@@ -217,8 +221,12 @@ class Machine:
             place_storage_controllers,
         )
         specs = []
+        if self.pci.function_at(1, 0) is None:
+            # function 0 of the PIIX3 (its ISA bridge): without it no guest looks at the IDE function 00:01.1
+            self.pci.add_function(PciFunction(0x8086, 0x7000, 0x060100), 1, 0)
         for node in self._storage_specs:
-            atts = [DiskAttachmentSpec(port=a.get_int("Port"), path=a.get_str("Path"),
+            atts = [DiskAttachmentSpec(port=a.get_int("Port"), path=a.get_str("Path", ""),
+                                       kind=a.get_str("Kind", "HardDisk"),
                                        read_only=a.get_bool("ReadOnly", False),
                                        nonrotational=a.get_bool("NonRotational", False),
                                        discard=a.get_bool("Discard", False), device=a.get_int("Device", 0),
@@ -233,7 +241,8 @@ class Machine:
         except (ValueError, OSError) as e:
             raise MachineError(f"storage: {e}")
         for pc in self.storage:
-            self.placed.append(f"{pc.controller_type:<12} PCI 00:{pc.slot:02x}.0 IRQ {pc.irq} ({pc.name})")
+            irq = "IRQ 14/15" if pc.legacy else f"IRQ {pc.irq}"
+            self.placed.append(f"{pc.controller_type:<12} PCI {pc.address} {irq} ({pc.name})")
 
     def _load_boot(self) -> loader.BootImage:
         self.acpi_tables.write_to(self.memory)
