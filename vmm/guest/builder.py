@@ -26,12 +26,13 @@ from vmm.guest.init_script import INIT, POWER_BUTTON, READY_MARKER
 from vmm.guest.kmod import index_modules, load_order
 from vmm.guest.vmlinux import extract_vmlinux
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 META_PACKAGE = "linux-image-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
-# Storage for the AHCI/virtio issues, ext4 for disks, button+evdev for ACPI power button.
-WANTED_MODULES = ["scsi_mod", "sd_mod", "libata", "ahci", "virtio_pci", "virtio_scsi", "virtio_blk",
-                  "crc32c_generic", "ext4", "evdev", "button"]
+# Storage (AHCI, virtio, PIIX IDE with its CD/DVD drives), ext4 and ISO 9660 file systems,
+# button+evdev for the ACPI power button.
+WANTED_MODULES = ["scsi_mod", "sd_mod", "libata", "ahci", "ata_piix", "sr_mod", "virtio_pci", "virtio_scsi",
+                  "virtio_blk", "crc32c_generic", "ext4", "isofs", "evdev", "button"]
 
 
 class GuestBuildError(Exception):
