@@ -303,6 +303,31 @@ class Machine:
     def power_button(self) -> None:
         self.acpi.press_power_button()
 
+    def change_medium(self, controller: str, port: int, device: int, path: str) -> None:
+        """Put the image at `path` ("" = none) into a DVD drive; the guest sees a medium change."""
+        from vmm.devices.atapi import AtapiDrive
+        from vmm.devices.storage_placement import open_dvd
+        pc = next((p for p in self.storage if p.name == controller), None)
+        drive = None
+        if pc is not None and hasattr(pc.device, "device_at") and port in (0, 1) and device in (0, 1):
+            drive = pc.device.device_at(port, device)
+        if not isinstance(drive, AtapiDrive):
+            raise MachineError(f"no DVD drive at port {port} device {device} of controller '{controller}'")
+        try:
+            image = open_dvd(path) if path else None
+        except (OSError, ValueError) as e:
+            raise MachineError(f"cannot open '{path}': {e}")
+
+        def swap() -> None:
+            old = drive.image
+            drive.insert(image)
+            if old is not None:
+                pc.images.remove(old)
+                old.close()
+            if image is not None:
+                pc.images.append(image)
+        self.em.call(swap).result(30)
+
     def wait(self, timeout: float | None = None) -> bool:
         return self.em.join(timeout)
 

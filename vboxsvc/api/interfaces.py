@@ -375,6 +375,7 @@ IConsole:
     getPowerButtonHandled() -> bool
     getGuestEnteredACPIMode() -> bool
     takeSnapshotOnline(stateFile: str, disks: any, pause: bool = True) -> any   # vboxpy: the VM process's part of an online snapshot (disks: [[parent path, diff path, diff uuid]])
+    onMediumChange(controller: str, port: int, device: int, location: str)   # vboxpy: a DVD drive of the running VM gets another disc ("" = none), as IInternalSessionControl::OnMediumChange
     mergeSnapshotOnline(jobs: any, known: any) -> any   # vboxpy: the VM process runs the merges of deleting a snapshot of the running machine (jobs: [[kind, source, target, relink]], known: [[uuid, path]])
 
 IProgress:

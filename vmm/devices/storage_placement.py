@@ -93,6 +93,14 @@ def _open(path: str, read_only: bool, parents: dict[str, str] | None = None) -> 
     return open_image(path, read_only=read_only, parent_resolver=resolver)
 
 
+def open_dvd(path: str) -> DiskImage:
+    """A disc image for a DVD drive: read-only, any size (ISO 9660 images are raw sectors)."""
+    try:
+        return _open(path, True)
+    except DiskImageError as e:
+        raise ValueError(str(e)) from e
+
+
 def _options(spec: StorageControllerSpec, att: DiskAttachmentSpec, index: int) -> DiskOptions:
     return DiskOptions(non_rotational=att.nonrotational, discard=att.discard,
                        write_through=not spec.use_host_io_cache,
