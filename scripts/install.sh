@@ -10,6 +10,11 @@ command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
 command -v cpio >/dev/null || need_apt+=(cpio)
 if [ "${1:-}" = "--test" ]; then
     command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
+    # ISO images for the DVD drive tests (and an El Torito ISO with ISOLINUX), debugfs to read guest disks
+    command -v xorriso >/dev/null || need_apt+=(xorriso)
+    [ -f /usr/lib/ISOLINUX/isolinux.bin ] || need_apt+=(isolinux)
+    [ -f /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need_apt+=(syslinux-common)
+    command -v debugfs >/dev/null || need_apt+=(e2fsprogs)
 fi
 # the guest builder finds Debian's kernel and busybox through the apt lists
 lists_ok=1
