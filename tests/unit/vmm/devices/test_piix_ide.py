@@ -366,3 +366,26 @@ def test_random_register_abuse_never_raises(rig):
     r.taskfile(P, 0x20, lba=9, count=1)
     r.inb(P + 7)
     assert r.read_data(P, 512) == pattern(9, 512)
+
+
+def test_state_through_ssm_codec_mid_atapi_transfer(rig):
+    from vmm.devices.piix_ide import PiixIdeState
+    from vmm.ssm import decode_state, encode_state
+    r = rig()
+    r.ide.device_at(1, 0).command(bytes((atapi.PREVENT_ALLOW, 0, 0, 0, 1)).ljust(12, b"\0"))
+    r.packet(bytes((atapi.READ_10, 0, 0, 0, 0, 2, 0, 0, 2)), bcl=2048)
+    r.inb(S + 7)
+    first = r.read_data(S, 1000)
+    state = r.ide.get_state()
+    restored = decode_state(PiixIdeState, encode_state(state))
+    fresh = PiixIde(r.mem, {(0, 0): AtaDisk(r.disk_img), (1, 0): AtapiDrive(r.iso_img)}, "PIIX3")
+    fresh.set_state(restored)
+    assert encode_state(fresh.get_state()) == encode_state(state)
+    assert fresh.device_at(1, 0).locked
+    ch = fresh.channels[1]
+    rest = b"".join(struct.pack("<H", ch.read(0, 2)) for _ in range((2048 - 1000) // 2))
+    ch.read(7, 1)
+    n = ch.read(4, 1) | ch.read(5, 1) << 8
+    second = b"".join(struct.pack("<H", ch.read(0, 2)) for _ in range(n // 2))
+    assert first + rest + second == pattern(1002, 2048) + pattern(1003, 2048)
+    assert ch.read(7, 1) == 0x50
