@@ -6,7 +6,8 @@
 For developing devices and engines.  `--disk ahci:img.vdi` / `--disk virtio:img.raw` /
 `--disk ide:img.vdi` attach disks to an IntelAhci / VirtioSCSI / PIIX4 IDE controller (IDE
 disks take port 0 master, then slave); `--dvd x.iso` puts a DVD drive with that disc on the
-IDE controller's port 1 master (`--dvd ""`: an empty drive).  On a terminal, Ctrl-] ends the VM.  The exit
+IDE controller's port 1 master (`--dvd ""`: an empty drive), `--dvd sata:x.iso` on the next
+IntelAhci port.  On a terminal, Ctrl-] ends the VM.  The exit
 status is 0 when the guest powered off and 1 when the VM got stuck.
 """
 
@@ -109,15 +110,22 @@ def build_config(args: argparse.Namespace) -> CfgNode:
         att.set("Path", os.path.abspath(path))
         ctl.set("PortCount", len(ctl.node("Attachments").children))
     if args.dvd is not None:
-        ctl = cfg.node("Devices/storage/ide")
-        ctl.set("Type", "PIIX4")
-        ctl.set("Name", "IDE")
-        ctl.set("PortCount", 2)
+        sata = args.dvd.startswith("sata:")
+        path = args.dvd[5:] if sata else args.dvd
+        kind = "ahci" if sata else "ide"
+        ctl = cfg.node(f"Devices/storage/{kind}")
+        ctl.set("Type", CONTROLLERS[kind][0])
+        ctl.set("Name", CONTROLLERS[kind][1])
         att = ctl.node("Attachments/dvd")
-        att.set("Port", 1)
+        if sata:                                   # the next free SATA port
+            att.set("Port", len(ctl.node("Attachments").children) - 1)
+            ctl.set("PortCount", len(ctl.node("Attachments").children))
+        else:
+            ctl.set("PortCount", 2)
+            att.set("Port", 1)
         att.set("Device", 0)
         att.set("Kind", "DVD")
-        att.set("Path", os.path.abspath(args.dvd) if args.dvd else "")
+        att.set("Path", os.path.abspath(path) if path else "")
     return cfg
 
 
@@ -132,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="GIM provider (default: by --ostype, as VirtualBox)")
     ap.add_argument("--ostype", default="Debian_64", help="guest OS type for --paravirt-provider default")
     ap.add_argument("--disk", action="append", help="ctl:path with ctl = ahci, virtio or ide")
-    ap.add_argument("--dvd", help="ISO image in a DVD drive on the IDE controller (\"\": empty drive)")
+    ap.add_argument("--dvd", help="ISO image in a DVD drive on the IDE controller (sata:x.iso: on AHCI; \"\": empty drive)")
     ap.add_argument("--apic", default="off", choices=["on", "off"], help="local APIC (default off)")
     ap.add_argument("--ioapic", default="off", choices=["on", "off"],
                     help="IO-APIC and the MADT (implies --apic on; default off)")

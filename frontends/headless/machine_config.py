@@ -25,7 +25,7 @@ from vmm.gim import PROVIDER_BY_VALUE
 SERIAL_SLOTS = 4
 BOOT_KEYS = {"Kernel": "vboxpy/BootKernel", "Initrd": "vboxpy/BootInitrd", "Cmdline": "vboxpy/BootCmdline"}
 FORCE_HM_KEY = "vboxpy/ForceHM"
-# Controllers the VMM emulates (vmm.devices.storage_placement.SUPPORTED); DVD drives only on IDE
+# Controllers the VMM emulates (vmm.devices.storage_placement.SUPPORTED); DVD drives on IDE and SATA
 IDE_CONTROLLERS = ("PIIX3", "PIIX4", "ICH6")
 EMULATED_CONTROLLERS = ("IntelAhci", "VirtioSCSI") + IDE_CONTROLLERS
 
@@ -117,12 +117,12 @@ def _storage(machine, cfg: CfgNode, notes: list[str]) -> None:
     for index, ctl in enumerate(machine.storage_controllers):
         ctl_name = ctl.name
         ctl_type = StorageControllerType(ctl.controller_type).name
-        ide = ctl_type in IDE_CONTROLLERS
+        optical = ctl_type in IDE_CONTROLLERS + ("IntelAhci",)
         devices = []
         for att in machine.get_medium_attachments_of_controller(ctl_name):
             medium = att.medium
             kind = DeviceType(att.type)
-            if kind == DeviceType.DVD and ide:
+            if kind == DeviceType.DVD and optical:
                 devices.append((att, medium))       # with a disc, or an empty drive
                 continue
             if medium is None:

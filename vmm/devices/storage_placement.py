@@ -123,9 +123,9 @@ def place_storage_controllers(
                 placed.append(_place_ide(spec, index, memory, bridge, irq_line, opener))
                 continue
             for att in spec.attachments:
-                if att.kind != "HardDisk":
+                if att.kind != "HardDisk" and not (att.kind == "DVD" and spec.controller_type == "IntelAhci"):
                     raise ValueError(f"storage controller '{spec.name}': {att.kind} drives are provided on "
-                                     "IDE controllers only (storagectl --add ide)")
+                                     "IDE and SATA (IntelAhci) controllers only")
                 if att.device != 0:
                     raise ValueError(f"storage controller '{spec.name}': device {att.device} on port "
                                      f"{att.port}; {spec.controller_type} has one device per port")
@@ -137,20 +137,27 @@ def place_storage_controllers(
             pc = PlacedController(spec.name, spec.controller_type, None, 0, irq_no, images)  # type: ignore[arg-type]
             placed.append(pc)
             opened = {}
+            drives: dict[int, AtapiDrive] = {}
             for att in spec.attachments:
-                try:
-                    img = opener(att.path, att.read_only, att.parents)
-                except (DiskImageError, OSError) as e:
-                    raise ValueError(f"storage controller '{spec.name}' port {att.port}: {e}") from e
-                images.append(img)
-                opened[att.port] = (img, _options(spec, att, index))
+                img = None
+                if att.path or att.kind == "HardDisk":
+                    try:
+                        img = opener(att.path, att.read_only or att.kind == "DVD", att.parents)
+                    except (DiskImageError, OSError) as e:
+                        raise ValueError(f"storage controller '{spec.name}' port {att.port}: {e}") from e
+                    images.append(img)
+                if att.kind == "DVD":
+                    drives[att.port] = AtapiDrive(img, serial=_options(spec, att, index).serial)
+                else:
+                    opened[att.port] = (img, _options(spec, att, index))
             if spec.controller_type == "IntelAhci":
-                ports = max([spec.port_count, 1] + [p + 1 for p in opened])
+                ports = max([spec.port_count, 1] + [p + 1 for p in list(opened) + list(drives)])
                 if ports > AHCI_MAX_PORTS:
                     raise ValueError(f"storage controller '{spec.name}': port {ports - 1} beyond "
                                      f"the {AHCI_MAX_PORTS} ports of an IntelAhci controller")
-                dev: PciFunction = Ahci(memory, {p: AtaDisk(i, o) for p, (i, o) in opened.items()},
-                                        ports=ports, irq=line)
+                devices: dict[int, AtaDisk | AtapiDrive] = {p: AtaDisk(i, o) for p, (i, o) in opened.items()}
+                devices.update(drives)
+                dev: PciFunction = Ahci(memory, devices, ports=ports, irq=line)
             else:
                 ports = max([spec.port_count, 1] + [p + 1 for p in opened])
                 scsi = VirtioScsi({p: ScsiDisk(i, o) for p, (i, o) in opened.items()}, ports=ports)

@@ -153,13 +153,16 @@ def test_storage_attachments():
     assert any("immutable" in n for n in s.notes)
 
 
-def test_dvd_drives_off_ide_are_noted_not_emulated():
+def test_dvd_drives_on_sata_but_not_on_virtio_scsi():
     m = FakeMachine(storage_controllers=[
-        NS(name="SATA", controller_type=StorageControllerType.IntelAhci, port_count=2, use_host_io_cache=False)])
-    m.attachments = {"SATA": [_disk(0, "/d/a.vdi"), _disk(1, "/iso/x.iso", kind=DeviceType.DVD)]}
+        NS(name="SATA", controller_type=StorageControllerType.IntelAhci, port_count=2, use_host_io_cache=False),
+        NS(name="VirtIO", controller_type=StorageControllerType.VirtioSCSI, port_count=2, use_host_io_cache=False)])
+    m.attachments = {"SATA": [_disk(0, "/d/a.vdi"), _disk(1, "/iso/x.iso", kind=DeviceType.DVD)],
+                     "VirtIO": [_disk(0, "/d/b.vdi"), _disk(1, "/iso/y.iso", kind=DeviceType.DVD)]}
     s = read_settings(m)
-    assert s.cfg.child("Devices/storage/0/Attachments/1") is None
-    assert any("DVD drives are not emulated by vboxpy on IntelAhci" in n for n in s.notes)
+    assert s.cfg.child("Devices/storage/0/Attachments/1").get_str("Kind") == "DVD"     # SATA DVD drives: ATAPI
+    assert s.cfg.child("Devices/storage/1/Attachments/1") is None
+    assert any("DVD drives are not emulated by vboxpy on VirtioSCSI" in n for n in s.notes)
 
 
 def test_disk_on_a_controller_vboxpy_does_not_emulate():

@@ -173,8 +173,18 @@ def test_bad_ide_attachments_are_refused(machine, attachments, error):
     assert bridge.function_at(1, 1) is None
 
 
-def test_dvd_on_ahci_is_refused(machine, tmp_path):
-    _io, _mmio, bridge, mem, lines, _ = machine
-    with pytest.raises(ValueError, match="IDE controllers only"):
-        place_storage_controllers([StorageControllerSpec("SATA", "IntelAhci", attachments=[
+def test_dvd_drives_on_ahci_and_refused_on_virtio(machine, tmp_path):
+    from vmm.devices.atapi import AtapiDrive
+    _io, _mmio, bridge, mem, lines, (disk, _) = machine
+    iso = tmp_path / "x.iso"
+    iso.write_bytes(bytes(4096))
+    placed = place_storage_controllers([StorageControllerSpec("SATA", "IntelAhci", port_count=3, attachments=[
+        DiskAttachmentSpec(0, disk), DiskAttachmentSpec(1, str(iso), kind="DVD"), DiskAttachmentSpec(2, "", kind="DVD")])],
+        mem, bridge, lambda n: lines.setdefault(n, IrqLine()))
+    ahci = placed[0].device
+    assert isinstance(ahci.ports[1].disk, AtapiDrive) and ahci.ports[1].disk.blocks == 2
+    assert ahci.ports[2].disk.image is None and ahci.ports[1].s.sig == 0xEB14_0101
+    placed[0].close()
+    with pytest.raises(ValueError, match="IDE and SATA"):
+        place_storage_controllers([StorageControllerSpec("VirtIO", "VirtioSCSI", attachments=[
             DiskAttachmentSpec(0, "", kind="DVD")])], mem, bridge, lambda n: lines.setdefault(n, IrqLine()))
