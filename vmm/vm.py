@@ -315,7 +315,7 @@ class Machine:
         from vmm.devices.storage_placement import open_dvd
         pc = next((p for p in self.storage if p.name == controller), None)
         drive = None
-        if pc is not None and hasattr(pc.device, "device_at") and port in (0, 1) and device in (0, 1):
+        if pc is not None and hasattr(pc.device, "device_at"):
             drive = pc.device.device_at(port, device)
         if not isinstance(drive, AtapiDrive):
             raise MachineError(f"no DVD drive at port {port} device {device} of controller '{controller}'")

@@ -452,6 +452,12 @@ class Ahci(PciFunction):
                     | (NCQ_DEPTH - 1) << 8 | (ports - 1))
         self.add_bar(ABAR_INDEX, ABAR_SIZE, BAR_MEM32, _Abar(self))
 
+    def device_at(self, port: int, device: int = 0) -> AtaDisk | AtapiDrive | None:
+        """The disk or drive on SATA `port` (None: nothing or no such port)."""
+        if device != 0 or not 0 <= port < self.nports:
+            return None
+        return self.ports[port].disk
+
     def hba_reset(self) -> None:
         self.ghc = GHC_AE
         for p in self.ports:

@@ -216,6 +216,9 @@ class PiixIde(PciFunction):
         return out
 
     def device_at(self, channel: int, position: int) -> Device:
+        """The disk or drive at IDE port `channel`, device `position` (None: nothing or no such place)."""
+        if channel not in (0, 1) or position not in (0, 1):
+            return None
         return self.channels[channel].devices[position]
 
     # --- saved state ---------------------------------------------------------------------------------

@@ -188,3 +188,17 @@ def test_dvd_drives_on_ahci_and_refused_on_virtio(machine, tmp_path):
     with pytest.raises(ValueError, match="IDE and SATA"):
         place_storage_controllers([StorageControllerSpec("VirtIO", "VirtioSCSI", attachments=[
             DiskAttachmentSpec(0, "", kind="DVD")])], mem, bridge, lambda n: lines.setdefault(n, IrqLine()))
+
+
+def test_device_at_finds_drives_and_nothing_else(machine, tmp_path):
+    from vmm.devices.atapi import AtapiDrive
+    _io, _mmio, bridge, mem, lines, _ = machine
+    placed = place_storage_controllers([
+        StorageControllerSpec("IDE", "ICH6", attachments=[DiskAttachmentSpec(1, "", device=1, kind="DVD")]),
+        StorageControllerSpec("SATA", "IntelAhci", port_count=2, attachments=[DiskAttachmentSpec(1, "", kind="DVD")])],
+        mem, bridge, lambda n: lines.setdefault(n, IrqLine()))
+    ide, ahci = placed[0].device, placed[1].device
+    assert isinstance(ide.device_at(1, 1), AtapiDrive) and ide.device_at(2, 0) is None and ide.device_at(0, 0) is None
+    assert isinstance(ahci.device_at(1), AtapiDrive) and ahci.device_at(5) is None and ahci.device_at(1, 1) is None
+    for pc in placed:
+        pc.close()
