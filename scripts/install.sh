@@ -18,6 +18,10 @@ ldconfig -p 2>/dev/null | grep -q 'libslirp\.so\.0' || need_apt+=(libslirp0)
 if [ "${1:-}" = "--test" ]; then
     command -v tcpdump >/dev/null || need_apt+=(tcpdump)     # reads the NIC trace files in the tests
     command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
+    # ISO images for the DVD drive tests (and an El Torito ISO with ISOLINUX), debugfs to read guest disks
+    [ -f /usr/lib/ISOLINUX/isolinux.bin ] || need_apt+=(isolinux)
+    [ -f /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need_apt+=(syslinux-common)
+    command -v debugfs >/dev/null || need_apt+=(e2fsprogs)
     # the full Debian disk the tests boot
     command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
     command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)   # the boot benchmark's peer

@@ -1,16 +1,18 @@
 """Dev runner: boot a kernel (or through the BIOS) on the VMM without the service, COM1 on stdin/stdout.
 
     python -m vmm.run [--kernel K [--initrd I] [--append C]] [--memory MB] [--engine rem|hm|auto]
-                      [--disk ctl:path ...] [--paravirt-provider none|default|legacy|minimal|hyperv|kvm]
+                      [--disk ctl:path ...] [--dvd x.iso] [--paravirt-provider none|default|...]
                       [--nic type:attachment[:hostport=guestport,...] ...]
 
 Without --kernel the VM starts in SeaBIOS and boots from the first disk.
 
-For developing devices and engines.  `--disk ahci:img.vdi` / `--disk virtio:img.raw` attach
-disks to an IntelAhci / VirtioSCSI controller.  `--nic e1000:nat:2222=22` adds an 82540EM (or
-`virtio`) on NAT with a TCP port forward from 127.0.0.1:2222; `--nic virtio:intnet=name`, `:null`.
-On a terminal, Ctrl-] ends the VM.  The exit status is 0 when the guest powered off and 1 when
-the VM got stuck.
+For developing devices and engines.  `--disk ahci:img.vdi` / `--disk virtio:img.raw` /
+`--disk ide:img.vdi` attach disks to an IntelAhci / VirtioSCSI / PIIX4 IDE controller (IDE
+disks take port 0 master, then slave); `--dvd x.iso` puts a DVD drive with that disc on the
+IDE controller's port 1 master (`--dvd ""`: an empty drive), `--dvd sata:x.iso` on the next
+IntelAhci port.  `--nic e1000:nat:2222=22` adds an 82540EM (or `virtio`) on NAT with a TCP port
+forward from 127.0.0.1:2222; `--nic virtio:intnet=name`, `:null`.  On a terminal, Ctrl-] ends
+the VM.  The exit status is 0 when the guest powered off and 1 when the VM got stuck.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from vmm.gim import PROVIDERS
 from vmm.vm import Machine, MachineError
 
 QUIT_BYTE = 0x1D   # Ctrl-]
-CONTROLLERS = {"ahci": ("IntelAhci", "AHCI"), "virtio": ("VirtioSCSI", "VirtioSCSI")}
+CONTROLLERS = {"ahci": ("IntelAhci", "AHCI"), "virtio": ("VirtioSCSI", "VirtioSCSI"), "ide": ("PIIX4", "IDE")}
 NIC_TYPES = {"e1000": "I82540EM", "82540em": "I82540EM", "82543gc": "I82543GC", "82545em": "I82545EM",
              "virtio": "Virtio"}
 
@@ -102,12 +104,19 @@ def build_config(args: argparse.Namespace) -> CfgNode:
     for i, spec in enumerate(args.disk or []):
         kind, sep, path = spec.partition(":")
         if not sep or kind not in CONTROLLERS:
-            raise MachineError(f"--disk {spec!r}: expected ahci:PATH or virtio:PATH")
+            raise MachineError(f"--disk {spec!r}: expected ahci:PATH, virtio:PATH or ide:PATH")
         ctl = cfg.node(f"Devices/storage/{kind}")
         ctl.set("Type", CONTROLLERS[kind][0])
         ctl.set("Name", CONTROLLERS[kind][1])
         att = ctl.node(f"Attachments/{i}")
-        att.set("Port", len(ctl.node("Attachments").children) - 1)
+        n = len(ctl.node("Attachments").children) - 1
+        if kind == "ide":
+            if n > 1:
+                raise MachineError("--disk ide: an IDE port 0 takes two disks (master, slave)")
+            att.set("Port", 0)
+            att.set("Device", n)
+        else:
+            att.set("Port", n)
         att.set("Path", os.path.abspath(path))
         ctl.set("PortCount", len(ctl.node("Attachments").children))
     for slot, spec in enumerate(args.nic or []):
@@ -115,6 +124,23 @@ def build_config(args: argparse.Namespace) -> CfgNode:
         if args.nic_trace:
             cfg.set(f"Devices/net/{slot}/Trace", True)
             cfg.set(f"Devices/net/{slot}/TraceFile", f"{args.nic_trace}.{slot + 1}.pcap")
+    if args.dvd is not None:
+        sata = args.dvd.startswith("sata:")
+        path = args.dvd[5:] if sata else args.dvd
+        kind = "ahci" if sata else "ide"
+        ctl = cfg.node(f"Devices/storage/{kind}")
+        ctl.set("Type", CONTROLLERS[kind][0])
+        ctl.set("Name", CONTROLLERS[kind][1])
+        att = ctl.node("Attachments/dvd")
+        if sata:                                   # the next free SATA port
+            att.set("Port", len(ctl.node("Attachments").children) - 1)
+            ctl.set("PortCount", len(ctl.node("Attachments").children))
+        else:
+            ctl.set("PortCount", 2)
+            att.set("Port", 1)
+        att.set("Device", 0)
+        att.set("Kind", "DVD")
+        att.set("Path", os.path.abspath(path) if path else "")
     return cfg
 
 
@@ -150,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paravirt-provider", default="default", choices=list(PROVIDERS),
                     help="GIM provider (default: by --ostype, as VirtualBox)")
     ap.add_argument("--ostype", default="Debian_64", help="guest OS type for --paravirt-provider default")
-    ap.add_argument("--disk", action="append", help="ctl:path with ctl = ahci or virtio")
+    ap.add_argument("--disk", action="append", help="ctl:path with ctl = ahci, virtio or ide")
+    ap.add_argument("--dvd", help="ISO image in a DVD drive on the IDE controller (sata:x.iso: on AHCI; \"\": empty drive)")
     ap.add_argument("--nic", action="append", help="type:attachment[:hostport=guestport,...] (e1000|virtio, "
                     "nat|intnet=NAME|null)")
     ap.add_argument("--nic-trace", metavar="PREFIX", help="write PREFIX.<n>.pcap for each NIC")

@@ -36,7 +36,7 @@ from vmm.devices.i440fx import QEMU_SUBSYSTEM, I440fxHost
 from vmm.devices.i8042 import I8042
 from vmm.devices.ioapic import IOAPIC_BASE_DEFAULT, IOAPIC_SPAN
 from vmm.devices.irq_routing import InterruptRouting
-from vmm.devices.pci import PciHostBridge
+from vmm.devices.pci import PciFunction, PciHostBridge
 from vmm.devices.pic import PicPair
 from vmm.devices.piix3 import PciIrqRouter, Piix3Isa
 from vmm.devices.piix4_pm import Piix4Pm
@@ -264,6 +264,9 @@ class Machine:
             self._stateful[f"uart{i}"] = u
         self._place_storage()
         self._place_nics(cfg.child("Devices/net"))
+        for pc in self.storage:               # the IDE channels' legacy ports
+            for name, port, span, dev, irq in pc.legacy:
+                self._place(name, port, span, dev, irq)
         for pc in self.storage:               # reset to power-on state on a guest reboot, saved with the VM
             self._stateful[f"storage/{pc.name}"] = pc.device
         for nic in self.nics:
@@ -303,8 +306,12 @@ class Machine:
             place_storage_controllers,
         )
         specs = []
+        if self.pci.function_at(1, 0) is None:
+            # function 0 of the PIIX3 (its ISA bridge): without it no guest looks at the IDE function 00:01.1
+            self.pci.add_function(PciFunction(0x8086, 0x7000, 0x060100), 1, 0)
         for node in self._storage_specs:
-            atts = [DiskAttachmentSpec(port=a.get_int("Port"), path=a.get_str("Path"),
+            atts = [DiskAttachmentSpec(port=a.get_int("Port"), path=a.get_str("Path", ""),
+                                       kind=a.get_str("Kind", "HardDisk"),
                                        read_only=a.get_bool("ReadOnly", False),
                                        nonrotational=a.get_bool("NonRotational", False),
                                        discard=a.get_bool("Discard", False), device=a.get_int("Device", 0),
@@ -320,7 +327,8 @@ class Machine:
         except (ValueError, OSError) as e:
             raise MachineError(f"storage: {e}")
         for pc in self.storage:
-            self.placed.append(f"{pc.controller_type:<12} PCI 00:{pc.slot:02x}.0 INTA ({pc.name})")
+            irq = "IRQ 14/15" if pc.legacy else f"IRQ {pc.irq}"
+            self.placed.append(f"{pc.controller_type:<12} PCI {pc.address} {irq} ({pc.name})")
 
     def _place_nics(self, nodes: CfgNode | None) -> None:
         """Network adapters: the backend of each attachment (host side), then the PCI NIC."""
@@ -407,7 +415,7 @@ class Machine:
         """(slot, pin 0-3, IRQ) for the ACPI _PRT of every device slot, as the router routes them."""
         from vmm.devices.piix3 import pirq_of
         out = []
-        for slot in [pc.slot for pc in self.storage] + [nic.slot for nic in self.nics]:
+        for slot in [pc.slot for pc in self.storage if not pc.legacy] + [nic.slot for nic in self.nics]:
             for pin in range(4):
                 irq = self.pci_irqs.target(pirq_of(slot, pin + 1))
                 if irq is not None:
@@ -483,6 +491,31 @@ class Machine:
 
     def power_button(self) -> None:
         self.acpi.press_power_button()
+
+    def change_medium(self, controller: str, port: int, device: int, path: str) -> None:
+        """Put the image at `path` ("" = none) into a DVD drive; the guest sees a medium change."""
+        from vmm.devices.atapi import AtapiDrive
+        from vmm.devices.storage_placement import open_dvd
+        pc = next((p for p in self.storage if p.name == controller), None)
+        drive = None
+        if pc is not None and hasattr(pc.device, "device_at"):
+            drive = pc.device.device_at(port, device)
+        if not isinstance(drive, AtapiDrive):
+            raise MachineError(f"no DVD drive at port {port} device {device} of controller '{controller}'")
+        try:
+            image = open_dvd(path) if path else None
+        except (OSError, ValueError) as e:
+            raise MachineError(f"cannot open '{path}': {e}")
+
+        def swap() -> None:
+            old = drive.image
+            drive.insert(image)
+            if old is not None:
+                pc.images.remove(old)
+                old.close()
+            if image is not None:
+                pc.images.append(image)
+        self.em.call(swap).result(30)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.em.join(timeout)

@@ -70,6 +70,11 @@ class HeadlessConsole:
         # the vboxpy ACPI device starts with SCI_EN set (no SMI handshake): ACPI mode from power-on
         return self._p.state in (MachineState.Running, MachineState.Paused)
 
+    def on_medium_change(self, controller: str, port: int, device: int, location: str) -> None:
+        """The service mounted a disc in (or removed it from) a DVD drive of the running VM."""
+        self._p.need(MachineState.Running, MachineState.Paused)
+        self._p.change_medium(controller, int(port), int(device), location)
+
     def take_snapshot_online(self, state_file: str, disks, pause: bool = True):
         return self._p.take_snapshot_online(state_file, disks, pause)
 

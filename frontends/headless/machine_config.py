@@ -31,8 +31,9 @@ NIC_SLOTS = 8          # PIIX3 (the only chipset the VMM builds)
 BOOT_POSITIONS = 4
 BOOT_KEYS = {"Kernel": "vboxpy/BootKernel", "Initrd": "vboxpy/BootInitrd", "Cmdline": "vboxpy/BootCmdline"}
 FORCE_HM_KEY = "vboxpy/ForceHM"
-# Controllers the VMM emulates (vmm.devices.storage_placement.SUPPORTED)
-EMULATED_CONTROLLERS = ("IntelAhci", "VirtioSCSI")
+# Controllers the VMM emulates (vmm.devices.storage_placement.SUPPORTED); DVD drives on IDE and SATA
+IDE_CONTROLLERS = ("PIIX3", "PIIX4", "ICH6")
+EMULATED_CONTROLLERS = ("IntelAhci", "VirtioSCSI") + IDE_CONTROLLERS
 
 
 class ConfigError(Exception):
@@ -136,33 +137,41 @@ def _storage(machine, cfg: CfgNode, notes: list[str]) -> None:
     for index, ctl in enumerate(machine.storage_controllers):
         ctl_name = ctl.name
         ctl_type = StorageControllerType(ctl.controller_type).name
-        disks = []
+        optical = ctl_type in IDE_CONTROLLERS + ("IntelAhci",)
+        devices = []
         for att in machine.get_medium_attachments_of_controller(ctl_name):
             medium = att.medium
             kind = DeviceType(att.type)
+            if kind == DeviceType.DVD and optical:
+                devices.append((att, medium))       # with a disc, or an empty drive
+                continue
             if medium is None:
-                continue   # an empty drive: nothing for the guest to see
+                continue   # an empty drive the VMM does not emulate here: nothing for the guest to see
             if kind != DeviceType.HardDisk:
                 notes.append(f"{ctl_name} port {att.port} device {att.device}: {kind.name} drives are not "
-                             f"emulated by vboxpy; '{medium.location}' stays invisible to the guest")
+                             f"emulated by vboxpy on {ctl_type} controllers; '{medium.location}' stays "
+                             "invisible to the guest")
                 continue
-            disks.append((att, medium))
-        if not disks:
+            devices.append((att, medium))
+        if not devices:
             continue
         if ctl_type not in EMULATED_CONTROLLERS:
             raise ConfigError(f"storage controller '{ctl_name}' is of type {ctl_type}, which vboxpy does not "
                               f"emulate (use {' or '.join(EMULATED_CONTROLLERS)}: storagectl --controller "
-                              "IntelAhci|VirtIO)")
+                              "IntelAhci|VirtIO|PIIX4)")
         node = cfg.node(f"Devices/storage/{index}")
         node.set("Name", ctl_name)
         node.set("Type", ctl_type)
         node.set("PortCount", int(ctl.port_count))
         node.set("UseHostIOCache", bool(ctl.use_host_io_cache))
-        for i, (att, medium) in enumerate(disks):
+        for i, (att, medium) in enumerate(devices):
             a = node.node(f"Attachments/{i}")
             a.set("Port", int(att.port))
             a.set("Device", int(att.device))
-            a.set("Path", medium.location)
+            a.set("Kind", "DVD" if DeviceType(att.type) == DeviceType.DVD else "HardDisk")
+            a.set("Path", medium.location if medium is not None else "")
+            if medium is None:
+                continue
             a.set("ReadOnly", bool(medium.read_only) or medium.type == MediumType.Readonly)
             a.set("NonRotational", bool(att.non_rotational))
             a.set("Discard", bool(att.discard))

@@ -263,6 +263,12 @@ class VmProcess:
             return
         log.info("NIC#%d: link %s", slot, "up" if up else "down")
 
+    def change_medium(self, controller: str, port: int, device: int, location: str) -> None:
+        with self._lock:
+            self.vm.change_medium(controller, port, device, location)
+        log.info("Medium change: %s port %d device %d now holds %s", controller, port, device,
+                 f"'{location}'" if location else "no medium")
+
     def take_snapshot_online(self, state_file: str, disks, pause: bool = True):
         with self._lock:
             self.need(MachineState.Running, MachineState.Paused)

@@ -91,7 +91,7 @@ def render(what: str, data, long_: bool) -> str:
             return "".join(human(info) for info in data)
         return render_list.vms([(m["name"], m["uuid"]) for m in data])
     if what in ("hdds", "dvds", "floppies"):
-        return render_list.media(data)
+        return render_list.media(data, parents=what == "hdds")
     if what == "ostypes":
         return render_list.ostypes_long(data) if long_ else render_list.ostypes(data)
     if what == "hostinfo":

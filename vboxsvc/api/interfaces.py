@@ -395,6 +395,7 @@ IConsole:
     takeSnapshotOnline(stateFile: str, disks: any, pause: bool = True) -> any   # vboxpy: the VM process's part of an online snapshot (disks: [[parent path, diff path, diff uuid]])
     onNATRedirectRuleChange(slot: int, remove: bool, name: str, proto: NATProtocol, hostIP: str, hostPort: int, guestIP: str, guestPort: int)   # vboxpy: IInternalSessionControl's, a port forward changed while the VM runs
     onNetworkAdapterChange(slot: int, cableConnected: bool)   # vboxpy: IInternalSessionControl's, the cable was plugged or pulled while the VM runs
+    onMediumChange(controller: str, port: int, device: int, location: str)   # vboxpy: a DVD drive of the running VM gets another disc ("" = none), as IInternalSessionControl::OnMediumChange
     mergeSnapshotOnline(jobs: any, known: any) -> any   # vboxpy: the VM process runs the merges of deleting a snapshot of the running machine (jobs: [[kind, source, target, relink]], known: [[uuid, path]])
 
 IProgress:

@@ -27,20 +27,24 @@ from vmm.guest.init_script import INIT, POWER_BUTTON, READY_MARKER, UDHCPC_SCRIP
 from vmm.guest.kmod import index_modules, load_order
 from vmm.guest.vmlinux import extract_vmlinux
 
-BUILDER_VERSION = 4
+BUILDER_VERSION = 5
 META_PACKAGE = "linux-image-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
-# Storage for the disks, ext4, button+evdev for the ACPI power button, the NICs.
+# Storage (AHCI, virtio, PIIX IDE with its CD/DVD drives), ext4 and ISO 9660 file systems,
+# button+evdev for the ACPI power button, the NICs.
 WANTED_MODULES = [
     "scsi_mod",
     "sd_mod",
     "libata",
     "ahci",
+    "ata_piix",
+    "sr_mod",
     "virtio_pci",
     "virtio_scsi",
     "virtio_blk",
     "crc32c_generic",
     "ext4",
+    "isofs",
     "evdev",
     "button",
     "e1000",

@@ -147,7 +147,7 @@ def test_storage_attachments():
     mid = NS(id="m1", location="/other-vm/Snapshots/{m1}.vdi", parent=base)
     m.attachments = {"SATA": [_disk(0, "/d/a.vdi", ssd=True, parent=mid), _disk(1, None),
                               _disk(1, "/d/b.vdi", mtype=MediumType.Immutable, read_only=True)],
-                     "IDE": [_disk(0, "/iso/x.iso", kind=DeviceType.DVD)]}
+                     "IDE": [_disk(0, "/iso/x.iso", kind=DeviceType.DVD), _disk(1, None, kind=DeviceType.DVD)]}
     s = read_settings(m)
     sata = s.cfg.child("Devices/storage/0")
     assert (sata.get_str("Name"), sata.get_str("Type"), sata.get_int("PortCount")) == ("SATA", "IntelAhci", 2)
@@ -157,15 +157,32 @@ def test_storage_attachments():
     # a diff's whole chain comes from the media registry (linked clones' parents live elsewhere)
     assert a0.child("Chain").values == {"m1": "/other-vm/Snapshots/{m1}.vdi", "b0": "/other-vm/base.vdi"}
     assert a1.child("Chain") is None
-    assert s.cfg.child("Devices/storage/1") is None          # the IDE controller only has a DVD
-    assert any("DVD" in n for n in s.notes) and any("immutable" in n for n in s.notes)
+    ide = s.cfg.child("Devices/storage/1")                   # DVD drives: with a disc, and empty
+    d0, d1 = ide.child("Attachments/0"), ide.child("Attachments/1")
+    assert (ide.get_str("Type"), d0.get_str("Kind"), d0.get_str("Path"), d0.get_int("Port")) == \
+        ("PIIX4", "DVD", "/iso/x.iso", 0)
+    assert (d1.get_str("Kind"), d1.get_str("Path"), d1.get_int("Port")) == ("DVD", "", 1)
+    assert a0.get_str("Kind") == "HardDisk"
+    assert any("immutable" in n for n in s.notes)
+
+
+def test_dvd_drives_on_sata_but_not_on_virtio_scsi():
+    m = FakeMachine(storage_controllers=[
+        NS(name="SATA", controller_type=StorageControllerType.IntelAhci, port_count=2, use_host_io_cache=False),
+        NS(name="VirtIO", controller_type=StorageControllerType.VirtioSCSI, port_count=2, use_host_io_cache=False)])
+    m.attachments = {"SATA": [_disk(0, "/d/a.vdi"), _disk(1, "/iso/x.iso", kind=DeviceType.DVD)],
+                     "VirtIO": [_disk(0, "/d/b.vdi"), _disk(1, "/iso/y.iso", kind=DeviceType.DVD)]}
+    s = read_settings(m)
+    assert s.cfg.child("Devices/storage/0/Attachments/1").get_str("Kind") == "DVD"     # SATA DVD drives: ATAPI
+    assert s.cfg.child("Devices/storage/1/Attachments/1") is None
+    assert any("DVD drives are not emulated by vboxpy on VirtioSCSI" in n for n in s.notes)
 
 
 def test_disk_on_a_controller_vboxpy_does_not_emulate():
     m = FakeMachine(storage_controllers=[
-        NS(name="IDE", controller_type=StorageControllerType.PIIX4, port_count=2, use_host_io_cache=True)])
-    m.attachments = {"IDE": [_disk(0, "/d/a.vdi")]}
-    with pytest.raises(ConfigError, match="'IDE' is of type PIIX4"):
+        NS(name="SCSI", controller_type=StorageControllerType.LsiLogic, port_count=16, use_host_io_cache=True)])
+    m.attachments = {"SCSI": [_disk(0, "/d/a.vdi")]}
+    with pytest.raises(ConfigError, match="'SCSI' is of type LsiLogic"):
         read_settings(m)
 
 
