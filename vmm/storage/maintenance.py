@@ -1,4 +1,4 @@
-"""Whole-image media operations of IMedium: clone (to VDI or raw, flattening a chain or not),
+"""Whole-image media operations of IMedium: clone (to VDI, VMDK or raw, flattening a chain or not),
 resize (grow) and compact. Each takes an optional progress callback receiving a fraction 0..1."""
 
 from __future__ import annotations
@@ -42,19 +42,25 @@ class _Reporter:
 
 
 def clone_image(src, dst_path: str, fmt: str = "VDI", fixed: bool = False, flatten: bool = True,
-                progress: Progress = None, uuid=None, parent_resolver: ParentResolver | None = None) -> ImageInfo:
+                progress: Progress = None, uuid=None, parent_resolver: ParentResolver | None = None,
+                variant: str | None = None) -> ImageInfo:
     """Copy `src` (path or open image) to a new image at `dst_path` and return the new image's facts.
 
     flatten=True copies what the whole chain reads as into a standalone base image; flatten=False on a
     differencing image makes a new differencing image with the same parent and the same own blocks.
+    A VMDK target takes `variant` (standard, fixed, split2g, split2g-fixed, stream; default from `fixed`).
     """
     fmt = fmt.upper()
-    if fmt not in ("VDI", "RAW"):
-        raise DiskImageError(f"unsupported target format {fmt!r} (VDI or RAW)")
+    if fmt not in ("VDI", "RAW", "VMDK"):
+        raise DiskImageError(f"unsupported target format {fmt!r} (VDI, VMDK or RAW)")
     report = _Reporter(progress)
     img, owned = _acquire(src, True, parent_resolver)
     try:
-        if not flatten and getattr(img, "variant", None) == "differencing":
+        if fmt == "VMDK":
+            from vmm.storage.vmdk_create import convert_to_vmdk
+
+            convert_to_vmdk(img, dst_path, variant or ("fixed" if fixed else "standard"), uuid, report)
+        elif not flatten and getattr(img, "variant", None) == "differencing":
             if fmt != "VDI" or fixed:
                 raise DiskImageError("an unflattened clone of a differencing image must be a dynamic VDI")
             _clone_diff(img, dst_path, uuid, report)

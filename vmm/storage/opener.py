@@ -1,4 +1,4 @@
-"""Opening images by content (VDI signature, else raw), resolving and verifying diff chains, and
+"""Opening images by content (VDI signature, VMDK sparse header or descriptor, else raw), resolving and verifying diff chains, and
 reading an image's facts without opening its chain (what IMedium and showmediuminfo need)."""
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ from vmm.storage.vdi import VdiImage
 from vmm.storage.vdi_header import (
     DIFF_TYPES,
     NULL_UUID,
-    PRE_HEADER_SIZE,
     TYPE_FIXED,
     VdiHeader,
     has_signature,
     parse_header,
 )
+from vmm.storage.vmdk import VmdkImage, looks_like_descriptor
+from vmm.storage.vmdk_header import has_magic as is_vmdk_sparse
 
 MAX_CHAIN_DEPTH = 64
+_PROBE = 1024                   # bytes read to tell the formats apart
 ParentResolver = Callable[[str], str]
 
 
@@ -74,9 +76,11 @@ def open_image(path: str, read_only: bool = False, parent_resolver: ParentResolv
 def _open(path: str, read_only: bool, resolver: ParentResolver | None, seen: set[str]) -> DiskImage:
     try:
         with open(path, "rb") as f:
-            head = f.read(PRE_HEADER_SIZE)
+            head = f.read(_PROBE)
     except OSError as e:
         raise DiskImageError(f"{path}: cannot open the image: {e.strerror}")
+    if is_vmdk(head):
+        return VmdkImage.open(path, read_only=read_only)
     if not has_signature(head):
         return RawImage(path, read_only=read_only)
 
@@ -96,6 +100,11 @@ def _open(path: str, read_only: bool, resolver: ParentResolver | None, seen: set
         return parent
 
     return VdiImage.open(path, read_only=read_only, parent_opener=open_parent)
+
+
+def is_vmdk(head: bytes) -> bool:
+    """A VMDK by content: the sparse extent magic 'KDMV' or a text descriptor."""
+    return is_vmdk_sparse(head) or looks_like_descriptor(head)
 
 
 def verify_link(child: VdiHeader, child_path: str, parent: DiskImage) -> None:
@@ -127,6 +136,7 @@ class ImageInfo:
     file_size: int
     block_size: int
     allocated_blocks: int
+    subformat: str = "default"      # VMDK: default, split2G, streamOptimized, ESX
 
     @property
     def virtual_size(self) -> int:
@@ -149,6 +159,13 @@ def image_info(path: str) -> ImageInfo:
     """Facts of one image file, without opening its parents."""
     path = os.fspath(path)
     try:
+        with open(path, "rb") as f:
+            head = f.read(_PROBE)
+    except OSError as e:
+        raise DiskImageError(f"{path}: cannot open the image: {e.strerror}")
+    if is_vmdk(head):
+        return _vmdk_info(path)
+    try:
         h = read_vdi_header(path)
         file_size = os.stat(path).st_size
     except OSError as e:
@@ -169,3 +186,11 @@ def image_info(path: str) -> ImageInfo:
                      parent_uuid=u(h.uuid_linkage), modify_uuid=u(h.uuid_modify),
                      parent_modify_uuid=u(h.uuid_parent_modify), size=h.cb_disk // 512 * 512,
                      file_size=file_size, block_size=h.cb_block, allocated_blocks=h.c_blocks_allocated)
+
+
+def _vmdk_info(path: str) -> ImageInfo:
+    with VmdkImage.open(path, read_only=True) as img:
+        return ImageInfo(location=os.path.abspath(path), format="VMDK", variant=img.variant, uuid=img.uuid,
+                         parent_uuid=None, modify_uuid=img.modify_uuid, parent_modify_uuid=None, size=img.size,
+                         file_size=img.file_size, block_size=img.grain_size, allocated_blocks=img.allocated_grains(),
+                         subformat=img.subformat)
