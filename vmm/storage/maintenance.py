@@ -175,3 +175,39 @@ def delete_image(path: str) -> None:
         os.unlink(path)
     finally:
         os.close(fd)
+
+
+def set_uuids(path: str, image_uuid=None, parent_uuid=None) -> None:
+    """Record a new image UUID and/or parent UUID in the image itself (IMedium::setIds):
+    in a VDI header, or in a VMDK descriptor's disk database. None leaves a value as it is."""
+    import uuid as uuidlib
+
+    from vmm.storage.opener import is_vmdk
+    from vmm.storage.vdi_header import PRE_HEADER_SIZE, parse_header
+
+    path = os.fspath(path)
+    fd = open_image_file(path, read_only=False)
+    try:
+        head = os.pread(fd, 4096, 0)
+        if is_vmdk(head):
+            if parent_uuid is not None and uuidlib.UUID(str(parent_uuid)).int:
+                raise DiskImageError(f"{path}: a VMDK image here has no parent to record")
+            os.close(fd)
+            fd = -1
+            from vmm.storage.vmdk import VmdkImage
+
+            with VmdkImage.open(path) as img:
+                img.set_uuids(image=str(image_uuid) if image_uuid is not None else None)
+            return
+        h = parse_header(head, os.fstat(fd).st_size, path)
+        changes = {}
+        if image_uuid is not None:
+            changes["uuid_create"] = uuidlib.UUID(str(image_uuid))
+        if parent_uuid is not None:
+            changes["uuid_linkage"] = uuidlib.UUID(str(parent_uuid))
+        h = h.with_(**changes).upgraded()
+        os.pwrite(fd, h.pack(), PRE_HEADER_SIZE)
+        os.fsync(fd)
+    finally:
+        if fd >= 0:
+            os.close(fd)

@@ -230,7 +230,7 @@ class VmdkImage:
             st = os.fstat(fd)
             if (st.st_dev, st.st_ino) not in seen:
                 seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512 if self.variant == "dynamic" else st.st_size
+                total += st.st_size
         return total
 
     @property

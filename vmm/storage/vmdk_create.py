@@ -127,7 +127,11 @@ def _create_multi(path: str, capacity: int, variant: str, ctype: str, image_uuid
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            _publish(tmp, fpath)
+            try:
+                _publish(tmp, fpath)
+            finally:
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
             made.append(fpath)
             extents.append(Extent("RW", sectors, "SPARSE" if sparse else "FLAT", os.path.basename(fpath)))
         desc = new_descriptor(ctype, extents, image_uuid, adapter)

@@ -33,6 +33,8 @@ from vmm.storage.vmdk_header import (
 )
 
 _U32 = struct.Struct("<I")
+STREAM_READ_ONLY = ("{path}: VMDK: the grains of a streamOptimized image cannot be modified in place "
+                    "(clone it to another variant to write to it)")
 _LITTLE = struct.pack("=I", 1) == struct.pack("<I", 1)
 
 
@@ -74,9 +76,6 @@ class SparseExtent:
         self._committer = None
         self._dirty_header = False
         self._append = -(-self._file_size // SECTOR)     # next free sector
-        if not read_only and h.compressed:
-            raise DiskImageError(f"{path}: VMDK: a streamOptimized extent cannot be modified in place "
-                                 "(clone it to another variant to write to it)")
 
     # ---- loading and checks ----------------------------------------------------------------------
 
@@ -285,6 +284,8 @@ class SparseExtent:
     def _mark_unclean(self) -> None:
         if self.read_only:
             raise DiskImageError(f"{self.path}: image is opened read-only")
+        if self.h.compressed:
+            raise DiskImageError(STREAM_READ_ONLY.format(path=self.path))
         if not self._dirty_header:
             self._dirty_header = True
             self.h = self.h.with_(unclean_shutdown=1)
