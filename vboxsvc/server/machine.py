@@ -642,6 +642,10 @@ class MachineView(StorageMixin):
         from .clone import clone_to
         return clone_to(self, target, mode, list(options))
 
+    def export_to(self, appliance, location: str):
+        from .appliance_export import export_to
+        return export_to(self, appliance, location)
+
     # --- paravirtualization, logs ---------------------------------------------------------------
     def get_effective_paravirt_provider(self):
         p = self._d.hardware.paravirt_provider
