@@ -246,7 +246,8 @@ def _plan(vbox, appliance, opts: set) -> list[_Plan]:
             if not e.enabled:
                 continue
             target = e.vbox
-            if target == e.suggested and folder != old_folder:
+            if os.path.dirname(target) == old_folder and folder != old_folder:
+                # a disk meant for the suggested machine folder follows the machine to its real one
                 target = os.path.join(folder, os.path.basename(target))
             if not os.path.isabs(target):
                 raise VBoxError(rc.E_INVALIDARG, f"The disk target path '{target}' is not fully qualified")
