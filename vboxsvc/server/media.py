@@ -370,8 +370,8 @@ class Medium:
         return target
 
     def create_diff_storage(self, target, variant=()):
-        if self.device_type != DeviceType.HardDisk or self.format != "VDI":
-            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, "Differencing images need a VDI hard disk as parent")
+        if self.device_type != DeviceType.HardDisk or self.format not in ("VDI", "VMDK"):
+            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, "Differencing images need a VDI or VMDK hard disk as parent")
         self._need(MediumState.Created)
         target = self._target(target)
         if target.format != "VDI":

@@ -4,6 +4,7 @@ reading an image's facts without opening its chain (what IMedium and showmediumi
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -45,11 +46,16 @@ def default_parent_resolver(image_path: str) -> ParentResolver:
     def resolve(parent_uuid: str) -> str:
         for d in dirs:
             direct = os.path.join(d, "{" + parent_uuid + "}.vdi")
-            names = [direct] + sorted(os.path.join(d, n) for n in _listdir(d) if n.lower().endswith(".vdi"))
+            names = [direct] + sorted(os.path.join(d, n) for n in _listdir(d)
+                                      if n.lower().endswith((".vdi", ".vmdk")))
             for cand in names:
                 if os.path.abspath(cand) == os.path.abspath(image_path) or not os.path.isfile(cand):
                     continue
                 try:
+                    if cand.lower().endswith(".vmdk"):
+                        if image_uuid_of_vmdk(cand) == parent_uuid:
+                            return cand
+                        continue
                     h = read_vdi_header(cand)
                 except (OSError, DiskImageError):
                     continue
@@ -58,6 +64,25 @@ def default_parent_resolver(image_path: str) -> ParentResolver:
         raise DiskImageError(f"{image_path}: parent image {{{parent_uuid}}} not found in {' or '.join(dirs)}")
 
     return resolve
+
+
+def image_uuid_of_vmdk(path: str) -> str | None:
+    """ddb.uuid.image of a VMDK by its descriptor alone (extent files are not opened)."""
+    from vmm.storage.vmdk_descriptor import parse
+    from vmm.storage.vmdk_header import SECTOR, parse_header
+
+    with open(path, "rb") as f:
+        head = f.read(SECTOR)
+        if is_vmdk_sparse(head):
+            h = parse_header(head, path)
+            f.seek(h.descriptor_offset * SECTOR)
+            text = f.read(h.descriptor_size * SECTOR)
+        elif looks_like_descriptor(head):
+            f.seek(0)
+            text = f.read(1 << 20)
+        else:
+            return None
+    return parse(text, path).uuid("image")
 
 
 def _listdir(d: str) -> list[str]:
@@ -107,18 +132,31 @@ def is_vmdk(head: bytes) -> bool:
     return is_vmdk_sparse(head) or looks_like_descriptor(head)
 
 
+def parent_ids(parent: DiskImage, child_path: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """(image UUID, modification UUID) a differencing VDI records of its parent: a VDI's header
+    UUIDs, or a VMDK's ddb.uuid.image and ddb.uuid.modification (a VDI diff may sit on a VMDK base,
+    as after importing an appliance and taking a snapshot)."""
+    ph = getattr(parent, "header", None)
+    if isinstance(ph, VdiHeader):
+        return ph.uuid_create, ph.uuid_modify
+    if getattr(parent, "format", None) == "VMDK":
+        if not parent.uuid:
+            raise DiskImageError(f"{child_path}: parent {parent.path} has no image UUID (ddb.uuid.image)")
+        modify = parent.modify_uuid
+        return uuid.UUID(parent.uuid), uuid.UUID(modify) if modify else NULL_UUID
+    raise DiskImageError(f"{child_path}: parent {parent.path} is not a VDI or VMDK image")
+
+
 def verify_link(child: VdiHeader, child_path: str, parent: DiskImage) -> None:
     """The parent must be the image the child was made from, unchanged since (VDI UUID linkage)."""
-    ph = getattr(parent, "header", None)
-    if not isinstance(ph, VdiHeader):
-        raise DiskImageError(f"{child_path}: parent {parent.path} is not a VDI image")
-    if ph.uuid_create != child.uuid_linkage:
+    p_uuid, p_modify = parent_ids(parent, child_path)
+    if p_uuid != child.uuid_linkage:
         raise DiskImageError(f"{child_path}: parent UUID mismatch: the image expects parent "
-                             f"{{{child.uuid_linkage}}} but {parent.path} is {{{ph.uuid_create}}}")
-    if child.uuid_parent_modify != NULL_UUID and ph.uuid_modify != child.uuid_parent_modify:
+                             f"{{{child.uuid_linkage}}} but {parent.path} is {{{p_uuid}}}")
+    if child.uuid_parent_modify != NULL_UUID and p_modify != child.uuid_parent_modify:
         raise DiskImageError(f"{child_path}: parent modification UUID mismatch: {parent.path} was modified "
                              f"after this differencing image was created (expected "
-                             f"{{{child.uuid_parent_modify}}}, found {{{ph.uuid_modify}}})")
+                             f"{{{child.uuid_parent_modify}}}, found {{{p_modify}}})")
 
 
 @dataclass(frozen=True)

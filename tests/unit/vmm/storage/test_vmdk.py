@@ -371,3 +371,51 @@ def test_content_detection(tmp_path):
     raw = tmp_path / "r.img"
     raw.write_bytes(b"\xeb\x3c\x90" + bytes(509) + b"# Disk DescriptorFile\n" + bytes(4096))
     assert image_info(str(raw)).format == "RAW"
+
+
+# ---- a VDI differencing image on a VMDK base (a snapshot of an imported machine) -----------------
+
+
+def _base_and_diff(tmp_path):
+    from vmm.storage import create_diff_vdi
+
+    base = str(tmp_path / "base.vmdk")
+    ref = bytearray(4 * MiB)
+    with create_vmdk(base, len(ref)) as img:
+        img.write_at(0, b"B" * MiB)
+        ref[0:MiB] = b"B" * MiB
+    diff = str(tmp_path / "{11111111-2222-3333-4444-555555555555}.vdi")
+    with create_diff_vdi(diff, base, uuid="11111111-2222-3333-4444-555555555555") as child:
+        child.write_at(512 * 1024, b"D" * MiB)
+        ref[512 * 1024:512 * 1024 + MiB] = b"D" * MiB
+    return base, diff, ref
+
+
+def test_vdi_diff_over_a_vmdk_base(tmp_path):
+    base, diff, ref = _base_and_diff(tmp_path)
+    info = image_info(diff)
+    assert info.parent_uuid == image_info(base).uuid
+    with open_image(diff, read_only=True) as img:          # the parent is found by its ddb.uuid.image
+        assert img.read_at(0, len(ref)) == ref
+    with open_image(base) as img:                           # changing the base breaks the link
+        img.write_at(3 * MiB, b"x")
+    with pytest.raises(DiskImageError, match="modification UUID mismatch"):
+        open_image(diff, read_only=True)
+
+
+def test_merging_a_vdi_diff_into_its_vmdk_base_and_back(tmp_path):
+    from vmm.storage import merge_into_child, merge_into_parent
+
+    base, diff, ref = _base_and_diff(tmp_path)
+    merge_into_parent(diff, base)
+    assert not os.path.exists(diff)
+    with open_image(base, read_only=True) as img:
+        assert img.read_at(0, len(ref)) == ref
+    (tmp_path / "again").mkdir()
+    base, diff, ref = _base_and_diff(tmp_path / "again")
+    merge_into_child(base, diff)
+    assert not os.path.exists(base)
+    info = image_info(diff)
+    assert info.parent_uuid is None and info.variant == "dynamic"
+    with open_image(diff, read_only=True) as img:
+        assert img.read_at(0, len(ref)) == ref
