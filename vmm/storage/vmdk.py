@@ -18,7 +18,7 @@ from vmm.storage.image import DiskImageError
 from vmm.storage.locking import open_image_file
 from vmm.storage.vmdk_descriptor import Descriptor, Extent, extent_path, parse
 from vmm.storage.vmdk_header import SECTOR, has_magic, parse_header
-from vmm.storage.vmdk_sparse import SparseExtent
+from vmm.storage.vmdk_sparse import STREAM_READ_ONLY, SparseExtent
 
 # createType -> (MediumVariant kind, subformat) as showmediuminfo prints them
 VARIANTS = {
@@ -126,6 +126,7 @@ class VmdkImage:
             self._starts.append(pos)
             pos += e.size
         self.size = pos
+        self._single = extents[0] if len(extents) == 1 else None   # the common case: skip the dispatch
         self._lock = threading.RLock()
         self._first_write = True
         self._closed = False
@@ -260,6 +261,9 @@ class VmdkImage:
         n = len(mv)
         if offset < 0 or offset + n > self.size:
             raise DiskImageError(f"{self.path}: read of {n} bytes at {offset} is outside the disk")
+        if self._single is not None:
+            self._single.readinto(offset, mv)
+            return
         self._each(offset, mv, lambda e, off, piece: e.readinto(off, piece))
 
     def write_at(self, offset: int, data) -> None:
@@ -274,8 +278,20 @@ class VmdkImage:
         if not n:
             return
         if self._first_write:
+            self._check_writable()
             self._note_write()
+        if self._single is not None and not self._single.read_only:
+            self._single.write(offset, mv)
+            return
         self._each(offset, mv, self._write_piece)
+
+    def _check_writable(self) -> None:
+        """Refuse before anything is written (the descriptor's modification UUID included)."""
+        if self.create_type == "streamOptimized":
+            raise DiskImageError(STREAM_READ_ONLY.format(path=self.path))
+        for d, e in zip(self.descriptor.extents, self._extents, strict=True):
+            if d.access != "RW" and not isinstance(e, ZeroExtent):
+                raise DiskImageError(f"{self.path}: VMDK: extent {e.path} is read-only ({d.access})")
 
     def _write_piece(self, e, off: int, piece: memoryview) -> None:
         if getattr(e, "read_only", False):
@@ -288,6 +304,7 @@ class VmdkImage:
         if offset < 0 or length < 0 or offset + length > self.size:
             raise DiskImageError(f"{self.path}: discard of {length} bytes at {offset} is outside the disk")
         if self._first_write:
+            self._check_writable()
             self._note_write()
         self._each(offset, memoryview(bytearray(0)), None, length,
                    lambda e, off, n: e.discard(off, n))

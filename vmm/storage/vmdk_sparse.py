@@ -145,6 +145,14 @@ class SparseExtent:
     def readinto(self, offset: int, mv: memoryview) -> None:
         n = len(mv)
         gbytes, gshift = self._gbytes, self._gshift
+        within = offset & (gbytes - 1)
+        if within + n <= gbytes and not self.h.compressed:   # fast path: one allocated grain, one pread
+            grain = offset >> gshift
+            gt = self._gts.get(grain // self._per_gt)
+            if gt is not None:
+                e = gt[grain % self._per_gt]
+                if e > 1 and os.preadv(self._fd, (mv,), e * SECTOR + within) == n:
+                    return
         with self._lock:
             pos = 0
             while pos < n:
@@ -220,6 +228,14 @@ class SparseExtent:
     def write(self, offset: int, mv: memoryview) -> None:
         n = len(mv)
         gbytes, gshift = self._gbytes, self._gshift
+        within = offset & (gbytes - 1)
+        if within + n <= gbytes and self._dirty_header:      # fast path: one allocated grain, one pwrite
+            grain = offset >> gshift
+            gt = self._gts.get(grain // self._per_gt)
+            if gt is not None:
+                e = gt[grain % self._per_gt]
+                if e > 1 and os.pwrite(self._fd, mv, e * SECTOR + within) == n:
+                    return
         with self._lock:
             self._mark_unclean()
             pos = 0

@@ -226,3 +226,17 @@ def test_tampered_manifest_fails_and_leaves_nothing(vbm, box, tmp_path):
     _, vms, _ = vbm("list", "vms", check=0)
     assert vms == ""
     assert not (vbm.home / "VirtualBox VMs" / "t" / "box-disk001.vmdk").exists()
+
+
+def test_snapshots_of_an_imported_machine(vbm, box):
+    """The imported VMDK gets a VDI differencing image per snapshot; deleting merges back into it."""
+    vbm("import", box["ovf"], "--vsys", "0", "--vmname", "s", check=0)
+    base = vbm.machinereadable("s")["SATA Controller-0-0"]
+    vbm("snapshot", "s", "take", "one", check=0)
+    current = vbm.machinereadable("s")["SATA Controller-0-0"]
+    assert current.endswith(".vdi") and "/s/Snapshots/" in current
+    _same(box["raw"], current, "vdi")
+    vbm("snapshot", "s", "delete", "one", check=0)
+    assert vbm.machinereadable("s")["SATA Controller-0-0"] == base
+    _same(box["raw"], base)
+    subprocess.run(["qemu-img", "check", base], check=True, capture_output=True)

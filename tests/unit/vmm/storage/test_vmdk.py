@@ -164,6 +164,7 @@ def test_stream_optimized_layout(tmp_path):
         assert img.read_at(3 * MiB - 512, 512) == b"\xff" * 512
         with pytest.raises(DiskImageError, match="streamOptimized"):
             img.write_at(0, b"x")
+    assert open(dst, "rb").read() == raw          # a refused write changed nothing, not even the descriptor
     info = image_info(dst)
     assert (info.variant, info.subformat, info.allocated_blocks) == ("dynamic", "streamOptimized", 2)
 
