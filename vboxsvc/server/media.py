@@ -342,13 +342,14 @@ class Medium:
         progress = Progress(f"Deleting medium storage unit '{self.location}'", initiator=self)
 
         def work(p):
-            try:
-                os.unlink(self.location)
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not delete the medium storage unit "
-                                                      f"'{self.location}' ({e.strerror})") from None
+            for f in _storage().image_files(self.location):     # a VMDK may have extent files
+                try:
+                    os.unlink(f)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not delete the medium storage unit "
+                                                          f"'{self.location}' ({e.strerror})") from None
 
         def done(_r, err):
             if err is not None:

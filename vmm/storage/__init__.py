@@ -10,6 +10,7 @@ Names are imported lazily so `import vmm.storage` stays light for whoever only n
     clone_image(src, dst_path, fmt="VDI"|"VMDK"|"RAW", fixed=False, variant=None, flatten=True, progress=None) -> ImageInfo
     resize(image_or_path, new_size)   compact(image_or_path) -> released blocks   delete_image(path)
     set_uuids(path, image_uuid=None, parent_uuid=None)       # IMedium::setIds on the image itself
+    image_files(path) -> [path, extent files...]              # what deleting a medium removes
     merge_into_parent(child, parent, relink=(children of child))   merge_into_child(parent, child)
 Images: read_at, readinto_at, write_at, discard, flush, close (+ size, path, read_only, uuid, ...).
 Errors: DiskImageError with the file and the problem in the message. progress(fraction 0..1).
@@ -35,6 +36,7 @@ _EXPORTS = {
     "compact": "vmm.storage.maintenance",
     "delete_image": "vmm.storage.maintenance",
     "set_uuids": "vmm.storage.maintenance",
+    "image_files": "vmm.storage.maintenance",
     "merge_into_parent": "vmm.storage.merge",
     "merge_into_child": "vmm.storage.merge",
     "VdiImage": "vmm.storage.vdi",

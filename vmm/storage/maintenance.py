@@ -211,3 +211,26 @@ def set_uuids(path: str, image_uuid=None, parent_uuid=None) -> None:
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def image_files(path: str) -> list[str]:
+    """Every file an image consists of: itself, plus a VMDK descriptor's extent files (best effort:
+    an unreadable descriptor yields just the path), for deleting a medium completely."""
+    from vmm.storage.opener import is_vmdk
+
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError:
+        return [path]
+    if not is_vmdk(head) or head[:4] == b"KDMV":
+        return [path]
+    from vmm.storage.vmdk_descriptor import extent_path, parse
+
+    try:
+        with open(path, "rb") as f:
+            desc = parse(f.read(1 << 20), path)
+    except (OSError, DiskImageError):
+        return [path]
+    return [path] + [extent_path(path, e.filename) for e in desc.extents if e.filename]

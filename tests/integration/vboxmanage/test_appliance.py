@@ -96,6 +96,10 @@ def test_vmdk_media_commands(vbm, tmp_path):
         assert _info_field(info, "Format variant") == shown
         assert _info_field(info, "Capacity") == "16 MBytes"
         assert _info_field(info, "UUID") == out.split()[-1]
+    split = tmp_path / "m-Split2G.vmdk"
+    assert (tmp_path / "m-Split2G-s001.vmdk").exists()
+    vbm("closemedium", str(split), "--delete", check=0)
+    assert not split.exists() and not (tmp_path / "m-Split2G-s001.vmdk").exists()
     raw = _raw(tmp_path / "src.raw", 16 * MiB)
     _, out, _ = vbm("clonemedium", raw, str(tmp_path / "c.vmdk"), "--format", "VMDK", "--variant", "Stream", check=0)
     assert out.startswith("Clone medium created in format 'VMDK'. UUID: ")
@@ -231,11 +235,13 @@ def test_tampered_manifest_fails_and_leaves_nothing(vbm, box, tmp_path):
 def test_snapshots_of_an_imported_machine(vbm, box):
     """The imported VMDK gets a VDI differencing image per snapshot; deleting merges back into it."""
     vbm("import", box["ovf"], "--vsys", "0", "--vmname", "s", check=0)
-    base = vbm.machinereadable("s")["SATA Controller-0-0"]
+    before = vbm.machinereadable("s")
+    base, base_id = before["SATA Controller-0-0"], before["SATA Controller-ImageUUID-0-0"]
     vbm("snapshot", "s", "take", "one", check=0)
     current = vbm.machinereadable("s")["SATA Controller-0-0"]
-    assert current.endswith(".vdi") and "/s/Snapshots/" in current
-    _same(box["raw"], current, "vdi")
+    assert current.endswith(".vdi") and "/s/Snapshots/" in current    # (qemu-img reads no VDI diffs)
+    _, minfo, _ = vbm("showmediuminfo", current, check=0)
+    assert _info_field(minfo, "Parent UUID") == base_id
     vbm("snapshot", "s", "delete", "one", check=0)
     assert vbm.machinereadable("s")["SATA Controller-0-0"] == base
     _same(box["raw"], base)

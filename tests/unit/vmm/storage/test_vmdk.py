@@ -420,3 +420,14 @@ def test_merging_a_vdi_diff_into_its_vmdk_base_and_back(tmp_path):
     assert info.parent_uuid is None and info.variant == "dynamic"
     with open_image(diff, read_only=True) as img:
         assert img.read_at(0, len(ref)) == ref
+
+
+def test_image_files_lists_the_extents(tmp_path, small_split):
+    from vmm.storage import image_files
+
+    path = str(tmp_path / "sp.vmdk")
+    create_vmdk(path, 7 * MiB, "split2g").close()
+    assert image_files(path) == [path] + [str(tmp_path / f"sp-s00{i}.vmdk") for i in (1, 2, 3)]
+    mono = str(tmp_path / "m.vmdk")
+    create_vmdk(mono, MiB).close()
+    assert image_files(mono) == [mono]
