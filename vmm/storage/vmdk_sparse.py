@@ -256,7 +256,7 @@ class SparseExtent:
         """Zero the range (grains stay allocated: hosted sparse extents have no free list)."""
         end = offset + length
         while offset < end:
-            n = min(end - offset, self._gbytes)
+            n = min(end - offset, self._gbytes - (offset & (self._gbytes - 1)))     # up to the grain's end
             with self._lock:
                 if self._entry(offset >> self._gshift) > 1:
                     self.write(offset, memoryview(self._zeros)[:n])

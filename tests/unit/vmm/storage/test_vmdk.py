@@ -38,7 +38,12 @@ def _scribble(img, ref, rnd, count, max_len=300_000):
     for _ in range(count):
         off = rnd.randrange(0, len(ref) - 1)
         n = min(rnd.randrange(1, max_len), len(ref) - off)
-        data = rnd.randbytes(n) if rnd.random() < 0.8 else bytes(n)
+        r = rnd.random()
+        if r < 0.15:
+            img.discard(off, n)
+            ref[off:off + n] = bytes(n)
+            continue
+        data = rnd.randbytes(n) if r < 0.85 else bytes(n)
         img.write_at(off, data)
         ref[off:off + n] = data
 
