@@ -236,6 +236,13 @@ def _plan(vbox, appliance, opts: set) -> list[_Plan]:
             raise VBoxError(rc.E_INVALIDARG, "The virtual machine name must not be empty")
         if vbox.find_core(name) is not None:
             raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"A machine named '{name}' already exists")
+        try:
+            cpus, memory = int(vsd.value(T.CPU, "1")), int(vsd.value(T.Memory, "0"))
+        except ValueError:
+            raise VBoxError(rc.E_INVALIDARG, "The CPU count and memory size must be numbers") from None
+        if not 1 <= cpus <= 64 or not 0 <= memory <= 2097152:
+            raise VBoxError(rc.E_INVALIDARG, f"Invalid CPU count {cpus} or memory size {memory} MB for the "
+                                             f"machine '{name}'")
         p.settings_file = _final_settings_file(vbox, vsd)
         if os.path.exists(p.settings_file):
             raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Machine settings file '{p.settings_file}' already exists")
@@ -385,13 +392,25 @@ def _create_machine(vbox, plan: _Plan, env: OvfEnvelope, opts: set) -> str:
         s.description = desc
     s.media_registry = MediaRegistry()
     _macs(s.hardware.network_adapters, opts)
+    try:        # the appliance's values (memory, CPUs, ...) must make a valid machine before anything is kept
+        s = type(s).model_validate(s.model_dump())
+    except ValueError as e:
+        raise VBoxError(rc.E_INVALIDARG, f"The appliance describes an invalid machine '{name}': "
+                                         f"{str(e).splitlines()[-1].strip()}") from None
     # the imported disks belong to the new machine's media registry (saved with its .vbox)
-    for _e, _h, target, fmt, new in plan.disks:
-        vbox.media.register(MediumObject(vbox.media, new, target, fmt, DeviceType.HardDisk), str(uid))
+    media = [MediumObject(vbox.media, new, target, fmt, DeviceType.HardDisk)
+             for _e, _h, target, fmt, new in plan.disks]
     core = MachineCore(vbox, Path(plan.settings_file), s, mfile=None)
     try:
+        for m in media:
+            vbox.media.register(m, str(uid))
         vbox.register_machine(core.view)
-    except SettingsError as e:
+    except (VBoxError, SettingsError) as e:
+        for m in media:
+            if m.id in vbox.media.by_id:
+                vbox.media.unregister(m)
+        if isinstance(e, VBoxError):
+            raise
         raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not save the imported machine '{name}': {e}") from None
     return str(uid)
 

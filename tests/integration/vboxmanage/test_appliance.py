@@ -246,3 +246,30 @@ def test_snapshots_of_an_imported_machine(vbm, box):
     assert vbm.machinereadable("s")["SATA Controller-0-0"] == base
     _same(box["raw"], base)
     subprocess.run(["qemu-img", "check", base], check=True, capture_output=True)
+
+
+def test_import_overrides_and_packer_style_folder_export(vbm, box, tmp_path):
+    base = tmp_path / "elsewhere"
+    _, out, _ = vbm("import", box["ovf"], "--vsys", "0", "--vmname", "o", "--ostype", "Ubuntu_64", "--memory", "768",
+                    "--cpus", "2", "--basefolder", str(base), "--group", "/g1", "--description", "d1", check=0)
+    assert ' 0: OS type specified with --ostype: "Ubuntu_64"' in out
+    assert " 5: No. of CPUs specified with --cpus: 2" in out and " 6: Guest memory specified with --memory: 768 MB" in out
+    info = vbm.machinereadable("o")
+    assert info["CfgFile"] == str(base / "g1" / "o" / "o.vbox")
+    assert (info["memory"], info["cpus"], info["ostype"], info["groups"]) == (768, 2, "Ubuntu (64-bit)", "/g1")
+    assert info["SATA Controller-0-0"] == str(base / "g1" / "o" / "box-disk001.vmdk")
+    code, _, err = vbm("import", box["ovf"], "--vsys", "0", "--vmname", "p", "--cpus", "500")
+    assert code == 2 and "--cpus option must be a number" in err
+    # Packer's virtualbox-ovf builder: export into a folder as <vm>.ovf, OVF 2.0 here
+    out_dir = tmp_path / "packer-out"
+    out_dir.mkdir()
+    _, out, _ = vbm("export", "o", "--output", str(out_dir / "o.ovf"), "--ovf20", check=0)
+    assert sorted(os.listdir(out_dir)) == ["o-disk001.vmdk", "o.ovf"]
+    assert 'xmlns="http://schemas.dmtf.org/ovf/envelope/2"' in (out_dir / "o.ovf").read_text()
+    _same(box["raw"], str(out_dir / "o-disk001.vmdk"))
+    code, _, err = vbm("export", "o", "--output", str(out_dir / "o.ovf"))
+    assert code == 1 and "already exists" in err
+    vbm("import", str(out_dir / "o.ovf"), "--vsys", "0", "--vmname", "q", check=0)
+    q = vbm.machinereadable("q")
+    assert (q["memory"], q["cpus"], q["ostype"], q["groups"]) == (768, 2, "Ubuntu (64-bit)", "/g1")
+    _same(box["raw"], q["SATA Controller-0-0"])
