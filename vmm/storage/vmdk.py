@@ -371,6 +371,12 @@ class VmdkImage:
                 self.descriptor.ddb["ddb.uuid.modification"] = modification
             self._write_descriptor()
 
+    def resize(self, new_size: int) -> None:
+        """Refused, as VirtualBox's VMDK backend refuses it for these variants (VERR_NOT_SUPPORTED):
+        clone to a VDI, resize that."""
+        raise DiskImageError(f"{self.path}: VMDK: resizing a {self.create_type} image is not supported "
+                             "(clone it to VDI first)")
+
     def flush(self) -> None:
         with self._lock:
             for e in self._extents:

@@ -436,3 +436,15 @@ def test_image_files_lists_the_extents(tmp_path, small_split):
     mono = str(tmp_path / "m.vmdk")
     create_vmdk(mono, MiB).close()
     assert image_files(mono) == [mono]
+
+
+def test_resize_and_compact_are_clear_errors(tmp_path):
+    from vmm.storage import compact, resize
+
+    path = str(tmp_path / "s.vmdk")
+    create_vmdk(path, MiB).close()
+    with pytest.raises(DiskImageError, match="resizing a monolithicSparse image is not supported"):
+        resize(path, 2 * MiB)
+    with pytest.raises(DiskImageError, match="only VDI images can be compacted"):
+        compact(path)
+    assert image_info(path).size == MiB
