@@ -132,63 +132,78 @@ def _nic_value(adapter_type: str) -> str:
 
 
 def _describe_from_items(vsd, sys_: OvfSystem, env: OvfEnvelope, path: str, warnings: list[str]) -> None:
+    """VirtualBox's listing order: network adapters, CD-ROMs, controllers (one entry per OVF
+    controller item; the two IDE items of a PIIX4 become one controller on import), hard disks."""
     for nic in sys_.nics:
         kind = NIC_SUBTYPES.get(nic.subtype.lower(), "I82540EM")
         vsd.add(T.NetworkAdapter, "", nic.connection, _nic_value(kind), f"type={_attachment(nic.connection)}")
+    cdroms = [d for d in sys_.drives if d.kind == "cdrom"]
+    first = len(vsd.entries) + len(cdroms)
     index_of: dict[str, tuple[int, str, int]] = {}
+    values = []
     for c in sys_.controllers:
         bus = "PCIe" if c.kind == "NVMe" else c.kind
         value = {"IDE": c.subtype if c.subtype in ("PIIX3", "PIIX4", "ICH6") else "PIIX4", "SATA": "AHCI",
                  "SCSI": "BusLogic" if c.subtype.lower() == "buslogic" else "LsiLogic", "SAS": "LsiLogicSas",
                  "VirtioSCSI": "VirtioSCSI", "PCIe": "NVMe"}[bus]
-        if bus == "IDE" and any(b == "IDE" for _, b, _ in index_of.values()):
-            # VirtualBox folds the two OVF IDE controllers (primary, secondary) into one PIIX4
-            first = next(i for i, b, _ in index_of.values() if b == "IDE")
-            index_of[c.instance] = (first, bus, c.address)
-            continue
-        vsd.add(TYPE_OF_BUS[bus], c.instance, "", value)
-        index_of[c.instance] = (len(vsd.entries) - 1, bus, c.address)
-    for d in sys_.drives:
+        index_of[c.instance] = (first + len(values), bus, c.address)
+        values.append((TYPE_OF_BUS[bus], c.instance, value))
+
+    def place(d) -> tuple[int, int] | None:
         if d.parent not in index_of:
             warnings.append(f"The drive at address {d.address} of '{sys_.name}' has no known controller "
                             f"'{d.parent}'; it is ignored")
-            continue
+            return None
         idx, bus, caddr = index_of[d.parent]
-        channel = caddr * 2 + d.address if bus == "IDE" else d.address
-        if d.kind == "cdrom":
-            vsd.add(T.CDROM, d.parent, "", "", f"controller={idx};channel={channel}")
-            continue
-        if d.kind == "floppy":
-            continue
-        _add_disk(vsd, env, d.disk_id, idx, channel, path)
+        return idx, (caddr * 2 + d.address if bus == "IDE" else d.address)
+    for d in cdroms:
+        where = place(d)
+        extra = f"controller={where[0]};channel={where[1]}" if where else ""
+        vsd.add(T.CDROM, d.parent, "", "", extra)
+    for t, ref, value in values:
+        vsd.add(t, ref, "", value)
+    for d in sys_.drives:
+        if d.kind == "disk":
+            where = place(d)
+            if where is not None:
+                _add_disk(vsd, env, d.disk_id, where[0], where[1], path)
 
 
 def _describe_from_settings(vsd, s, env: OvfEnvelope, path: str, warnings: list[str]) -> None:
+    """From VirtualBox's own machine section: its adapters, DVD drives, controllers and disks."""
     for a in s.hardware.network_adapters:
         if a.enabled:
             vsd.add(T.NetworkAdapter, "", a.attachment_type, _nic_value(a.type),
                     f"slot={a.slot};type={a.attachment_type}")
     disks_by_uuid = {d.vbox_uuid.strip("{}").lower(): d for d in env.disks.values() if d.vbox_uuid}
+    controllers = [c for c in s.hardware.storage_controllers if c.bus in TYPE_OF_BUS]
     for c in s.hardware.storage_controllers:
         if c.bus not in TYPE_OF_BUS:
             warnings.append(f"Storage controller '{c.name}' ({c.bus}) is not imported")
-            continue
-        vsd.add(TYPE_OF_BUS[c.bus], c.name, "", VSD_CONTROLLER_VALUE.get(c.controller_type, c.controller_type))
-        idx = len(vsd.entries) - 1
+    n_dvd = sum(1 for c in controllers for dev in c.devices if dev.type == "DVD")
+    first = len(vsd.entries) + n_dvd
+    all_disks = [dev for c in controllers for dev in c.devices if dev.type == "HardDisk" and dev.medium is not None]
+
+    def channel(c, dev) -> int:
+        return dev.port * 2 + dev.device if c.bus == "IDE" else dev.port
+    for k, c in enumerate(controllers):
         for dev in c.devices:
-            channel = dev.port * 2 + dev.device if c.bus == "IDE" else dev.port
             if dev.type == "DVD":
-                vsd.add(T.CDROM, c.name, "", "", f"controller={idx};channel={channel}")
-            elif dev.type == "HardDisk" and dev.medium is not None:
-                d = disks_by_uuid.get(str(dev.medium).lower())
-                if d is None:
-                    if len(env.disks) == 1 and len([x for cc in s.hardware.storage_controllers
-                                                    for x in cc.devices if x.type == "HardDisk"]) == 1:
-                        d = next(iter(env.disks.values()))
-                    else:
-                        raise fail(f"The vbox:Machine section of '{path}' attaches the disk "
-                                   f"{{{dev.medium}}}, which the DiskSection does not list")
-                _add_disk(vsd, env, d.disk_id, idx, channel, path)
+                vsd.add(T.CDROM, c.name, "", "", f"controller={first + k};channel={channel(c, dev)}")
+    for c in controllers:
+        vsd.add(TYPE_OF_BUS[c.bus], c.name, "", VSD_CONTROLLER_VALUE.get(c.controller_type, c.controller_type))
+    for k, c in enumerate(controllers):
+        for dev in c.devices:
+            if dev.type != "HardDisk" or dev.medium is None:
+                continue
+            d = disks_by_uuid.get(str(dev.medium).lower())
+            if d is None:
+                if len(env.disks) == 1 and len(all_disks) == 1:
+                    d = next(iter(env.disks.values()))
+                else:
+                    raise fail(f"The vbox:Machine section of '{path}' attaches the disk {{{dev.medium}}}, which "
+                               "the DiskSection does not list")
+            _add_disk(vsd, env, d.disk_id, first + k, channel(c, dev), path)
 
 
 def _add_disk(vsd, env: OvfEnvelope, disk_id: str, controller_index: int, channel: int, path: str) -> None:
@@ -451,13 +466,19 @@ def _attach_from_settings(s, vsd, env: OvfEnvelope, disk_of_entry) -> None:
 
 def _attach_from_items(s, vsd, disk_of_entry) -> None:
     controllers: dict[int, StorageController] = {}
+    ide = None              # the OVF's primary and secondary IDE items are one PIIX4 with two channels
     for i, e in enumerate(vsd.entries):
         if e.type in CONTROLLER_TYPES and e.enabled:
             bus = CONTROLLER_TYPES[e.type]
+            if bus == "IDE" and ide is not None:
+                controllers[i] = ide
+                continue
             model = CONTROLLER_MODEL.get(e.vbox) or {"IDE": "PIIX4", "SATA": "IntelAhci", "SCSI": "LsiLogic",
                                                      "SAS": "LsiLogicSas", "VirtioSCSI": "VirtioSCSI",
                                                      "PCIe": "NVMe"}[bus]
             controllers[i] = StorageController(name=CONTROLLER_NAMES[bus], bus=bus, controller_type=model)
+            if bus == "IDE":
+                ide = controllers[i]
     for e in vsd.entries:
         if e.type not in (T.HardDiskImage, T.CDROM) or not e.enabled:
             continue
@@ -477,7 +498,11 @@ def _attach_from_items(s, vsd, disk_of_entry) -> None:
                                             medium=uuidlib.UUID(disk_of_entry[id(e)][2])))
         if c.bus == "SATA" and port >= c.port_count:
             c.port_count = port + 1
-    s.hardware.storage_controllers = list(controllers.values())
+    unique = []
+    for c in controllers.values():
+        if all(c is not u for u in unique):
+            unique.append(c)
+    s.hardware.storage_controllers = unique
     nics = [e for e in vsd.by_type(T.NetworkAdapter) if e.enabled]
     adapters = []
     for slot in range(8):

@@ -273,3 +273,76 @@ def test_import_overrides_and_packer_style_folder_export(vbm, box, tmp_path):
     q = vbm.machinereadable("q")
     assert (q["memory"], q["cpus"], q["ostype"], q["groups"]) == (768, 2, "Ubuntu (64-bit)", "/g1")
     _same(box["raw"], q["SATA Controller-0-0"])
+
+
+VBOX_MACHINE = """
+    <vbox:Machine ovf:required="false" version="1.12-linux" uuid="{{4b8e2f0c-93d5-4d7e-8a59-6f3f8e0f2a11}}"
+                  name="old-box" OSType="Debian_64" snapshotFolder="Snapshots" lastStateChange="2015-07-15T16:47:25Z">
+      <ovf:Info>Complete VirtualBox machine configuration in VirtualBox format</ovf:Info>
+      <ExtraData><ExtraDataItem name="custom/key" value="kept"/></ExtraData>
+      <Hardware version="2">
+        <CPU count="2"><PAE enabled="true"/></CPU>
+        <Memory RAMSize="640"/>
+        <Boot><Order position="1" device="HardDisk"/><Order position="2" device="DVD"/>
+              <Order position="3" device="None"/><Order position="4" device="None"/></Boot>
+        <BIOS><ACPI enabled="true"/><IOAPIC enabled="true"/></BIOS>
+        <Network>
+          <Adapter slot="0" enabled="true" MACAddress="080027FAE441" cable="true" type="82540EM"><NAT/></Adapter>
+        </Network>
+        <RTC localOrUTC="UTC"/>
+      </Hardware>
+      <StorageControllers>
+        <StorageController name="IDE" type="PIIX4" PortCount="2" useHostIOCache="true" Bootable="true">
+          <AttachedDevice type="HardDisk" port="0" device="0"><Image uuid="{{0dcae266-d30e-4b47-859d-c9ee307a69f0}}"/>
+          </AttachedDevice>
+          <AttachedDevice passthrough="false" type="DVD" port="1" device="0"/>
+        </StorageController>
+      </StorageControllers>
+    </vbox:Machine>
+  </VirtualSystem>"""
+
+
+def test_import_of_a_box_with_an_older_vbox_machine_section(vbm, box):
+    """Boxes made by VirtualBox 4.x/5.x carry a 1.12 machine; it wins over the OVF items (2 CPUs, 640 MB,
+    an IDE controller named "IDE", the DVD drive, UTC clock, extra data), and --options keepnatmacs
+    keeps its NAT MAC (Vagrant's base_mac)."""
+    ovf = box["dir"] / "box.ovf"
+    text = ovf.read_text().replace("xmlns:vssd=", 'xmlns:vbox="http://www.virtualbox.org/ovf/machine" xmlns:vssd=')
+    text = text.replace('ovf:diskId="vmdisk1"', 'ovf:diskId="vmdisk1" vbox:uuid="0dcae266-d30e-4b47-859d-c9ee307a69f0"')
+    ovf.write_text(text.replace("  </VirtualSystem>", VBOX_MACHINE.format()))
+    _, out, _ = vbm("import", "-n", str(ovf), check=0)
+    assert ' 1: Suggested VM name "old-box"' in out
+    assert " 5: Number of CPUs: 2\n" in out and " 6: Guest memory: 640 MB\n" in out
+    assert " 7: Network adapter: orig NAT, config 3, extra slot=0;type=NAT\n" in out
+    assert " 8: CD-ROM\n" in out and " 9: IDE controller, type PIIX4\n" in out     # VirtualBox's order
+    assert re.search(r"10: Hard disk image: source image=box-disk001.vmdk, target path=.+/old-box/box-disk001.vmdk, "
+                     r"controller=9;channel=0", out)
+    vbm("import", str(ovf), "--vsys", "0", "--vmname", "nb", "--options", "keepnatmacs", check=0)
+    info = vbm.machinereadable("nb")
+    assert (info["cpus"], info["memory"], info["macaddress1"], info["rtcuseutc"]) == (2, 640, "080027FAE441", "on")
+    assert info["storagecontrollername0"] == "IDE" and info["IDE-0-0"].endswith("/nb/box-disk001.vmdk")
+    assert info["IDE-1-0"] == "emptydrive" and info["boot1"] == "disk"
+    _, extra, _ = vbm("getextradata", "nb", "custom/key", check=0)
+    assert extra == "Value: kept\n"
+    _same(box["raw"], info["IDE-0-0"])
+
+
+def test_two_ovf_ide_items_are_one_piix4(vbm, box):
+    """Like old Vagrant boxes: primary and secondary IDE items (a CD-ROM on the secondary) and a
+    SATA disk; listed as VirtualBox lists them, imported as one IDE controller."""
+    ovf = box["dir"] / "box.ovf"
+    extra = ("<Item><rasd:Address>1</rasd:Address><rasd:InstanceID>7</rasd:InstanceID><rasd:ResourceSubType>PIIX4"
+             "</rasd:ResourceSubType><rasd:ResourceType>5</rasd:ResourceType></Item>"
+             "<Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:InstanceID>8</rasd:InstanceID>"
+             "<rasd:Parent>7</rasd:Parent><rasd:ResourceType>15</rasd:ResourceType></Item>")
+    ovf.write_text(ovf.read_text().replace("    </VirtualHardwareSection>", extra + "</VirtualHardwareSection>"))
+    _, out, _ = vbm("import", "-n", str(ovf), check=0)
+    lines = [ln for ln in out.splitlines() if re.match(r"^ ?\d+: ", ln)]
+    assert [re.split(r"[:,]", ln.split(": ", 1)[1])[0] for ln in lines[7:]] == [
+        "Network adapter", "CD-ROM", "IDE controller", "SATA controller", "IDE controller", "Hard disk image"]
+    assert "12: Hard disk image: source image=box-disk001.vmdk" in out and "controller=10;channel=0" in out
+    vbm("import", str(ovf), "--vsys", "0", "--vmname", "two", check=0)
+    info = vbm.machinereadable("two")
+    assert info["storagecontrollername0"] == "IDE Controller" and "storagecontrollername2" not in info
+    assert info["IDE Controller-1-0"] == "emptydrive"
+    _same(box["raw"], info["SATA Controller-0-0"])
