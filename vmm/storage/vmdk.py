@@ -338,12 +338,14 @@ class VmdkImage:
         return self.size
 
     def _note_write(self) -> None:
-        """A fresh modification UUID in the descriptor at the first write (VirtualBox's rule)."""
+        """A fresh modification UUID and content ID (CID) in the descriptor at the first write, as
+        VirtualBox and qemu do (a delta image records its parent's CID)."""
         with self._lock:
             if not self._first_write:
                 return
             self._first_write = False
             self.descriptor.ddb["ddb.uuid.modification"] = str(uuidlib.uuid4())
+            self.descriptor.cid = uuidlib.uuid4().int & 0xFFFFFFFE
             self._write_descriptor()
 
     def _write_descriptor(self) -> None:

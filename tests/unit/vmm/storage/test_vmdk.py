@@ -126,6 +126,8 @@ def test_modification_uuid_changes_at_first_write_and_unclean_flag_clears(tmp_pa
     path = str(tmp_path / "s.vmdk")
     create_vmdk(path, 4 * MiB).close()
     before = image_info(path).modify_uuid
+    with VmdkImage.open(path, read_only=True) as img:
+        cid_before = img.descriptor.cid
     img = open_image(path)
     img.write_at(0, b"x" * 512)
     assert parse_header(open(path, "rb").read(512), path).unclean_shutdown == 1
@@ -133,6 +135,8 @@ def test_modification_uuid_changes_at_first_write_and_unclean_flag_clears(tmp_pa
     assert parse_header(open(path, "rb").read(512), path).unclean_shutdown == 0
     info = image_info(path)
     assert info.modify_uuid != before and info.uuid is not None
+    with VmdkImage.open(path, read_only=True) as img:
+        assert img.descriptor.cid != cid_before
     assert (info.format, info.variant, info.subformat) == ("VMDK", "dynamic", "default")
 
 
