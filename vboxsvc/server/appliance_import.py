@@ -282,6 +282,11 @@ def _plan(vbox, appliance, opts: set) -> list[_Plan]:
             for m in vbox.media.by_id.values():
                 if m.location == target and m.registry is not None:
                     raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"A medium at '{target}' is already registered")
+            f = appliance.envelope.files.get(appliance.envelope.disks[e.ref].file_ref) if e.ref in \
+                appliance.envelope.disks else None
+            if f is not None and f.compression:
+                raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, f"The disk file '{f.href}' is {f.compression}-compressed; "
+                                                         "compressed appliance files are not supported")
             p.disks.append((e, e.ovf, target, fmt, str(uuidlib.uuid4())))
         plans.append(p)
     targets = [d[2] for p in plans for d in p.disks]

@@ -238,6 +238,7 @@ class SparseExtent:
                     return
         with self._lock:
             self._mark_unclean()
+            fresh = []                  # new grains of this request: appended and committed together
             pos = 0
             while pos < n:
                 off = offset + pos
@@ -249,8 +250,10 @@ class SparseExtent:
                 if e > 1 or (e == 1 and not self.h.flags & FLAG_ZERO_GTE):
                     pwrite_all(self._fd, piece, e * SECTOR + within)
                 elif not is_zero(piece, self._zeros):
-                    self._allocate(grain, within, piece)
+                    fresh.append((grain, within, piece))
                 pos += chunk
+            if fresh:
+                self._allocate(fresh)
 
     def discard(self, offset: int, length: int) -> None:
         """Zero the range (grains stay allocated: hosted sparse extents have no free list)."""
@@ -262,15 +265,26 @@ class SparseExtent:
                     self.write(offset, memoryview(self._zeros)[:n])
             offset += n
 
-    def _allocate(self, grain: int, within: int, piece: memoryview) -> None:
-        """Append the grain (data first), then point the tables at it in one commit."""
-        gdi, gti = divmod(grain, self._per_gt)
-        sector = self._append
-        data = bytearray(self._gbytes)
-        data[within:within + len(piece)] = piece
-        pwrite_all(self._fd, data, sector * SECTOR)
-        self._append = sector + self._gbytes // SECTOR
+    def _allocate(self, fresh: list[tuple[int, int, memoryview]]) -> None:
+        """Append the grains (data first; the rest of each grain zeros), then point the tables at
+        them in one commit. `fresh`: (grain, offset within it, bytes)."""
+        gbytes = self._gbytes
+        first = self._append
+        data = bytearray(gbytes * len(fresh))
+        for k, (_grain, within, piece) in enumerate(fresh):
+            data[k * gbytes + within:k * gbytes + within + len(piece)] = piece
+        pwrite_all(self._fd, data, first * SECTOR)
+        self._append = first + len(fresh) * (gbytes // SECTOR)
         writes = []
+        for k, (grain, _within, _piece) in enumerate(fresh):
+            self._point(grain, first + k * (gbytes // SECTOR), writes)
+        self._file_size = max(self._file_size, self._append * SECTOR)
+        self._commit(writes)
+
+    def _point(self, grain: int, sector: int, writes: list) -> None:
+        """Table entries (and, for a table the file never had, the table and directory entries)
+        that map `grain` to `sector`, primary before redundant copy."""
+        gdi, gti = divmod(grain, self._per_gt)
         for redundant in (False, True):
             gd = self._rgd if redundant else self._gd
             if gd is None:
@@ -289,8 +303,6 @@ class SparseExtent:
             else:
                 writes.append((gd[gdi] * SECTOR + 4 * gti, _U32.pack(sector)))
             gt[gti] = sector
-        self._file_size = max(self._file_size, self._append * SECTOR)
-        self._commit(writes)
 
     def _commit(self, writes: list[tuple[int, bytes]]) -> None:
         if self._committer is None:

@@ -13,7 +13,7 @@ import os
 import zlib
 from array import array
 
-from vmm.storage.blockio import pwrite_all
+from vmm.storage.blockio import is_zero, pwrite_all
 from vmm.storage.image import DiskImageError
 from vmm.storage.vmdk_descriptor import Descriptor
 from vmm.storage.vmdk_header import (
@@ -64,19 +64,20 @@ class StreamWriter:
     def grain_bytes(self) -> int:
         return self._gbytes
 
-    def write_grain(self, index: int, data: bytes | memoryview) -> None:
-        """Grain `index` (a full grain, or the disk's short last one); all-zero grains are skipped."""
+    def write_grain(self, index: int, data: bytes | memoryview, packed: bytes | None = None) -> None:
+        """Grain `index` (a full grain, or the disk's short last one); all-zero grains are skipped.
+        `packed` is the grain already compressed with compress_grain (compression may run in
+        parallel; the file is still written in grain order)."""
         if index < self._next:
             raise DiskImageError(f"{self.path}: VMDK: stream grains must be written in increasing order")
         if len(data) > self._gbytes or index * self._gbytes >= self.size:
             raise DiskImageError(f"{self.path}: VMDK: grain {index} is outside the disk")
         self._next = index + 1
-        if not any(data):
-            return
-        data = bytes(data)
-        if len(data) < self._gbytes:        # readers expect whole grains, the disk's last one too
-            data += bytes(self._gbytes - len(data))
-        packed = zlib.compress(data, COMPRESS_LEVEL)
+        if packed is None:
+            view = memoryview(data).cast("B")
+            if is_zero(view, bytes(len(view))):
+                return
+            packed = compress_grain(data, self._gbytes)
         rec = GRAIN_MARKER.pack(index * self._h.grain_size, len(packed)) + packed
         rec += bytes(-len(rec) % SECTOR)
         pwrite_all(self._fd, rec, self._pos)
@@ -132,6 +133,14 @@ class StreamWriter:
             os.unlink(self._tmp)
 
 
+def compress_grain(data, grain_bytes: int) -> bytes:
+    """A grain deflated in zlib format; readers expect whole grains, the disk's last one too."""
+    data = bytes(data)
+    if len(data) < grain_bytes:
+        data += bytes(grain_bytes - len(data))
+    return zlib.compress(data, COMPRESS_LEVEL)
+
+
 def _le(a: array) -> bytes:
     if array("I", [1]).tobytes() != b"\x01\0\0\0":
         a = array("I", a)
@@ -141,11 +150,15 @@ def _le(a: array) -> bytes:
 
 def write_stream(src, path: str, descriptor: Descriptor, report=None) -> None:
     """Copy an open image `src` into a new streamOptimized VMDK at `path`."""
+    from concurrent.futures import ThreadPoolExecutor
+
     w = StreamWriter(path, src.size, descriptor)
+    pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))  # zlib runs without the GIL
     try:
         gbytes = w.grain_bytes
-        chunk = 16 * gbytes
+        chunk = 64 * gbytes
         buf = bytearray(chunk)
+        zeros = bytes(gbytes)
         skip = getattr(src, "next_allocated", None)
         off = 0
         while off < src.size:
@@ -156,8 +169,11 @@ def write_stream(src, path: str, descriptor: Descriptor, report=None) -> None:
             n = min(chunk, src.size - off)
             view = memoryview(buf)[:n]
             src.readinto_at(off, view)
-            for g in range(0, n, gbytes):
-                w.write_grain((off + g) // gbytes, view[g:g + gbytes])
+            grains = [(g, view[g:g + gbytes]) for g in range(0, n, gbytes)]
+            grains = [(g, v) for g, v in grains if not is_zero(v, zeros)]
+            packed = pool.map(lambda item: compress_grain(item[1], gbytes), grains)
+            for (g, v), p in zip(grains, packed, strict=True):
+                w.write_grain((off + g) // gbytes, v, p)
             off += n
             if report:
                 report(off, src.size)
@@ -165,3 +181,5 @@ def write_stream(src, path: str, descriptor: Descriptor, report=None) -> None:
     except BaseException:
         w.abort()
         raise
+    finally:
+        pool.shutdown()
