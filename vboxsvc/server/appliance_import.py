@@ -350,6 +350,20 @@ def _convert_disk(st, src, href: str, target: str, fmt: str, uid: str, report, c
     """Source disk image (read in place from a folder, or taken out of the OVA first) -> target."""
     local = src.local_path(href)
     spool = None
+    span = src.member_span(href) if local is None else None
+    if span is not None:                # a sparse VMDK inside the OVA: read in place, no copy
+        try:
+            img = st.VmdkImage.open_in_file(src.path, *span)
+        except st.DiskImageError:
+            img = None
+        if img is not None:
+            try:
+                created.append(target)
+                st.clone_image(img, target, fmt=fmt, uuid=uid, variant="standard" if fmt == "VMDK" else None,
+                               progress=report)
+            finally:
+                img.close()
+            return
     if local is None:
         spool = f"{target}.{os.getpid()}.ova-part"
         created.append(spool)

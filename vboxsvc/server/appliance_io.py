@@ -80,6 +80,13 @@ class ApplianceSource:
             raise fail(f"The file '{name}' of the appliance '{self.path}' is too large")
         return data
 
+    def member_span(self, name: str) -> tuple[int, int] | None:
+        """(offset, length) of an OVA member stored contiguously (plain tar members are), or None."""
+        m = self._members.get(name) if self.ova is not None else None
+        if m is None or m.issparse():
+            return None
+        return m.offset_data, m.size
+
     def local_path(self, name: str) -> str | None:
         """A path to read the file in place (OVF folders), or None (inside an OVA)."""
         return None if self.ova is not None else os.path.join(self._dir, name)

@@ -173,6 +173,32 @@ class VmdkImage:
             raise
         return img
 
+    @classmethod
+    def open_in_file(cls, path: str, offset: int, length: int) -> VmdkImage:
+        """A monolithic sparse or streamOptimized VMDK stored at `offset` inside another file (an
+        OVA is a tar: its members lie there unchanged), opened read-only without copying it out."""
+        fd = open_image_file(path, True)
+        try:
+            size = os.fstat(fd).st_size
+            if offset < 0 or length < 3 * SECTOR or offset + length > size:
+                raise DiskImageError(f"{path}: VMDK: {length} bytes at {offset} are not inside the file")
+            head = os.pread(fd, SECTOR, offset)
+            if not has_magic(head):
+                raise DiskImageError(f"{path}: VMDK: no sparse extent header at offset {offset}")
+            h = parse_header(head, path)
+            room = h.descriptor_size * SECTOR
+            if not h.descriptor_offset or h.descriptor_offset * SECTOR + room > length:
+                raise DiskImageError(f"{path}: VMDK: the embedded descriptor lies outside the image")
+            desc = parse(os.pread(fd, room, offset + h.descriptor_offset * SECTOR), path)
+            extent = SparseExtent(path, fd, True, h, base=offset, length=length)
+            if len(desc.extents) != 1 or desc.extents[0].type != "SPARSE" \
+                    or desc.extents[0].sectors != extent.h.capacity:
+                raise DiskImageError(f"{path}: VMDK: the image at offset {offset} is not a single sparse extent")
+            return cls(path, desc, [extent], [fd], True, None)
+        except BaseException:
+            os.close(fd)
+            raise
+
     @staticmethod
     def _open_extent(path: str, desc: Descriptor, ext: Extent, i: int, read_only: bool, fds: list[int],
                      main_sparse: SparseExtent | None):

@@ -47,15 +47,20 @@ def _u32_array(raw: bytes) -> array:
 
 
 class SparseExtent:
-    """A sparse extent file; offsets passed in are bytes within this extent."""
+    """A sparse extent file; offsets passed in are bytes within this extent. `base`/`length` place
+    a read-only extent inside a bigger file (a VMDK stored in an OVA tar, read in place)."""
 
-    def __init__(self, path: str, fd: int, read_only: bool, header: SparseHeader | None = None):
+    def __init__(self, path: str, fd: int, read_only: bool, header: SparseHeader | None = None,
+                 base: int = 0, length: int | None = None):
         self.path = path
         self._fd = fd
         self.read_only = read_only
+        if base and not read_only:
+            raise DiskImageError(f"{path}: VMDK: an extent inside another file can only be read")
+        self._base = base
         self._lock = threading.RLock()
-        self._file_size = os.fstat(fd).st_size
-        raw = os.pread(fd, SECTOR, 0)
+        self._file_size = os.fstat(fd).st_size - base if length is None else length
+        raw = os.pread(fd, SECTOR, base)
         h = header or parse_header(raw, path)
         if h.gd_offset == GD_AT_END:
             h = self._footer_header(h)
@@ -83,7 +88,7 @@ class SparseExtent:
         """streamOptimized: the real header (with the directory's place) sits before the EOS marker."""
         if not first.markers or self._file_size < 3 * SECTOR:
             raise DiskImageError(f"{self.path}: VMDK: the grain directory is at the end but the file has no footer")
-        raw = os.pread(self._fd, 3 * SECTOR, self._file_size - 3 * SECTOR)
+        raw = os.pread(self._fd, 3 * SECTOR, self._base + self._file_size - 3 * SECTOR)
         _n, size, mtype = MARKER.unpack_from(raw, 0)
         if size != 0 or mtype != MARKER_FOOTER:
             raise DiskImageError(f"{self.path}: VMDK: the stream footer is missing (the file is truncated?)")
@@ -99,7 +104,7 @@ class SparseExtent:
         if sector == 0 or sector * SECTOR + 4 * n > self._file_size:
             raise DiskImageError(f"{self.path}: VMDK: the {what} (sector {sector}, {n} entries) lies outside "
                                  f"the file")
-        gd = _u32_array(os.pread(self._fd, 4 * n, sector * SECTOR))
+        gd = _u32_array(os.pread(self._fd, 4 * n, self._base + sector * SECTOR))
         limit = self._file_size
         for i, e in enumerate(gd):
             if e and (e == 0xFFFFFFFF or e * SECTOR + 4 * self._per_gt > limit):
@@ -116,7 +121,7 @@ class SparseExtent:
         sector = gd[gdi]
         if not sector:
             return None
-        gt = _u32_array(os.pread(self._fd, 4 * self._per_gt, sector * SECTOR))
+        gt = _u32_array(os.pread(self._fd, 4 * self._per_gt, self._base + sector * SECTOR))
         if len(gt) != self._per_gt:
             raise DiskImageError(f"{self.path}: VMDK: grain table {gdi} is truncated")
         self._check_table(gt, gdi)
@@ -151,7 +156,7 @@ class SparseExtent:
             gt = self._gts.get(grain // self._per_gt)
             if gt is not None:
                 e = gt[grain % self._per_gt]
-                if e > 1 and os.preadv(self._fd, (mv,), e * SECTOR + within) == n:
+                if e > 1 and os.preadv(self._fd, (mv,), self._base + e * SECTOR + within) == n:
                     return
         with self._lock:
             pos = 0
@@ -167,13 +172,13 @@ class SparseExtent:
                     data = self._grain_data(grain, e)
                     mv[pos:pos + chunk] = data[within:within + chunk]
                 else:
-                    pread_into(self._fd, mv[pos:pos + chunk], e * SECTOR + within, self.path)
+                    pread_into(self._fd, mv[pos:pos + chunk], self._base + e * SECTOR + within, self.path)
                 pos += chunk
 
     def _grain_data(self, grain: int, sector: int) -> bytes:
         if grain == self._cache_index:
             return self._cache
-        head = os.pread(self._fd, GRAIN_MARKER.size, sector * SECTOR)
+        head = os.pread(self._fd, GRAIN_MARKER.size, self._base + sector * SECTOR)
         lba, csize = GRAIN_MARKER.unpack(head)
         if lba != grain * self.h.grain_size:
             raise DiskImageError(f"{self.path}: VMDK: the compressed grain at sector {sector} is for sector "
@@ -182,7 +187,7 @@ class SparseExtent:
         if csize == 0 or start + csize > self._file_size or csize > 2 * self._gbytes + 1024:
             raise DiskImageError(f"{self.path}: VMDK: the compressed grain at sector {sector} has an invalid "
                                  f"size of {csize} bytes")
-        packed = os.pread(self._fd, csize, start)
+        packed = os.pread(self._fd, csize, self._base + start)
         try:
             z = zlib.decompressobj()
             data = z.decompress(packed, self._gbytes)

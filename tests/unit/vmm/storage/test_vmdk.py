@@ -452,3 +452,20 @@ def test_resize_and_compact_are_clear_errors(tmp_path):
     with pytest.raises(DiskImageError, match="only VDI images can be compacted"):
         compact(path)
     assert image_info(path).size == MiB
+
+
+def test_reading_a_vmdk_stored_inside_another_file(tmp_path):
+    """An OVA member is read in place: the stream image at an offset of a bigger file."""
+    src, _h = _sparse(tmp_path)
+    st = str(tmp_path / "st.vmdk")
+    clone_image(src, st, fmt="VMDK", variant="stream")
+    blob = open(st, "rb").read()
+    container = tmp_path / "box.ova"
+    container.write_bytes(b"x" * 1536 + blob + b"y" * 700)
+    with VmdkImage.open_in_file(str(container), 1536, len(blob)) as img, open_image(st, read_only=True) as ref:
+        assert img.read_at(0, img.size) == ref.read_at(0, ref.size)
+        assert img.read_only and img.create_type == "streamOptimized"
+    with pytest.raises(DiskImageError, match="not inside the file"):
+        VmdkImage.open_in_file(str(container), 1536, len(blob) + 10_000)
+    with pytest.raises(DiskImageError, match="no sparse extent header"):
+        VmdkImage.open_in_file(str(container), 512, len(blob))
