@@ -30,18 +30,23 @@ def test_guest_writes_reach_vmdk_images(tmp_path):
     subprocess.run(["qemu-img", "create", "-f", "vmdk", str(disks["virtio"]), "64M"], check=True,
                    capture_output=True)
     console = boot(disks, tmp_path / "boot.log")
-    names = disk_names(console)
-    assert set(names) == {"ahci", "virtio"}, names
-    sums = {}
-    for ctl, dev in names.items():
-        guest(console, f"mke2fs -q /dev/{dev} && mkdir -p /mnt/{ctl} && mount -t ext4 /dev/{dev} /mnt/{ctl}")
-        guest(console, f"echo hello-from-{ctl} > /mnt/{ctl}/hello.txt")
-        guest(console, f"dd if=/dev/urandom of=/mnt/{ctl}/blob bs=64k count=16 2>/dev/null")
-        sums[ctl] = re.search(r"([0-9a-f]{32})", guest(console, f"md5sum /mnt/{ctl}/blob")).group(1)
-    guest(console, "sync")
-    console.proc.stdin.write(b"poweroff\n")
-    console.proc.stdin.flush()
-    assert console.close(300) == 0, "the VM did not power off cleanly"
+    try:
+        names = disk_names(console)
+        assert set(names) == {"ahci", "virtio"}, names
+        sums = {}
+        for ctl, dev in names.items():
+            guest(console, f"mke2fs -q /dev/{dev} && mkdir -p /mnt/{ctl} && mount -t ext4 /dev/{dev} /mnt/{ctl}")
+            guest(console, f"echo hello-from-{ctl} > /mnt/{ctl}/hello.txt")
+            guest(console, f"dd if=/dev/urandom of=/mnt/{ctl}/blob bs=64k count=16 2>/dev/null")
+            sums[ctl] = re.search(r"([0-9a-f]{32})", guest(console, f"md5sum /mnt/{ctl}/blob")).group(1)
+        guest(console, "sync")
+        console.proc.stdin.write(b"poweroff\n")
+        console.proc.stdin.flush()
+        assert console.close(300) == 0, "the VM did not power off cleanly"
+    finally:
+        if console.proc.poll() is None:     # a failed step must not leave the VM process behind
+            console.proc.kill()
+            console.proc.wait()
     for ctl, image in disks.items():
         qemu_img_check(image)
         assert host_file(image, tmp_path, "hello.txt") == f"hello-from-{ctl}\n".encode()
