@@ -47,6 +47,7 @@ IVirtualBox:
     getExtraData(key: str) -> str
     setExtraData(key: str, value: str)
     findProgressById(id: str) -> IProgress
+    createAppliance() -> IAppliance
 
 IHost:
     processorCount: int
@@ -216,6 +217,7 @@ IMachine:
     restoreSnapshot(snapshot: ISnapshot) -> IProgress
     findSnapshot(nameOrId: str) -> ISnapshot
     cloneTo(target: IMachine, mode: CloneMode, options: [CloneOptions] = []) -> IProgress
+    exportTo(appliance: IAppliance, location: str) -> IVirtualSystemDescription
 
 ISnapshot:
     id: str
@@ -437,4 +439,28 @@ IEventSource:
 
 IEventListener:
     handleEvent(event: IEvent)
+
+IAppliance:
+    path: str
+    disks: [str]
+    virtualSystemDescriptions: [IVirtualSystemDescription]
+    machines: [str]
+    read(file: str) -> IProgress
+    interpret()
+    importMachines(options: [ImportOptions] = []) -> IProgress
+    write(format: str, options: [ExportOptions], path: str) -> IProgress
+    getWarnings() -> [str]
+    getPasswordIds() -> [str]
+    getMediumIdsForPasswordId(passwordId: str) -> [str]
+    addPasswords(identifiers: [str], passwords: [str])
+    createVirtualSystemDescriptions(requested: int) -> int
+
+IVirtualSystemDescription:
+    count: int
+    getDescription() -> any                 # [types, refs, OVFValues, VBoxValues, extraConfigValues]
+    getDescriptionByType(type: VirtualSystemDescriptionType) -> any
+    removeDescriptionByType(type: VirtualSystemDescriptionType)
+    getValuesByType(type: VirtualSystemDescriptionType, which: VirtualSystemDescriptionValueType) -> [str]
+    setFinalValues(enabled: [bool], VBoxValues: [str], extraConfigValues: [str])
+    addDescription(type: VirtualSystemDescriptionType, VBoxValue: str, extraConfigValue: str = "")
 """

@@ -642,6 +642,10 @@ class MachineView(StorageMixin):
         from .clone import clone_to
         return clone_to(self, target, mode, list(options))
 
+    def export_to(self, appliance, location: str):
+        from .appliance_export import export_to
+        return export_to(self, appliance, location)
+
     # --- paravirtualization, logs ---------------------------------------------------------------
     def get_effective_paravirt_provider(self):
         p = self._d.hardware.paravirt_provider
@@ -732,7 +736,10 @@ class MachineView(StorageMixin):
                 p.set_percent(i * 100 // max(1, len(media)))
                 try:
                     if os.path.exists(m.location):
-                        os.unlink(m.location)
+                        from .media import _storage
+                        for f in _storage().image_files(m.location):    # a VMDK's extent files too
+                            if os.path.exists(f):
+                                os.unlink(f)
                 except OSError as e:
                     errors.append(f"Could not delete the medium storage unit '{m.location}' ({e.strerror})")
             p.set_operation(1)
