@@ -1,9 +1,9 @@
 """pydantic models of VirtualBox's settings: the contents of VirtualBox.xml and of a .vbox file.
 
-Enumerated values use the Main API's member names (reference §2.2), e.g. controller_type
+Enumerated values use the Main API's member names (VirtualBox.xidl), e.g. controller_type
 "IntelAhci", adapter type "I82540EM", attachment_type "NAT", port_mode "TCP", uart_type "U16550A",
 boot devices "Floppy"/"DVD"/"HardDisk"/"Network"/"Null"; the XML spellings are the file modules'
-business. Defaults are those of a new machine (reference §5.2). Paths of media, saved states and
+business. Defaults are those of a new machine (Machine::init in MachineImpl.cpp). Paths of media, saved states and
 snapshot states are absolute in the models; the files store them relative to the owner's folder
 when they lie inside it. Timestamps are timezone-aware UTC datetimes.
 """

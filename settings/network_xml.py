@@ -1,4 +1,4 @@
-"""`<Network>` adapters and `<UART>` serial ports (reference §3.6).
+"""`<Network>` adapters and `<UART>` serial ports (Settings.cpp, readNetworkAdapters/readSerialPorts).
 
 VirtualBox writes only adapters and ports whose settings differ from the defaults; the models
 always hold every slot (8 adapters, 36 with ICH9 when the file has them; 4 UARTs). The active

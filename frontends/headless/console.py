@@ -86,7 +86,7 @@ class HeadlessConsole:
         self._p.set_link_state(slot, cable_connected)
 
     def merge_snapshot_online(self, jobs, known):
-        # issue 9 hook: deleting a snapshot of the running VM; the merges run here (vmm.savedstate)
+        # deleting a snapshot of the running VM; the merges run here (vmm.savedstate)
         from vmm.savedstate import console_merge_online
         self._p.need(MachineState.Running, MachineState.Paused)
         return console_merge_online(self._p.vm, jobs, known)

@@ -1,4 +1,4 @@
-"""`list` layouts (reference §1.5) and showmediuminfo (§1.8), from plain data.
+"""`list` layouts (VBoxManageList.cpp) and showmediuminfo (VBoxManageDisk.cpp), from plain data.
 
 Media are dicts {uuid, parent, state, type, location, format, variant, logical_size,
 size, description, auto_reset, in_use: [(name, uuid)], children: [...], ...}.

@@ -1,4 +1,4 @@
-"""showvminfo output (reference §1.6) from the plain `info` dict built by vminfo.collect.
+"""showvminfo output (VBoxManageInfo.cpp) from the plain `info` dict built by vminfo.collect.
 
 Two layouts: --machinereadable (key order and quoting of VBoxManageInfo.cpp 7.1) and the
 human one (`%-28s %s` lines).  Pure functions of data, so they are unit-tested on dicts.

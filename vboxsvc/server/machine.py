@@ -65,7 +65,7 @@ def random_mac() -> str:
 
 
 def new_machine_settings(uid, name: str, groups: list[str], os_type, directory_includes_uuid: bool) -> MachineSettings:
-    """A new machine as VirtualBox's Machine::init makes it (reference §5.2)."""
+    """A new machine as VirtualBox's Machine::init makes it (MachineImpl.cpp)."""
     adapter = os_type.adapter_type.name
     nics = [NetworkAdapter(slot=i, type=adapter, mac=random_mac(),
                            enabled=(i == 0), attachment_type="NAT" if i == 0 else "Null") for i in range(8)]
@@ -507,7 +507,7 @@ class MachineView(StorageMixin):
             core.data = previous
             raise
         if changed and previous is not None and previous.snapshot is not None:
-            from .snapshots import mark_modified  # issue 9 hook: VirtualBox's currentStateModified
+            from .snapshots import mark_modified  # VirtualBox's currentStateModified
             mark_modified(core)
         ctx.fire(VBoxEventType.OnMachineDataChanged, machine_id=core.id, temporary=False)
 
@@ -592,7 +592,7 @@ class MachineView(StorageMixin):
         if old == MachineState.Restoring and state in (MachineState.Running, MachineState.Paused):
             core.drop_saved_state_file()
         if old in (MachineState.Starting, MachineState.Restoring) and state == MachineState.Running:
-            from .snapshots import mark_modified  # issue 9 hook: a started VM changes the current state
+            from .snapshots import mark_modified  # a started VM changes the current state
             mark_modified(core)
 
     def discard_saved_state(self, remove_file: bool = True) -> None:
@@ -616,7 +616,7 @@ class MachineView(StorageMixin):
             except OSError:
                 pass
 
-    # --- snapshots and clones (issue 9: vboxsvc/server/snapshots.py, clone.py) -----------------------
+    # --- snapshots and clones (vboxsvc/server/snapshots.py, clone.py) ---------------------------------
     @property
     def current_snapshot(self):
         from .snapshots import current_snapshot
@@ -710,7 +710,7 @@ class MachineView(StorageMixin):
         if core.data is not None and cleanup_mode != CleanupMode.UnregisterOnly:
             media = core.vbox.media.detach_all(core, cleanup_mode)
             if core.data.snapshot is not None:
-                from .snapshots import detach_snapshot_media  # issue 9 hook: the snapshots' disks too
+                from .snapshots import detach_snapshot_media  # the snapshots' disks too
                 media = detach_snapshot_media(core, media, cleanup_mode)
         core.vbox.unregister_core(core)
         if cleanup_mode == CleanupMode.UnregisterOnly:
@@ -757,7 +757,7 @@ class MachineView(StorageMixin):
                 except OSError:
                     pass
             if core.data is not None:
-                from .snapshots import snapshot_state_files  # issue 9 hook: snapshots' saved states
+                from .snapshots import snapshot_state_files  # snapshots' saved states
                 for f in snapshot_state_files(core):
                     try:
                         os.unlink(f)

@@ -557,7 +557,7 @@ class MediaRegistry:
         uid = str(model.uuid)
         existing = self.by_id.get(uid)
         if existing is not None:
-            # issue 9 hook: a linked clone's registry repeats its parents; pick up its own children
+            # a linked clone's registry repeats its parents; pick up its own children
             for c in model.children:
                 if str(c.uuid) not in self.by_id:
                     existing.children.append(self._load_tree(c, device_type, owner, folder, existing))
@@ -630,7 +630,7 @@ class MediaRegistry:
                                          if c.state != MediumState.NotCreated and mine(c)])
 
         def mine(m: Medium) -> bool:
-            # issue 9 hook: a linked clone's diffs live in its own registry, nested under parents
+            # a linked clone's diffs live in its own registry, nested under parents
             # that other registries own, so a registry holds the chains leading to its media
             return m.registry == owner or any(mine(c) for c in m.children)
         for m in self.by_id.values():
