@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import weakref
 
 # RAM above this address is placed at 4 GiB so the PCI/MMIO hole below 4 GiB stays free.
 LOW_RAM_LIMIT = 0xE000_0000
 HIGH_RAM_BASE = 0x1_0000_0000
+_watched: weakref.WeakSet = weakref.WeakSet()   # memories with write listeners (note_dma)
 
 
 class GuestMemoryError(Exception):
     """A guest-physical access outside RAM."""
+
+
+def note_dma(view: memoryview) -> None:
+    """A device filled `view` (a window from GuestMemory.view, or a slice of one): tell the
+    memory's write listeners.  Views of other buffers are ignored."""
+    for mem in list(_watched):
+        if mem.written_view(view):
+            return
 
 
 class GuestMemory:
@@ -32,6 +42,33 @@ class GuestMemory:
         self.regions: list[tuple[int, int, int]] = [(0, low, 0)]
         if size > low:
             self.regions.append((HIGH_RAM_BASE, size - low, low))
+        # called as fn(gpa, length) after a device wrote guest RAM (REM drops translated code)
+        self._write_listeners: list = []
+
+    def add_write_listener(self, fn) -> None:
+        self._write_listeners.append(fn)
+        _watched.add(self)
+
+    def remove_write_listener(self, fn) -> None:
+        if fn in self._write_listeners:
+            self._write_listeners.remove(fn)
+
+    def written(self, gpa: int, length: int) -> None:
+        """Devices that fill RAM through view() say here what they wrote (DMA done)."""
+        for fn in self._write_listeners:
+            fn(gpa, length)
+
+    def written_view(self, view: memoryview) -> bool:
+        """Like written(), for a window returned by view() (or a slice of one); False if the view
+        is not in this memory."""
+        if not self._write_listeners or not len(view) or view.readonly:
+            return False
+        off = ctypes.addressof(ctypes.c_char.from_buffer(view)) - self.address
+        for base, rlen, roff in self.regions:
+            if roff <= off < roff + rlen:
+                self.written(base + off - roff, len(view))
+                return True
+        return False
 
     def _offset(self, gpa: int, length: int) -> int:
         if length < 0:
@@ -60,6 +97,8 @@ class GuestMemory:
     def write(self, gpa: int, data: bytes | bytearray | memoryview) -> None:
         off = self._offset(gpa, len(data))
         self._view[off:off + len(data)] = data
+        if self._write_listeners:
+            self.written(gpa, len(data))
 
     def read_u8(self, gpa: int) -> int:
         return self._view[self._offset(gpa, 1)]
