@@ -9,7 +9,7 @@ target only (1.6 MB instead of PyPI's 24.5 MB all-architecture one) and packaged
 `unicorn==2.1.4+vboxpy<N>.<key>`, which satisfies the project's `unicorn==2.1.4` pin.
 
 The wheel is cached under ~/.cache/vboxpy/unicorn/<key>, where key hashes the sdist's
-checksum, the patches and this script: a second run finds it and builds nothing.
+checksum, the build options and the patches: a second run finds it and builds nothing.
 
     python3 scripts/unicorn/build.py            build (or find) the wheel; print its path
     python3 scripts/unicorn/build.py --install  also pip-install it (unless already installed)
@@ -60,7 +60,7 @@ def build_key() -> str:
     for p in PATCHES:
         h.update(p.name.encode())
         h.update(p.read_bytes())
-    h.update(Path(__file__).read_bytes())
+    h.update(f"{PATCH_LEVEL} {LIBRARY}".encode())
     return h.hexdigest()[:12]
 
 
@@ -154,7 +154,9 @@ def find_or_build() -> tuple[Path, float | None]:
         return found[0], None
     t0 = time.monotonic()
     wheel = build_wheel(out, key)
-    return wheel, time.monotonic() - t0
+    took = time.monotonic() - t0
+    (out / "build-seconds").write_text(f"{took:.1f}\n")
+    return wheel, took
 
 
 def installed_version() -> str | None:
@@ -181,7 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.lib_dir:
         print(wheel.parent / "lib")
         return 0
-    how = "cached" if took is None else f"built in {took:.0f} s"
+    if took is None:
+        try:
+            earlier = float((wheel.parent / "build-seconds").read_text())
+            how = f"cached (its build took {earlier:.0f} s)"
+        except (OSError, ValueError):
+            how = "cached"
+    else:
+        how = f"built in {took:.0f} s"
     print(f"unicorn {local_version(build_key())}: {how} ({wheel})")
     if args.install:
         if installed_version() == local_version(build_key()):
