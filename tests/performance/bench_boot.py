@@ -4,7 +4,10 @@
 
 Reports, for the bzImage and the vmlinux (PVH) forms: seconds from process start to the
 guest's ready marker; the in-guest `time dd if=/dev/zero of=/dev/null bs=1M count=2000` speed (guest clock);
-and the VM process's resident memory beyond guest RAM.  Installs qemu-system-x86 with
+the time of a busybox ash loop (LOOP_N iterations of arithmetic and a test, guest clock); the
+VM process's resident memory beyond guest RAM; and REM/QEMU ratios of each (time ratios:
+below 1 means REM is faster; speed ratios: above 1 means REM is faster).  REM runs the unicorn
+library the binding finds (LIBUNICORN_PATH selects another build).  Installs qemu-system-x86 with
 apt-get when it is missing (skip with --skip-qemu).  Builds the guest if needed.
 """
 
@@ -29,6 +32,9 @@ MEMORY_MB = 256
 CMDLINE = "console=ttyS0 quiet"
 DD_MB = 2000
 DD = f"time dd if=/dev/zero of=/dev/null bs=1M count={DD_MB}"
+LOOP_N = 200_000
+LOOP = f"time sh -c 'i=0; while [ $i -lt {LOOP_N} ]; do i=$((i+1)); done'"
+TIME_RE = rb"real\s+(\d+)m\s*([\d.]+)s"
 
 
 def ensure_qemu() -> str | None:
@@ -81,10 +87,17 @@ def run_guest(cmd: list[str], dd: bool, timeout: float = 300.0) -> dict:
                 time.sleep(0.5)
                 p.stdin.write(DD.encode() + b"\n")
                 p.stdin.flush()
-                m = wait_for(rb"real\s+(\d+)m\s*([\d.]+)s", timeout)
+                m = wait_for(TIME_RE, timeout)
                 if m:
                     secs = int(m.group(1)) * 60 + float(m.group(2))
-                    res["dd"] = f"{DD_MB * 1.048576 / secs:.0f} MB/s" if secs > 0 else "-"
+                    if secs > 0:
+                        res["dd_mbs"] = DD_MB * 1.048576 / secs
+                buf = buf[m.end():] if m else buf
+                p.stdin.write(LOOP.encode() + b"\n")
+                p.stdin.flush()
+                m = wait_for(TIME_RE, timeout)
+                if m:
+                    res["loop_s"] = int(m.group(1)) * 60 + float(m.group(2))
             res["rss_kb"] = rss_kb(p.pid)
             p.stdin.write(b"poweroff\n")
             p.stdin.flush()
@@ -124,10 +137,29 @@ def main() -> int:
                 r = run_guest(cmd, dd=not args.skip_dd and i == 0, timeout=args.timeout)
                 rows.append((form, name, r))
                 extra = max(0, r.get("rss_kb", 0) - MEMORY_MB * 1024) // 1024
+                dd = f"{r['dd_mbs']:.0f} MB/s" if "dd_mbs" in r else "-"
+                loop = f"{r['loop_s']:.2f} s" if "loop_s" in r else "-"
                 print(f"{form:8} {name:11} ready {r.get('ready_s', float('nan')):6.2f} s   "
-                      f"dd {r.get('dd', '-'):>12}   peak RSS beyond guest RAM {extra:4d} MiB "
+                      f"dd {dd:>10}   ash loop {loop:>8}   peak RSS beyond guest RAM {extra:4d} MiB "
                       f"(RSS {r.get('rss_kb', 0) // 1024} MiB)", flush=True)
+    print_ratios(rows)
     return 0
+
+
+def _mean(rows, form, name, key):
+    vals = [r[key] for f, n, r in rows if f == form and n == name and key in r]
+    return sum(vals) / len(vals) if vals else None
+
+
+def print_ratios(rows) -> None:
+    for form in dict.fromkeys(f for f, _, _ in rows):
+        parts = []
+        for key, label in (("ready_s", "boot time"), ("dd_mbs", "dd speed"), ("loop_s", "ash loop time")):
+            ours, peer = _mean(rows, form, "vboxpy REM", key), _mean(rows, form, "QEMU TCG", key)
+            if ours and peer:
+                parts.append(f"{label} {ours / peer:.2f}")
+        if parts:
+            print(f"{form:8} REM/QEMU: " + ", ".join(parts))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from unicorn import (
     UcError,
 )
 from unicorn.x86_const import (
+    UC_CPU_X86_QEMU64,
     UC_X86_INS_CPUID,
     UC_X86_INS_IN,
     UC_X86_INS_OUT,
@@ -99,6 +100,10 @@ DF_MASK = 1 << 10
 OFF_DF = 172           # CPUX86State.df (+1 / -1)
 OFF_EFER = 592         # CPUX86State.efer (checked by regs.py's users through msr_read)
 FOUR_GIB = 1 << 32
+# QEMU's default CPU model (as `qemu-system-x86_64 -accel tcg`), not unicorn's default Haswell:
+# a guest on an Intel model turns on page-table isolation (a TLB flush at every kernel entry),
+# and without rep_good it clears and copies memory with flag-heavy loops that TCG runs slowly.
+CPU_MODEL = UC_CPU_X86_QEMU64
 # more pending DMA ranges than this: flush all translated code instead
 DMA_RANGES_MAX = 1024
 log = logging.getLogger(__name__)
@@ -160,6 +165,7 @@ class RemVcpu:
         self._io = vm.io_bus
         self._mmio = vm.mmio_bus
         uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        uc.ctl_set_cpu_model(CPU_MODEL)
         uc.ctl_exits_enabled(True)
         uc.ctl_set_exits([])
         self._hooks = []           # keep the ctypes callbacks alive
