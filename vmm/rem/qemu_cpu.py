@@ -7,6 +7,11 @@ delivery code (`x86_cpu_do_interrupt`, `do_interrupt_x86_hardirq`), so REM hands
 exception and hardware interrupt to it: real-mode IVT, protected-mode and long-mode IDT
 gates, privilege change through the TSS, IST stacks and error codes all behave as QEMU's.
 
+With the project's own unicorn build (scripts/unicorn; PATCHED below) the delivery, the
+interrupt shadow, HLT, preemption and DMA invalidation go through small exported functions
+of the patch instead (uc_vbox_*); the offsets below remain for register and segment state.
+A stock library still works, with the limits the engine's docstring lists.
+
 The `CPUX86State` pointer is found at run time (registers written with marker values are
 searched for near the CPUState) and the field offsets used here are checked against
 values written through the public API before the engine is used; a unicorn build whose
