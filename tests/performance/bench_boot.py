@@ -5,7 +5,8 @@
 Reports, for the bzImage and the vmlinux (PVH) forms: seconds from process start to the
 guest's ready marker; the in-guest `time dd if=/dev/zero of=/dev/null bs=1M count=2000` speed (guest clock);
 the time of a busybox ash loop (LOOP_N iterations of arithmetic and a test, guest clock); the
-VM process's resident memory beyond guest RAM; and REM/QEMU ratios of the best runs (time ratios:
+VM process's resident memory beyond guest RAM; the host CPU seconds the VM process spent on
+each (steadier than wall time when the machine is loaded); and REM/QEMU ratios of the best runs (time ratios:
 below 1 means REM is faster; speed ratios: above 1 means REM is faster).  REM runs the unicorn
 library the binding finds (LIBUNICORN_PATH selects another build).  Installs qemu-system-x86 with
 apt-get when it is missing (skip with --skip-qemu).  Builds the guest if needed.
@@ -57,6 +58,17 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all threads): steadier than wall time on
+    a loaded machine."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def run_guest(cmd: list[str], dd: bool, timeout: float = 300.0) -> dict:
     """Start the VM, time the marker, optionally run dd, then power off via the shell."""
     t0 = time.monotonic()
@@ -82,9 +94,11 @@ def run_guest(cmd: list[str], dd: bool, timeout: float = 300.0) -> dict:
     try:
         if wait_for(READY_MARKER.encode(), timeout):
             res["ready_s"] = time.monotonic() - t0
+            res["ready_cpu"] = cpu_s(p.pid)
             wait_for(rb"# ", 30)
             if dd:
                 time.sleep(0.5)
+                c0 = cpu_s(p.pid)
                 p.stdin.write(DD.encode() + b"\n")
                 p.stdin.flush()
                 m = wait_for(TIME_RE, timeout)
@@ -92,12 +106,15 @@ def run_guest(cmd: list[str], dd: bool, timeout: float = 300.0) -> dict:
                     secs = int(m.group(1)) * 60 + float(m.group(2))
                     if secs > 0:
                         res["dd_mbs"] = DD_MB * 1.048576 / secs
+                    res["dd_cpu"] = cpu_s(p.pid) - c0
                 buf = buf[m.end():] if m else buf
+                c0 = cpu_s(p.pid)
                 p.stdin.write(LOOP.encode() + b"\n")
                 p.stdin.flush()
                 m = wait_for(TIME_RE, timeout)
                 if m:
                     res["loop_s"] = int(m.group(1)) * 60 + float(m.group(2))
+                    res["loop_cpu"] = cpu_s(p.pid) - c0
             res["rss_kb"] = rss_kb(p.pid)
             p.stdin.write(b"poweroff\n")
             p.stdin.flush()
@@ -140,8 +157,10 @@ def main() -> int:
                 extra = max(0, r.get("rss_kb", 0) - MEMORY_MB * 1024) // 1024
                 dd = f"{r['dd_mbs']:.0f} MB/s" if "dd_mbs" in r else "-"
                 loop = f"{r['loop_s']:.2f} s" if "loop_s" in r else "-"
-                print(f"{form:8} {name:11} ready {r.get('ready_s', float('nan')):6.2f} s   "
-                      f"dd {dd:>10}   ash loop {loop:>8}   peak RSS beyond guest RAM {extra:4d} MiB "
+                nan = float("nan")
+                print(f"{form:8} {name:11} ready {r.get('ready_s', nan):6.2f} s (CPU {r.get('ready_cpu', nan):5.2f} s)"
+                      f"   dd {dd:>10} (CPU {r.get('dd_cpu', nan):5.2f} s)   ash loop {loop:>8} "
+                      f"(CPU {r.get('loop_cpu', nan):5.2f} s)   peak RSS beyond guest RAM {extra:4d} MiB "
                       f"(RSS {r.get('rss_kb', 0) // 1024} MiB)", flush=True)
     print_ratios(rows)
     return 0
@@ -158,7 +177,8 @@ def _best(rows, form, name, key):
 def print_ratios(rows) -> None:
     for form in dict.fromkeys(f for f, _, _ in rows):
         parts = []
-        for key, label in (("ready_s", "boot time"), ("dd_mbs", "dd speed"), ("loop_s", "ash loop time")):
+        for key, label in (("ready_s", "boot time"), ("ready_cpu", "boot CPU"), ("dd_mbs", "dd speed"),
+                           ("dd_cpu", "dd CPU"), ("loop_s", "ash loop time"), ("loop_cpu", "ash loop CPU")):
             ours, peer = _best(rows, form, "vboxpy REM", key), _best(rows, form, "QEMU TCG", key)
             if ours and peer:
                 parts.append(f"{label} {ours / peer:.2f}")
