@@ -80,6 +80,8 @@ def build_config(args: argparse.Namespace) -> CfgNode:
     cfg.set("GIM/Provider", args.paravirt_provider)
     cfg.set("GIM/OsType", args.ostype)
     cfg.set("TripleFaultReset", False)
+    cfg.set("APIC", args.apic == "on" or args.ioapic == "on")
+    cfg.set("IOAPIC", args.ioapic == "on")
     cfg.set("Boot/Kernel", os.path.abspath(args.kernel))
     if args.initrd:
         cfg.set("Boot/Initrd", os.path.abspath(args.initrd))
@@ -111,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="GIM provider (default: by --ostype, as VirtualBox)")
     ap.add_argument("--ostype", default="Debian_64", help="guest OS type for --paravirt-provider default")
     ap.add_argument("--disk", action="append", help="ctl:path with ctl = ahci or virtio")
+    ap.add_argument("--apic", default="off", choices=["on", "off"], help="local APIC (default off)")
+    ap.add_argument("--ioapic", default="off", choices=["on", "off"],
+                    help="IO-APIC and the MADT (implies --apic on; default off)")
     ap.add_argument("--verbose", action="store_true", help="log VMM events to stderr")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,

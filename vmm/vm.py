@@ -6,6 +6,9 @@ machine's fate through `on_stop(reason, detail)`:
   "poweroff" (guest ACPI S5 or the console), "stuck" (engine error, or a triple fault when
   the machine does not reset on it).  Guest reboots (i8042 pulse, PCI reset control, ACPI
   reset register, triple fault with TripleFaultReset) reset the machine and keep running.
+Interrupts (vmm.devices.irq_routing): CFGM `APIC` gives the vCPU a local APIC at 0xFEE00000, which
+EM then asks for vectors (the 8259A passes through its LINT0); CFGM `IOAPIC` adds the IO-APIC at
+0xFEC00000 and the MADT, and ISA IRQs reach both the 8259A and the IO-APIC.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from vmm.boot import loader
 from vmm.bus import Bus
 from vmm.cfgm import CfgmError, CfgNode
 from vmm.devices.acpi import AcpiConfig, AcpiPm, build_acpi_tables
-from vmm.devices.base import IrqLine
+from vmm.devices.apic import APIC_BASE_DEFAULT, APIC_PAGE, LocalApicWindow
 from vmm.devices.i8042 import I8042
+from vmm.devices.ioapic import IOAPIC_BASE_DEFAULT, IOAPIC_SPAN
+from vmm.devices.irq_routing import InterruptRouting
 from vmm.devices.pci import PciHostBridge
 from vmm.devices.pic import PicPair
 from vmm.devices.pit import Pit8254, Port61
@@ -54,24 +59,6 @@ class MachineError(Exception):
     """The configuration cannot be turned into a VM (bad values, missing kernel, engine)."""
 
 
-class SharedIrq:
-    """ISA lines shared by several devices (COM1/COM3 on IRQ 4): the PIC sees the OR."""
-
-    def __init__(self, pic: PicPair):
-        self.pic = pic
-        self._levels: dict[int, dict[int, bool]] = {}
-
-    def line(self, irq: int) -> IrqLine:
-        sources = self._levels.setdefault(irq, {})
-        key = len(sources)
-        sources[key] = False
-
-        def sink(level: bool) -> None:
-            sources[key] = level
-            self.pic.set_irq(irq, any(sources.values()))
-        return IrqLine(sink)
-
-
 @dataclass
 class BootConfig:
     kernel: Path
@@ -79,7 +66,8 @@ class BootConfig:
     cmdline: str
 
 
-def _create_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus, paravirt: str, os_type: str):
+def _create_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus, paravirt: str, os_type: str,
+                   local_apic: bool = False):
     """EM's engine (auto: HM when the host has usable VT-x/AMD-V, else REM) with the GIM provider."""
     from vmm.engine_select import EngineSelectError, choose_engine, create_engine
     from vmm.gim import GimError
@@ -93,7 +81,7 @@ def _create_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus, paravirt:
     if kind not in ("rem", "hm"):
         raise MachineError(f"unknown execution engine {kind!r} (rem, hm, auto)")
     try:
-        return create_engine(kind, memory, io, mmio, paravirt=paravirt, os_type_id=os_type)
+        return create_engine(kind, memory, io, mmio, paravirt=paravirt, os_type_id=os_type, local_apic=local_apic)
     except GimError as e:
         raise MachineError(f"GIM: {e}")
     except ImportError as e:
@@ -118,6 +106,9 @@ class Machine:
             # GIM: the effective paravirt provider (the API resolved Default/Legacy) and the OS type
             self.paravirt = cfg.get_str("GIM/Provider", "none")
             os_type = cfg.get_str("GIM/OsType", "")
+            # VirtualBox's APIC (CPU property / BIOS APIC mode) and IOAPIC settings
+            self.local_apic = cfg.get_bool("APIC", False)
+            self.ioapic_enabled = cfg.get_bool("IOAPIC", False)
         except CfgmError as e:
             raise MachineError(str(e))
         if not str(self.boot.kernel) or str(self.boot.kernel) == ".":
@@ -128,6 +119,8 @@ class Machine:
         for p in (self.boot.kernel, self.boot.initrd):
             if p is not None and not p.is_file():
                 raise MachineError(f"boot file {p} does not exist")
+        if self.ioapic_enabled and not self.local_apic:
+            raise MachineError("Cannot disable the APIC when the I/O APIC is present.")
         if ram < 16 << 20 or ram % 4096:
             raise MachineError(f"RAM size {ram} bytes is too small or not page aligned")
         self.memory = GuestMemory(ram)
@@ -136,7 +129,8 @@ class Machine:
         self.clock = VirtualClock()
         self.placed: list[str] = []
         self._build_devices(cfg, serial_backends or {}, on_marker)
-        self.vm = _create_engine(engine_kind, self.memory, self.io, self.mmio, self.paravirt, os_type)
+        self.vm = _create_engine(engine_kind, self.memory, self.io, self.mmio, self.paravirt, os_type,
+                                 self.local_apic)
         self.engine_name = self.vm.name
         self.vcpu = self.vm.create_vcpu(0)
         gim = getattr(self.vm, "gim", None)     # HM builds its Gim with the first vCPU
@@ -145,9 +139,9 @@ class Machine:
         self._initial_states = {name: dev.get_state() for name, dev in self._stateful.items()}
         # issue 9 hook: a machine about to load a saved state (vmm.savedstate) skips the boot files
         self.boot_image = None if restoring else self._load_boot()
-        self.em = Em(self.vcpu, self.pic, self.clock, self.io, self.mmio, on_reset=self._reset,
+        self.em = Em(self.vcpu, self.irqs.controller(0), self.clock, self.io, self.mmio, on_reset=self._reset,
                      on_stop=self._em_stopped)
-        self.pic.on_change = self.em.interrupt_raised
+        self.irqs.set_notify(self.em.interrupt_raised)
 
     # -- building --------------------------------------------------------------------------------
     def _place(self, name: str, base: int, length: int, dev, irq: int | None = None) -> None:
@@ -157,7 +151,8 @@ class Machine:
 
     def _build_devices(self, cfg: CfgNode, backends: dict[int, SerialBackend], on_marker) -> None:
         self.pic = PicPair()
-        irqs = self.irqs = SharedIrq(self.pic)
+        irqs = self.irqs = InterruptRouting(self.pic, self.clock, self.local_apic, self.ioapic_enabled)
+        self._place_apics()
         clock = self.clock
         ram = self.memory.size
         below = min(ram, LOW_RAM_LIMIT)
@@ -196,7 +191,7 @@ class Machine:
         self.storage = []
         self._storage_specs = cfg.child("Devices/storage")
         self._stateful = {"pic": self.pic, "pit": self.pit, "kbc": self.kbc, "rtc": self.rtc,
-                          "acpi": self.acpi, "pci": self.pci}
+                          "acpi": self.acpi, "pci": self.pci, **irqs.stateful()}
         for i, u in enumerate(self.uarts):
             self._stateful[f"uart{i}"] = u
         self._place_storage()
@@ -204,9 +199,19 @@ class Machine:
             self.pci.assign_resources()
         for pc in self.storage:               # reset to power-on state on a guest reboot, saved with the VM
             self._stateful[f"storage/{pc.name}"] = pc.device
-        acfg = AcpiConfig(pm_base=ACPI_PM_BASE, sci_irq=ACPI_SCI_IRQ, pci=True,
+        acfg = AcpiConfig(pm_base=ACPI_PM_BASE, sci_irq=ACPI_SCI_IRQ, pci=True, apic=self.ioapic_enabled,
                           pci_irqs=[(pc.slot, pin, pc.irq) for pc in self.storage for pin in range(4)])
         self.acpi_tables = build_acpi_tables(acfg, ACPI_TABLES_BASE)
+
+    def _place_apics(self) -> None:
+        """The boot vCPU's local APIC and the IO-APIC in the MMIO space, where the MADT says."""
+        irqs = self.irqs
+        if irqs.lapics:
+            self.mmio.register(APIC_BASE_DEFAULT, APIC_PAGE, LocalApicWindow(irqs.lapics))
+            self.placed.append(f"{'lapic':<12} MMIO {APIC_BASE_DEFAULT:#010x}")
+        if irqs.ioapic is not None:
+            self.mmio.register(IOAPIC_BASE_DEFAULT, IOAPIC_SPAN, irqs.ioapic)
+            self.placed.append(f"{'ioapic':<12} MMIO {IOAPIC_BASE_DEFAULT:#010x} (24 pins)")
 
     def _place_storage(self) -> None:
         if self._storage_specs is None:
@@ -244,6 +249,7 @@ class Machine:
         except loader.BootError as e:
             raise MachineError(f"cannot boot {self.boot.kernel}: {e}")
         self.vcpu.set_state(bi.state)
+        self.irqs.firmware_setup()            # no BIOS runs: leave the APIC as one would
         return bi
 
     # -- guest events (vCPU thread) --------------------------------------------------------------

@@ -61,6 +61,7 @@ def read_settings(machine) -> MachineSettings:
     cfg.set("TripleFaultReset", bool(x86.get_cpu_property(CPUPropertyTypeX86.TripleFaultReset)))
     hwvirtex = bool(x86.get_hw_virt_ex_property(HWVirtExPropertyType.Enabled))
     cfg.set("HMEnabled", hwvirtex)
+    _interrupt_controllers(machine, cfg, cpus)
     for key, extra in BOOT_KEYS.items():
         value = machine.get_extra_data(extra)
         if value:
@@ -72,6 +73,23 @@ def read_settings(machine) -> MachineSettings:
     _storage(machine, cfg, notes)
     return MachineSettings(name=name, uuid=machine.id, os_type_id=machine.os_type_id, hwvirtex=hwvirtex,
                            force_hm=machine.get_extra_data(FORCE_HM_KEY) or "", cfg=cfg, notes=notes)
+
+
+def _interrupt_controllers(machine, cfg: CfgNode, cpus: int) -> None:
+    """The local APIC (CPU property APIC) and the I/O APIC (firmware settings); the combinations
+    VirtualBox refuses are refused with its words (ConsoleImplConfigX86.cpp)."""
+    apic = machine.platform.x86.get_cpu_property(CPUPropertyTypeX86.APIC)
+    apic = True if apic is None else bool(apic)
+    ioapic = bool(machine.firmware_settings.ioapic_enabled)
+    if not apic:
+        if str(machine.os_type_id).endswith("_64"):
+            raise ConfigError("Cannot disable the APIC for a 64-bit guest.")
+        if cpus > 1:
+            raise ConfigError("Cannot disable the APIC for an SMP guest.")
+        if ioapic:
+            raise ConfigError("Cannot disable the APIC when the I/O APIC is present.")
+    cfg.set("APIC", apic)
+    cfg.set("IOAPIC", ioapic)
 
 
 def _serial_ports(machine, cfg: CfgNode) -> None:

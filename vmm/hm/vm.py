@@ -57,7 +57,7 @@ class HmVm:
 
     def __init__(self, memory: GuestMemory, io_bus=None, mmio_bus=None, *, irqchip: str = "user",
                  paravirt: str | int = "none", os_type_id: str = "", kvm: KvmSystem | None = None,
-                 nested_paging: bool = True, large_pages: bool = False, vpid: bool = True):
+                 nested_paging: bool = True, large_pages: bool = False, vpid: bool = True, user_apic: bool = False):
         if irqchip not in ("user", "kernel", "auto"):
             raise ValueError(f"irqchip must be 'user', 'kernel' or 'auto', not {irqchip!r}")
         install_kick_handler()
@@ -77,6 +77,8 @@ class HmVm:
             if irqchip == "kernel" and not offers_kernel:
                 raise HmError("/dev/kvm offers no in-kernel irqchip and PIT")
             self.kernel_irqchip = irqchip == "kernel" or (irqchip == "auto" and offers_kernel)
+            # irqchip="user" with the VMM's own local APIC (vmm.devices.apic) on the MMIO bus
+            self.user_apic = user_apic and not self.kernel_irqchip
             self.fd = ioctl(self.kvm.fd, abi.KVM_CREATE_VM, 0, "KVM_CREATE_VM")
             ioctl(self.fd, abi.KVM_SET_TSS_ADDR, TSS_ADDR, "KVM_SET_TSS_ADDR")
             if self.info.has("SET_IDENTITY_MAP_ADDR"):
@@ -127,8 +129,9 @@ class HmVm:
         """The CPUID table of vCPU `index` (GIM's leaves need the TSC rate, known once a vCPU exists)."""
         if self.gim is None:
             self.gim = Gim(self.paravirt, self.os_type_id, tsc_khz=tsc_khz,
-                           apic_khz=KVM_APIC_KHZ if self.kernel_irqchip else 0, support=self.gim_support)
-        return guest_cpuid(self._supported_cpuid, self.gim, index, local_apic=self.kernel_irqchip)
+                           apic_khz=KVM_APIC_KHZ if self.kernel_irqchip or self.user_apic else 0, support=self.gim_support)
+        return guest_cpuid(self._supported_cpuid, self.gim, index, local_apic=self.kernel_irqchip or self.user_apic,
+                           apic_extensions=self.kernel_irqchip)
 
     # -- vCPUs ---------------------------------------------------------------------------------
     def create_vcpu(self, index: int) -> HmVcpu:

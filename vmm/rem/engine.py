@@ -128,9 +128,12 @@ class RemVm:
     # Hyper-V synthetic MSRs
     SUPPORT = EngineSupport()
 
-    def __init__(self, memory: GuestMemory, io_bus: Bus, mmio_bus: Bus, gim: Gim | None = None):
+    def __init__(self, memory: GuestMemory, io_bus: Bus, mmio_bus: Bus, gim: Gim | None = None,
+                 local_apic: bool = False):
         """gim: the paravirt provider answering CPUID (None: provider none; QEMU's own CPU model
-        sets the hypervisor bit, which VirtualBox's none clears)."""
+        sets the hypervisor bit, which VirtualBox's none clears).  local_apic: the VMM models the
+        local APIC on the MMIO bus, so CPUID keeps QEMU's APIC bit (else the guest uses the 8259A)."""
+        self.local_apic = local_apic
         gim = Gim("none") if gim is None else gim
         self.memory = memory
         self.io_bus = io_bus
@@ -173,7 +176,8 @@ class RemVcpu:
         self.cpu = QemuCpu(uc)
         if PATCHED:
             self.cpu.set_block_stops()
-        self.cpu.clear_apic_feature()
+        if not vm.local_apic:
+            self.cpu.clear_apic_feature()
         self._map_memory(vm.memory)
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, UC_X86_INS_IN))
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, UC_X86_INS_OUT))

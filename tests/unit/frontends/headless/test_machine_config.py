@@ -35,6 +35,7 @@ class FakeMachine:
         self.storage_controllers = []
         self.attachments = {}
         self.effective_paravirt = ParavirtProvider.KVM      # Default for Debian_64
+        self.firmware_settings = NS(ioapic_enabled=True)     # the default for 64-bit OS types
         self.__dict__.update(kw)
         self.platform = NS(x86=NS(get_cpu_property=self.cpu_props.get, get_hw_virt_ex_property=self.hw.get))
 
@@ -66,6 +67,33 @@ def test_basic_machine():
     assert cfg.get_bool("TripleFaultReset") is False and s.hwvirtex is True and s.force_hm == ""
     assert cfg.child("Devices/serial") is None and cfg.child("Devices/storage") is None
     assert any("2 CPUs" in n for n in s.notes)
+
+
+def test_apic_and_ioapic_follow_the_settings():
+    cfg = read_settings(FakeMachine()).cfg
+    assert cfg.get_bool("APIC") is True and cfg.get_bool("IOAPIC") is True
+    m = FakeMachine()
+    m.firmware_settings.ioapic_enabled = False
+    cfg = read_settings(m).cfg
+    assert cfg.get_bool("APIC") is True and cfg.get_bool("IOAPIC") is False
+    m = FakeMachine(os_type_id="Debian")
+    m.firmware_settings.ioapic_enabled = False
+    m.cpu_props[CPUPropertyTypeX86.APIC] = False
+    cfg = read_settings(m).cfg
+    assert cfg.get_bool("APIC") is False and cfg.get_bool("IOAPIC") is False
+
+
+@pytest.mark.parametrize("os_type,cpus,ioapic,message", [
+    ("Debian_64", 1, False, "Cannot disable the APIC for a 64-bit guest."),
+    ("Debian", 2, False, "Cannot disable the APIC for an SMP guest."),
+    ("Debian", 1, True, "Cannot disable the APIC when the I/O APIC is present."),
+])
+def test_apic_off_is_refused_as_virtualbox_does(os_type, cpus, ioapic, message):
+    m = FakeMachine(os_type_id=os_type, cpu_count=cpus)
+    m.firmware_settings.ioapic_enabled = ioapic
+    m.cpu_props[CPUPropertyTypeX86.APIC] = False
+    with pytest.raises(ConfigError, match=message):
+        read_settings(m)
 
 
 @pytest.mark.parametrize("provider,name", [(ParavirtProvider.KVM, "kvm"), (ParavirtProvider.HyperV, "hyperv"),
