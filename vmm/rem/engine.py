@@ -144,7 +144,8 @@ class RemVm:
             raise ValueError(f"REM implements no paravirt MSRs or hypercalls; {gim.name} offered {sup}")
         self.gim = gim
         self.vcpus: list[RemVcpu] = []
-        log.info("REM: %s", library_description())
+        # a stock library is never used silently (VBox.log; stderr of the dev runner)
+        (log.info if PATCHED else log.warning)("REM: %s", library_description())
 
     def create_vcpu(self, index: int) -> RemVcpu:
         if index != len(self.vcpus):
