@@ -7,6 +7,7 @@ Each loop runs in 64-bit mode over 16 MiB of RAM mapped as REM maps it (mem_map_
 - stores: a loop of register stores into a data page (the notdirty slow path in stock 2.1.4);
 - rmw: `incq (m)` and `lock xadd` (a load and a store each);
 - alu: register arithmetic only (the translated-code baseline);
+- call/ret: an indirect branch per iteration (the TB lookup an interpreter's dispatch pays);
 - rep stos: `rep stosq` over 1 MiB (what Linux's clear_user does with REP_GOOD).
 With the project's build the loops run twice: with stops at block boundaries (as REM sets
 them) and without.  Prints millions of guest instructions per second (loop instructions
@@ -36,13 +37,14 @@ LOOPS = {
     "stores": ("mov %rax, 0x300000\n mov %rbx, 0x300008\n mov %rcx, 0x300010\n mov %rdx, 0x300018\n", 6),
     "rmw": ("incq 0x300000\n lock xadd %rbx, 0x300008\n", 4),
     "alu": ("add %rbx, %rax\n xor %rax, %rcx\n imul %rcx, %rdx\n sub %rdx, %rbx\n", 6),
+    "call/ret": ("call 2f\n jmp 3f\n2: ret\n3:\n", 5),
     "rep stos": ("mov $0x400000, %rdi\n mov $131072, %rcx\n rep stosq\n", 131075),
 }
 ITERS = {"rep stos": 100}
 
 
 def run(body: str, iters: int, block_stops: bool) -> float:
-    src = f".code64\n mov ${iters}, %r15\n1:\n{body} dec %r15\n jnz 1b\n hlt\n"
+    src = f".code64\n mov $0x200000, %rsp\n mov ${iters}, %r15\n1:\n{body} dec %r15\n jnz 1b\n hlt\n"
     mem = GuestMemory(16 << 20)
     mem.write(CODE, assemble(src, CODE))
     uc = Uc(UC_ARCH_X86, UC_MODE_64)
