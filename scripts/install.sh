@@ -15,6 +15,8 @@ command -v xorriso >/dev/null || need_apt+=(xorriso)
 [ -x /usr/sbin/mke2fs ] || [ -x /sbin/mke2fs ] || command -v mke2fs >/dev/null || need_apt+=(e2fsprogs)
 # the NAT attachment runs libslirp (through ctypes) in the VM process
 ldconfig -p 2>/dev/null | grep -q 'libslirp\.so\.0' || need_apt+=(libslirp0)
+# REM's unicorn is built from source with the project's patches (scripts/unicorn/build.py)
+for tool in cmake make gcc patch; do command -v $tool >/dev/null || need_apt+=($tool); done
 if [ "${1:-}" = "--test" ]; then
     command -v tcpdump >/dev/null || need_apt+=(tcpdump)     # reads the NIC trace files in the tests
     command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
@@ -47,9 +49,11 @@ make_venv() {
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=900 install -y -q python3-venv >/dev/null
     fi
     [ -x "$dir/bin/python3" ] || /usr/bin/python3 -m venv "$dir"
-    deps=$(/usr/bin/python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
+    # the dependencies but unicorn, which is our own build (below)
+    deps=$(/usr/bin/python3 -c 'import tomllib; print("\n".join(d for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"] if not d.startswith("unicorn")))')
     # shellcheck disable=SC2086
     "$dir/bin/python3" -m pip install -q --disable-pip-version-check $deps
+    "$dir/bin/python3" scripts/unicorn/build.py --install 2>&1 | grep -v 'Running pip as the'
     "$dir/bin/python3" -c 'import site, sys; print(sys.argv[1], file=open(site.getsitepackages()[0] + "/vboxpy-checkout.pth", "w"))' "$PWD"
     chmod -R a+rX "$dir"
 }
@@ -75,6 +79,9 @@ if [ "$(id -u)" = 0 ] || [ -n "${VIRTUAL_ENV:-}" ]; then
     # Byte-compile once: start-up time of vboxmanage and vboxsvc matters, and an environment with
     # PYTHONDONTWRITEBYTECODE would otherwise recompile every module on every start.
     python3 -m compileall -q -j 0 settings vboxsvc frontends vmm >/dev/null || true
+    # unicorn 2.1.4 with the project's patches, x86 only, as the wheel 2.1.4+vboxpy<N> (cached by
+    # source and patch hashes; a failed build stops the install: REM must not run a stock wheel)
+    python3 scripts/unicorn/build.py --install 2>&1 | grep -v 'Running pip as the'
 fi
 if [ "$(id -u)" = 0 ]; then
     # Ordinary users run vboxpy too: when they cannot reach this python3 (pyenv in a 0700 /root),

@@ -10,18 +10,23 @@ from __future__ import annotations
 import ctypes
 import mmap
 import weakref
-from collections.abc import Callable
 
 # RAM above this address is placed at 4 GiB so the PCI/MMIO hole below 4 GiB stays free.
 LOW_RAM_LIMIT = 0xE000_0000
 HIGH_RAM_BASE = 0x1_0000_0000
+_watched: weakref.WeakSet = weakref.WeakSet()   # memories with write listeners (note_dma)
 
 
 class GuestMemoryError(Exception):
     """A guest-physical access outside RAM."""
 
 
-_BY_MAPPING: weakref.WeakValueDictionary[int, GuestMemory] = weakref.WeakValueDictionary()
+def note_dma(view: memoryview) -> None:
+    """A device filled `view` (a window from GuestMemory.view, or a slice of one): tell the
+    memory's write listeners.  Views of other buffers are ignored."""
+    for mem in list(_watched):
+        if mem.written_view(view):
+            return
 
 
 class GuestMemory:
@@ -40,24 +45,33 @@ class GuestMemory:
         self.regions: list[tuple[int, int, int]] = [(0, low, 0)]
         if size > low:
             self.regions.append((HIGH_RAM_BASE, size - low, low))
-        self.write_listeners: list[Callable[[int, int], None]] = []
-        _BY_MAPPING[id(self.mmap)] = self
+        # called as fn(gpa, length) after a device wrote guest RAM (REM drops translated code)
+        self._write_listeners: list = []
 
-    def gpa_of(self, view: memoryview) -> int | None:
-        """The guest-physical address a view into this RAM starts at (None if it is not one)."""
-        try:
-            host = ctypes.addressof(ctypes.c_char.from_buffer(view))
-        except (TypeError, ValueError):
-            return None
-        off = host - self.address
+    def add_write_listener(self, fn) -> None:
+        self._write_listeners.append(fn)
+        _watched.add(self)
+
+    def remove_write_listener(self, fn) -> None:
+        if fn in self._write_listeners:
+            self._write_listeners.remove(fn)
+
+    def written(self, gpa: int, length: int) -> None:
+        """Devices that fill RAM through view() say here what they wrote (DMA done)."""
+        for fn in self._write_listeners:
+            fn(gpa, length)
+
+    def written_view(self, view: memoryview) -> bool:
+        """Like written(), for a window returned by view() (or a slice of one); False if the view
+        is not in this memory."""
+        if not self._write_listeners or not len(view) or view.readonly:
+            return False
+        off = ctypes.addressof(ctypes.c_char.from_buffer(view)) - self.address
         for base, rlen, roff in self.regions:
             if roff <= off < roff + rlen:
-                return base + off - roff
-        return None
-
-    def notify_written(self, gpa: int, length: int) -> None:
-        for listener in self.write_listeners:
-            listener(gpa, length)
+                self.written(base + off - roff, len(view))
+                return True
+        return False
 
     def _offset(self, gpa: int, length: int) -> int:
         if length < 0:
@@ -86,8 +100,8 @@ class GuestMemory:
     def write(self, gpa: int, data: bytes | bytearray | memoryview) -> None:
         off = self._offset(gpa, len(data))
         self._view[off:off + len(data)] = data
-        if self.write_listeners:
-            self.notify_written(gpa, len(data))
+        if self._write_listeners:
+            self.written(gpa, len(data))
 
     def read_u8(self, gpa: int) -> int:
         return self._view[self._offset(gpa, 1)]

@@ -24,6 +24,7 @@ from .vmprocess import VmProcess, start_error_text
 
 log = logging.getLogger("vboxpy.headless")
 PROG = "VBoxHeadless"
+HEADLESS_VERSION = "7.1.6"   # the VirtualBox release vboxpy follows (as IVirtualBox.version)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,7 +44,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def engine_libraries() -> list[str]:
+    """What the execution engines run on (REM: which unicorn library, ours or a stock one)."""
+    try:
+        from vmm.rem.qemu_cpu import library_description
+        return [f"REM: {library_description()}"]
+    except Exception as e:          # no unicorn at all: say so, --version must still answer
+        return [f"REM: unavailable ({e})"]
+
+
+def version_text(verbose: bool) -> str:
+    lines = [f"vboxpy VirtualBox Headless Interface {HEADLESS_VERSION}"]
+    return "\n".join(lines + (engine_libraries() if verbose else []))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--version" in argv or "-V" in argv:
+        print(version_text("--verbose" in argv))
+        return 0
     args = parse_args(argv)
     launched = bool(os.environ.get("VBOXPY_LAUNCH_TOKEN"))
     out = sys.stdout

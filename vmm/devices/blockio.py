@@ -7,7 +7,7 @@ call, then memoryview slice copies), while a few large segments go straight to t
 
 from __future__ import annotations
 
-from vmm.memory import notify_dma
+from vmm.memory import note_dma
 from vmm.storage.image import DiskImage
 
 DIRECT_MAX_SEGMENTS = 4
@@ -52,6 +52,7 @@ def _read_into(image: DiskImage, offset: int, views: list[memoryview]) -> int:
         for v in views:
             image.readinto_at(offset, v)
             offset += len(v)
+            note_dma(v)                   # code the guest ran from these pages is stale now
         return sum(len(v) for v in views)
     done = 0
     for group, size in _groups(views):
@@ -63,6 +64,7 @@ def _read_into(image: DiskImage, offset: int, views: list[memoryview]) -> int:
             n = len(v)
             v[:] = bounce[pos:pos + n]
             pos += n
+            note_dma(v)
         done += size
     return done
 

@@ -10,14 +10,19 @@ What unicorn leaves to the VMM and how REM does it:
   error codes, privilege change and IST, and QEMU's double/triple-fault logic applies.
 - SYSCALL: unicorn only calls hooks for it, so the hook stops the run and REM performs
   the SDM transition (STAR/LSTAR/CSTAR/FMASK) on the stopped CPU.
-- Preemption: uc_emu_stop from another thread (QEMU's cpu_exit) corrupted the Debian
-  kernel while it patched its own code (alternatives), reproducibly, although stops at
-  the same kind of block boundary taken synchronously never did.  So `kick()` only
-  marks the run; it ends at the next safe point on the vCPU thread: a port access, an
-  exception or interrupt delivery, SYSCALL or HLT.  Timer kicks wait for a safe point however long it takes (ticks are late, never
-  harmful); a console command (`kick_urgent`) stops a guest that reaches no safe point
-  within FORCE_STOP_S asynchronously, as a last resort, so the console can always pause
-  or power off the VM.
+- Preemption: with the project's unicorn build (scripts/unicorn; qemu_cpu.PATCHED), a
+  kick from any thread stops the guest at the next translation-block boundary, as QEMU's
+  cpu_exit does, so a guest spinning without I/O still gets its timer tick.  Stock 2.1.4
+  checked for a stop after every load and store and then re-ran the instruction whose
+  store had happened (doubling an `incq (m)` or `lock xadd`), and skipped the SYSCALL
+  hook once a stop was pending: it corrupted guests.  With a stock library REM falls
+  back to stopping at the next safe point on the vCPU thread (a port access, an
+  exception or interrupt delivery, SYSCALL, HLT); a console command (`kick_urgent`) then
+  stops a guest that reaches none within FORCE_STOP_S asynchronously, as a last resort.
+- Self-modifying code: the project's build write-protects a page exactly while it holds
+  translated code (any virtual alias), so guest stores run at full speed elsewhere; device
+  writes into guest RAM (GuestMemory write listeners) drop the code of the pages they hit
+  before the guest runs again (the vCPU is stopped at the next block to do it).
 - Runs use unicorn's exits API with no exits and `until=0`, which keeps unicorn from
   translating an `until` address through the guest page tables after every run (that
   clobbered CR2 and the in-flight exception state).
@@ -32,6 +37,7 @@ What unicorn leaves to the VMM and how REM does it:
 from __future__ import annotations
 
 import ctypes
+import logging
 import threading
 import time
 
@@ -49,6 +55,7 @@ from unicorn import (
 )
 from unicorn.unicorn_py3 import unicorn as unicorn_lib
 from unicorn.x86_const import (
+    UC_CPU_X86_QEMU64,
     UC_X86_INS_CPUID,
     UC_X86_INS_IN,
     UC_X86_INS_OUT,
@@ -78,10 +85,12 @@ from vmm.rem.qemu_cpu import (
     OFF_EIP,
     OFF_IDT,
     OFF_REGS,
+    PATCHED,
     R_CS,
     R_SS,
     QemuCpu,
     UnicornLayoutError,
+    library_description,
 )
 
 MSR_EFER = 0xC000_0080
@@ -97,6 +106,13 @@ DF_MASK = 1 << 10
 OFF_DF = 172           # CPUX86State.df (+1 / -1)
 OFF_EFER = 592         # CPUX86State.efer (checked by regs.py's users through msr_read)
 FOUR_GIB = 1 << 32
+# QEMU's default CPU model (as `qemu-system-x86_64 -accel tcg`), not unicorn's default Haswell:
+# a guest on an Intel model turns on page-table isolation (a TLB flush at every kernel entry),
+# and without rep_good it clears and copies memory with flag-heavy loops that TCG runs slowly.
+CPU_MODEL = UC_CPU_X86_QEMU64
+# more pending DMA ranges than this: flush all translated code instead
+DMA_RANGES_MAX = 1024
+log = logging.getLogger(__name__)
 # A kernel that runs this long without a safe point is stopped asynchronously anyway.
 FORCE_STOP_S = 0.2
 # CPUState.halted (QEMU 5.0 in unicorn 2.1.4), checked when the vCPU is created
@@ -142,11 +158,8 @@ class RemVm:
         self.vcpus: list[RemVcpu] = []
         self.firmware = None          # vmm.firmware.FirmwareImage, set before the first vCPU
         self.legacy_windows = None    # vmm.physmap windows of the PAM segments
-        memory.write_listeners.append(self._ram_written)
-
-    def _ram_written(self, gpa: int, length: int) -> None:
-        for v in self.vcpus:
-            v.ram_written(gpa, length)
+        # a stock library is never used silently (VBox.log; stderr of the dev runner)
+        (log.info if PATCHED else log.warning)("REM: %s", library_description())
 
     def flush_code(self) -> None:
         """RAM was replaced wholesale (machine reset): forget every translated block (vCPU thread)."""
@@ -182,11 +195,14 @@ class RemVcpu:
         self._io = vm.io_bus
         self._mmio = vm.mmio_bus
         uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        uc.ctl_set_cpu_model(CPU_MODEL)
         uc.ctl_exits_enabled(True)
         uc.ctl_set_exits([])
         self._hooks = []           # keep the ctypes callbacks alive
         self._calibrate_halted()
         self.cpu = QemuCpu(uc)
+        if PATCHED:
+            self.cpu.set_block_stops()
         if not vm.local_apic:
             self.cpu.clear_apic_feature()
         self.physmap = RemPhysMap(uc, vm.memory, vm.firmware, vm.legacy_windows, self._io_mmio_read,
@@ -211,8 +227,11 @@ class RemVcpu:
         self._triple = False
         self._error: BaseException | None = None
         self._thread: int | None = None             # the vCPU thread while run() is active
-        self._written: list[tuple[int, int]] = []   # RAM written by other threads, for the next run
-        self.exits = {"syscall": 0, "exception": 0, "interrupt": 0, "halt": 0, "kick": 0}
+        self._dma: list[tuple[int, int]] = []     # guest-physical ranges devices wrote
+        self._dma_all = False
+        self.exits = {"syscall": 0, "exception": 0, "interrupt": 0, "halt": 0, "kick": 0, "dma": 0}
+        if PATCHED:
+            vm.memory.add_write_listener(self._on_guest_write)
 
     # -- setup ---------------------------------------------------------------------------------
     def _calibrate_halted(self) -> None:
@@ -229,7 +248,32 @@ class RemVcpu:
             raise UnicornLayoutError("unicorn's CPUState.halted is not where REM expects it")
 
     def close(self) -> None:
-        self.uc = None
+        if PATCHED:
+            self.vm.memory.remove_write_listener(self._on_guest_write)
+        with self._lock:
+            self.uc = None
+
+    # -- device writes into guest RAM ----------------------------------------------------------
+    def _on_guest_write(self, gpa: int, length: int) -> None:
+        """Any thread: a device wrote guest RAM.  Translated code of those pages is dropped on
+        the vCPU thread before the guest runs again; a running guest stops at its next block."""
+        with self._lock:
+            if len(self._dma) < DMA_RANGES_MAX:
+                self._dma.append((gpa, length))
+            else:
+                self._dma_all = True
+            if self._running and self.uc is not None:
+                self.cpu.request_stop()
+
+    def _flush_dma(self) -> None:
+        with self._lock:
+            ranges, self._dma = self._dma, []
+            everything, self._dma_all = self._dma_all, False
+        if everything:
+            self.uc.ctl_flush_tb()
+            return
+        for gpa, length in ranges:
+            self.cpu.invalidate_phys(gpa, length)
 
     def ram_written(self, gpa: int, length: int) -> None:
         """Device DMA into guest RAM: drop translated code there (vmm/rem/physmap.py drop_code)."""
@@ -357,6 +401,8 @@ class RemVcpu:
                     return InterruptedExit()
                 self._running = True
             self._stop_reason = None
+            if self._dma or self._dma_all:
+                self._flush_dma()
             try:
                 uc.emu_start(cpu.u64(8 * 16), 0)
             except UcError as e:
@@ -381,7 +427,7 @@ class RemVcpu:
                 cpu.set_u64(OFF_EIP, cpu.u64(OFF_EIP) - 2)
                 cpu.deliver_fault(6)
                 continue
-            if self._halted.value:
+            if cpu.take_halted() if PATCHED else self._halted.value:
                 self._halted.value = 0
                 self.exits["halt"] += 1
                 return HaltExit()
@@ -390,6 +436,9 @@ class RemVcpu:
                     self._kicked = self._urgent = False
                 self.exits["kick"] += 1
                 return InterruptedExit()
+            if self._dma or self._dma_all:
+                self.exits["dma"] += 1             # stopped to drop code a device overwrote
+                continue
             # Emulation ended on its own without HLT: QEMU's triple-fault path (EXCP_HLT).
             return ShutdownExit("triple fault")
 
@@ -397,13 +446,19 @@ class RemVcpu:
         raise RuntimeError("REM completes port and MMIO accesses inline; there is no pending I/O")
 
     def kick(self) -> None:
-        """Ask the run to end at the next safe point (timer due, interrupt pending)."""
+        """Ask the run to end (timer due, interrupt pending): at the next block boundary with the
+        project's unicorn build, else at the next safe point."""
         with self._lock:
             self._kicked = True
+            if PATCHED and self._running and self.uc is not None:
+                self.cpu.request_stop()
 
     def kick_urgent(self) -> None:
         """A console command waits: like kick(), but a kernel that reaches no safe point within
         FORCE_STOP_S is stopped asynchronously (the last resort; see the module docstring)."""
+        if PATCHED:
+            self.kick()
+            return
         now = time.monotonic()
         with self._lock:
             if not self._urgent:

@@ -7,6 +7,11 @@ delivery code (`x86_cpu_do_interrupt`, `do_interrupt_x86_hardirq`), so REM hands
 exception and hardware interrupt to it: real-mode IVT, protected-mode and long-mode IDT
 gates, privilege change through the TSS, IST stacks and error codes all behave as QEMU's.
 
+With the project's own unicorn build (scripts/unicorn; PATCHED below) the delivery, the
+interrupt shadow, HLT, preemption and DMA invalidation go through small exported functions
+of the patch instead (uc_vbox_*); the offsets below remain for register and segment state.
+A stock library still works, with the limits the engine's docstring lists.
+
 The `CPUX86State` pointer is found at run time (registers written with marker values are
 searched for near the CPUState) and the field offsets used here are checked against
 values written through the public API before the engine is used; a unicorn build whose
@@ -74,6 +79,14 @@ def _fn(name: str, restype, *argtypes):
     return f
 
 
+def _optional(name: str, restype, *argtypes):
+    """An entry point of the project's own unicorn build (scripts/unicorn); None in a stock library."""
+    try:
+        return _fn(name, restype, *argtypes)
+    except AttributeError:
+        return None
+
+
 _get_cpu = _fn("qemu_get_cpu_x86_64", ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
 _do_interrupt = _fn("x86_cpu_do_interrupt_x86_64", None, ctypes.c_void_p)
 _hardirq = _fn("do_interrupt_x86_hardirq_x86_64", None, ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
@@ -81,6 +94,32 @@ _clear_apic = _fn("cpu_clear_apic_feature_x86_64", None, ctypes.c_void_p)
 _U32P = ctypes.POINTER(ctypes.c_uint32)
 _cpuid = _fn("cpu_x86_cpuid_x86_64", None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
              _U32P, _U32P, _U32P, _U32P)
+
+
+# The project's build (scripts/unicorn/patches): stops at block starts, code-page write
+# protection, DMA invalidation and event delivery as exported functions.
+_vbox_build = _optional("uc_vbox_build", ctypes.c_char_p)
+_vbox_block_stops = _optional("uc_vbox_set_block_stops", ctypes.c_int, ctypes.c_void_p, ctypes.c_bool)
+_vbox_request_stop = _optional("uc_vbox_request_stop", ctypes.c_int, ctypes.c_void_p)
+_vbox_invalidate = _optional("uc_vbox_invalidate_phys", ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64,
+                             ctypes.c_uint64)
+_vbox_inject_irq = _optional("uc_vbox_x86_inject_irq", None, ctypes.c_void_p, ctypes.c_int)
+_vbox_raise_fault = _optional("uc_vbox_x86_raise_fault", None, ctypes.c_void_p, ctypes.c_int)
+_vbox_deliver_pending = _optional("uc_vbox_x86_deliver_pending", None, ctypes.c_void_p)
+_vbox_irq_shadow = _optional("uc_vbox_x86_irq_shadow", ctypes.c_int, ctypes.c_void_p)
+_vbox_halted = _optional("uc_vbox_x86_halted", ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+PATCHED = None not in (_vbox_build, _vbox_block_stops, _vbox_request_stop, _vbox_invalidate, _vbox_inject_irq,
+                       _vbox_raise_fault, _vbox_deliver_pending, _vbox_irq_shadow, _vbox_halted)
+
+
+def library_description() -> str:
+    """Which unicorn library REM runs, for VBox.log and `--version --verbose`."""
+    import unicorn
+    path = getattr(uclib, "_name", "?")
+    if PATCHED:
+        return f"unicorn {unicorn.__version__} ({_vbox_build().decode()}) {path}"
+    return (f"unicorn {unicorn.__version__} (stock build: slow stores, preemption at safe points only; "
+            f"run scripts/install.sh to build the project's library) {path}")
 
 
 def _find_env(cs: int) -> int:
@@ -106,6 +145,7 @@ class QemuCpu:
     """Typed access to one unicorn vCPU's QEMU state."""
 
     def __init__(self, uc: Uc):
+        self._uch = uc._uch
         if uc._arch != UC_ARCH_X86 or uc._mode != UC_MODE_64:
             raise UnicornLayoutError("REM needs an x86 UC_MODE_64 unicorn instance")
         saved_rax, saved_rcx = uc.reg_read(UC_X86_REG_RAX), uc.reg_read(UC_X86_REG_RCX)
@@ -163,7 +203,11 @@ class QemuCpu:
         return self._hflags.value & HF_CPL_MASK
 
     def interrupts_enabled(self) -> bool:
-        return bool(self._eflags.value & IF_MASK) and not self._hflags.value & HF_INHIBIT_IRQ
+        if not self._eflags.value & IF_MASK:
+            return False
+        if PATCHED:
+            return not _vbox_irq_shadow(self._uch)
+        return not self._hflags.value & HF_INHIBIT_IRQ
 
     # -- segments ------------------------------------------------------------------------------
     def segment(self, index: int) -> tuple[int, int, int, int]:
@@ -205,14 +249,40 @@ class QemuCpu:
     # -- delivery ------------------------------------------------------------------------------
     def deliver_pending_exception(self) -> None:
         """From a UC_HOOK_INTR callback: deliver the exception QEMU just raised, as cpu_exec would."""
-        _do_interrupt(self.cs)
+        if PATCHED:
+            _vbox_deliver_pending(self._uch)
+        else:
+            _do_interrupt(self.cs)
 
     def deliver_hardware_interrupt(self, vector: int) -> None:
-        _hardirq(self.env, vector & 0xFF, 1)
+        if PATCHED:
+            _vbox_inject_irq(self._uch, vector & 0xFF)
+        else:
+            _hardirq(self.env, vector & 0xFF, 1)
 
     def deliver_fault(self, vector: int) -> None:
         """A fault without error code (#UD) at the current RIP."""
-        _hardirq(self.env, vector & 0xFF, 0)
+        if PATCHED:
+            _vbox_raise_fault(self._uch, vector & 0xFF)
+        else:
+            _hardirq(self.env, vector & 0xFF, 0)
+
+    # -- the project's build only (PATCHED) -------------------------------------------------------
+    def set_block_stops(self) -> None:
+        """Stops take effect at translation-block starts only (before the first run)."""
+        _vbox_block_stops(self._uch, True)
+
+    def request_stop(self) -> None:
+        """From any thread: the running emulation stops at the next block boundary."""
+        _vbox_request_stop(self._uch)
+
+    def invalidate_phys(self, gpa: int, length: int) -> None:
+        """Drop translated code of guest-physical pages a device wrote (vCPU thread only)."""
+        _vbox_invalidate(self._uch, gpa, length)
+
+    def take_halted(self) -> bool:
+        """True when the last run ended in HLT (and resume the CPU)."""
+        return bool(_vbox_halted(self._uch, 1))
 
     def cpuid(self, leaf: int, subleaf: int) -> tuple[int, int, int, int]:
         """QEMU's own CPUID answer (eax, ebx, ecx, edx) for the current CPU state."""

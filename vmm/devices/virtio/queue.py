@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from vmm.memory import GuestMemory
+from vmm.memory import GuestMemory, note_dma
 
 DESC_F_NEXT = 1
 DESC_F_WRITE = 2
@@ -92,6 +92,7 @@ class Chain:
         for v in self.writable_views(offset, len(data)):
             v[:] = data[done:done + len(v)]
             done += len(v)
+            note_dma(v)
         return done
 
 
