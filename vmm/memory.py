@@ -30,8 +30,8 @@ def note_dma(view: memoryview) -> None:
 
 
 class GuestMemory:
-    """Guest RAM.  `write_listeners` hear of every write made here or through DMA views
-    (`notify_dma`): an engine that caches translated guest code drops what was overwritten."""
+    """Guest RAM.  Write listeners hear of every write made here or through DMA views
+    (`note_dma`): an engine that caches translated guest code drops what was overwritten."""
 
     def __init__(self, size: int):
         if size <= 0 or size % 4096:
@@ -128,12 +128,3 @@ class GuestMemory:
         self._view.release()
         self.mmap.close()
 
-
-def notify_dma(views) -> None:
-    """Device DMA wrote into these views of guest RAM (disk reads): tell the RAM's listeners."""
-    for v in views:
-        mem = _BY_MAPPING.get(id(v.obj)) if isinstance(v, memoryview) else None
-        if mem is not None and mem.write_listeners and len(v):
-            gpa = mem.gpa_of(v)
-            if gpa is not None:
-                mem.notify_written(gpa, len(v))

@@ -41,10 +41,7 @@ def _groups(views: list[memoryview]):
 def read_into(image: DiskImage, offset: int, views: list[memoryview], length: int) -> int:
     """Fill the first `length` bytes of the views from the image at `offset`; returns bytes moved."""
     views = _trim(views, length)
-    try:
-        return _read_into(image, offset, views)
-    finally:
-        notify_dma(views)       # an engine drops code it translated from these pages
+    return _read_into(image, offset, views)
 
 
 def _read_into(image: DiskImage, offset: int, views: list[memoryview]) -> int:

@@ -75,7 +75,7 @@ from vmm.engine import (
 from vmm.gim import HYPERVISOR_BASE, HYPERVISOR_END, EngineSupport, Gim
 from vmm.memory import GuestMemory
 from vmm.rem import delivery_check, regs
-from vmm.rem.physmap import RemPhysMap, drop_code
+from vmm.rem.physmap import RemPhysMap
 from vmm.rem.qemu_cpu import (
     HF_CS32,
     HF_CS64,
@@ -275,17 +275,6 @@ class RemVcpu:
         for gpa, length in ranges:
             self.cpu.invalidate_phys(gpa, length)
 
-    def ram_written(self, gpa: int, length: int) -> None:
-        """Device DMA into guest RAM: drop translated code there (vmm/rem/physmap.py drop_code)."""
-        if self.uc is None:
-            return
-        if self._thread is not None and threading.get_ident() != self._thread:
-            with self._lock:
-                self._written.append((gpa, length))
-            return
-        drop_code(self.uc, gpa, length, bool(self.cpu.u64(OFF_CR) & CR0_PG))
-
-    # -- hooks (run on the vCPU thread, inside emu_start) ---------------------------------------
     def _on_in(self, uc, port, size, _data):
         try:
             value = self._io.read(port, size)
@@ -390,10 +379,6 @@ class RemVcpu:
             return ShutdownExit("triple fault (interrupt delivery)")
         self._thread = threading.get_ident()
         while True:
-            with self._lock:
-                written, self._written = self._written, []
-            for gpa, length in written:
-                drop_code(uc, gpa, length, bool(cpu.u64(OFF_CR) & CR0_PG))
             with self._lock:
                 if self._kicked:
                     self._kicked = self._urgent = False

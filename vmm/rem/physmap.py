@@ -141,18 +141,3 @@ class RemPhysMap:
             ctypes.memmove(host + addr - start, old, size)
             uc.mem_protect(start, length, _RO)
             uc.ctl_remove_cache(addr & ~0xFFF, (addr + size + 0xFFF) & ~0xFFF)
-
-
-def drop_code(uc, gpa: int, length: int, paging: bool) -> None:
-    """Guest RAM at gpa was written behind unicorn's back (device DMA): drop the code it translated
-    from there, or it would run the old instructions.  unicorn's cache removal takes a linear
-    address, so this is exact while paging is off (firmware, boot loaders, DOS); with paging on
-    the pages cannot be named here and nothing is dropped."""
-    if paging or length <= 0:
-        return
-    end = min(gpa + length, FOUR_GIB)
-    while gpa < end:
-        # one call per mapping: below 1 MiB the mappings change every 16 KiB
-        step_end = min(end, (gpa | 0x3FFF) + 1) if gpa < LEGACY_END else end
-        uc.ctl_remove_cache(gpa, step_end)
-        gpa = step_end

@@ -1,12 +1,12 @@
 """REM's guest-physical map: code loaded by device DMA over code that already ran is the code
-that runs next (paging off), PAM windows switch between ROM and RAM, and the HM slot plan."""
+that runs next, PAM windows switch between ROM and RAM, and the HM slot plan."""
 
 from vmm.boot import cpu_setup
 from vmm.bus import Bus
 from vmm.engine import HaltExit
 from vmm.firmware import FirmwareImage
 from vmm.hm.physmap import KVM_MEM_READONLY, SLOT_ROM, SLOT_WINDOWS, base_slots, window_slots
-from vmm.memory import GuestMemory, notify_dma
+from vmm.memory import GuestMemory, note_dma
 from vmm.physmap import windows_for
 from vmm.rem.engine import RemVm
 
@@ -29,7 +29,7 @@ def test_dma_over_executed_code_runs_the_new_code():
     assert vcpu.get_state().gpr["rax"] == 1
     view = mem.view(CODE, 6)                                # a disk read lands new code there
     view[:] = b"\xb8\x02\x00\x00\x00\xf4"
-    notify_dma([view])
+    note_dma(view)
     vcpu.set_state(cpu_setup.protected_mode_32(mem, CODE))
     _run_to_halt(vcpu)
     assert vcpu.get_state().gpr["rax"] == 2
