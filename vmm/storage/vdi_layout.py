@@ -151,7 +151,7 @@ class VdiLayoutOps:
         self._h = h.with_(cb_disk=new_size, c_blocks=new_c, off_data=off_data,
                           c_blocks_allocated=len(owner)).upgraded()
         self._map, self._owner = new_map, owner
-        self._committer.commit(map_writes + [(PRE_HEADER_SIZE, self._h.pack())])
+        self._committer.atomic(map_writes + [(PRE_HEADER_SIZE, self._h.pack())])
         self._trim_file()
 
     def _copy_phys(self, src: int, dst: int) -> None:
