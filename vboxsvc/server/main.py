@@ -121,6 +121,8 @@ def main(argv=None) -> int:
     home = spaths.vbox_user_home(create=True)
     setup_logging(args.logfile or str(home / "VBoxSVC.log"), args.logrotate, args.logsize, args.verbose)
     log = logging.getLogger("vboxsvc")
+    from ..ipc.busserver import raise_fd_limit
+    log.info("descriptor limit %d", raise_fd_limit())   # each client costs a pidfd and connections
 
     # one service per user and VirtualBox home: hold the pid file locked for our whole life
     life = open(paths.life_lock_path(), "a+")
