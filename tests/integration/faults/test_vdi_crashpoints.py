@@ -1,0 +1,18 @@
+"""A process dies at every step of every VDI metadata path (allocation, partial and all-zero writes,
+discard of a middle and of the last block, a resize that moves data, writes into a differencing
+image): the image reads the old or the new content, and after our read-write open passes
+`qemu-img check` and takes new writes."""
+
+import pytest
+
+from .vdi_ops import OPS, Trial
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_a_crash_at_every_metadata_step(tmp_path, op):
+    trial = Trial(tmp_path, op)
+    assert trial.before != trial.after or op == "zero-full"
+    steps = trial.steps()
+    assert steps, f"{op} passed no crash point"
+    failures = [f for f in (trial.crash_at(at) for at in steps) if f]
+    assert not failures, failures
