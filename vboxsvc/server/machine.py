@@ -104,6 +104,7 @@ class MachineCore:
         self.remotes: list = []     # Shared sessions and the launcher's Remote session
         self.launch = None          # vmproc.Launch of a VM process we started
         self.vm_client = None       # the bus client (VM process) holding the VM lock
+        self.detached = None        # reattach.Detached: a VM process from before this service
         self.saving_state_file = ""
         self._saved_dump = data.model_dump() if (data is not None and mfile is not None) else None
         self.view = MachineView(self, None)
@@ -579,7 +580,7 @@ class MachineView(StorageMixin):
     # --- sessions and the VM process ---------------------------------------------------------------
     def lock_machine(self, session, lock_type: LockType) -> None:
         from .session import lock_machine
-        lock_machine(self._core, session, lock_type)
+        return lock_machine(self._core, session, lock_type)
 
     def launch_vm_process(self, session, name: str = "", environment_changes=()):
         from .vmproc import launch_vm_process

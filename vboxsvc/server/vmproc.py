@@ -24,6 +24,7 @@ import sys
 from ..api import errors as rc
 from ..api.enums import LockType, MachineState, SessionState, SessionType, is_online
 from ..api.errors import VBoxError
+from . import reattach
 from .context import ctx
 from .progress import Progress
 
@@ -190,6 +191,11 @@ def launch_vm_process(core, session, name: str, environment_changes: list[str]):
         raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, f"The machine '{core.name}' is not registered",
                         "IMachine", "MachineWrap")
     pending = core.launch is not None and not core.launch.done
+    other = reattach.running_elsewhere(core)
+    if other is not None:
+        raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
+                        f"The machine '{core.name}' is already run by the VM process {other}", "IMachine",
+                        "MachineWrap")
     if core.direct is not None or pending or core.session_state != SessionState.Unlocked:
         raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
                         f"The machine '{core.name}' is already locked by a session (or being locked or unlocked)",
