@@ -26,6 +26,7 @@ class Home:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
         self.vbox_home = self.root / ".config" / "VirtualBox"
         self.run = self.root / "run"
         self.env = dict(os.environ, HOME=str(self.root), VBOX_USER_HOME=str(self.vbox_home),
