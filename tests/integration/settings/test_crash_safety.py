@@ -3,7 +3,7 @@ present, is complete too).
 
 A writer process saves a machine file in a loop (each generation changes RAM size, extra data and a
 large description); it is killed with SIGKILL at random moments. After every kill the file under
-its name, or when that is missing the `-prev` file, must load and be internally consistent.
+its name (and `-prev`, if there) must load and be internally consistent.
 """
 
 from __future__ import annotations
