@@ -101,7 +101,8 @@ def check_vm_lock(core, client) -> bool:
         log.info("VM process %d re-attached to '%s' (%s)", pid, core.name, core.state.name)
         return True
     raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
-                    f"The machine '{core.name}' is already run by the VM process {pid}", "IMachine", "MachineWrap")
+                    f"The machine '{core.name}' is already locked by a session (the VM process {pid} runs it)",
+                    "IMachine", "MachineWrap")
 
 
 def wait_for_reattach(core, then) -> Deferred | None:

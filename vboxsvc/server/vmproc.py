@@ -191,15 +191,15 @@ def launch_vm_process(core, session, name: str, environment_changes: list[str]):
         raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, f"The machine '{core.name}' is not registered",
                         "IMachine", "MachineWrap")
     pending = core.launch is not None and not core.launch.done
-    other = reattach.running_elsewhere(core)
-    if other is not None:
-        raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
-                        f"The machine '{core.name}' is already run by the VM process {other}", "IMachine",
-                        "MachineWrap")
     if core.direct is not None or pending or core.session_state != SessionState.Unlocked:
         raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
                         f"The machine '{core.name}' is already locked by a session (or being locked or unlocked)",
                         "IMachine", "MachineWrap")
+    other = reattach.running_elsewhere(core)        # a VM process this service does not know of
+    if other is not None:
+        raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
+                        f"The machine '{core.name}' is already locked by a session (the VM process {other} "
+                        "runs it)", "IMachine", "MachineWrap")
     if core.state not in (MachineState.PoweredOff, MachineState.Saved, MachineState.Aborted,
                           MachineState.AbortedSaved, MachineState.Teleported):
         from ..api.enums import state_name
