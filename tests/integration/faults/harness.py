@@ -172,8 +172,29 @@ def op_unregister(home: Home, i: int, at: str | None, trace: Path | None = None)
         assert Path(home.info(victim)["CfgFile"]).exists()
 
 
+def op_snapshot_delete(home: Home, i: int, at: str | None, trace: Path | None = None) -> None:
+    name = f"sd{i}"
+    home.cli("createvm", "--name", name, "--register", check=0)
+    disk = str(home.root / f"{name}.vdi")
+    home.cli("createmedium", "disk", "--filename", disk, "--size", "4", check=0)
+    home.cli("storagectl", name, "--name", "SATA", "--add", "sata", check=0)
+    home.cli("storageattach", name, "--storagectl", "SATA", "--port", "0", "--type", "hdd", "--medium", disk,
+             check=0)
+    home.cli("snapshot", name, "take", "one", check=0)
+    before = home.machines()
+    home.cli("snapshot", name, "delete", "one", crash_at=at, trace=trace)
+    after = home.machines()
+    assert set(after) == set(before), f"registrations changed: {before} -> {after}"
+    info = home.info(name)
+    assert sum(1 for k in info if k.startswith("SnapshotName")) in (0, 1), info
+    disks = [v for k, v in info.items() if k.startswith("SATA-0-0")]
+    assert disks and disks[0] != "none", info
+    p = home.cli("showmediuminfo", disks[0])
+    assert p.returncode == 0 and "inaccessible" not in p.stdout.lower(), p.stdout + p.stderr
+
+
 OPERATIONS = {"createvm": op_createvm, "rename": op_rename, "snapshot": op_snapshot, "clone": op_clone,
-              "unregister": op_unregister}
+              "unregister": op_unregister, "snapshot-delete": op_snapshot_delete}
 
 
 def crash_points(home: Home, op: str, tmp: Path) -> list[str]:

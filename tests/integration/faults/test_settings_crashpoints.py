@@ -1,5 +1,6 @@
 """The service dies at every file-system step of settings operations (creating and registering a
-machine, renaming it with its folder, taking a snapshot, cloning, unregistering with --delete);
+machine, renaming it with its folder, taking and deleting a snapshot, cloning, unregistering with
+--delete);
 the next service must find every registration, every file loadable, old or new state."""
 
 import random
@@ -8,7 +9,7 @@ import pytest
 
 from .harness import OPERATIONS, Home, crash_points
 
-PER_OP = 5      # steps per operation in the suite; scripts/fault_trials.py runs every step, many times
+PER_OP = 4      # steps per operation in the suite; scripts/fault_trials.py runs every step, many times
 
 
 @pytest.fixture(scope="module")
