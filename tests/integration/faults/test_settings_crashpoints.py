@@ -1,6 +1,5 @@
-"""The service dies at every file-system step of settings operations (creating and registering a
-machine, renaming it with its folder, taking and deleting a snapshot, cloning, unregistering with
---delete);
+"""The service dies at file-system steps of settings operations (creating and registering a machine,
+renaming it with its folder, taking and deleting a snapshot, cloning, unregistering with --delete):
 the next service must find every registration, every file loadable, old or new state."""
 
 import random
