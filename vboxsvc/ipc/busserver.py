@@ -87,7 +87,9 @@ class BusServer:
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, 100_000)
-        self.sock.setsockopt(zmq.RCVHWM, 100_000)
+        # inbound: a full per-peer queue makes ZeroMQ stop reading that peer (back-pressure, nothing
+        # lost), so a flooding client costs at most this many frames of memory
+        self.sock.setsockopt(zmq.RCVHWM, 1000)
         self.codec = Codec(self._to_ref, self._from_ref)
         self.guard = ReplayGuard()
         self.clients: dict[bytes, ClientInfo] = {}
