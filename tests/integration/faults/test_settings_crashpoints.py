@@ -8,7 +8,7 @@ import pytest
 
 from .harness import OPERATIONS, Home, crash_points
 
-PER_OP = 4      # steps per operation in the suite; scripts/fault_trials.py runs every step, many times
+PER_OP = 3      # steps per operation in the suite; scripts/fault_trials.py runs every step, many times
 
 
 @pytest.fixture(scope="module")
