@@ -10,18 +10,62 @@ command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
 command -v cpio >/dev/null || need_apt+=(cpio)
 if [ "${1:-}" = "--test" ]; then
     command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
+    command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)   # the boot benchmark's peer
 fi
 # the guest builder finds Debian's kernel and busybox through the apt lists
 lists_ok=1
-apt-cache show --no-all-versions linux-image-amd64 busybox-static >/dev/null 2>&1 || lists_ok=0
+apt-cache show --no-all-versions linux-image-amd64 busybox-static seabios >/dev/null 2>&1 || lists_ok=0
 if [ ${#need_apt[@]} -gt 0 ] || [ $lists_ok = 0 ]; then
     $SUDO apt-get update -q >/dev/null
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}" >/dev/null
 fi
+
+# make_venv DIR: a venv from Debian's /usr/bin/python3 with vboxpy's runtime dependencies (from
+# pyproject.toml) that finds this checkout through a .pth file; readable by everyone.
+make_venv() {
+    local dir=$1 deps
+    if ! /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        [ -z "$SUDO" ] || command -v sudo >/dev/null || { echo "install.sh: python3-venv is missing" >&2; return 1; }
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=900 install -y -q python3-venv >/dev/null
+    fi
+    [ -x "$dir/bin/python3" ] || /usr/bin/python3 -m venv "$dir"
+    deps=$(/usr/bin/python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
+    # shellcheck disable=SC2086
+    "$dir/bin/python3" -m pip install -q --disable-pip-version-check $deps
+    "$dir/bin/python3" -c 'import site, sys; print(sys.argv[1], file=open(site.getsitepackages()[0] + "/vboxpy-checkout.pth", "w"))' "$PWD"
+    chmod -R a+rX "$dir"
+}
+
+have_deps() { "$1" -c 'import zmq, msgpack, click, pydantic, lxml, unicorn' >/dev/null 2>&1; }
+
+# reachable_by_all PY: every folder on the way to the interpreter lets other users through
+reachable_by_all() {
+    "$1" -c '
+import os, stat, sys
+p = os.path.dirname(os.path.realpath(sys.executable))
+while True:
+    if not os.stat(p).st_mode & stat.S_IXOTH:
+        sys.exit(1)
+    if p == "/":
+        break
+    p = os.path.dirname(p)'
+}
+
 extra=""; [ "${1:-}" = "--test" ] && extra="[test]"
-python3 -m pip install -q --disable-pip-version-check -e ".${extra}" 2>&1 | grep -v 'Running pip as the' || true
-# Byte-compile once: start-up time of vboxmanage and vboxsvc matters, and an environment with
-# PYTHONDONTWRITEBYTECODE would otherwise recompile every module on every start.
-python3 -m compileall -q -j 0 settings vboxsvc frontends vmm >/dev/null
+if [ "$(id -u)" = 0 ] || [ -n "${VIRTUAL_ENV:-}" ]; then
+    python3 -m pip install -q --disable-pip-version-check -e ".${extra}" 2>&1 | grep -v 'Running pip as the' || true
+    # Byte-compile once: start-up time of vboxmanage and vboxsvc matters, and an environment with
+    # PYTHONDONTWRITEBYTECODE would otherwise recompile every module on every start.
+    python3 -m compileall -q -j 0 settings vboxsvc frontends vmm >/dev/null || true
+fi
+if [ "$(id -u)" = 0 ]; then
+    # Ordinary users run vboxpy too: when they cannot reach this python3 (pyenv in a 0700 /root),
+    # give them an interpreter of their own in a public place.
+    reachable_by_all python3 || make_venv /opt/vboxpy/venv
+elif ! have_deps python3 && ! have_deps /opt/vboxpy/venv/bin/python3; then
+    make_venv "${XDG_DATA_HOME:-$HOME/.local/share}/vboxpy/venv"
+fi
+# The VM's firmware: Debian's SeaBIOS, downloaded and unpacked into .cache/firmware (no root needed)
+python3 -m vmm.firmware

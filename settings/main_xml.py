@@ -124,10 +124,23 @@ def write_main(root: etree._Element, s: MainSettings, sv: int, folder: Path) -> 
             put_str(sp, attr, value, default="", order=SYSPROP_ORDER)
 
 
+# The update agent's defaults as MainConfigFile::write puts them into a fresh file (Settings.cpp;
+# VirtualBox-settings.xsd makes <Updates> with one <Host> a required child of <Global>):
+# checking on, the stable channel (UpdateChannel_Stable = 1), once a day, never checked yet.
+UPDATES_DEFAULT = {"enabled": "true"}
+UPDATES_HOST_DEFAULT = {"enabled": "true", "channel": "1", "checkFreqSec": "86400", "checkCount": "0"}
+
+
 def add_new_file_defaults(root: etree._Element) -> None:
     """What a fresh VirtualBox.xml holds besides the modelled parts: the default host-only DHCP
-    server and an empty USB filter list."""
+    server, the update agent's settings and an empty USB filter list."""
     g = child(root, "Global")
+    updates = ensure_child(g, "Updates", GLOBAL_CHILDREN)
+    for k, v in UPDATES_DEFAULT.items():
+        updates.set(k, v)
+    host = new_child(updates, "Host")
+    for k, v in UPDATES_HOST_DEFAULT.items():
+        host.set(k, v)
     ns = new_child(g, "NetserviceRegistry", GLOBAL_CHILDREN)
     dhcp = new_child(new_child(ns, "DHCPServers"), "DHCPServer")
     for k, v in (("networkName", "HostInterfaceNetworking-vboxnet0"), ("IPAddress", "192.168.56.100"),

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import pwd
-import uuid as uuidlib
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import SettingsError
+
+if TYPE_CHECKING:  # uuid and datetime are imported where used: every client resolves the home first
+    import uuid as uuidlib
+    from datetime import datetime
 
 DEFAULT_MACHINE_FOLDER_NAME = "VirtualBox VMs"
 LEGACY_MACHINE_FOLDER = "Machines"   # stored by pre-4.0 setups; means "use the default"
@@ -122,6 +125,7 @@ def compose_machine_filename(name: str, group: str = "/", base_folder: str | Pat
     if directory_includes_uuid:
         if uuid is None:
             raise SettingsError("A machine UUID is needed when the directory includes the UUID")
+        import uuid as uuidlib
         dir_name = f"{name} ({uuidlib.UUID(str(uuid).strip('{}'))})"
     return base / sanitise_name(dir_name) / (sanitise_name(name) + ".vbox")
 
@@ -148,6 +152,7 @@ def snapshot_folder(settings_file: str | Path, configured: str | None = "Snapsho
 def state_file_name(when: datetime | None = None) -> str:
     """A saved-state file name as VirtualBox makes them: `2024-05-01T10-00-00-123456789Z.sav` (UTC,
     nanoseconds, dashes in the time); it goes into the snapshot folder."""
+    from datetime import UTC, datetime
     when = (when or datetime.now(UTC)).astimezone(UTC)
     nanos = when.microsecond * 1000
     return when.strftime("%Y-%m-%dT%H-%M-%S-") + f"{nanos:09d}Z.sav"
@@ -155,6 +160,7 @@ def state_file_name(when: datetime | None = None) -> str:
 
 def diff_image_name(medium_uuid: uuidlib.UUID | str, ext: str = "vdi") -> str:
     """A snapshot differencing image's file name: `{<uuid>}.vdi` in the snapshot folder."""
+    import uuid as uuidlib
     return "{" + str(uuidlib.UUID(str(medium_uuid).strip("{}"))) + "}." + ext
 
 

@@ -2,7 +2,7 @@
 
 States: created -> running <-> paused -> done.  The console talks to the vCPU only through
 the command queue (pause, resume, reset, power off, call); the loop on the vCPU thread
-fires due timers, moves interrupts from the PIC into the guest, runs the engine and
+fires due timers, moves interrupts from the interrupt controller (local APIC or PIC) into the guest, runs the engine and
 handles its exits.  Engine-agnostic: REM dispatches I/O inline, HM returns IoExit/MmioExit
 which EM completes on the buses.
 
@@ -54,7 +54,9 @@ class StopReason(enum.Enum):
 
 
 class InterruptController:
-    """What EM needs from the PIC (vmm.devices.pic.PicPair has it)."""
+    """What EM needs from the vCPU's interrupt controller: its local APIC (vmm.devices.apic.LocalApic,
+    which passes the 8259A's ExtINT through LINT0) or, in a machine without one, the 8259A pair
+    (vmm.devices.pic.PicPair).  vmm.devices.irq_routing.InterruptRouting.controller() picks it."""
 
     def has_interrupt(self) -> bool: ...
     def acknowledge(self) -> int: ...
@@ -156,6 +158,9 @@ class Em:
 
     # -- vCPU thread -----------------------------------------------------------------------------
     def _main(self) -> None:
+        bind = getattr(self.pic, "bind_current_thread", None)
+        if bind is not None:        # a local APIC: this thread's accesses to its page reach it
+            bind()
         try:
             self._loop()
         except Exception as e:   # an EM bug ends the VM as a guru meditation, with the reason logged

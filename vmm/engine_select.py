@@ -113,17 +113,20 @@ def choose_engine(hwvirtex: bool, force_hm: bool = False, host: HostVirt | None 
 
 
 def create_engine(kind: str, memory, io_bus, mmio_bus, *, paravirt: str | int = "none", os_type_id: str = "",
-                  irqchip: str = "user", nested_paging: bool = True, large_pages: bool = False, vpid: bool = True):
+                  irqchip: str = "user", nested_paging: bool = True, large_pages: bool = False, vpid: bool = True,
+                  local_apic: bool = False):
     """Build the chosen engine's Vm.  HM uses userspace interrupt controllers by default (EM's PIC);
-    the paging options are VirtualBox's --nested-paging/--large-pages/--vtx-vpid (HM only)."""
+    the paging options are VirtualBox's --nested-paging/--large-pages/--vtx-vpid (HM only).
+    local_apic: the VMM models a local APIC (vmm.devices.apic), so CPUID offers one."""
     if kind == "hm":
         from vmm.hm.vm import HmVm
         return HmVm(memory, io_bus, mmio_bus, irqchip=irqchip, paravirt=paravirt, os_type_id=os_type_id,
-                    nested_paging=nested_paging, large_pages=large_pages, vpid=vpid)
+                    nested_paging=nested_paging, large_pages=large_pages, vpid=vpid, user_apic=local_apic)
     if kind == "rem":
         from vmm.gim import Gim
         from vmm.rem.engine import RemVm
 
-        # REM models no local APIC; its TSC rate is the host's nominal one (unknown here: 0)
-        return RemVm(memory, io_bus, mmio_bus, gim=Gim(paravirt, os_type_id, support=RemVm.SUPPORT))
+        # REM's TSC rate is the host's nominal one (unknown here: 0)
+        return RemVm(memory, io_bus, mmio_bus, gim=Gim(paravirt, os_type_id, support=RemVm.SUPPORT),
+                     local_apic=local_apic)
     raise ValueError(f"unknown execution engine {kind!r} (hm or rem)")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from vboxsvc.api import (
     CPUPropertyTypeX86,
     DeviceType,
+    FirmwareBootMenuMode,
+    FirmwareType,
     HWVirtExPropertyType,
     MediumType,
     PortMode,
@@ -23,6 +25,7 @@ from vmm.cfgm import CfgNode
 from vmm.gim import PROVIDER_BY_VALUE
 
 SERIAL_SLOTS = 4
+BOOT_POSITIONS = 4
 BOOT_KEYS = {"Kernel": "vboxpy/BootKernel", "Initrd": "vboxpy/BootInitrd", "Cmdline": "vboxpy/BootCmdline"}
 FORCE_HM_KEY = "vboxpy/ForceHM"
 # Controllers the VMM emulates (vmm.devices.storage_placement.SUPPORTED)
@@ -61,10 +64,12 @@ def read_settings(machine) -> MachineSettings:
     cfg.set("TripleFaultReset", bool(x86.get_cpu_property(CPUPropertyTypeX86.TripleFaultReset)))
     hwvirtex = bool(x86.get_hw_virt_ex_property(HWVirtExPropertyType.Enabled))
     cfg.set("HMEnabled", hwvirtex)
+    _interrupt_controllers(machine, cfg, cpus)
     for key, extra in BOOT_KEYS.items():
         value = machine.get_extra_data(extra)
         if value:
             cfg.set(f"Boot/{key}", value)
+    _firmware(machine, cfg)
     # GIM: the provider the API resolves (Machine::getEffectiveParavirtProvider), named as vmm.gim does
     cfg.set("GIM/Provider", PROVIDER_BY_VALUE[int(machine.get_effective_paravirt_provider())])
     cfg.set("GIM/OsType", machine.os_type_id)
@@ -72,6 +77,35 @@ def read_settings(machine) -> MachineSettings:
     _storage(machine, cfg, notes)
     return MachineSettings(name=name, uuid=machine.id, os_type_id=machine.os_type_id, hwvirtex=hwvirtex,
                            force_hm=machine.get_extra_data(FORCE_HM_KEY) or "", cfg=cfg, notes=notes)
+
+
+def _firmware(machine, cfg: CfgNode) -> None:
+    """Firmware type, boot menu policy and the boot order (--boot1..4) for the BIOS."""
+    fw = machine.firmware_settings
+    cfg.set("Firmware/Type", FirmwareType(fw.firmware_type).name)
+    cfg.set("Firmware/BootMenu", FirmwareBootMenuMode(fw.boot_menu_mode).name)
+    cfg.set("Firmware/LogoDisplayTime", int(fw.logo_display_time))
+    cfg.set("ACPI", bool(fw.acpi_enabled))          # --acpi off: the firmware gets no ACPI tables
+    for position in range(1, BOOT_POSITIONS + 1):
+        kind = DeviceType(machine.get_boot_order(position))
+        cfg.set(f"BootOrder/{position}", kind.name)
+
+
+def _interrupt_controllers(machine, cfg: CfgNode, cpus: int) -> None:
+    """The local APIC (CPU property APIC) and the I/O APIC (firmware settings); the combinations
+    VirtualBox refuses are refused with its words (ConsoleImplConfigX86.cpp)."""
+    apic = machine.platform.x86.get_cpu_property(CPUPropertyTypeX86.APIC)
+    apic = True if apic is None else bool(apic)
+    ioapic = bool(machine.firmware_settings.ioapic_enabled)
+    if not apic:
+        if str(machine.os_type_id).endswith("_64"):
+            raise ConfigError("Cannot disable the APIC for a 64-bit guest.")
+        if cpus > 1:
+            raise ConfigError("Cannot disable the APIC for an SMP guest.")
+        if ioapic:
+            raise ConfigError("Cannot disable the APIC when the I/O APIC is present.")
+    cfg.set("APIC", apic)
+    cfg.set("IOAPIC", ioapic)
 
 
 def _serial_ports(machine, cfg: CfgNode) -> None:

@@ -4,7 +4,8 @@ A client that finds nobody listening on the endpoint takes the spawn lock, looks
 and if still nobody listens spawns `vboxsvc --automate --inherit-startup-pipe <fd>` (it
 daemonizes itself) and blocks until the service writes `READY` on that pipe. Any number of
 clients racing end up with one service: the lock serializes spawning, and the service
-itself refuses to run twice for one home (it holds its pid file locked).
+itself refuses to run twice for one home (it holds its pid file, named after the canonical
+home, locked).
 `client.connect()` uses the two halves, `begin_service()` and `wait()`, to import the bus
 machinery while the service starts.
 """
@@ -63,7 +64,7 @@ def begin_service() -> _Starting | None:
     lock = open(paths.spawn_lock_path(), "a+")
     try:
         os.chmod(lock.name, 0o600)
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        _lock_bounded(lock, START_TIMEOUT_S + 10)  # the holder gives up after START_TIMEOUT_S
         if probe(path):
             lock.close()
             return None
@@ -71,6 +72,22 @@ def begin_service() -> _Starting | None:
     except BaseException:
         lock.close()
         raise
+
+
+def _lock_bounded(lock, timeout: float) -> None:
+    """Take the spawn lock, waiting at most `timeout` for a client that is starting the service."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                from ..api import errors as rc
+                raise rc.VBoxError(rc.NS_ERROR_CALL_FAILED,
+                                   "Timed out waiting for another client to start the VirtualBox service "
+                                   "(vboxsvc)", "IVirtualBoxClient", "VirtualBoxClientWrap") from None
+            time.sleep(0.02)
 
 
 class _Starting:
@@ -81,6 +98,9 @@ class _Starting:
         self.path, self.lock = path, lock
         r, w = os.pipe()
         env = dict(os.environ)
+        if env.get("VBOX_USER_HOME"):
+            # the service runs in /: a relative home must mean what it means here
+            env["VBOX_USER_HOME"] = os.path.abspath(env["VBOX_USER_HOME"])
         root = _package_root()
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         try:

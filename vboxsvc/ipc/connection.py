@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import threading
+from time import monotonic as _monotonic
 
 import zmq
 
@@ -22,7 +23,7 @@ from ..api import errors as rc
 from ..api.errors import VBoxError
 from ..api.events import Event
 from . import autostart, paths
-from .dispatcher import CALL, Deferred, ObjectTable, invoke
+from .dispatcher import CALL, GET, Deferred, ObjectTable, invoke
 from .proxy import Proxy, make_proxy
 from .wire import CALL as CALL_CHANNEL
 from .wire import CALLEE, MAX_FRAME, Codec, FrameError, Ref, now_ms, sign, verify
@@ -32,6 +33,14 @@ log = logging.getLogger("vboxsvc.client")
 HELLO_TIMEOUT_S = 20.0
 HELLO_RETRY_S = 2.0
 POLL_MS = 1000
+# Every call has a bound: a service that is gone, stopped (SIGSTOP) or wedged must not hold a client
+# forever. Calls answer at once on a healthy service (its loop never blocks); long operations are
+# waits (IProgress, getEvent), which the client splits into short slices (WAIT_SLICE_MS).
+CALL_TIMEOUT_S = float(os.environ.get("VBOXPY_CALL_TIMEOUT_S") or 60.0)
+STOPPED_GRACE_S = 3.0
+WAIT_SLICE_MS = 1000
+# calls that wait on the service side -> position of their timeout argument
+_SLICED = {"wait_for_completion": 0, "wait_for_operation_completion": 1, "get_event": 1}
 
 
 def _socket(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
@@ -147,10 +156,41 @@ class Client:
 
     # --- calls -----------------------------------------------------------------------------
     def call(self, ref: Ref, kind: int, member: str, args=(), kwargs=None):
+        if kind == CALL and member in _SLICED:
+            return self._sliced(ref, member, list(args), dict(kwargs or {}))
         msg = {"op": "call", "o": ref, "m": member, "k": kind, "a": list(args)}
         if kwargs:
             msg["w"] = kwargs
-        return self._request(msg)
+        return self._request(msg, timeout_s=CALL_TIMEOUT_S)
+
+    def _sliced(self, ref: Ref, member: str, args: list, kwargs: dict):
+        """A call that waits up to its `timeout` ms (-1: without end) as a series of short waits, so
+        that no single bus call outlives CALL_TIMEOUT_S however long the wait is: IProgress's
+        waitFor*Completion (until `completed`), IEventSource::getEvent (until an event comes)."""
+        timeout = kwargs.pop("timeout", None)
+        if timeout is None:
+            pos = _SLICED[member]
+            timeout = args.pop(pos) if len(args) > pos else -1
+        timeout = int(timeout)
+        if 0 <= timeout <= WAIT_SLICE_MS:
+            return self._wait_call(ref, member, args, kwargs, timeout)
+        deadline = None if timeout < 0 else _monotonic() + timeout / 1000
+        while True:
+            left = WAIT_SLICE_MS if deadline is None else int(min(WAIT_SLICE_MS, (deadline - _monotonic()) * 1000))
+            if left <= 0:
+                return None
+            result = self._wait_call(ref, member, args, kwargs, left)
+            if member == "get_event":
+                if result is not None:
+                    return result
+            elif self.call(ref, GET, "completed"):
+                return None
+
+    def _wait_call(self, ref: Ref, member: str, args: list, kwargs: dict, timeout: int):
+        msg = {"op": "call", "o": ref, "m": member, "k": CALL, "a": args + [timeout]}
+        if kwargs:
+            msg["w"] = kwargs
+        return self._request(msg, timeout_s=CALL_TIMEOUT_S + timeout / 1000)
 
     def _request(self, msg: dict, timeout_s: float | None = None):
         if self._closed:
@@ -168,18 +208,30 @@ class Client:
                 raise VBoxError(rc.E_INVALIDARG, "The call is too large for the bus")
             sock = self._sock
             sock.send(sign(self.key, body)[0])
-            waited = 0.0
+            start = _monotonic()
+            stopped_since = None
             while True:
                 try:
                     parts = [sock.recv()]  # RCVTIMEO: wakes every POLL_MS to check the service
                 except zmq.Again:
-                    waited += POLL_MS / 1000
-                    if timeout_s is not None and waited >= timeout_s:
+                    now = _monotonic()
+                    if timeout_s is not None and now - start >= timeout_s:
                         raise VBoxError(rc.NS_ERROR_CALL_FAILED,
-                                        "The VirtualBox service did not answer", "IVirtualBox", "")
-                    if msg["op"] != "hello" and not _alive(self.service_pid):
-                        raise VBoxError(rc.NS_ERROR_CALL_FAILED,
-                                        "The VirtualBox service (vboxsvc) has terminated", "IVirtualBox", "")
+                                        f"The VirtualBox service did not answer within {timeout_s:.0f} s",
+                                        "IVirtualBox", "")
+                    if msg["op"] != "hello":
+                        state = _process_state(self.service_pid)
+                        if state is None:
+                            raise VBoxError(rc.NS_ERROR_CALL_FAILED,
+                                            "The VirtualBox service (vboxsvc) has terminated", "IVirtualBox", "")
+                        if state and state in "Tt":
+                            stopped_since = stopped_since or now
+                            if now - stopped_since >= STOPPED_GRACE_S:
+                                raise VBoxError(rc.NS_ERROR_CALL_FAILED,
+                                                f"The VirtualBox service (vboxsvc, pid {self.service_pid}) is "
+                                                "stopped and does not answer", "IVirtualBox", "")
+                        else:
+                            stopped_since = None
                     continue
                 try:
                     reply = self.codec.unpack(verify(self.key, parts))
@@ -220,20 +272,40 @@ class Client:
 
     def _teardown(self) -> None:
         self._closed = True
+        callee_left = False
         if self._callee is not None:
-            self._callee.stop()
+            callee_left = not self._callee.stop()
         self._sock.close(0)
-        self._ctx.term()
+        if callee_left:
+            # term() waits for every socket: let the callee thread close its own, never block here
+            threading.Thread(target=self._ctx.term, name="vbox-ctx-term", daemon=True).start()
+        else:
+            self._ctx.term()
+
+    def __del__(self):
+        # dropped without close(): free the sockets without waiting for anyone (no goodbye either;
+        # the service notices the process when it exits)
+        try:
+            if not self._closed:
+                self._teardown()
+        except Exception:
+            pass
 
 
-def _alive(pid: int) -> bool:
+def _process_state(pid: int) -> str | None:
+    """The one-letter state of a process ('R', 'S', 'T' for stopped, ...); None if it is gone."""
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b") ", 1)[1][:1].decode()
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "?"
+    return None if state in ("Z", "X") else state
 
 
 class _CallbackListener:
@@ -265,6 +337,9 @@ class _Callee:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._stop = False
+        self._fd_lock = threading.Lock()
+        self._loop_done = False
+        self._orphaned = False
         self._thread = threading.Thread(target=self._run, name="vbox-callee-loop", daemon=True)
 
     def start(self) -> None:
@@ -275,13 +350,26 @@ class _Callee:
         if self._error is not None:
             raise self._error
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop serving; True once the loop thread has closed its socket."""
         self._stop = True
-        os.write(self._wake_w, b"x")
-        if self._thread.is_alive():
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(2)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._events.shutdown(wait=False, cancel_futures=True)
+        with self._fd_lock:
+            done = self._loop_done or not self._started.is_set()
+            if done:
+                self._close_pipe()
+            else:  # the loop still runs and reads the wake pipe: it closes the pipe when it ends
+                self._orphaned = True
+        return done
+
+    def _close_pipe(self) -> None:
         os.close(self._wake_r)
         os.close(self._wake_w)
 
@@ -306,8 +394,12 @@ class _Callee:
                 raise VBoxError.from_wire(reply["e"])
         except BaseException as e:
             self._error = e
-            self._ready.set()
             sock.close(0)
+            with self._fd_lock:
+                self._loop_done = True
+                if self._orphaned:
+                    self._close_pipe()
+            self._ready.set()
             return
         self._ready.set()
         poller = zmq.Poller()
@@ -330,6 +422,10 @@ class _Callee:
             while self._out:
                 self._send(sock, self._out.pop(0))
         sock.close(0)
+        with self._fd_lock:
+            self._loop_done = True
+            if self._orphaned:
+                self._close_pipe()
 
     def _incoming(self, parts) -> None:
         try:

@@ -1,18 +1,25 @@
 """Where the bus lives: the per-user runtime directory, the endpoint per VirtualBox home, the key.
 
-One service per (user, VBOX_USER_HOME): the endpoint name is fixed for the default home
-(so a systemd user socket unit can name it) and carries a hash of the home otherwise.
+One service per (user, VirtualBox home). The home is the one VirtualBox itself would use
+(VBOX_USER_HOME, ~/.VirtualBox, $XDG_CONFIG_HOME/VirtualBox; root's from the account
+database), made canonical (absolute, symlinks resolved): every spelling of one folder, and
+the VM process the service starts with VBOX_USER_HOME set to it, meet on one endpoint and
+one life lock. The endpoint name is fixed for the account's default home (so a systemd user
+socket unit can name it) and carries a hash of the canonical home otherwise.
 The runtime directory is `$VBOXPY_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/vboxpy`, else
 `/tmp/.vboxpy-<uid>` (VirtualBox uses `/tmp/.vbox-<user>-ipc`); it must be ours and 0700.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+import pwd
 import stat
 
+from settings import paths as spaths
+
 KEY_BYTES = 32
+HOME_LOCK_NAME = "vboxsvc.lock"   # in the VirtualBox home: locked by the service that serves it
 
 
 class BusSetupError(Exception):
@@ -44,12 +51,30 @@ def _check_private_dir(path: str) -> None:
         os.chmod(path, 0o700)  # ours but too open: tighten, as VirtualBox does for its ipc dir
 
 
-def home_tag() -> str:
-    """'' for the default home, else a short hash of the absolute VBOX_USER_HOME."""
-    home = os.environ.get("VBOX_USER_HOME")
-    if not home:
+def canonical_home() -> str:
+    """The VirtualBox home of this process, absolute with symlinks resolved (it need not exist yet)."""
+    return os.path.realpath(spaths.vbox_user_home(create=False))
+
+
+def default_home() -> str:
+    """The account's default VirtualBox home, canonical: what a service started by systemd for the
+    user (account-database HOME, no VBOX_USER_HOME, no XDG_CONFIG_HOME) serves."""
+    try:
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
         return ""
-    return hashlib.sha256(os.path.abspath(home).encode()).hexdigest()[:12]
+    legacy = os.path.join(home, ".VirtualBox")
+    chosen = legacy if os.path.isdir(legacy) else os.path.join(home, ".config", "VirtualBox")
+    return os.path.realpath(chosen)
+
+
+def home_tag(home: str | None = None) -> str:
+    """'' for the account's default home, else a short hash of the canonical home."""
+    home = canonical_home() if home is None else os.path.realpath(home)
+    if home == default_home():
+        return ""
+    import hashlib  # not needed on the default home's path
+    return hashlib.sha256(home.encode()).hexdigest()[:12]
 
 
 def _name(stem: str, ext: str) -> str:

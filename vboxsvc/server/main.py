@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import time
 
 SD_LISTEN_FDS_START = 3
 DEFAULT_SHUTDOWN_DELAY_MS = 5000
@@ -109,6 +110,14 @@ def sd_notify(message: str) -> bool:
         s.close()
 
 
+def _append_line(path: str, text: str) -> None:
+    try:
+        with open(path, "a") as f:
+            f.write(time.strftime("%H:%M:%S ") + text + "\n")
+    except OSError:
+        pass
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.daemonize:
@@ -119,23 +128,33 @@ def main(argv=None) -> int:
 
     from ..ipc import autostart, paths
     home = spaths.vbox_user_home(create=True)
-    setup_logging(args.logfile or str(home / "VBoxSVC.log"), args.logrotate, args.logsize, args.verbose)
+    logfile = args.logfile or str(home / "VBoxSVC.log")
+    # One service per user and VirtualBox home, held for our whole life by two locks: the pid file in
+    # the runtime folder (named after the canonical home) and a lock file in the home itself, which
+    # also stops a second service started by a client with another runtime folder. Both are taken
+    # before the log is opened: a service that loses must not roll the winner's VBoxSVC.log over.
+    life = open(paths.life_lock_path(), "a+")
+    os.chmod(life.name, 0o600)
+    home_lock = open(home / paths.HOME_LOCK_NAME, "a+")
+    os.chmod(home_lock.name, 0o600)
+    for lock in (life, home_lock):
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            home_lock.seek(0)
+            holder = home_lock.read().strip() or "pid unknown"
+            _append_line(logfile, f"vboxsvc {os.getpid()}: another vboxsvc ({holder}) serves {home} already; "
+                                  "exiting")
+            return 0
+    setup_logging(logfile, args.logrotate, args.logsize, args.verbose)
     log = logging.getLogger("vboxsvc")
     from ..ipc.busserver import raise_fd_limit
     log.info("descriptor limit %d", raise_fd_limit())   # each client costs a pidfd and connections
-
-    # one service per user and VirtualBox home: hold the pid file locked for our whole life
-    life = open(paths.life_lock_path(), "a+")
-    os.chmod(life.name, 0o600)
-    try:
-        fcntl.flock(life, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        log.info("another vboxsvc serves %s already; exiting", home)
-        return 0
-    life.seek(0)
-    life.truncate()
-    life.write(f"{os.getpid()}\n")
-    life.flush()
+    for lock, text in ((life, f"{os.getpid()}\n"), (home_lock, f"pid {os.getpid()}, {paths.socket_path()}\n")):
+        lock.seek(0)
+        lock.truncate()
+        lock.write(text)
+        lock.flush()
     if args.pidfile:
         with open(args.pidfile, "w") as f:
             f.write(f"{os.getpid()}\n")
@@ -150,6 +169,10 @@ def main(argv=None) -> int:
         name = socket.socket(fileno=os.dup(fd))
         adopted = name.getsockname()
         name.close()
+        if isinstance(adopted, str) and adopted and os.path.realpath(adopted) != os.path.realpath(sock_path):
+            # the socket unit names another home's endpoint: serving it would mix two homes
+            log.error("the passed socket %s is not the endpoint of %s (%s); exiting", adopted, home, sock_path)
+            return 1
         service.bus.adopt(fd, paths.endpoint(adopted if isinstance(adopted, str) and adopted else sock_path))
         log.info("adopted the listening socket passed by systemd (%s)", adopted)
     else:

@@ -35,6 +35,9 @@ log = logging.getLogger("vboxsvc.media")
 
 GLOBAL = "global"
 _KIND = {DeviceType.HardDisk: "hard disk", DeviceType.DVD: "DVD image", DeviceType.Floppy: "floppy image"}
+# formats with upper-case names (VD backends VDI, VMDK, VHD, RAW); other names, such as the ISO maker's
+# "VBoxIsoMaker", keep the spelling their settings file uses
+_CANONICAL_FORMATS = frozenset({"VDI", "VMDK", "VHD", "RAW"})
 
 
 def _storage():
@@ -540,7 +543,9 @@ class MediaRegistry:
                     existing.children.append(self._load_tree(c, device_type, owner, folder, existing))
             return existing
         loc = str(spaths.resolve_location(folder, model.location))
-        fmt = (model.format or ("VDI" if device_type == DeviceType.HardDisk else "RAW")).upper()
+        fmt = model.format or ("VDI" if device_type == DeviceType.HardDisk else "RAW")
+        if fmt.upper() in _CANONICAL_FORMATS:
+            fmt = fmt.upper()  # names we handle are compared upper-case; others are kept as stored
         m = Medium(self, uid, loc, fmt, device_type)
         m.description_ = model.description
         m.type_ = MediumType[model.type]

@@ -30,6 +30,10 @@ from .progress import Progress
 
 log = logging.getLogger("vboxsvc.vmproc")
 
+# A VM process that neither reaches Running nor exits within this time is killed and its start
+# fails: clients waiting on the launch progress are never left waiting on a silent process.
+START_TIMEOUT_S = float(os.environ.get("VBOXPY_VM_START_TIMEOUT_S") or 120.0)
+
 FRONTENDS = {"headless": "headless", "capture": "headless", "vrdp": "headless", "": ""}
 GUI_FRONTENDS = {"gui", "gui/qt", "separate", "gui/separate", "sdl", "gui/sdl"}
 
@@ -132,6 +136,19 @@ class Launch:
     def launcher_detached(self) -> None:
         self.launcher = None
 
+    def start_timed_out(self) -> None:
+        if self.progress.completed or self.proc is None or self.proc.poll() is not None:
+            return
+        log.warning("VM process %d of '%s' did not start within %.0f s: killing it", self.pid, self.core.name,
+                    START_TIMEOUT_S)
+        self._fail(f"The virtual machine '{self.core.name}' did not finish its startup within "
+                   f"{START_TIMEOUT_S:.0f} seconds and was terminated.  More details may be available in "
+                   f"'{self.log_path}'")
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the VM process leads its own session
+        except (ProcessLookupError, PermissionError):
+            pass
+
     # --- the process ---------------------------------------------------------------------------
     def exited(self) -> None:
         core = self.core
@@ -142,9 +159,13 @@ class Launch:
         code = self.proc.wait() if self.proc is not None else -1
         log.info("VM process %d of '%s' exited with %d", self.pid, core.name, code)
         if not self.progress.completed:
-            self._fail(f"The virtual machine '{core.name}' has terminated unexpectedly during startup with exit "
-                       f"code {code} ({code & 0xFFFFFFFF:#x}).  More details may be available in "
-                       f"'{self.log_path}'")
+            # Machine::i_checkForSpawnFailure's wording, by how the process ended
+            if code < 0:
+                how = f"because of signal {-code}"
+            else:
+                how = f"with exit code {code} ({code:#x})"
+            self._fail(f"The virtual machine '{core.name}' has terminated unexpectedly during startup {how}.  "
+                       f"More details may be available in '{self.log_path}'")
         direct = core.direct
         if direct is not None and direct.lock_type == LockType.VM and core.vm_client is not None \
                 and core.vm_client.pid == self.pid:
@@ -231,6 +252,7 @@ def launch_vm_process(core, session, name: str, environment_changes: list[str]):
     except OSError:
         launch.pidfd = None
         _poll_exit(launch)
+    ctx.call_later(START_TIMEOUT_S, launch.start_timed_out)
     core.launch = launch
     session.state = SessionState.Spawning
     session.type = SessionType.Remote

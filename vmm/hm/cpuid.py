@@ -3,8 +3,9 @@
 - every host/KVM leaf in 0x40000000-0x4FFFFFFF is dropped; the GIM provider inserts its own;
 - CPUID.1:ECX bit 31 (hypervisor present) follows the provider;
 - MONITOR/MWAIT is hidden (VirtualBox does not expose it by default);
-- with a userspace interrupt model there is no local APIC, so APIC, x2APIC and the
-  TSC-deadline timer are hidden (the guest then uses the 8259A, as on REM);
+- with a userspace interrupt model and no local APIC, APIC, x2APIC and the TSC-deadline
+  timer are hidden (the guest then uses the 8259A); with the VMM's own xAPIC
+  (vmm.devices.apic) only the APIC bit stays: x2APIC and TSC-deadline need KVM's;
 - APIC ids follow the vCPU index.
 """
 
@@ -21,15 +22,19 @@ LEAF1_EDX_APIC = 1 << 9
 EXT1_ECX_EXTAPIC = 1 << 3       # 0x80000001 ECX: AMD extended APIC space
 
 
-def guest_cpuid(supported: list[Entry], gim: Gim, vcpu_index: int, local_apic: bool) -> list[Entry]:
+def guest_cpuid(supported: list[Entry], gim: Gim, vcpu_index: int, local_apic: bool,
+                apic_extensions: bool | None = None) -> list[Entry]:
+    if apic_extensions is None:
+        apic_extensions = local_apic
     out: list[Entry] = []
     for function, index, flags, eax, ebx, ecx, edx in supported:
         if HYPERVISOR_BASE <= function < HYPERVISOR_END:
             continue
         if function == 1:
             ecx &= ~LEAF1_ECX_MONITOR
-            if not local_apic:
+            if not apic_extensions:
                 ecx &= ~(LEAF1_ECX_X2APIC | LEAF1_ECX_TSC_DEADLINE)
+            if not local_apic:
                 edx &= ~LEAF1_EDX_APIC
             ecx = gim.patch_leaf1_ecx(ecx)
             ebx = (ebx & 0x00FF_FFFF) | ((vcpu_index & 0xFF) << 24)

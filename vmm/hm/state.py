@@ -16,6 +16,8 @@ from vmm.hm import abi
 SEGMENTS = {"cs": "cs", "ds": "ds", "es": "es", "fs": "fs", "gs": "gs", "ss": "ss", "tr": "tr", "ldtr": "ldt"}
 
 MSR_APIC_BASE = 0x1B
+APIC_BASE_POWER_ON = 0xFEE0_0800      # xAPIC enabled at its default address
+APIC_BASE_BSP = 1 << 8
 FXSAVE_SIZE = 512
 
 

@@ -132,6 +132,8 @@ class HmVcpu:
         sregs = abi.KvmSregs()
         ioctl(self.fd, abi.KVM_GET_SREGS, ctypes.addressof(sregs), "KVM_GET_SREGS")
         state.power_on_sregs(sregs)
+        if self.vm.user_apic:      # IA32_APIC_BASE of the VMM's xAPIC: enabled at 0xFEE00000, BSP on vCPU 0
+            sregs.apic_base = state.APIC_BASE_POWER_ON | (state.APIC_BASE_BSP if self.index == 0 else 0)
         ioctl(self.fd, abi.KVM_SET_SREGS, ctypes.addressof(sregs), "KVM_SET_SREGS")
         regs = abi.KvmRegs()
         regs.rip, regs.rflags = 0xFFF0, 0x2

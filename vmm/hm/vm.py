@@ -22,8 +22,10 @@ from vmm.gim import EngineSupport, Gim
 from vmm.hm import abi
 from vmm.hm.cpuid import guest_cpuid
 from vmm.hm.kvm import KvmError, KvmSystem, ioctl
+from vmm.hm.physmap import HmPhysMap
 from vmm.hm.vcpu import HmError, HmVcpu, install_kick_handler
 from vmm.memory import GuestMemory
+from vmm.physmap import windows_for
 
 # Intel needs a 3-page TSS and an identity-map page for real mode; placed just below the BIOS area.
 TSS_ADDR = 0xFFFB_D000
@@ -57,7 +59,7 @@ class HmVm:
 
     def __init__(self, memory: GuestMemory, io_bus=None, mmio_bus=None, *, irqchip: str = "user",
                  paravirt: str | int = "none", os_type_id: str = "", kvm: KvmSystem | None = None,
-                 nested_paging: bool = True, large_pages: bool = False, vpid: bool = True):
+                 nested_paging: bool = True, large_pages: bool = False, vpid: bool = True, user_apic: bool = False):
         if irqchip not in ("user", "kernel", "auto"):
             raise ValueError(f"irqchip must be 'user', 'kernel' or 'auto', not {irqchip!r}")
         install_kick_handler()
@@ -77,13 +79,18 @@ class HmVm:
             if irqchip == "kernel" and not offers_kernel:
                 raise HmError("/dev/kvm offers no in-kernel irqchip and PIT")
             self.kernel_irqchip = irqchip == "kernel" or (irqchip == "auto" and offers_kernel)
+            # irqchip="user" with the VMM's own local APIC (vmm.devices.apic) on the MMIO bus
+            self.user_apic = user_apic and not self.kernel_irqchip
             self.fd = ioctl(self.kvm.fd, abi.KVM_CREATE_VM, 0, "KVM_CREATE_VM")
             ioctl(self.fd, abi.KVM_SET_TSS_ADDR, TSS_ADDR, "KVM_SET_TSS_ADDR")
             if self.info.has("SET_IDENTITY_MAP_ADDR"):
                 addr = ctypes.c_uint64(IDENTITY_MAP_ADDR)
                 ioctl(self.fd, abi.KVM_SET_IDENTITY_MAP_ADDR, ctypes.addressof(addr), "KVM_SET_IDENTITY_MAP_ADDR")
             self.large_pages = large_pages and self._advise_huge_pages()
-            self._map_memory()
+            self.firmware = None              # vmm.firmware.FirmwareImage, set before the first vCPU
+            self.legacy_windows = None        # vmm.physmap windows of the PAM segments
+            self.physmap: HmPhysMap | None = None
+            self._flat_mapped = False
             if self.kernel_irqchip:
                 ioctl(self.fd, abi.KVM_CREATE_IRQCHIP, None, "KVM_CREATE_IRQCHIP")
                 pit = abi.KvmPitConfig(flags=abi.KVM_PIT_SPEAKER_DUMMY)
@@ -119,19 +126,38 @@ class HmVm:
         return True
 
     def _map_memory(self) -> None:
-        for slot, (gpa, length, offset) in enumerate(self.memory.regions):
-            region = abi.KvmUserspaceMemoryRegion(slot, 0, gpa, length, self.memory.address + offset)
-            ioctl(self.fd, abi.KVM_SET_USER_MEMORY_REGION, ctypes.addressof(region), "KVM_SET_USER_MEMORY_REGION")
+        """The memory slots (vmm/hm/physmap.py), made when the first vCPU is: the firmware and the
+        PAM windows are known by then."""
+        if self.physmap is not None or self._flat_mapped:
+            return
+        if self.firmware is None and self.legacy_windows is None:
+            # no chipset (a bare VM of the engine tests): all RAM, one slot per region
+            for slot, (gpa, length, offset) in enumerate(self.memory.regions):
+                region = abi.KvmUserspaceMemoryRegion(slot, 0, gpa, length, self.memory.address + offset)
+                ioctl(self.fd, abi.KVM_SET_USER_MEMORY_REGION, ctypes.addressof(region),
+                      "KVM_SET_USER_MEMORY_REGION")
+            self._flat_mapped = True
+            return
+        windows = self.legacy_windows or windows_for(bytes(7), self.firmware.alias_offset)
+        self.physmap = HmPhysMap(self.fd, self.memory, self.firmware, windows, self.info.has("READONLY_MEM"))
+
+    def set_legacy_windows(self, windows) -> None:
+        """The chipset switched PAM segments (vCPU thread, between runs): replace their slots."""
+        self.legacy_windows = list(windows)
+        if self.physmap is not None:
+            self.physmap.set_windows(self.legacy_windows)
 
     def cpuid_for(self, index: int, tsc_khz: int):
         """The CPUID table of vCPU `index` (GIM's leaves need the TSC rate, known once a vCPU exists)."""
         if self.gim is None:
             self.gim = Gim(self.paravirt, self.os_type_id, tsc_khz=tsc_khz,
-                           apic_khz=KVM_APIC_KHZ if self.kernel_irqchip else 0, support=self.gim_support)
-        return guest_cpuid(self._supported_cpuid, self.gim, index, local_apic=self.kernel_irqchip)
+                           apic_khz=KVM_APIC_KHZ if self.kernel_irqchip or self.user_apic else 0, support=self.gim_support)
+        return guest_cpuid(self._supported_cpuid, self.gim, index, local_apic=self.kernel_irqchip or self.user_apic,
+                           apic_extensions=self.kernel_irqchip)
 
     # -- vCPUs ---------------------------------------------------------------------------------
     def create_vcpu(self, index: int) -> HmVcpu:
+        self._map_memory()
         if any(v.index == index for v in self.vcpus):
             raise HmError(f"vCPU {index} already exists")
         limit = self.info.caps.get("MAX_VCPUS") or self.info.caps.get("NR_VCPUS") or 1

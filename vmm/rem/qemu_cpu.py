@@ -221,5 +221,5 @@ class QemuCpu:
         return tuple(r.value for r in out)   # type: ignore[return-value]
 
     def clear_apic_feature(self) -> None:
-        """REM models no local APIC: hide it in CPUID so the guest uses the 8259A."""
+        """No local APIC in this VM: hide it in CPUID so the guest uses the 8259A."""
         _clear_apic(self.env)

@@ -1,31 +1,30 @@
-"""Runs the real `vboxmanage` CLI as a subprocess against a real service in a temporary home."""
+"""Runs the real `vboxmanage` CLI as a subprocess against a real service, with VirtualBox's defaults
+in a scratch world (tests/integration/world.py: fresh HOME, no VBOX_USER_HOME)."""
 
 import importlib.util
 import os
-import pathlib
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
+from tests.integration.world import World, WorldUnavailable
 
 if importlib.util.find_spec("vboxsvc.server.main") is None:
     pytest.skip("the service (vboxsvc.server.main) is not in the tree yet", allow_module_level=True)
 
 
 class Cli:
-    def __init__(self, home: pathlib.Path):
-        self.home = home
-        self.env = dict(os.environ, HOME=str(home), VBOX_USER_HOME=str(home / ".config" / "VirtualBox"),
-                        VBOXPY_RUNTIME_DIR=str(home / "run"), PYTHONPATH=str(ROOT))
-        self.env.pop("XDG_CONFIG_HOME", None)
+    """`vboxmanage` in a world; `home` is the world's HOME (machines go to `home/VirtualBox VMs`)."""
+
+    def __init__(self, world: World):
+        self.world = world
+        self.home = world.home
+        self.env = world.env
 
     def __call__(self, *args: str, check: int | None = None):
-        proc = subprocess.run([sys.executable, "-m", "frontends.vboxmanage.main", *args], cwd=str(self.home),
-                              env=self.env, capture_output=True, text=True, timeout=120)
+        proc = self.world.run([self.world.python, "-m", "frontends.vboxmanage.main", *args], cwd=self.home,
+                              env=self.env, timeout=120)
         if check is not None:
             assert proc.returncode == check, (args, proc.returncode, proc.stdout, proc.stderr)
         return proc.returncode, proc.stdout, proc.stderr
@@ -42,12 +41,7 @@ class Cli:
         return pairs
 
     def stop_service(self) -> None:
-        run = self.home / "run"
-        for pid_file in run.glob("vboxsvc*.pid"):
-            try:
-                pid = int(pid_file.read_text().split()[0])
-            except (ValueError, IndexError, OSError):
-                continue
+        for pid in self.world.services():
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -62,8 +56,13 @@ class Cli:
 
 @pytest.fixture
 def vbm(tmp_path):
-    cli = Cli(tmp_path)
-    # as root the default machine folder is /root/VirtualBox VMs (RTPathUserHome ignores $HOME): keep VMs here
-    cli("setproperty", "machinefolder", str(tmp_path / "VirtualBox VMs"), check=0)
+    try:
+        world = World.current(home=tmp_path)
+    except WorldUnavailable as e:
+        pytest.skip(f"cannot make the test's world: {e}")
+    cli = Cli(world)
+    # as root the default machine folder is root's (RTPathUserHome ignores $HOME), which the world
+    # hides in its mount namespace: keep VMs where the test can see them
+    cli("setproperty", "machinefolder", str(world.home / "VirtualBox VMs"), check=0)
     yield cli
-    cli.stop_service()
+    world.cleanup()

@@ -1,4 +1,10 @@
-"""A real vboxsvc per test module: temporary VBOX_USER_HOME and runtime dir, machine folder inside."""
+"""A real vboxsvc per test module for API-level tests whose client is the test process itself:
+temporary VBOX_USER_HOME and runtime dir, machine folder inside.
+
+These set VBOX_USER_HOME because the test process cannot leave its own mount namespace: as root,
+VirtualBox's default home would be root's real one. Tests that run vboxpy as a user would (CLI,
+scripts, VM processes as subprocesses) use the `world` fixtures of tests/integration/conftest.py,
+which keep VirtualBox's defaults."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The headless VM process end to end: the real `vboxmanage` CLI, the real service and the real
-VM process (`vboxheadless`) boot the Debian guest (vmlinux form) on REM in a temporary
-VirtualBox home; the tests type commands over the serial port's TCP socket (tcpserver mode)
+VM process (`vboxheadless`) boot the Debian guest (vmlinux form) on REM with VirtualBox's
+defaults in a scratch world (tests/integration/world.py); the tests type commands over the serial port's TCP socket (tcpserver mode)
 and drive the VM's life with controlvm.
 
 Boots: one shared by the console, pause/resume, savestate/restore and `controlvm poweroff`
@@ -16,13 +16,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.integration.vm.serial_tcp import TcpSerial
+from tests.integration.world import World, WorldUnavailable
 
 ROOT = Path(__file__).resolve().parents[3]
 GUEST = ROOT / ".cache" / "guest"
@@ -39,20 +39,18 @@ pytestmark = [
 
 
 class Cli:
-    """`vboxmanage` as a subprocess in a private VirtualBox home (and the VM's serial console)."""
+    """`vboxmanage` as a subprocess in a world with VirtualBox's defaults (and the VM's serial console)."""
 
-    def __init__(self, home: Path):
-        self.home = home
-        self.env = dict(os.environ, HOME=str(home), VBOX_USER_HOME=str(home / "vbox"),
-                        VBOXPY_RUNTIME_DIR=str(home / "run"), PYTHONPATH=str(ROOT))
-        for var in ("XDG_CONFIG_HOME", "VBOXPY_VM_PROCESS", "VBOXPY_LAUNCH_TOKEN"):
-            self.env.pop(var, None)
+    def __init__(self, world: World):
+        self.world = world
+        self.home = world.home
+        self.env = world.env
         self.serial: TcpSerial | None = None
         self.port = 0
 
     def __call__(self, *args: str, check: int | None = 0) -> tuple[int, str, str]:
-        proc = subprocess.run([sys.executable, "-m", "frontends.vboxmanage.main", *args], cwd=str(self.home),
-                              env=self.env, capture_output=True, text=True, timeout=300)
+        proc = self.world.run([self.world.python, "-m", "frontends.vboxmanage.main", *args], cwd=self.home,
+                              timeout=300)
         if check is not None:
             assert proc.returncode == check, (args, proc.returncode, proc.stdout, proc.stderr, self.log_tail())
         return proc.returncode, proc.stdout, proc.stderr
@@ -83,17 +81,9 @@ class Cli:
     def session_pid(self) -> int:
         code = (f"from vboxsvc.ipc.client import connect\nc = connect()\n"
                 f"print(c.virtualbox.find_machine({VM!r}).session_pid)\nc.close()")
-        out = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True,
-                             timeout=60, check=True).stdout
-        return int(out.strip())
-
-    def stop_service(self) -> None:
-        for pid_file in (self.home / "run").glob("vboxsvc*.pid"):
-            try:
-                pid = int(pid_file.read_text().split()[0])
-                os.kill(pid, signal.SIGTERM)
-            except (ValueError, IndexError, OSError):
-                continue
+        out = self.world.py(code, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.strip())
 
 
 def _free_port() -> int:
@@ -104,7 +94,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory):
-    c = Cli(tmp_path_factory.mktemp("headless"))
+    try:
+        world = World.current(home=tmp_path_factory.mktemp("headless"))
+    except WorldUnavailable as e:
+        pytest.skip(f"cannot make the test's world: {e}")
+    c = Cli(world)
     c("setproperty", "machinefolder", str(c.home / "VMs"))
     c("createvm", "--name", VM, "--ostype", "Debian_64", "--register")
     c.port = _free_port()
@@ -116,7 +110,7 @@ def cli(tmp_path_factory):
         c.serial.close()
     if c.state() in ("running", "paused", "stuck"):
         c("controlvm", VM, "poweroff", check=None)
-    c.stop_service()
+    world.cleanup()
 
 
 def boot(cli: Cli) -> TcpSerial:
@@ -280,9 +274,9 @@ def test_vboxheadless_by_hand_runs_until_ctrl_c(cli):
     if cli.state() in ("running", "paused"):
         cli("controlvm", VM, "poweroff")
         cli.wait_state("poweroff", 30)
-    proc = subprocess.Popen([sys.executable, "-m", "frontends.headless.main", "--startvm", VM, "--vrde", "off"],
-                            cwd=str(cli.home), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = cli.world.popen([cli.world.python, "-m", "frontends.headless.main", "--startvm", VM, "--vrde", "off"],
+                           cwd=cli.home, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
     lines = []
     try:
         for line in proc.stdout:           # "is running" once the VM runs (pytest's timeout bounds this)

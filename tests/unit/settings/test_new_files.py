@@ -79,7 +79,15 @@ def test_new_main_file_layout(tmp_path, monkeypatch):
            'exclusiveHwVirt="true"/>' in text
     assert '<DHCPServer networkName="HostInterfaceNetworking-vboxnet0" IPAddress="192.168.56.100"' in text
     assert "<MachineRegistry/>" in text and "<USBDeviceFilters/>" in text
+    # VirtualBox-settings.xsd requires Updates (with its Host) in Global; VirtualBox writes the defaults
+    assert '<Updates enabled="true">\n      <Host enabled="true" channel="1" checkFreqSec="86400" ' \
+           'checkCount="0"/>\n    </Updates>\n    <SystemProperties' in text
     assert MainFile.load(tmp_path / "VirtualBox.xml").settings == mf.settings
+    # a load-change-save keeps it as it is
+    loaded = MainFile.load(tmp_path / "VirtualBox.xml")
+    loaded.settings.system_properties.log_history_count = 5
+    loaded.save()
+    assert '<Updates enabled="true">\n      <Host enabled="true" channel="1"' in (tmp_path / "VirtualBox.xml").read_text()
 
 
 def test_second_save_keeps_previous_as_prev(tmp_path):

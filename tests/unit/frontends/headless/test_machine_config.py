@@ -12,6 +12,8 @@ from frontends.headless.machine_config import ConfigError, read_settings
 from vboxsvc.api import (
     CPUPropertyTypeX86,
     DeviceType,
+    FirmwareBootMenuMode,
+    FirmwareType,
     HWVirtExPropertyType,
     MediumType,
     ParavirtProvider,
@@ -35,6 +37,9 @@ class FakeMachine:
         self.storage_controllers = []
         self.attachments = {}
         self.effective_paravirt = ParavirtProvider.KVM      # Default for Debian_64
+        self.firmware_settings = NS(firmware_type=FirmwareType.BIOS, boot_menu_mode=FirmwareBootMenuMode.MessageAndMenu,
+                                    logo_display_time=0, ioapic_enabled=True, acpi_enabled=True)   # I/O APIC: 64-bit default
+        self.boot_order = {1: DeviceType.Floppy, 2: DeviceType.DVD, 3: DeviceType.HardDisk, 4: DeviceType.Null}
         self.__dict__.update(kw)
         self.platform = NS(x86=NS(get_cpu_property=self.cpu_props.get, get_hw_virt_ex_property=self.hw.get))
 
@@ -43,6 +48,9 @@ class FakeMachine:
 
     def get_effective_paravirt_provider(self):
         return self.effective_paravirt
+
+    def get_boot_order(self, position):
+        return self.boot_order[position]
 
     def get_serial_port(self, slot):
         return self.ports[slot]
@@ -66,6 +74,33 @@ def test_basic_machine():
     assert cfg.get_bool("TripleFaultReset") is False and s.hwvirtex is True and s.force_hm == ""
     assert cfg.child("Devices/serial") is None and cfg.child("Devices/storage") is None
     assert any("2 CPUs" in n for n in s.notes)
+
+
+def test_apic_and_ioapic_follow_the_settings():
+    cfg = read_settings(FakeMachine()).cfg
+    assert cfg.get_bool("APIC") is True and cfg.get_bool("IOAPIC") is True
+    m = FakeMachine()
+    m.firmware_settings.ioapic_enabled = False
+    cfg = read_settings(m).cfg
+    assert cfg.get_bool("APIC") is True and cfg.get_bool("IOAPIC") is False
+    m = FakeMachine(os_type_id="Debian")
+    m.firmware_settings.ioapic_enabled = False
+    m.cpu_props[CPUPropertyTypeX86.APIC] = False
+    cfg = read_settings(m).cfg
+    assert cfg.get_bool("APIC") is False and cfg.get_bool("IOAPIC") is False
+
+
+@pytest.mark.parametrize("os_type,cpus,ioapic,message", [
+    ("Debian_64", 1, False, "Cannot disable the APIC for a 64-bit guest."),
+    ("Debian", 2, False, "Cannot disable the APIC for an SMP guest."),
+    ("Debian", 1, True, "Cannot disable the APIC when the I/O APIC is present."),
+])
+def test_apic_off_is_refused_as_virtualbox_does(os_type, cpus, ioapic, message):
+    m = FakeMachine(os_type_id=os_type, cpu_count=cpus)
+    m.firmware_settings.ioapic_enabled = ioapic
+    m.cpu_props[CPUPropertyTypeX86.APIC] = False
+    with pytest.raises(ConfigError, match=message):
+        read_settings(m)
 
 
 @pytest.mark.parametrize("provider,name", [(ParavirtProvider.KVM, "kvm"), (ParavirtProvider.HyperV, "hyperv"),
@@ -150,3 +185,13 @@ def test_rotate_keeps_history(tmp_path):
         with open(path, "a") as f:
             f.write("x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["VBox.log", "VBox.log.1", "VBox.log.2"]
+
+
+def test_firmware_and_boot_order():
+    fm = FakeMachine(boot_order={1: DeviceType.HardDisk, 2: DeviceType.DVD, 3: DeviceType.Null,
+                                 4: DeviceType.Network})
+    fm.firmware_settings.firmware_type = FirmwareType.EFI
+    cfg = read_settings(fm).cfg
+    assert cfg.get("Firmware/Type") == "EFI" and cfg.get("Firmware/BootMenu") == "MessageAndMenu"
+    assert cfg.get("ACPI") is True
+    assert [cfg.get(f"BootOrder/{i}") for i in range(1, 5)] == ["HardDisk", "DVD", "Null", "Network"]

@@ -70,3 +70,14 @@ def test_guest_cpuid_with_provider_and_apic():
     leaves = {f: (a, b, c, d) for f, _, _, a, b, c, d in out}
     assert leaves[1][2] >> 31 == 1 and leaves[1][3] & (1 << 9)
     assert leaves[0x40000000][0] == 0x40000006 and leaves[0x40000001][0] == 0x31237648
+
+
+def test_guest_cpuid_with_the_vmm_xapic():
+    """A userspace local APIC (vmm.devices.apic): the APIC bit stays, x2APIC and TSC-deadline go."""
+    supported = [e if e[0] != 1 else (*e[:5], e[5] | (1 << 21) | (1 << 24), e[6]) for e in SUPPORTED]
+    out = guest_cpuid(supported, Gim("none"), vcpu_index=0, local_apic=True, apic_extensions=False)
+    ecx, edx = {f: (c, d) for f, _, _, _, _, c, d in out}[1]
+    assert edx & (1 << 9) and not ecx & (1 << 21) and not ecx & (1 << 24)
+    out = guest_cpuid(supported, Gim("none"), vcpu_index=0, local_apic=True)
+    ecx = {f: c for f, _, _, _, _, c, _ in out}[1]
+    assert ecx & (1 << 21) and ecx & (1 << 24)                              # KVM's own APIC has both

@@ -1,0 +1,80 @@
+"""Bus calls have a bound: a stopped (SIGSTOP) service gives a clear error instead of a hang, and a
+client dropped without close() does not hang its process (at garbage collection or exit).
+
+Each case runs as a script in a world with VirtualBox's defaults; the subprocess timeout is the
+bound a hanging client would fail.
+"""
+
+from __future__ import annotations
+
+STOPPED = """
+import os, signal
+from vboxsvc.api import VBoxError
+from vboxsvc.ipc.client import connect
+c = connect()
+os.kill(c.service_pid, signal.SIGSTOP)
+try:
+    c.virtualbox.machines
+    print("answered")
+except VBoxError as e:
+    print("error:", e.code_name, e.text)
+finally:
+    os.kill(c.service_pid, signal.SIGCONT)
+print("after:", len(c.virtualbox.machines))
+c.close()
+"""
+
+DROPPED = """
+import gc
+from vboxsvc.api import VBoxEventType
+from vboxsvc.ipc.client import connect
+
+def plain():
+    c = connect()
+    return c.virtualbox.version
+
+def listening():
+    c = connect()
+    c.subscribe(lambda ev: None, [VBoxEventType.OnMachineStateChanged])
+    return c.virtualbox.version
+
+print(plain())
+gc.collect()
+print(listening())
+gc.collect()
+print("collected")
+"""
+
+GONE = """
+import os, signal, time
+from vboxsvc.api import VBoxError
+from vboxsvc.ipc.client import connect
+c = connect()
+m = c.virtualbox.create_machine("", "gone", os_type_id="Linux_64")
+os.kill(c.service_pid, signal.SIGKILL)
+try:
+    m.name
+except VBoxError as e:
+    print("error:", e.code_name, e.text)
+"""
+
+
+def test_call_to_a_stopped_service_fails_clearly(world):
+    out = world.py(STOPPED, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("error: NS_ERROR_CALL_FAILED The VirtualBox service (vboxsvc, pid "), lines
+    assert lines[0].endswith(") is stopped and does not answer"), lines
+    assert lines[1] == "after: 0"           # once continued, the same connection works again
+
+
+def test_call_to_a_dead_service_fails_clearly(world):
+    out = world.py(GONE, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "error: NS_ERROR_CALL_FAILED The VirtualBox service (vboxsvc) has terminated\n"
+
+
+def test_client_dropped_without_close_does_not_hang(world):
+    out = world.py(DROPPED, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "collected"
