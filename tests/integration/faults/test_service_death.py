@@ -12,6 +12,7 @@ import pytest
 
 from tests.integration.vm.serial_tcp import TcpSerial
 from tests.integration.vm.test_headless import BOOT_TIMEOUT, GUEST, READY, Cli, _free_port
+from tests.integration.world import World, WorldUnavailable
 
 VM = "hl"
 
@@ -35,7 +36,7 @@ def _alive(pid: int) -> bool:
 
 
 def _service_pid(cli: Cli) -> int:
-    for pid_file in (cli.home / "run").glob("vboxsvc*.pid"):
+    for pid_file in (cli.world.base / "run").rglob("vboxsvc*.pid"):
         try:
             pid = int(pid_file.read_text().split()[0])
         except (ValueError, IndexError, OSError):
@@ -59,7 +60,11 @@ def _echo(serial: TcpSerial, word: str) -> None:
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory):
-    c = Cli(tmp_path_factory.mktemp("svcdeath"))
+    try:
+        world = World.current(home=tmp_path_factory.mktemp("svcdeath"))
+    except WorldUnavailable as e:
+        pytest.skip(f"cannot make the test's world: {e}")
+    c = Cli(world)
     c("setproperty", "machinefolder", str(c.home / "VMs"))
     c("createvm", "--name", VM, "--ostype", "Debian_64", "--register")
     c.port = _free_port()
@@ -84,7 +89,7 @@ def running(tmp_path_factory):
         time.sleep(1)
         if _alive(vm_pid):
             os.kill(vm_pid, signal.SIGKILL)
-    c.stop_service()
+    world.cleanup()
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "stop"])
