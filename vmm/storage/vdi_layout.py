@@ -10,6 +10,7 @@ import uuid
 from array import array
 from collections.abc import Callable
 
+from settings import crashpoint
 from vmm.storage.blockio import is_zero, pread_into, pwrite_all
 from vmm.storage.image import DiskImageError
 from vmm.storage.vdi_header import (
@@ -157,6 +158,7 @@ class VdiLayoutOps:
     def _copy_phys(self, src: int, dst: int) -> None:
         buf = bytearray(self._stride)
         pread_into(self._fd, memoryview(buf), self._h.off_data + src * self._stride, self.path)
+        crashpoint.hit("vdi.grow.copy")     # before the commit: only a tail nothing points at yet
         pwrite_all(self._fd, buf, self._h.off_data + dst * self._stride)
         self._file_size = max(self._file_size, self._h.off_data + (dst + 1) * self._stride)
 
