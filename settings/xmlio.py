@@ -1,16 +1,16 @@
 """Reading and writing settings XML files the way VirtualBox does.
 
 Parsing reports file, line and problem (libxml2's wording for malformed XML, VirtualBox's for a
-wrong root or version). Saving is `XmlFileWriter::write(fSafe=true)` (xml.cpp): serialise
-to `<file>-tmp`, fsync it, move the old file (if >= 16 bytes) to `<file>-prev`, rename the tmp
-file over `<file>`, fsync the directory. A crash at any point leaves a complete file under the
-name or under `-prev`. The output layout is libxml2's: `<?xml version="1.0"?>`, the DO NOT EDIT
+wrong root or version). Saving (`atomic_write`) never leaves a moment without a complete file under
+the real name, and a file found missing with a complete `-tmp` or `-prev` beside it is recovered
+on load (`recover`). The output layout is libxml2's: `<?xml version="1.0"?>`, the DO NOT EDIT
 comment, two-space indentation.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import shutil
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from . import crashpoint
 from .errors import SettingsError
 from .version import SettingsVersion, parse_version
 from .xmltree import NS, local, problem, strip_marks
@@ -28,6 +29,8 @@ HEADER_COMMENT = (
     "** is running, your changes will be overwritten later, without taking effect.\n"
     "** Use VBoxManage or the VirtualBox Manager GUI to make changes.\n"
 )
+
+_log = logging.getLogger("settings")
 
 
 def new_document(version: SettingsVersion) -> etree._ElementTree:
@@ -42,7 +45,12 @@ def parse_file(path: str | Path) -> tuple[etree._ElementTree, SettingsVersion]:
     """Parse a settings file and check root and version; raises SettingsError naming the file."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            if recover(path) is None:
+                raise
+            data = path.read_bytes()
     except OSError as e:
         raise SettingsError(f"Could not read the settings file ({e.strerror})", path,
                             message=f"Could not read the settings file '{path}' ({e.strerror})")
@@ -93,21 +101,22 @@ def serialize(tree: etree._ElementTree) -> bytes:
     return b"".join(parts)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class FsOps:
+    """The file-system calls a save or a recovery makes, one method per step. A test swaps in a
+    model that records them (to check the order against power loss) or crashes at any of them."""
 
+    def size(self, path: Path) -> int | None:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            return None
 
-def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` crash-safely (xml.cpp)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + "-tmp")
-    prev = path.with_name(path.name + "-prev")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    def read(self, path: Path) -> bytes:
+        return path.read_bytes()
+
+    def write_synced(self, path: Path, data: bytes) -> None:
+        """Create or truncate `path`, write `data` and fsync it."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             view = memoryview(data)
             while view:
@@ -115,22 +124,148 @@ def atomic_write(path: str | Path, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(path.parent)
+
+    def link(self, src: Path, dst: Path) -> None:
+        os.link(src, dst)
+
+    def unlink(self, path: Path) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def replace(self, src: Path, dst: Path) -> None:
+        os.replace(src, dst)
+
+    def fsync_dir(self, directory: Path) -> None:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+OS_FS = FsOps()
+_NO_LINK = (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
+def _fsync_dir(directory: Path) -> None:
+    OS_FS.fsync_dir(directory)
+
+
+def side_names(path: Path) -> tuple[Path, Path]:
+    """`<file>-tmp` and `<file>-prev`."""
+    return path.with_name(path.name + "-tmp"), path.with_name(path.name + "-prev")
+
+
+def atomic_write(path: str | Path, data: bytes, fs: FsOps = OS_FS) -> None:
+    """Write `data` to `path` so that a kill or a power loss at any moment leaves a complete file
+    under `path` (the old or the new content) and the old one under `<file>-prev`.
+
+    VirtualBox's `XmlFileWriter::write(fSafe=true)` (src/VBox/Runtime/r3/xml.cpp) renames the old
+    file to `-prev` and then the new one into place, so for a moment no file has the real name; we
+    hard-link the old file to `-prev` instead, and a single rename(2) swaps the name from the old
+    inode to the new one. The steps and what each fsync protects:
+
+    1. write + fsync `<file>-tmp`: its data is on disk before any name we care about points at it
+       (without it a power loss after step 4 can leave `<file>` empty on XFS/btrfs, or on ext4
+       when its rename heuristic does not apply).
+    2. unlink `<file>-prev`, link `<file>` to `<file>-prev`: the old content gets a second name.
+    3. fsync the directory: the `-prev` link (and the tmp name) are durable before the rename
+       below may retire the old inode's main name, so even a file system that reorders directory
+       updates cannot come back with the new name missing and no `-prev` either.
+    4. rename `<file>-tmp` over `<file>`: atomic; the name holds the old or the new inode.
+    5. fsync the directory: the save is durable before we return, so a file written afterwards
+       that refers to this one (VirtualBox.xml naming a new .vbox, a .vbox naming a new disk)
+       can never be on disk without it.
+    """
+    path = Path(path)
+    tmp, prev = side_names(path)
+    directory = path.parent
+    try:
+        crashpoint.hit("settings.write-tmp")
+        fs.write_synced(tmp, data)
     except OSError as e:
         raise SettingsError(f"Could not write the settings file '{tmp}' ({e.strerror})", tmp)
+    old_size = fs.size(path)
+    if old_size is not None and old_size >= 16:     # VirtualBox keeps no backup of a stub
+        try:
+            crashpoint.hit("settings.unlink-prev")
+            fs.unlink(prev)
+            crashpoint.hit("settings.link-prev")
+            try:
+                fs.link(path, prev)
+            except OSError as e:
+                if e.errno not in _NO_LINK:
+                    raise
+                crashpoint.hit("settings.copy-prev")
+                fs.write_synced(prev, fs.read(path))    # no hard links here: a synced copy
+        except OSError:
+            pass    # the backup is a convenience; the save itself stays crash-safe without it
     try:
-        if path.stat().st_size >= 16:
-            os.replace(path, prev)
-    except OSError:
-        pass  # no old file, or it cannot be moved: VirtualBox ignores this too
-    try:
-        os.replace(tmp, path)
+        crashpoint.hit("settings.fsync-dir-before-rename")
+        fs.fsync_dir(directory)
+        crashpoint.hit("settings.rename")
+        fs.replace(tmp, path)
     except OSError as e:
         raise SettingsError(f"Failed to replace '{path}' with '{tmp}' ({e.strerror})", path)
     try:
-        _fsync_dir(path.parent)
+        crashpoint.hit("settings.fsync-dir-after-rename")
+        fs.fsync_dir(directory)
     except OSError:
         pass
+    crashpoint.hit("settings.saved")
+
+
+def _complete(data: bytes, path: Path) -> bool:
+    try:
+        parse_bytes(data, path)
+    except SettingsError:
+        return False
+    return True
+
+
+def recover(path: str | Path, fs: FsOps = OS_FS) -> str | None:
+    """Bring back a settings file that is missing while a complete `-tmp` or `-prev` lies beside it
+    (left by an older writer killed between its renames, or by a crash during a rename of the
+    machine folder). Returns which one was used ("tmp" or "prev"), None when `path` exists or
+    there is nothing to recover from. When side files exist but none is complete, raises
+    SettingsError: the caller must not replace the file by an empty one."""
+    path = Path(path)
+    if fs.size(path) is not None:
+        return None
+    tmp, prev = side_names(path)
+    found = False
+    for kind, side in (("tmp", tmp), ("prev", prev)):   # a complete tmp is the newer content
+        if fs.size(side) is None:
+            continue
+        found = True
+        try:
+            data = fs.read(side)
+        except OSError:
+            continue
+        if not _complete(data, side):
+            continue
+        try:
+            crashpoint.hit("settings.recover")
+            if kind == "tmp":
+                fs.replace(side, path)
+            else:
+                try:
+                    fs.link(side, path)
+                except OSError as e:
+                    if e.errno not in _NO_LINK:
+                        raise
+                    fs.write_synced(path, data)
+            fs.fsync_dir(path.parent)
+        except OSError as e:
+            raise SettingsError(f"Could not restore the settings file from '{side}' ({e.strerror})", path)
+        _log.warning("settings file %s was missing: recovered it from %s", path, side)
+        return kind
+    if found:
+        raise SettingsError(f"The settings file is missing and its backups '{tmp}', '{prev}' are incomplete",
+                            path)
+    return None
 
 
 def backup_name(path: str | Path, old_version_full: str) -> Path:

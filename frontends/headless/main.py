@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         vp.build()
         vp.power_up()
         started = True
+        vp.watch_service()
         if args.paused:
             vp.pause()
         say(f"VM '{vp.settings.name}' is {vp.state.name.lower()} ({vp.vm.engine_name}). "
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             vp.close()
         except Exception as e:      # closing must not hide how the VM ended
             log.warning("cleanup: %s", e)
-        client.close()
+        vp.client.close()
         logging.shutdown()
     return code
 

@@ -12,13 +12,17 @@ last progress answer reach its caller, and unlock.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import select
 import threading
 import time
 
 from vboxsvc.api import LockType, MachineState, VBoxError, is_online, state_name
 from vboxsvc.api import errors as rc
+from vboxsvc.ipc.client import connect
 from vboxsvc.ipc.localobjects import LocalProgress
+from vboxsvc.ipc.vmlock import VmLock, VmLockBusy
 from vmm.devices.serial_backends import SerialBackendError
 from vmm.engine_select import EngineSelectError, choose_engine, force_hm_requested
 from vmm.savedstate import (
@@ -36,7 +40,9 @@ log = logging.getLogger("vboxpy.headless")
 
 LINGER_S = 2.0          # how long a finished progress waits for its caller to look at it
 STOP_TIMEOUT_S = 15.0
-LOCK_RETRY_S = 5.0      # how long to wait for another client's brief session on an offline machine   # how long the vCPU thread gets to leave the guest on power off
+LOCK_RETRY_S = 5.0      # how long to wait for another client's brief session on an offline machine
+VMLOCK_RETRY_S = 1.0    # a service peeking at the lock file holds it shared for a moment
+REATTACH_RETRY_S = 0.5  # between attempts to reach the next service after ours died
 
 
 class StartError(Exception):
@@ -78,11 +84,15 @@ class VmProcess:
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._last_progress: WatchedProgress | None = None
         self._t_start = 0.0
+        self.vmlock: VmLock | None = None
+        self._closing = threading.Event()
 
     # -- state ---------------------------------------------------------------------------------------
     def report(self, state: MachineState) -> None:
         with self._lock:
             old = self.state
+            if self.vmlock is not None:
+                self.vmlock.update(state.name)      # what a next service learns if ours dies
             self.sm.update_state(state)
             self.state = state
         log.info("Changing the VM state from '%s' to '%s'", state_name(old).upper(), state_name(state).upper())
@@ -96,6 +106,7 @@ class VmProcess:
         """Take the VM lock and read the machine's settings through the API."""
         vbox = self.client.virtualbox
         machine = vbox.find_machine(self.vm_ref)
+        self._take_vmlock(machine.settings_file_path)
         self.session = self.client.session()
         deadline = time.monotonic() + LOCK_RETRY_S
         while True:
@@ -115,6 +126,68 @@ class VmProcess:
         log.info("Machine: '%s' {%s} (OS type %s)", self.settings.name, self.settings.uuid, self.settings.os_type_id)
         for note in self.settings.notes:
             log.warning("Warning: %s", note)
+
+    def _take_vmlock(self, settings_file: str) -> None:
+        """The machine's lock file, held until we exit: never two VM processes for one machine,
+        even across a service that died (see vboxsvc/ipc/vmlock.py)."""
+        lock = VmLock(settings_file)
+        deadline = time.monotonic() + VMLOCK_RETRY_S
+        while True:
+            try:
+                lock.acquire()
+                break
+            except VmLockBusy as e:
+                if time.monotonic() > deadline:
+                    raise StartError(f"The machine is already running: {e}") from None
+                time.sleep(0.02)
+        self.vmlock = lock
+
+    # -- the service dying under us ----------------------------------------------------------------------
+    def watch_service(self) -> None:
+        threading.Thread(target=self._service_watcher, name="service-watch", daemon=True).start()
+
+    def _service_watcher(self) -> None:
+        while not self._closing.is_set():
+            try:
+                fd = os.pidfd_open(self.client.service_pid)
+            except OSError:
+                fd = None       # already gone
+            try:
+                while fd is not None and not self._closing.is_set():
+                    if select.select([fd], [], [], 0.5)[0]:
+                        break
+            finally:
+                if fd is not None:
+                    os.close(fd)
+            if self._closing.is_set():
+                return
+            log.warning("The VirtualBox service (pid %d) is gone: the VM keeps running, re-attaching",
+                        self.client.service_pid)
+            self._reattach()
+
+    def _reattach(self) -> None:
+        """Connect to the next service (starting one if needed) and take our machine back."""
+        old = self.client
+        while not self._closing.is_set():
+            new = None
+            try:
+                new = connect(name="vboxheadless")
+                machine = new.virtualbox.find_machine(self.settings.uuid)
+                session = new.session()
+                machine.lock_machine(session, LockType.VM)
+                session.register_console(new.export(HeadlessConsole(self), "IConsole"))
+            except (VBoxError, OSError) as e:
+                log.warning("re-attaching failed, retrying: %s", getattr(e, "text", e))
+                if new is not None:
+                    new._teardown()
+                time.sleep(REATTACH_RETRY_S)
+                continue
+            with self._lock:
+                self.client, self.session, self.sm = new, session, session.machine
+            old._teardown()
+            log.info("Re-attached to the VirtualBox service (pid %d) in state %s", new.service_pid,
+                     state_name(self.state))
+            return
 
     def build(self) -> None:
         s = self.settings
@@ -314,6 +387,7 @@ class VmProcess:
 
     def close(self) -> None:
         """Free the VM, let the last progress reach its caller, drop the lock."""
+        self._closing.set()
         if self.vm is not None:
             if self._t_start:
                 stats = ", ".join(f"{k} {v}" for k, v in getattr(self.vm.em, "stats", {}).items())
@@ -329,6 +403,8 @@ class VmProcess:
                 self.session.unlock_machine()
             except VBoxError as e:
                 log.warning("unlocking the machine: %s", e.text)
+        if self.vmlock is not None:
+            self.vmlock.release()
 
 
 def start_error_text(exc: BaseException) -> str:

@@ -10,10 +10,12 @@ threads hand work to the loop with `post`. The service plugs in through a `Host`
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
 import logging
 import os
+import resource
 import secrets
 import time
 from collections.abc import Callable
@@ -29,6 +31,10 @@ from .wire import CALL, CALLEE, MAX_FRAME, Codec, FrameError, Ref, ReplayGuard, 
 log = logging.getLogger("vboxsvc.bus")
 
 SERVICE_SID = b"\0" * 16
+PID_MAX = 1 << 22               # Linux's upper bound for pid_max
+FDS_PER_CLIENT = 4              # a pidfd, the call and callee connections, and some slack
+FDS_RESERVED = 256              # settings files, images, logs, the VM processes' pipes
+TRACEBACKS_PER_MINUTE = 10
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 _NOBLOCK = int(zmq.NOBLOCK)
 
@@ -81,7 +87,9 @@ class BusServer:
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, 100_000)
-        self.sock.setsockopt(zmq.RCVHWM, 100_000)
+        # inbound: a full per-peer queue makes ZeroMQ stop reading that peer (back-pressure, nothing
+        # lost), so a flooding client costs at most this many frames of memory
+        self.sock.setsockopt(zmq.RCVHWM, 1000)
         self.codec = Codec(self._to_ref, self._from_ref)
         self.guard = ReplayGuard()
         self.clients: dict[bytes, ClientInfo] = {}
@@ -96,7 +104,9 @@ class BusServer:
         self._extra_fds: dict[int, Callable[[], None]] = {}
         self._fds_changed = False
         self._running = False
-        self.stats = {"frames": 0, "dropped": 0}
+        self.stats = {"frames": 0, "dropped": 0, "refused": 0, "failures": 0}
+        self.max_clients = client_cap()
+        self._failure_window = (0.0, 0)     # (minute start, tracebacks logged in it)
 
     # --- transport setup -------------------------------------------------------------
     def bind(self, endpoint: str) -> None:
@@ -245,8 +255,16 @@ class BusServer:
     def _hello(self, ident: bytes, sid: bytes, chan: int, msg: dict, client: ClientInfo | None) -> bool:
         pid, cid = msg.get("pid"), msg.get("i")
         if client is None:
-            if not isinstance(pid, int) or pid <= 0:
+            if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < PID_MAX:
                 self._reply(ident, cid, error=VBoxError(rc.E_INVALIDARG, "hello without a valid pid"))
+                return False
+            if len(self.clients) >= self.max_clients:
+                # refuse clearly, before the client costs a pidfd: the one over the cap is told why
+                self.stats["refused"] += 1
+                log.debug("refused a client (pid %d): %d clients connected", pid, len(self.clients))
+                self._reply(ident, cid, error=VBoxError(
+                    rc.E_ACCESSDENIED, f"The VirtualBox service has too many clients ({self.max_clients}); "
+                                       "try again later"))
                 return False
             token = msg.get("token") if isinstance(msg.get("token"), str) else None
             name = msg.get("name") if isinstance(msg.get("name"), str) else ""
@@ -256,7 +274,12 @@ class BusServer:
             except ProcessLookupError:
                 self._reply(ident, cid, error=VBoxError(rc.E_ACCESSDENIED, f"no process with pid {pid}"))
                 return False
-            except OSError:
+            except OSError as e:
+                if e.errno == errno.EMFILE or e.errno == errno.ENFILE:
+                    self.stats["refused"] += 1
+                    self._reply(ident, cid, error=VBoxError(
+                        rc.E_ACCESSDENIED, "The VirtualBox service is out of file descriptors; try again later"))
+                    return False
                 client.pidfd = None  # no pidfd support: the periodic liveness check covers it
             if client.pidfd is not None:
                 self._by_pidfd[client.pidfd] = client
@@ -293,6 +316,12 @@ class BusServer:
         args = msg.get("a", ())
         kwargs = msg.get("w")
         member = msg.get("m")
+        if (not isinstance(args, (list, tuple)) or (kwargs is not None and not isinstance(kwargs, dict))
+                or not isinstance(member, str) or not isinstance(kind, int)
+                or (kwargs and not all(isinstance(k, str) for k in kwargs))):
+            self._reply(ident, cid, error=VBoxError(rc.E_INVALIDARG, "malformed call (member, kind, "
+                                                                    "arguments or keyword arguments)"))
+            return
         if isinstance(target, RemoteRef):
             if target.owner == client.sid:
                 self._reply(ident, cid, error=VBoxError(rc.E_INVALIDARG, "call on your own object"))
@@ -399,7 +428,7 @@ class BusServer:
                         try:
                             self._on_frame(parts)
                         except Exception:
-                            log.exception("frame handling failed")
+                            self._failure("frame handling failed")
                         if not sock.get(EVENTS) & POLLIN:
                             break
                 elif what == self._wake_fd:
@@ -419,12 +448,25 @@ class BusServer:
                 if not t.cancelled:
                     self._run_safely(t.fn)
 
-    @staticmethod
-    def _run_safely(fn) -> None:
+    def _run_safely(self, fn) -> None:
         try:
             fn()
         except Exception:
-            log.exception("loop callback failed")
+            self._failure("loop callback failed")
+
+    def _failure(self, what: str) -> None:
+        """Log an unexpected exception; a flood of them gets a few tracebacks a minute, then counts."""
+        self.stats["failures"] += 1
+        now = time.monotonic()
+        start, n = self._failure_window
+        if now - start >= 60:
+            if n > TRACEBACKS_PER_MINUTE:
+                log.error("%d more failures in the last minute (tracebacks not logged)", n - TRACEBACKS_PER_MINUTE)
+            start, n = now, 0
+        n += 1
+        self._failure_window = (start, n)
+        if n <= TRACEBACKS_PER_MINUTE:
+            log.exception(what)
 
     def close(self) -> None:
         for client in list(self.clients.values()):
@@ -451,6 +493,34 @@ _current = _Current()
 
 def current_client() -> ClientInfo | None:
     return _current.client
+
+
+def client_cap() -> int:
+    """How many clients the service takes: VBOXPY_MAX_CLIENTS, else what the descriptor limit
+    (raised to the hard limit at start) allows with room for the service's own files."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        soft = 1024
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    cap = max(16, (soft - FDS_RESERVED) // FDS_PER_CLIENT)
+    env = os.environ.get("VBOXPY_MAX_CLIENTS", "")
+    if env.isdigit() and int(env) > 0:
+        cap = min(cap, int(env))
+    return cap
+
+
+def raise_fd_limit() -> int:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError):
+            pass
+    return soft
 
 
 def new_session_id() -> bytes:

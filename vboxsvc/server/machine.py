@@ -18,6 +18,7 @@ import uuid as uuidlib
 from datetime import UTC, datetime
 from pathlib import Path
 
+from settings import crashpoint
 from settings import paths as spaths
 from settings.errors import SettingsError
 from settings.machine_file import MachineFile
@@ -38,7 +39,7 @@ from ..api.enums import (
     VMProcPriority,
 )
 from ..api.errors import VBoxError
-from . import guestos
+from . import guestos, journal
 from .context import ctx
 from .fields import assign, enum_names, field, in_range
 from .machine_parts import FirmwareSettings, GraphicsAdapter, Platform, SerialPort
@@ -103,6 +104,7 @@ class MachineCore:
         self.remotes: list = []     # Shared sessions and the launcher's Remote session
         self.launch = None          # vmproc.Launch of a VM process we started
         self.vm_client = None       # the bus client (VM process) holding the VM lock
+        self.detached = None        # reattach.Detached: a VM process from before this service
         self.saving_state_file = ""
         self._saved_dump = data.model_dump() if (data is not None and mfile is not None) else None
         self.view = MachineView(self, None)
@@ -527,11 +529,18 @@ class MachineView(StorageMixin):
         if new_folder != folder and new_folder.exists():
             raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not rename the directory '{folder}' to '{new_folder}' to "
                                                   "save the settings file (VERR_ALREADY_EXISTS)")
+        record = None
+        if core.registered:     # VirtualBox.xml names the file: a crash between the steps is replayed
+            record = journal.begin(core.vbox.home, f"rename-{core.id}", {
+                "op": "rename", "uuid": core.id, "old_file": str(old_path), "new_file": str(new_file),
+                "old_folder": str(folder), "new_folder": str(new_folder)})
         try:
             if new_folder != folder:
+                crashpoint.hit("rename.folder")
                 os.rename(folder, new_folder)
             moved_old = new_folder / old_path.name
             if moved_old != new_file and moved_old.exists():
+                crashpoint.hit("rename.file")
                 os.rename(moved_old, new_file)
                 for suffix in ("-prev", "-tmp"):
                     try:
@@ -551,6 +560,8 @@ class MachineView(StorageMixin):
                 e.src = str(new_file)
         if core.registered:
             core.vbox.save_main()
+        if record is not None:
+            journal.end(record)
 
     def discard_settings(self) -> None:
         if self._session is None:
@@ -569,7 +580,7 @@ class MachineView(StorageMixin):
     # --- sessions and the VM process ---------------------------------------------------------------
     def lock_machine(self, session, lock_type: LockType) -> None:
         from .session import lock_machine
-        lock_machine(self._core, session, lock_type)
+        return lock_machine(self._core, session, lock_type)
 
     def launch_vm_process(self, session, name: str = "", environment_changes=()):
         from .vmproc import launch_vm_process

@@ -148,6 +148,8 @@ def main(argv=None) -> int:
             return 0
     setup_logging(logfile, args.logrotate, args.logsize, args.verbose)
     log = logging.getLogger("vboxsvc")
+    from ..ipc.busserver import raise_fd_limit
+    log.info("descriptor limit %d", raise_fd_limit())   # each client costs a pidfd and connections
     for lock, text in ((life, f"{os.getpid()}\n"), (home_lock, f"pid {os.getpid()}, {paths.socket_path()}\n")):
         lock.seek(0)
         lock.truncate()

@@ -54,6 +54,8 @@ class Service(Host):
             from .virtualbox import VirtualBox
         try:
             ctx.vbox = VirtualBox()
+            from .reattach import adopt_running
+            adopt_running(ctx.vbox)
         except SettingsError as e:
             log.error("cannot load the VirtualBox settings: %s", e)
             self.startup_error = VBoxError(0x80BB000A, str(e), "IVirtualBox", "VirtualBoxWrap")

@@ -16,6 +16,7 @@ from ..api.enums import LockType, MachineState, SessionState, SessionType, is_on
 from ..api.errors import VBoxError
 from ..ipc.busserver import current_client
 from ..ipc.dispatcher import RemoteRef
+from . import reattach
 from .context import ctx
 
 log = logging.getLogger("vboxsvc.session")
@@ -175,6 +176,15 @@ def lock_machine(core, session, lock_type: LockType) -> None:
         raise VBoxError(rc.E_INVALIDARG, "Invalid lock type")
     client = current_client()
     launch = core.launch
+    if lock_type != LockType.VM:
+        # a VM process from before this service started runs the machine: wait for it to come back
+        waiting = reattach.wait_for_reattach(core, lambda: lock_machine(core, session, lock_type))
+        if waiting is not None:
+            if lock_type != LockType.Shared:
+                raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
+                                f"The machine '{core.name}' is already locked for a session (or being unlocked)",
+                                "IMachine", "MachineWrap")
+            return waiting
     if lock_type == LockType.Shared and (core.direct is not None):
         s.state = SessionState.Locked
         s.type = SessionType.Shared
@@ -187,6 +197,11 @@ def lock_machine(core, session, lock_type: LockType) -> None:
         raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
                         f"The machine '{core.name}' is already locked for a session (or being unlocked)",
                         "IMachine", "MachineWrap")
+    if lock_type == LockType.VM and reattach.check_vm_lock(core, client):
+        take_direct(core, s, LockType.VM)     # the state stays what the VM process recorded
+        s.name = "headless"
+        core.vm_client = client
+        return
     if lock_type == LockType.VM:
         if launch is not None and not launch.done:
             token = client.token if client is not None else None

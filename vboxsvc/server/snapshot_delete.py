@@ -100,12 +100,14 @@ def delete_snapshot(view, snapshot_id: str) -> Progress:
             def cb(frac):
                 p.set_percent(int(frac * 100))
             try:
+                # the merged-away image is deleted once the .vbox no longer names it (_finish_delete):
+                # a crash in between leaves an orphan file, never a machine pointing at a missing disk.
+                # Merging again is harmless: the chain reads the same before and after a merge.
                 if kind == "backward":
-                    st.merge_into_parent(src, tgt, relink=relink, progress=cb, parent_resolver=resolver)
+                    st.merge_into_parent(src, tgt, relink=relink, progress=cb, parent_resolver=resolver,
+                                         delete_source=False)
                 elif kind == "forward":
-                    st.merge_into_child(src, tgt, progress=cb, parent_resolver=resolver)
-                else:
-                    _unlink(src)
+                    st.merge_into_child(src, tgt, progress=cb, parent_resolver=resolver, delete_source=False)
             except (st.DiskImageError, OSError) as e:
                 return done_steps, VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not merge the medium '{src}' to "
                                                                    f"'{tgt}'.\n{e}", "IMachine", "SessionMachine")
@@ -128,15 +130,19 @@ def _jobs(plan) -> list:
 
 
 def _finish_delete(core, snap, plan, steps, err, machine_state: str) -> None:
-    """The registries follow the merges that finished; the snapshot leaves the tree if all did."""
+    """The registries follow the merges that finished; the snapshot leaves the tree if all did.
+    Files no longer used are deleted after the settings that stop naming them are saved."""
+    gone = [plan[i][1].location for i in steps]
     for i in steps:
         _apply_merge(core, *plan[i])
     if err is None:
         _remove_from_tree(core, snap.uuid)
         if snap.state_file and snap.state_file != machine_state:
-            _unlink(snap.state_file)
+            gone.append(snap.state_file)
         _forget_object(core, snap.uuid)
     core.save()
+    for path in gone:
+        _unlink(path)
     if err is None:
         ctx.fire(VBoxEventType.OnSnapshotDeleted, machine_id=core.id, snapshot_id=str(snap.uuid))
 

@@ -545,8 +545,8 @@ def restore_snapshot(view, snapshot) -> Progress:
         for dev, m, uid in plan:
             _register_diff(reg, m, uid, str(folder / spaths.diff_image_name(uid)))
             dev.medium = uuidlib.UUID(uid)
+        gone = [m.location for m in orphans]
         for m in orphans:
-            _unlink(m.location)
             _drop_medium(reg, m)
         for t in _datas(core):
             t.hardware = hw.model_copy(deep=True)
@@ -554,9 +554,11 @@ def restore_snapshot(view, snapshot) -> Progress:
             t.current_state_modified = False
             t.state_file = new_state
             t.aborted = False
+        core.save()     # the settings stop naming the old files before they go: a crash leaves orphans
+        for loc in gone:
+            _unlink(loc)
         if old_state and old_state != new_state:
             _unlink(old_state)
-        core.save()
         _end(core, MachineState.Saved if new_state else MachineState.PoweredOff)
         ctx.fire(VBoxEventType.OnSnapshotRestored, machine_id=core.id, snapshot_id=str(snap.uuid))
 

@@ -14,6 +14,7 @@ import uuid as uuidlib
 from pathlib import Path
 
 from settings import paths as spaths
+from settings import xmlio
 from settings.errors import SettingsError
 from settings.machine_file import MachineFile
 from settings.main_file import MainFile
@@ -22,7 +23,7 @@ from settings.models import MachineRegistryEntry, MachineSettings
 from ..api import errors as rc
 from ..api.enums import AccessMode, DeviceType, MachineState, PlatformArchitecture, VBoxEventType
 from ..api.errors import VBoxError
-from . import guestos
+from . import guestos, journal
 from .context import ctx
 from .host import Host
 from .machine import MachineCore, new_machine_settings
@@ -75,7 +76,9 @@ class VirtualBox:
     def __init__(self, home: Path | None = None):
         self.home = Path(home) if home else spaths.vbox_user_home(create=True)
         self.main_path = self.home / "VirtualBox.xml"
-        if self.main_path.exists():
+        # a VirtualBox.xml missing beside a complete -tmp/-prev comes back (load raises rather
+        # than start an empty registry when the side files are there but broken)
+        if self.main_path.exists() or xmlio.recover(self.main_path):
             self.main = MainFile.load(self.main_path)
         else:
             self.main = MainFile.new(self.main_path)
@@ -85,6 +88,7 @@ class VirtualBox:
         self.media = MediaRegistry(self)
         self.cores: list[MachineCore] = []
         self.media.load_global(self.main.settings.media_registry, self.main.folder)
+        moved = self._replay_journal()
         for entry in list(self.main.settings.machine_registry):
             path = self.main.machine_path(entry)
             core = MachineCore.load(self, path, entry.uuid)
@@ -92,6 +96,36 @@ class VirtualBox:
             self.cores.append(core)
             if core.data is not None:
                 self.media.load_machine(core)
+
+        for old_folder, new_folder in moved:
+            self.media.relocate_folder(old_folder, new_folder)
+        if moved:
+            for core in self.cores:
+                if core.data is not None and any(Path(core.path).is_relative_to(n) for _o, n in moved):
+                    core.save(force=True)
+            self.save_main()
+        for path, _record in journal.pending(self.home):
+            journal.end(path)
+
+    def _replay_journal(self) -> list[tuple[Path, Path]]:
+        """Finish multi-file operations a crash interrupted (see journal.py); returns the folder
+        moves whose media paths still need relocating once the machines are loaded."""
+        moved = []
+        for _path, record in journal.pending(self.home):
+            if record.get("op") != "rename":
+                continue
+            try:
+                done = journal.rename_forward(record)
+            except OSError as e:
+                log.error("could not finish the interrupted rename of %s: %s", record.get("old_file"), e)
+                continue
+            if not done:
+                continue
+            for e in self.main.settings.machine_registry:
+                if str(e.uuid) == record["uuid"]:
+                    e.src = record["new_file"]
+            moved.append((Path(record["old_folder"]), Path(record["new_folder"])))
+        return moved
 
     # --- persistence ------------------------------------------------------------------------
     def save_main(self) -> None:

@@ -24,6 +24,7 @@ import sys
 from ..api import errors as rc
 from ..api.enums import LockType, MachineState, SessionState, SessionType, is_online
 from ..api.errors import VBoxError
+from . import reattach
 from .context import ctx
 from .progress import Progress
 
@@ -215,6 +216,11 @@ def launch_vm_process(core, session, name: str, environment_changes: list[str]):
         raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
                         f"The machine '{core.name}' is already locked by a session (or being locked or unlocked)",
                         "IMachine", "MachineWrap")
+    other = reattach.running_elsewhere(core)        # a VM process this service does not know of
+    if other is not None:
+        raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
+                        f"The machine '{core.name}' is already locked by a session (the VM process {other} "
+                        "runs it)", "IMachine", "MachineWrap")
     if core.state not in (MachineState.PoweredOff, MachineState.Saved, MachineState.Aborted,
                           MachineState.AbortedSaved, MachineState.Teleported):
         from ..api.enums import state_name

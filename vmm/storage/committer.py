@@ -1,128 +1,125 @@
-"""Metadata commits that a kill -9 of the writing process cannot tear.
+"""Metadata changes of an image file that a kill -9 (or a power loss, see below) cannot tear.
 
-A VDI allocation changes two places 1 MiB apart: the block map entry and cBlocksAllocated in the
-header. `qemu-img check` flags an image where they disagree, and no single system call updates both.
-So the writes of one commit (map entries, then header) are handed as one message to a tiny helper
-process that shares the file: it applies a message only once it has all of it, and it finishes the
-message even if we die meanwhile (it exits when our end of the pipe closes). Data blocks are always
-written by us before the commit that points at them, so every state a crash can leave is consistent.
-If the helper cannot be started the writes are applied in-process, in the same order.
+Two kinds of change:
+
+* `ordered(steps)`: writes the caller has ordered so that the state after every prefix is valid or
+  repaired by the next read-write open (VDI block allocation and discard, see vdi.py). No extra
+  I/O: this is the guest's path.
+* `atomic(writes)`: writes that no order can make safe (a resize rewrites the block map and moves
+  the data offset in the header). They go first to a write-ahead record `<image>-journal`
+  (length, CRC32, then the writes), which is fsynced before the image is touched and removed
+  after the image is fdatasynced. `replay(path)` at open applies a complete record again (the
+  writes are idempotent) and drops a torn one (the image was not touched yet).
+
+Power loss: the record's fsync comes before the first write to the image, so a record that can
+be read back complete holds every write; the image's fdatasync comes before the record's unlink,
+so the record disappears only when the image holds every write.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-import subprocess
-import sys
+import zlib
 
+from settings import crashpoint
 from vmm.storage.blockio import pwrite_all
 
+_MAGIC = b"VBPYJRN1"
+_HEAD = struct.Struct("<8sQI")      # magic, body length, crc32 of the body
 _ITEM = struct.Struct("<QI")
-_LEN = struct.Struct("<I")
 
-_HELPER = r"""
-import os, struct, sys
-fd, rfd, wfd = (int(a) for a in sys.argv[1:4])
-def readn(n):
-    parts = []
-    while n:
-        b = os.read(rfd, min(n, 1 << 20))
-        if not b:
-            return None
-        parts.append(b)
-        n -= len(b)
-    return b"".join(parts)
-while True:
-    head = readn(4)
-    if head is None:
-        break
-    body = readn(struct.unpack("<I", head)[0])
-    if body is None:
-        break
-    err = 0
-    pos = 0
+
+def journal_path(path: str) -> str:
+    return path + "-journal"
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY | os.O_DIRECTORY)
     try:
-        while pos < len(body):
-            off, size = struct.unpack_from("<QI", body, pos)
-            pos += 12
-            chunk = body[pos:pos + size]
-            pos += size
-            done = 0
-            while done < size:
-                done += os.pwrite(fd, chunk[done:], off + done)
-    except OSError as e:
-        err = e.errno or 5
-    os.write(wfd, struct.pack("<I", err))
-"""
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Committer:
-    """Applies ordered lists of (offset, bytes) writes to one file, atomically w.r.t. our own death."""
+    """Applies metadata writes to one open image file."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, path: str | None = None):
         self._fd = fd
-        self._proc: subprocess.Popen | None = None
-        self._wfd = self._rfd = -1
-        self._failed = False
+        self._path = path
+
+    def ordered(self, steps: list[tuple[str, int, bytes]]) -> None:
+        """(crash-point name, offset, bytes) in the order they must reach the file."""
+        for name, off, data in steps:
+            crashpoint.hit(name)
+            pwrite_all(self._fd, data, off)
 
     def commit(self, writes: list[tuple[int, bytes]]) -> None:
-        if not self._failed and self._proc is None:
-            self._start()
-        if self._proc is None:
-            for off, data in writes:
-                pwrite_all(self._fd, data, off)
-            return
+        """Writes that are safe in the given order (each prefix valid)."""
+        for off, data in writes:
+            pwrite_all(self._fd, data, off)
+
+    def atomic(self, writes: list[tuple[int, bytes]]) -> None:
+        """All of `writes` or none of them, across a kill or a power loss."""
+        if self._path is None:
+            raise ValueError("an atomic commit needs the image's path")
         body = b"".join(_ITEM.pack(off, len(data)) + bytes(data) for off, data in writes)
-        msg = _LEN.pack(len(body)) + body
+        record = _HEAD.pack(_MAGIC, len(body), zlib.crc32(body)) + body
+        jpath = journal_path(self._path)
+        crashpoint.hit("image.journal.write")
+        fd = os.open(jpath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            view = memoryview(msg)
-            while view:
-                view = view[os.write(self._wfd, view):]
-            reply = b""
-            while len(reply) < 4:
-                chunk = os.read(self._rfd, 4 - len(reply))
-                if not chunk:
-                    raise BrokenPipeError("VDI metadata helper exited")
-                reply += chunk
-        except BrokenPipeError:
-            # The helper is gone (killed on its own). Applying the same bytes again is harmless
-            # whether or not it got to them; from now on we write in-process.
-            self.close()
-            self._failed = True
-            for off, data in writes:
-                pwrite_all(self._fd, data, off)
-            return
-        err = _LEN.unpack(reply)[0]
-        if err:
-            raise OSError(err, os.strerror(err))
+            pwrite_all(fd, record, 0)
+            os.fsync(fd)            # the record is whole on disk before the image changes
+        finally:
+            os.close(fd)
+        _fsync_dir(jpath)
+        for off, data in writes:
+            crashpoint.hit("image.journal.apply")
+            pwrite_all(self._fd, data, off)
+        crashpoint.hit("image.journal.sync")
+        os.fdatasync(self._fd)      # the image holds every write before the record goes
+        crashpoint.hit("image.journal.remove")
+        os.unlink(jpath)
 
     def close(self) -> None:
-        if self._proc is None:
-            return
-        os.close(self._wfd)
-        os.close(self._rfd)
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        self._proc = None
+        pass
 
-    def _start(self) -> None:
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _HELPER, str(self._fd), str(to_child_r), str(from_child_w)],
-                pass_fds=(self._fd, to_child_r, from_child_w), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, start_new_session=True)
-        except OSError:
-            self._failed = True
-            for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
-                os.close(fd)
-            return
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self._wfd, self._rfd = to_child_w, from_child_r
 
+def _read_record(jpath: str) -> list[tuple[int, bytes]] | None:
+    try:
+        with open(jpath, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return None
+    if len(raw) < _HEAD.size:
+        return []
+    magic, n, crc = _HEAD.unpack_from(raw)
+    body = raw[_HEAD.size:_HEAD.size + n]
+    if magic != _MAGIC or len(body) != n or zlib.crc32(body) != crc:
+        return []                   # torn: the image was never touched
+    out, pos = [], 0
+    while pos < n:
+        off, size = _ITEM.unpack_from(body, pos)
+        pos += _ITEM.size
+        out.append((off, body[pos:pos + size]))
+        pos += size
+    return out
+
+
+def replay(path: str, fd: int) -> bool:
+    """Finish an atomic commit a crash interrupted (`fd` open for writing); True if one was found."""
+    jpath = journal_path(path)
+    writes = _read_record(jpath)
+    if writes is None:
+        return False
+    for off, data in writes:
+        pwrite_all(fd, data, off)
+    os.fdatasync(fd)
+    os.unlink(jpath)
+    return True
+
+
+def pending(path: str) -> bool:
+    return os.path.exists(journal_path(path))

@@ -2,10 +2,9 @@
 or one writer. A second writer (another VM, or the service merging into a disk a VM is using) gets
 a clear error instead of silently corrupting the image.
 
-flock() locks belong to the open file, which the metadata helper (committer.py) shares: after a
-writer is killed, its helper finishes the commit in flight and exits, and only then is the lock
-free. So when the lock is busy but every process that took it is dead, we wait (briefly) for the
-helper instead of reporting the image as in use.
+flock() locks belong to the open file, which a child that inherited the descriptor shares: after
+a writer is killed such a child may hold the lock for a moment longer. So when the lock is busy
+but every process that took it is dead, we wait (briefly) instead of reporting the image as in use.
 """
 
 from __future__ import annotations

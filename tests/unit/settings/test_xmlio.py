@@ -1,4 +1,4 @@
-"""The atomic save sequence and its failure handling (xml.cpp's XmlFileWriter::write)."""
+"""The atomic save sequence, its failure handling and the recovery of a missing file."""
 
 from __future__ import annotations
 
@@ -89,3 +89,74 @@ def test_backup_copy_is_made_once_and_disk_full_is_fatal(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "copyfile", denied)
     xmlio.special_backup(p, "1.14-linux")  # ignored, as VirtualBox does
     assert not list(tmp_path.glob("*1.14*"))
+
+
+def _main_xml(tag: str) -> bytes:
+    from settings.main_file import MainFile
+    mf = MainFile.new("/nonexistent/VirtualBox.xml")
+    mf.settings.extra_data["tag"] = tag
+    from settings import main_xml
+    main_xml.write_main(mf.tree.getroot(), mf.settings, mf.version.minor, mf.folder)
+    return xmlio.serialize(mf.tree)
+
+
+def test_the_old_file_keeps_its_name_until_the_rename(tmp_path, monkeypatch):
+    """The old content is linked to -prev (not moved away): the name is never missing."""
+    p = tmp_path / "f.xml"
+    xmlio.atomic_write(p, b"first version of the file\n")
+    seen = []
+    real = xmlio.FsOps.replace
+
+    def spy(self, src, dst):
+        seen.append(p.read_bytes())
+        real(self, src, dst)
+    monkeypatch.setattr(xmlio.FsOps, "replace", spy)
+    xmlio.atomic_write(p, b"second version of the file\n")
+    assert seen == [b"first version of the file\n"]
+    assert os.stat(p).st_ino != os.stat(tmp_path / "f.xml-prev").st_ino
+
+
+def test_a_missing_file_comes_back_from_a_complete_tmp_or_prev(tmp_path, caplog):
+    from settings.main_file import MainFile
+    p = tmp_path / "VirtualBox.xml"
+    (tmp_path / "VirtualBox.xml-prev").write_bytes(_main_xml("prev"))
+    (tmp_path / "VirtualBox.xml-tmp").write_bytes(_main_xml("tmp"))
+    assert MainFile.load(p).settings.extra_data["tag"] == "tmp"     # the newer one
+    assert "recovered" in caplog.text
+    p.unlink()
+    (tmp_path / "VirtualBox.xml-tmp").write_bytes(_main_xml("torn")[:-40])
+    assert MainFile.load(p).settings.extra_data["tag"] == "prev"
+    assert (tmp_path / "VirtualBox.xml-prev").exists()             # kept as the backup
+
+
+def test_incomplete_side_files_are_an_error_not_an_empty_registry(tmp_path):
+    p = tmp_path / "VirtualBox.xml"
+    (tmp_path / "VirtualBox.xml-prev").write_bytes(b"<?xml version")
+    with pytest.raises(SettingsError, match="incomplete"):
+        xmlio.recover(p)
+    assert xmlio.recover(tmp_path / "other.xml") is None
+
+
+def test_a_crash_at_every_save_step_leaves_a_loadable_file(tmp_path):
+    """os._exit at each crash point of a save (settings/crashpoint.py), in a child process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from settings.main_file import MainFile
+    root = Path(__file__).resolve().parents[3]
+    p = tmp_path / "VirtualBox.xml"
+    p.write_bytes(_main_xml("old"))
+    code = ("import sys\nfrom settings.main_file import MainFile\nmf = MainFile.load(sys.argv[1])\n"
+            "mf.settings.extra_data['tag'] = 'new'\nmf.save()\n")
+    steps = ["settings.write-tmp", "settings.unlink-prev", "settings.link-prev", "settings.fsync-dir-before-rename",
+             "settings.rename", "settings.fsync-dir-after-rename", "settings.saved"]
+    for step in steps:
+        env = dict(os.environ, PYTHONPATH=str(root), VBOXPY_CRASH_AT=step)
+        r = subprocess.run([sys.executable, "-c", code, str(p)], env=env, cwd=str(root))
+        assert r.returncode == 137, step
+        assert p.exists(), step
+        tag = MainFile.load(p).settings.extra_data["tag"]
+        assert tag in ("old", "new"), (step, tag)
+        assert (tag == "new") == (steps.index(step) >= steps.index("settings.fsync-dir-after-rename")), step
+        p.write_bytes(_main_xml("old"))
