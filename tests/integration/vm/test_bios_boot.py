@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.vm.test_headless import Cli
+from tests.integration.world import World, WorldUnavailable
 from vmm import firmware
 
 MARKER = "VBOXPY-MBR-BOOTED"
@@ -79,13 +80,17 @@ def make_vm(cli: Cli, name: str, controller: str | None, ioapic: str = "on") -> 
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory):
-    c = Cli(tmp_path_factory.mktemp("bios"))
+    try:
+        world = World.current(home=tmp_path_factory.mktemp("bios"))
+    except WorldUnavailable as e:
+        pytest.skip(f"cannot make the test's world: {e}")
+    c = Cli(world)
     c("setproperty", "machinefolder", str(c.home / "VMs"))
     yield c
     out = c("list", "runningvms", check=None)[1]
     for line in out.splitlines():
         c("controlvm", line.split('"')[1], "poweroff", check=None)
-    c.stop_service()
+    world.cleanup()
 
 
 def _vm_log(cli: Cli, name: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.vm.test_headless import Cli
+from tests.integration.world import World, WorldUnavailable
 from vmm import firmware
 from vmm.guest.init_script import READY_MARKER
 from vmm.guest.media import find_boot_media
@@ -32,13 +33,17 @@ SHELL_BANNER = "built-in shell"
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory):
-    c = Cli(tmp_path_factory.mktemp("media"))
+    try:
+        world = World.current(home=tmp_path_factory.mktemp("media"))
+    except WorldUnavailable as e:
+        pytest.skip(f"cannot make the test's world: {e}")
+    c = Cli(world)
     c("setproperty", "machinefolder", str(c.home / "VMs"))
     yield c
     out = c("list", "runningvms", check=None)[1]
     for line in out.splitlines():
         c("controlvm", line.split('"')[1], "poweroff", check=None)
-    c.stop_service()
+    world.cleanup()
 
 
 def wait_for_text(path: Path, text: str, cli: Cli, after: int = 0, timeout: float = 600) -> int:
