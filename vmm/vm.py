@@ -332,6 +332,7 @@ class Machine:
 
     def _place_nics(self, nodes: CfgNode | None) -> None:
         """Network adapters: the backend of each attachment (host side), then the PCI NIC."""
+        from vmm.devices.net_placement import SUPPORTED as NIC_MODELS
         from vmm.devices.net_placement import NicSpec, place_nics
         from vmm.net.attach import AttachError, create_backend
         from vmm.net.pcap import PcapWriter
@@ -346,6 +347,13 @@ class Machine:
                 adapter = int(node.name)
                 spec = NicSpec(adapter, node.get_str("AdapterType"), bytes.fromhex(node.get_str("MAC")),
                                node.get_bool("CableConnected", True))
+                if spec.adapter_type not in NIC_MODELS:
+                    # the PCnet family (VirtualBox's default for some OS types) has no model here: the
+                    # VM runs without that adapter rather than not at all, and the log says so
+                    log.warning("NIC#%d: adapter type %s is not emulated; the adapter is left out (use "
+                                "82540EM, 82543GC, 82545EM or virtio: modifyvm --nic-type%d)", adapter,
+                                spec.adapter_type, adapter + 1)
+                    continue
                 backends.append(create_backend(node, adapter, node.get_str("RuntimeDir", "")))
                 specs.append(spec)
                 tap = None

@@ -820,7 +820,7 @@ class MediaRegistry:
             info, fmt, uid = None, "RAW", str(uuidlib.uuid4())
         if force_new_uuid and fmt not in ("VDI", "VMDK"):
             uid = str(uuidlib.uuid4())
-        elif (force_new_uuid or info.uuid is None) and fmt == "VMDK":
+        elif fmt == "VMDK" and (force_new_uuid or info is None or info.uuid is None):
             # VirtualBox gives a VMDK without ddb.uuid.image (qemu makes those) a UUID on open and keeps
             # it in the descriptor when it may write there
             uid = str(uuidlib.uuid4())
