@@ -124,9 +124,28 @@ def _act(session, console, action: str) -> None:
     elif action == "poweroff":
         with call("console->PowerDown(progress.asOutParam())", 1100, _CTL_FILE):
             progress = console.power_down()
-        wait(progress, "Failed to power off machine", '"RTEXITCODE handleControlVM(HandlerArg*)"')
+        try:
+            wait(progress, "Failed to power off machine", '"RTEXITCODE handleControlVM(HandlerArg*)"')
+        except Exception as exc:
+            # the progress lives in the VM process, which ends once the VM is off: if it is gone
+            # before its last report reached us, the machine's state in the service says how it went
+            if not (is_api_error(exc) and _powered_off(session)):
+                raise
+            sys.stderr.write("100%\n")
     else:
         _savestate(console)
+
+
+def _powered_off(session) -> bool:
+    from vboxsvc.api.enums import MachineState
+
+    try:
+        state = int(session.machine.state)
+    except Exception as exc:
+        if not is_api_error(exc):
+            raise
+        return False
+    return state in (int(MachineState.PoweredOff), int(MachineState.Aborted))
 
 
 def _savestate(console) -> None:
