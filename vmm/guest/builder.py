@@ -27,10 +27,11 @@ from vmm.guest.init_script import INIT, POWER_BUTTON, READY_MARKER
 from vmm.guest.kmod import index_modules, load_order
 from vmm.guest.vmlinux import extract_vmlinux
 
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4
 META_PACKAGE = "linux-image-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
-# Storage for the AHCI/virtio issues, ext4 for disks, button+evdev for ACPI power button.
+# Storage for the AHCI/virtio issues, ext4 for disks, button+evdev for ACPI power button,
+# vboxguest+vboxsf for VirtualBox shared folders over VMMDev.
 WANTED_MODULES = [
     "scsi_mod",
     "sd_mod",
@@ -43,6 +44,8 @@ WANTED_MODULES = [
     "ext4",
     "evdev",
     "button",
+    "vboxguest",
+    "vboxsf",
 ]
 
 
