@@ -52,6 +52,8 @@ from vmm.devices.vmmdev import VmmDev
 from vmm.em import Em, EmState, StopReason
 from vmm.firmware import FirmwareError, FirmwareImage
 from vmm.hgcm.core import Hgcm
+from vmm.hgcm.shfl_service import SharedFolderSpec, SharedFoldersService
+from vmm.hgcm.shfl_types import SERVICE_NAME as SHFL_SERVICE_NAME
 from vmm.memory import LOW_RAM_LIMIT, GuestMemory
 from vmm.physmap import LEGACY_END, LEGACY_START, PAM_RW, VGA_HOLE_START, LegacyMemoryMap
 from vmm.tm import VirtualClock
@@ -295,6 +297,8 @@ class Machine:
     def _place_vmmdev(self, cfg: CfgNode) -> None:
         """VirtualBox's guest device at 00:04.0, with HGCM and its services behind it."""
         self.hgcm = Hgcm()
+        self.shared_folders = SharedFoldersService(self._folder_specs(cfg))
+        self.hgcm.register(SHFL_SERVICE_NAME, self.shared_folders)
         slot = PCI_SLOTS["vmmdev"][0]
         line, irq_no = self._pci_line(slot)
         self.vmmdev = VmmDev(self.memory, self.hgcm, self.clock, irq=line, on_guest_info=self._guest_info)
@@ -305,6 +309,23 @@ class Machine:
 
     def _guest_info(self, info: dict) -> None:
         self.guest_additions = info
+
+    @staticmethod
+    def _folder_specs(cfg: CfgNode) -> list[SharedFolderSpec]:
+        """CFGM SharedFolders/<name>: the machine's shared folders (permanent and transient)."""
+        out = []
+        for node in cfg.child("SharedFolders") or []:
+            try:
+                out.append(SharedFolderSpec(node.name, node.get_str("HostPath"), node.get_bool("Writable", True),
+                                            node.get_bool("AutoMount", False), node.get_str("AutoMountPoint", ""),
+                                            node.get_bool("SymlinksCreate", False)))
+            except CfgmError as e:
+                raise MachineError(f"shared folder {node.name}: {e}")
+        return out
+
+    def set_shared_folders(self, folders: list[SharedFolderSpec]) -> None:
+        """The console changed the shared folders of the running VM: the guest sees them at once."""
+        self.shared_folders.set_folders(folders)
 
     def _place_storage(self) -> None:
         if self._storage_specs is None:

@@ -195,3 +195,17 @@ def test_firmware_and_boot_order():
     assert cfg.get("Firmware/Type") == "EFI" and cfg.get("Firmware/BootMenu") == "MessageAndMenu"
     assert cfg.get("ACPI") is True
     assert [cfg.get(f"BootOrder/{i}") for i in range(1, 5)] == ["HardDisk", "DVD", "Null", "Network"]
+
+
+def test_shared_folders_reach_cfgm_and_the_vmm(tmp_path):
+    from frontends.headless.machine_config import _shared_folders
+    from vmm.vm import Machine
+    m = FakeMachine()
+    m.extra["VBoxInternal2/SharedFoldersEnableSymlinksCreate/code"] = "1"
+    folders = [NS(name="code", host_path=str(tmp_path), writable=True, auto_mount=True, auto_mount_point="/code"),
+               NS(name="docs", host_path="/srv/docs", writable=False, auto_mount=False, auto_mount_point="")]
+    cfg = read_settings(m).cfg
+    _shared_folders(m, cfg, folders)
+    specs = {s.name: s for s in Machine._folder_specs(cfg)}
+    assert specs["code"].symlinks and specs["code"].writable and specs["code"].auto_mount_point == "/code"
+    assert not specs["docs"].writable and not specs["docs"].symlinks and specs["docs"].host_path == "/srv/docs"
