@@ -76,7 +76,7 @@ def read_settings(machine) -> MachineSettings:
     cfg.set("GIM/OsType", machine.os_type_id)
     _serial_ports(machine, cfg)
     _storage(machine, cfg, notes)
-    _shared_folders(machine, cfg, getattr(machine, "shared_folders", None)
+    add_shared_folders(machine, cfg, getattr(machine, "shared_folders", None)
                     if interface("IMachine").member("shared_folders") else None)
     return MachineSettings(name=name, uuid=machine.id, os_type_id=machine.os_type_id, hwvirtex=hwvirtex,
                            force_hm=machine.get_extra_data(FORCE_HM_KEY) or "", cfg=cfg, notes=notes)
@@ -134,7 +134,7 @@ def _serial_ports(machine, cfg: CfgNode) -> None:
 SYMLINKS_KEY = "VBoxInternal2/SharedFoldersEnableSymlinksCreate/"
 
 
-def _shared_folders(machine, cfg: CfgNode, folders) -> None:
+def add_shared_folders(machine, cfg: CfgNode, folders) -> None:
     """SharedFolders/<name> for the VMMDev's shared-folder service (ConsoleImpl2.cpp's
     "SharedFolders" of HGCM); guest-made symlinks only where the extra data allows them."""
     for f in folders or []:
