@@ -104,7 +104,12 @@ class Hgcm:
             if service is None:
                 done(T.VERR_HGCM_INVALID_CLIENT_ID)
                 return
-            done(service.call(client_id, function, parms))
+            try:
+                rc = service.call(client_id, function, parms)
+            except Exception:                       # a service bug fails the call, not the guest's wait
+                log.exception("HGCM: function %d of client %d failed", function, client_id)
+                rc = T.VERR_HGCM_INTERNAL
+            done(rc)
         self._submit(job)
 
     def disconnect_all(self) -> None:

@@ -294,3 +294,15 @@ def test_reset_drops_clients_and_pending(dev):
     state0 = VmmDev(GuestMemory(RAM)).get_state()
     dev.set_state(state0)
     assert not dev.additions_ok and dev.hgcm.clients == {}
+
+
+def test_a_failing_service_still_completes_the_call(dev):
+    class Broken(Echo):
+        def call(self, cid, function, parms):
+            raise RuntimeError("service bug")
+    dev.hgcm.register("Broken", Broken())
+    report_info(dev)
+    _, _, _, cid = connect(dev, b"Broken")
+    rc, _ = run(dev, call_body(cid, 1, []), T.REQ_HGCM_CALL64)
+    assert rc == T.VINF_HGCM_ASYNC_EXECUTE
+    assert struct.unpack_from("<Ii", dev.memory.read(REQ + 24, 8)) == (T.HGCM_REQ_DONE, T.VERR_HGCM_INTERNAL)
