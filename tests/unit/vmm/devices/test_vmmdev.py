@@ -306,3 +306,21 @@ def test_a_failing_service_still_completes_the_call(dev):
     rc, _ = run(dev, call_body(cid, 1, []), T.REQ_HGCM_CALL64)
     assert rc == T.VINF_HGCM_ASYNC_EXECUTE
     assert struct.unpack_from("<Ii", dev.memory.read(REQ + 24, 8)) == (T.HGCM_REQ_DONE, T.VERR_HGCM_INTERNAL)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_requests_never_raise(dev, seed):
+    import random
+    rng = random.Random(seed)
+    report_info(dev)
+    _, _, _, cid = connect(dev)
+    types = [T.REQ_HGCM_CALL32, T.REQ_HGCM_CALL64, T.REQ_HGCM_CONNECT, T.REQ_HGCM_CANCEL2, T.REQ_ACKNOWLEDGE_EVENTS,
+             T.REQ_REPORT_GUEST_INFO2, T.REQ_HEARTBEAT_CONFIGURE, rng.randrange(300)]
+    for _ in range(300):
+        body = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 400)))
+        if rng.random() < 0.5:                     # plausible call headers with random parameters
+            body = struct.pack("<IiIII", 0, 0, cid, rng.randrange(4), rng.randrange(40)) + body
+        size = 24 + len(body) if rng.random() < 0.8 else rng.randrange(1 << 21)
+        rc, _ = run(dev, body, rng.choice(types), gpa=rng.choice([REQ, 0x20000, RAM - 4096]), size=size)
+        assert rc <= 0 or rc == T.VINF_HGCM_ASYNC_EXECUTE
+    assert dev.pending_hgcm == 0
