@@ -141,6 +141,16 @@ def build_config(args: argparse.Namespace) -> CfgNode:
         att.set("Device", 0)
         att.set("Kind", "DVD")
         att.set("Path", os.path.abspath(path) if path else "")
+    for spec in args.share or []:
+        name, sep, rest = spec.partition("=")
+        path, _, opts = rest.partition(",")
+        opts = {o for o in opts.split(",") if o}
+        if not sep or not name or not os.path.isabs(path) or opts - {"ro", "symlinks"}:
+            raise MachineError(f"--share {spec!r}: expected NAME=/ABSOLUTE/PATH[,ro][,symlinks]")
+        node = cfg.node(f"SharedFolders/{name}")
+        node.set("HostPath", path)
+        node.set("Writable", "ro" not in opts)
+        node.set("SymlinksCreate", "symlinks" in opts)
     return cfg
 
 
@@ -184,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--apic", default="off", choices=["on", "off"], help="local APIC (default off)")
     ap.add_argument("--ioapic", default="off", choices=["on", "off"],
                     help="IO-APIC and the MADT (implies --apic on; default off)")
+    ap.add_argument("--share", action="append",
+                    help="shared folder NAME=/HOST/PATH[,ro][,symlinks] for the guest's vboxsf")
     ap.add_argument("--verbose", action="store_true", help="log VMM events to stderr")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,

@@ -48,8 +48,12 @@ from vmm.devices.uart import Uart16550, UartType
 from vmm.devices.vga import PORT_BASE as VGA_PORT_BASE
 from vmm.devices.vga import WINDOW_SIZE as VGA_WINDOW_SIZE
 from vmm.devices.vga import Vga
+from vmm.devices.vmmdev import VmmDev
 from vmm.em import Em, EmState, StopReason
 from vmm.firmware import FirmwareError, FirmwareImage
+from vmm.hgcm.core import Hgcm
+from vmm.hgcm.shfl_service import SharedFolderSpec, SharedFoldersService
+from vmm.hgcm.shfl_types import SERVICE_NAME as SHFL_SERVICE_NAME
 from vmm.memory import LOW_RAM_LIMIT, GuestMemory
 from vmm.physmap import LEGACY_END, LEGACY_START, PAM_RW, VGA_HOLE_START, LegacyMemoryMap
 from vmm.tm import VirtualClock
@@ -252,11 +256,12 @@ class Machine:
             self._place(f"uart{slot}", base, 8, uart, irq)
             self.uarts.append(uart)
             self.backends.append(backend)
+        self._place_vmmdev(cfg)
         self.storage = []
         self._storage_specs = cfg.child("Devices/storage")
         self._stateful = {"pic": self.pic, "pit": self.pit, "kbc": self.kbc, "rtc": self.rtc,
                           "acpi": self.acpi, "pci": self.pci, "pci/isa": self.isa_bridge, "vga": self.vga,
-                          "pci/acpi": self.pm_function,
+                          "pci/acpi": self.pm_function, "pci/vmmdev": self.vmmdev,
                           **irqs.stateful()}
         if fw is not None:
             self._stateful.update({"fw_cfg": self.fw_cfg, "debugcon": self.debugcon})
@@ -273,8 +278,7 @@ class Machine:
             self._stateful[f"net/{nic.spec.adapter}"] = nic.device
         if fw is None:
             # the VMM plays the firmware: BARs placed, PIRQs routed, the BIOS area shadowed in RAM
-            if self.storage or self.nics:
-                self.pci.assign_resources()
+            self.pci.assign_resources()
             self.isa_bridge.set_routes(list(KERNEL_PIRQ_ROUTES))
             self.pm_function.enable(ACPI_PM_BASE)
             self.placed.append(f"{'acpi.pm':<12} I/O {ACPI_PM_BASE:#06x}-{ACPI_PM_BASE + 0x1f:#06x} IRQ {ACPI_SCI_IRQ}")
@@ -296,6 +300,39 @@ class Machine:
         if irqs.ioapic is not None:
             self.mmio.register(IOAPIC_BASE_DEFAULT, IOAPIC_SPAN, irqs.ioapic)
             self.placed.append(f"{'ioapic':<12} MMIO {IOAPIC_BASE_DEFAULT:#010x} (24 pins)")
+
+    def _place_vmmdev(self, cfg: CfgNode) -> None:
+        """VirtualBox's guest device at 00:04.0, with HGCM and its services behind it."""
+        self.hgcm = Hgcm()
+        self.shared_folders = SharedFoldersService(self._folder_specs(cfg))
+        self.hgcm.register(SHFL_SERVICE_NAME, self.shared_folders)
+        slot = PCI_SLOTS["vmmdev"][0]
+        line, irq_no = self._pci_line(slot)
+        self.vmmdev = VmmDev(self.memory, self.hgcm, self.clock, irq=line, on_guest_info=self._guest_info)
+        self.vmmdev.interrupt_line = irq_no
+        self.pci.add_function(self.vmmdev, slot)
+        self.guest_additions: dict = {}
+        self.placed.append(f"{'vmmdev':<12} PCI 00:{slot:02x}.0 INTA")
+
+    def _guest_info(self, info: dict) -> None:
+        self.guest_additions = info
+
+    @staticmethod
+    def _folder_specs(cfg: CfgNode) -> list[SharedFolderSpec]:
+        """CFGM SharedFolders/<name>: the machine's shared folders (permanent and transient)."""
+        out = []
+        for node in cfg.child("SharedFolders") or []:
+            try:
+                out.append(SharedFolderSpec(node.name, node.get_str("HostPath"), node.get_bool("Writable", True),
+                                            node.get_bool("AutoMount", False), node.get_str("AutoMountPoint", ""),
+                                            node.get_bool("SymlinksCreate", False)))
+            except CfgmError as e:
+                raise MachineError(f"shared folder {node.name}: {e}")
+        return out
+
+    def set_shared_folders(self, folders: list[SharedFolderSpec]) -> None:
+        """The console changed the shared folders of the running VM: the guest sees them at once."""
+        self.shared_folders.set_folders(folders)
 
     def _place_storage(self) -> None:
         if self._storage_specs is None:
@@ -423,7 +460,8 @@ class Machine:
         """(slot, pin 0-3, IRQ) for the ACPI _PRT of every device slot, as the router routes them."""
         from vmm.devices.piix3 import pirq_of
         out = []
-        for slot in [pc.slot for pc in self.storage if not pc.legacy] + [nic.slot for nic in self.nics]:
+        for slot in sorted({PCI_SLOTS["vmmdev"][0]} | {pc.slot for pc in self.storage if not pc.legacy}
+                           | {nic.slot for nic in self.nics}):
             for pin in range(4):
                 irq = self.pci_irqs.target(pirq_of(slot, pin + 1))
                 if irq is not None:
@@ -539,6 +577,7 @@ class Machine:
             nic.backend.close()
         for t in self.traces:
             t.close()
+        self.hgcm.close()
         self.vm.close()
 
     def describe(self) -> list[str]:

@@ -23,6 +23,7 @@ from vboxsvc.api import (
     StorageControllerType,
     VBoxError,
 )
+from vboxsvc.api.schema import interface
 from vmm.cfgm import CfgNode
 from vmm.gim import PROVIDER_BY_VALUE
 
@@ -80,6 +81,8 @@ def read_settings(machine) -> MachineSettings:
     _serial_ports(machine, cfg)
     _storage(machine, cfg, notes)
     _network_adapters(machine, cfg, notes)
+    add_shared_folders(machine, cfg, getattr(machine, "shared_folders", None)
+                    if interface("IMachine").member("shared_folders") else None)
     return MachineSettings(name=name, uuid=machine.id, os_type_id=machine.os_type_id, hwvirtex=hwvirtex,
                            force_hm=machine.get_extra_data(FORCE_HM_KEY) or "", cfg=cfg, notes=notes)
 
@@ -131,6 +134,21 @@ def _serial_ports(machine, cfg: CfgNode) -> None:
         node.set("Path", path)
         node.set("Server", bool(port.server))
         node.set("UartType", int(port.uart_type))
+
+
+SYMLINKS_KEY = "VBoxInternal2/SharedFoldersEnableSymlinksCreate/"
+
+
+def add_shared_folders(machine, cfg: CfgNode, folders) -> None:
+    """SharedFolders/<name> for the VMMDev's shared-folder service (ConsoleImpl2.cpp's
+    "SharedFolders" of HGCM); guest-made symlinks only where the extra data allows them."""
+    for f in folders or []:
+        node = cfg.node(f"SharedFolders/{f.name}")
+        node.set("HostPath", f.host_path)
+        node.set("Writable", bool(f.writable))
+        node.set("AutoMount", bool(f.auto_mount))
+        node.set("AutoMountPoint", f.auto_mount_point or "")
+        node.set("SymlinksCreate", (machine.get_extra_data(SYMLINKS_KEY + f.name) or "") == "1")
 
 
 def _storage(machine, cfg: CfgNode, notes: list[str]) -> None:

@@ -23,6 +23,7 @@ from vboxsvc.api import errors as rc
 from vboxsvc.ipc.client import connect
 from vboxsvc.ipc.localobjects import LocalProgress
 from vboxsvc.ipc.vmlock import VmLock, VmLockBusy
+from vmm.cfgm import CfgNode
 from vmm.devices.serial_backends import SerialBackendError
 from vmm.engine_select import EngineSelectError, choose_engine, force_hm_requested
 from vmm.savedstate import (
@@ -34,7 +35,7 @@ from vmm.savedstate import (
 from vmm.vm import Machine, MachineError
 
 from .console import HeadlessConsole, invalid_state
-from .machine_config import ConfigError, describe_error, read_settings
+from .machine_config import ConfigError, add_shared_folders, describe_error, read_settings
 
 log = logging.getLogger("vboxpy.headless")
 
@@ -224,6 +225,19 @@ class VmProcess:
         self._t_start = time.monotonic()
         self.vm.start()
         self.report(MachineState.Running)
+
+    def shared_folders_changed(self, transient) -> None:
+        """The console's transient shared folders changed (ISharedFolder-like objects): the running
+        VM's shared-folder service gets the machine's folders and these at once.  A transient folder
+        hides a machine folder of the same name, as in VirtualBox's Console."""
+        if self.vm is None or self.settings is None:
+            return
+        extra = CfgNode()
+        add_shared_folders(self.sm, extra, transient)
+        folders = {f.name.lower(): f for f in Machine._folder_specs(self.settings.cfg)}
+        folders.update({f.name.lower(): f for f in Machine._folder_specs(extra)})
+        self.vm.set_shared_folders(list(folders.values()))
+        log.info("Shared folders: %s", ", ".join(sorted(f.name for f in folders.values())) or "none")
 
     # -- guest events (vCPU thread) --------------------------------------------------------------------
     def _vm_stopped(self, kind: str, detail: str) -> None:

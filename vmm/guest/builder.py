@@ -27,11 +27,12 @@ from vmm.guest.init_script import INIT, POWER_BUTTON, READY_MARKER, UDHCPC_SCRIP
 from vmm.guest.kmod import index_modules, load_order
 from vmm.guest.vmlinux import extract_vmlinux
 
-BUILDER_VERSION = 5
+BUILDER_VERSION = 6
 META_PACKAGE = "linux-image-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
 # Storage (AHCI, virtio, PIIX IDE with its CD/DVD drives), ext4 and ISO 9660 file systems,
-# button+evdev for the ACPI power button, the NICs.
+# button+evdev for the ACPI power button, the NICs, vboxguest+vboxsf for VirtualBox shared
+# folders over VMMDev.
 WANTED_MODULES = [
     "scsi_mod",
     "sd_mod",
@@ -49,6 +50,8 @@ WANTED_MODULES = [
     "button",
     "e1000",
     "virtio_net",
+    "vboxguest",
+    "vboxsf",
 ]
 
 

@@ -249,3 +249,42 @@ def test_firmware_and_boot_order():
     assert cfg.get("Firmware/Type") == "EFI" and cfg.get("Firmware/BootMenu") == "MessageAndMenu"
     assert cfg.get("ACPI") is True
     assert [cfg.get(f"BootOrder/{i}") for i in range(1, 5)] == ["HardDisk", "DVD", "Null", "Network"]
+
+
+def test_shared_folders_reach_cfgm_and_the_vmm(tmp_path):
+    from frontends.headless.machine_config import add_shared_folders
+    from vmm.vm import Machine
+    m = FakeMachine()
+    m.extra["VBoxInternal2/SharedFoldersEnableSymlinksCreate/code"] = "1"
+    folders = [NS(name="code", host_path=str(tmp_path), writable=True, auto_mount=True, auto_mount_point="/code"),
+               NS(name="docs", host_path="/srv/docs", writable=False, auto_mount=False, auto_mount_point="")]
+    cfg = read_settings(m).cfg
+    add_shared_folders(m, cfg, folders)
+    specs = {s.name: s for s in Machine._folder_specs(cfg)}
+    assert specs["code"].symlinks and specs["code"].writable and specs["code"].auto_mount_point == "/code"
+    assert not specs["docs"].writable and not specs["docs"].symlinks and specs["docs"].host_path == "/srv/docs"
+
+
+def test_transient_folders_reach_the_running_vm(tmp_path):
+    from frontends.headless.machine_config import add_shared_folders
+    from frontends.headless.vmprocess import VmProcess
+
+    class FakeVm:
+        folders = None
+
+        def set_shared_folders(self, folders):
+            self.folders = folders
+
+    m = FakeMachine()
+    vp = VmProcess(client=None, vm_ref="vm1")
+    vp.sm, vp.settings, vp.vm = m, read_settings(m), FakeVm()
+    add_shared_folders(m, vp.settings.cfg, [NS(name="code", host_path="/srv/code", writable=True, auto_mount=False,
+                                               auto_mount_point="")])
+    vp.shared_folders_changed([NS(name="t", host_path=str(tmp_path), writable=False, auto_mount=True,
+                                  auto_mount_point=""),
+                               NS(name="CODE", host_path=str(tmp_path), writable=True, auto_mount=False,
+                                  auto_mount_point="")])
+    got = {f.name: f for f in vp.vm.folders}
+    assert set(got) == {"t", "CODE"} and got["CODE"].host_path == str(tmp_path) and not got["t"].writable
+    vp.shared_folders_changed([])
+    assert [f.name for f in vp.vm.folders] == ["code"]
