@@ -196,7 +196,13 @@ class LocalApic:
 
     def _power_on_state(self) -> LocalApicState:
         base = APIC_BASE_DEFAULT | BASE_ENABLE | (BASE_BSP if self.bsp else 0)
-        return LocalApicState(apic_base=base, id=self.apic_id << 24)
+        state = LocalApicState(apic_base=base, id=self.apic_id << 24)
+        if self.bsp:
+            # the boot CPU's LINT0 starts as ExtINT, unmasked, so the 8259A reaches the CPU from
+            # the first instruction on: firmware (SeaBIOS) and real-mode boot loaders take PIC
+            # interrupts without ever programming the APIC
+            state.lvt[LVT_LINT0] = DM_EXTINT << 8
+        return state
 
     def reset(self) -> None:
         self._timer.cancel()

@@ -57,12 +57,17 @@ def _bit(apic, base, vector):
 
 def test_power_on_registers():
     apic, _ = _apic(enable=False)
+    pic = PicPair()
+    wired = LocalApic(FakeClock(), pic=pic)
+    pic.set_irq(0, True)
+    assert wired.has_interrupt()                            # the 8259A reaches the boot CPU at once
     assert apic.read(REG_ID, 4) == 0
     assert apic.read(REG_VERSION, 4) == 0x0005_0014
     assert apic.read(REG_SVR, 4) == 0xFF
     assert apic.read(REG_DFR, 4) == 0xFFFF_FFFF
-    for reg in (REG_LVT_TIMER, REG_LVT_LINT0, REG_LVT_LINT1, REG_LVT_ERROR):
+    for reg in (REG_LVT_TIMER, REG_LVT_LINT1, REG_LVT_ERROR):
         assert apic.read(reg, 4) == 0x10000
+    assert apic.read(REG_LVT_LINT0, 4) == 0x700         # the boot CPU's virtual wire, as QEMU resets it
     assert apic.read_msr_base() == 0xFEE0_0900
 
 
@@ -248,9 +253,10 @@ def test_extint_through_lint0_passes_the_8259():
     for port, value in ((0, 0x11), (1, 0x20), (1, 0x04), (1, 0x01), (1, 0x00)):
         pic.master.write(port, 1, value)
     apic, changes = _apic(pic=pic, enable=False)
+    apic.write(REG_LVT_LINT0, 4, 0x10000)                   # LINT0 masked
     pic.on_change = apic.pic_changed
     pic.set_irq(1, True)
-    assert not apic.has_interrupt()                         # LINT0 masked at power-on
+    assert not apic.has_interrupt()
     apic.firmware_setup()
     assert apic.read(REG_LVT_LINT0, 4) == DM_EXTINT << 8 and apic.read(REG_LVT_LINT1, 4) == DM_NMI << 8
     assert apic.has_interrupt() and changes
@@ -424,7 +430,8 @@ def test_globally_disabled_apic_passes_the_8259_straight_through():
     pic = PicPair()
     for port, value in ((0, 0x11), (1, 0x30), (1, 0x04), (1, 0x01), (1, 0x00)):
         pic.master.write(port, 1, value)
-    apic, _ = _apic(pic=pic, enable=False)                  # LINT0 masked
+    apic, _ = _apic(pic=pic, enable=False)
+    apic.write(REG_LVT_LINT0, 4, 0x10000)                   # LINT0 masked
     pic.set_irq(3, True)
     assert not apic.has_interrupt()
     apic.write_msr_base(0xFEE0_0000)                        # IA32_APIC_BASE.EN = 0

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from vmm.devices.apic import REG_EOI, REG_SVR, REG_TPR, ApicBus, LocalApic, LocalApicState
+from vmm.devices.apic import REG_EOI, REG_LVT_LINT0, REG_SVR, REG_TPR, ApicBus, LocalApic, LocalApicState
 from vmm.devices.ioapic import IoApic, IoApicState
 from vmm.devices.irq_routing import InterruptRouting, pci_apic_gsi
 from vmm.devices.pic import PicPair
@@ -134,6 +134,7 @@ def test_extint_pin_hands_over_the_8259_vector():
     apic = LocalApic(FakeClock(), pic=pic)
     bus.attach(apic)
     apic.write(REG_SVR, 4, 0x1FF)
+    apic.write(REG_LVT_LINT0, 4, 0x10000)
     io = IoApic(bus)
     _route(io, 0, 7 << 8)
     pic.set_irq(0, True)
