@@ -48,6 +48,7 @@ from vmm.devices.uart import Uart16550, UartType
 from vmm.devices.vga import PORT_BASE as VGA_PORT_BASE
 from vmm.devices.vga import WINDOW_SIZE as VGA_WINDOW_SIZE
 from vmm.devices.vga import Vga
+from vmm.devices.vga_render import render as render_screen
 from vmm.em import Em, EmState, StopReason
 from vmm.firmware import FirmwareError, FirmwareImage
 from vmm.memory import LOW_RAM_LIMIT, GuestMemory
@@ -200,7 +201,7 @@ class Machine:
         ram = self.memory.size
         below = min(ram, LOW_RAM_LIMIT)
         self.pit = Pit8254(irqs.line(0), clock)
-        self.kbc = I8042(irqs.line(1), irqs.line(12), on_reset=self._guest_reset)
+        self.kbc = I8042(irqs.line(1), irqs.line(12), on_reset=self._guest_reset, clock=clock)
         self.rtc = Rtc(irqs.line(8), clock, ram_below_4g=below, ram_above_4g=ram - below)
         self.acpi = AcpiPm(irqs.line(ACPI_SCI_IRQ), clock, on_power_off=self._guest_power_off,
                            on_reset=self._guest_reset)
@@ -410,6 +411,19 @@ class Machine:
 
     def power_button(self) -> None:
         self.acpi.press_power_button()
+
+    def put_scancodes(self, codes: list[int]) -> int:
+        """Any thread: type set-1 scan codes on the PS/2 keyboard; returns how many it took."""
+        if not self.running:
+            return self.kbc.put_scancodes(codes)
+        return self.em.call(lambda: self.kbc.put_scancodes(codes)).result(10)
+
+    def keys_pending(self) -> int:
+        return self.kbc.keys_pending
+
+    def screen(self):
+        """Any thread: the picture on the VGA now (a vmm.devices.vga_render.Frame)."""
+        return render_screen(self.vga)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.em.join(timeout)

@@ -7,6 +7,7 @@ import click
 
 from .api import Api, call, error_info_block, find_machine, is_api_error, locked, safe_get, wait
 from .cli import CONTEXT, vm_argument
+from .cmd_screen import SCREEN_ACTIONS, screen_job
 from .output import CommandFailed, SyntaxFailure, msg_lines
 
 _CTL_FILE = "VBoxManageControlVM.cpp"
@@ -49,17 +50,21 @@ def startvm(vms, frontend, putenv):
 @click.argument("extra", nargs=-1)
 def controlvm(vm, action, extra):
     action = action.lower()
-    if action not in ACTIONS:
+    if action not in ACTIONS and action not in SCREEN_ACTIONS:
         raise SyntaxFailure(f"Invalid parameter '{action}'", "controlvm")
-    if extra:
+    if extra and action not in SCREEN_ACTIONS:
         raise SyntaxFailure(f"Invalid parameter '{extra[0]}'", "controlvm")
+    job = screen_job(action, list(extra)) if action in SCREEN_ACTIONS else None
     machine = find_machine(vm, 1010, _CTL_FILE)
     with locked(machine, "Shared", "LockMachine(a->session, LockType_Shared)", 1020, _CTL_FILE) as session:
         with call("a->session->COMGETTER(Console)(console.asOutParam())", 1030, _CTL_FILE):
             console = session.console
         if console is None:
             raise CommandFailed(msg_lines("error: ", f"Machine '{vm}' is not currently running."))
-        _act(session, console, action)
+        if job is not None:
+            job(console)
+        else:
+            _act(session, console, action)
     return 0
 
 

@@ -364,6 +364,8 @@ ISession:
 IConsole:
     machine: IMachine
     state: MachineState
+    display: IDisplay
+    keyboard: IKeyboard
     powerUp() -> IProgress
     powerDown() -> IProgress
     reset()
@@ -376,6 +378,16 @@ IConsole:
     getGuestEnteredACPIMode() -> bool
     takeSnapshotOnline(stateFile: str, disks: any, pause: bool = True) -> any   # vboxpy: the VM process's part of an online snapshot (disks: [[parent path, diff path, diff uuid]])
     mergeSnapshotOnline(jobs: any, known: any) -> any   # vboxpy: the VM process runs the merges of deleting a snapshot of the running machine (jobs: [[kind, source, target, relink]], known: [[uuid, path]])
+
+IDisplay:
+    getScreenResolution(screenId: int) -> any   # [width, height, bitsPerPixel, xOrigin, yOrigin, GuestMonitorStatus] (VirtualBox's out parameters)
+    takeScreenShotToArray(screenId: int, width: int, height: int, bitmapFormat: BitmapFormat) -> bytes
+
+IKeyboard:
+    putScancode(scancode: int)
+    putScancodes(scancodes: [int]) -> int
+    putCAD()
+    releaseKeys()
 
 IProgress:
     id: str

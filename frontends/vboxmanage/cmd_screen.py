@@ -1,0 +1,104 @@
+"""controlvm screenshotpng / keyboardputscancode / keyboardputstring / keyboardputfile
+(VBoxManageControlVM.cpp): the screen and the keyboard of a running VM.
+
+The arguments are checked before the VM is locked; each action becomes one function of the
+VM's IConsole, run under the Shared lock by `controlvm`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from .api import call
+from .keymap import text_scancodes
+from .output import CommandFailed, msg_lines
+
+_CTL_FILE = "VBoxManageControlVM.cpp"
+BITMAP_FORMAT_PNG = 0x20474E50
+SCREEN_ACTIONS = ("screenshotpng", "keyboardputscancode", "keyboardputstring", "keyboardputfile")
+_ERRNO_RC = {errno.ENOENT: "VERR_PATH_NOT_FOUND", errno.EACCES: "VERR_ACCESS_DENIED",
+             errno.EISDIR: "VERR_IS_A_DIRECTORY", errno.EROFS: "VERR_WRITE_PROTECT",
+             errno.ENOSPC: "VERR_DISK_FULL"}
+
+
+def _fail(text: str) -> CommandFailed:
+    return CommandFailed(msg_lines("error: ", text))
+
+
+def _iprt(exc: OSError) -> str:
+    return _ERRNO_RC.get(exc.errno, "VERR_GENERAL_FAILURE")
+
+
+def screen_job(action: str, args: list[str]):
+    if action == "screenshotpng":
+        return _screenshot_job(args)
+    if action == "keyboardputscancode":
+        if not args:
+            raise _fail("Missing argument to 'keyboardputscancode'. Expected IBM PC AT set 2 keyboard "
+                        "scancode(s) as hex byte(s).")
+        codes = []
+        for a in args:
+            try:
+                if len(a) != 2:
+                    raise ValueError
+                codes.append(int(a, 16))
+            except ValueError:
+                raise _fail(f"Error: '{a}' is not a hex byte!") from None
+        return lambda console: _put(console, codes)
+    if action == "keyboardputstring":
+        if not args:
+            raise _fail("Missing argument to 'keyboardputstring'. Expected ASCII string(s).")
+        return lambda console: _put(console, text_scancodes(" ".join(args)))
+    if not args:
+        raise _fail("Missing argument to 'keyboardputfile'. Expected file name.")
+    if len(args) > 1:
+        raise _fail("Too many arguments to 'keyboardputfile'.")
+    try:
+        with open(args[0], "rb") as f:
+            text = f.read().decode("latin-1")
+    except OSError as e:
+        raise _fail(f"Cannot open file '{args[0]}' ({_iprt(e)})") from None
+    return lambda console: _put(console, text_scancodes(text))
+
+
+def _put(console, codes: list[int]) -> None:
+    with call("console->COMGETTER(Keyboard)(pKeyboard.asOutParam())", 600, _CTL_FILE):
+        keyboard = console.keyboard
+    if codes:
+        with call("pKeyboard->PutScancodes(ComSafeArrayAsInParam(saScancodes), &codesStored)", 610, _CTL_FILE):
+            keyboard.put_scancodes(codes)
+
+
+def _screenshot_job(args: list[str]):
+    if not args or len(args) > 2:
+        raise _fail("Incorrect number of parameters")
+    path, screen = args[0], 0
+    if len(args) == 2:
+        try:
+            screen = int(args[1], 0)
+            if not 0 <= screen <= 0xFFFFFFFF:
+                raise ValueError
+        except ValueError:
+            raise _fail(f"Error parsing display number '{args[1]}'") from None
+
+    def job(console) -> None:
+        with call("console->COMGETTER(Display)(pDisplay.asOutParam())", 1715, _CTL_FILE):
+            display = console.display
+        with call("pDisplay->GetScreenResolution(iScreen, &ulWidth, &ulHeight, &ulBpp, &xOrigin, &yOrigin, "
+                  "&monitorStatus)", 1724, _CTL_FILE):
+            width, height = display.get_screen_resolution(screen)[:2]
+        with call("pDisplay->TakeScreenShotToArray(iScreen, ulWidth, ulHeight, BitmapFormat_PNG, "
+                  "ComSafeArrayAsOutParam(saScreenshot))", 1727, _CTL_FILE):
+            data = display.take_screen_shot_to_array(screen, width, height, BITMAP_FORMAT_PNG)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as e:
+            raise _fail(f"Failed to create file '{path}' ({_iprt(e)})") from None
+        try:
+            os.write(fd, data)
+        except OSError as e:
+            raise _fail(f"Failed to write screenshot to file '{path}' ({_iprt(e)})") from None
+        finally:
+            os.close(fd)
+    return job
