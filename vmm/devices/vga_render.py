@@ -42,15 +42,59 @@ class Frame:
     bpp: int = 0                # bits per pixel of the guest mode (0: text)
 
 
-def palette_rgb(vga: Vga) -> list[bytes]:
-    """The 256 DAC entries as 8-bit RGB (6-bit DAC values scaled, the DAC mask applied)."""
+def palette_rgb(vga: Vga, eight_bit: bool = False) -> list[bytes]:
+    """The 256 DAC entries as 8-bit RGB (6-bit DAC values scaled unless the DAC is in 8-bit mode)."""
     dac = vga._dac
     mask = vga.s.dac_mask
     out = []
     for i in range(256):
         j = (i & mask) * 3
-        out.append(bytes(((dac[j + k] & 0x3F) * 255 + 31) // 63 for k in range(3)))
+        if eight_bit:
+            out.append(bytes(dac[j:j + 3]))
+        else:
+            out.append(bytes(((dac[j + k] & 0x3F) * 255 + 31) // 63 for k in range(3)))
     return out
+
+
+def _rgb16_table(bpp: int) -> list[bytes]:
+    out = []
+    for v in range(65536):
+        if bpp == 15:
+            r, g, b = (v >> 10) & 31, (v >> 5) & 31, v & 31
+            out.append(bytes((r * 255 // 31, g * 255 // 31, b * 255 // 31)))
+        else:
+            r, g, b = (v >> 11) & 31, (v >> 5) & 63, v & 31
+            out.append(bytes((r * 255 // 31, g * 255 // 63, b * 255 // 31)))
+    return out
+
+
+_RGB16: dict[int, list[bytes]] = {}
+
+
+def render_vbe(vbe, pal: list[bytes]) -> Frame:
+    """A VBE linear mode: rows of `pitch` bytes from the start offset, pixels in the guest's depth."""
+    width, height, bpp, pitch, start = vbe.mode()
+    vram = vbe.vram
+    bpp_bytes = (bpp + 7) // 8
+    out = bytearray(width * height * 3)
+    row_len = width * bpp_bytes
+    for y in range(height):
+        off = start + y * pitch
+        src = bytes(vram[off:off + row_len]).ljust(row_len, b"\0")      # clamped modes: never past VRAM
+        dst = y * width * 3
+        if bpp == 32 or bpp == 24:
+            n = bpp_bytes
+            out[dst:dst + width * 3:3] = src[2::n]
+            out[dst + 1:dst + width * 3:3] = src[1::n]
+            out[dst + 2:dst + width * 3:3] = src[0::n]
+        elif bpp == 8:
+            out[dst:dst + width * 3] = b"".join(pal[b] for b in src)
+        else:
+            table = _RGB16.get(bpp)
+            if table is None:
+                table = _RGB16[bpp] = _rgb16_table(bpp)
+            out[dst:dst + width * 3] = b"".join(table[src[i] | (src[i + 1] << 8)] for i in range(0, len(src), 2))
+    return Frame(width, height, bytes(out), bpp)
 
 
 def _attr_colors(vga: Vga) -> list[int]:
@@ -73,7 +117,10 @@ def _vertical_lines(vga: Vga) -> int:
 
 
 def render(vga: Vga) -> Frame:
-    """The screen the VGA shows now (text or graphics)."""
+    """The screen the VGA shows now (a VBE mode, text or VGA graphics)."""
+    vbe = vga.vbe
+    if vbe is not None and vbe.enabled:
+        return render_vbe(vbe, palette_rgb(vga, eight_bit=vbe.dac_8bit))
     if vga.text_mode:
         return _render_text(vga)
     return _render_graphics(vga)
