@@ -71,22 +71,22 @@ def rom_font() -> bytes:
     raise AssertionError("no 8x16 font in the VGA BIOS image")
 
 
-def text_mask(font: bytes, text: str) -> list[bytes]:
-    """16 rows of 9-dot cells, 1 where a glyph dot is set."""
+def text_mask(font: bytes, text: str, cell: int = 9) -> list[bytes]:
+    """16 rows of 8- or 9-dot cells, 1 where a glyph dot is set."""
     rows = []
     for y in range(16):
         row = bytearray()
         for ch in text.encode("cp437"):
             bits = font[ch * 16 + y]
-            row += bytes((bits >> (7 - i)) & 1 for i in range(8)) + b"\0"
+            row += bytes((bits >> (7 - i)) & 1 for i in range(8)) + b"\0" * (cell - 8)
         rows.append(bytes(row))
     return rows
 
 
-def find_text(png: bytes, text: str) -> int | None:
-    """The text row (0-24) whose first cells show `text` in the screenshot, None if none does."""
+def find_text(png: bytes, text: str, cell: int = 9) -> int | None:
+    """The text row whose first cells show `text` in the screenshot, None if none does."""
     width, height, rgb = decode_rgb(png)
-    want = text_mask(rom_font(), text)
+    want = text_mask(rom_font(), text, cell)
     n = len(want[0])
     for r in range(height // 16):
         ok = True
@@ -217,3 +217,83 @@ def test_bad_arguments_get_vboxmanage_errors(vm):
     code, _, err = cli("controlvm", VM, "screenshotpng", str(cli.home / "no" / "such" / "dir.png"), check=None)
     assert code == 1 and "Failed to create file" in err
     assert cli.state(VM) == "running"
+
+
+def vbe_boot_sector(message: str) -> bytes:
+    """Set VBE mode 0x111 (640x480, 16 bpp, banked) through the VGA BIOS, print `message` with the
+    BIOS teletype (drawn into the frame buffer), fill lines 32-47 with red through bank 0, say "!" on COM1."""
+    code = bytearray([
+        0xB8, 0x02, 0x4F,          # mov ax, 0x4f02           (VBE: set mode)
+        0xBB, 0x11, 0x01,          # mov bx, 0x0111
+        0xCD, 0x10,                # int 0x10
+        0x31, 0xC0,                # xor ax, ax
+        0x8E, 0xD8,                # mov ds, ax
+        0xBE, 0x00, 0x00,          # mov si, message          (patched below)
+        0xFC,                      # cld
+        0xAC,                      # print: lodsb
+        0x84, 0xC0,                # test al, al
+        0x74, 0x09,                # jz fill
+        0xB4, 0x0E,                # mov ah, 0x0e
+        0xBB, 0x0F, 0x00,          # mov bx, 0x000f
+        0xCD, 0x10,                # int 0x10
+        0xEB, 0xF2,                # jmp print
+        0xB8, 0x00, 0xA0,          # fill: mov ax, 0xa000
+        0x8E, 0xC0,                # mov es, ax
+        0xBF, 0x00, 0xA0,          # mov di, 32 * 1280
+        0xB8, 0x00, 0xF8,          # mov ax, 0xf800           (red in 5:6:5)
+        0xB9, 0x00, 0x28,          # mov cx, 16 * 640
+        0xF3, 0xAB,                # rep stosw
+        0xBA, 0xF8, 0x03,          # mov dx, 0x3f8
+        0xB0, 0x21,                # mov al, '!'
+        0xEE,                      # out dx, al
+        0xF4,                      # halt: hlt
+        0xEB, 0xFD,                # jmp halt
+    ])
+    code[13:15] = (0x7C00 + len(code)).to_bytes(2, "little")
+    body = bytes(code) + message.encode() + b"\0"
+    return body.ljust(510, b"\0") + b"\x55\xaa"
+
+
+@pytest.fixture(scope="module")
+def gfx(vm):
+    cli, _ = vm
+    name = "gfx"
+    cli("createvm", "--name", name, "--ostype", "Debian_64", "--register")
+    disk = cli.home / "vbe.vdi"
+    from vmm.storage.create import create_vdi
+    img = create_vdi(str(disk), 4 << 20)
+    img.write_at(0, vbe_boot_sector(MESSAGE))
+    img.flush()
+    img.close()
+    port = _free_port()
+    cli("modifyvm", name, "--memory", "64", "--ioapic", "off", "--graphicscontroller", "vboxvga", "--vram", "8",
+        "--boot1", "disk", "--boot2", "none", "--boot3", "none", "--boot4", "none", "--uart1", "0x3f8", "4",
+        "--uart-mode1", "tcpserver", str(port))
+    cli("storagectl", name, "--name", "SATA", "--add", "sata", "--controller", "IntelAhci")
+    cli("storageattach", name, "--storagectl", "SATA", "--port", "0", "--device", "0", "--type", "hdd",
+        "--medium", str(disk))
+    assert cli("startvm", name, "--type", "headless")[0] == 0
+    com1 = TcpSerial(port)
+    try:
+        yield cli, name, com1
+    finally:
+        com1.close()
+        if cli.state(name) in ("running", "paused", "stuck"):
+            cli("controlvm", name, "poweroff", check=None)
+
+
+def test_a_vbe_mode_set_by_the_bios_shows_in_the_screenshot(gfx):
+    cli, name, com1 = gfx
+    deadline = time.monotonic() + 300
+    shot = cli.home / "vbe.png"
+    while True:                    # "!" may have gone by before the test connected: the screen decides
+        cli("controlvm", name, "screenshotpng", str(shot))
+        width, height, rgb = decode_rgb(shot.read_bytes())
+        if (width, height) == (640, 480) and rgb[40 * 640 * 3:40 * 640 * 3 + 3] == b"\xff\0\0":
+            break
+        assert time.monotonic() < deadline, f"screen {width}x{height}\n{cli.log_tail(40)}"
+        time.sleep(1.0)
+    red = b"\xff\0\0" * 640
+    assert all(rgb[y * 640 * 3:(y + 1) * 640 * 3] == red for y in range(32, 48))
+    assert rgb[48 * 640 * 3:48 * 640 * 3 + 3] != b"\xff\0\0"
+    assert find_text(shot.read_bytes(), MESSAGE, cell=8) == 0        # the BIOS drew its font into the frame buffer
