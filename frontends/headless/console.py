@@ -43,6 +43,11 @@ class HeadlessConsole:
         return self._display
 
     @property
+    def vrde_server_info(self):
+        from .vrde import VrdeServerInfo
+        return VrdeServerInfo(getattr(self._p, "vrde", None))
+
+    @property
     def keyboard(self):
         from .display import HeadlessKeyboard
         if self._keyboard is None:

@@ -31,6 +31,7 @@ from vmm.vm import Machine, MachineError
 
 from .console import HeadlessConsole, invalid_state
 from .machine_config import ConfigError, describe_error, read_settings
+from .vrde import start_vrde
 
 log = logging.getLogger("vboxpy.headless")
 
@@ -69,6 +70,7 @@ class VmProcess:
         self.log = log
         self.session = None
         self.sm = None
+        self.vrde = None
         self.vm: Machine | None = None
         self.state = MachineState.PoweredOff
         self.settings = None
@@ -151,6 +153,7 @@ class VmProcess:
         self._t_start = time.monotonic()
         self.vm.start()
         self.report(MachineState.Running)
+        self.vrde = start_vrde(self.vm, self.sm, self.settings.name)
 
     # -- guest events (vCPU thread) --------------------------------------------------------------------
     def _vm_stopped(self, kind: str, detail: str) -> None:
@@ -289,6 +292,8 @@ class VmProcess:
                 stats = ", ".join(f"{k} {v}" for k, v in getattr(self.vm.em, "stats", {}).items())
                 log.info("VM ran %.3f s after power-up; guest resets %d; EM: %s",
                          time.monotonic() - self._t_start, self.vm.resets, stats)
+            if self.vrde is not None:
+                self.vrde.close()
             self.vm.close()
         p = self._last_progress
         if p is not None:

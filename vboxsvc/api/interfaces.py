@@ -366,6 +366,7 @@ IConsole:
     state: MachineState
     display: IDisplay
     keyboard: IKeyboard
+    VRDEServerInfo: IVRDEServerInfo
     powerUp() -> IProgress
     powerDown() -> IProgress
     reset()
@@ -382,6 +383,13 @@ IConsole:
 IDisplay:
     getScreenResolution(screenId: int) -> any   # [width, height, bitsPerPixel, xOrigin, yOrigin, GuestMonitorStatus] (VirtualBox's out parameters)
     takeScreenShotToArray(screenId: int, width: int, height: int, bitmapFormat: BitmapFormat) -> bytes
+
+IVRDEServerInfo:
+    active: bool
+    port: int
+    numberOfClients: int
+    beginTime: int
+    endTime: int
 
 IKeyboard:
     putScancode(scancode: int)

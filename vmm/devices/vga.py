@@ -90,6 +90,7 @@ class Vga:
         self.ports = _Ports(self)
         self.memory = _Memory(self)
         self.vbe = None                  # a vmm.devices.vbe.BochsVbe: its banks take over the window
+        self.generation = 0              # bumped by every register or memory write: viewers skip unchanged screens
 
     # -- memory window ---------------------------------------------------------------------------
     def _window(self, offset: int) -> int | None:
@@ -128,6 +129,7 @@ class Vga:
         return (s.latches >> (8 * (s.gc[GC_READ_MAP] & 3))) & 0xFF
 
     def mem_write(self, offset: int, value: int) -> None:
+        self.generation += 1
         off = self._window(offset)
         if off is None:
             return
@@ -222,6 +224,7 @@ class Vga:
 
     def port_write(self, off: int, value: int) -> None:
         s = self.s
+        self.generation += 1
         value &= 0xFF
         mono = self._mono()
         if off == (CRTC_INDEX_MONO if mono else CRTC_INDEX):
@@ -362,6 +365,7 @@ class _Memory:
         if size not in (1, 2, 4, 8):
             return
         vga = self.vga
+        vga.generation += 1
         vbe = vga.vbe
         if vbe is not None and vbe.enabled:
             if offset + size <= 0x10000:
