@@ -297,3 +297,86 @@ def test_a_vbe_mode_set_by_the_bios_shows_in_the_screenshot(gfx):
     assert all(rgb[y * 640 * 3:(y + 1) * 640 * 3] == red for y in range(32, 48))
     assert rgb[48 * 640 * 3:48 * 640 * 3 + 3] != b"\xff\0\0"
     assert find_text(shot.read_bytes(), MESSAGE, cell=8) == 0        # the BIOS drew its font into the frame buffer
+
+
+@pytest.fixture(scope="module")
+def vnc(vm):
+    cli, _ = vm
+    name = "vnc"
+    cli("createvm", "--name", name, "--ostype", "Debian_64", "--register")
+    vport = _free_port()
+    code, _, err = cli("modifyvm", name, "--vrde", "on", "--vrde-port", str(vport), "--vrde-address", "127.0.0.1",
+                       "--vrde-property", "VNCPassword=vb0x", check=None)
+    if code != 0:
+        pytest.skip(f"this build stores no VRDE settings (modifyvm --vrde: {err.strip()})")
+    disk = cli.home / "vnc.vdi"
+    from vmm.storage.create import create_vdi
+    img = create_vdi(str(disk), 4 << 20)
+    img.write_at(0, echo_boot_sector(MESSAGE))
+    img.flush()
+    img.close()
+    port = _free_port()
+    cli("modifyvm", name, "--memory", "64", "--ioapic", "off", "--boot1", "disk", "--boot2", "none", "--boot3",
+        "none", "--boot4", "none", "--uart1", "0x3f8", "4", "--uart-mode1", "tcpserver", str(port))
+    cli("storagectl", name, "--name", "SATA", "--add", "sata", "--controller", "IntelAhci")
+    cli("storageattach", name, "--storagectl", "SATA", "--port", "0", "--device", "0", "--type", "hdd",
+        "--medium", str(disk))
+    assert cli("startvm", name, "--type", "headless")[0] == 0
+    com1 = TcpSerial(port)
+    try:
+        yield cli, name, com1, vport
+    finally:
+        com1.close()
+        if cli.state(name) in ("running", "paused", "stuck"):
+            cli("controlvm", name, "poweroff", check=None)
+
+
+def test_a_vnc_viewer_sees_the_screen_and_types(vnc):
+    import socket
+    import struct
+
+    from tests.unit.vmm.display.test_rfb import _connect, _read_update, _request
+    cli, name, com1, vport = vnc
+    server = type("S", (), {"port": vport})
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            _, _, init, reason = _connect(server, "wrong")
+            break
+        except OSError:
+            assert time.monotonic() < deadline, cli.log_tail(40)
+            time.sleep(0.5)
+    assert init is None and reason == b"Authentication failed"
+    s, f, init, _ = _connect(server, "vb0x")
+    mr = cli("showvminfo", name, "--machinereadable")[1]
+    assert 'VRDEActiveConnection="on"' in mr
+    png = wait_screen_of(cli, name, MESSAGE)
+    width, height, rgb = decode_rgb(png)
+    _request(s, 0, init[0], init[1])
+    rects = _read_update(f)
+    if (init[0], init[1]) != (width, height):
+        _request(s, 0, width, height)
+        rects = _read_update(f)
+    data = rects[-1][5]
+    assert data[2::4] == rgb[0::3] and data[1::4] == rgb[1::3] and data[0::4] == rgb[2::3]
+    mark = com1.size
+    for down in (1, 0):
+        s.sendall(struct.pack(">BBxxI", 4, down, ord("q")))
+    com1.wait_for("q", 60, start=mark)
+    s.close()
+    s2 = socket.create_connection(("127.0.0.1", vport), timeout=10)
+    s2.sendall(b"garbage that is not RFB")
+    s2.close()
+    assert cli.state(name) == "running"
+
+
+def wait_screen_of(cli: Cli, name: str, text: str, timeout: float = 300) -> bytes:
+    shot = cli.home / f"{name}.png"
+    deadline = time.monotonic() + timeout
+    while True:
+        cli("controlvm", name, "screenshotpng", str(shot))
+        png = shot.read_bytes()
+        if find_text(png, text) is not None:
+            return png
+        assert time.monotonic() < deadline, cli.log_tail(40)
+        time.sleep(1.0)
