@@ -31,7 +31,7 @@ from vmm.vm import Machine, MachineError
 
 from .console import HeadlessConsole, invalid_state
 from .machine_config import ConfigError, describe_error, read_settings
-from .vrde import start_vrde
+from .vrde import VRDE_POLL_S, start_vrde, vrde_settings
 
 log = logging.getLogger("vboxpy.headless")
 
@@ -71,6 +71,8 @@ class VmProcess:
         self.session = None
         self.sm = None
         self.vrde = None
+        self._vrde_cfg: dict | None = None
+        self._vrde_next = 0.0
         self.vm: Machine | None = None
         self.state = MachineState.PoweredOff
         self.settings = None
@@ -153,7 +155,9 @@ class VmProcess:
         self._t_start = time.monotonic()
         self.vm.start()
         self.report(MachineState.Running)
-        self.vrde = start_vrde(self.vm, self.sm, self.settings.name)
+        self._vrde_cfg = vrde_settings(self.sm)
+        self.vrde = start_vrde(self.vm, self._vrde_cfg, self.settings.name)
+        self._vrde_next = time.monotonic() + VRDE_POLL_S
 
     # -- guest events (vCPU thread) --------------------------------------------------------------------
     def _vm_stopped(self, kind: str, detail: str) -> None:
@@ -250,6 +254,23 @@ class VmProcess:
                  state_file, result.size, len(disks))
         return result.size
 
+    def _vrde_tick(self) -> None:
+        """Follow VRDE setting changes made while the VM runs (start, stop or move the VNC server)."""
+        now = time.monotonic()
+        if now < self._vrde_next or self.vm is None or self.state not in (MachineState.Running,
+                                                                          MachineState.Paused):
+            return
+        self._vrde_next = now + VRDE_POLL_S
+        want = vrde_settings(self.sm)
+        if want == self._vrde_cfg:
+            return
+        self._vrde_cfg = want
+        old, self.vrde = self.vrde, None
+        if old is not None:
+            old.close()
+            log.info("VRDE: server stopped")
+        self.vrde = start_vrde(self.vm, want, self.settings.name)
+
     # -- main loop -------------------------------------------------------------------------------------
     def run(self) -> str:
         """Until the VM ends; returns how it ended ('poweroff', 'saved', ...)."""
@@ -257,6 +278,7 @@ class VmProcess:
             try:
                 event = self._events.get(timeout=0.5)   # a timeout keeps signal handlers running promptly
             except queue.Empty:
+                self._vrde_tick()
                 continue
             if event[0] == "finished":
                 return event[1]

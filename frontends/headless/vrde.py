@@ -14,6 +14,7 @@ import logging
 from vboxsvc.api import VBoxError
 
 log = logging.getLogger("vboxpy.vrde")
+VRDE_POLL_S = 2.0
 
 
 def vrde_settings(machine) -> dict | None:
@@ -29,11 +30,10 @@ def vrde_settings(machine) -> dict | None:
         return None
 
 
-def start_vrde(vm, machine, name: str):
-    """Start the VNC server for `vm` when the machine's VRDE is on; the server or None."""
+def start_vrde(vm, cfg: dict | None, name: str):
+    """Start the VNC server for `vm` with `cfg` (vrde_settings); the server, or None when VRDE is off."""
     from vmm.display.rfb import RfbServer, parse_ports
 
-    cfg = vrde_settings(machine)
     if cfg is None:
         return None
     try:

@@ -62,7 +62,7 @@ def controlvm(vm, action, extra):
         if console is None:
             raise CommandFailed(msg_lines("error: ", f"Machine '{vm}' is not currently running."))
         if job is not None:
-            job(console)
+            job(session, console)
         else:
             _act(session, console, action)
     return 0

@@ -1,8 +1,9 @@
-"""controlvm screenshotpng / keyboardputscancode / keyboardputstring / keyboardputfile
-(VBoxManageControlVM.cpp): the screen and the keyboard of a running VM.
+"""controlvm screenshotpng / keyboardputscancode / keyboardputstring / keyboardputfile / vrde /
+vrdeport / vrdeproperty (VBoxManageControlVM.cpp): the screen, the keyboard and the remote
+display of a running VM.
 
 The arguments are checked before the VM is locked; each action becomes one function of the
-VM's IConsole, run under the Shared lock by `controlvm`.
+VM's session and IConsole, run under the Shared lock by `controlvm`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from .output import CommandFailed, msg_lines
 
 _CTL_FILE = "VBoxManageControlVM.cpp"
 BITMAP_FORMAT_PNG = 0x20474E50
-SCREEN_ACTIONS = ("screenshotpng", "keyboardputscancode", "keyboardputstring", "keyboardputfile")
+SCREEN_ACTIONS = ("screenshotpng", "keyboardputscancode", "keyboardputstring", "keyboardputfile", "vrde", "vrdeport",
+                  "vrdeproperty")
 _ERRNO_RC = {errno.ENOENT: "VERR_PATH_NOT_FOUND", errno.EACCES: "VERR_ACCESS_DENIED",
              errno.EISDIR: "VERR_IS_A_DIRECTORY", errno.EROFS: "VERR_WRITE_PROTECT",
              errno.ENOSPC: "VERR_DISK_FULL"}
@@ -31,6 +33,16 @@ def _iprt(exc: OSError) -> str:
 
 
 def screen_job(action: str, args: list[str]):
+    """The work of `action` as a function of (session, console); argument errors raise at once."""
+    job = _job(action, args)
+    if action.startswith("vrde"):
+        return job
+    return lambda session, console: job(console)
+
+
+def _job(action: str, args: list[str]):
+    if action.startswith("vrde"):
+        return _vrde_job(action, args)
     if action == "screenshotpng":
         return _screenshot_job(args)
     if action == "keyboardputscancode":
@@ -101,4 +113,32 @@ def _screenshot_job(args: list[str]):
             raise _fail(f"Failed to write screenshot to file '{path}' ({_iprt(e)})") from None
         finally:
             os.close(fd)
+    return job
+
+
+def _vrde_job(action: str, args: list[str]):
+    if not args:
+        raise _fail(f"Missing argument to '{action}'")
+    value = args[0]
+    if action == "vrde" and value not in ("on", "off"):
+        raise _fail(f"Invalid remote desktop server state '{value}'")
+    if action == "vrdeproperty" and "=" not in value:
+        raise _fail(f"Invalid --vrdeproperty argument '{value}'")
+
+    def job(session, console) -> None:
+        with call("sessionMachine->COMGETTER(VRDEServer)(vrdeServer.asOutParam())", 980, _CTL_FILE):
+            server = getattr(session.machine, "vrde_server", None)
+        if server is None:
+            raise _fail("The VM has no remote desktop server settings")
+        if action == "vrde":
+            with call(f"vrdeServer->COMSETTER(Enabled)({'TRUE' if value == 'on' else 'FALSE'})", 990, _CTL_FILE):
+                server.enabled = value == "on"
+        elif action == "vrdeport":
+            with call('vrdeServer->SetVRDEProperty(Bstr("TCP/Ports").raw(), vrdeportBstr.raw())', 1010, _CTL_FILE):
+                server.set_vrde_property("TCP/Ports", "0" if value == "default" else value)
+        else:
+            key, _, val = value.partition("=")
+            with call("vrdeServer->SetVRDEProperty(Bstr(strProperty).raw(), Bstr(strValue).raw())", 1040,
+                      _CTL_FILE):
+                server.set_vrde_property(key, val)
     return job

@@ -368,6 +368,17 @@ def test_a_vnc_viewer_sees_the_screen_and_types(vnc):
     s2.sendall(b"garbage that is not RFB")
     s2.close()
     assert cli.state(name) == "running"
+    cli("controlvm", name, "vrde", "off")                # the VM process stops serving
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", vport), timeout=2).close()
+        except OSError:
+            break
+        assert time.monotonic() < deadline, "the VNC server still listens after 'controlvm vrde off'"
+        time.sleep(0.5)
+    code, _, err = cli("controlvm", name, "vrde", "maybe", check=None)
+    assert code == 1 and "Invalid remote desktop server state 'maybe'" in err
 
 
 def wait_screen_of(cli: Cli, name: str, text: str, timeout: float = 300) -> bytes:
