@@ -308,7 +308,7 @@ def vnc(vm):
     code, _, err = cli("modifyvm", name, "--vrde", "on", "--vrde-port", str(vport), "--vrde-address", "127.0.0.1",
                        "--vrde-property", "VNCPassword=vb0x", check=None)
     if code != 0:
-        pytest.skip(f"this build stores no VRDE settings (modifyvm --vrde: {err.strip()})")
+        pytest.skip(f"this build stores no VRDE settings (modifyvm --vrde: {err.strip().splitlines()[0]})")
     disk = cli.home / "vnc.vdi"
     from vmm.storage.create import create_vdi
     img = create_vdi(str(disk), 4 << 20)
