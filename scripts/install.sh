@@ -11,6 +11,7 @@ command -v cpio >/dev/null || need_apt+=(cpio)
 if [ "${1:-}" = "--test" ]; then
     command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
     command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)   # the boot benchmark's peer
+    command -v vncsnapshot >/dev/null || need_apt+=(vncsnapshot)   # a real VNC client for the remote display tests
 fi
 # the guest builder finds Debian's kernel and busybox through the apt lists
 lists_ok=1

@@ -83,8 +83,19 @@ def encrypt_block(key: bytes, block: bytes) -> bytes:
     return _permute((right << 32) | left, _FP, 64).to_bytes(8, "big")
 
 
+def _vnc_key(raw: bytes) -> bytes:
+    return bytes(int(f"{b:08b}"[::-1], 2) for b in raw[:8].ljust(8, b"\0"))
+
+
 def vnc_response(password: str, challenge: bytes) -> bytes:
     """The client's answer to a 16-byte VNC challenge: each half DES-encrypted with the mirrored key."""
-    raw = password.encode("latin-1", "replace")[:8].ljust(8, b"\0")
-    key = bytes(int(f"{b:08b}"[::-1], 2) for b in raw)
+    key = _vnc_key(password.encode("latin-1", "replace"))
     return encrypt_block(key, challenge[:8]) + encrypt_block(key, challenge[8:16])
+
+
+PASSWD_FILE_KEY = bytes((23, 82, 107, 6, 35, 78, 88, 7))       # the fixed key of VNC's `vncpasswd` files
+
+
+def vnc_passwd_file(password: str) -> bytes:
+    """The 8 bytes of a VNC password file (what `vncpasswd` writes and viewers' -passwd reads)."""
+    return encrypt_block(_vnc_key(PASSWD_FILE_KEY), password.encode("latin-1", "replace")[:8].ljust(8, b"\0"))
