@@ -18,7 +18,7 @@ from vboxsvc.api.enums import GuestMonitorStatus
 from .console import invalid_state
 
 MONITORS = 1
-KEY_WAIT_S = 30.0                   # how long putScancodes waits for room in the keyboard's queue
+KEY_WAIT_S = 30.0                   # how long putScancodes waits for the guest to make room in the queue
 CAD = (0x1D, 0x38, 0xE0, 0x53, 0xE0, 0xD3, 0xB8, 0x9D)
 
 
@@ -75,7 +75,10 @@ class HeadlessKeyboard:
             self._track(codes)
             sent, deadline = 0, time.monotonic() + KEY_WAIT_S
             while sent < len(codes):
-                sent += self._p.vm.put_scancodes(codes[sent:])
+                took = self._p.vm.put_scancodes(codes[sent:])
+                sent += took
+                if took:
+                    deadline = time.monotonic() + KEY_WAIT_S         # the guest reads: keep waiting
                 if sent < len(codes):
                     if time.monotonic() > deadline or self._p.state not in (MachineState.Running,
                                                                             MachineState.Paused):

@@ -17,6 +17,7 @@ from .output import CommandFailed, msg_lines
 
 _CTL_FILE = "VBoxManageControlVM.cpp"
 BITMAP_FORMAT_PNG = 0x20474E50
+KEY_CHUNK = 128                   # scan codes per IKeyboard call
 SCREEN_ACTIONS = ("screenshotpng", "keyboardputscancode", "keyboardputstring", "keyboardputfile", "vrde", "vrdeport",
                   "vrdeproperty")
 _ERRNO_RC = {errno.ENOENT: "VERR_PATH_NOT_FOUND", errno.EACCES: "VERR_ACCESS_DENIED",
@@ -77,9 +78,9 @@ def _job(action: str, args: list[str]):
 def _put(console, codes: list[int]) -> None:
     with call("console->COMGETTER(Keyboard)(pKeyboard.asOutParam())", 600, _CTL_FILE):
         keyboard = console.keyboard
-    if codes:
+    for i in range(0, len(codes), KEY_CHUNK):   # long texts in parts: each call returns while the guest types
         with call("pKeyboard->PutScancodes(ComSafeArrayAsInParam(saScancodes), &codesStored)", 610, _CTL_FILE):
-            keyboard.put_scancodes(codes)
+            keyboard.put_scancodes(codes[i:i + KEY_CHUNK])
 
 
 def _screenshot_job(args: list[str]):
