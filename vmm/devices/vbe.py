@@ -70,6 +70,7 @@ class BochsVbe:
         self.s = VbeState()
         self.s.regs[VIDEO_MEMORY_64K] = vram_size // BANK_SIZE
         self.generation = 0
+        self._written = False           # VRAM may hold something other than zeros (every store goes through vram_write)
         self.dirty_pages: set[int] = set()
         self.ports = _Ports(self)
         self.lfb = _Lfb(self)
@@ -148,6 +149,7 @@ class BochsVbe:
         self._fit_virtual()
         if not value & NOCLEARMEM:
             self.vram[:] = bytes(len(self.vram))
+            self._written = False
             self.dirty_pages.update(range(len(self.vram) // PAGE))
 
     def _fit_virtual(self) -> None:
@@ -177,10 +179,14 @@ class BochsVbe:
         self.dirty_pages.add(offset // PAGE)
         self.dirty_pages.add((offset + size - 1) // PAGE)
         self.generation += 1
+        self._written = True
 
     def bank_offset(self, window_offset: int) -> int:
         """VRAM offset of a byte in the 64 KiB bank window at 0xA0000."""
         return self.s.regs[BANK] * BANK_SIZE + (window_offset & (BANK_SIZE - 1))
+
+    def _nonzero(self) -> bool:
+        return self.vram.count(0) != len(self.vram)      # a C-speed scan, not a Python loop
 
     def take_dirty(self) -> set[int]:
         pages, self.dirty_pages = self.dirty_pages, set()
@@ -188,7 +194,7 @@ class BochsVbe:
 
     # -- saved state -----------------------------------------------------------------------------
     def get_state(self) -> VbeState:
-        vram = bytes(self.vram) if any(self.vram) else b""
+        vram = bytes(self.vram) if self._written and self._nonzero() else b""
         return VbeState(self.s.index, list(self.s.regs), vram)
 
     def set_state(self, state: VbeState) -> None:
@@ -196,8 +202,9 @@ class BochsVbe:
             raise ValueError("VBE state does not match this device (register count or VRAM size)")
         if state.vram:
             self.vram[:] = state.vram
-        else:
+        elif self._written:
             self.vram[:] = bytes(len(self.vram))
+        self._written = bool(state.vram)
         regs = [v & 0xFFFF for v in state.regs]
         enable = regs[ENABLE]
         self.s = VbeState(state.index & 0xFFFF, list(regs))

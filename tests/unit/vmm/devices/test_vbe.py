@@ -93,7 +93,8 @@ def test_rendered_frame_in_each_direct_colour_depth(bpp, pixel, rgb):
     dev = vga.vbe = BochsVbe(1 << 20)
     _mode(dev, 320, 200, bpp)
     n = len(pixel)
-    dev.vram[n * 5:n * 6] = pixel                        # pixel (5, 0)
+    for i, b in enumerate(pixel):                        # pixel (5, 0)
+        dev.lfb.write(n * 5 + i, 1, b)
     frame = render(vga)
     assert (frame.width, frame.height, frame.bpp) == (320, 200, bpp)
     assert frame.rgb[15:18] == bytes(rgb) and frame.rgb[:3] == bytes(3)
@@ -106,7 +107,7 @@ def test_8bpp_uses_the_dac_in_6_and_8_bit_mode():
     vga.ports.write(0x3C8 - 0x3B0, 1, 9)
     for c in (63, 0, 0):
         vga.ports.write(0x3C9 - 0x3B0, 1, c)
-    dev.vram[0] = 9
+    dev.lfb.write(0, 1, 9)
     assert render(vga).rgb[:3] == bytes((255, 0, 0))
     _mode(dev, 320, 200, 8, v.ENABLED | v.DAC_8BIT | v.NOCLEARMEM)
     vga.ports.write(0x3C8 - 0x3B0, 1, 9)
@@ -119,7 +120,7 @@ def test_saved_state_round_trip_and_bad_state():
     dev = BochsVbe(1 << 20)
     _mode(dev, 640, 480, 16)
     _w(dev, v.Y_OFFSET, 10)
-    dev.vram[100] = 7
+    dev.lfb.write(100, 1, 7)
     st = dev.get_state()
     other = BochsVbe(1 << 20)
     other.set_state(st)
