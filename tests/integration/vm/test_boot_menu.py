@@ -72,22 +72,19 @@ def menu_disk(tmp: Path) -> Path:
 
 
 def screen_has(png: bytes, text: str) -> bool:
-    """`text` anywhere on the 80x25 text screen (any row, any column), in the VGA BIOS font."""
+    """`text` anywhere on the 80x25 text screen (any row, any column, any colours), in the VGA BIOS font."""
     width, height, rgb = decode_rgb(png)
     if (width, height) != (720, 400):
         return False
     want = text_mask(rom_font(), text)
     n = len(want[0])
     for r in range(25):
-        rows = []
-        for y in range(16):
-            start = (r * 16 + y) * width * 3
-            line = rgb[start:start + width * 3]
-            bg = line[0:3]
-            rows.append(bytes(0 if line[i * 3:i * 3 + 3] == bg else 1 for i in range(width)))
+        lines = [rgb[(r * 16 + y) * width * 3:(r * 16 + y + 1) * width * 3] for y in range(16)]
         for col in range(80 - len(text) + 1):
-            x = col * 9
-            if all(rows[y][x:x + n] == want[y] for y in range(16)):
+            x = col * 9 * 3
+            bg = lines[0][x:x + 3]                   # a glyph's top scan line is blank: the cell's background
+            if all(bytes(0 if lines[y][x + 3 * i:x + 3 * i + 3] == bg else 1 for i in range(n)) == want[y]
+                   for y in range(16)):
                 return True
     return False
 
