@@ -27,6 +27,7 @@ if [ "${1:-}" = "--test" ]; then
     # the full Debian disk the tests boot
     command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
     command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)   # the boot benchmark's peer
+    command -v vncsnapshot >/dev/null || need_apt+=(vncsnapshot)   # a real VNC client for the remote display tests
 fi
 # the guest builder finds Debian's kernel, busybox, the boot loaders and Vagrant's key
 # through the apt lists

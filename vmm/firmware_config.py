@@ -25,17 +25,18 @@ DEFAULT_BOOT_ORDER = ("Floppy", "DVD", "HardDisk")      # VirtualBox's default -
 
 
 VGA_BIOS = "vgabios-isavga.bin"      # SeaVGABIOS for a plain (ISA) VGA: text modes on the legacy ports
+STD_VGA_BIOS = "vgabios-stdvga.bin"  # SeaVGABIOS for the Bochs VBE VGA on PCI: adds the VBE graphics modes
 
 
 def find_bios() -> str:
     return str(firmware.find())
 
 
-def vga_bios() -> bytes | None:
+def vga_bios(name: str = VGA_BIOS) -> bytes | None:
     """The VGA option ROM SeaBIOS runs (int 10h, so the firmware and boot loaders print on the
     VGA text screen), from the same package as the BIOS; None if it is missing."""
     try:
-        rom = bytearray(firmware.find(VGA_BIOS).read_bytes())
+        rom = bytearray(firmware.find(name).read_bytes())
     except (firmware.FirmwareError, OSError):
         return None
     return fix_rom_checksum(rom)
@@ -95,7 +96,8 @@ def bootorder_file(cfg: CfgNode, storage) -> bytes:
     return "\n".join(lines).encode() + b"\0"
 
 
-def populate(fw: FwCfg, cfg: CfgNode, memory: GuestMemory, storage, acpi_config=None) -> None:
+def populate(fw: FwCfg, cfg: CfgNode, memory: GuestMemory, storage, acpi_config=None,
+             pci_vga: tuple[int, int] | None = None) -> None:
     """acpi_config: a callable returning the vmm.devices.acpi.AcpiConfig of the machine as it is
     now (None: no ACPI tables; SeaBIOS then offers none either)."""
     cpus = 1    # EM runs one vCPU
@@ -119,6 +121,11 @@ def populate(fw: FwCfg, cfg: CfgNode, memory: GuestMemory, storage, acpi_config=
     if acpi_config is not None:
         AcpiForFirmware(acpi_config).install(fw)
     install_smbios(fw, cfg.get_str("UUID", ""))
+    if pci_vga is not None:
+        rom = vga_bios(STD_VGA_BIOS)          # run by SeaBIOS as the PCI VGA's own option ROM
+        if rom is not None:
+            fw.add_file(f"pci{pci_vga[0]:04x},{pci_vga[1]:04x}.rom", rom)
+            return
     rom = vga_bios()
     if rom is not None:
         fw.add_file(f"vgaroms/{VGA_BIOS}", rom)

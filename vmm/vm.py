@@ -36,7 +36,7 @@ from vmm.devices.i440fx import QEMU_SUBSYSTEM, I440fxHost
 from vmm.devices.i8042 import I8042
 from vmm.devices.ioapic import IOAPIC_BASE_DEFAULT, IOAPIC_SPAN
 from vmm.devices.irq_routing import InterruptRouting
-from vmm.devices.pci import PciFunction, PciHostBridge
+from vmm.devices.pci import BAR_MEM32, PciFunction, PciHostBridge
 from vmm.devices.pic import PicPair
 from vmm.devices.piix3 import PciIrqRouter, Piix3Isa
 from vmm.devices.piix4_pm import Piix4Pm
@@ -45,9 +45,16 @@ from vmm.devices.port80 import BOOT_MARKER_PORT, BootMarkerPort, PostCodePort
 from vmm.devices.rtc import Rtc
 from vmm.devices.serial_backends import SerialBackend, create_backend
 from vmm.devices.uart import Uart16550, UartType
+from vmm.devices.vbe import PCI_CLASS as VBE_PCI_CLASS
+from vmm.devices.vbe import PCI_DEVICE as VBE_PCI_DEVICE
+from vmm.devices.vbe import PCI_VENDOR as VBE_PCI_VENDOR
+from vmm.devices.vbe import PORT_BASE as VBE_PORT_BASE
+from vmm.devices.vbe import PORT_SPAN as VBE_PORT_SPAN
+from vmm.devices.vbe import VBE_CONTROLLERS, BochsVbe, vram_bytes
 from vmm.devices.vga import PORT_BASE as VGA_PORT_BASE
 from vmm.devices.vga import WINDOW_SIZE as VGA_WINDOW_SIZE
 from vmm.devices.vga import Vga
+from vmm.devices.vga_render import render as render_screen
 from vmm.devices.vmmdev import VmmDev
 from vmm.em import Em, EmState, StopReason
 from vmm.firmware import FirmwareError, FirmwareImage
@@ -192,6 +199,26 @@ class Machine:
         self.irqs.set_notify(self.em.interrupt_raised)
 
     # -- building --------------------------------------------------------------------------------
+    def _build_vbe(self, cfg: CfgNode) -> BochsVbe | None:
+        """The graphics controller: every VirtualBox choice but "none" is the Bochs VBE VGA on PCI."""
+        controller = cfg.get_str("Display/Controller", "VBoxVGA")
+        if controller in ("Null", "None", ""):
+            return None
+        if controller not in VBE_CONTROLLERS:
+            raise MachineError(f"graphics controller {controller} is not available (vboxvga, vmsvga or vboxsvga "
+                               "run as the Bochs VBE-compatible VGA)")
+        vram = vram_bytes(cfg.get_int("Display/VRAMSize", 16 << 20))
+        vbe = BochsVbe(vram)
+        self.vga.vbe = vbe
+        self._place("vga/vbe", VBE_PORT_BASE, VBE_PORT_SPAN, vbe.ports)
+        fn = PciFunction(VBE_PCI_VENDOR, VBE_PCI_DEVICE, VBE_PCI_CLASS)
+        fn.add_bar(0, vram, BAR_MEM32, vbe.lfb)
+        self.pci.add_function(fn, *PCI_SLOTS["vga"])
+        self.vga_function = fn
+        self.placed.append(f"{'vga/vbe':<12} PCI {VBE_PCI_VENDOR:04x}:{VBE_PCI_DEVICE:04x} ({controller}), "
+                           f"{vram >> 20} MiB VRAM at BAR0")
+        return vbe
+
     def _place(self, name: str, base: int, length: int, dev, irq: int | None = None) -> None:
         self.io.register(base, length, dev)
         self.placed.append(f"{name:<12} I/O {base:#06x}-{base + length - 1:#06x}"
@@ -205,7 +232,7 @@ class Machine:
         ram = self.memory.size
         below = min(ram, LOW_RAM_LIMIT)
         self.pit = Pit8254(irqs.line(0), clock)
-        self.kbc = I8042(irqs.line(1), irqs.line(12), on_reset=self._guest_reset)
+        self.kbc = I8042(irqs.line(1), irqs.line(12), on_reset=self._guest_reset, clock=clock)
         self.rtc = Rtc(irqs.line(8), clock, ram_below_4g=below, ram_above_4g=ram - below)
         self.acpi = AcpiPm(irqs.line(ACPI_SCI_IRQ), clock, on_power_off=self._guest_power_off,
                            on_reset=self._guest_reset)
@@ -228,6 +255,7 @@ class Machine:
         self.mmio.register(VGA_HOLE_START, VGA_WINDOW_SIZE, self.vga.memory)
         self._place("vga", VGA_PORT_BASE, 0x30, self.vga.ports)
         self.placed.append(f"{'vga':<12} MMIO {VGA_HOLE_START:#x}-{VGA_HOLE_START + VGA_WINDOW_SIZE - 1:#x}")
+        self.vbe = self._build_vbe(cfg)
         devs = {"pic.master": self.pic.master, "pic.slave": self.pic.slave, "pic.elcr": self.pic.elcr,
                 "pit": self.pit, "port61": Port61(self.pit), "kbc.data": self.kbc.data,
                 "kbc.command": self.kbc.command, "rtc": self.rtc, "post": PostCodePort(),
@@ -263,6 +291,8 @@ class Machine:
                           "acpi": self.acpi, "pci": self.pci, "pci/isa": self.isa_bridge, "vga": self.vga,
                           "pci/acpi": self.pm_function, "pci/vmmdev": self.vmmdev,
                           **irqs.stateful()}
+        if self.vbe is not None:
+            self._stateful.update({"vga/vbe": self.vbe, "pci/vga": self.vga_function})
         if fw is not None:
             self._stateful.update({"fw_cfg": self.fw_cfg, "debugcon": self.debugcon})
         for i, u in enumerate(self.uarts):
@@ -289,7 +319,8 @@ class Machine:
         else:
             acpi_on = cfg.get_bool("ACPI", True)
             firmware_config.populate(self.fw_cfg, cfg, self.memory, self.storage,
-                                     self._firmware_acpi_config if acpi_on else None)
+                                     self._firmware_acpi_config if acpi_on else None,
+                                     (VBE_PCI_VENDOR, VBE_PCI_DEVICE) if self.vbe is not None else None)
 
     def _place_apics(self) -> None:
         """The boot vCPU's local APIC and the IO-APIC in the MMIO space, where the MADT says."""
@@ -562,6 +593,23 @@ class Machine:
             if image is not None:
                 pc.images.append(image)
         self.em.call(swap).result(30)
+
+    def put_scancodes(self, codes: list[int]) -> int:
+        """Any thread: type set-1 scan codes on the PS/2 keyboard; returns how many it took."""
+        if not self.running:
+            return self.kbc.put_scancodes(codes)
+        return self.em.call(lambda: self.kbc.put_scancodes(codes)).result(10)
+
+    def keys_pending(self) -> int:
+        return self.kbc.keys_pending
+
+    def screen_version(self) -> tuple[int, int]:
+        """Changes whenever what the screen shows may have changed (cheap: no rendering)."""
+        return self.vga.generation, self.vbe.generation if self.vbe is not None else 0
+
+    def screen(self):
+        """Any thread: the picture on the VGA now (a vmm.devices.vga_render.Frame)."""
+        return render_screen(self.vga)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.em.join(timeout)

@@ -24,6 +24,8 @@ class HeadlessConsole:
 
     def __init__(self, process):
         self._p = process
+        self._display = None
+        self._keyboard = None
 
     @property
     def machine(self):
@@ -32,6 +34,25 @@ class HeadlessConsole:
     @property
     def state(self) -> MachineState:
         return self._p.state
+
+    @property
+    def display(self):
+        from .display import HeadlessDisplay
+        if self._display is None:
+            self._display = HeadlessDisplay(self._p)
+        return self._display
+
+    @property
+    def vrde_server_info(self):
+        from .vrde import VrdeServerInfo
+        return VrdeServerInfo(getattr(self._p, "vrde", None))
+
+    @property
+    def keyboard(self):
+        from .display import HeadlessKeyboard
+        if self._keyboard is None:
+            self._keyboard = HeadlessKeyboard(self._p)
+        return self._keyboard
 
     def power_up(self):
         raise invalid_state(self._p.state, "the virtual machine is already running")

@@ -15,6 +15,7 @@ from vboxsvc.api import (
     DeviceType,
     FirmwareBootMenuMode,
     FirmwareType,
+    GraphicsControllerType,
     HWVirtExPropertyType,
     MediumType,
     NetworkAdapterType,
@@ -89,6 +90,9 @@ def read_settings(machine) -> MachineSettings:
 
 def _firmware(machine, cfg: CfgNode) -> None:
     """Firmware type, boot menu policy and the boot order (--boot1..4) for the BIOS."""
+    graphics = machine.graphics_adapter
+    cfg.set("Display/Controller", GraphicsControllerType(graphics.graphics_controller_type).name)
+    cfg.set("Display/VRAMSize", int(graphics.vram_size) << 20)
     fw = machine.firmware_settings
     cfg.set("Firmware/Type", FirmwareType(fw.firmware_type).name)
     cfg.set("Firmware/BootMenu", FirmwareBootMenuMode(fw.boot_menu_mode).name)

@@ -36,6 +36,7 @@ from vmm.vm import Machine, MachineError
 
 from .console import HeadlessConsole, invalid_state
 from .machine_config import ConfigError, add_shared_folders, describe_error, read_settings
+from .vrde import VRDE_POLL_S, start_vrde, vrde_settings
 
 log = logging.getLogger("vboxpy.headless")
 
@@ -76,6 +77,9 @@ class VmProcess:
         self.log = log
         self.session = None
         self.sm = None
+        self.vrde = None
+        self._vrde_cfg: dict | None = None
+        self._vrde_next = 0.0
         self.vm: Machine | None = None
         self.state = MachineState.PoweredOff
         self.settings = None
@@ -225,6 +229,9 @@ class VmProcess:
         self._t_start = time.monotonic()
         self.vm.start()
         self.report(MachineState.Running)
+        self._vrde_cfg = vrde_settings(self.sm)
+        self.vrde = start_vrde(self.vm, self._vrde_cfg, self.settings.name)
+        self._vrde_next = time.monotonic() + VRDE_POLL_S
 
     def shared_folders_changed(self, transient) -> None:
         """The console's transient shared folders changed (ISharedFolder-like objects): the running
@@ -364,6 +371,23 @@ class VmProcess:
                  state_file, result.size, len(disks))
         return result.size
 
+    def _vrde_tick(self) -> None:
+        """Follow VRDE setting changes made while the VM runs (start, stop or move the VNC server)."""
+        now = time.monotonic()
+        if now < self._vrde_next or self.vm is None or self.state not in (MachineState.Running,
+                                                                          MachineState.Paused):
+            return
+        self._vrde_next = now + VRDE_POLL_S
+        want = vrde_settings(self.sm)
+        if want == self._vrde_cfg:
+            return
+        self._vrde_cfg = want
+        old, self.vrde = self.vrde, None
+        if old is not None:
+            old.close()
+            log.info("VRDE: server stopped")
+        self.vrde = start_vrde(self.vm, want, self.settings.name)
+
     # -- main loop -------------------------------------------------------------------------------------
     def run(self) -> str:
         """Until the VM ends; returns how it ended ('poweroff', 'saved', ...)."""
@@ -371,6 +395,7 @@ class VmProcess:
             try:
                 event = self._events.get(timeout=0.5)   # a timeout keeps signal handlers running promptly
             except queue.Empty:
+                self._vrde_tick()
                 continue
             if event[0] == "finished":
                 return event[1]
@@ -407,6 +432,8 @@ class VmProcess:
                 stats = ", ".join(f"{k} {v}" for k, v in getattr(self.vm.em, "stats", {}).items())
                 log.info("VM ran %.3f s after power-up; guest resets %d; EM: %s",
                          time.monotonic() - self._t_start, self.vm.resets, stats)
+            if self.vrde is not None:
+                self.vrde.close()
             self.vm.close()
         p = self._last_progress
         if p is not None:

@@ -7,6 +7,7 @@ import click
 
 from .api import Api, call, error_info_block, find_machine, is_api_error, locked, safe_get, wait
 from .cli import CONTEXT, vm_argument
+from .cmd_screen import SCREEN_ACTIONS, screen_job
 from .output import ArgumentFailure, CommandFailed, SyntaxFailure, msg_lines
 
 _CTL_FILE = "VBoxManageControlVM.cpp"
@@ -51,10 +52,11 @@ def controlvm(vm, action, extra):
     raw = action
     action = action.lower()
     nic_action = _nic_action(action)
-    if nic_action is None and action not in ACTIONS:
+    if nic_action is None and action not in ACTIONS and action not in SCREEN_ACTIONS:
         raise SyntaxFailure(f"Invalid parameter '{action}'", "controlvm")
-    if nic_action is None and extra:
+    if nic_action is None and extra and action not in SCREEN_ACTIONS:
         raise SyntaxFailure(f"Invalid parameter '{extra[0]}'", "controlvm")
+    job = screen_job(action, list(extra)) if action in SCREEN_ACTIONS else None
     machine = find_machine(vm, 1010, _CTL_FILE)
     with locked(machine, "Shared", "LockMachine(a->session, LockType_Shared)", 1020, _CTL_FILE) as session:
         with call("a->session->COMGETTER(Console)(console.asOutParam())", 1030, _CTL_FILE):
@@ -65,6 +67,8 @@ def controlvm(vm, action, extra):
             if not extra:
                 raise ArgumentFailure(f"Missing argument to '{raw}'.")
             _nic_act(session, nic_action, raw, list(extra))
+        elif job is not None:
+            job(session, console)
         else:
             _act(session, console, action)
     return 0

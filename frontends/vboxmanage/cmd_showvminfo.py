@@ -38,6 +38,8 @@ def showvminfo(vm, details, machinereadable, log_index, password_id, password, a
             info = collect(vbox, machine)
             if locked and info.get("accessible"):
                 info["running"] = session.console is not None
+                if info["running"]:
+                    info["vrde_live"] = _vrde_live(session.console)
             if info.get("accessible") and machine.snapshot_count:
                 info["snapshots"], info["current_snapshot"] = snapshot_tree(machine)
     finally:
@@ -67,3 +69,12 @@ def _show_log(machine, index: int) -> int:
             offset += len(chunk)
     out.flush()
     return 0
+
+
+def _vrde_live(console) -> dict:
+    """IConsole.VRDEServerInfo of the running VM (nothing served: not active, no clients)."""
+    try:
+        vi = console.vrde_server_info
+        return {"active": bool(vi.active), "port": int(vi.port), "clients": int(vi.number_of_clients)}
+    except Exception:
+        return {"active": False, "port": -1, "clients": 0}

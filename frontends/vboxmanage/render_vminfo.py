@@ -120,8 +120,9 @@ def machine_readable(info: dict) -> str:
     if info.get("session_name"):
         out.append(mr("SessionName", info["session_name"]))
     out += [mr("vrde", False), mr("usb", False), mr("ehci", False), mr("xhci", False)]
-    if info.get("running"):  # live VRDE info (no VRDE server here); the `==` is VBoxManage's own
-        out += [mr("VRDEActiveConnection", False), "VRDEClients==0\n"]
+    if info.get("running"):  # live VRDE info from the VM process; the `==` is VBoxManage's own
+        live = info.get("vrde_live") or {}
+        out += [mr("VRDEActiveConnection", bool(live.get("active"))), f"VRDEClients=={live.get('clients', 0)}\n"]
     if info.get("description"):
         out.append(mr("description", info["description"]))
     if info.get("snapshots"):
@@ -302,7 +303,9 @@ def human(info: dict, details: bool = False) -> str:
             line("xHCI USB", "disabled"), line("USB Device Filters", "<none>"), line("Bandwidth groups", "<none>"),
             line("Shared folders", "<none>")]
     if info.get("running"):
-        out += [line("VRDE Connection", "not active"), line("Clients so far", 0)]
+        live = info.get("vrde_live") or {}
+        out += [line("VRDE Connection", "active" if live.get("active") else "not active"),
+                line("Clients so far", live.get("clients", 0))]
     if info.get("description"):
         out.append(f"Description:\n{info['description']}\n")
     if info.get("snapshots"):

@@ -83,7 +83,11 @@ USAGE = {
     "controlvm": ("Change state and settings for a running virtual machine", [
         "controlvm <uuid|vmname> pause", "controlvm <uuid|vmname> resume", "controlvm <uuid|vmname> reset",
         "controlvm <uuid|vmname> poweroff", "controlvm <uuid|vmname> savestate",
-        "controlvm <uuid|vmname> acpipowerbutton"]),
+        "controlvm <uuid|vmname> acpipowerbutton",
+        "controlvm <uuid|vmname> keyboardputscancode <hex> [<hex>...]",
+        "controlvm <uuid|vmname> keyboardputstring <string1> [<string2>...]",
+        "controlvm <uuid|vmname> keyboardputfile <filename>",
+        "controlvm <uuid|vmname> screenshotpng <filename> [display]"]),
     "discardstate": ("Discard the saved state of a virtual machine", ["discardstate <uuid|vmname>"]),
     "snapshot": ("Manage virtual machine snapshots", [
         "snapshot <uuid|vmname> take <snapshot-name> [--description=description] [--live]"

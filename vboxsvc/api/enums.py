@@ -425,3 +425,19 @@ class ExportOptions(IntEnum):
     ExportDVDImages = 2
     StripAllMACs = 3
     StripAllNonNATMACs = 4
+
+
+class BitmapFormat(IntEnum):
+    Opaque = 0
+    BGR = 0x20524742
+    BGR0 = 0x30524742
+    BGRA = 0x41524742
+    RGBA = 0x41424752
+    PNG = 0x20474E50
+    JPEG = 0x4745504A
+
+
+class GuestMonitorStatus(IntEnum):
+    Disabled = 0
+    Enabled = 1
+    Blank = 2

@@ -384,6 +384,9 @@ ISession:
 IConsole:
     machine: IMachine
     state: MachineState
+    display: IDisplay
+    keyboard: IKeyboard
+    VRDEServerInfo: IVRDEServerInfo
     powerUp() -> IProgress
     powerDown() -> IProgress
     reset()
@@ -399,6 +402,23 @@ IConsole:
     onNetworkAdapterChange(slot: int, cableConnected: bool)   # vboxpy: IInternalSessionControl's, the cable was plugged or pulled while the VM runs
     onMediumChange(controller: str, port: int, device: int, location: str)   # vboxpy: a DVD drive of the running VM gets another disc ("" = none), as IInternalSessionControl::OnMediumChange
     mergeSnapshotOnline(jobs: any, known: any) -> any   # vboxpy: the VM process runs the merges of deleting a snapshot of the running machine (jobs: [[kind, source, target, relink]], known: [[uuid, path]])
+
+IDisplay:
+    getScreenResolution(screenId: int) -> any   # [width, height, bitsPerPixel, xOrigin, yOrigin, GuestMonitorStatus] (VirtualBox's out parameters)
+    takeScreenShotToArray(screenId: int, width: int, height: int, bitmapFormat: BitmapFormat) -> bytes
+
+IVRDEServerInfo:
+    active: bool
+    port: int
+    numberOfClients: int
+    beginTime: int
+    endTime: int
+
+IKeyboard:
+    putScancode(scancode: int)
+    putScancodes(scancodes: [int]) -> int
+    putCAD()
+    releaseKeys()
 
 IProgress:
     id: str

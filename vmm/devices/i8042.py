@@ -2,8 +2,12 @@
 
 A PC reboots through this controller (command 0xFE pulses the CPU reset line; Linux's
 `reboot=kbd`), and Linux's i8042/atkbd drivers probe it at boot; a controller that answers
-wrongly costs seconds of timeouts.  The keyboard is present and answers its protocol (reset,
-identify, LEDs, scan enable...) but produces no key input; no PS/2 mouse is attached, so
+wrongly costs seconds of timeouts.  The keyboard answers its protocol (reset, identify, LEDs,
+scan enable, scan-code set...) and types what the host gives it (`put_scancodes`, set 1 as
+VirtualBox's IKeyboard takes them): the keys wait in the keyboard's own queue, converted to
+the keyboard's scan-code set, and reach the output buffer one byte at a time, only when it is
+empty and no sooner than KEY_INTERVAL_NS after the previous key byte, so a BIOS whose type-ahead
+buffer holds 15 keys, or a boot loader polling it, loses none.  No PS/2 mouse is attached, so
 bytes sent to the aux port time out (status TIMEOUT + 0xFE), as on a real board without one.
 
 Register spaces (the two ports are not adjacent on a PC, 0x61 sits between them):
@@ -11,8 +15,9 @@ Register spaces (the two ports are not adjacent on a PC, 0x61 sits between them)
     kbc.command  1 byte (PC: 0x64)  read status / write controller command
 IRQs: keyboard data on `irq1` when CTR bit 0, aux data on `irq12` when CTR bit 1 (the line is
 high while such a byte waits in the output buffer).  Callbacks: `on_reset()` for a reset
-pulse, `on_a20(enabled)` when the A20 gate changes.  Scan-code translation (CTR bit 6) is not
-applied: no key input exists to translate, and Linux accepts an untranslated identify reply.
+pulse, `on_a20(enabled)` when the A20 gate changes.  With CTR bit 6 (XLAT) set, key bytes are
+translated from set 2 to set 1 as an 8042 does; command replies are not (Linux accepts an
+untranslated identify reply).
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vmm.devices.base import IrqLine
+from vmm.devices.scancodes import Translator, set1_to_set2
 
 _ST_OBF, _ST_SYS, _ST_CMD, _ST_UNLOCKED, _ST_AUX, _ST_TIMEOUT = 0x01, 0x04, 0x08, 0x10, 0x20, 0x40
-_CTR_KBDINT, _CTR_AUXINT, _CTR_SYS, _CTR_KBDDIS, _CTR_AUXDIS = 0x01, 0x02, 0x04, 0x10, 0x20
+_CTR_KBDINT, _CTR_AUXINT, _CTR_SYS, _CTR_KBDDIS, _CTR_AUXDIS, _CTR_XLAT = 0x01, 0x02, 0x04, 0x10, 0x20, 0x40
 _QUEUE_MAX = 16
+KEY_QUEUE_MAX = 256                     # key bytes the keyboard holds before refusing more
+KEY_INTERVAL_NS = 5_000_000             # at most one key byte per 5 ms of guest time
 _ACK, _RESEND = 0xFA, 0xFE
 
 
@@ -41,6 +49,7 @@ class I8042State:
     kbd_leds: int = 0
     kbd_typematic: int = 0x2B
     kbd_set: int = 2
+    keys: list[int] = field(default_factory=list)                       # key bytes not yet sent
 
 
 class _Port:
@@ -64,13 +73,16 @@ class _Port:
 
 class I8042:
     def __init__(self, irq1: IrqLine, irq12: IrqLine, on_reset: Callable[[], None] | None = None,
-                 on_a20: Callable[[bool], None] | None = None):
+                 on_a20: Callable[[bool], None] | None = None, clock=None):
         self.irq1 = irq1
         self.irq12 = irq12
         self.on_reset = on_reset
         self.on_a20 = on_a20
         self.s = I8042State()
         self._q: deque[tuple[int, int]] = deque()
+        self._keys: deque[int] = deque()
+        self._xlat = Translator()
+        self._key_timer = clock.new_timer(self._feed_key) if clock is not None else None
         self.data = _Port(self, False)
         self.command = _Port(self, True)
 
@@ -114,7 +126,43 @@ class I8042:
         self.irq1.lower()
         self.irq12.lower()            # a following byte makes a fresh edge
         self._update_irq()
+        self._feed_key()
         return byte
+
+    # -- key input ----------------------------------------------------------------------------------
+    def put_scancodes(self, codes: list[int]) -> int:
+        """Queue set-1 scan codes typed by the host; returns how many were taken (the rest: queue full)."""
+        taken = 0
+        for code in codes:
+            code &= 0xFF
+            out = [code] if self.s.kbd_set == 1 else set1_to_set2([code])
+            if len(self._keys) + len(out) > KEY_QUEUE_MAX:
+                break
+            self._keys.extend(out)
+            taken += 1
+        self._feed_key()
+        return taken
+
+    @property
+    def keys_pending(self) -> int:
+        return len(self._keys)
+
+    def _feed_key(self) -> None:
+        """Move the next key byte into an empty output buffer, paced by the key timer."""
+        if self._q or not self._keys or self.ctr & _CTR_KBDDIS or not self.s.kbd_scanning:
+            return
+        if self._key_timer is not None and self._key_timer.armed:
+            return
+        while self._keys:
+            byte = self._keys.popleft()
+            if self.ctr & _CTR_XLAT and self.s.kbd_set != 1:
+                byte = self._xlat.feed(byte)
+                if byte is None:
+                    continue
+            self._push(byte)
+            break
+        if self._key_timer is not None:
+            self._key_timer.arm_in(KEY_INTERVAL_NS)
 
     # -- controller -------------------------------------------------------------------------------
     def _write_command(self, cmd: int) -> None:
@@ -152,6 +200,7 @@ class I8042:
         elif cmd >= 0xF0 and not cmd & 0x01:      # pulse output lines; bit 0 low = CPU reset
             self._reset()
         self._update_irq()
+        self._feed_key()
 
     def _output_port(self) -> int:
         v = 0x01 | (0x02 if self.s.a20 else 0)
@@ -183,6 +232,7 @@ class I8042:
         elif 0x60 <= cmd <= 0x7F:
             s.ram[cmd & 0x1F] = value
             self._update_irq()
+            self._feed_key()
         elif cmd == 0xD1:
             self._write_output_port(value)
         elif cmd == 0xD2:
@@ -192,7 +242,7 @@ class I8042:
         elif cmd == 0xD4:
             self._push(_RESEND, _ST_AUX | _ST_TIMEOUT)    # no mouse on the aux port
 
-    # -- the keyboard (no key input) --------------------------------------------------------------
+    # -- the keyboard's command protocol -----------------------------------------------------------
     def _keyboard(self, value: int) -> None:
         s = self.s
         s.ram[0] &= ~_CTR_KBDDIS                       # sending to the keyboard enables its clock
@@ -215,6 +265,7 @@ class I8042:
             return
         if value == 0xFF:
             self._kbd_defaults()
+            self._keys.clear()
             self._push(_ACK)
             self._push(0xAA)                           # basic assurance test passed
         elif value == 0xF2:
@@ -229,6 +280,7 @@ class I8042:
         elif value == 0xF4:
             s.kbd_scanning = True
             self._push(_ACK)
+            self._feed_key()
         elif value == 0xF5:
             self._kbd_defaults()
             s.kbd_scanning = False
@@ -253,6 +305,7 @@ class I8042:
         st = I8042State(**vars(self.s))
         st.ram = list(self.s.ram)
         st.queue = list(self._q)
+        st.keys = list(self._keys)
         return st
 
     def set_state(self, state: I8042State) -> None:
@@ -261,5 +314,7 @@ class I8042:
         self.s = I8042State(**vars(state))
         self.s.ram = [b & 0xFF for b in state.ram]
         self._q = deque((b & 0xFF, f & (_ST_AUX | _ST_TIMEOUT)) for b, f in state.queue[:_QUEUE_MAX])
+        self._keys = deque(b & 0xFF for b in state.keys[:KEY_QUEUE_MAX])
         self.s.queue = []
+        self.s.keys = []
         self._update_irq()

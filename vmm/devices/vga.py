@@ -89,6 +89,8 @@ class Vga:
         self._dac = bytearray(self.s.dac)
         self.ports = _Ports(self)
         self.memory = _Memory(self)
+        self.vbe = None                  # a vmm.devices.vbe.BochsVbe: its banks take over the window
+        self.generation = 0              # bumped by every register or memory write: viewers skip unchanged screens
 
     # -- memory window ---------------------------------------------------------------------------
     def _window(self, offset: int) -> int | None:
@@ -127,6 +129,7 @@ class Vga:
         return (s.latches >> (8 * (s.gc[GC_READ_MAP] & 3))) & 0xFF
 
     def mem_write(self, offset: int, value: int) -> None:
+        self.generation += 1
         off = self._window(offset)
         if off is None:
             return
@@ -221,6 +224,7 @@ class Vga:
 
     def port_write(self, off: int, value: int) -> None:
         s = self.s
+        self.generation += 1
         value &= 0xFF
         mono = self._mono()
         if off == (CRTC_INDEX_MONO if mono else CRTC_INDEX):
@@ -253,7 +257,8 @@ class Vga:
         elif off == DAC_WRITE_INDEX:
             s.dac_write, s.dac_step = value, 0
         elif off == DAC_DATA:
-            self._dac[(s.dac_write * 3 + s.dac_step) % len(self._dac)] = value & 0x3F
+            eight_bit = self.vbe is not None and self.vbe.dac_8bit
+            self._dac[(s.dac_write * 3 + s.dac_step) % len(self._dac)] = value if eight_bit else value & 0x3F
             s.dac_step += 1
             if s.dac_step == 3:
                 s.dac_step, s.dac_write = 0, (s.dac_write + 1) & 0xFF
@@ -351,12 +356,21 @@ class _Memory:
     def read(self, offset: int, size: int) -> int:
         if size not in (1, 2, 4, 8):
             return 0
+        vbe = self.vga.vbe
+        if vbe is not None and vbe.enabled:
+            return vbe.vram_read(vbe.bank_offset(offset), size) if offset < 0x10000 else (1 << (8 * size)) - 1
         return sum(self.vga.mem_read(offset + i) << (8 * i) for i in range(size))
 
     def write(self, offset: int, size: int, value: int) -> None:
         if size not in (1, 2, 4, 8):
             return
         vga = self.vga
+        vga.generation += 1
+        vbe = vga.vbe
+        if vbe is not None and vbe.enabled:
+            if offset + size <= 0x10000:
+                vbe.vram_write(vbe.bank_offset(offset), size, value)
+            return
         s = vga.s
         mem_mode = s.seq[SEQ_MEMORY_MODE]
         if not mem_mode & 0x0C:                       # odd/even, no chain-4: text mode, the hot path

@@ -15,7 +15,9 @@ from vboxsvc.api.schema import INTERFACES, parse, snake
 from vboxsvc.ipc.proxy import PROXIES
 
 # interfaces the service does not implement itself, and who does
-ELSEWHERE = {"IConsole": "the VM process (frontends/headless)"}
+ELSEWHERE = {"IConsole": "the VM process (frontends/headless)", "IDisplay": "the VM process (frontends/headless)",
+             "IKeyboard": "the VM process (frontends/headless)",
+             "IVRDEServerInfo": "the VM process (frontends/headless)"}
 
 
 def _server_classes() -> dict[str, list[type]]:
@@ -135,3 +137,15 @@ def test_parser_rejects_bad_text():
     m = ifaces["IFoo"].methods["do_it"]
     assert [p.name for p in m.params] == ["a", "b", "c"] and m.params[1].default == [1]
     assert m.returns.name == "IFoo" and not ifaces["IFoo"].attributes["size"].readonly
+
+
+def test_the_vm_process_implements_its_interfaces():
+    from frontends.headless.console import HeadlessConsole
+    from frontends.headless.display import HeadlessDisplay, HeadlessKeyboard
+    from frontends.headless.vrde import VrdeServerInfo
+    missing = []
+    for cls in (HeadlessConsole, HeadlessDisplay, HeadlessKeyboard, VrdeServerInfo):
+        iface = INTERFACES[cls.__interface__]
+        missing += [f"{cls.__name__} lacks {m}" for m in list(iface.attributes) + list(iface.methods)
+                    if not _has_member(cls, m)]
+    assert not missing, "\n".join(missing)

@@ -14,6 +14,7 @@ from vboxsvc.api import (
     DeviceType,
     FirmwareBootMenuMode,
     FirmwareType,
+    GraphicsControllerType,
     HWVirtExPropertyType,
     MediumType,
     NetworkAdapterType,
@@ -43,6 +44,7 @@ class FakeMachine:
         self.firmware_settings = NS(firmware_type=FirmwareType.BIOS, boot_menu_mode=FirmwareBootMenuMode.MessageAndMenu,
                                     logo_display_time=0, ioapic_enabled=True, acpi_enabled=True)   # I/O APIC: 64-bit default
         self.boot_order = {1: DeviceType.Floppy, 2: DeviceType.DVD, 3: DeviceType.HardDisk, 4: DeviceType.Null}
+        self.graphics_adapter = NS(graphics_controller_type=GraphicsControllerType.VMSVGA, vram_size=16)
         self.__dict__.update(kw)
         self.platform = NS(x86=NS(get_cpu_property=self.cpu_props.get, get_hw_virt_ex_property=self.hw.get))
 
@@ -288,3 +290,11 @@ def test_transient_folders_reach_the_running_vm(tmp_path):
     assert set(got) == {"t", "CODE"} and got["CODE"].host_path == str(tmp_path) and not got["t"].writable
     vp.shared_folders_changed([])
     assert [f.name for f in vp.vm.folders] == ["code"]
+
+
+def test_graphics_controller_and_vram_reach_the_display_keys():
+    fm = FakeMachine()
+    fm.graphics_adapter.graphics_controller_type = GraphicsControllerType.VBoxVGA
+    fm.graphics_adapter.vram_size = 32
+    cfg = read_settings(fm).cfg
+    assert cfg.get_str("Display/Controller") == "VBoxVGA" and cfg.get_int("Display/VRAMSize") == 32 << 20

@@ -176,3 +176,46 @@ def test_linux_i8042_probe_sequence_with_aux_irq_test():
     _linux_command(kbc, 0xD3, b"\xa5")
     assert irq12.level and status(kbc) & 0x21 == 0x21 and kbc.data.read(0, 1) == 0xA5
     assert not irq12.level and not irq1.level and events == []
+
+
+def _typing_kbc():
+    from vmm.tm import FakeClock
+    clock = FakeClock()
+    kbc = I8042(IrqLine(), IrqLine(), clock=clock)
+    return kbc, clock
+
+
+def _drain_keys(kbc, clock, steps=200):
+    out = []
+    for _ in range(steps):
+        clock.advance(5_000_000)
+        clock.run_due()
+        out += read_all(kbc)
+    return out
+
+
+def test_host_keys_are_translated_to_set_1_and_paced_one_byte_at_a_time():
+    kbc, clock = _typing_kbc()
+    assert kbc.ctr & 0x40                                 # XLAT on, as a BIOS leaves it
+    assert kbc.put_scancodes([0x1E, 0x9E, 0xE0, 0x48, 0xE0, 0xC8]) == 6      # a, up arrow
+    assert read_all(kbc) == [0x1E]                        # one byte now, the rest after the interval
+    assert read_all(kbc) == []
+    assert _drain_keys(kbc, clock) == [0x9E, 0xE0, 0x48, 0xE0, 0xC8]
+
+
+def test_untranslated_keyboard_sends_set_2_with_break_prefixes():
+    kbc, clock = _typing_kbc()
+    cmd(kbc, 0x60)
+    data(kbc, 0x05)                                       # CTR without XLAT
+    kbc.put_scancodes([0x1E, 0x9E])
+    assert read_all(kbc) + _drain_keys(kbc, clock) == [0x1C, 0xF0, 0x1C]
+
+
+def test_keys_wait_while_the_keyboard_is_disabled_and_the_queue_is_bounded():
+    kbc, clock = _typing_kbc()
+    cmd(kbc, 0xAD)                                        # disable the keyboard interface
+    kbc.put_scancodes([0x1C, 0x9C])
+    assert _drain_keys(kbc, clock, 3) == []
+    cmd(kbc, 0xAE)
+    assert _drain_keys(kbc, clock) == [0x1C, 0x9C]
+    assert kbc.put_scancodes([0x10] * 1000) < 1000        # the rest is refused, not lost silently
