@@ -10,6 +10,7 @@ import sys
 from . import render_list
 from .api import Api, call, is_api_error, safe_get
 from .names import RUNNING_LIST_STATES, enum_int
+from .output import IDENTITY
 
 SUBCOMMANDS = ("vms", "runningvms", "hdds", "dvds", "floppies", "ostypes", "hostinfo", "systemproperties")
 _FILE = "VBoxManageList.cpp"
@@ -169,7 +170,7 @@ def _systemproperties(vbox) -> list[tuple[str, object]]:
         return f"{label:<33}", value
 
     rows = [
-        top("API version:", safe_get(vbox, "api_version", "7_1")),
+        top("API version:", safe_get(vbox, "api_version", IDENTITY.api_version)),
         top("Minimum guest RAM size:", f"{sp.min_guest_ram} Megabytes"),
         top("Maximum guest RAM size:", f"{sp.max_guest_ram} Megabytes"),
         top("Minimum video RAM size:", f"{sp.min_guest_vram} Megabytes"),

@@ -66,9 +66,10 @@ def line(label: str, value) -> str:
 def machine_readable(info: dict) -> str:
     if not info.get("accessible", True):
         return mr("name", "<inaccessible>") + mr("UUID", info["uuid"])
-    out = [mr("name", info["name"]), mr("encryption", "disabled"), mr("groups", ",".join(info["groups"])),
-           mr("platformArchitecture", info.get("platform_arch", "x86")),
-           mr("ostype", info["os_type"]), mr("UUID", info["uuid"]), mr("CfgFile", info["cfg_file"]),
+    out = [mr("name", info["name"]), mr("encryption", "disabled"), mr("groups", ",".join(info["groups"]))]
+    if info.get("platform_arch"):  # 7.1 on
+        out.append(mr("platformArchitecture", info["platform_arch"]))
+    out += [mr("ostype", info["os_type"]), mr("UUID", info["uuid"]), mr("CfgFile", info["cfg_file"]),
            mr("SnapFldr", info["snapshot_folder"]), mr("LogFldr", info["log_folder"]),
            mr("hardwareuuid", info["hardware_uuid"]), mr_int("memory", info["memory"]),
            mr("pagefusion", info["page_fusion"]), mr_int("vram", info["vram"]),
@@ -220,8 +221,10 @@ def human(info: dict, details: bool = False) -> str:
                 f"Config file:     {info['cfg_file']}\nEncryption:     disabled\nAccess error details:\n"
                 + (msg_lines("error: ", info["access_error"]) if info.get("access_error") else "") + "\n")
     state_long = MACHINE_STATES[info["state"]][1]
-    out = [line("Name", info["name"]), line("Encryption", "disabled"), line("Groups", ",".join(info["groups"])),
-           line("Platform Architecture", info.get("platform_arch", "x86")), line("Guest OS", info["os_type"]),
+    out = [line("Name", info["name"]), line("Encryption", "disabled"), line("Groups", ",".join(info["groups"]))]
+    if info.get("platform_arch"):  # 7.1 on
+        out.append(line("Platform Architecture", info["platform_arch"]))
+    out += [line("Guest OS", info["os_type"]),
            line("UUID", info["uuid"]), line("Config file", info["cfg_file"]),
            line("Snapshot folder", info["snapshot_folder"]), line("Log folder", info["log_folder"]),
            line("Hardware UUID", info["hardware_uuid"]), line("Memory size", f"{info['memory']}MB"),
