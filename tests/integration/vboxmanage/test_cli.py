@@ -1,6 +1,7 @@
 """The real CLI against the real service: exact output, streams and exit codes."""
 
 import re
+
 from vboxsvc.api import identity
 
 PROGRESS = "0%...10%...20%...30%...40%...50%...60%...70%...80%...90%...100%\n"

@@ -10,11 +10,10 @@ import msgpack
 import pytest
 import zmq
 
-from vboxsvc.api import VBoxError
+from vboxsvc.api import VBoxError, identity
 from vboxsvc.api import errors as rc
 from vboxsvc.ipc import paths
 from vboxsvc.ipc.wire import MAX_FRAME, sign
-from vboxsvc.api import identity
 
 
 @pytest.fixture

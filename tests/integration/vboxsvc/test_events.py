@@ -9,11 +9,10 @@ import textwrap
 
 import pytest
 
-from vboxsvc.api import LockType, SessionState, VBoxError, VBoxEventType
+from vboxsvc.api import LockType, SessionState, VBoxError, VBoxEventType, identity
 from vboxsvc.api import errors as rc
 
 from .conftest import wait_for
-from vboxsvc.api import identity
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 

@@ -11,11 +11,10 @@ import textwrap
 
 import pytest
 
-from vboxsvc.api import VBoxError
+from vboxsvc.api import VBoxError, identity
 from vboxsvc.api import errors as rc
 
 from .conftest import make_env, pid_alive, stop_service, wait_for
-from vboxsvc.api import identity
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 

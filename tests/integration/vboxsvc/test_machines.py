@@ -26,9 +26,9 @@ from vboxsvc.api import (
     StorageBus,
     StorageControllerType,
     VBoxError,
+    identity,
 )
 from vboxsvc.api import errors as rc
-from vboxsvc.api import identity
 
 
 def test_virtualbox_basics(vbox, svc_env):
