@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from . import network_xml, storage_xml
+from . import guest_xml, network_xml, storage_xml
 from .models import DEFAULT_BOOT_ORDER, Hardware
 from .xmltree import (
     child,
@@ -214,6 +214,8 @@ def read_hardware(owner: etree._Element, sv: int) -> Hardware:
             network_adapters=network_xml.read_adapters(hw, sv, 36 if chipset_type == "ICH9" else 8),
             uarts=network_xml.read_uarts(hw, sv),
             storage_controllers=_read_storage(at, hw, sv),
+            guest_properties=guest_xml.read_guest_properties(hw),
+            shared_folders=guest_xml.read_shared_folders(hw),
         )
     except ValueError as e:  # pydantic: a value outside what VirtualBox allows
         raise problem(hw, f"Invalid hardware settings: {e}")
@@ -336,6 +338,8 @@ def write_hardware(owner: etree._Element, h: Hardware, sv: int) -> None:
     _write_firmware(hw, at, h)
     network_xml.write_adapters(hw, h.network_adapters, sv, HW_CHILDREN)
     network_xml.write_uarts(hw, h.uarts, sv, HW_CHILDREN)
+    guest_xml.write_shared_folders(hw, h.shared_folders, HW_CHILDREN)
+    guest_xml.write_guest_properties(hw, h.guest_properties, HW_CHILDREN)
     storage_xml.write_controllers(at.storage_parent, h.storage_controllers, sv,
                                   HW_CHILDREN if sv >= 17 else OWNER_CHILDREN)
     plat_parent = at.cpu_parent

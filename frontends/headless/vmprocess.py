@@ -30,6 +30,7 @@ from vmm.savedstate import (
 from vmm.vm import Machine, MachineError
 
 from .console import HeadlessConsole, invalid_state
+from .guestprops import GuestPropertyStore, TransientFolders
 from .machine_config import ConfigError, describe_error, read_settings
 
 log = logging.getLogger("vboxpy.headless")
@@ -78,6 +79,8 @@ class VmProcess:
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._last_progress: WatchedProgress | None = None
         self._t_start = 0.0
+        self.guestprops = GuestPropertyStore(push=self._push_guest_property)
+        self.transient_folders = TransientFolders()
 
     # -- state ---------------------------------------------------------------------------------------
     def report(self, state: MachineState) -> None:
@@ -147,10 +150,27 @@ class VmProcess:
             log.info("Restored the saved state from '%s'", self.sm.state_file_path)
         else:
             self.report(MachineState.Starting)
+        self._start_guest_properties()
         self.session.register_console(self.client.export(HeadlessConsole(self), "IConsole"))
         self._t_start = time.monotonic()
         self.vm.start()
         self.report(MachineState.Running)
+
+    def _start_guest_properties(self) -> None:
+        """The store starts from the saved properties; the host information goes in as VirtualBox's
+        Console publishes it (transient, read-only for the guest)."""
+        self.guestprops.load(self.sm.enumerate_guest_properties(""))
+        vbox = self.client.virtualbox
+        version, revision = vbox.version, vbox.revision
+        for name, value in (("/VirtualBox/HostInfo/VBoxVer", version), ("/VirtualBox/HostInfo/VBoxVerExt", version),
+                            ("/VirtualBox/HostInfo/VBoxRev", str(revision))):
+            self.guestprops.publish(name, value, "TRANSIENT, RDONLYGUEST")
+
+    def _push_guest_property(self, name: str, value: str, timestamp: int, flags: str) -> None:
+        try:
+            self.sm.push_guest_property(name, value, timestamp, flags)
+        except VBoxError as e:
+            log.warning("cannot report guest property '%s' to the service: %s", name, e.text)
 
     # -- guest events (vCPU thread) --------------------------------------------------------------------
     def _vm_stopped(self, kind: str, detail: str) -> None:

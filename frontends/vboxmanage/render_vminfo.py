@@ -121,6 +121,7 @@ def machine_readable(info: dict) -> str:
     if info.get("session_name"):
         out.append(mr("SessionName", info["session_name"]))
     out += [mr("vrde", False), mr("usb", False), mr("ehci", False), mr("xhci", False)]
+    out += _shared_folders(info, machine_readable=True)
     if info.get("running"):  # live VRDE info (no VRDE server here); the `==` is VBoxManage's own
         out += [mr("VRDEActiveConnection", False), "VRDEClients==0\n"]
     if info.get("description"):
@@ -282,8 +283,8 @@ def human(info: dict, details: bool = False) -> str:
     if info.get("session_name"):
         out.append(line("Session name", info["session_name"]))
     out += [line("VRDE", "disabled"), line("OHCI USB", "disabled"), line("EHCI USB", "disabled"),
-            line("xHCI USB", "disabled"), line("USB Device Filters", "<none>"), line("Bandwidth groups", "<none>"),
-            line("Shared folders", "<none>")]
+            line("xHCI USB", "disabled"), line("USB Device Filters", "<none>"), line("Bandwidth groups", "<none>")]
+    out += _shared_folders(info, machine_readable=False)
     if info.get("running"):
         out += [line("VRDE Connection", "not active"), line("Clients so far", 0)]
     if info.get("description"):
@@ -292,6 +293,29 @@ def human(info: dict, details: bool = False) -> str:
         out.append("* Snapshots:\n" + snapshot_human(info["snapshots"], info.get("current_snapshot", "")))
     out += ["* Guest:\n", line("Configured memory balloon", f"{info.get('memory_balloon', 0)}MB")]
     return "".join(out)
+
+
+def _shared_folders(info: dict, machine_readable: bool) -> list[str]:
+    """showSharedFolder over the machine's folders, then the running VM's transient ones."""
+    out = [] if machine_readable else [f"{'Shared folders:':<28} "]
+    count = 0
+    for kind, infix, folders in (("machine mapping", "MachineMapping", info.get("shared_folders") or []),
+                                 ("transient mapping", "TransientMapping", info.get("transient_folders") or [])):
+        for i, f in enumerate(folders, 1):
+            if machine_readable:
+                out += [mr(f"SharedFolderName{infix}{i}", f["name"]), mr(f"SharedFolderPath{infix}{i}", f["host_path"])]
+            else:
+                if count == 0:
+                    out.append("\n\n")
+                text = (f"Name: '{f['name']}', Host path: '{f['host_path']}' ({kind}), "
+                        f"{'writable' if f['writable'] else 'readonly'}{', auto-mount' if f['auto_mount'] else ''}")
+                if f.get("auto_mount_point"):
+                    text += f", mount-point: '{f['auto_mount_point']}'"
+                out.append(text + "\n")
+            count += 1
+    if not machine_readable:
+        out.append("<none>\n" if count == 0 else "\n")
+    return out
 
 
 _BOOT_MENU_HUMAN = {"disabled": "disabled", "menuonly": "menu only", "messageandmenu": "message and menu"}

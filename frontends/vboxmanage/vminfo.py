@@ -89,12 +89,22 @@ def collect(vbox, machine) -> dict:
         "memory_balloon": int(machine.memory_balloon_size), "paravirt_debug": machine.paravirt_debug or "",
         "running": False, "session_name": "",
         "snapshots": None, "current_snapshot": "",
+        "shared_folders": [_folder(f) for f in machine.shared_folders], "transient_folders": [],
     }
     if 6 <= info["state"] <= 19:  # online: a VM process holds the session
         info["session_name"] = machine.session_name or ""
     for key, extra in EXTRA_BOOT:
         info[key] = machine.get_extra_data(extra)
     return info
+
+
+def _folder(f) -> dict:
+    return {"name": f.name, "host_path": f.host_path, "writable": bool(f.writable), "auto_mount": bool(f.auto_mount),
+            "auto_mount_point": f.auto_mount_point or ""}
+
+
+def transient_folders(console) -> list[dict]:
+    return [_folder(f) for f in console.shared_folders]
 
 
 def _access_error(machine) -> str:

@@ -216,6 +216,26 @@ IMachine:
     restoreSnapshot(snapshot: ISnapshot) -> IProgress
     findSnapshot(nameOrId: str) -> ISnapshot
     cloneTo(target: IMachine, mode: CloneMode, options: [CloneOptions] = []) -> IProgress
+    sharedFolders: [ISharedFolder]
+    createSharedFolder(name: str, hostPath: str, writable: bool, automount: bool, autoMountPoint: str = "")
+    removeSharedFolder(name: str)
+    getGuestProperty(name: str) -> any          # [value, timestamp, flags]
+    getGuestPropertyValue(property: str) -> str
+    getGuestPropertyTimestamp(property: str) -> int
+    setGuestProperty(property: str, value: str, flags: str)
+    setGuestPropertyValue(property: str, value: str)
+    deleteGuestProperty(name: str)
+    enumerateGuestProperties(patterns: str = "") -> any   # [names, values, timestamps, flags]
+    pushGuestProperty(name: str, value: str, timestamp: int, flags: str)   # vboxpy: IInternalMachineControl::pushGuestProperty for the VM process
+
+ISharedFolder:
+    name: str
+    hostPath: str
+    accessible: bool
+    writable: bool
+    autoMount: bool
+    autoMountPoint: str
+    lastAccessError: str
 
 ISnapshot:
     id: str
@@ -375,6 +395,11 @@ IConsole:
     getPowerButtonHandled() -> bool
     getGuestEnteredACPIMode() -> bool
     takeSnapshotOnline(stateFile: str, disks: any, pause: bool = True) -> any   # vboxpy: the VM process's part of an online snapshot (disks: [[parent path, diff path, diff uuid]])
+    sharedFolders: [ISharedFolder]
+    createSharedFolder(name: str, hostPath: str, writable: bool, automount: bool, autoMountPoint: str = "")
+    removeSharedFolder(name: str)
+    accessGuestProperty(name: str, value: str, flags: str, accessMode: int) -> any   # vboxpy: IInternalSessionControl::accessGuestProperty (0 get, 1 set, 2 delete) -> [value, timestamp, flags]
+    enumerateGuestProperties(patterns: str) -> any   # vboxpy: IInternalSessionControl::enumerateGuestProperties -> [names, values, timestamps, flags]
     mergeSnapshotOnline(jobs: any, known: any) -> any   # vboxpy: the VM process runs the merges of deleting a snapshot of the running machine (jobs: [[kind, source, target, relink]], known: [[uuid, path]])
 
 IProgress:

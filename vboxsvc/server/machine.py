@@ -157,6 +157,9 @@ class MachineCore:
             return
         self.state = new
         self.last_state_change_ms = int(time.time() * 1000)
+        if new in (MachineState.PoweredOff, MachineState.Aborted) and self.data is not None:
+            from .guestprops import drop_transient
+            drop_transient(self)
         if new in OFFLINE and self.data is not None:
             self._persist_state(old)
         ctx.fire(VBoxEventType.OnMachineStateChanged, machine_id=self.id, state=new)
@@ -209,6 +212,22 @@ class MachineCore:
 
     def log_folder(self) -> Path:
         return spaths.log_folder(self.path)
+
+
+def _pick(result, index: int):
+    """One field of a [value, timestamp, flags] answer, also when it is still on its way (a Deferred)."""
+    from ..ipc.dispatcher import Deferred
+    if not isinstance(result, Deferred):
+        return result[index]
+    out = Deferred()
+
+    def done(value, err):
+        if err is not None:
+            out.fail(err)
+        else:
+            out.resolve(value[index])
+    result.add_callback(done)
+    return out
 
 
 def _os_type_check(value: str) -> None:
@@ -481,6 +500,52 @@ class MachineView(StorageMixin):
         if core.registered:
             core.save()
         ctx.fire(VBoxEventType.OnExtraDataChanged, machine_id=core.id, key=key, value=value)
+
+    # --- guest properties (guestprops.py) ------------------------------------------------------------
+    def get_guest_property(self, name: str):
+        from . import guestprops
+        return guestprops.get(self, name)
+
+    def get_guest_property_value(self, property: str):
+        return _pick(self.get_guest_property(property), 0)
+
+    def get_guest_property_timestamp(self, property: str):
+        return _pick(self.get_guest_property(property), 1)
+
+    def set_guest_property(self, property: str, value: str, flags: str):
+        from . import guestprops
+        return guestprops.set_(self, property, value, flags)
+
+    def set_guest_property_value(self, property: str, value: str):
+        from . import guestprops
+        return guestprops.set_(self, property, value, None)
+
+    def delete_guest_property(self, name: str):
+        from . import guestprops
+        return guestprops.set_(self, name, "", None, delete=True)
+
+    def enumerate_guest_properties(self, patterns: str):
+        from . import guestprops
+        return guestprops.enumerate_(self, patterns)
+
+    def push_guest_property(self, name: str, value: str, timestamp: int, flags: str) -> None:
+        from . import guestprops
+        guestprops.push(self, name, value, timestamp, flags)
+
+    # --- shared folders (sharedfolders.py) --------------------------------------------------------------
+    @property
+    def shared_folders(self):
+        from . import sharedfolders
+        return sharedfolders.listed(self)
+
+    def create_shared_folder(self, name: str, host_path: str, writable: bool, automount: bool,
+                             auto_mount_point: str = "") -> None:
+        from . import sharedfolders
+        sharedfolders.create(self, name, host_path, writable, automount, auto_mount_point)
+
+    def remove_shared_folder(self, name: str) -> None:
+        from . import sharedfolders
+        sharedfolders.remove(self, name)
 
     # --- settings lifecycle ----------------------------------------------------------------------
     def save_settings(self) -> None:
