@@ -10,6 +10,8 @@ command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
 command -v cpio >/dev/null || need_apt+=(cpio)
 if [ "${1:-}" = "--test" ]; then
     command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
+    # the real VirtualBox client the client tests drive unmodified (Debian 12: Vagrant 2.3.4)
+    command -v vagrant >/dev/null || need_apt+=(vagrant)
 fi
 # the guest builder finds Debian's kernel and busybox through the apt lists
 lists_ok=1
