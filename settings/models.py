@@ -276,14 +276,15 @@ DEFAULT_CODEC = {"AC97": "STAC9700", "SB16": "SB16", "HDA": "STAC9221", "VirtioS
 
 
 class AudioAdapter(_Model):
-    """`<AudioAdapter>`: VirtualBox 7 keeps the adapter, driver and direction switches."""
+    """`<AudioAdapter>`: the adapter, its host driver and the direction switches (which the file
+    format takes as on unless written off)."""
 
     enabled: bool = False
     controller: AudioController = "AC97"
     codec: AudioCodec = "STAC9700"
     driver: AudioDriver = "Default"
-    enabled_in: bool = False
-    enabled_out: bool = False
+    enabled_in: bool = True
+    enabled_out: bool = True
 
 
 class RemoteDisplay(_Model):
@@ -295,6 +296,7 @@ class RemoteDisplay(_Model):
     auth_library: str = ""
     allow_multi_connection: bool = False
     reuse_single_connection: bool = False
+    ext_pack: str = ""
     properties: dict[str, str] = Field(default_factory=dict)
 
 

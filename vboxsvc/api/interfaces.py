@@ -216,6 +216,15 @@ IMachine:
     restoreSnapshot(snapshot: ISnapshot) -> IProgress
     findSnapshot(nameOrId: str) -> ISnapshot
     cloneTo(target: IMachine, mode: CloneMode, options: [CloneOptions] = []) -> IProgress
+    USBControllers: [IUSBController]
+    addUSBController(name: str, type: USBControllerType) -> IUSBController
+    removeUSBController(name: str)
+    getUSBControllerCountByType(type: USBControllerType) -> int
+    audioSettings: IAudioSettings
+    clipboardMode: ClipboardMode rw
+    clipboardFileTransfersEnabled: bool rw
+    dnDMode: DnDMode rw
+    VRDEServer: IVRDEServer
     sharedFolders: [ISharedFolder]
     createSharedFolder(name: str, hostPath: str, writable: bool, automount: bool, autoMountPoint: str = "")
     removeSharedFolder(name: str)
@@ -227,6 +236,34 @@ IMachine:
     deleteGuestProperty(name: str)
     enumerateGuestProperties(patterns: str = "") -> any   # [names, values, timestamps, flags]
     pushGuestProperty(name: str, value: str, timestamp: int, flags: str)   # vboxpy: IInternalMachineControl::pushGuestProperty for the VM process
+
+IUSBController:
+    name: str
+    type: USBControllerType
+    USBStandard: int
+
+IAudioSettings:
+    adapter: IAudioAdapter
+
+IAudioAdapter:
+    enabled: bool rw
+    enabledIn: bool rw
+    enabledOut: bool rw
+    audioController: AudioControllerType rw
+    audioCodec: AudioCodecType rw
+    audioDriver: AudioDriverType rw
+
+IVRDEServer:
+    enabled: bool rw
+    authType: AuthType rw
+    authTimeout: int rw
+    allowMultiConnection: bool rw
+    reuseSingleConnection: bool rw
+    VRDEExtPack: str rw
+    authLibrary: str rw
+    VRDEProperties: [str]
+    setVRDEProperty(key: str, value: str)
+    getVRDEProperty(key: str) -> str
 
 ISharedFolder:
     name: str
@@ -265,10 +302,10 @@ IPlatformX86:
 
 IFirmwareSettings:
     firmwareType: FirmwareType rw
-    logoFadeIn: bool
-    logoFadeOut: bool
-    logoDisplayTime: int
-    logoImagePath: str
+    logoFadeIn: bool rw
+    logoFadeOut: bool rw
+    logoDisplayTime: int rw
+    logoImagePath: str rw
     bootMenuMode: FirmwareBootMenuMode rw
     ACPIEnabled: bool rw
     IOAPICEnabled: bool rw
@@ -281,6 +318,7 @@ IGraphicsAdapter:
     graphicsControllerType: GraphicsControllerType rw
     VRAMSize: int rw
     monitorCount: int rw
+    accelerate3DEnabled: bool rw
 
 IStorageController:
     name: str rw

@@ -26,13 +26,16 @@ from settings.models import Hardware, MachineSettings, NetworkAdapter
 from ..api import errors as rc
 from ..api.enums import (
     CleanupMode,
+    ClipboardMode,
     DeviceType,
+    DnDMode,
     KeyboardHIDType,
     LockType,
     MachineState,
     ParavirtProvider,
     PointingHIDType,
     SessionState,
+    USBControllerType,
     VBoxEventType,
     VMExecutionEngine,
     VMProcPriority,
@@ -465,7 +468,11 @@ class MachineView(StorageMixin):
         return DeviceType[self._d.hardware.boot_order[position - 1]]
 
     def get_network_adapter(self, slot: int):
-        n = len(self._d.hardware.network_adapters)
+        hw = self._d.hardware
+        n = 36 if hw.chipset == "ICH9" else 8   # ISystemProperties::getMaxNetworkAdapters
+        if len(hw.network_adapters) < n:  # a machine switched to ICH9 gets its extra (disabled) slots
+            hw.network_adapters = hw.network_adapters + [NetworkAdapter(slot=i)
+                                                         for i in range(len(hw.network_adapters), n)]
         if not 0 <= slot < n:
             raise VBoxError(rc.E_INVALIDARG, f"Invalid slot number: {slot} (must be in range [0, {n - 1}])")
         return self._part(NicView, slot)
@@ -531,6 +538,37 @@ class MachineView(StorageMixin):
     def push_guest_property(self, name: str, value: str, timestamp: int, flags: str) -> None:
         from . import guestprops
         guestprops.push(self, name, value, timestamp, flags)
+
+    # --- USB, audio, clipboard, drag and drop, VRDE (machine_devices.py) ------------------------------
+    clipboard_mode = field("hardware.clipboard_mode", MUTABLE_OR_SAVED_OR_RUNNING, *enum_names(ClipboardMode))
+    clipboard_file_transfers_enabled = field("hardware.clipboard_file_transfers", MUTABLE_OR_SAVED_OR_RUNNING)
+    dn_d_mode = field("hardware.dnd_mode", MUTABLE_OR_SAVED_OR_RUNNING, *enum_names(DnDMode))
+
+    @property
+    def usb_controllers(self):
+        from .machine_devices import usb_controllers
+        return usb_controllers(self)
+
+    def add_usb_controller(self, name: str, type):
+        from .machine_devices import add_usb_controller
+        return add_usb_controller(self, name, type)
+
+    def remove_usb_controller(self, name: str) -> None:
+        from .machine_devices import remove_usb_controller
+        remove_usb_controller(self, name)
+
+    def get_usb_controller_count_by_type(self, type) -> int:
+        return sum(1 for k in self._d.hardware.usb_controllers if k == USBControllerType(type).name)
+
+    @property
+    def audio_settings(self):
+        from .machine_devices import AudioSettings
+        return self._part(AudioSettings)
+
+    @property
+    def vrde_server(self):
+        from .machine_devices import VRDEServer
+        return self._part(VRDEServer)
 
     # --- shared folders (sharedfolders.py) --------------------------------------------------------------
     @property
