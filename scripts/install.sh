@@ -10,12 +10,13 @@ command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
 command -v cpio >/dev/null || need_apt+=(cpio)
 if [ "${1:-}" = "--test" ]; then
     command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
+    command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)   # the boot benchmark's peer
     # the real VirtualBox client the client tests drive unmodified (Debian 12: Vagrant 2.3.4)
     command -v vagrant >/dev/null || need_apt+=(vagrant)
 fi
 # the guest builder finds Debian's kernel and busybox through the apt lists
 lists_ok=1
-apt-cache show --no-all-versions linux-image-amd64 busybox-static >/dev/null 2>&1 || lists_ok=0
+apt-cache show --no-all-versions linux-image-amd64 busybox-static seabios >/dev/null 2>&1 || lists_ok=0
 if [ ${#need_apt[@]} -gt 0 ] || [ $lists_ok = 0 ]; then
     $SUDO apt-get update -q >/dev/null
 fi
@@ -68,3 +69,5 @@ if [ "$(id -u)" = 0 ]; then
 elif ! have_deps python3 && ! have_deps /opt/vboxpy/venv/bin/python3; then
     make_venv "${XDG_DATA_HOME:-$HOME/.local/share}/vboxpy/venv"
 fi
+# The VM's firmware: Debian's SeaBIOS, downloaded and unpacked into .cache/firmware (no root needed)
+python3 -m vmm.firmware

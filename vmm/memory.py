@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import weakref
+from collections.abc import Callable
 
 # RAM above this address is placed at 4 GiB so the PCI/MMIO hole below 4 GiB stays free.
 LOW_RAM_LIMIT = 0xE000_0000
@@ -19,7 +21,13 @@ class GuestMemoryError(Exception):
     """A guest-physical access outside RAM."""
 
 
+_BY_MAPPING: weakref.WeakValueDictionary[int, GuestMemory] = weakref.WeakValueDictionary()
+
+
 class GuestMemory:
+    """Guest RAM.  `write_listeners` hear of every write made here or through DMA views
+    (`notify_dma`): an engine that caches translated guest code drops what was overwritten."""
+
     def __init__(self, size: int):
         if size <= 0 or size % 4096:
             raise ValueError("guest RAM size must be a positive multiple of 4 KiB")
@@ -32,6 +40,24 @@ class GuestMemory:
         self.regions: list[tuple[int, int, int]] = [(0, low, 0)]
         if size > low:
             self.regions.append((HIGH_RAM_BASE, size - low, low))
+        self.write_listeners: list[Callable[[int, int], None]] = []
+        _BY_MAPPING[id(self.mmap)] = self
+
+    def gpa_of(self, view: memoryview) -> int | None:
+        """The guest-physical address a view into this RAM starts at (None if it is not one)."""
+        try:
+            host = ctypes.addressof(ctypes.c_char.from_buffer(view))
+        except (TypeError, ValueError):
+            return None
+        off = host - self.address
+        for base, rlen, roff in self.regions:
+            if roff <= off < roff + rlen:
+                return base + off - roff
+        return None
+
+    def notify_written(self, gpa: int, length: int) -> None:
+        for listener in self.write_listeners:
+            listener(gpa, length)
 
     def _offset(self, gpa: int, length: int) -> int:
         if length < 0:
@@ -60,6 +86,8 @@ class GuestMemory:
     def write(self, gpa: int, data: bytes | bytearray | memoryview) -> None:
         off = self._offset(gpa, len(data))
         self._view[off:off + len(data)] = data
+        if self.write_listeners:
+            self.notify_written(gpa, len(data))
 
     def read_u8(self, gpa: int) -> int:
         return self._view[self._offset(gpa, 1)]
@@ -85,3 +113,13 @@ class GuestMemory:
     def close(self) -> None:
         self._view.release()
         self.mmap.close()
+
+
+def notify_dma(views) -> None:
+    """Device DMA wrote into these views of guest RAM (disk reads): tell the RAM's listeners."""
+    for v in views:
+        mem = _BY_MAPPING.get(id(v.obj)) if isinstance(v, memoryview) else None
+        if mem is not None and mem.write_listeners and len(v):
+            gpa = mem.gpa_of(v)
+            if gpa is not None:
+                mem.notify_written(gpa, len(v))

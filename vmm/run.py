@@ -1,7 +1,9 @@
-"""Dev runner: boot a kernel on the VMM without the service, COM1 on stdin/stdout.
+"""Dev runner: boot a kernel (or through the BIOS) on the VMM without the service, COM1 on stdin/stdout.
 
-    python -m vmm.run --kernel K [--initrd I] [--append C] [--memory MB] [--engine rem|hm|auto]
+    python -m vmm.run [--kernel K [--initrd I] [--append C]] [--memory MB] [--engine rem|hm|auto]
                       [--disk ctl:path ...] [--paravirt-provider none|default|legacy|minimal|hyperv|kvm]
+
+Without --kernel the VM starts in SeaBIOS and boots from the first disk.
 
 For developing devices and engines.  `--disk ahci:img.vdi` / `--disk virtio:img.raw` attach
 disks to an IntelAhci / VirtioSCSI controller.  On a terminal, Ctrl-] ends the VM.  The exit
@@ -82,7 +84,11 @@ def build_config(args: argparse.Namespace) -> CfgNode:
     cfg.set("TripleFaultReset", False)
     cfg.set("APIC", args.apic == "on" or args.ioapic == "on")
     cfg.set("IOAPIC", args.ioapic == "on")
-    cfg.set("Boot/Kernel", os.path.abspath(args.kernel))
+    if args.kernel:
+        cfg.set("Boot/Kernel", os.path.abspath(args.kernel))
+    else:
+        cfg.set("BootOrder/1", "HardDisk")
+        cfg.set("BootOrder/2", "DVD")
     if args.initrd:
         cfg.set("Boot/Initrd", os.path.abspath(args.initrd))
     if args.append is not None:
@@ -104,7 +110,7 @@ def build_config(args: argparse.Namespace) -> CfgNode:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vmm.run", description=__doc__.splitlines()[0])
-    ap.add_argument("--kernel", required=True, help="bzImage, vmlinux ELF or flat binary")
+    ap.add_argument("--kernel", help="bzImage, vmlinux ELF or flat binary (default: boot through the BIOS)")
     ap.add_argument("--initrd")
     ap.add_argument("--append", help="kernel command line (default: console=ttyS0)")
     ap.add_argument("--memory", type=int, default=256, help="guest RAM in MiB (default 256)")

@@ -1,7 +1,10 @@
 """The VM builder: turns a CFGM tree into a running PC — RAM, buses, devices, engine, boot.
 
-One placement table (`PLACEMENT`) says where every legacy device lives (ports, IRQ); devices
-themselves never know.  `Machine` owns the pieces, runs the vCPU through EM and reports the
+One placement table (`PLACEMENT`) says where every legacy device lives (ports, IRQ), one
+(`PCI_SLOTS`) where every PCI function sits, following VirtualBox's PIIX3 layout; devices
+themselves never know.  The machine starts like a PC, at the reset vector in the firmware
+(SeaBIOS, fed through fw_cfg by vmm.firmware_config), unless a kernel is handed over
+(`Boot/Kernel`, the fast path: the VMM loads it and plays the firmware's part).  `Machine` owns the pieces, runs the vCPU through EM and reports the
 machine's fate through `on_stop(reason, detail)`:
   "poweroff" (guest ACPI S5 or the console), "stuck" (engine error, or a triple fault when
   the machine does not reset on it).  Guest reboots (i8042 pulse, PCI reset control, ACPI
@@ -19,23 +22,36 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmm import firmware_config
 from vmm.boot import loader
+from vmm.boot.cpu_setup import power_on
 from vmm.bus import Bus
 from vmm.cfgm import CfgmError, CfgNode
 from vmm.devices.acpi import AcpiConfig, AcpiPm, build_acpi_tables
 from vmm.devices.apic import APIC_BASE_DEFAULT, APIC_PAGE, LocalApicWindow
+from vmm.devices.base import IrqLine
+from vmm.devices.debugcon import DebugPort
+from vmm.devices.fw_cfg import FwCfg
+from vmm.devices.i440fx import QEMU_SUBSYSTEM, I440fxHost
 from vmm.devices.i8042 import I8042
 from vmm.devices.ioapic import IOAPIC_BASE_DEFAULT, IOAPIC_SPAN
 from vmm.devices.irq_routing import InterruptRouting
 from vmm.devices.pci import PciHostBridge
 from vmm.devices.pic import PicPair
+from vmm.devices.piix3 import PciIrqRouter, Piix3Isa
+from vmm.devices.piix4_pm import Piix4Pm
 from vmm.devices.pit import Pit8254, Port61
 from vmm.devices.port80 import BOOT_MARKER_PORT, BootMarkerPort, PostCodePort
 from vmm.devices.rtc import Rtc
 from vmm.devices.serial_backends import SerialBackend, create_backend
 from vmm.devices.uart import Uart16550, UartType
+from vmm.devices.vga import PORT_BASE as VGA_PORT_BASE
+from vmm.devices.vga import WINDOW_SIZE as VGA_WINDOW_SIZE
+from vmm.devices.vga import Vga
 from vmm.em import Em, EmState, StopReason
+from vmm.firmware import FirmwareError, FirmwareImage
 from vmm.memory import LOW_RAM_LIMIT, GuestMemory
+from vmm.physmap import LEGACY_END, LEGACY_START, PAM_RW, VGA_HOLE_START, LegacyMemoryMap
 from vmm.tm import VirtualClock
 
 log = logging.getLogger("vboxpy.vm")
@@ -43,14 +59,24 @@ log = logging.getLogger("vboxpy.vm")
 ACPI_TABLES_BASE = 0xE0000
 ACPI_PM_BASE = 0x4000
 ACPI_SCI_IRQ = 9
-PCI_FREE_IRQS = (11, 10, 5)
+# PIRQA-D routing the VMM leaves when it plays the firmware (--boot-kernel): AHCI (00:0d.0, INTA ->
+# PIRQB) on IRQ 11, virtio-scsi (00:0f.0 -> PIRQD) on IRQ 10.  SeaBIOS programs its own (10, 10, 11, 11).
+KERNEL_PIRQ_ROUTES = (11, 11, 10, 10)
 # The PC's legacy ports and IRQs: (device, port base, span, IRQ or None)
 PLACEMENT = [
     ("pic.master", 0x20, 2, None), ("pic.slave", 0xA0, 2, None), ("pic.elcr", 0x4D0, 2, None),
     ("pit", 0x40, 4, 0), ("port61", 0x61, 1, None), ("kbc.data", 0x60, 1, 1), ("kbc.command", 0x64, 1, 12),
     ("rtc", 0x70, 4, 8), ("post", 0x80, 1, None), ("bootmarker", BOOT_MARKER_PORT, 4, None),
-    ("pci", 0xCF8, 8, None), ("acpi.pm", ACPI_PM_BASE, 0x20, ACPI_SCI_IRQ),
+    ("pci", 0xCF8, 8, None),
+    ("debugcon", 0x402, 1, None), ("fw_cfg", 0x510, 12, None),
 ]
+# VirtualBox's PCI layout of a PIIX3 machine (bus 0): function -> (slot, function).  Guests made
+# on VirtualBox name their NIC after its slot (enp0s3), so these stay where VirtualBox puts them.
+PCI_SLOTS = {
+    "host": (0x00, 0), "isa": (0x01, 0), "ide": (0x01, 1), "vga": (0x02, 0), "nic0": (0x03, 0),
+    "vmmdev": (0x04, 0), "audio": (0x05, 0), "ohci": (0x06, 0), "acpi": (0x07, 0), "nic1": (0x08, 0),
+    "nic2": (0x09, 0), "nic3": (0x0A, 0), "ehci": (0x0B, 0), "ahci": (0x0D, 0), "virtio-scsi": (0x0F, 0),
+}
 COM_PORTS = [(0x3F8, 4), (0x2F8, 3), (0x3E8, 4), (0x2E8, 3)]
 DEFAULT_CMDLINE = "console=ttyS0"
 
@@ -61,7 +87,7 @@ class MachineError(Exception):
 
 @dataclass
 class BootConfig:
-    kernel: Path
+    kernel: Path | None       # None: boot through the firmware
     initrd: Path | None
     cmdline: str
 
@@ -98,7 +124,8 @@ class Machine:
         self.resets = 0
         try:
             ram = cfg.get_int("RamSize")
-            self.boot = BootConfig(Path(cfg.get_str("Boot/Kernel", "")), None,
+            kernel = cfg.get_str("Boot/Kernel", "")
+            self.boot = BootConfig(Path(kernel) if kernel else None, None,
                                    cfg.get_str("Boot/Cmdline", "") or DEFAULT_CMDLINE)
             initrd = cfg.get_str("Boot/Initrd", "")
             self.triple_fault_reset = cfg.get_bool("TripleFaultReset", False)
@@ -106,14 +133,13 @@ class Machine:
             # GIM: the effective paravirt provider (the API resolved Default/Legacy) and the OS type
             self.paravirt = cfg.get_str("GIM/Provider", "none")
             os_type = cfg.get_str("GIM/OsType", "")
+            firmware_type = cfg.get_str("Firmware/Type", "BIOS")
+            firmware_path = cfg.get_str("Firmware/Path", "")
             # VirtualBox's APIC (CPU property / BIOS APIC mode) and IOAPIC settings
             self.local_apic = cfg.get_bool("APIC", False)
             self.ioapic_enabled = cfg.get_bool("IOAPIC", False)
         except CfgmError as e:
             raise MachineError(str(e))
-        if not str(self.boot.kernel) or str(self.boot.kernel) == ".":
-            raise MachineError("no boot kernel configured (modifyvm --boot-kernel / vboxpy/BootKernel): "
-                               "vboxpy has no BIOS and boots Linux kernels or flat binaries directly")
         if initrd:
             self.boot.initrd = Path(initrd)
         for p in (self.boot.kernel, self.boot.initrd):
@@ -123,6 +149,16 @@ class Machine:
             raise MachineError("Cannot disable the APIC when the I/O APIC is present.")
         if ram < 16 << 20 or ram % 4096:
             raise MachineError(f"RAM size {ram} bytes is too small or not page aligned")
+        self.firmware: FirmwareImage | None = None
+        if self.boot.kernel is None:
+            if firmware_type != "BIOS":
+                raise MachineError(f"firmware type {firmware_type} is not available: vboxpy boots through "
+                                   "SeaBIOS only (modifyvm --firmware bios), or a kernel handed over with "
+                                   "--boot-kernel")
+            try:
+                self.firmware = FirmwareImage.load(firmware_path or firmware_config.find_bios())
+            except FirmwareError as e:
+                raise MachineError(str(e))
         self.memory = GuestMemory(ram)
         self.io = Bus("io")
         self.mmio = Bus("mmio")
@@ -132,12 +168,19 @@ class Machine:
         self.vm = _create_engine(engine_kind, self.memory, self.io, self.mmio, self.paravirt, os_type,
                                  self.local_apic)
         self.engine_name = self.vm.name
-        self.vcpu = self.vm.create_vcpu(0)
+        try:
+            self.vm.firmware = self.firmware
+            self.vm.legacy_windows = self.legacy.windows
+            self.vcpu = self.vm.create_vcpu(0)
+        except Exception as e:
+            self.vm.close()
+            raise MachineError(f"{self.engine_name}: cannot map the firmware: {e}")
+        self.legacy.on_change = self.vm.set_legacy_windows
         gim = getattr(self.vm, "gim", None)     # HM builds its Gim with the first vCPU
         self.gim_description = gim.describe() if gim is not None else f"GIM: provider {self.paravirt!r}"
         log.info("%s", self.gim_description)
         self._initial_states = {name: dev.get_state() for name, dev in self._stateful.items()}
-        # issue 9 hook: a machine about to load a saved state (vmm.savedstate) skips the boot files
+        # a machine about to load a saved state (vmm.savedstate) skips the boot files
         self.boot_image = None if restoring else self._load_boot()
         self.em = Em(self.vcpu, self.irqs.controller(0), self.clock, self.io, self.mmio, on_reset=self._reset,
                      on_stop=self._em_stopped)
@@ -161,13 +204,33 @@ class Machine:
         self.rtc = Rtc(irqs.line(8), clock, ram_below_4g=below, ram_above_4g=ram - below)
         self.acpi = AcpiPm(irqs.line(ACPI_SCI_IRQ), clock, on_power_off=self._guest_power_off,
                            on_reset=self._guest_reset)
-        self.pci = PciHostBridge(self.io, self.mmio, reset=self._guest_reset)
+        fw = self.firmware
+        self.legacy = LegacyMemoryMap(self.memory, fw.alias_offset if fw is not None else None)
+        self.mmio.register(LEGACY_START, LEGACY_END - LEGACY_START, self.legacy)
+        self.host_bridge = I440fxHost(on_pam_change=self.legacy.set_pam,
+                                      subsystem=QEMU_SUBSYSTEM if fw is not None else (0, 0))
+        self.pci = PciHostBridge(self.io, self.mmio, reset=self._guest_reset, host=self.host_bridge)
+        self.pci_irqs = PciIrqRouter(irqs.line)
+        self.isa_bridge = Piix3Isa(self.pci_irqs)
+        self.pci.add_function(self.isa_bridge, *PCI_SLOTS["isa"])
+        self.pm_function = Piix4Pm(self.acpi, self.io)
+        self.pm_function.interrupt_line = ACPI_SCI_IRQ
+        self.pci.add_function(self.pm_function, *PCI_SLOTS["acpi"])
         self.bootmarker = BootMarkerPort(clock, on_marker)
+        self.debugcon = DebugPort(lambda line: log.info("BIOS: %s", line))
+        self.fw_cfg = FwCfg(self.memory)
+        self.vga = Vga()
+        self.mmio.register(VGA_HOLE_START, VGA_WINDOW_SIZE, self.vga.memory)
+        self._place("vga", VGA_PORT_BASE, 0x30, self.vga.ports)
+        self.placed.append(f"{'vga':<12} MMIO {VGA_HOLE_START:#x}-{VGA_HOLE_START + VGA_WINDOW_SIZE - 1:#x}")
         devs = {"pic.master": self.pic.master, "pic.slave": self.pic.slave, "pic.elcr": self.pic.elcr,
                 "pit": self.pit, "port61": Port61(self.pit), "kbc.data": self.kbc.data,
                 "kbc.command": self.kbc.command, "rtc": self.rtc, "post": PostCodePort(),
-                "bootmarker": self.bootmarker, "pci": self.pci, "acpi.pm": self.acpi}
+                "bootmarker": self.bootmarker, "pci": self.pci,
+                "debugcon": self.debugcon, "fw_cfg": self.fw_cfg}
         for name, base, span, irq in PLACEMENT:
+            if fw is None and name == "fw_cfg":
+                continue
             self._place(name, base, span, devs[name], irq)
         self.uarts: list[Uart16550] = []
         self.backends: list[SerialBackend] = []
@@ -191,17 +254,31 @@ class Machine:
         self.storage = []
         self._storage_specs = cfg.child("Devices/storage")
         self._stateful = {"pic": self.pic, "pit": self.pit, "kbc": self.kbc, "rtc": self.rtc,
-                          "acpi": self.acpi, "pci": self.pci, **irqs.stateful()}
+                          "acpi": self.acpi, "pci": self.pci, "pci/isa": self.isa_bridge, "vga": self.vga,
+                          "pci/acpi": self.pm_function,
+                          **irqs.stateful()}
+        if fw is not None:
+            self._stateful.update({"fw_cfg": self.fw_cfg, "debugcon": self.debugcon})
         for i, u in enumerate(self.uarts):
             self._stateful[f"uart{i}"] = u
         self._place_storage()
-        if self.storage:
-            self.pci.assign_resources()
         for pc in self.storage:               # reset to power-on state on a guest reboot, saved with the VM
             self._stateful[f"storage/{pc.name}"] = pc.device
-        acfg = AcpiConfig(pm_base=ACPI_PM_BASE, sci_irq=ACPI_SCI_IRQ, pci=True, apic=self.ioapic_enabled,
-                          pci_irqs=[(pc.slot, pin, pc.irq) for pc in self.storage for pin in range(4)])
-        self.acpi_tables = build_acpi_tables(acfg, ACPI_TABLES_BASE)
+        if fw is None:
+            # the VMM plays the firmware: BARs placed, PIRQs routed, the BIOS area shadowed in RAM
+            if self.storage:
+                self.pci.assign_resources()
+            self.isa_bridge.set_routes(list(KERNEL_PIRQ_ROUTES))
+            self.pm_function.enable(ACPI_PM_BASE)
+            self.placed.append(f"{'acpi.pm':<12} I/O {ACPI_PM_BASE:#06x}-{ACPI_PM_BASE + 0x1f:#06x} IRQ {ACPI_SCI_IRQ}")
+            self.host_bridge.set_pam(bytes([PAM_RW << 4] + [PAM_RW << 4 | PAM_RW] * 6))
+            acfg = AcpiConfig(pm_base=ACPI_PM_BASE, sci_irq=ACPI_SCI_IRQ, pci=True, apic=self.ioapic_enabled,
+                              pci_irqs=self._pci_irq_routes())
+            self.acpi_tables = build_acpi_tables(acfg, ACPI_TABLES_BASE)
+        else:
+            acpi_on = cfg.get_bool("ACPI", True)
+            firmware_config.populate(self.fw_cfg, cfg, self.memory, self.storage,
+                                     self._firmware_acpi_config if acpi_on else None)
 
     def _place_apics(self) -> None:
         """The boot vCPU's local APIC and the IO-APIC in the MMIO space, where the MADT says."""
@@ -232,15 +309,42 @@ class Machine:
             specs.append(StorageControllerSpec(node.get_str("Name"), node.get_str("Type"),
                                                node.get_int("PortCount", 1),
                                                node.get_bool("UseHostIOCache", False), atts))
+        slots = {"IntelAhci": PCI_SLOTS["ahci"][0], "VirtioSCSI": PCI_SLOTS["virtio-scsi"][0]}
         try:
             self.storage = place_storage_controllers(specs, self.memory, self.pci, self.irqs.line,
-                                                     free_irqs=PCI_FREE_IRQS)
+                                                     slots=slots, pci_line=self._pci_line)
         except (ValueError, OSError) as e:
             raise MachineError(f"storage: {e}")
         for pc in self.storage:
-            self.placed.append(f"{pc.controller_type:<12} PCI 00:{pc.slot:02x}.0 IRQ {pc.irq} ({pc.name})")
+            self.placed.append(f"{pc.controller_type:<12} PCI 00:{pc.slot:02x}.0 INTA ({pc.name})")
 
-    def _load_boot(self) -> loader.BootImage:
+    def _firmware_acpi_config(self) -> AcpiConfig:
+        """The ACPI description of the machine as the firmware has set it up (PMBASE, PIRQs)."""
+        pm_base = self.pm_function.pm_base or ACPI_PM_BASE
+        return AcpiConfig(pm_base=pm_base, sci_irq=ACPI_SCI_IRQ, pci=True, vga=True, apic=self.ioapic_enabled,
+                          pci_irqs=self._pci_irq_routes())
+
+    def _pci_line(self, slot: int) -> tuple[IrqLine, int]:
+        """INTA of a PCI function in `slot`, through the PIIX3's PIRQ router; and the IRQ the
+        VMM routes it to when it plays the firmware."""
+        from vmm.devices.piix3 import pirq_of
+        return self.pci_irqs.line(slot, 1), KERNEL_PIRQ_ROUTES[pirq_of(slot, 1)]
+
+    def _pci_irq_routes(self) -> list[tuple[int, int, int]]:
+        """(slot, pin 0-3, IRQ) for the ACPI _PRT of every device slot, as the router routes them."""
+        from vmm.devices.piix3 import pirq_of
+        out = []
+        for pc in self.storage:
+            for pin in range(4):
+                irq = self.pci_irqs.target(pirq_of(pc.slot, pin + 1))
+                if irq is not None:
+                    out.append((pc.slot, pin, irq))
+        return out
+
+    def _load_boot(self) -> loader.BootImage | None:
+        if self.boot.kernel is None:
+            self.vcpu.set_state(power_on())
+            return None
         self.acpi_tables.write_to(self.memory)
         image = self.boot.kernel.read_bytes()
         initrd = self.boot.initrd.read_bytes() if self.boot.initrd else None
@@ -267,12 +371,19 @@ class Machine:
             if name != "rtc":                 # CMOS RAM and the clock survive a reset, as on a PC
                 dev.set_state(self._initial_states[name])
         self.memory.mmap.madvise(mmap.MADV_DONTNEED)
+        flush = getattr(self.vm, "flush_code", None)     # REM: code translated from the old RAM
+        if flush is not None:
+            flush()
         self._load_boot()
 
     def _em_stopped(self, reason: StopReason, detail: str) -> None:
         kind = "poweroff" if reason is StopReason.POWER_OFF else "stuck"
         self.stopped = (kind, detail)
         log.info("VM stopped: %s (%s)", kind, detail)
+        if kind == "stuck":
+            lines = self.vga.last_lines(10)
+            if lines:
+                log.info("VGA text screen (last %d lines):\n%s", len(lines), "\n".join(f"  | {ln}" for ln in lines))
         if self.on_stop is not None:
             self.on_stop(kind, detail)
 
@@ -313,6 +424,9 @@ class Machine:
     def describe(self) -> list[str]:
         return [f"Engine: {self.engine_name}", self.gim_description, f"RAM: {self.memory.size // (1 << 20)} MiB",
                 (f"Boot: {self.boot_image.kind} {self.boot.kernel} entry {self.boot_image.entry:#x}"
-                 if self.boot_image is not None else "Boot: restored from a saved state"),
-                f"Initrd: {self.boot.initrd}", f"Cmdline: {self.boot.cmdline}", "Devices:"] + \
+                 if self.boot_image is not None else
+                 f"Boot: firmware {self.firmware.name} ({self.firmware.size // 1024} KiB)"
+                 if self.firmware is not None else "Boot: restored from a saved state"),
+                ] + ([f"Initrd: {self.boot.initrd}", f"Cmdline: {self.boot.cmdline}"] if self.boot.kernel else []) + \
+               ["Devices:"] + \
                [f"  {p}" for p in self.placed]

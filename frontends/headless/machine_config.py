@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from vboxsvc.api import (
     CPUPropertyTypeX86,
     DeviceType,
+    FirmwareBootMenuMode,
+    FirmwareType,
     HWVirtExPropertyType,
     MediumType,
     PortMode,
@@ -23,6 +25,7 @@ from vmm.cfgm import CfgNode
 from vmm.gim import PROVIDER_BY_VALUE
 
 SERIAL_SLOTS = 4
+BOOT_POSITIONS = 4
 BOOT_KEYS = {"Kernel": "vboxpy/BootKernel", "Initrd": "vboxpy/BootInitrd", "Cmdline": "vboxpy/BootCmdline"}
 FORCE_HM_KEY = "vboxpy/ForceHM"
 # Controllers the VMM emulates (vmm.devices.storage_placement.SUPPORTED)
@@ -66,6 +69,7 @@ def read_settings(machine) -> MachineSettings:
         value = machine.get_extra_data(extra)
         if value:
             cfg.set(f"Boot/{key}", value)
+    _firmware(machine, cfg)
     # GIM: the provider the API resolves (Machine::getEffectiveParavirtProvider), named as vmm.gim does
     cfg.set("GIM/Provider", PROVIDER_BY_VALUE[int(machine.get_effective_paravirt_provider())])
     cfg.set("GIM/OsType", machine.os_type_id)
@@ -73,6 +77,18 @@ def read_settings(machine) -> MachineSettings:
     _storage(machine, cfg, notes)
     return MachineSettings(name=name, uuid=machine.id, os_type_id=machine.os_type_id, hwvirtex=hwvirtex,
                            force_hm=machine.get_extra_data(FORCE_HM_KEY) or "", cfg=cfg, notes=notes)
+
+
+def _firmware(machine, cfg: CfgNode) -> None:
+    """Firmware type, boot menu policy and the boot order (--boot1..4) for the BIOS."""
+    fw = machine.firmware_settings
+    cfg.set("Firmware/Type", FirmwareType(fw.firmware_type).name)
+    cfg.set("Firmware/BootMenu", FirmwareBootMenuMode(fw.boot_menu_mode).name)
+    cfg.set("Firmware/LogoDisplayTime", int(fw.logo_display_time))
+    cfg.set("ACPI", bool(fw.acpi_enabled))          # --acpi off: the firmware gets no ACPI tables
+    for position in range(1, BOOT_POSITIONS + 1):
+        kind = DeviceType(machine.get_boot_order(position))
+        cfg.set(f"BootOrder/{position}", kind.name)
 
 
 def _interrupt_controllers(machine, cfg: CfgNode, cpus: int) -> None:

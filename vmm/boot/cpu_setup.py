@@ -97,3 +97,13 @@ def long_mode_64(memory: GuestMemory, rip: int, **gprs: int) -> CpuState:
     s.cr0 = CR0_PE | CR0_ET | CR0_PG
     s.efer = EFER_LME | EFER_LMA
     return s
+
+
+def power_on() -> CpuState:
+    """The x86 reset state: real mode, CS=F000 with base FFFF0000, IP=FFF0 (the reset vector at
+    4 GiB - 16, in the firmware ROM); EDX holds the processor signature (family 6)."""
+    s = real_mode(0xF000, 0xFFF0, 0)
+    s.seg["cs"] = Segment(0xF000, 0xFFFF_0000, 0xFFFF, REAL_CODE)
+    s.gpr["rdx"] = 0x600
+    s.cr0 = 0x6000_0000 | CR0_ET
+    return s

@@ -7,6 +7,7 @@ call, then memoryview slice copies), while a few large segments go straight to t
 
 from __future__ import annotations
 
+from vmm.memory import notify_dma
 from vmm.storage.image import DiskImage
 
 DIRECT_MAX_SEGMENTS = 4
@@ -40,6 +41,13 @@ def _groups(views: list[memoryview]):
 def read_into(image: DiskImage, offset: int, views: list[memoryview], length: int) -> int:
     """Fill the first `length` bytes of the views from the image at `offset`; returns bytes moved."""
     views = _trim(views, length)
+    try:
+        return _read_into(image, offset, views)
+    finally:
+        notify_dma(views)       # an engine drops code it translated from these pages
+
+
+def _read_into(image: DiskImage, offset: int, views: list[memoryview]) -> int:
     if len(views) <= DIRECT_MAX_SEGMENTS:
         for v in views:
             image.readinto_at(offset, v)

@@ -312,14 +312,14 @@ class PciHostBridge:
     """
 
     def __init__(self, io_bus: Bus | None = None, mmio_bus: Bus | None = None,
-                 reset: Callable[[], None] | None = None):
+                 reset: Callable[[], None] | None = None, host: PciFunction | None = None):
         self.io_bus = io_bus
         self.mmio_bus = mmio_bus
         self._reset = reset
         self._address = 0
         self._rcr = 0
         self.functions: dict[tuple[int, int], PciFunction] = {}
-        self.host = PciHostBridgeFunction()
+        self.host = host if host is not None else PciHostBridgeFunction()
         self.add_function(self.host, 0, 0)
 
     def add_function(self, fn: PciFunction, slot: int, function: int = 0) -> None:

@@ -59,6 +59,11 @@ class PlacedController:
     slot: int
     irq: int
     images: list[DiskImage]
+    # (port, device, is optical) of every attached medium, for the firmware's boot order
+    attached: list[tuple[int, int, bool]] = field(default_factory=list)
+
+    def boot_devices(self) -> list[tuple[int, int, bool]]:
+        return sorted(self.attached)
 
     def close(self) -> None:
         for img in self.images:
@@ -87,8 +92,14 @@ def _options(spec: StorageControllerSpec, att: DiskAttachmentSpec, index: int) -
 def place_storage_controllers(
         controllers: Iterable[StorageControllerSpec], memory: GuestMemory, bridge: PciHostBridge,
         irq_line: Callable[[int], IrqLine], free_irqs: Iterable[int] = PCI_IRQS,
-        opener: Callable[[str, bool, dict[str, str]], DiskImage] = _open) -> list[PlacedController]:
-    """Open the media, build and register each controller; on any error close what was opened."""
+        opener: Callable[[str, bool, dict[str, str]], DiskImage] = _open, slots: dict[str, int] | None = None,
+        pci_line: Callable[[int], tuple[IrqLine, int]] | None = None) -> list[PlacedController]:
+    """Open the media, build and register each controller; on any error close what was opened.
+
+    `slots`: the preferred PCI slot per controller type (the VM's slot table); `pci_line(slot)`:
+    the INTA line of a slot and the IRQ it is routed to (the chipset's PCI interrupt router),
+    instead of one ISA IRQ per controller from `free_irqs`."""
+    slots = dict(DEFAULT_SLOTS, **(slots or {}))
     placed: list[PlacedController] = []
     irqs = list(free_irqs)
     try:
@@ -100,10 +111,14 @@ def place_storage_controllers(
                 if att.device != 0:
                     raise ValueError(f"storage controller '{spec.name}': device {att.device} on port "
                                      f"{att.port}; {spec.controller_type} has one device per port")
-            if not irqs:
-                raise ValueError("no free PCI interrupt left for the storage controllers")
-            irq_no = irqs.pop(0)
-            line = irq_line(irq_no)
+            slot = _free_slot(bridge, slots[spec.controller_type]) if spec.controller_type in slots else 0
+            if pci_line is not None:
+                line, irq_no = pci_line(slot)
+            else:
+                if not irqs:
+                    raise ValueError("no free PCI interrupt left for the storage controllers")
+                irq_no = irqs.pop(0)
+                line = irq_line(irq_no)
             images: list[DiskImage] = []
             pc = PlacedController(spec.name, spec.controller_type, None, 0, irq_no, images)  # type: ignore[arg-type]
             placed.append(pc)
@@ -115,6 +130,7 @@ def place_storage_controllers(
                     raise ValueError(f"storage controller '{spec.name}' port {att.port}: {e}") from e
                 images.append(img)
                 opened[att.port] = (img, _options(spec, att, index))
+                pc.attached.append((att.port, att.device, False))
             if spec.controller_type == "IntelAhci":
                 ports = max([spec.port_count, 1] + [p + 1 for p in opened])
                 if ports > AHCI_MAX_PORTS:
@@ -127,7 +143,6 @@ def place_storage_controllers(
                 scsi = VirtioScsi({p: ScsiDisk(i, o) for p, (i, o) in opened.items()}, ports=ports)
                 dev = VirtioPciTransport(scsi, memory, irq=line)
             dev.interrupt_line = irq_no
-            slot = _free_slot(bridge, DEFAULT_SLOTS[spec.controller_type])
             bridge.add_function(dev, slot)
             pc.device, pc.slot = dev, slot
     except BaseException:

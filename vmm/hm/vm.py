@@ -22,8 +22,10 @@ from vmm.gim import EngineSupport, Gim
 from vmm.hm import abi
 from vmm.hm.cpuid import guest_cpuid
 from vmm.hm.kvm import KvmError, KvmSystem, ioctl
+from vmm.hm.physmap import HmPhysMap
 from vmm.hm.vcpu import HmError, HmVcpu, install_kick_handler
 from vmm.memory import GuestMemory
+from vmm.physmap import windows_for
 
 # Intel needs a 3-page TSS and an identity-map page for real mode; placed just below the BIOS area.
 TSS_ADDR = 0xFFFB_D000
@@ -85,7 +87,10 @@ class HmVm:
                 addr = ctypes.c_uint64(IDENTITY_MAP_ADDR)
                 ioctl(self.fd, abi.KVM_SET_IDENTITY_MAP_ADDR, ctypes.addressof(addr), "KVM_SET_IDENTITY_MAP_ADDR")
             self.large_pages = large_pages and self._advise_huge_pages()
-            self._map_memory()
+            self.firmware = None              # vmm.firmware.FirmwareImage, set before the first vCPU
+            self.legacy_windows = None        # vmm.physmap windows of the PAM segments
+            self.physmap: HmPhysMap | None = None
+            self._flat_mapped = False
             if self.kernel_irqchip:
                 ioctl(self.fd, abi.KVM_CREATE_IRQCHIP, None, "KVM_CREATE_IRQCHIP")
                 pit = abi.KvmPitConfig(flags=abi.KVM_PIT_SPEAKER_DUMMY)
@@ -121,9 +126,26 @@ class HmVm:
         return True
 
     def _map_memory(self) -> None:
-        for slot, (gpa, length, offset) in enumerate(self.memory.regions):
-            region = abi.KvmUserspaceMemoryRegion(slot, 0, gpa, length, self.memory.address + offset)
-            ioctl(self.fd, abi.KVM_SET_USER_MEMORY_REGION, ctypes.addressof(region), "KVM_SET_USER_MEMORY_REGION")
+        """The memory slots (vmm/hm/physmap.py), made when the first vCPU is: the firmware and the
+        PAM windows are known by then."""
+        if self.physmap is not None or self._flat_mapped:
+            return
+        if self.firmware is None and self.legacy_windows is None:
+            # no chipset (a bare VM of the engine tests): all RAM, one slot per region
+            for slot, (gpa, length, offset) in enumerate(self.memory.regions):
+                region = abi.KvmUserspaceMemoryRegion(slot, 0, gpa, length, self.memory.address + offset)
+                ioctl(self.fd, abi.KVM_SET_USER_MEMORY_REGION, ctypes.addressof(region),
+                      "KVM_SET_USER_MEMORY_REGION")
+            self._flat_mapped = True
+            return
+        windows = self.legacy_windows or windows_for(bytes(7), self.firmware.alias_offset)
+        self.physmap = HmPhysMap(self.fd, self.memory, self.firmware, windows, self.info.has("READONLY_MEM"))
+
+    def set_legacy_windows(self, windows) -> None:
+        """The chipset switched PAM segments (vCPU thread, between runs): replace their slots."""
+        self.legacy_windows = list(windows)
+        if self.physmap is not None:
+            self.physmap.set_windows(self.legacy_windows)
 
     def cpuid_for(self, index: int, tsc_khz: int):
         """The CPUID table of vCPU `index` (GIM's leaves need the TSC rate, known once a vCPU exists)."""
@@ -135,6 +157,7 @@ class HmVm:
 
     # -- vCPUs ---------------------------------------------------------------------------------
     def create_vcpu(self, index: int) -> HmVcpu:
+        self._map_memory()
         if any(v.index == index for v in self.vcpus):
             raise HmError(f"vCPU {index} already exists")
         limit = self.info.caps.get("MAX_VCPUS") or self.info.caps.get("NR_VCPUS") or 1

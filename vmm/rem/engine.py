@@ -1,8 +1,9 @@
 """REM: the software engine — unicorn (QEMU TCG) behind vmm.engine's contract.
 
 What unicorn leaves to the VMM and how REM does it:
-- Guest RAM: the GuestMemory mapping is mapped into unicorn with mem_map_ptr; the rest
-  of the 4 GiB below RAM's top is one MMIO window routed to the MMIO bus.
+- Guest RAM: the GuestMemory mapping is mapped into unicorn with mem_map_ptr; the VGA
+  hole and the rest of the 4 GiB below the firmware ROM are MMIO routed to the MMIO bus;
+  the PAM segments and the ROM are vmm/rem/physmap.py's.
 - Port I/O: IN/OUT instruction hooks call the port bus inline (no exit per access).
 - Exceptions: unicorn reports them at UC_HOOK_INTR; the hook hands them to QEMU's own
   delivery code (see qemu_cpu.py), so #PF/#GP/#UD/int3/INT n reach the guest's IDT with
@@ -39,11 +40,14 @@ from unicorn import (
     UC_HOOK_INSN,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
+    UC_HOOK_MEM_WRITE_PROT,
     UC_MODE_64,
     UC_PROT_ALL,
+    UC_PROT_EXEC,
     Uc,
     UcError,
 )
+from unicorn.unicorn_py3 import unicorn as unicorn_lib
 from unicorn.x86_const import (
     UC_X86_INS_CPUID,
     UC_X86_INS_IN,
@@ -64,6 +68,7 @@ from vmm.engine import (
 from vmm.gim import HYPERVISOR_BASE, HYPERVISOR_END, EngineSupport, Gim
 from vmm.memory import GuestMemory
 from vmm.rem import delivery_check, regs
+from vmm.rem.physmap import RemPhysMap, drop_code
 from vmm.rem.qemu_cpu import (
     HF_CS32,
     HF_CS64,
@@ -85,6 +90,7 @@ MSR_LSTAR = 0xC000_0082
 MSR_CSTAR = 0xC000_0083
 MSR_FMASK = 0xC000_0084
 EFER_SCE = 1
+CR0_PG = 1 << 31
 EFER_LMA = 1 << 10
 RF_MASK = 1 << 16
 DF_MASK = 1 << 10
@@ -101,6 +107,12 @@ _SYSCALL_CS = (1 << 23) | (1 << 15) | (1 << 12) | (1 << 11) | (1 << 9) | (1 << 8
 _SYSCALL_SS = (1 << 23) | (1 << 22) | (1 << 15) | (1 << 12) | (1 << 9) | (1 << 8)
 _DESC_L = 1 << 21
 _DESC_B = 1 << 22
+
+
+_PREFIXES = frozenset((0xF2, 0xF3, 0x66, 0x67, 0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, *range(0x40, 0x50)))
+_uclib = unicorn_lib.uclib
+_uclib.uc_vmem_read.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+_uclib.uc_vmem_read.restype = ctypes.c_int
 
 
 class RemVm:
@@ -128,6 +140,25 @@ class RemVm:
             raise ValueError(f"REM implements no paravirt MSRs or hypercalls; {gim.name} offered {sup}")
         self.gim = gim
         self.vcpus: list[RemVcpu] = []
+        self.firmware = None          # vmm.firmware.FirmwareImage, set before the first vCPU
+        self.legacy_windows = None    # vmm.physmap windows of the PAM segments
+        memory.write_listeners.append(self._ram_written)
+
+    def _ram_written(self, gpa: int, length: int) -> None:
+        for v in self.vcpus:
+            v.ram_written(gpa, length)
+
+    def flush_code(self) -> None:
+        """RAM was replaced wholesale (machine reset): forget every translated block (vCPU thread)."""
+        for v in self.vcpus:
+            if v.uc is not None:
+                v.uc.ctl_flush_tb()
+
+    def set_legacy_windows(self, windows) -> None:
+        """The chipset switched PAM segments (on the vCPU thread): remap them in every vCPU."""
+        self.legacy_windows = list(windows)
+        for v in self.vcpus:
+            v.physmap.set_windows(self.legacy_windows)
 
     def create_vcpu(self, index: int) -> RemVcpu:
         if index != len(self.vcpus):
@@ -158,7 +189,10 @@ class RemVcpu:
         self.cpu = QemuCpu(uc)
         if not vm.local_apic:
             self.cpu.clear_apic_feature()
-        self._map_memory(vm.memory)
+        self.physmap = RemPhysMap(uc, vm.memory, vm.firmware, vm.legacy_windows, self._io_mmio_read,
+                                  self._io_mmio_write)
+        self.mmio_base = self.physmap.mmio_base
+        self._hooks.append(uc.hook_add(UC_HOOK_MEM_WRITE_PROT, self.physmap.on_write_prot))
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, UC_X86_INS_IN))
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, UC_X86_INS_OUT))
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, UC_X86_INS_SYSCALL))
@@ -176,6 +210,8 @@ class RemVcpu:
         self._stop_reason: str | None = None
         self._triple = False
         self._error: BaseException | None = None
+        self._thread: int | None = None             # the vCPU thread while run() is active
+        self._written: list[tuple[int, int]] = []   # RAM written by other threads, for the next run
         self.exits = {"syscall": 0, "exception": 0, "interrupt": 0, "halt": 0, "kick": 0}
 
     # -- setup ---------------------------------------------------------------------------------
@@ -192,18 +228,18 @@ class RemVcpu:
         if not ok:
             raise UnicornLayoutError("unicorn's CPUState.halted is not where REM expects it")
 
-    def _map_memory(self, memory: GuestMemory) -> None:
-        top_low = 0
-        for base, length, offset in memory.regions:
-            self.uc.mem_map_ptr(base, length, UC_PROT_ALL, memory.address + offset)
-            if base < FOUR_GIB:
-                top_low = max(top_low, base + length)
-        if top_low < FOUR_GIB:
-            self.mmio_base = top_low
-            self.uc.mmio_map(top_low, FOUR_GIB - top_low, self._mmio_read, None, self._mmio_write, None)
-
     def close(self) -> None:
         self.uc = None
+
+    def ram_written(self, gpa: int, length: int) -> None:
+        """Device DMA into guest RAM: drop translated code there (vmm/rem/physmap.py drop_code)."""
+        if self.uc is None:
+            return
+        if self._thread is not None and threading.get_ident() != self._thread:
+            with self._lock:
+                self._written.append((gpa, length))
+            return
+        drop_code(self.uc, gpa, length, bool(self.cpu.u64(OFF_CR) & CR0_PG))
 
     # -- hooks (run on the vCPU thread, inside emu_start) ---------------------------------------
     def _on_in(self, uc, port, size, _data):
@@ -212,9 +248,24 @@ class RemVcpu:
         except Exception as e:      # a device bug must not unwind through unicorn
             self._fail(e)
             return (1 << (8 * size)) - 1
-        if self._kicked:
+        if self._kicked and not self._string_in():
             uc.emu_stop()           # a safe point: the run ends after this instruction's block
         return value
+
+    def _string_in(self) -> bool:
+        """Is the IN being hooked an INS (REP or not)?  A stop requested there lands after the
+        store, RIP goes back to the instruction and the port is read again: a byte of a PIO or
+        fw_cfg transfer would be lost.  Such a run ends at the next safe point instead."""
+        cpu = self.cpu
+        linear = (cpu.segment(R_CS)[1] + cpu.u64(OFF_EIP)) & 0xFFFF_FFFF_FFFF_FFFF
+        buf = ctypes.create_string_buffer(8)
+        if _uclib.uc_vmem_read(self.uc._uch, linear, UC_PROT_EXEC, buf, 8) != 0:
+            return False
+        for b in buf.raw:
+            if b in _PREFIXES:
+                continue
+            return b in (0x6C, 0x6D)
+        return False
 
     def _on_out(self, uc, port, size, value, _data):
         try:
@@ -224,16 +275,16 @@ class RemVcpu:
         if self._kicked:
             uc.emu_stop()
 
-    def _mmio_read(self, uc, offset, size, _data):
+    def _io_mmio_read(self, address, size):
         try:
-            return self._mmio.read(self.mmio_base + offset, size)
+            return self._mmio.read(address, size)
         except Exception as e:
             self._fail(e)
             return 0
 
-    def _mmio_write(self, uc, offset, size, value, _data):
+    def _io_mmio_write(self, address, size, value):
         try:
-            self._mmio.write(self.mmio_base + offset, size, value)
+            self._mmio.write(address, size, value)
         except Exception as e:
             self._fail(e)
 
@@ -293,7 +344,12 @@ class RemVcpu:
         if self._triple:
             self._triple = False
             return ShutdownExit("triple fault (interrupt delivery)")
+        self._thread = threading.get_ident()
         while True:
+            with self._lock:
+                written, self._written = self._written, []
+            for gpa, length in written:
+                drop_code(uc, gpa, length, bool(cpu.u64(OFF_CR) & CR0_PG))
             with self._lock:
                 if self._kicked:
                     self._kicked = self._urgent = False
@@ -304,7 +360,13 @@ class RemVcpu:
             try:
                 uc.emu_start(cpu.u64(8 * 16), 0)
             except UcError as e:
-                return InternalErrorExit(f"unicorn: {e}", {"rip": hex(cpu.u64(8 * 16))})
+                if not self.physmap.store_pending:
+                    return InternalErrorExit(f"unicorn: {e}", {"rip": hex(cpu.u64(8 * 16))})
+                try:                                           # a store into ROM / read-only shadow RAM
+                    self.physmap.step_over_store(cpu.u64(8 * 16))
+                except UcError as e2:
+                    return InternalErrorExit(f"unicorn: {e2}", {"rip": hex(cpu.u64(8 * 16))})
+                continue
             finally:
                 with self._lock:
                     self._running = False

@@ -174,10 +174,14 @@ def test_timer_interrupts_and_console_control_of_a_spinning_guest(tmp_path):
     m.close()
 
 
-def test_missing_kernel_is_a_machine_error(tmp_path):
+def test_missing_kernel_or_firmware_is_a_machine_error(tmp_path):
     cfg = CfgNode()
     cfg.set("RamSize", 32 << 20)
-    with pytest.raises(MachineError, match="no boot kernel"):
+    cfg.set("Firmware/Path", str(tmp_path / "no-bios.bin"))      # no kernel: the firmware must exist
+    with pytest.raises(MachineError, match="cannot read firmware image"):
+        Machine(cfg)
+    cfg.set("Firmware/Type", "EFI")
+    with pytest.raises(MachineError, match="firmware type EFI is not available"):
         Machine(cfg)
     cfg.set("Boot/Kernel", str(tmp_path / "nope"))
     with pytest.raises(MachineError, match="does not exist"):

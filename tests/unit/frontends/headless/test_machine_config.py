@@ -12,6 +12,8 @@ from frontends.headless.machine_config import ConfigError, read_settings
 from vboxsvc.api import (
     CPUPropertyTypeX86,
     DeviceType,
+    FirmwareBootMenuMode,
+    FirmwareType,
     HWVirtExPropertyType,
     MediumType,
     ParavirtProvider,
@@ -35,7 +37,9 @@ class FakeMachine:
         self.storage_controllers = []
         self.attachments = {}
         self.effective_paravirt = ParavirtProvider.KVM      # Default for Debian_64
-        self.firmware_settings = NS(ioapic_enabled=True)     # the default for 64-bit OS types
+        self.firmware_settings = NS(firmware_type=FirmwareType.BIOS, boot_menu_mode=FirmwareBootMenuMode.MessageAndMenu,
+                                    logo_display_time=0, ioapic_enabled=True, acpi_enabled=True)   # I/O APIC: 64-bit default
+        self.boot_order = {1: DeviceType.Floppy, 2: DeviceType.DVD, 3: DeviceType.HardDisk, 4: DeviceType.Null}
         self.__dict__.update(kw)
         self.platform = NS(x86=NS(get_cpu_property=self.cpu_props.get, get_hw_virt_ex_property=self.hw.get))
 
@@ -44,6 +48,9 @@ class FakeMachine:
 
     def get_effective_paravirt_provider(self):
         return self.effective_paravirt
+
+    def get_boot_order(self, position):
+        return self.boot_order[position]
 
     def get_serial_port(self, slot):
         return self.ports[slot]
@@ -178,3 +185,13 @@ def test_rotate_keeps_history(tmp_path):
         with open(path, "a") as f:
             f.write("x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["VBox.log", "VBox.log.1", "VBox.log.2"]
+
+
+def test_firmware_and_boot_order():
+    fm = FakeMachine(boot_order={1: DeviceType.HardDisk, 2: DeviceType.DVD, 3: DeviceType.Null,
+                                 4: DeviceType.Network})
+    fm.firmware_settings.firmware_type = FirmwareType.EFI
+    cfg = read_settings(fm).cfg
+    assert cfg.get("Firmware/Type") == "EFI" and cfg.get("Firmware/BootMenu") == "MessageAndMenu"
+    assert cfg.get("ACPI") is True
+    assert [cfg.get(f"BootOrder/{i}") for i in range(1, 5)] == ["HardDisk", "DVD", "Null", "Network"]

@@ -1,0 +1,73 @@
+"""REM's guest-physical map: code loaded by device DMA over code that already ran is the code
+that runs next (paging off), PAM windows switch between ROM and RAM, and the HM slot plan."""
+
+from vmm.boot import cpu_setup
+from vmm.bus import Bus
+from vmm.engine import HaltExit
+from vmm.firmware import FirmwareImage
+from vmm.hm.physmap import KVM_MEM_READONLY, SLOT_ROM, SLOT_WINDOWS, base_slots, window_slots
+from vmm.memory import GuestMemory, notify_dma
+from vmm.physmap import windows_for
+from vmm.rem.engine import RemVm
+
+CODE = 0x8000
+
+
+def _run_to_halt(vcpu):
+    for _ in range(100):
+        if isinstance(vcpu.run(), HaltExit):
+            return
+    raise AssertionError("no HLT")
+
+
+def test_dma_over_executed_code_runs_the_new_code():
+    mem = GuestMemory(16 << 20)
+    vcpu = RemVm(mem, Bus("io"), Bus("mmio")).create_vcpu(0)
+    mem.write(CODE, b"\xb8\x01\x00\x00\x00\xf4")           # mov eax, 1; hlt
+    vcpu.set_state(cpu_setup.protected_mode_32(mem, CODE))
+    _run_to_halt(vcpu)
+    assert vcpu.get_state().gpr["rax"] == 1
+    view = mem.view(CODE, 6)                                # a disk read lands new code there
+    view[:] = b"\xb8\x02\x00\x00\x00\xf4"
+    notify_dma([view])
+    vcpu.set_state(cpu_setup.protected_mode_32(mem, CODE))
+    _run_to_halt(vcpu)
+    assert vcpu.get_state().gpr["rax"] == 2
+
+
+def test_pam_windows_switch_between_rom_and_ram():
+    rom = bytearray(b"\xee" * 0x20000)
+    rom[0x1FFF0:0x1FFF6] = b"\xb8\x34\x12\x00\x00\xf4"       # at 0xFFFF0: mov eax, 0x1234; hlt
+    fw = FirmwareImage(bytes(rom))
+    mem = GuestMemory(16 << 20)
+    mem.write(0xFFFF0, b"\xb8\x78\x56\x00\x00\xf4")          # the shadow RAM holds other code
+    vm = RemVm(mem, Bus("io"), Bus("mmio"))
+    vm.firmware = fw
+    vm.legacy_windows = windows_for(bytes(7), fw.alias_offset)
+    vcpu = vm.create_vcpu(0)
+    vcpu.set_state(cpu_setup.protected_mode_32(mem, 0xFFFF0))
+    _run_to_halt(vcpu)
+    assert vcpu.get_state().gpr["rax"] == 0x1234            # PAM off: the BIOS alias
+    vm.set_legacy_windows(windows_for(bytes([0x30] + [0x33] * 6), fw.alias_offset))
+    vcpu.set_state(cpu_setup.protected_mode_32(mem, 0xFFFF0))
+    _run_to_halt(vcpu)
+    assert vcpu.get_state().gpr["rax"] == 0x5678            # PAM read/write: shadow RAM
+    vcpu.set_state(cpu_setup.protected_mode_32(mem, 0xFFFFFFF0))
+    _run_to_halt(vcpu)
+    assert vcpu.get_state().gpr["rax"] == 0x1234            # the image at 4 GiB - 128 KiB, always
+
+
+def test_hm_slot_plan():
+    mem = GuestMemory(64 << 20)
+    fw = FirmwareImage(bytes(0x20000))
+    base = base_slots(mem, fw)
+    assert [(s, f, gpa, size) for s, f, gpa, size, _ in base] == [
+        (0, 0, 0, 0xA0000), (1, 0, 0x100000, (64 << 20) - 0x100000), (SLOT_ROM, KVM_MEM_READONLY, 0xFFFE0000, 0x20000)]
+    ws = window_slots(mem, fw, windows_for(bytes([0x10, 0x31, 0, 0, 0, 0, 0]), fw.alias_offset))
+    plan = {gpa: (slot, flags, host - (fw.address if flags and gpa >= 0xE0000 and host >= fw.address else mem.address))
+            for slot, flags, gpa, _size, host in ws}
+    assert plan[0xC0000] == (SLOT_WINDOWS, KVM_MEM_READONLY, 0xC0000)       # RAM read-only
+    assert plan[0xC4000] == (SLOT_WINDOWS + 1, 0, 0xC4000)                    # RAM read/write
+    assert 0xC8000 not in plan                                                # off, no ROM: MMIO (all-ones)
+    assert plan[0xE0000] == (SLOT_WINDOWS + 8, KVM_MEM_READONLY, 0)           # the image's low alias
+    assert plan[0xF0000] == (SLOT_WINDOWS + 12, KVM_MEM_READONLY, 0xF0000)    # F segment: RAM read-only

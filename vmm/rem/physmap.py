@@ -1,0 +1,158 @@
+"""REM's guest-physical map in unicorn: RAM, the VGA hole, the PAM windows, MMIO, the firmware ROM.
+
+Layout below 4 GiB: RAM 0-0xA0000, MMIO 0xA0000-0xC0000 (VGA), one mapping per PAM window
+0xC0000-0x100000 (vmm.physmap), RAM up to the top of low RAM, MMIO up to the firmware, the
+firmware image read-only at 4 GiB minus its size (or MMIO to 4 GiB without firmware).
+
+unicorn has no ROM that ignores stores: a store to a page mapped without write permission
+calls UC_HOOK_MEM_WRITE_PROT before it happens; "handled" lets it happen anyway, "not
+handled" ends the run with UC_ERR_WRITE_PROT at the start of the instruction, nothing
+stored.  So the hook hands the store to the MMIO bus (where vmm.physmap drops it or puts it
+into RAM for a write-RAM window) and declines; REM then runs that one instruction with the
+range made writable (`step_over_store`) and puts the old bytes back, so the instruction's
+other effects happen and the guest never reads its own stray store.  Changing a window
+drops the translated code of its range.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+
+from unicorn import UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ
+
+from vmm.memory import GuestMemory
+from vmm.physmap import LEGACY_END, LEGACY_START, READ_RAM, READ_ROM, VGA_HOLE_START, Window, windows_for
+
+FOUR_GIB = 1 << 32
+_RO = UC_PROT_READ | UC_PROT_EXEC
+
+
+class RemPhysMap:
+    def __init__(self, uc, memory: GuestMemory, firmware, windows: list[Window] | None, mmio_read, mmio_write):
+        self.uc = uc
+        self.memory = memory
+        self.firmware = firmware
+        self._mmio_read = mmio_read
+        self._mmio_write = mmio_write
+        self._callbacks = []
+        self._ones = mmap.mmap(-1, LEGACY_END - LEGACY_START)
+        self._ones.write(b"\xff" * len(self._ones))
+        self._ones_addr = ctypes.addressof(ctypes.c_char.from_buffer(self._ones))
+        self._mapped: list[tuple[int, int, int]] = []       # legacy windows: (start, size, host address)
+        self._pending: tuple[int, int] | None = None         # a declined store: (address, size)
+        self._ranges: list[tuple[int, int, int]] = []        # every pointer mapping: (start, size, host)
+        alias = firmware.alias_offset if firmware is not None else None
+        self.windows = windows or windows_for(bytes(7), alias)
+        self._map()
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _ptr(self, start: int, size: int, host: int, perms: int) -> None:
+        self.uc.mem_map_ptr(start, size, perms, host)
+        self._ranges.append((start, size, host))
+
+    def _io(self, start: int, end: int) -> None:
+        def read(uc, offset, size, _data, base=start):
+            return self._mmio_read(base + offset, size)
+
+        def write(uc, offset, size, value, _data, base=start):
+            self._mmio_write(base + offset, size, value)
+        self._callbacks += [read, write]
+        self.uc.mmio_map(start, end - start, read, None, write, None)
+
+    def _map(self) -> None:
+        mem = self.memory
+        top_low = 0
+        for base, length, offset in mem.regions:
+            host = mem.address + offset
+            if base == 0:
+                self._ptr(0, VGA_HOLE_START, host, UC_PROT_ALL)
+                if length > LEGACY_END:
+                    self._ptr(LEGACY_END, length - LEGACY_END, host + LEGACY_END, UC_PROT_ALL)
+            else:
+                self._ptr(base, length, host, UC_PROT_ALL)
+            if base < FOUR_GIB:
+                top_low = max(top_low, base + length)
+        self._io(VGA_HOLE_START, LEGACY_START)
+        self._map_windows(self.windows)
+        fw = self.firmware
+        end = fw.base if fw is not None else FOUR_GIB
+        if top_low < end:
+            self._io(top_low, end)
+        self.mmio_base = top_low
+        if fw is not None:
+            self._ptr(fw.base, fw.size, fw.address, _RO)
+
+    def _host(self, w: Window) -> int:
+        if w.read == READ_RAM:
+            return self.memory.address + w.start
+        if w.read == READ_ROM:
+            return self.firmware.address + w.rom_offset
+        return self._ones_addr + (w.start - LEGACY_START)
+
+    def _map_windows(self, windows: list[Window]) -> None:
+        for w in windows:
+            host = self._host(w)
+            perms = UC_PROT_ALL if w.read == READ_RAM and w.write_ram else _RO
+            self.uc.mem_map_ptr(w.start, w.size, perms, host)
+            self._mapped.append((w.start, w.size, host))
+
+    # -- PAM changes (vCPU thread, possibly inside a port hook) ----------------------------------
+    def set_windows(self, windows: list[Window]) -> None:
+        uc = self.uc
+        uc.ctl_remove_cache(LEGACY_START, LEGACY_END)
+        for start, size, _ in self._mapped:
+            uc.mem_unmap(start, size)
+        self._mapped = []
+        self.windows = list(windows)
+        self._map_windows(self.windows)
+        uc.ctl_remove_cache(LEGACY_START, LEGACY_END)     # (unmapping flushed the TLB entries)
+
+    # -- stores into read-only pages -------------------------------------------------------------
+    def _range_of(self, addr: int, size: int) -> tuple[int, int, int] | None:
+        for start, length, host in self._mapped + self._ranges:
+            if start <= addr and addr + size <= start + length:
+                return start, length, host
+        return None
+
+    def on_write_prot(self, uc, _access, addr, size, value, _data) -> bool:
+        if self._range_of(addr, size) is None:
+            return False
+        self._pending = (addr, size)
+        self._mmio_write(addr, size, value & ((1 << (8 * size)) - 1))
+        return False
+
+    @property
+    def store_pending(self) -> bool:
+        return self._pending is not None
+
+    def step_over_store(self, rip: int) -> None:
+        """Run the instruction at `rip` whose store was declined, with its target writable, then put
+        the target's bytes back and protect it again (a UcError from the step propagates)."""
+        addr, size = self._pending
+        self._pending = None
+        start, length, host = self._range_of(addr, size)
+        old = ctypes.string_at(host + addr - start, size)
+        uc = self.uc
+        uc.mem_protect(start, length, UC_PROT_ALL)
+        try:
+            uc.emu_start(rip, 0, 0, 1)
+        finally:
+            ctypes.memmove(host + addr - start, old, size)
+            uc.mem_protect(start, length, _RO)
+            uc.ctl_remove_cache(addr & ~0xFFF, (addr + size + 0xFFF) & ~0xFFF)
+
+
+def drop_code(uc, gpa: int, length: int, paging: bool) -> None:
+    """Guest RAM at gpa was written behind unicorn's back (device DMA): drop the code it translated
+    from there, or it would run the old instructions.  unicorn's cache removal takes a linear
+    address, so this is exact while paging is off (firmware, boot loaders, DOS); with paging on
+    the pages cannot be named here and nothing is dropped."""
+    if paging or length <= 0:
+        return
+    end = min(gpa + length, FOUR_GIB)
+    while gpa < end:
+        # one call per mapping: below 1 MiB the mappings change every 16 KiB
+        step_end = min(end, (gpa | 0x3FFF) + 1) if gpa < LEGACY_END else end
+        uc.ctl_remove_cache(gpa, step_end)
+        gpa = step_end
