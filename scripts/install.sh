@@ -8,15 +8,31 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 need_apt=()
 command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
 command -v cpio >/dev/null || need_apt+=(cpio)
+# the guest builder's bootable media: FAT image tools, ISO writer, ext4 with -d
+command -v mcopy >/dev/null || need_apt+=(mtools)
+[ -x /usr/sbin/mkfs.fat ] || command -v mkfs.fat >/dev/null || need_apt+=(dosfstools)
+command -v xorriso >/dev/null || need_apt+=(xorriso)
+[ -x /usr/sbin/mke2fs ] || [ -x /sbin/mke2fs ] || command -v mke2fs >/dev/null || need_apt+=(e2fsprogs)
+# the NAT attachment runs libslirp (through ctypes) in the VM process
+ldconfig -p 2>/dev/null | grep -q 'libslirp\.so\.0' || need_apt+=(libslirp0)
 if [ "${1:-}" = "--test" ]; then
+    command -v tcpdump >/dev/null || need_apt+=(tcpdump)     # reads the NIC trace files in the tests
     command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
+    # ISO images for the DVD drive tests (and an El Torito ISO with ISOLINUX), debugfs to read guest disks
+    [ -f /usr/lib/ISOLINUX/isolinux.bin ] || need_apt+=(isolinux)
+    [ -f /usr/lib/syslinux/modules/bios/ldlinux.c32 ] || need_apt+=(syslinux-common)
+    command -v debugfs >/dev/null || need_apt+=(e2fsprogs)
+    # the full Debian disk the tests boot
+    command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
     command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)   # the boot benchmark's peer
     # the real VirtualBox client the client tests drive unmodified (Debian 12: Vagrant 2.3.4)
     command -v vagrant >/dev/null || need_apt+=(vagrant)
 fi
-# the guest builder finds Debian's kernel and busybox through the apt lists
+# the guest builder finds Debian's kernel, busybox, the boot loaders and Vagrant's key
+# through the apt lists
 lists_ok=1
-apt-cache show --no-all-versions linux-image-amd64 busybox-static seabios >/dev/null 2>&1 || lists_ok=0
+apt-cache show --no-all-versions linux-image-amd64 busybox-static seabios syslinux syslinux-common \
+    isolinux vagrant >/dev/null 2>&1 || lists_ok=0
 if [ ${#need_apt[@]} -gt 0 ] || [ $lists_ok = 0 ]; then
     $SUDO apt-get update -q >/dev/null
 fi

@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh --test
-python3 -m vmm.guest.builder --quiet || echo "warning: guest build failed; guest tests will skip" >&2
+python3 -m vmm.guest.builder --quiet --media disk,iso || echo "warning: guest build failed; guest tests will skip" >&2
+# the full Debian disk: minutes the first time (mmdebstrap), then cached by package versions
+python3 -m vmm.guest.builder --quiet --media debian || echo "warning: Debian disk build failed; its tests will skip" >&2
 python3 -m ruff check .
 set +e
 python3 -m pytest -n 2 -q -rs -p no:cacheprovider "$@"

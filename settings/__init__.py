@@ -35,7 +35,7 @@ timestamps UTC-aware)
              unrestricted_execution, pae, long_mode (None = follow OS type), ioapic, acpi, hpet, apic,
              x2apic, triple_fault_reset, paravirt_provider, chipset, boot_order, firmware, vram_mb,
              graphics_controller, network_adapters (every slot), uarts (4 slots),
-             storage_controllers, ...)   defaults = a new machine (reference §5.2)
+             storage_controllers, ...)   defaults = a new machine (Machine::init in MachineImpl.cpp)
     NetworkAdapter, NatRule, SerialPort, StorageController (bus <-> controller_type filled in, port
     count / host I/O cache defaults per bus), AttachedDevice, Medium (children = diffs),
     MediaRegistry (.find(uuid), .all_media()), Snapshot(uuid, name, description, time_stamp,

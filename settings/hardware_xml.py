@@ -1,6 +1,6 @@
 """`<Hardware>` of the current state or of a snapshot, plus the parts that moved out of it.
 
-Layout by version (reference §3.6): StorageControllers under Hardware from 1.17 (before: under
+Layout by version (Settings.cpp, MachineConfigFile::readHardware): StorageControllers under Hardware from 1.17 (before: under
 the owner, Machine or Snapshot); CPU, Chipset, RTC and HPET under Hardware up to 1.19 and under
 the owner's `<Platform>` (generic CPU + `<x86>`) from 1.20; firmware details in `<BIOS>` up to
 1.19 and in `<Firmware>` from 1.20. Only non-default values are written, except where VirtualBox

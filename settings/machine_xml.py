@@ -1,5 +1,5 @@
 """The `<Machine>` element of a .vbox file: attributes, description, media registry, extra data,
-groups, the snapshot tree and the current hardware (reference §3.6)."""
+groups, the snapshot tree and the current hardware (Settings.cpp, MachineConfigFile)."""
 
 from __future__ import annotations
 

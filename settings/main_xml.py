@@ -1,4 +1,4 @@
-"""The `<Global>` element of VirtualBox.xml (reference §3.4): extra data, machine registry,
+"""The `<Global>` element of VirtualBox.xml (Settings.cpp, MainConfigFile): extra data, machine registry,
 global media registry, system properties. DHCP/NAT networks, USB filters and the rest are kept
 untouched in the tree.
 """

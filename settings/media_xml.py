@@ -2,7 +2,7 @@
 
 The same element appears in VirtualBox.xml (media not owned by a machine; everything in pre-4.0
 setups) and in each .vbox. Locations are stored relative to the owner's folder when inside it
-(reference §3.5); the models hold absolute paths.
+(Settings.cpp, readMediaRegistry); the models hold absolute paths.
 """
 
 from __future__ import annotations

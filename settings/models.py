@@ -1,9 +1,9 @@
 """pydantic models of VirtualBox's settings: the contents of VirtualBox.xml and of a .vbox file.
 
-Enumerated values use the Main API's member names (reference §2.2), e.g. controller_type
+Enumerated values use the Main API's member names (VirtualBox.xidl), e.g. controller_type
 "IntelAhci", adapter type "I82540EM", attachment_type "NAT", port_mode "TCP", uart_type "U16550A",
 boot devices "Floppy"/"DVD"/"HardDisk"/"Network"/"Null"; the XML spellings are the file modules'
-business. Defaults are those of a new machine (reference §5.2). Paths of media, saved states and
+business. Defaults are those of a new machine (Machine::init in MachineImpl.cpp). Paths of media, saved states and
 snapshot states are absolute in the models; the files store them relative to the owner's folder
 when they lie inside it. Timestamps are timezone-aware UTC datetimes.
 """
@@ -131,6 +131,29 @@ class NatRule(_Model):
     guest_port: int = Field(ge=0, le=65535)
 
 
+class NatSettings(_Model):
+    """A NAT attachment's engine settings (`<NAT>` attributes and its DNS/Alias/TFTP children).
+    `localhost_reachable` defaults to off, as for files of 1.19 (VirtualBox 7.0) on."""
+
+    network: str = ""
+    bind_ip: str = ""
+    mtu: int = 0
+    sock_snd: int = 0
+    sock_rcv: int = 0
+    tcp_snd: int = 0
+    tcp_rcv: int = 0
+    localhost_reachable: bool = False
+    dns_pass_domain: bool = True
+    dns_proxy: bool = False
+    dns_use_host_resolver: bool = False
+    alias_log: bool = False
+    alias_proxy_only: bool = False
+    alias_use_same_ports: bool = False
+    tftp_prefix: str = ""
+    tftp_boot_file: str = ""
+    tftp_next_server: str = ""
+
+
 class NetworkAdapter(_Model):
     slot: int = Field(ge=0, le=35)
     enabled: bool = False
@@ -149,6 +172,9 @@ class NetworkAdapter(_Model):
     cloud_network: str = ""
     host_only_network: str = ""
     nat_rules: list[NatRule] = Field(default_factory=list)
+    nat: NatSettings = Field(default_factory=NatSettings)
+    trace_enabled: bool = False
+    trace_file: str = ""
 
     @field_validator("mac")
     @classmethod

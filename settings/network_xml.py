@@ -1,4 +1,4 @@
-"""`<Network>` adapters and `<UART>` serial ports (reference §3.6).
+"""`<Network>` adapters and `<UART>` serial ports (Settings.cpp, readNetworkAdapters/readSerialPorts).
 
 VirtualBox writes only adapters and ports whose settings differ from the defaults; the models
 always hold every slot (8 adapters, 36 with ICH9 when the file has them; 4 UARTs). The active
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from .models import UART_DEFAULTS, NatRule, NetworkAdapter, SerialPort
+from .models import UART_DEFAULTS, NatRule, NatSettings, NetworkAdapter, SerialPort
 from .xmllists import sync_keyed
 from .xmltree import (
     child,
@@ -54,6 +54,18 @@ MODE_OF_ELEMENT = {v[0]: k for k, v in MODES.items()} | {"HostInterface": "Bridg
 ADAPTER_CHILDREN = ("DisabledModes", "NAT", "BridgedInterface", "InternalNetwork", "HostOnlyInterface",
                     "GenericInterface", "NATNetwork", "CloudNetwork", "HostOnlyNetwork")
 FORWARD_ATTRS = ("name", "proto", "hostip", "hostport", "guestip", "guestport")
+NAT_ATTRS = ("network", "hostip", "mtu", "sockrcv", "socksnd", "tcprcv", "tcpsnd", "localhost-reachable")
+NAT_CHILDREN = ("DNS", "Alias", "TFTP", "Forwarding")
+# (attribute, model field) of the integer NAT attributes, written when non-zero
+NAT_INTS = (("mtu", "mtu"), ("sockrcv", "sock_rcv"), ("socksnd", "sock_snd"), ("tcprcv", "tcp_rcv"),
+            ("tcpsnd", "tcp_snd"))
+NAT_FLAG_CHILDREN = {
+    "DNS": (("pass-domain", "dns_pass_domain", True), ("use-proxy", "dns_proxy", False),
+            ("use-host-resolver", "dns_use_host_resolver", False)),
+    "Alias": (("logging", "alias_log", False), ("proxy-only", "alias_proxy_only", False),
+              ("use-same-ports", "alias_use_same_ports", False)),
+}
+NAT_TFTP = (("prefix", "tftp_prefix"), ("boot-file", "tftp_boot_file"), ("next-server", "tftp_next_server"))
 UART_XML = {"U16450": "16450", "U16550A": "16550A", "U16750": "16750"}
 UART_API = {v: k for k, v in UART_XML.items()}
 PORT_MODES = ("Disconnected", "HostPipe", "HostDevice", "RawFile", "TCP")
@@ -69,8 +81,60 @@ def default_cable(sv: int) -> bool:
     return sv >= 16
 
 
+def default_localhost_reachable(sv: int) -> bool:
+    """`NAT::areLocalhostReachableDefaultSettings`: reachable before 1.19, not from 1.19 (7.0)."""
+    return sv < 19
+
+
 def _default_adapter(slot: int, sv: int) -> NetworkAdapter:
-    return NetworkAdapter(slot=slot, type=default_adapter_type(sv), cable_connected=default_cable(sv))
+    return NetworkAdapter(slot=slot, type=default_adapter_type(sv), cable_connected=default_cable(sv),
+                          nat=NatSettings(localhost_reachable=default_localhost_reachable(sv)))
+
+
+def _read_nat(nat: etree._Element | None, sv: int) -> NatSettings:
+    if nat is None:
+        return NatSettings(localhost_reachable=default_localhost_reachable(sv))
+    fields = dict(network=nat.get("network", ""), bind_ip=nat.get("hostip", ""),
+                  localhost_reachable=get_bool(nat, "localhost-reachable", default_localhost_reachable(sv)))
+    for attr, name in NAT_INTS:
+        fields[name] = get_int(nat, attr, 0)
+    for tag, flags in NAT_FLAG_CHILDREN.items():
+        el = child(nat, tag)
+        for attr, name, default in flags:
+            fields[name] = get_bool(el, attr, default)
+    tftp = child(nat, "TFTP")
+    for attr, name in NAT_TFTP:
+        fields[name] = tftp.get(attr, "") if tftp is not None else ""
+    return NatSettings(**fields)
+
+
+def _nat_is_default(n: NatSettings, sv: int) -> bool:
+    return n == NatSettings(localhost_reachable=default_localhost_reachable(sv))
+
+
+def _write_nat(nat: etree._Element, n: NatSettings, sv: int) -> None:
+    put_str(nat, "network", n.network, order=NAT_ATTRS)
+    put_str(nat, "hostip", n.bind_ip, order=NAT_ATTRS)
+    for attr, name in NAT_INTS:
+        put_int(nat, attr, getattr(n, name), default=0, order=NAT_ATTRS)
+    put_bool(nat, "localhost-reachable", n.localhost_reachable, default=default_localhost_reachable(sv),
+             order=NAT_ATTRS)
+    for tag, flags in NAT_FLAG_CHILDREN.items():
+        el = child(nat, tag)
+        if el is None and all(getattr(n, name) == default for _a, name, default in flags):
+            continue
+        if el is None:
+            el = new_child(nat, tag, NAT_CHILDREN)
+        for attr, name, default in flags:
+            put_bool(el, attr, getattr(n, name), default=default, order=[a for a, _n, _d in flags])
+    el = child(nat, "TFTP")
+    if any(getattr(n, name) for _a, name in NAT_TFTP):
+        if el is None:
+            el = new_child(nat, "TFTP", NAT_CHILDREN)
+        for attr, name in NAT_TFTP:
+            put_str(el, attr, getattr(n, name), order=[a for a, _n in NAT_TFTP])
+    elif el is not None and is_bare(el, *(a for a, _n in NAT_TFTP)):
+        remove(el)
 
 
 def _mode_el(parent: etree._Element | None, mode: str) -> etree._Element | None:
@@ -107,6 +171,7 @@ def read_adapters(hw: etree._Element | None, sv: int, count: int = 8) -> list[Ne
         if len(modes) > 2:
             raise problem(el, f"Invalid number of modes ('{len(modes)}') attached to Adapter attribute")
         fields = dict(slot=slot, enabled=get_bool(el, "enabled", False),
+                      trace_enabled=get_bool(el, "trace", False), trace_file=el.get("tracefile", ""),
                       type=get_enum(el, "type", default_adapter_type(sv), ADAPTER_API, "Adapter"),
                       mac=el.get("MACAddress", ""), cable_connected=get_bool(el, "cable", default_cable(sv)),
                       line_speed=get_int(el, "speed", 0), boot_priority=get_int(el, "bootPriority", 0),
@@ -125,6 +190,7 @@ def read_adapters(hw: etree._Element | None, sv: int, count: int = 8) -> list[Ne
                 fields[field] = src.get(attr)
         nat = child(el, "NAT")
         fields["nat_rules"] = _read_rules(nat if nat is not None else child(disabled, "NAT"))
+        fields["nat"] = _read_nat(nat if nat is not None else child(disabled, "NAT"), sv)
         try:
             adapters[slot] = NetworkAdapter(**fields)
         except ValueError as e:
@@ -137,7 +203,8 @@ def _adapter_is_default(a: NetworkAdapter, sv: int) -> bool:
     return (not a.enabled and not a.mac and a.cable_connected == default_cable(sv) and a.line_speed == 0
             and a.boot_priority == 0
             and a.promisc_mode_policy == "Deny" and a.attachment_type == "Null"
-            and a.type == default_adapter_type(sv) and not a.nat_rules
+            and a.type == default_adapter_type(sv) and not a.nat_rules and _nat_is_default(a.nat, sv)
+            and not a.trace_enabled and not a.trace_file
             and not any(getattr(a, f) for _, _, f in MODES.values() if f))
 
 
@@ -152,7 +219,7 @@ def _write_rules(nat: etree._Element, rules: list[NatRule]) -> None:
     sync_keyed(nat, "Forwarding", rules, lambda e: e.get("name"), lambda r: r.name, write)
 
 
-def _write_attachment(el: etree._Element, a: NetworkAdapter) -> None:
+def _write_attachment(el: etree._Element, a: NetworkAdapter, sv: int) -> None:
     """The active mode is a direct child; the other modes' names live in `<DisabledModes>`."""
     active = _active_mode(el)
     current = MODE_OF_ELEMENT[etree.QName(active).localname] if active is not None else "Null"
@@ -190,10 +257,11 @@ def _write_attachment(el: etree._Element, a: NetworkAdapter) -> None:
         if not value and not is_active and is_bare(target):
             remove(target)
     nat = _mode_el(el if a.attachment_type == "NAT" else disabled, "NAT")
-    if nat is None and a.nat_rules:
+    if nat is None and (a.nat_rules or not _nat_is_default(a.nat, sv)):
         nat = new_child(ensure_disabled(), "NAT", ADAPTER_CHILDREN[1:])
     if nat is not None:
-        _write_rules(nat, a.nat_rules)
+        _write_nat(nat, a.nat, sv)
+        _write_rules(nat, sorted(a.nat_rules, key=lambda r: r.name))   # VirtualBox keeps them in a map
     if disabled is not None and is_empty(disabled):
         remove(disabled)
 
@@ -205,10 +273,12 @@ def _write_adapter(el: etree._Element, a: NetworkAdapter, sv: int) -> None:
     put_bool(el, "cable", a.cable_connected, default=default_cable(sv), order=ADAPTER_ATTRS)
     put_int(el, "speed", a.line_speed, default=0, order=ADAPTER_ATTRS)
     put_int(el, "bootPriority", a.boot_priority, default=0, order=ADAPTER_ATTRS)
+    put_bool(el, "trace", a.trace_enabled, default=False, order=ADAPTER_ATTRS)
+    put_str(el, "tracefile", a.trace_file, order=ADAPTER_ATTRS)
     put_str(el, "promiscuousModePolicy", a.promisc_mode_policy, default="Deny", order=ADAPTER_ATTRS)
     put(el, "type", a.type, default=default_adapter_type(sv), order=ADAPTER_ATTRS,
         fmt=lambda t: ADAPTER_XML.get(t, t), read=lambda e, n, d: ADAPTER_API.get(e.get(n), d))
-    _write_attachment(el, a)
+    _write_attachment(el, a, sv)
 
 
 def write_adapters(hw: etree._Element, adapters: list[NetworkAdapter], sv: int, order) -> None:

@@ -1,4 +1,4 @@
-"""Where VirtualBox keeps its files (reference §5.1, §5.2).
+"""Where VirtualBox keeps its files (glue/com.cpp GetVBoxUserHomeDirectory, SystemPropertiesImpl.cpp).
 
 The user home for VirtualBox (`GetVBoxUserHomeDirectory`), the default machine folder, the
 settings-file name of a new machine (`composeMachineFilename` with its name sanitising), and the

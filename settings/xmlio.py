@@ -1,7 +1,7 @@
 """Reading and writing settings XML files the way VirtualBox does.
 
 Parsing reports file, line and problem (libxml2's wording for malformed XML, VirtualBox's for a
-wrong root or version). Saving is `XmlFileWriter::write(fSafe=true)` (reference §3.3): serialise
+wrong root or version). Saving is `XmlFileWriter::write(fSafe=true)` (xml.cpp): serialise
 to `<file>-tmp`, fsync it, move the old file (if >= 16 bytes) to `<file>-prev`, rename the tmp
 file over `<file>`, fsync the directory. A crash at any point leaves a complete file under the
 name or under `-prev`. The output layout is libxml2's: `<?xml version="1.0"?>`, the DO NOT EDIT
@@ -102,7 +102,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` crash-safely (reference §3.3)."""
+    """Write `data` to `path` crash-safely (xml.cpp)."""
     path = Path(path)
     tmp = path.with_name(path.name + "-tmp")
     prev = path.with_name(path.name + "-prev")

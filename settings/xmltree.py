@@ -4,7 +4,7 @@ The files are never regenerated: models are written back into the parsed lxml tr
 elements and attributes we do not model survive. New elements and attributes are inserted
 where VirtualBox's writer would put them (`order` lists), existing ones keep their place, and
 a value is only rewritten when the model differs from what the file says.
-Value codecs follow VirtualBox's formatting (§3.7): booleans `true`/`false`, UUIDs `{lower}`,
+Value codecs follow VirtualBox's formatting (Settings.cpp): booleans `true`/`false`, UUIDs `{lower}`,
 timestamps `YYYY-MM-DDTHH:MM:SSZ`, hex `0x` + lowercase.
 """
 

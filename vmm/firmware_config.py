@@ -62,7 +62,7 @@ def device_path(controller_type: str, slot: int, port: int, device: int = 0) -> 
     pci = f"/pci@i0cf8/*@{slot:x}"
     if controller_type == "IntelAhci":
         return f"{pci}/drive@{port:x}/disk@0"
-    if controller_type == "PIIX3":
+    if controller_type in ("PIIX3", "PIIX4", "ICH6"):
         return f"/pci@i0cf8/*@{slot:x},1/drive@{port:x}/disk@{device:x}"
     if controller_type == "VirtioSCSI":
         return f"{pci}/*@0/*@{port:x},0"

@@ -1,7 +1,7 @@
 """GIM: paravirtualisation providers, the hypervisor CPUID leaves a guest sees on either engine.
 
 VirtualBox strips every host leaf in 0x40000000-0x4FFFFFFF and lets the chosen provider
-insert its own (reference §6): Minimal (max leaf, no signature, a timing leaf), KVM
+insert its own (GIMKvm.cpp, GIMHv.cpp, GIMMinimal.cpp): Minimal (max leaf, no signature, a timing leaf), KVM
 (`KVMKVMKVM` and a feature leaf), Hyper-V (`VBoxVBoxVBox`, `Hv#1`, feature leaves).  All
 but None set CPUID.1:ECX bit 31 (hypervisor present).  Features backed by MSRs or
 hypercalls are offered only where the engine implements them (`EngineSupport`), so a
@@ -20,7 +20,7 @@ HYPERVISOR_END = 0x5000_0000      # exclusive: CPUM strips the whole block
 HVP_BIT = 1 << 31                 # CPUID.1:ECX hypervisor present
 
 PROVIDERS = ("none", "default", "legacy", "minimal", "hyperv", "kvm")
-# IParavirtProvider enum values (reference §2.2) -> names
+# IParavirtProvider enum values (VirtualBox.xidl) -> names
 PROVIDER_BY_VALUE = {0: "none", 1: "default", 2: "legacy", 3: "minimal", 4: "hyperv", 5: "kvm"}
 _ALIASES = {"disabled": "none", "hyper-v": "hyperv"}
 

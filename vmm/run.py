@@ -1,13 +1,18 @@
 """Dev runner: boot a kernel (or through the BIOS) on the VMM without the service, COM1 on stdin/stdout.
 
     python -m vmm.run [--kernel K [--initrd I] [--append C]] [--memory MB] [--engine rem|hm|auto]
-                      [--disk ctl:path ...] [--paravirt-provider none|default|legacy|minimal|hyperv|kvm]
+                      [--disk ctl:path ...] [--dvd x.iso] [--paravirt-provider none|default|...]
+                      [--nic type:attachment[:hostport=guestport,...] ...]
 
 Without --kernel the VM starts in SeaBIOS and boots from the first disk.
 
-For developing devices and engines.  `--disk ahci:img.vdi` / `--disk virtio:img.raw` attach
-disks to an IntelAhci / VirtioSCSI controller.  On a terminal, Ctrl-] ends the VM.  The exit
-status is 0 when the guest powered off and 1 when the VM got stuck.
+For developing devices and engines.  `--disk ahci:img.vdi` / `--disk virtio:img.raw` /
+`--disk ide:img.vdi` attach disks to an IntelAhci / VirtioSCSI / PIIX4 IDE controller (IDE
+disks take port 0 master, then slave); `--dvd x.iso` puts a DVD drive with that disc on the
+IDE controller's port 1 master (`--dvd ""`: an empty drive), `--dvd sata:x.iso` on the next
+IntelAhci port.  `--nic e1000:nat:2222=22` adds an 82540EM (or `virtio`) on NAT with a TCP port
+forward from 127.0.0.1:2222; `--nic virtio:intnet=name`, `:null`.  On a terminal, Ctrl-] ends
+the VM.  The exit status is 0 when the guest powered off and 1 when the VM got stuck.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from vmm.gim import PROVIDERS
 from vmm.vm import Machine, MachineError
 
 QUIT_BYTE = 0x1D   # Ctrl-]
-CONTROLLERS = {"ahci": ("IntelAhci", "AHCI"), "virtio": ("VirtioSCSI", "VirtioSCSI")}
+CONTROLLERS = {"ahci": ("IntelAhci", "AHCI"), "virtio": ("VirtioSCSI", "VirtioSCSI"), "ide": ("PIIX4", "IDE")}
+NIC_TYPES = {"e1000": "I82540EM", "82540em": "I82540EM", "82543gc": "I82543GC", "82545em": "I82545EM",
+             "virtio": "Virtio"}
 
 
 class StdioBackend(SerialBackend):
@@ -97,15 +104,66 @@ def build_config(args: argparse.Namespace) -> CfgNode:
     for i, spec in enumerate(args.disk or []):
         kind, sep, path = spec.partition(":")
         if not sep or kind not in CONTROLLERS:
-            raise MachineError(f"--disk {spec!r}: expected ahci:PATH or virtio:PATH")
+            raise MachineError(f"--disk {spec!r}: expected ahci:PATH, virtio:PATH or ide:PATH")
         ctl = cfg.node(f"Devices/storage/{kind}")
         ctl.set("Type", CONTROLLERS[kind][0])
         ctl.set("Name", CONTROLLERS[kind][1])
         att = ctl.node(f"Attachments/{i}")
-        att.set("Port", len(ctl.node("Attachments").children) - 1)
+        n = len(ctl.node("Attachments").children) - 1
+        if kind == "ide":
+            if n > 1:
+                raise MachineError("--disk ide: an IDE port 0 takes two disks (master, slave)")
+            att.set("Port", 0)
+            att.set("Device", n)
+        else:
+            att.set("Port", n)
         att.set("Path", os.path.abspath(path))
         ctl.set("PortCount", len(ctl.node("Attachments").children))
+    for slot, spec in enumerate(args.nic or []):
+        _nic_config(cfg, slot, spec)
+        if args.nic_trace:
+            cfg.set(f"Devices/net/{slot}/Trace", True)
+            cfg.set(f"Devices/net/{slot}/TraceFile", f"{args.nic_trace}.{slot + 1}.pcap")
+    if args.dvd is not None:
+        sata = args.dvd.startswith("sata:")
+        path = args.dvd[5:] if sata else args.dvd
+        kind = "ahci" if sata else "ide"
+        ctl = cfg.node(f"Devices/storage/{kind}")
+        ctl.set("Type", CONTROLLERS[kind][0])
+        ctl.set("Name", CONTROLLERS[kind][1])
+        att = ctl.node("Attachments/dvd")
+        if sata:                                   # the next free SATA port
+            att.set("Port", len(ctl.node("Attachments").children) - 1)
+            ctl.set("PortCount", len(ctl.node("Attachments").children))
+        else:
+            ctl.set("PortCount", 2)
+            att.set("Port", 1)
+        att.set("Device", 0)
+        att.set("Kind", "DVD")
+        att.set("Path", os.path.abspath(path) if path else "")
     return cfg
+
+
+def _nic_config(cfg: CfgNode, slot: int, spec: str) -> None:
+    kind, _, rest = spec.partition(":")
+    attach, _, fwds = rest.partition(":")
+    if kind not in NIC_TYPES:
+        raise MachineError(f"--nic {spec!r}: type must be one of {', '.join(NIC_TYPES)}")
+    node = cfg.node(f"Devices/net/{slot}")
+    node.set("AdapterType", NIC_TYPES[kind])
+    node.set("MAC", f"08002712{0x34 + slot:02x}56")
+    name, _, value = attach.partition("=")
+    node.set("Attachment", {"nat": "NAT", "intnet": "Internal", "null": "Null"}.get(name or "nat", name))
+    if value:
+        node.set("Network", value)
+    for i, fwd in enumerate(f for f in fwds.split(",") if f):
+        host, _, guest = fwd.partition("=")
+        r = node.node(f"NAT/Rules/{i}")
+        r.set("Name", f"r{i}")
+        r.set("HostIP", "127.0.0.1")
+        r.set("HostPort", int(host))
+        r.set("GuestPort", int(guest or host))
+    node.set("NAT/LocalhostReachable", True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paravirt-provider", default="default", choices=list(PROVIDERS),
                     help="GIM provider (default: by --ostype, as VirtualBox)")
     ap.add_argument("--ostype", default="Debian_64", help="guest OS type for --paravirt-provider default")
-    ap.add_argument("--disk", action="append", help="ctl:path with ctl = ahci or virtio")
+    ap.add_argument("--disk", action="append", help="ctl:path with ctl = ahci, virtio or ide")
+    ap.add_argument("--dvd", help="ISO image in a DVD drive on the IDE controller (sata:x.iso: on AHCI; \"\": empty drive)")
+    ap.add_argument("--nic", action="append", help="type:attachment[:hostport=guestport,...] (e1000|virtio, "
+                    "nat|intnet=NAME|null)")
+    ap.add_argument("--nic-trace", metavar="PREFIX", help="write PREFIX.<n>.pcap for each NIC")
     ap.add_argument("--apic", default="off", choices=["on", "off"], help="local APIC (default off)")
     ap.add_argument("--ioapic", default="off", choices=["on", "off"],
                     help="IO-APIC and the MADT (implies --apic on; default off)")
@@ -147,6 +209,26 @@ def main(argv: list[str] | None = None) -> int:
                 logging.getLogger("vboxpy.vm").info(line)
         if tty_state is not None:
             tty.setraw(0)
+        import signal
+
+        def dump(_sig, _frame) -> None:     # kill -USR1: the vCPU, PIC and NIC state, for debugging
+            def collect():
+                cpu = machine.vcpu.get_state()
+                lines = [f"rip {cpu.gpr.get('rip', 0):#x} rflags {cpu.gpr.get('rflags', 0):#x} "
+                         f"now {machine.clock.now_ns()} next timer {machine.clock.next_deadline()}",
+                         f"pit {machine.pit.get_state()}",
+                         f"pic master {machine.pic._m.s} slave {machine.pic._s.s}", f"uarts {[u.s for u in machine.uarts]}"]
+                for nic in machine.nics:
+                    m = nic.model
+                    lines.append(f"nic{nic.spec.adapter}: rxq {len(m.rx)} stats {m.stats} broken "
+                                 f"{getattr(m, 'broken', None)} intx {nic.device._intx_request}")
+                return lines
+            try:
+                lines = machine.em.call(collect).result(5)
+            except Exception as e:
+                lines = [f"dump failed: {e!r}"]
+            print("\r\n".join(["", *lines, ""]), file=sys.stderr, flush=True)
+        signal.signal(signal.SIGUSR1, dump)
         t0 = time.monotonic()
         machine.start()
         done.wait()

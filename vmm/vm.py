@@ -36,7 +36,7 @@ from vmm.devices.i440fx import QEMU_SUBSYSTEM, I440fxHost
 from vmm.devices.i8042 import I8042
 from vmm.devices.ioapic import IOAPIC_BASE_DEFAULT, IOAPIC_SPAN
 from vmm.devices.irq_routing import InterruptRouting
-from vmm.devices.pci import PciHostBridge
+from vmm.devices.pci import PciFunction, PciHostBridge
 from vmm.devices.pic import PicPair
 from vmm.devices.piix3 import PciIrqRouter, Piix3Isa
 from vmm.devices.piix4_pm import Piix4Pm
@@ -76,6 +76,7 @@ PCI_SLOTS = {
     "host": (0x00, 0), "isa": (0x01, 0), "ide": (0x01, 1), "vga": (0x02, 0), "nic0": (0x03, 0),
     "vmmdev": (0x04, 0), "audio": (0x05, 0), "ohci": (0x06, 0), "acpi": (0x07, 0), "nic1": (0x08, 0),
     "nic2": (0x09, 0), "nic3": (0x0A, 0), "ehci": (0x0B, 0), "ahci": (0x0D, 0), "virtio-scsi": (0x0F, 0),
+    "nic4": (0x10, 0), "nic5": (0x11, 0), "nic6": (0x12, 0), "nic7": (0x13, 0),
 }
 COM_PORTS = [(0x3F8, 4), (0x2F8, 3), (0x3E8, 4), (0x2E8, 3)]
 DEFAULT_CMDLINE = "console=ttyS0"
@@ -262,11 +263,17 @@ class Machine:
         for i, u in enumerate(self.uarts):
             self._stateful[f"uart{i}"] = u
         self._place_storage()
+        self._place_nics(cfg.child("Devices/net"))
+        for pc in self.storage:               # the IDE channels' legacy ports
+            for name, port, span, dev, irq in pc.legacy:
+                self._place(name, port, span, dev, irq)
         for pc in self.storage:               # reset to power-on state on a guest reboot, saved with the VM
             self._stateful[f"storage/{pc.name}"] = pc.device
+        for nic in self.nics:
+            self._stateful[f"net/{nic.spec.adapter}"] = nic.device
         if fw is None:
             # the VMM plays the firmware: BARs placed, PIRQs routed, the BIOS area shadowed in RAM
-            if self.storage:
+            if self.storage or self.nics:
                 self.pci.assign_resources()
             self.isa_bridge.set_routes(list(KERNEL_PIRQ_ROUTES))
             self.pm_function.enable(ACPI_PM_BASE)
@@ -299,8 +306,12 @@ class Machine:
             place_storage_controllers,
         )
         specs = []
+        if self.pci.function_at(1, 0) is None:
+            # function 0 of the PIIX3 (its ISA bridge): without it no guest looks at the IDE function 00:01.1
+            self.pci.add_function(PciFunction(0x8086, 0x7000, 0x060100), 1, 0)
         for node in self._storage_specs:
-            atts = [DiskAttachmentSpec(port=a.get_int("Port"), path=a.get_str("Path"),
+            atts = [DiskAttachmentSpec(port=a.get_int("Port"), path=a.get_str("Path", ""),
+                                       kind=a.get_str("Kind", "HardDisk"),
                                        read_only=a.get_bool("ReadOnly", False),
                                        nonrotational=a.get_bool("NonRotational", False),
                                        discard=a.get_bool("Discard", False), device=a.get_int("Device", 0),
@@ -316,7 +327,77 @@ class Machine:
         except (ValueError, OSError) as e:
             raise MachineError(f"storage: {e}")
         for pc in self.storage:
-            self.placed.append(f"{pc.controller_type:<12} PCI 00:{pc.slot:02x}.0 INTA ({pc.name})")
+            irq = "IRQ 14/15" if pc.legacy else f"IRQ {pc.irq}"
+            self.placed.append(f"{pc.controller_type:<12} PCI {pc.address} {irq} ({pc.name})")
+
+    def _place_nics(self, nodes: CfgNode | None) -> None:
+        """Network adapters: the backend of each attachment (host side), then the PCI NIC."""
+        from vmm.devices.net_placement import NicSpec, place_nics
+        from vmm.net.attach import AttachError, create_backend
+        from vmm.net.pcap import PcapWriter
+        self.nics = []
+        self.traces: list[PcapWriter] = []
+        if nodes is None:
+            return
+        specs, backends, taps = [], [], []
+        slots = {n: PCI_SLOTS[f"nic{n}"][0] for n in range(8)}
+        try:
+            for node in nodes:
+                adapter = int(node.name)
+                spec = NicSpec(adapter, node.get_str("AdapterType"), bytes.fromhex(node.get_str("MAC")),
+                               node.get_bool("CableConnected", True))
+                backends.append(create_backend(node, adapter, node.get_str("RuntimeDir", "")))
+                specs.append(spec)
+                tap = None
+                if node.get_bool("Trace", False):
+                    path = node.get_str("TraceFile", "") or f"nic{adapter + 1}.pcap"
+                    writer = PcapWriter(path)
+                    self.traces.append(writer)
+                    tap = writer.write
+                taps.append(tap)
+            self.nics = place_nics(specs, backends, self.memory, self.pci, self.clock, self._pci_line, slots,
+                                   wake=lambda: self.em.interrupt_raised(True), taps=taps)
+        except (AttachError, CfgmError, ValueError, OSError) as e:
+            for b in backends:
+                b.close()
+            for t in self.traces:
+                t.close()
+            raise MachineError(str(e)) from None
+        for nic in self.nics:
+            adapter = nic.spec.adapter
+
+            def broken(why: str, adapter=adapter) -> None:
+                log.error("NIC#%d: the guest broke the adapter's rings (%s); the adapter is stopped until "
+                          "the guest resets it", adapter, why)
+            nic.device.on_broken = broken
+            self.placed.append(f"{nic.spec.adapter_type:<12} PCI 00:{nic.slot:02x}.0 INTA "
+                               f"(NIC {adapter + 1}: MAC {nic.spec.mac.hex(':')}, "
+                               f"{getattr(nic.backend, 'description', type(nic.backend).__name__)})")
+
+    # -- network adapters at run time (any thread) ---------------------------------------------------------
+    def _nic(self, adapter: int):
+        for nic in self.nics:
+            if nic.spec.adapter == adapter:
+                return nic
+        raise MachineError(f"network adapter {adapter + 1} is not present in the running VM")
+
+    def set_link_state(self, adapter: int, up: bool):
+        nic = self._nic(adapter)
+        return self.em.call(lambda: nic.model.set_link(up))
+
+    def nat_redirect(self, adapter: int, remove: bool, rule=None, name: str = "") -> None:
+        """Add (rule: vmm.net.nat.NatRule) or remove (by name) a port forward of a NAT adapter."""
+        from vmm.net.nat import NatBackend, NatError
+        nic = self._nic(adapter)
+        if not isinstance(nic.backend, NatBackend):
+            raise MachineError(f"network adapter {adapter + 1} is not attached to NAT")
+        try:
+            if remove:
+                nic.backend.remove_rule(name)
+            else:
+                nic.backend.add_rule(rule)
+        except NatError as e:
+            raise MachineError(str(e)) from None
 
     def _firmware_acpi_config(self) -> AcpiConfig:
         """The ACPI description of the machine as the firmware has set it up (PMBASE, PIRQs)."""
@@ -334,11 +415,11 @@ class Machine:
         """(slot, pin 0-3, IRQ) for the ACPI _PRT of every device slot, as the router routes them."""
         from vmm.devices.piix3 import pirq_of
         out = []
-        for pc in self.storage:
+        for slot in [pc.slot for pc in self.storage if not pc.legacy] + [nic.slot for nic in self.nics]:
             for pin in range(4):
-                irq = self.pci_irqs.target(pirq_of(pc.slot, pin + 1))
+                irq = self.pci_irqs.target(pirq_of(slot, pin + 1))
                 if irq is not None:
-                    out.append((pc.slot, pin, irq))
+                    out.append((slot, pin, irq))
         return out
 
     def _load_boot(self) -> loader.BootImage | None:
@@ -411,6 +492,31 @@ class Machine:
     def power_button(self) -> None:
         self.acpi.press_power_button()
 
+    def change_medium(self, controller: str, port: int, device: int, path: str) -> None:
+        """Put the image at `path` ("" = none) into a DVD drive; the guest sees a medium change."""
+        from vmm.devices.atapi import AtapiDrive
+        from vmm.devices.storage_placement import open_dvd
+        pc = next((p for p in self.storage if p.name == controller), None)
+        drive = None
+        if pc is not None and hasattr(pc.device, "device_at"):
+            drive = pc.device.device_at(port, device)
+        if not isinstance(drive, AtapiDrive):
+            raise MachineError(f"no DVD drive at port {port} device {device} of controller '{controller}'")
+        try:
+            image = open_dvd(path) if path else None
+        except (OSError, ValueError) as e:
+            raise MachineError(f"cannot open '{path}': {e}")
+
+        def swap() -> None:
+            old = drive.image
+            drive.insert(image)
+            if old is not None:
+                pc.images.remove(old)
+                old.close()
+            if image is not None:
+                pc.images.append(image)
+        self.em.call(swap).result(30)
+
     def wait(self, timeout: float | None = None) -> bool:
         return self.em.join(timeout)
 
@@ -419,6 +525,12 @@ class Machine:
             b.close()
         for pc in self.storage:
             pc.close()
+        for nic in self.nics:
+            stats = dict(getattr(nic.model, "stats", {}), rx_queue_dropped=nic.model.rx.dropped)
+            log.info("NIC#%d: %s", nic.spec.adapter, ", ".join(f"{k} {v}" for k, v in stats.items()))
+            nic.backend.close()
+        for t in self.traces:
+            t.close()
         self.vm.close()
 
     def describe(self) -> list[str]:

@@ -71,6 +71,11 @@ class HeadlessConsole:
         # the vboxpy ACPI device starts with SCI_EN set (no SMI handshake): ACPI mode from power-on
         return self._p.state in (MachineState.Running, MachineState.Paused)
 
+    def on_medium_change(self, controller: str, port: int, device: int, location: str) -> None:
+        """The service mounted a disc in (or removed it from) a DVD drive of the running VM."""
+        self._p.need(MachineState.Running, MachineState.Paused)
+        self._p.change_medium(controller, int(port), int(device), location)
+
     # -- guest properties and transient shared folders (guestprops.py) ------------------------------
     def access_guest_property(self, name: str, value: str, flags: str, access_mode: int):
         return self._p.guestprops.access(name, value, flags, access_mode)
@@ -95,8 +100,15 @@ class HeadlessConsole:
     def take_snapshot_online(self, state_file: str, disks, pause: bool = True):
         return self._p.take_snapshot_online(state_file, disks, pause)
 
+    def on_nat_redirect_rule_change(self, slot: int, remove: bool, name: str, proto: int, host_ip: str,
+                                    host_port: int, guest_ip: str, guest_port: int) -> None:
+        self._p.nat_redirect_changed(slot, remove, name, proto, host_ip, host_port, guest_ip, guest_port)
+
+    def on_network_adapter_change(self, slot: int, cable_connected: bool) -> None:
+        self._p.set_link_state(slot, cable_connected)
+
     def merge_snapshot_online(self, jobs, known):
-        # issue 9 hook: deleting a snapshot of the running VM; the merges run here (vmm.savedstate)
+        # deleting a snapshot of the running VM; the merges run here (vmm.savedstate)
         from vmm.savedstate import console_merge_online
         self._p.need(MachineState.Running, MachineState.Paused)
         return console_merge_online(self._p.vm, jobs, known)

@@ -17,6 +17,8 @@ from vboxsvc.api import (
     FirmwareType,
     HWVirtExPropertyType,
     MediumType,
+    NetworkAdapterType,
+    NetworkAttachmentType,
     PortMode,
     StorageControllerType,
     VBoxError,
@@ -25,11 +27,13 @@ from vmm.cfgm import CfgNode
 from vmm.gim import PROVIDER_BY_VALUE
 
 SERIAL_SLOTS = 4
+NIC_SLOTS = 8          # PIIX3 (the only chipset the VMM builds)
 BOOT_POSITIONS = 4
 BOOT_KEYS = {"Kernel": "vboxpy/BootKernel", "Initrd": "vboxpy/BootInitrd", "Cmdline": "vboxpy/BootCmdline"}
 FORCE_HM_KEY = "vboxpy/ForceHM"
-# Controllers the VMM emulates (vmm.devices.storage_placement.SUPPORTED)
-EMULATED_CONTROLLERS = ("IntelAhci", "VirtioSCSI")
+# Controllers the VMM emulates (vmm.devices.storage_placement.SUPPORTED); DVD drives on IDE and SATA
+IDE_CONTROLLERS = ("PIIX3", "PIIX4", "ICH6")
+EMULATED_CONTROLLERS = ("IntelAhci", "VirtioSCSI") + IDE_CONTROLLERS
 
 
 class ConfigError(Exception):
@@ -75,6 +79,7 @@ def read_settings(machine) -> MachineSettings:
     cfg.set("GIM/OsType", machine.os_type_id)
     _serial_ports(machine, cfg)
     _storage(machine, cfg, notes)
+    _network_adapters(machine, cfg, notes)
     return MachineSettings(name=name, uuid=machine.id, os_type_id=machine.os_type_id, hwvirtex=hwvirtex,
                            force_hm=machine.get_extra_data(FORCE_HM_KEY) or "", cfg=cfg, notes=notes)
 
@@ -132,33 +137,41 @@ def _storage(machine, cfg: CfgNode, notes: list[str]) -> None:
     for index, ctl in enumerate(machine.storage_controllers):
         ctl_name = ctl.name
         ctl_type = StorageControllerType(ctl.controller_type).name
-        disks = []
+        optical = ctl_type in IDE_CONTROLLERS + ("IntelAhci",)
+        devices = []
         for att in machine.get_medium_attachments_of_controller(ctl_name):
             medium = att.medium
             kind = DeviceType(att.type)
+            if kind == DeviceType.DVD and optical:
+                devices.append((att, medium))       # with a disc, or an empty drive
+                continue
             if medium is None:
-                continue   # an empty drive: nothing for the guest to see
+                continue   # an empty drive the VMM does not emulate here: nothing for the guest to see
             if kind != DeviceType.HardDisk:
                 notes.append(f"{ctl_name} port {att.port} device {att.device}: {kind.name} drives are not "
-                             f"emulated by vboxpy; '{medium.location}' stays invisible to the guest")
+                             f"emulated by vboxpy on {ctl_type} controllers; '{medium.location}' stays "
+                             "invisible to the guest")
                 continue
-            disks.append((att, medium))
-        if not disks:
+            devices.append((att, medium))
+        if not devices:
             continue
         if ctl_type not in EMULATED_CONTROLLERS:
             raise ConfigError(f"storage controller '{ctl_name}' is of type {ctl_type}, which vboxpy does not "
                               f"emulate (use {' or '.join(EMULATED_CONTROLLERS)}: storagectl --controller "
-                              "IntelAhci|VirtIO)")
+                              "IntelAhci|VirtIO|PIIX4)")
         node = cfg.node(f"Devices/storage/{index}")
         node.set("Name", ctl_name)
         node.set("Type", ctl_type)
         node.set("PortCount", int(ctl.port_count))
         node.set("UseHostIOCache", bool(ctl.use_host_io_cache))
-        for i, (att, medium) in enumerate(disks):
+        for i, (att, medium) in enumerate(devices):
             a = node.node(f"Attachments/{i}")
             a.set("Port", int(att.port))
             a.set("Device", int(att.device))
-            a.set("Path", medium.location)
+            a.set("Kind", "DVD" if DeviceType(att.type) == DeviceType.DVD else "HardDisk")
+            a.set("Path", medium.location if medium is not None else "")
+            if medium is None:
+                continue
             a.set("ReadOnly", bool(medium.read_only) or medium.type == MediumType.Readonly)
             a.set("NonRotational", bool(att.non_rotational))
             a.set("Discard", bool(att.discard))
@@ -171,6 +184,58 @@ def _storage(machine, cfg: CfgNode, notes: list[str]) -> None:
             if medium.type == MediumType.Immutable:
                 notes.append(f"{ctl_name} port {att.port}: immutable medium '{medium.location}' is attached "
                              "read-only (vboxpy creates no auto-reset differencing image)")
+
+
+def _network_adapters(machine, cfg: CfgNode, notes: list[str]) -> None:
+    """Devices/net/<slot>: the adapter (type, MAC, cable), its attachment and the NAT engine."""
+    for slot in range(NIC_SLOTS):
+        nic = machine.get_network_adapter(slot)
+        if not nic.enabled:
+            continue
+        kind = NetworkAttachmentType(nic.attachment_type)
+        node = cfg.node(f"Devices/net/{slot}")
+        node.set("AdapterType", NetworkAdapterType(nic.adapter_type).name)
+        mac = nic.mac_address or ""
+        if len(mac) != 12:
+            raise ConfigError(f"network adapter {slot + 1} has no valid MAC address ('{mac}'); set one with "
+                              f"modifyvm --mac-address{slot + 1} auto")
+        node.set("MAC", mac)
+        node.set("CableConnected", bool(nic.cable_connected))
+        node.set("Attachment", kind.name)
+        if nic.trace_enabled:
+            node.set("Trace", True)
+            node.set("TraceFile", nic.trace_file or "")
+        network = {NetworkAttachmentType.Internal: nic.internal_network,
+                   NetworkAttachmentType.Bridged: nic.bridged_interface,
+                   NetworkAttachmentType.HostOnly: nic.host_only_interface,
+                   NetworkAttachmentType.Generic: nic.generic_driver}.get(kind)
+        if network is not None:
+            node.set("Network", network or "")
+        if kind != NetworkAttachmentType.NAT:
+            continue
+        engine = nic.nat_engine
+        nat = node.node("NAT")
+        nat.set("Network", engine.network or "")
+        nat.set("BindIP", engine.host_ip or "")
+        nat.set("LocalhostReachable", bool(engine.localhost_reachable))
+        nat.set("DNSProxy", bool(engine.dns_proxy))
+        nat.set("UseHostResolver", bool(engine.dns_use_host_resolver))
+        nat.set("AliasMode", int(engine.alias_mode))
+        nat.set("TFTPPrefix", engine.tftp_prefix or "")
+        nat.set("BootFile", engine.tftp_boot_file or "")
+        nat.set("NextServer", engine.tftp_next_server or "")
+        mtu = int(engine.get_network_settings()[0])
+        if mtu:
+            nat.set("MTU", mtu)
+        for i, text in enumerate(engine.redirects):
+            name, proto, host_ip, host_port, guest_ip, guest_port = text.split(",")
+            r = nat.node(f"Rules/{i}")
+            r.set("Name", name)
+            r.set("UDP", proto == "0")
+            r.set("HostIP", host_ip)
+            r.set("HostPort", int(host_port))
+            r.set("GuestIP", guest_ip)
+            r.set("GuestPort", int(guest_port))
 
 
 def describe_error(exc: BaseException) -> str:

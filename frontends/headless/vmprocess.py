@@ -259,6 +259,36 @@ class VmProcess:
         progress.complete()
         self._events.put(("finished", "state saved"))
 
+    def nat_redirect_changed(self, slot: int, remove: bool, name: str, proto: int, host_ip: str, host_port: int,
+                             guest_ip: str, guest_port: int) -> None:
+        """Console::onNATRedirectRuleChange: a rule that cannot be bound is logged, as DrvNAT does."""
+        from vmm.net.nat import NatRule
+        if self.vm is None or self.state not in (MachineState.Running, MachineState.Paused):
+            return
+        try:
+            self.vm.nat_redirect(slot, remove, NatRule(name, proto == 0, host_ip, int(host_port), guest_ip,
+                                                       int(guest_port)), name)
+        except MachineError as e:
+            log.error("NAT#%d: configuration error: %s", slot, e)
+            return
+        log.info("NAT#%d: %s redirect '%s'", slot, "removed" if remove else "added", name)
+
+    def set_link_state(self, slot: int, up: bool) -> None:
+        if self.vm is None or self.state not in (MachineState.Running, MachineState.Paused):
+            return
+        try:
+            self.vm.set_link_state(slot, up).result(STOP_TIMEOUT_S)
+        except MachineError as e:
+            log.warning("NIC#%d: %s", slot, e)
+            return
+        log.info("NIC#%d: link %s", slot, "up" if up else "down")
+
+    def change_medium(self, controller: str, port: int, device: int, location: str) -> None:
+        with self._lock:
+            self.vm.change_medium(controller, port, device, location)
+        log.info("Medium change: %s port %d device %d now holds %s", controller, port, device,
+                 f"'{location}'" if location else "no medium")
+
     def take_snapshot_online(self, state_file: str, disks, pause: bool = True):
         with self._lock:
             self.need(MachineState.Running, MachineState.Paused)

@@ -7,7 +7,7 @@ import click
 
 from .api import Api, call, error_info_block, find_machine, is_api_error, locked, safe_get, wait
 from .cli import CONTEXT, vm_argument
-from .output import CommandFailed, SyntaxFailure, msg_lines
+from .output import ArgumentFailure, CommandFailed, SyntaxFailure, msg_lines
 
 _CTL_FILE = "VBoxManageControlVM.cpp"
 ACTIONS = ("pause", "resume", "reset", "poweroff", "savestate", "acpipowerbutton", "acpisleepbutton")
@@ -48,10 +48,12 @@ def startvm(vms, frontend, putenv):
 @click.argument("action")
 @click.argument("extra", nargs=-1)
 def controlvm(vm, action, extra):
+    raw = action
     action = action.lower()
-    if action not in ACTIONS:
+    nic_action = _nic_action(action)
+    if nic_action is None and action not in ACTIONS:
         raise SyntaxFailure(f"Invalid parameter '{action}'", "controlvm")
-    if extra:
+    if nic_action is None and extra:
         raise SyntaxFailure(f"Invalid parameter '{extra[0]}'", "controlvm")
     machine = find_machine(vm, 1010, _CTL_FILE)
     with locked(machine, "Shared", "LockMachine(a->session, LockType_Shared)", 1020, _CTL_FILE) as session:
@@ -59,8 +61,54 @@ def controlvm(vm, action, extra):
             console = session.console
         if console is None:
             raise CommandFailed(msg_lines("error: ", f"Machine '{vm}' is not currently running."))
-        _act(session, console, action)
+        if nic_action is not None:
+            if not extra:
+                raise ArgumentFailure(f"Missing argument to '{raw}'.")
+            _nic_act(session, nic_action, raw, list(extra))
+        else:
+            _act(session, console, action)
     return 0
+
+
+NIC_ACTIONS = ("setlinkstate", "natpf")
+NIC_COUNT = 8
+
+
+def _nic_action(action: str) -> str | None:
+    for prefix in NIC_ACTIONS:
+        if action.startswith(prefix) and action[len(prefix):].isdigit():
+            return prefix
+    return None
+
+
+def _nic_act(session, kind: str, raw: str, extra: list[str]) -> None:
+    """setlinkstate<N> on|off, natpf<N> <rule> | natpf<N> delete <name>: change the running VM's
+    adapter through the session machine (the VM process hears of it) and save the settings."""
+    from .nat_rules import add_rule, remove_rule
+
+    number = raw[len(kind):]
+    n = int(number)
+    if not 1 <= n <= NIC_COUNT:
+        raise ArgumentFailure(f"Invalid NIC number '{number}'.")
+    m = session.machine
+    with call("sessionMachine->GetNetworkAdapter(n - 1, adapter.asOutParam())", 1400, _CTL_FILE):
+        adapter = m.get_network_adapter(n - 1)
+    if kind == "setlinkstate":
+        state = extra[0]
+        if state not in ("on", "off"):
+            raise SyntaxFailure(f"Invalid link state '{state}'.", "controlvm")
+        with call("adapter->COMSETTER(CableConnected)(fEnabled)", 1420, _CTL_FILE):
+            adapter.cable_connected = state == "on"
+    else:
+        with call("adapter->COMGETTER(NATEngine)(engine.asOutParam())", 1520, _CTL_FILE):
+            engine = adapter.nat_engine
+        if extra[0] == "delete":
+            if len(extra) > 1:
+                remove_rule(engine, extra[1], 1530, _CTL_FILE)
+        else:
+            add_rule(engine, extra[0], n, raw, "controlvm", 1560, _CTL_FILE)
+    with call("sessionMachine->SaveSettings()", 2200, _CTL_FILE):
+        m.save_settings()
 
 
 def _act(session, console, action: str) -> None:

@@ -1,5 +1,5 @@
 """Media commands (VBoxManageDisk.cpp): createmedium, closemedium, showmediuminfo,
-clonemedium, modifymedium (and their createhd/clonehd/... aliases)."""
+clonemedium, modifymedium, convertfromraw (and their createhd/clonehd/convertdd/... aliases)."""
 
 import json
 import os
@@ -9,9 +9,9 @@ import sys
 import click
 
 from . import names, render_list
-from .api import Api, call, is_api_error, wait
+from .api import Api, call, is_api_error, progress_error, wait
 from .cli import CONTEXT, choice, parse_bool, uint
-from .output import SyntaxFailure
+from .output import ArgumentFailure, CommandFailed, SyntaxFailure, msg_lines
 
 _FILE = "VBoxManageDisk.cpp"
 _UUID = re.compile(r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$")
@@ -301,3 +301,108 @@ def modifymedium(args, mtype, autoreset, props, compact, resize, resizebyte, mov
             medium.description = description
         sys.stdout.write("Medium description has been changed.\n")
     return 0
+
+
+@click.command("convertfromraw", context_settings=CONTEXT)
+@click.argument("args", nargs=-1)
+@click.option("--format", "-format", "-o", "fmt", default="VDI")
+@click.option("--variant", "-variant", "-m")
+@click.option("--uuid", "-uuid", "-u")
+def convertfromraw(args, fmt, variant, uuid):
+    """VBoxManage convertfromraw (VBoxManageDisk.cpp handleConvertFromRaw). VirtualBox runs the VD
+    library in-process; here the service converts: the raw source (stdin first spooled to a file
+    beside the target) is opened as a medium, cloned to the target and both are closed again, so
+    the result is not registered, as with VirtualBox."""
+    cmd = "convertfromraw"
+    rest = list(args)
+    from_stdin = bool(rest) and rest[0] in ("stdin", "-")
+    if len(rest) < 2 or (from_stdin and len(rest) < 3):
+        raise SyntaxFailure("Incorrect number of parameters", cmd)
+    if len(rest) > (3 if from_stdin else 2):
+        raise SyntaxFailure(f"Invalid parameter '{rest[3 if from_stdin else 2]}'", cmd)
+    if uuid is not None and not _UUID.match(uuid):
+        raise SyntaxFailure(f"Invalid UUID '{uuid}'", cmd)
+    try:
+        var = variants(variant, cmd)
+    except SyntaxFailure:
+        raise ArgumentFailure(f"Invalid medium variant '{variant}'") from None
+    src_name, dst_name = rest[0], rest[1]
+    fmt = fmt.upper()
+    sys.stderr.write(f'Converting from raw image file="{src_name}" to file="{dst_name}"...\n')
+    dst_path = os.path.abspath(dst_name)
+    spool = None
+    try:
+        if from_stdin:
+            try:
+                size = int(rest[2])
+            except ValueError:
+                size = 0
+            spool = dst_path + f".{os.getpid()}.raw"
+            size = _spool_stdin(spool, size)
+            src_path = spool
+        else:
+            src_path = os.path.abspath(src_name)
+            try:
+                size = os.stat(src_path).st_size
+            except OSError as exc:
+                code = "VERR_FILE_NOT_FOUND" if isinstance(exc, FileNotFoundError) else "VERR_ACCESS_DENIED"
+                raise CommandFailed(msg_lines("error: ", f'Cannot open file "{src_name}": {code}')) from None
+        fixed = any(int(v) == 0x10000 for v in var)
+        sys.stderr.write(f"Creating {'fixed' if fixed else 'dynamic'} image with size {size} bytes "
+                         f"({(size + (1 << 20) - 1) >> 20}MB)...\n")
+        if size % 512:
+            raise CommandFailed(msg_lines("error: ", f"VD: The given disk size {size} is not aligned on a sector "
+                                                     f'boundary (512 bytes)\nCannot create the disk image "{dst_name}": '
+                                                     "VERR_VD_INVALID_SIZE"))
+        _convert_via_service(src_path, dst_path, fmt, var, uuid)
+    finally:
+        if spool is not None and os.path.exists(spool):
+            os.unlink(spool)
+    return 0
+
+
+def _spool_stdin(path: str, size: int) -> int:
+    """Copy up to `size` bytes of stdin into `path` (a short stream leaves the rest zero, as
+    VirtualBox's loop stops at end of input); returns the disk size."""
+    src = sys.stdin.buffer
+    left = size
+    with open(path, "wb") as out:
+        while left > 0:
+            chunk = src.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            out.write(chunk)
+            left -= len(chunk)
+        out.truncate(size)
+    return size
+
+
+def _convert_via_service(src_path: str, dst_path: str, fmt: str, var: list, uuid: str | None) -> None:
+    from vboxsvc.api import enums as e
+
+    vbox = Api.vbox()
+    with call("OpenMedium(Bstr(pszFilenameOrUuid).raw(), enmDevType, enmAccessMode, fForceNewUuidOnOpen, "
+              "pMedium.asOutParam())", 1860, _FILE):
+        src = vbox.open_medium(src_path, e.DeviceType.HardDisk, e.AccessMode.ReadOnly, False)
+    dst = None
+    try:
+        with call("VDCreateBase(pDisk, format, dstfilename, cbFile, uImageFlags, pszComment, &PCHS, &LCHS, "
+                  "pUuid, VD_OPEN_FLAGS_NORMAL, NULL, NULL)", 1880, _FILE):
+            dst = vbox.create_medium(fmt, dst_path, e.AccessMode.ReadWrite, e.DeviceType.HardDisk)
+            progress = src.clone_to_base(dst, var)
+        progress.wait_for_completion(-1)
+        if int(progress.result_code) != 0:
+            raise progress_error(progress, f'Cannot create the disk image "{dst_path}"',
+                                 '"RTEXITCODE handleConvertFromRaw(HandlerArg*)"')
+        if uuid:
+            with call("VDCreateBase(...pUuid...)", 1880, _FILE):
+                dst.set_ids(True, uuid.strip("{}"), False, "")
+    finally:
+        for medium in (dst, src):
+            if medium is None:
+                continue
+            try:
+                medium.close()
+            except Exception as exc:
+                if not is_api_error(exc):
+                    raise

@@ -132,8 +132,11 @@ def apply_step(m, oid: str, index: int, values: list[str]) -> None:
         elif oid in BOOT_EXTRA:
             _boot_extra(m, oid, value)
         elif oid in ("nic", "nictype", "cableconnected", "macaddress", "intnet", "bridgeadapter",
-                     "hostonlyadapter", "natnetwork", "nicgenericdrv"):
+                     "hostonlyadapter", "natnetwork", "nicgenericdrv", "nictrace", "nictracefile"):
             _nic(m.get_network_adapter(index - 1), oid, opt, value, e)
+        elif oid.startswith("nat"):
+            from .nat_rules import apply_nat_option
+            apply_nat_option(m.get_network_adapter(index - 1).nat_engine, oid, index, values, _CMD)
         else:
             _uart(m.get_serial_port(index - 1), oid, opt, values, e)
 
@@ -173,6 +176,10 @@ def _nic(adapter, oid: str, opt: str, value: str, e) -> None:
         adapter.host_only_interface = "" if value.lower() == "none" else value
     elif oid == "natnetwork":
         adapter.nat_network = value
+    elif oid == "nictrace":
+        adapter.trace_enabled = onoff(opt, value, _CMD)
+    elif oid == "nictracefile":
+        adapter.trace_file = value
     else:
         adapter.generic_driver = value
 

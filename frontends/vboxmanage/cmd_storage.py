@@ -9,7 +9,7 @@ from . import names
 from .api import Api, call, find_machine, locked
 from .cli import CONTEXT, choice, onoff, uint, vm_argument
 from .cmd_medium import find_registered
-from .output import SyntaxFailure
+from .output import CommandFailed, SyntaxFailure, msg_lines
 
 _FILE = "VBoxManageStorageController.cpp"
 _UUID = re.compile(r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$")
@@ -147,6 +147,13 @@ def _attach(vbox, m, e, ctl, port, device, kind, medium_arg, medium_type, existi
         with call("machine->DetachDevice(Bstr(pszCtl).raw(), port, device)", 420, _FILE):
             m.detach_device(ctl, port, device)
         return
+    if word == "additions":
+        # VBoxManageStorageController.cpp: the ISO named by ISystemProperties::defaultAdditionsISO
+        iso = vbox.system_properties.default_additions_iso
+        if not iso:
+            raise CommandFailed(msg_lines("error: ", "Cannot find the Guest Additions ISO image"))
+        medium_arg = word = iso
+        kind = 2 if kind is None else kind
     if kind is None:
         kind = int(existing.type) if existing is not None else None
     if kind is None:
@@ -162,9 +169,8 @@ def _attach(vbox, m, e, ctl, port, device, kind, medium_arg, medium_type, existi
             else:
                 m.attach_device_without_medium(ctl, port, device, dev)
         return
-    if word in ("additions",) or word.startswith("host:"):
-        raise SyntaxFailure(f"Invalid medium '{medium_arg}' (host drives and the additions image are not "
-                            "available)", cmd)
+    if word.startswith("host:"):
+        raise SyntaxFailure(f"Invalid medium '{medium_arg}' (host drives are not available)", cmd)
     location = medium_arg if _UUID.match(medium_arg) else os.path.abspath(medium_arg)
     access = e.AccessMode.ReadWrite if kind == 3 else e.AccessMode.ReadOnly
     medium = find_registered(vbox, location.strip("{}").lower(), kind) if location is medium_arg else None

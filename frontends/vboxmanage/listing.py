@@ -12,7 +12,13 @@ from .api import Api, call, is_api_error, safe_get
 from .names import RUNNING_LIST_STATES, enum_int
 from .output import IDENTITY
 
-SUBCOMMANDS = ("vms", "runningvms", "hdds", "dvds", "floppies", "ostypes", "hostinfo", "systemproperties")
+SUBCOMMANDS = ("vms", "runningvms", "hdds", "dvds", "floppies", "ostypes", "hostinfo", "systemproperties",
+               "intnets", "hostonlyifs", "bridgedifs", "natnets", "dhcpservers")
+# Lists of host networking objects vboxpy does not create (no host-only interfaces, NAT networks or
+# DHCP servers in the registry; bridging needs a tap the VM process may not open): VirtualBox prints
+# nothing at all for an empty list.
+EMPTY_LISTS = ("hostonlyifs", "bridgedifs", "natnets", "dhcpservers")
+NIC_SLOTS = 8
 _FILE = "VBoxManageList.cpp"
 
 
@@ -53,7 +59,29 @@ def collect(vbox, what: str, long_: bool, sort: bool):
         return _ostypes(vbox, sort)
     if what == "hostinfo":
         return _hostinfo(vbox.host)
+    if what == "intnets":
+        return _internal_networks(vbox)
+    if what in EMPTY_LISTS:
+        return []
     return _systemproperties(vbox)
+
+
+def _internal_networks(vbox) -> list[str]:
+    """IVirtualBox::internalNetworks: the names on the adapters of the registered machines."""
+    from vboxsvc.api import NetworkAttachmentType
+
+    names: list[str] = []
+    with call("COMGETTER(InternalNetworks)(ComSafeArrayAsOutParam(internalNetworks))", 1, _FILE):
+        for m in vbox.machines:
+            if not m.accessible:
+                continue
+            for slot in range(NIC_SLOTS):
+                nic = m.get_network_adapter(slot)
+                if enum_int(nic.attachment_type) == NetworkAttachmentType.Internal:
+                    name = nic.internal_network or ""
+                    if name and name not in names:
+                        names.append(name)
+    return names
 
 
 def render(what: str, data, long_: bool) -> str:
@@ -64,11 +92,15 @@ def render(what: str, data, long_: bool) -> str:
             return "".join(human(info) for info in data)
         return render_list.vms([(m["name"], m["uuid"]) for m in data])
     if what in ("hdds", "dvds", "floppies"):
-        return render_list.media(data)
+        return render_list.media(data, parents=what == "hdds")
     if what == "ostypes":
         return render_list.ostypes_long(data) if long_ else render_list.ostypes(data)
     if what == "hostinfo":
         return render_list.hostinfo(data)
+    if what == "intnets":
+        return "".join(f"Name:        {n}\n" for n in data)
+    if what in EMPTY_LISTS:
+        return ""
     return render_list.systemproperties(data)
 
 

@@ -2,7 +2,7 @@
 
 Global options, version, help and command lookup run before click is imported, and
 only the module of the command asked for is loaded, so a fresh `vboxmanage list vms`
-starts fast.  Failures become VBoxManage's stderr text and exit codes here (§1.1, §1.2).
+starts fast.  Failures become VBoxManage's stderr text and exit codes here (VBoxManage.cpp's RTEXITCODE use, glue/errorprint.cpp).
 Shell completion (click's): `eval "$(_VBOXMANAGE_COMPLETE=bash_source vboxmanage)"`
 (zsh_source / fish_source for the other shells); VM names complete from the service.
 """
@@ -33,7 +33,8 @@ COMMANDS = {
     "createvm": "vm", "registervm": "vm", "unregistervm": "vm",
     "modifyvm": "modifyvm", "storagectl": "storage", "storageattach": "storage",
     "createmedium": "medium", "closemedium": "medium", "showmediuminfo": "medium",
-    "clonemedium": "medium", "modifymedium": "medium",
+    "clonemedium": "medium", "modifymedium": "medium", "convertfromraw": "medium",
+    "import": "appliance", "export": "appliance",
     "startvm": "control", "controlvm": "control", "discardstate": "control",
     "snapshot": "snapshot", "clonevm": "clonevm",
     "getextradata": "extradata", "setextradata": "extradata", "setproperty": "extradata",

@@ -36,7 +36,20 @@ INDEXED = {
     "hostonlyadapter": ("--host-only-adapter", "--hostonlyadapter"),
     "natnetwork": ("--nat-network", "--natnetwork"), "nicgenericdrv": ("--nic-generic-drv", "--nicgenericdrv"),
     "uart": ("--uart",), "uartmode": ("--uart-mode", "--uartmode"), "uarttype": ("--uart-type", "--uarttype"),
+    "nictrace": ("--nic-trace", "--nictrace"), "nictracefile": ("--nic-trace-file", "--nictracefile"),
+    "natpf": ("--nat-pf", "--natpf"), "natnet": ("--nat-net", "--natnet"),
+    "natbindip": ("--nat-bind-ip", "--natbindip"), "natsettings": ("--nat-settings", "--natsettings"),
+    "natdnspassdomain": ("--nat-dns-pass-domain", "--natdnspassdomain"),
+    "natdnsproxy": ("--nat-dns-proxy", "--natdnsproxy"),
+    "natdnshostresolver": ("--nat-dns-host-resolver", "--natdnshostresolver"),
+    "natlocalhostreachable": ("--nat-localhostreachable", "--natlocalhostreachable"),
+    "nataliasmode": ("--nat-alias-mode", "--nataliasmode"),
+    "nattftpprefix": ("--nat-tftp-prefix", "--nattftpprefix"),
+    "nattftpfile": ("--nat-tftp-file", "--nattftpfile"),
+    "nattftpserver": ("--nat-tftp-server", "--nattftpserver"),
 }
+# the first spelling of each option: what VBoxManage names in "Missing or invalid argument to '...'"
+LONG_NAME = {oid: names[0] for oid, names in INDEXED.items()}
 INDEX_RANGE = {"boot": (1, 4), "uart": (1, 4), "uartmode": (1, 4), "uarttype": (1, 4)}  # NICs: 1..36
 
 PLAIN.update(modifyvm_devices.PLAIN)
@@ -83,7 +96,8 @@ def parse(args: list[str]) -> list[tuple[str, int, list[str]]]:
             raise SyntaxFailure(f"Missing the 1st value for option {name}", "modifyvm")
         first = values[0].lower()
         needs_second = ((oid == "uart" and first not in ("off", "disable"))
-                        or (oid == "uartmode" and first in UART_MODE_WITH_VALUE))
+                        or (oid == "uartmode" and first in UART_MODE_WITH_VALUE)
+                        or (oid == "natpf" and values[0] == "delete"))
         if needs_second:
             if i >= len(args):
                 raise SyntaxFailure(f"Missing the 2nd value for option {name}", "modifyvm")

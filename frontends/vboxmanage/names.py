@@ -2,7 +2,7 @@
 
 The API hands us enum members (IntEnums) or plain ints over the bus; the CLI prints
 VirtualBox's own spellings for them, which differ per output mode (machine-readable,
-human).  Keyed by the numeric values of reference §2.2 so renderers work on plain data.
+human).  Keyed by the numeric values of VirtualBox.xidl so renderers work on plain data.
 """
 
 # MachineState -> (machine-readable short name, human long name)

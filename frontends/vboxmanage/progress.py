@@ -1,4 +1,4 @@
-"""VBoxManage's progress display (reference §1.3): `0%...10%...100%` on stderr.
+"""VBoxManage's progress display (showProgress in VBoxManageUtils.cpp): `0%...10%...100%` on stderr.
 
 Polls IProgress with waitForCompletion(100); every decade appears exactly once (missed
 ones back-filled); failure completes the line with the result code's define name;

@@ -1,4 +1,4 @@
-"""`list` layouts (reference §1.5) and showmediuminfo (§1.8), from plain data.
+"""`list` layouts (VBoxManageList.cpp) and showmediuminfo (VBoxManageDisk.cpp), from plain data.
 
 Media are dicts {uuid, parent, state, type, location, format, variant, logical_size,
 size, description, auto_reset, in_use: [(name, uuid)], children: [...], ...}.
@@ -19,13 +19,15 @@ def _medium_type(medium: dict) -> str:
     return kind
 
 
-def media(items: list[dict]) -> str:
-    """list hdds/dvds/floppies: depth-first over children, 16-column values."""
+def media(items: list[dict], parents: bool = True) -> str:
+    """list hdds/dvds/floppies: depth-first over children, 16-column values.  DVD and floppy
+    images have no `Parent UUID:` line (VBoxManageList.cpp passes no parent for them)."""
     out: list[str] = []
 
     def walk(m: dict) -> None:
         out.append(f"{'UUID:':<16}{m['uuid']}\n")
-        out.append(f"{'Parent UUID:':<16}{m.get('parent') or 'base'}\n")
+        if parents:
+            out.append(f"{'Parent UUID:':<16}{m.get('parent') or 'base'}\n")
         out.append(f"{'State:':<16}{MEDIUM_STATES.get(m['state'], 'unknown')}\n")
         out.append(f"{'Type:':<16}{_medium_type(m)}\n")
         out.append(f"{'Location:':<16}{m['location']}\n")

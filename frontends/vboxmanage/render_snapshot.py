@@ -1,4 +1,4 @@
-"""`snapshot list` layouts (reference §1.7), shared with showvminfo's snapshot section.
+"""`snapshot list` layouts (VBoxManageSnapshot.cpp), shared with showvminfo's snapshot section.
 
 A snapshot tree is plain data: {"name", "uuid", "description", "children": [...]}.
 """

@@ -1,4 +1,4 @@
-"""showvminfo output (reference §1.6) from the plain `info` dict built by vminfo.collect.
+"""showvminfo output (VBoxManageInfo.cpp) from the plain `info` dict built by vminfo.collect.
 
 Two layouts: --machinereadable (key order and quoting of VBoxManageInfo.cpp 7.1) and the
 human one (`%-28s %s` lines).  Pure functions of data, so they are unit-tested on dicts.
@@ -188,8 +188,28 @@ def _mr_nic(nic: dict) -> list[str]:
             mr(f"nic{slot}", NIC_ATTACHMENTS[kind][0]), mr(f"nictype{slot}", NIC_TYPES.get(nic["type"], "Null")),
             mr(f"nicspeed{slot}", str(nic["speed"]))]
     if kind == 1:
-        out += [mr("mtu", "0"), mr("sockSnd", "64"), mr("sockRcv", "64"), mr("tcpWndSnd", "64"),
-                mr("tcpWndRcv", "64")]
+        mtu, snd, rcv, tsnd, trcv = _nat_settings(nic)
+        out += [mr("mtu", str(mtu)), mr("sockSnd", str(snd)), mr("sockRcv", str(rcv)), mr("tcpWndSnd", str(tsnd)),
+                mr("tcpWndRcv", str(trcv))]
+        out += [mr(f"Forwarding({i})", ",".join(r)) for i, r in enumerate(_rules(nic))]
+    return out
+
+
+def _nat_settings(nic: dict) -> tuple[int, int, int, int, int]:
+    """NATEngine::GetNetworkSettings as VBoxManageInfo prints it: unset buffer sizes show as 64."""
+    mtu, snd, rcv, tsnd, trcv = (nic.get("nat_settings") or [0, 0, 0, 0, 0])[:5]
+    return mtu, snd or 64, rcv or 64, tsnd or 64, trcv or 64
+
+
+def _rules(nic: dict) -> list[list[str]]:
+    """INATEngine::redirects ("name,proto#,hostip,hostport,guestip,guestport") with the protocol named."""
+    out = []
+    for text in nic.get("redirects") or []:
+        parts = text.split(",", 5)
+        if len(parts) != 6:
+            continue
+        parts[1] = {"1": "tcp", "0": "udp"}.get(parts[1], "unk")
+        out.append(parts)
     return out
 
 
@@ -439,13 +459,18 @@ def _human_nic(nic: dict, details: bool) -> list[str]:
     else:
         attach = f"{_NIC_HUMAN_NAMED[kind]} '{nic.get('network', '')}'"
     text = (f"MAC: {nic['mac']}, Attachment: {attach}, Cable connected: {_onoff(nic['cable'])}, "
-            f"Trace: off (file: none), Type: {NIC_TYPES.get(nic['type'], 'Null')}, "
+            f"Trace: {_onoff(nic.get('trace', False))} (file: {nic.get('trace_file') or 'none'}), "
+            f"Type: {NIC_TYPES.get(nic['type'], 'Null')}, "
             f"Reported speed: {nic['speed'] // 1000} Mbps, Boot priority: 0, Promisc Policy: deny, "
             "Bandwidth group: none")
     out = [line(label, text)]
     if kind == 1:
-        out.append(f"{label} Settings:  MTU: 0, Socket (send: 64, receive: 64), "
-                   "TCP Window (send:64, receive: 64)\n")
+        mtu, snd, rcv, tsnd, trcv = _nat_settings(nic)
+        out.append(f"{label} Settings:  MTU: {mtu}, Socket (send: {snd}, receive: {rcv}), "
+                   f"TCP Window (send:{tsnd}, receive: {trcv})\n")
+        for i, (name, proto, hip, hport, gip, gport) in enumerate(_rules(nic)):
+            out.append(f"{label} Rule({i}):   name = {name}, protocol = {proto}, host ip = {hip}, host port = "
+                       f"{hport}, guest ip = {gip}, guest port = {gport}\n")
     return out
 
 

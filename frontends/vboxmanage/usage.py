@@ -57,6 +57,22 @@ USAGE = {
         "clonemedium [disk | dvd | floppy] <uuid | source-medium> <uuid | target-medium>"
         " [--existing] [--format=VDI | VMDK | VHD | RAW | other] [--variant=Standard,Fixed,Split2G,Stream,ESX]"
         " [--resize=megabytes | --resizebyte=bytes]"]),
+    "convertfromraw": ("Convert a raw disk image to a virtual disk image", [
+        "convertfromraw <inputfile> <outputfile> [--format=VDI | VMDK | VHD] [--uuid=uuid]"
+        " [--variant=Standard,Fixed,Split2G,Stream,ESX]",
+        "convertfromraw stdin <outputfile> <bytes> [--format=VDI | VMDK | VHD] [--uuid=uuid]"
+        " [--variant=Standard,Fixed,Split2G,Stream,ESX]"]),
+    "import": ("Import a virtual appliance (OVA/OVF)", [
+        "import <ovfname | ovaname> [--dry-run] [--options=keepallmacs | keepnatmacs | importtovdi]"
+        " [--vsys=n] [--ostype=ostype] [--vmname=name] [--settingsfile=file] [--basefolder=folder]"
+        " [--group=group] [--memory=MB] [--cpus=n] [--description=text] [--eula=show | accept]"
+        " [--unit=n] [--ignore] [--scsitype=BusLogic | LsiLogic] [--disk=path]"]),
+    "export": ("Export one or more virtual machines to a virtual appliance (OVA/OVF)", [
+        "export <machines> --output=name [--legacy09 | --ovf09 | --ovf10 | --ovf20] [--manifest]"
+        " [--options=option[,option...]] [--vsys=number] [--description=description-info]"
+        " [--eula=license-text] [--eulafile=filename] [--product=product-name]"
+        " [--producturl=product-URL] [--vendor=vendor-name] [--vendorurl=vendor-URL]"
+        " [--version=version-info] [--vmname=vmname]"]),
     "modifymedium": ("Change the characteristics of a disk image", [
         "modifymedium [disk | dvd | floppy] <uuid | filename> [--autoreset=on | off] [--compact]"
         " [--description=description] [--move=pathname] [--property=name=[value]]"
@@ -109,6 +125,7 @@ ALIASES = {
     "clonehd": "clonemedium", "clonevdi": "clonemedium",
     "modifyhd": "modifymedium", "modifyvdi": "modifymedium",
     "showhdinfo": "showmediuminfo", "showvdiinfo": "showmediuminfo",
+    "convertdd": "convertfromraw",
 }
 
 

@@ -166,9 +166,16 @@ _NIC_NETWORK_ATTR = {2: "bridged_interface", 3: "internal_network", 4: "host_onl
 def nic(adapter) -> dict:
     kind = enum_int(adapter.attachment_type)
     attr = _NIC_NETWORK_ATTR.get(kind)
-    return {"slot": adapter.slot, "enabled": bool(adapter.enabled), "mac": adapter.mac_address,
-            "attachment": kind, "cable": bool(adapter.cable_connected), "type": enum_int(adapter.adapter_type),
-            "speed": int(adapter.line_speed), "network": getattr(adapter, attr) if attr else ""}
+    out = {"slot": adapter.slot, "enabled": bool(adapter.enabled), "mac": adapter.mac_address,
+           "attachment": kind, "cable": bool(adapter.cable_connected), "type": enum_int(adapter.adapter_type),
+           "speed": int(adapter.line_speed), "network": getattr(adapter, attr) if attr else "",
+           "trace": bool(adapter.trace_enabled), "trace_file": adapter.trace_file or ""}
+    if kind == 1 and out["enabled"]:
+        engine = adapter.nat_engine
+        out["network"] = engine.network or ""
+        out["nat_settings"] = [int(v) for v in engine.get_network_settings()]
+        out["redirects"] = list(engine.redirects)
+    return out
 
 
 def uart(port) -> dict:

@@ -9,7 +9,7 @@ Measures (each side in its own temporary home, nothing touches ~/.config):
                                  (ours also: the service's CPU time to that answer, and both again with the
                                  project's bytecode cached when PYTHONDONTWRITEBYTECODE forbids writing it)
   service memory (RSS) with 200 registered VMs   ours: vboxsvc   peer: libvirtd with 200 defined domains
-Targets (issue 4): p50 <= 100 us, >= 10k calls/s, cold start <= 0.3 s.
+Targets: p50 <= 100 us, >= 10k calls/s, cold start <= 0.3 s.
 Run: python3 tests/performance/bench_api.py [--calls N] [--seconds S] [--vms N]
 """
 

@@ -1,13 +1,15 @@
 """Boot benchmark: our REM vs QEMU TCG on the same Debian kernel and initramfs, in one run.
 
-    python tests/performance/bench_boot.py [--runs N] [--skip-qemu] [--skip-dd] [--forms bzImage,vmlinux,bios]
+    python tests/performance/bench_boot.py [--runs N] [--skip-qemu] [--skip-dd] [--forms bzImage,vmlinux,bios,disk,iso,debian]
 
 The `bios` form boots through SeaBIOS (the same bios.bin for both, QEMU with `-M pc`) from a SATA
 disk whose boot sector prints a marker on COM1: seconds from process start to the marker,
 and for vboxpy also the firmware's own share (its first debug-port line to the marker).
 
 Reports, for the bzImage and the vmlinux (PVH) forms: seconds from process start to the
-guest's ready marker; the in-guest `time dd if=/dev/zero of=/dev/null bs=1M count=2000` speed (guest clock);
+guest's ready marker; for the guest builder's BIOS media (disk: the MBR/SYSLINUX disk image,
+iso: the ISOLINUX CD, debian: the full Debian 12 disk, to its serial login prompt): seconds
+from process start through SeaBIOS and the boot loader to the marker or prompt; the in-guest `time dd if=/dev/zero of=/dev/null bs=1M count=2000` speed (guest clock);
 and the VM process's resident memory beyond guest RAM.  Installs qemu-system-x86 with
 apt-get when it is missing (skip with --skip-qemu).  Builds the guest if needed.
 """
@@ -21,6 +23,7 @@ import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,10 +32,41 @@ sys.path.insert(0, ROOT)
 from vmm.guest.builder import build, guest_files  # noqa: E402
 from vmm.guest.init_script import READY_MARKER  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qemu_media import DEBIAN_MEMORY_MB, LOGIN_PROMPT, ensure_media, qemu_command  # noqa: E402
+
+from vmm.guest.builder import cache_dir  # noqa: E402
+from vmm.guest.debian_disk import debian_files  # noqa: E402
+from vmm.guest.media import media_files  # noqa: E402
+
 MEMORY_MB = 256
 CMDLINE = "console=ttyS0 quiet"
 DD_MB = 2000
 DD = f"time dd if=/dev/zero of=/dev/null bs=1M count={DD_MB}"
+BIOS_FORMS = ("disk", "iso", "debian")
+
+
+def _run_help() -> str:
+    res = subprocess.run([sys.executable, "-m", "vmm.run", "--help"], capture_output=True, text=True)
+    return res.stdout
+
+
+def ours_bios(form: str, scratch: str) -> list[str] | None:
+    """Our command booting a BIOS form through the firmware from a scratch copy of the medium on
+    the AHCI controller (the ISO on a DVD drive); None when vmm.run cannot boot that form."""
+    helptext = _run_help()
+    if "[--kernel" not in helptext:
+        return None                                 # --kernel is required: no firmware boot here
+    d = cache_dir()
+    cmd = [sys.executable, "-m", "vmm.run", "--memory", str(MEMORY_MB)]
+    if form == "iso":
+        return cmd + ["--dvd", str(media_files(d).iso)] if "--dvd" in helptext else None
+    src = media_files(d).disk_raw if form == "disk" else debian_files(d).raw
+    copy = os.path.join(scratch, f"{form}.img")
+    subprocess.run(["cp", "--sparse=always", str(src), copy], check=True)
+    if form == "debian":
+        cmd[-1] = str(DEBIAN_MEMORY_MB)
+    return cmd + ["--disk", f"ahci:{copy}"]
 
 
 def ensure_qemu() -> str | None:
@@ -55,8 +89,9 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def run_guest(cmd: list[str], dd: bool, timeout: float = 300.0) -> dict:
-    """Start the VM, time the marker, optionally run dd, then power off via the shell."""
+def run_guest(cmd: list[str], dd: bool, timeout: float = 300.0, marker: bytes = READY_MARKER.encode()) -> dict:
+    """Start the VM, time the marker, optionally run dd, then power off via the shell (a login
+    prompt as the marker: no shell, the VM is killed after the timing)."""
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     buf = b""
@@ -78,8 +113,10 @@ def run_guest(cmd: list[str], dd: bool, timeout: float = 300.0) -> dict:
         return None
 
     try:
-        if wait_for(READY_MARKER.encode(), timeout):
+        if wait_for(marker, timeout):
             res["ready_s"] = time.monotonic() - t0
+            if marker == LOGIN_PROMPT:
+                return res
             wait_for(rb"# ", 30)
             if dd:
                 time.sleep(0.5)
@@ -155,16 +192,36 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--skip-qemu", action="store_true")
     ap.add_argument("--skip-dd", action="store_true")
-    ap.add_argument("--forms", default="bzImage,vmlinux,bios", help="comma list of bzImage, vmlinux, bios")
+    ap.add_argument("--forms", default="bzImage,vmlinux,bios",
+                    help="comma list of bzImage, vmlinux, bios, disk, iso, debian (debian: builds the full "
+                         "Debian disk the first time, minutes)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the marker")
     args = ap.parse_args()
     files = guest_files() if guest_files().exist() else build(log=lambda *_: None)
     qemu = None if args.skip_qemu else ensure_qemu()
     rows = []
     forms = {"bzImage": files.vmlinuz, "vmlinux": files.vmlinux}
+    bios_forms = {f for f in args.forms.split(",") if f in BIOS_FORMS}
+    if bios_forms:
+        ensure_media(bios_forms)
     for form in args.forms.split(","):
         if form == "bios":
             bios_form(qemu, args.runs, args.timeout)
+            continue
+        if form in BIOS_FORMS:
+            scratch = tempfile.mkdtemp(prefix="vboxpy-bench-")
+            ours = ours_bios(form, scratch)
+            peers = [("vboxpy REM", ours)] if ours else []
+            if qemu:
+                peers.append(("QEMU TCG", qemu_command(form, qemu, bus="ahci")))
+            marker = LOGIN_PROMPT if form == "debian" else READY_MARKER.encode()
+            for name, cmd in peers:
+                for _ in range(args.runs):
+                    r = run_guest(cmd, dd=False, timeout=args.timeout, marker=marker)
+                    rows.append((form, name, r))
+                    what = "login prompt" if form == "debian" else "ready"
+                    print(f"{form:8} {name:11} {what} {r.get('ready_s', float('nan')):6.2f} s", flush=True)
+            shutil.rmtree(scratch, ignore_errors=True)
             continue
         kernel = forms[form]
         ours = [sys.executable, "-m", "vmm.run", "--kernel", str(kernel), "--initrd", str(files.initrd),

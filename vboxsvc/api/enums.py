@@ -185,6 +185,17 @@ class NetworkAttachmentType(IntEnum):
     HostOnlyNetwork = 8
 
 
+class NATProtocol(IntEnum):
+    UDP = 0
+    TCP = 1
+
+
+class NATAliasMode(IntEnum):
+    AliasLog = 1
+    AliasProxyOnly = 2
+    AliasUseSamePorts = 4
+
+
 class NetworkAdapterType(IntEnum):
     Null = 0
     Am79C970A = 1
@@ -413,3 +424,57 @@ class VBoxEventType(IntEnum):
     OnLanguageChanged = 111
     OnMachineGroupsChanged = 118
     End = 126
+
+
+# ---- appliances (IAppliance, IVirtualSystemDescription) ---------------------------------------------
+
+class VirtualSystemDescriptionType(IntEnum):
+    Ignore = 1
+    OS = 2
+    Name = 3
+    Product = 4
+    Vendor = 5
+    Version = 6
+    ProductUrl = 7
+    VendorUrl = 8
+    Description = 9
+    License = 10
+    Miscellaneous = 11
+    CPU = 12
+    Memory = 13
+    HardDiskControllerIDE = 14
+    HardDiskControllerSATA = 15
+    HardDiskControllerSCSI = 16
+    HardDiskControllerSAS = 17
+    HardDiskImage = 18
+    Floppy = 19
+    CDROM = 20
+    NetworkAdapter = 21
+    USBController = 22
+    SoundCard = 23
+    SettingsFile = 24
+    BaseFolder = 25
+    PrimaryGroup = 26
+    BootingFirmware = 49
+    HardDiskControllerVirtioSCSI = 60
+    HardDiskControllerNVMe = 61
+
+
+class VirtualSystemDescriptionValueType(IntEnum):
+    Reference = 1
+    Original = 2
+    Auto = 3
+    ExtraConfig = 4
+
+
+class ImportOptions(IntEnum):
+    KeepAllMACs = 1
+    KeepNATMACs = 2
+    ImportToVDI = 3
+
+
+class ExportOptions(IntEnum):
+    CreateManifest = 1
+    ExportDVDImages = 2
+    StripAllMACs = 3
+    StripAllNonNATMACs = 4

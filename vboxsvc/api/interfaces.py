@@ -47,6 +47,7 @@ IVirtualBox:
     getExtraData(key: str) -> str
     setExtraData(key: str, value: str)
     findProgressById(id: str) -> IProgress
+    createAppliance() -> IAppliance
 
 IHost:
     processorCount: int
@@ -236,6 +237,7 @@ IMachine:
     deleteGuestProperty(name: str)
     enumerateGuestProperties(patterns: str = "") -> any   # [names, values, timestamps, flags]
     pushGuestProperty(name: str, value: str, timestamp: int, flags: str)   # vboxpy: IInternalMachineControl::pushGuestProperty for the VM process
+    exportTo(appliance: IAppliance, location: str) -> IVirtualSystemDescription
 
 IUSBController:
     name: str
@@ -360,9 +362,27 @@ INetworkAdapter:
     cableConnected: bool rw
     lineSpeed: int rw
     promiscModePolicy: NetworkAdapterPromiscModePolicy rw
-    traceEnabled: bool
-    traceFile: str
+    traceEnabled: bool rw
+    traceFile: str rw
     bootPriority: int rw
+    NATEngine: INATEngine
+
+INATEngine:
+    network: str rw
+    hostIP: str rw
+    TFTPPrefix: str rw
+    TFTPBootFile: str rw
+    TFTPNextServer: str rw
+    aliasMode: int rw
+    DNSPassDomain: bool rw
+    DNSProxy: bool rw
+    DNSUseHostResolver: bool rw
+    localhostReachable: bool rw
+    redirects: [str]
+    setNetworkSettings(mtu: int, sockSnd: int, sockRcv: int, TcpWndSnd: int, TcpWndRcv: int)
+    getNetworkSettings() -> [int]            # [mtu, sockSnd, sockRcv, TcpWndSnd, TcpWndRcv]
+    addRedirect(name: str, proto: NATProtocol, hostIP: str, hostPort: int, guestIP: str, guestPort: int)
+    removeRedirect(name: str)
 
 ISerialPort:
     slot: int
@@ -438,6 +458,9 @@ IConsole:
     removeSharedFolder(name: str)
     accessGuestProperty(name: str, value: str, flags: str, accessMode: int) -> any   # vboxpy: IInternalSessionControl::accessGuestProperty (0 get, 1 set, 2 delete) -> [value, timestamp, flags]
     enumerateGuestProperties(patterns: str) -> any   # vboxpy: IInternalSessionControl::enumerateGuestProperties -> [names, values, timestamps, flags]
+    onNATRedirectRuleChange(slot: int, remove: bool, name: str, proto: NATProtocol, hostIP: str, hostPort: int, guestIP: str, guestPort: int)   # vboxpy: IInternalSessionControl's, a port forward changed while the VM runs
+    onNetworkAdapterChange(slot: int, cableConnected: bool)   # vboxpy: IInternalSessionControl's, the cable was plugged or pulled while the VM runs
+    onMediumChange(controller: str, port: int, device: int, location: str)   # vboxpy: a DVD drive of the running VM gets another disc ("" = none), as IInternalSessionControl::OnMediumChange
     mergeSnapshotOnline(jobs: any, known: any) -> any   # vboxpy: the VM process runs the merges of deleting a snapshot of the running machine (jobs: [[kind, source, target, relink]], known: [[uuid, path]])
 
 IProgress:
@@ -479,4 +502,28 @@ IEventSource:
 
 IEventListener:
     handleEvent(event: IEvent)
+
+IAppliance:
+    path: str
+    disks: [str]
+    virtualSystemDescriptions: [IVirtualSystemDescription]
+    machines: [str]
+    read(file: str) -> IProgress
+    interpret()
+    importMachines(options: [ImportOptions] = []) -> IProgress
+    write(format: str, options: [ExportOptions], path: str) -> IProgress
+    getWarnings() -> [str]
+    getPasswordIds() -> [str]
+    getMediumIdsForPasswordId(passwordId: str) -> [str]
+    addPasswords(identifiers: [str], passwords: [str])
+    createVirtualSystemDescriptions(requested: int) -> int
+
+IVirtualSystemDescription:
+    count: int
+    getDescription() -> any                 # [types, refs, OVFValues, VBoxValues, extraConfigValues]
+    getDescriptionByType(type: VirtualSystemDescriptionType) -> any
+    removeDescriptionByType(type: VirtualSystemDescriptionType)
+    getValuesByType(type: VirtualSystemDescriptionType, which: VirtualSystemDescriptionValueType) -> [str]
+    setFinalValues(enabled: [bool], VBoxValues: [str], extraConfigValues: [str])
+    addDescription(type: VirtualSystemDescriptionType, VBoxValue: str, extraConfigValue: str = "")
 """

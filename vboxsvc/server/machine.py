@@ -68,7 +68,7 @@ def random_mac() -> str:
 
 
 def new_machine_settings(uid, name: str, groups: list[str], os_type, directory_includes_uuid: bool) -> MachineSettings:
-    """A new machine as VirtualBox's Machine::init makes it (reference §5.2)."""
+    """A new machine as VirtualBox's Machine::init makes it (MachineImpl.cpp)."""
     adapter = os_type.adapter_type.name
     nics = [NetworkAdapter(slot=i, type=adapter, mac=random_mac(),
                            enabled=(i == 0), attachment_type="NAT" if i == 0 else "Null") for i in range(8)]
@@ -610,7 +610,7 @@ class MachineView(StorageMixin):
             core.data = previous
             raise
         if changed and previous is not None and previous.snapshot is not None:
-            from .snapshots import mark_modified  # issue 9 hook: VirtualBox's currentStateModified
+            from .snapshots import mark_modified  # VirtualBox's currentStateModified
             mark_modified(core)
         ctx.fire(VBoxEventType.OnMachineDataChanged, machine_id=core.id, temporary=False)
 
@@ -695,7 +695,7 @@ class MachineView(StorageMixin):
         if old == MachineState.Restoring and state in (MachineState.Running, MachineState.Paused):
             core.drop_saved_state_file()
         if old in (MachineState.Starting, MachineState.Restoring) and state == MachineState.Running:
-            from .snapshots import mark_modified  # issue 9 hook: a started VM changes the current state
+            from .snapshots import mark_modified  # a started VM changes the current state
             mark_modified(core)
 
     def discard_saved_state(self, remove_file: bool = True) -> None:
@@ -719,7 +719,7 @@ class MachineView(StorageMixin):
             except OSError:
                 pass
 
-    # --- snapshots and clones (issue 9: vboxsvc/server/snapshots.py, clone.py) -----------------------
+    # --- snapshots and clones (vboxsvc/server/snapshots.py, clone.py) ---------------------------------
     @property
     def current_snapshot(self):
         from .snapshots import current_snapshot
@@ -744,6 +744,10 @@ class MachineView(StorageMixin):
     def clone_to(self, target, mode, options=()):
         from .clone import clone_to
         return clone_to(self, target, mode, list(options))
+
+    def export_to(self, appliance, location: str):
+        from .appliance_export import export_to
+        return export_to(self, appliance, location)
 
     # --- paravirtualization, logs ---------------------------------------------------------------
     def get_effective_paravirt_provider(self):
@@ -809,7 +813,7 @@ class MachineView(StorageMixin):
         if core.data is not None and cleanup_mode != CleanupMode.UnregisterOnly:
             media = core.vbox.media.detach_all(core, cleanup_mode)
             if core.data.snapshot is not None:
-                from .snapshots import detach_snapshot_media  # issue 9 hook: the snapshots' disks too
+                from .snapshots import detach_snapshot_media  # the snapshots' disks too
                 media = detach_snapshot_media(core, media, cleanup_mode)
         core.vbox.unregister_core(core)
         if cleanup_mode == CleanupMode.UnregisterOnly:
@@ -835,7 +839,10 @@ class MachineView(StorageMixin):
                 p.set_percent(i * 100 // max(1, len(media)))
                 try:
                     if os.path.exists(m.location):
-                        os.unlink(m.location)
+                        from .media import _storage
+                        for f in _storage().image_files(m.location):    # a VMDK's extent files too
+                            if os.path.exists(f):
+                                os.unlink(f)
                 except OSError as e:
                     errors.append(f"Could not delete the medium storage unit '{m.location}' ({e.strerror})")
             p.set_operation(1)
@@ -853,7 +860,7 @@ class MachineView(StorageMixin):
                 except OSError:
                     pass
             if core.data is not None:
-                from .snapshots import snapshot_state_files  # issue 9 hook: snapshots' saved states
+                from .snapshots import snapshot_state_files  # snapshots' saved states
                 for f in snapshot_state_files(core):
                     try:
                         os.unlink(f)

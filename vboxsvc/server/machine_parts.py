@@ -5,6 +5,8 @@ settings (the session copy for a session machine), so setters follow the machine
 
 from __future__ import annotations
 
+import logging
+
 from ..api import errors as rc
 from ..api.enums import (
     APICMode,
@@ -16,6 +18,8 @@ from ..api.enums import (
     GraphicsControllerType,
     HWVirtExPropertyType,
     IommuType,
+    MachineState,
+    NATProtocol,
     NetworkAdapterPromiscModePolicy,
     NetworkAdapterType,
     NetworkAttachmentType,
@@ -29,6 +33,8 @@ from ..api.errors import VBoxError
 from .fields import assign, enum_names, field, in_range
 from .statedeps import MUTABLE, MUTABLE_OR_RUNNING, MUTABLE_OR_SAVED
 from .sysprops import bus_limits
+
+log = logging.getLogger("vboxsvc.machine")
 
 
 class _Part:
@@ -175,13 +181,157 @@ class NetworkAdapter(_Part):
     internal_network = _slot_field("internal_network", MUTABLE_OR_RUNNING)
     nat_network = _slot_field("nat_network", MUTABLE_OR_RUNNING)
     generic_driver = _slot_field("generic_driver", MUTABLE_OR_RUNNING)
-    cable_connected = _slot_field("cable_connected", MUTABLE_OR_RUNNING)
     line_speed = _slot_field("line_speed", MUTABLE)
     promisc_mode_policy = _slot_field("promisc_mode_policy", MUTABLE_OR_RUNNING,
                                *enum_names(NetworkAdapterPromiscModePolicy))
     boot_priority = _slot_field("boot_priority", MUTABLE, check=in_range("boot priority", 0, 4))
-    trace_enabled = False  # packet tracing is not available in vboxpy
-    trace_file = ""
+    trace_enabled = _slot_field("trace_enabled", MUTABLE)
+    trace_file = _slot_field("trace_file", MUTABLE)
+
+    @property
+    def cable_connected(self) -> bool:
+        return self._d.cable_connected
+
+    @cable_connected.setter
+    def cable_connected(self, value: bool) -> None:
+        self._mv._check_mutable(MUTABLE_OR_RUNNING)
+        changed = bool(value) != self._d.cable_connected
+        assign(self._d, "cable_connected", bool(value))
+        if changed:      # NetworkAdapter::setCableConnected -> Console::onNetworkAdapterChange
+            notify_console(self._mv, "on_network_adapter_change", [self.slot, bool(value)])
+
+    @property
+    def nat_engine(self):
+        return self._mv._part(NatEngine, self.slot)
+
+
+def notify_console(view, member: str, args: list) -> None:
+    """Tell the running VM's console about a change made through a session machine (VirtualBox's
+    IInternalSessionControl::on*Change); a VM that is not running hears nothing."""
+    from ..ipc.dispatcher import CALL
+    from .context import ctx
+    core = view._core
+    direct = core.direct
+    console = direct.console if direct is not None else None
+    if console is None or ctx.bus is None or core.state not in (MachineState.Running, MachineState.Paused):
+        return
+    answer = ctx.bus.call_remote(console, CALL, member, args)
+
+    def answered(_value, err):
+        if err is not None:
+            log.warning("console %s failed: %s", member, getattr(err, "text", err))
+    answer.add_callback(answered)
+
+
+def _nat_field(name: str):
+    def get(self):
+        return getattr(self._d.nat, name)
+
+    def set_(self, value):
+        self._mv._check_mutable(MUTABLE_OR_RUNNING)
+        assign(self._d.nat, name, value)
+    return property(get, set_)
+
+
+class NatEngine(_Part):
+    """INATEngine of one adapter (NATEngineImpl.cpp): the NAT settings and port-forwarding rules."""
+
+    __interface__ = "INATEngine"
+    __component__ = "NATEngineWrap"
+
+    def __init__(self, view, slot: int):
+        super().__init__(view)
+        self.slot = slot
+
+    @property
+    def _d(self):
+        return self._mv._d.hardware.network_adapters[self.slot]
+
+    network = _nat_field("network")
+    host_ip = _nat_field("bind_ip")
+    tftp_prefix = _nat_field("tftp_prefix")
+    tftp_boot_file = _nat_field("tftp_boot_file")
+    tftp_next_server = _nat_field("tftp_next_server")
+    dns_pass_domain = _nat_field("dns_pass_domain")
+    dns_proxy = _nat_field("dns_proxy")
+    dns_use_host_resolver = _nat_field("dns_use_host_resolver")
+    localhost_reachable = _nat_field("localhost_reachable")
+
+    @property
+    def alias_mode(self) -> int:
+        n = self._d.nat
+        return (1 if n.alias_log else 0) | (2 if n.alias_proxy_only else 0) | (4 if n.alias_use_same_ports else 0)
+
+    @alias_mode.setter
+    def alias_mode(self, value: int) -> None:
+        self._mv._check_mutable(MUTABLE_OR_RUNNING)
+        n = self._d.nat
+        assign(n, "alias_log", bool(value & 1))
+        assign(n, "alias_proxy_only", bool(value & 2))
+        assign(n, "alias_use_same_ports", bool(value & 4))
+
+    def set_network_settings(self, mtu: int, sock_snd: int, sock_rcv: int, tcp_wnd_snd: int,
+                             tcp_wnd_rcv: int) -> None:
+        self._mv._check_mutable(MUTABLE_OR_RUNNING)
+        n = self._d.nat
+        for name, value in (("mtu", mtu), ("sock_snd", sock_snd), ("sock_rcv", sock_rcv),
+                            ("tcp_snd", tcp_wnd_snd), ("tcp_rcv", tcp_wnd_rcv)):
+            if value:                       # NATEngine::setNetworkSettings leaves 0 values alone
+                assign(n, name, int(value))
+
+    def get_network_settings(self) -> list[int]:
+        n = self._d.nat
+        return [n.mtu, n.sock_snd, n.sock_rcv, n.tcp_snd, n.tcp_rcv]
+
+    @property
+    def redirects(self) -> list[str]:
+        return [f"{r.name},{1 if r.proto == 'TCP' else 0},{r.host_ip},{r.host_port},{r.guest_ip},{r.guest_port}"
+                for r in sorted(self._d.nat_rules, key=lambda r: r.name)]
+
+    def add_redirect(self, name: str, proto: NATProtocol, host_ip: str, host_port: int, guest_ip: str,
+                     guest_port: int) -> None:
+        from settings.models import NatRule
+        self._mv._check_mutable(MUTABLE_OR_RUNNING)
+        try:
+            proto = NATProtocol(int(proto))
+        except ValueError:
+            raise VBoxError(rc.E_INVALIDARG, f"Invalid NAT protocol {proto}", "INATEngine",
+                            self.__component__) from None
+        proto_name = "tcp" if proto == NATProtocol.TCP else "udp"
+        if not name:
+            name = f"{proto_name}_{host_port}_{guest_port}"
+        elif "," in name:
+            raise VBoxError(rc.E_INVALIDARG, "',' - invalid character in NAT rule name", "INATEngine",
+                            self.__component__)
+        for r in self._d.nat_rules:
+            if r.name == name:
+                raise VBoxError(rc.E_INVALIDARG, "A NAT rule of this name already exists", "INATEngine",
+                                self.__component__)
+            if r.host_ip == host_ip and r.host_port == host_port and r.proto == proto.name:
+                raise VBoxError(rc.E_INVALIDARG, "A NAT rule for this host port and this host IP already exists",
+                                "INATEngine", self.__component__)
+        for what, port in (("host", host_port), ("guest", guest_port)):
+            if not 0 <= int(port) <= 65535:
+                raise VBoxError(rc.E_INVALIDARG, f"Invalid {what} port {port}", "INATEngine", self.__component__)
+        rule = NatRule(name=name, proto=proto.name, host_ip=host_ip or "", host_port=int(host_port),
+                       guest_ip=guest_ip or "", guest_port=int(guest_port))
+        assign(self._d, "nat_rules", self._d.nat_rules + [rule])
+        if self._d.attachment_type == "NAT":
+            notify_console(self._mv, "on_nat_redirect_rule_change",
+                           [self.slot, False, name, int(proto), rule.host_ip, rule.host_port, rule.guest_ip,
+                            rule.guest_port])
+
+    def remove_redirect(self, name: str) -> None:
+        self._mv._check_mutable(MUTABLE_OR_RUNNING)
+        rules = self._d.nat_rules
+        rule = next((r for r in rules if r.name == name), None)
+        if rule is None:
+            raise VBoxError(rc.E_INVALIDARG, "", "INATEngine", self.__component__)
+        assign(self._d, "nat_rules", [r for r in rules if r.name != name])
+        if self._d.attachment_type == "NAT":
+            notify_console(self._mv, "on_nat_redirect_rule_change",
+                           [self.slot, True, name, 1 if rule.proto == "TCP" else 0, rule.host_ip, rule.host_port,
+                            rule.guest_ip, rule.guest_port])
 
 
 class SerialPort(_Part):

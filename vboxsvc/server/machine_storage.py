@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from settings.models import AttachedDevice
 from settings.models import StorageController as ControllerModel
 
 from ..api import errors as rc
-from ..api.enums import DeviceType, MediumState, StorageBus
+from ..api.enums import DeviceType, MachineState, MediumState, StorageBus
 from ..api.errors import VBoxError
 from .fields import assign
 from .machine_parts import MediumAttachment, StorageController
 from .statedeps import MUTABLE, MUTABLE_OR_RUNNING
 from .sysprops import bus_limits
 
+log = logging.getLogger("vboxsvc.machine")
 _DEVICE_NAMES = {DeviceType.HardDisk: "HardDisk", DeviceType.DVD: "DVD", DeviceType.Floppy: "Floppy"}
 
 
@@ -173,6 +176,25 @@ class StorageMixin:
             raise VBoxError(rc.E_INVALIDARG, "Only DVD and floppy drives can have media mounted")
         medium = self._check_medium(medium, DeviceType[dev.type])
         assign(dev, "medium", medium.id if medium else None)
+        self._tell_console_medium_changed(name, controller_port, device, medium)
+
+    def _tell_console_medium_changed(self, name: str, port: int, device: int, medium) -> None:
+        """A running VM's drive gets the new disc at once (Console::onMediumChange in VirtualBox)."""
+        from ..ipc.dispatcher import CALL
+        from .context import ctx
+        core = self._core
+        direct = core.direct
+        console = direct.console if direct is not None else None
+        if console is None or ctx.bus is None or core.state not in (MachineState.Running, MachineState.Paused):
+            return
+        location = medium.location if medium is not None else ""
+        answer = ctx.bus.call_remote(console, CALL, "on_medium_change", [name, port, device, location])
+
+        def answered(_value, err):
+            if err is not None:
+                log.warning("'%s': the VM did not take the medium change on %s port %d device %d: %s",
+                            core.name, name, port, device, err)
+        answer.add_callback(answered)
 
     def unmount_medium(self, name: str, controller_port: int, device: int, force: bool = False) -> None:
         self.mount_medium(name, controller_port, device, None, force)

@@ -45,6 +45,18 @@ def _storage():
     return st
 
 
+def _vmdk_variant(flags: int) -> str:
+    """MediumVariant bits -> the VMDK layout vmm.storage creates."""
+    if flags & MediumVariant.VmdkStreamOptimized:
+        return "stream"
+    if flags & MediumVariant.VmdkSplit2G:
+        return "split2g-fixed" if flags & MediumVariant.Fixed else "split2g"
+    return "fixed" if flags & MediumVariant.Fixed else "standard"
+
+
+FORMATS = ("VDI", "VMDK", "RAW")
+
+
 class Medium:
     __interface__ = "IMedium"
     __component__ = "MediumWrap"
@@ -95,6 +107,9 @@ class Medium:
 
     @property
     def size(self) -> int:
+        if self.format == "VMDK" and self.device_type == DeviceType.HardDisk:
+            i = self.info()         # a VMDK may be several files: the image knows them all
+            return i.file_size if i is not None else 0
         try:
             return os.stat(self.location).st_size
         except OSError:
@@ -111,10 +126,14 @@ class Medium:
         if i is None:
             return [MediumVariant.Standard]
         out = []
-        if i.variant == "fixed" and self.format == "VDI":
+        if i.variant == "fixed" and self.format in ("VDI", "VMDK"):
             out.append(MediumVariant.Fixed)
         if i.variant == "differencing":
             out.append(MediumVariant.Diff)
+        sub = {"split2G": MediumVariant.VmdkSplit2G, "streamOptimized": MediumVariant.VmdkStreamOptimized,
+               "ESX": MediumVariant.VmdkESX}.get(getattr(i, "subformat", "default"))
+        if sub is not None:
+            out.append(sub)
         return out or [MediumVariant.Standard]
 
     @property
@@ -193,9 +212,9 @@ class Medium:
         """Give the image a new UUID (random if empty) and/or record another parent UUID in its header."""
         if not (set_image_id or set_parent_id):
             return
-        if self.device_type != DeviceType.HardDisk or self.format != "VDI":
+        if self.device_type != DeviceType.HardDisk or self.format not in ("VDI", "VMDK"):
             raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, f"Medium '{self.location}' does not support changing UUIDs "
-                                                     "(only VDI hard disks do)")
+                                                     "(only VDI and VMDK hard disks do)")
         self._need(MediumState.Created)
         users = self._reg.users(self)
         if users:
@@ -219,23 +238,10 @@ class Medium:
                 new_parent = uuidlib.UUID(parent_id.strip("{}")) if parent_id else uuidlib.UUID(int=0)
             except ValueError:
                 raise VBoxError(rc.E_INVALIDARG, f"Invalid UUID '{parent_id}'") from None
-        from vmm.storage import vdi_header as vh
+        st = _storage()
         try:
-            fd = os.open(self.location, os.O_RDWR)
-            try:
-                raw = os.pread(fd, 4096, 0)
-                h = vh.parse_header(raw, os.fstat(fd).st_size, self.location)
-                changes = {}
-                if set_image_id:
-                    changes["uuid_create"] = uuidlib.UUID(new_id)
-                if new_parent is not None:
-                    changes["uuid_linkage"] = new_parent
-                h = h.with_(**changes).upgraded()
-                os.pwrite(fd, h.pack(), vh.PRE_HEADER_SIZE)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except (OSError, _storage().DiskImageError) as e:
+            st.set_uuids(self.location, image_uuid=new_id if set_image_id else None, parent_uuid=new_parent)
+        except (OSError, st.DiskImageError) as e:
             raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not update the UUIDs of '{self.location}' ({e})") from None
         if new_id != self.id:
             self._reg.by_id.pop(self.id, None)
@@ -289,6 +295,11 @@ class Medium:
         fixed = bool(flags & MediumVariant.Fixed)
         if self.format == "RAW" and not fixed:
             fixed = True
+        vmdk_variant = _vmdk_variant(flags)
+        if self.format != "VMDK" and flags & (MediumVariant.VmdkSplit2G | MediumVariant.VmdkStreamOptimized
+                                              | MediumVariant.VmdkESX | MediumVariant.VmdkRawDisk):
+            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, f"Medium format '{self.format}' does not support the "
+                                                     "requested storage variant")
         if os.path.exists(self.location):
             raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not create the medium storage unit '{self.location}'.\n"
                                                   "VD: error VERR_ALREADY_EXISTS (-105) creating image file")
@@ -301,8 +312,12 @@ class Medium:
             if not (flags & MediumVariant.NoCreateDir):
                 os.makedirs(os.path.dirname(self.location), exist_ok=True)
             try:
-                img = (st.create_raw(self.location, logical_size) if self.format == "RAW"
-                       else st.create_vdi(self.location, logical_size, fixed=fixed, uuid=self.id))
+                if self.format == "RAW":
+                    img = st.create_raw(self.location, logical_size)
+                elif self.format == "VMDK":
+                    img = st.create_vmdk(self.location, logical_size, vmdk_variant, uuid=self.id)
+                else:
+                    img = st.create_vdi(self.location, logical_size, fixed=fixed, uuid=self.id)
                 img.close()
             except (st.DiskImageError, OSError) as e:
                 raise VBoxError(rc.VBOX_E_FILE_ERROR,
@@ -330,13 +345,14 @@ class Medium:
         progress = Progress(f"Deleting medium storage unit '{self.location}'", initiator=self)
 
         def work(p):
-            try:
-                os.unlink(self.location)
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not delete the medium storage unit "
-                                                      f"'{self.location}' ({e.strerror})") from None
+            for f in _storage().image_files(self.location):     # a VMDK may have extent files
+                try:
+                    os.unlink(f)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not delete the medium storage unit "
+                                                          f"'{self.location}' ({e.strerror})") from None
 
         def done(_r, err):
             if err is not None:
@@ -358,8 +374,8 @@ class Medium:
         return target
 
     def create_diff_storage(self, target, variant=()):
-        if self.device_type != DeviceType.HardDisk or self.format != "VDI":
-            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, "Differencing images need a VDI hard disk as parent")
+        if self.device_type != DeviceType.HardDisk or self.format not in ("VDI", "VMDK"):
+            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, "Differencing images need a VDI or VMDK hard disk as parent")
         self._need(MediumState.Created)
         target = self._target(target)
         if target.format != "VDI":
@@ -401,6 +417,9 @@ class Medium:
         for v in variant:
             flags |= int(v)
         fixed = bool(flags & MediumVariant.Fixed)
+        if target.format != "VMDK" and flags & (MediumVariant.VmdkSplit2G | MediumVariant.VmdkStreamOptimized):
+            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, f"Medium format '{target.format}' does not support the "
+                                                     "requested storage variant")
         target.state = MediumState.Creating
         progress = Progress(f"Creating clone medium '{target.location}'", initiator=self, cancelable=True)
 
@@ -414,8 +433,9 @@ class Medium:
                 p.set_percent(int(frac * 100))
             try:
                 st.clone_image(self.location, target.location, fmt=target.format, fixed=fixed, flatten=True,
-                               progress=report, uuid=target.id if target.format == "VDI" else None,
-                               parent_resolver=self._reg.resolver())
+                               progress=report, uuid=target.id if target.format in ("VDI", "VMDK") else None,
+                               parent_resolver=self._reg.resolver(),
+                               variant=_vmdk_variant(flags) if target.format == "VMDK" else None)
             except (st.DiskImageError, OSError) as e:
                 if os.path.exists(target.location):
                     os.unlink(target.location)
@@ -537,7 +557,7 @@ class MediaRegistry:
         uid = str(model.uuid)
         existing = self.by_id.get(uid)
         if existing is not None:
-            # issue 9 hook: a linked clone's registry repeats its parents; pick up its own children
+            # a linked clone's registry repeats its parents; pick up its own children
             for c in model.children:
                 if str(c.uuid) not in self.by_id:
                     existing.children.append(self._load_tree(c, device_type, owner, folder, existing))
@@ -610,7 +630,7 @@ class MediaRegistry:
                                          if c.state != MediumState.NotCreated and mine(c)])
 
         def mine(m: Medium) -> bool:
-            # issue 9 hook: a linked clone's diffs live in its own registry, nested under parents
+            # a linked clone's diffs live in its own registry, nested under parents
             # that other registries own, so a registry holds the chains leading to its media
             return m.registry == owner or any(mine(c) for c in m.children)
         for m in self.by_id.values():
@@ -743,7 +763,7 @@ class MediaRegistry:
     # --- factories -----------------------------------------------------------------------------------
     def create(self, fmt: str, location: str, access_mode, device_type: DeviceType) -> Medium:
         fmt = (fmt or self.vbox.system_properties.default_hard_disk_format).upper()
-        if fmt not in ("VDI", "RAW"):
+        if fmt not in FORMATS:
             raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"Invalid medium storage format '{fmt}'")
         if device_type not in (DeviceType.HardDisk, DeviceType.DVD, DeviceType.Floppy):
             raise VBoxError(rc.E_INVALIDARG, f"Invalid device type {int(device_type)}")
@@ -763,8 +783,8 @@ class MediaRegistry:
             if os.sep in location:
                 raise VBoxError(rc.VBOX_E_FILE_ERROR, f"The given path '{location}' is not fully qualified")
             location = os.path.join(self.vbox.system_properties.default_machine_folder, location)
-        if not os.path.splitext(location)[1] and fmt == "VDI":
-            location += ".vdi"
+        if not os.path.splitext(location)[1] and fmt in ("VDI", "VMDK"):
+            location += "." + fmt.lower()
         return os.path.normpath(location)
 
     def open(self, location: str, device_type: DeviceType, access_mode, force_new_uuid: bool) -> Medium:
@@ -798,8 +818,18 @@ class MediaRegistry:
                                     "not found in the media registry")
         else:
             info, fmt, uid = None, "RAW", str(uuidlib.uuid4())
-        if force_new_uuid and fmt != "VDI":
+        if force_new_uuid and fmt not in ("VDI", "VMDK"):
             uid = str(uuidlib.uuid4())
+        elif (force_new_uuid or info.uuid is None) and fmt == "VMDK":
+            # VirtualBox gives a VMDK without ddb.uuid.image (qemu makes those) a UUID on open and keeps
+            # it in the descriptor when it may write there
+            uid = str(uuidlib.uuid4())
+            if access_mode != AccessMode.ReadOnly:
+                try:
+                    _storage().set_uuids(location, image_uuid=uid)
+                    info = None
+                except (OSError, _storage().DiskImageError) as e:
+                    log.info("cannot record a UUID in %s: %s", location, e)
         existing = self.by_id.get(uid)
         if existing is not None and existing.registry is not None:
             raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,

@@ -300,9 +300,9 @@ def _snapshotted_media(core, hw: Hardware) -> list[tuple[object, object]]:
             raise _err(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find an open hard disk with UUID {{{dev.medium}}}")
         if m.base.type_ not in (MediumType.Normal,):
             continue
-        if m.format != "VDI":
-            raise _err(rc.VBOX_E_NOT_SUPPORTED, f"Medium '{m.location}' cannot be snapshotted: only VDI images "
-                                                "can have differencing images")
+        if m.format not in ("VDI", "VMDK"):
+            raise _err(rc.VBOX_E_NOT_SUPPORTED, f"Medium '{m.location}' cannot be snapshotted: only VDI and VMDK "
+                                                "images can have (VDI) differencing images")
         if m.state not in (MediumState.Created, MediumState.LockedRead, MediumState.LockedWrite):
             m.refresh_state()
             if m.state != MediumState.Created:

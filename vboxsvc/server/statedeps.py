@@ -45,7 +45,7 @@ TRANSITIONS: dict[S, set[S]] = {
     S.Stopping: {S.PoweredOff},
     S.LiveSnapshotting: {S.Running, S.Paused},
     S.OnlineSnapshotting: {S.Running, S.Paused},
-    S.DeletingSnapshotOnline: {S.Running, S.Paused},   # issue 9: deleting a snapshot of a running VM
+    S.DeletingSnapshotOnline: {S.Running, S.Paused},   # deleting a snapshot of a running VM
     S.DeletingSnapshotPaused: {S.Paused, S.Running},
     S.Teleporting: {S.Running, S.Teleported, S.Paused},
     S.TeleportingPausedVM: {S.Paused, S.Teleported},

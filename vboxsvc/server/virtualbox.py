@@ -317,6 +317,10 @@ class VirtualBox:
             raise
         ctx.fire(VBoxEventType.OnExtraDataChanged, machine_id="", key=key, value=value)
 
+    def create_appliance(self):
+        from .appliance import Appliance
+        return Appliance(self)
+
     def find_progress_by_id(self, id: str):
         p = Progress.registry.get(id.strip("{}"))
         if p is None:

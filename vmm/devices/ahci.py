@@ -3,7 +3,8 @@
 ABAR (BAR5, 8 KiB of MMIO) holds the generic host control registers and one register
 block per port.  When the guest sets bits in PxCI the HBA fetches the command header from
 the port's command list, the command FIS and PRDT from the command table, runs the ATA
-command on the port's `AtaDisk` with the PRDT as zero-copy views of guest RAM, posts the
+command on the port's `AtaDisk` (or, for an ATAPI command, the CDB on the port's CD/DVD
+`AtapiDrive`) with the PRDT as zero-copy views of guest RAM, posts the
 D2H / PIO Setup / Set Device Bits FIS into the received-FIS area and raises PxIS, which
 drives INTx through the PCI function.  Commands complete synchronously in the doorbell
 write.  Structures the guest points outside RAM end in a host bus fatal error on that port
@@ -27,7 +28,9 @@ from vmm.devices.ata_disk import (
     AtaResult,
     AtaTaskfile,
 )
+from vmm.devices.atapi import AtapiDrive, ScsiError
 from vmm.devices.base import IrqLine
+from vmm.devices.ide import atapi_identify
 from vmm.devices.pci import BAR_MEM32, PciFunction, PciFunctionState
 from vmm.memory import GuestMemory, GuestMemoryError
 
@@ -55,10 +58,23 @@ IS_HBDS, IS_HBFS, IS_TFES = 1 << 28, 1 << 29, 1 << 30
 IS_VALID = 0xFDC0_00FF
 
 SIG_ATA = 0x0000_0101
+SIG_ATAPI = 0xEB14_0101
+ACMD_OFFSET = 0x40            # the ATAPI command (CDB) in the command table
 SSTS_PRESENT = 0x123          # IPM active, Gen2, device present with PHY communication
 
 RFIS_DSFIS, RFIS_PSFIS, RFIS_RFIS, RFIS_SDBFIS = 0x00, 0x20, 0x40, 0x58
 _PRD = struct.Struct("<Q4xI")
+
+
+def _copy_into(views: list[memoryview], data: bytes) -> int:
+    done = 0
+    for v in views:
+        n = min(len(v), len(data) - done)
+        if n <= 0:
+            break
+        v[:n] = data[done:done + n]
+        done += n
+    return done
 
 
 class _Fault(Exception):
@@ -91,7 +107,7 @@ class AhciState:
 
 
 class AhciPort:
-    def __init__(self, hba: Ahci, index: int, disk: AtaDisk | None):
+    def __init__(self, hba: Ahci, index: int, disk: AtaDisk | AtapiDrive | None):
         self.hba = hba
         self.index = index
         self.disk = disk
@@ -102,7 +118,11 @@ class AhciPort:
         s = self.s = AhciPortState()
         s.cmd = CMD_SUD | CMD_POD                 # no staggered spin-up: the device is spun up
         if self.disk is not None:
-            s.tfd, s.sig, s.ssts = STATUS_OK, SIG_ATA, SSTS_PRESENT
+            s.tfd, s.sig, s.ssts = STATUS_OK, self._signature, SSTS_PRESENT
+
+    @property
+    def _signature(self) -> int:
+        return SIG_ATAPI if isinstance(self.disk, AtapiDrive) else SIG_ATA
 
     # --- registers -----------------------------------------------------------------------------
     def read(self, reg: int) -> int:
@@ -176,7 +196,7 @@ class AhciPort:
     def reset_device(self) -> None:
         """COMRESET (or SRST) done: the device signs on with its signature D2H FIS."""
         s = self.s
-        s.ssts, s.sig, s.tfd = SSTS_PRESENT, SIG_ATA, STATUS_OK
+        s.ssts, s.sig, s.tfd = SSTS_PRESENT, self._signature, STATUS_OK
         s.serr |= 1 << 26                         # DIAG.X: device presence changed
         if s.cmd & CMD_FRE:
             self._post_d2h(STATUS_OK, 0, signature=True, irq=True)
@@ -194,7 +214,9 @@ class AhciPort:
         fis = bytearray(20)
         fis[0], fis[1], fis[2], fis[3] = 0x34, 0x40, status, error
         if signature:
-            fis[4], fis[12] = 1, 1                # LBA low 1, count 1: an ATA device
+            fis[4], fis[12] = 1, 1                # LBA low 1, count 1: an ATA device ...
+            if isinstance(self.disk, AtapiDrive):
+                fis[5], fis[6] = 0x14, 0xEB       # ... or, with LBA mid/high 14h/EBh, a packet device
         elif tf is not None:
             lba = tf.lba
             fis[4:7] = (lba & 0xFF_FFFF).to_bytes(3, "little")
@@ -252,6 +274,13 @@ class AhciPort:
             return
         tf = AtaTaskfile.from_fis(cfis)
         views = self._prdt_views(prdt_raw)
+        if isinstance(self.disk, AtapiDrive):
+            try:
+                cdb = mem.read(ctba + ACMD_OFFSET, 16)
+            except GuestMemoryError:
+                raise _Fault()
+            self._run_atapi(slot, bit, hdr_addr, tf, cdb if dw0 & (1 << 5) else None, views)
+            return
         need = self.disk.transfer_length(tf)
         if dw0 & (1 << 5) or sum(len(v) for v in views) < need:
             # ATAPI is not provided; a PRDT smaller than the transfer is a driver bug
@@ -276,6 +305,55 @@ class AhciPort:
             psfis = bytearray(20)
             psfis[0], psfis[1], psfis[2], psfis[15] = 0x5F, 0x60, STATUS_OK | ST_DRQ, STATUS_OK
             psfis[16:18] = (result.transferred & 0xFFFF).to_bytes(2, "little")
+            self._fis_write(RFIS_PSFIS, bytes(psfis))
+            self._set_is(IS_PSS)
+        self._post_d2h(STATUS_OK, 0, tf=tf)
+
+    def _run_atapi(self, slot: int, bit: int, hdr_addr: int, tf: AtaTaskfile, cdb: bytes | None,
+                   views: list[memoryview]) -> None:
+        """A command for the CD/DVD drive: PACKET (the CDB), IDENTIFY PACKET DEVICE, housekeeping."""
+        drive: AtapiDrive = self.disk
+        s = self.s
+        s.ci &= ~bit
+        op, done, pio = tf.command, 0, False
+        if op == 0xA0 and cdb is not None:
+            result = drive.command(cdb)
+            if result.check:
+                self._write_prdbc(hdr_addr, 0)
+                s.sact &= ~bit
+                s.halted = True
+                self._post_d2h(STATUS_OK | ST_ERR, result.sense_key << 4, irq=False)
+                self._set_is(IS_TFES | IS_DHRS)
+                return
+            if result.data_in:
+                try:
+                    done = drive.read_data(result, 0, views)
+                except ScsiError as e:
+                    drive.read_failed(e)
+                    self._write_prdbc(hdr_addr, 0)
+                    self._complete_error(slot, bit, e.key << 4)
+                    return
+            else:
+                done = min(result.out_length, sum(len(v) for v in views))    # parameters taken, ignored
+            pio = not tf.features & 0x01 and bool(result.data_in)
+        elif op == 0xA1:
+            done = _copy_into(views, atapi_identify(f"VB-SATA-CD{self.index:02d}", 0))
+            pio = True
+        elif op == 0xEC:                              # IDENTIFY DEVICE: abort with the packet signature
+            self._write_prdbc(hdr_addr, 0)
+            s.halted = True
+            self._post_d2h(STATUS_OK | ST_ERR, ER_ABRT, signature=True, irq=False)
+            self._set_is(IS_TFES | IS_DHRS)
+            return
+        elif op not in (0xEF, 0xE5, 0xE0, 0xE1, 0xE7, 0xEA, 0x08):
+            self._write_prdbc(hdr_addr, 0)
+            self._complete_error(slot, bit, ER_ABRT)
+            return
+        self._write_prdbc(hdr_addr, done)
+        if pio:
+            psfis = bytearray(20)
+            psfis[0], psfis[1], psfis[2], psfis[15] = 0x5F, 0x60, STATUS_OK | ST_DRQ, STATUS_OK
+            psfis[16:18] = (done & 0xFFFF).to_bytes(2, "little")
             self._fis_write(RFIS_PSFIS, bytes(psfis))
             self._set_is(IS_PSS)
         self._post_d2h(STATUS_OK, 0, tf=tf)
@@ -355,9 +433,9 @@ class _Abar:
 
 
 class Ahci(PciFunction):
-    """The HBA: `disks` maps port number -> AtaDisk; `ports` is the controller's PortCount."""
+    """The HBA: `disks` maps port number -> AtaDisk or AtapiDrive; `ports` is the controller's PortCount."""
 
-    def __init__(self, memory: GuestMemory, disks: dict[int, AtaDisk], ports: int = MAX_PORTS,
+    def __init__(self, memory: GuestMemory, disks: dict[int, AtaDisk | AtapiDrive], ports: int = MAX_PORTS,
                  irq: IrqLine | None = None):
         if not 1 <= ports <= MAX_PORTS:
             raise ValueError(f"an IntelAhci controller has 1..{MAX_PORTS} ports")
@@ -373,6 +451,12 @@ class Ahci(PciFunction):
         self.cap = (CAP_S64A | CAP_SNCQ | CAP_SAM | CAP_SCLO | CAP_ISS_GEN2
                     | (NCQ_DEPTH - 1) << 8 | (ports - 1))
         self.add_bar(ABAR_INDEX, ABAR_SIZE, BAR_MEM32, _Abar(self))
+
+    def device_at(self, port: int, device: int = 0) -> AtaDisk | AtapiDrive | None:
+        """The disk or drive on SATA `port` (None: nothing or no such port)."""
+        if device != 0 or not 0 <= port < self.nports:
+            return None
+        return self.ports[port].disk
 
     def hba_reset(self) -> None:
         self.ghc = GHC_AE

@@ -328,10 +328,10 @@ class PciHostBridge:
         if (slot, function) in self.functions:
             raise ValueError(f"PCI slot {slot}.{function} is taken")
         self.functions[(slot, function)] = fn
-        if function:
-            first = self.functions.get((slot, 0))
-            if first is not None:
-                first.config[HEADER_TYPE] |= 0x80
+        # function 0 says "multi-function" whichever of the slot's functions came first
+        first = self.functions.get((slot, 0))
+        if first is not None and any(s == slot and f for s, f in self.functions):
+            first.config[HEADER_TYPE] |= 0x80
         fn.attach_buses(self.io_bus, self.mmio_bus)
 
     def function_at(self, slot: int, function: int = 0) -> PciFunction | None:

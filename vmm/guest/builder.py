@@ -1,11 +1,12 @@
 """Build the Debian guest used by the tests, the demo and the benchmarks.
 
-`python -m vmm.guest.builder [--quiet] [--force]` downloads the kernel package that
-`linux-image-amd64` depends on and `busybox-static` with `apt-get download`, extracts
+`python -m vmm.guest.builder [--quiet] [--force] [--media disk,iso,debian]` downloads the
+kernel package that `linux-image-amd64` depends on and `busybox-static` with `apt-get download`, extracts
 `vmlinuz`, derives `vmlinux`, and writes an uncompressed cpio initramfs (busybox, /init,
 the storage/ACPI modules and their dependencies).  Results go to the cache directory
 (`.cache/guest/` in the checkout, or $VBOXPY_GUEST_CACHE) with a manifest naming the
-package versions; a second run with the same versions does nothing.
+package versions; a second run with the same versions does nothing.  `--media` adds the
+bootable media of vmm.guest.media (disk image, ISO) and vmm.guest.debian_disk (full Debian).
 """
 
 from __future__ import annotations
@@ -15,27 +16,40 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from vmm.guest.cpio import CpioWriter
-from vmm.guest.init_script import INIT, POWER_BUTTON, READY_MARKER
+from vmm.guest.debs import GuestBuildError, candidate, download_extract, run
+from vmm.guest.init_script import INIT, POWER_BUTTON, READY_MARKER, UDHCPC_SCRIPT
 from vmm.guest.kmod import index_modules, load_order
 from vmm.guest.vmlinux import extract_vmlinux
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 5
 META_PACKAGE = "linux-image-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
-# Storage for the AHCI/virtio issues, ext4 for disks, button+evdev for ACPI power button.
-WANTED_MODULES = ["scsi_mod", "sd_mod", "libata", "ahci", "virtio_pci", "virtio_scsi", "virtio_blk",
-                  "crc32c_generic", "ext4", "evdev", "button"]
-
-
-class GuestBuildError(Exception):
-    """A step of the guest build failed; the message says which and why."""
+# Storage (AHCI, virtio, PIIX IDE with its CD/DVD drives), ext4 and ISO 9660 file systems,
+# button+evdev for the ACPI power button, the NICs.
+WANTED_MODULES = [
+    "scsi_mod",
+    "sd_mod",
+    "libata",
+    "ahci",
+    "ata_piix",
+    "sr_mod",
+    "virtio_pci",
+    "virtio_scsi",
+    "virtio_blk",
+    "crc32c_generic",
+    "ext4",
+    "isofs",
+    "evdev",
+    "button",
+    "e1000",
+    "virtio_net",
+]
 
 
 @dataclass(frozen=True)
@@ -66,49 +80,21 @@ def find_guest() -> GuestFiles | None:
     return files if files.exist() else None
 
 
-def _run(cmd: list[str], cwd: Path | None = None) -> str:
-    try:
-        res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise GuestBuildError(f"{cmd[0]} is not installed (needed to build the guest)")
-    if res.returncode != 0:
-        raise GuestBuildError(f"{' '.join(cmd)} failed: {res.stderr.strip() or res.stdout.strip()}")
-    return res.stdout
-
-
-def _candidate(package: str) -> tuple[str, str]:
-    """(version, depends line) of the package's candidate in the apt lists."""
-    out = _run(["apt-cache", "show", "--no-all-versions", package])
-    version = re.search(r"^Version: (\S+)", out, re.M)
-    deps = re.search(r"^Depends: (.*)$", out, re.M)
-    if not version:
-        raise GuestBuildError(f"apt-cache knows no version of {package} (run apt-get update)")
-    return version.group(1), deps.group(1) if deps else ""
-
-
 def resolve_packages() -> dict[str, str]:
     """Package name -> version for the kernel image and busybox-static."""
-    _, deps = _candidate(META_PACKAGE)
+    _, deps = candidate(META_PACKAGE)
     m = re.search(r"(linux-image-[0-9][^\s,]*)", deps)
     if not m:
         raise GuestBuildError(f"{META_PACKAGE} does not depend on a linux-image-<version> package")
     kernel = m.group(1)
-    return {kernel: _candidate(kernel)[0], BUSYBOX_PACKAGE: _candidate(BUSYBOX_PACKAGE)[0]}
-
-
-def _extract(work: Path, packages: dict[str, str]) -> Path:
-    _run(["apt-get", "download", "-q"] + [f"{p}={v}" for p, v in packages.items()], cwd=work)
-    root = work / "root"
-    for deb in sorted(work.glob("*.deb")):
-        _run(["dpkg-deb", "-x", str(deb), str(root)])
-    return root
+    return {kernel: candidate(kernel)[0], BUSYBOX_PACKAGE: candidate(BUSYBOX_PACKAGE)[0]}
 
 
 def build_initramfs(busybox: bytes, applets: list[str], modules: list[tuple[str, bytes]]) -> bytes:
     """The cpio archive: busybox + applet links, /init, /dev/console, modules with load order."""
     w = CpioWriter()
     for d in ("bin", "dev", "etc", "etc/acpi", "etc/acpi/PWRF", "lib", "lib/modules", "mnt", "proc",
-              "root", "sys", "tmp"):
+              "root", "sys", "tmp", "etc/udhcpc", "www"):
         w.directory(d, 0o1777 if d == "tmp" else 0o755)
     w.char_device("dev/console", 5, 1)
     w.file("bin/busybox", busybox, 0o755)
@@ -117,6 +103,7 @@ def build_initramfs(busybox: bytes, applets: list[str], modules: list[tuple[str,
     w.symlink("sbin", "bin")
     w.file("init", INIT.encode(), 0o755)
     w.file("etc/acpi/PWRF/00000080", POWER_BUTTON.encode(), 0o755)
+    w.file("etc/udhcpc/default.script", UDHCPC_SCRIPT.encode(), 0o755)   # Debian's busybox looks here
     for name, data in modules:
         w.file(f"lib/modules/{name}.ko", data)
     w.file("lib/modules/load-order", "".join(f"{n}\n" for n, _ in modules).encode())
@@ -145,7 +132,7 @@ def build(out: Path | None = None, force: bool = False, log=print) -> GuestFiles
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vboxpy-guest-") as tmp:
         log(f"downloading {', '.join(f'{p} {v}' for p, v in packages.items())}")
-        root = _extract(Path(tmp), packages)
+        root = download_extract(Path(tmp), packages)
         kernels = sorted((root / "boot").glob("vmlinuz-*"))
         if not kernels:
             raise GuestBuildError("the kernel package has no /boot/vmlinuz-*")
@@ -156,7 +143,7 @@ def build(out: Path | None = None, force: bool = False, log=print) -> GuestFiles
         busybox_path = root / "bin" / "busybox"
         if not busybox_path.is_file():
             raise GuestBuildError("busybox-static has no /bin/busybox")
-        applets = _run([str(busybox_path), "--list"]).split()
+        applets = run([str(busybox_path), "--list"]).split()
         index = index_modules(root / "lib" / "modules" / kver)
         order = load_order(WANTED_MODULES, index)
         modules = [(n, index[n].read_bytes()) for n in order]
@@ -176,19 +163,43 @@ def build(out: Path | None = None, force: bool = False, log=print) -> GuestFiles
     return files
 
 
+MEDIA_KINDS = ("disk", "iso", "debian")
+
+
+def _media_list(value: str) -> set[str]:
+    kinds = {k.strip() for k in value.split(",") if k.strip()}
+    if "all" in kinds:
+        kinds = set(MEDIA_KINDS)
+    bad = kinds - set(MEDIA_KINDS)
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown medium {', '.join(sorted(bad))} "
+                                         f"(choose from {', '.join(MEDIA_KINDS)}, all)")
+    return kinds
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vboxpy-guest", description="Build the Debian test guest.")
     ap.add_argument("--quiet", action="store_true", help="print only errors")
     ap.add_argument("--force", action="store_true", help="rebuild even if the cache is up to date")
     ap.add_argument("--out", type=Path, help="output directory (default: the guest cache)")
+    ap.add_argument("--media", type=_media_list, default=set(), metavar="LIST",
+                    help="also build bootable media, a comma list of: disk (MBR disk with SYSLINUX, "
+                         "VDI), iso (ISOLINUX CD), debian (full Debian 12 disk, takes minutes), all")
     args = ap.parse_args(argv)
+    log = (lambda *_: None) if args.quiet else print
     try:
-        build(args.out, args.force, log=(lambda *_: None) if args.quiet else print)
+        files = build(args.out, args.force, log=log)
+        out = args.out or cache_dir()
+        if args.media & {"disk", "iso"}:
+            from vmm.guest.media import build_boot_media
+            build_boot_media(out, files.vmlinuz, files.initrd, args.media & {"disk", "iso"}, args.force, log)
+        if "debian" in args.media:
+            from vmm.guest.debian_disk import build_debian_disk
+            build_debian_disk(out, args.force, log)
     except Exception as e:  # every failure is reported as one line, with a non-zero exit
         print(f"vboxpy-guest: error: {e}", file=sys.stderr)
         return 1
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

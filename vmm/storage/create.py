@@ -109,14 +109,16 @@ def create_diff_vdi(path: str, parent, uuid=None, parent_resolver=None) -> VdiIm
         parent_img = open_image(os.fspath(parent), read_only=True, parent_resolver=parent_resolver)
     else:
         parent_img = parent
-        if getattr(parent_img, "format", None) == "VDI" and not parent_img.read_only:
+        if getattr(parent_img, "format", None) in ("VDI", "VMDK") and not parent_img.read_only:
             parent_img.flush()          # the modification UUID the child records must be on disk
     try:
-        if getattr(parent_img, "format", None) != "VDI":
-            raise DiskImageError(f"{parent_img.path}: the parent of a differencing image must be a VDI")
-        ph = parent_img.header
+        if getattr(parent_img, "format", None) not in ("VDI", "VMDK"):
+            raise DiskImageError(f"{parent_img.path}: the parent of a differencing image must be a VDI or VMDK")
+        from vmm.storage.opener import parent_ids
+
+        p_uuid, p_modify = parent_ids(parent_img, path)
         header = new_header(parent_img.size, fixed=False, diff=True, image_uuid=_as_uuid(uuid),
-                            parent_uuid=ph.uuid_create, parent_modify_uuid=ph.uuid_modify)
+                            parent_uuid=p_uuid, parent_modify_uuid=p_modify)
         write_new_vdi(path, header, array("I", [BLOCK_FREE]) * header.c_blocks)
         child = VdiImage.open(path, parent_opener=lambda _h, _p: parent_img)
     except BaseException:

@@ -1,4 +1,4 @@
-"""Whole-image media operations of IMedium: clone (to VDI or raw, flattening a chain or not),
+"""Whole-image media operations of IMedium: clone (to VDI, VMDK or raw, flattening a chain or not),
 resize (grow) and compact. Each takes an optional progress callback receiving a fraction 0..1."""
 
 from __future__ import annotations
@@ -42,19 +42,25 @@ class _Reporter:
 
 
 def clone_image(src, dst_path: str, fmt: str = "VDI", fixed: bool = False, flatten: bool = True,
-                progress: Progress = None, uuid=None, parent_resolver: ParentResolver | None = None) -> ImageInfo:
+                progress: Progress = None, uuid=None, parent_resolver: ParentResolver | None = None,
+                variant: str | None = None) -> ImageInfo:
     """Copy `src` (path or open image) to a new image at `dst_path` and return the new image's facts.
 
     flatten=True copies what the whole chain reads as into a standalone base image; flatten=False on a
     differencing image makes a new differencing image with the same parent and the same own blocks.
+    A VMDK target takes `variant` (standard, fixed, split2g, split2g-fixed, stream; default from `fixed`).
     """
     fmt = fmt.upper()
-    if fmt not in ("VDI", "RAW"):
-        raise DiskImageError(f"unsupported target format {fmt!r} (VDI or RAW)")
+    if fmt not in ("VDI", "RAW", "VMDK"):
+        raise DiskImageError(f"unsupported target format {fmt!r} (VDI, VMDK or RAW)")
     report = _Reporter(progress)
     img, owned = _acquire(src, True, parent_resolver)
     try:
-        if not flatten and getattr(img, "variant", None) == "differencing":
+        if fmt == "VMDK":
+            from vmm.storage.vmdk_create import convert_to_vmdk
+
+            convert_to_vmdk(img, dst_path, variant or ("fixed" if fixed else "standard"), uuid, report)
+        elif not flatten and getattr(img, "variant", None) == "differencing":
             if fmt != "VDI" or fixed:
                 raise DiskImageError("an unflattened clone of a differencing image must be a dynamic VDI")
             _clone_diff(img, dst_path, uuid, report)
@@ -169,3 +175,62 @@ def delete_image(path: str) -> None:
         os.unlink(path)
     finally:
         os.close(fd)
+
+
+def set_uuids(path: str, image_uuid=None, parent_uuid=None) -> None:
+    """Record a new image UUID and/or parent UUID in the image itself (IMedium::setIds):
+    in a VDI header, or in a VMDK descriptor's disk database. None leaves a value as it is."""
+    import uuid as uuidlib
+
+    from vmm.storage.opener import is_vmdk
+    from vmm.storage.vdi_header import PRE_HEADER_SIZE, parse_header
+
+    path = os.fspath(path)
+    fd = open_image_file(path, read_only=False)
+    try:
+        head = os.pread(fd, 4096, 0)
+        if is_vmdk(head):
+            if parent_uuid is not None and uuidlib.UUID(str(parent_uuid)).int:
+                raise DiskImageError(f"{path}: a VMDK image here has no parent to record")
+            os.close(fd)
+            fd = -1
+            from vmm.storage.vmdk import VmdkImage
+
+            with VmdkImage.open(path) as img:
+                img.set_uuids(image=str(image_uuid) if image_uuid is not None else None)
+            return
+        h = parse_header(head, os.fstat(fd).st_size, path)
+        changes = {}
+        if image_uuid is not None:
+            changes["uuid_create"] = uuidlib.UUID(str(image_uuid))
+        if parent_uuid is not None:
+            changes["uuid_linkage"] = uuidlib.UUID(str(parent_uuid))
+        h = h.with_(**changes).upgraded()
+        os.pwrite(fd, h.pack(), PRE_HEADER_SIZE)
+        os.fsync(fd)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def image_files(path: str) -> list[str]:
+    """Every file an image consists of: itself, plus a VMDK descriptor's extent files (best effort:
+    an unreadable descriptor yields just the path), for deleting a medium completely."""
+    from vmm.storage.opener import is_vmdk
+
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError:
+        return [path]
+    if not is_vmdk(head) or head[:4] == b"KDMV":
+        return [path]
+    from vmm.storage.vmdk_descriptor import extent_path, parse
+
+    try:
+        with open(path, "rb") as f:
+            desc = parse(f.read(1 << 20), path)
+    except (OSError, DiskImageError):
+        return [path]
+    return [path] + [extent_path(path, e.filename) for e in desc.extents if e.filename]

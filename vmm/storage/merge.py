@@ -19,6 +19,7 @@ from vmm.storage.opener import (
     ParentResolver,
     image_info,
     open_image,
+    parent_ids,
     read_vdi_header,
     verify_link,
 )
@@ -65,6 +66,8 @@ def _merge_back(child_path, child_h, parent_path, held, progress, parent_resolve
         try:
             verify_link(child_h, child_path, parent)
             if child.size > parent.size:
+                if not hasattr(parent, "grow"):
+                    raise DiskImageError(f"{parent_path}: the parent is smaller than its child and cannot grow")
                 parent.grow(child.size)
             bs = child.block_size
             buf = bytearray(bs)
@@ -81,7 +84,7 @@ def _merge_back(child_path, child_h, parent_path, held, progress, parent_resolve
                 if progress and (blk % 64 == 63 or blk == child.block_count - 1):
                     progress(0.95 * (blk + 1) / child.block_count)
             parent.flush()
-            new_uuid, new_modify = parent.header.uuid_create, parent.header.uuid_modify
+            new_uuid, new_modify = parent_ids(parent, child_path)
         finally:
             parent.close()
     finally:
@@ -99,14 +102,25 @@ def merge_into_child(parent_path: str, child_path: str, progress: Progress = Non
     parent = open_image(parent_path, read_only=True, parent_resolver=parent_resolver)
     try:
         verify_link(child_h, child_path, parent)
-        ph = parent.header
+        vdi_parent = isinstance(parent, VdiImage)
+        grand = parent.header.uuid_linkage if vdi_parent else NULL_UUID
+        grand_modify = parent.header.uuid_parent_modify if vdi_parent else NULL_UUID
         child = VdiImage.open(child_path, read_only=False, detached=True)
         try:
             child.disable_modify_uuid_update()
-            bs, pbs = child.block_size, parent.block_size
+            bs = child.block_size
             buf = bytearray(bs)
             for blk in range(child.block_count):
-                if child.block_entry(blk) == BLOCK_FREE:
+                if child.block_entry(blk) == BLOCK_FREE and not vdi_parent:
+                    off = blk * bs          # another format's parent: copy whatever is not zeros
+                    n = min(bs, parent.size - off)
+                    if n > 0:
+                        buf[n:] = bytes(bs - n)
+                        parent.readinto_at(off, memoryview(buf)[:n])
+                        if any(buf):
+                            child.put_block(blk, buf)
+                elif child.block_entry(blk) == BLOCK_FREE:
+                    pbs = parent.block_size
                     off = blk * bs
                     first, last = off // pbs, min(off + bs, parent.size) - 1
                     entries = {parent.block_entry(b) for b in range(first, last // pbs + 1)} if last >= off else set()
@@ -119,9 +133,8 @@ def merge_into_child(parent_path: str, child_path: str, progress: Progress = Non
                         child.put_block(blk, buf)
                 if progress and (blk % 64 == 63 or blk == child.block_count - 1):
                     progress(0.95 * (blk + 1) / child.block_count)
-            grand = ph.uuid_linkage
             child.set_linkage(None if grand == NULL_UUID else grand,
-                              None if grand == NULL_UUID else ph.uuid_parent_modify)
+                              None if grand == NULL_UUID else grand_modify)
             child.flush()
         finally:
             child.close()

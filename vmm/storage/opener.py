@@ -1,9 +1,10 @@
-"""Opening images by content (VDI signature, else raw), resolving and verifying diff chains, and
+"""Opening images by content (VDI signature, VMDK sparse header or descriptor, else raw), resolving and verifying diff chains, and
 reading an image's facts without opening its chain (what IMedium and showmediuminfo need)."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -13,14 +14,16 @@ from vmm.storage.vdi import VdiImage
 from vmm.storage.vdi_header import (
     DIFF_TYPES,
     NULL_UUID,
-    PRE_HEADER_SIZE,
     TYPE_FIXED,
     VdiHeader,
     has_signature,
     parse_header,
 )
+from vmm.storage.vmdk import VmdkImage, looks_like_descriptor
+from vmm.storage.vmdk_header import has_magic as is_vmdk_sparse
 
 MAX_CHAIN_DEPTH = 64
+_PROBE = 1024                   # bytes read to tell the formats apart
 ParentResolver = Callable[[str], str]
 
 
@@ -43,11 +46,16 @@ def default_parent_resolver(image_path: str) -> ParentResolver:
     def resolve(parent_uuid: str) -> str:
         for d in dirs:
             direct = os.path.join(d, "{" + parent_uuid + "}.vdi")
-            names = [direct] + sorted(os.path.join(d, n) for n in _listdir(d) if n.lower().endswith(".vdi"))
+            names = [direct] + sorted(os.path.join(d, n) for n in _listdir(d)
+                                      if n.lower().endswith((".vdi", ".vmdk")))
             for cand in names:
                 if os.path.abspath(cand) == os.path.abspath(image_path) or not os.path.isfile(cand):
                     continue
                 try:
+                    if cand.lower().endswith(".vmdk"):
+                        if image_uuid_of_vmdk(cand) == parent_uuid:
+                            return cand
+                        continue
                     h = read_vdi_header(cand)
                 except (OSError, DiskImageError):
                     continue
@@ -56,6 +64,25 @@ def default_parent_resolver(image_path: str) -> ParentResolver:
         raise DiskImageError(f"{image_path}: parent image {{{parent_uuid}}} not found in {' or '.join(dirs)}")
 
     return resolve
+
+
+def image_uuid_of_vmdk(path: str) -> str | None:
+    """ddb.uuid.image of a VMDK by its descriptor alone (extent files are not opened)."""
+    from vmm.storage.vmdk_descriptor import parse
+    from vmm.storage.vmdk_header import SECTOR, parse_header
+
+    with open(path, "rb") as f:
+        head = f.read(SECTOR)
+        if is_vmdk_sparse(head):
+            h = parse_header(head, path)
+            f.seek(h.descriptor_offset * SECTOR)
+            text = f.read(h.descriptor_size * SECTOR)
+        elif looks_like_descriptor(head):
+            f.seek(0)
+            text = f.read(1 << 20)
+        else:
+            return None
+    return parse(text, path).uuid("image")
 
 
 def _listdir(d: str) -> list[str]:
@@ -74,9 +101,11 @@ def open_image(path: str, read_only: bool = False, parent_resolver: ParentResolv
 def _open(path: str, read_only: bool, resolver: ParentResolver | None, seen: set[str]) -> DiskImage:
     try:
         with open(path, "rb") as f:
-            head = f.read(PRE_HEADER_SIZE)
+            head = f.read(_PROBE)
     except OSError as e:
         raise DiskImageError(f"{path}: cannot open the image: {e.strerror}")
+    if is_vmdk(head):
+        return VmdkImage.open(path, read_only=read_only)
     if not has_signature(head):
         return RawImage(path, read_only=read_only)
 
@@ -98,18 +127,36 @@ def _open(path: str, read_only: bool, resolver: ParentResolver | None, seen: set
     return VdiImage.open(path, read_only=read_only, parent_opener=open_parent)
 
 
+def is_vmdk(head: bytes) -> bool:
+    """A VMDK by content: the sparse extent magic 'KDMV' or a text descriptor."""
+    return is_vmdk_sparse(head) or looks_like_descriptor(head)
+
+
+def parent_ids(parent: DiskImage, child_path: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """(image UUID, modification UUID) a differencing VDI records of its parent: a VDI's header
+    UUIDs, or a VMDK's ddb.uuid.image and ddb.uuid.modification (a VDI diff may sit on a VMDK base,
+    as after importing an appliance and taking a snapshot)."""
+    ph = getattr(parent, "header", None)
+    if isinstance(ph, VdiHeader):
+        return ph.uuid_create, ph.uuid_modify
+    if getattr(parent, "format", None) == "VMDK":
+        if not parent.uuid:
+            raise DiskImageError(f"{child_path}: parent {parent.path} has no image UUID (ddb.uuid.image)")
+        modify = parent.modify_uuid
+        return uuid.UUID(parent.uuid), uuid.UUID(modify) if modify else NULL_UUID
+    raise DiskImageError(f"{child_path}: parent {parent.path} is not a VDI or VMDK image")
+
+
 def verify_link(child: VdiHeader, child_path: str, parent: DiskImage) -> None:
     """The parent must be the image the child was made from, unchanged since (VDI UUID linkage)."""
-    ph = getattr(parent, "header", None)
-    if not isinstance(ph, VdiHeader):
-        raise DiskImageError(f"{child_path}: parent {parent.path} is not a VDI image")
-    if ph.uuid_create != child.uuid_linkage:
+    p_uuid, p_modify = parent_ids(parent, child_path)
+    if p_uuid != child.uuid_linkage:
         raise DiskImageError(f"{child_path}: parent UUID mismatch: the image expects parent "
-                             f"{{{child.uuid_linkage}}} but {parent.path} is {{{ph.uuid_create}}}")
-    if child.uuid_parent_modify != NULL_UUID and ph.uuid_modify != child.uuid_parent_modify:
+                             f"{{{child.uuid_linkage}}} but {parent.path} is {{{p_uuid}}}")
+    if child.uuid_parent_modify != NULL_UUID and p_modify != child.uuid_parent_modify:
         raise DiskImageError(f"{child_path}: parent modification UUID mismatch: {parent.path} was modified "
                              f"after this differencing image was created (expected "
-                             f"{{{child.uuid_parent_modify}}}, found {{{ph.uuid_modify}}})")
+                             f"{{{child.uuid_parent_modify}}}, found {{{p_modify}}})")
 
 
 @dataclass(frozen=True)
@@ -127,6 +174,7 @@ class ImageInfo:
     file_size: int
     block_size: int
     allocated_blocks: int
+    subformat: str = "default"      # VMDK: default, split2G, streamOptimized, ESX
 
     @property
     def virtual_size(self) -> int:
@@ -149,6 +197,13 @@ def image_info(path: str) -> ImageInfo:
     """Facts of one image file, without opening its parents."""
     path = os.fspath(path)
     try:
+        with open(path, "rb") as f:
+            head = f.read(_PROBE)
+    except OSError as e:
+        raise DiskImageError(f"{path}: cannot open the image: {e.strerror}")
+    if is_vmdk(head):
+        return _vmdk_info(path)
+    try:
         h = read_vdi_header(path)
         file_size = os.stat(path).st_size
     except OSError as e:
@@ -169,3 +224,11 @@ def image_info(path: str) -> ImageInfo:
                      parent_uuid=u(h.uuid_linkage), modify_uuid=u(h.uuid_modify),
                      parent_modify_uuid=u(h.uuid_parent_modify), size=h.cb_disk // 512 * 512,
                      file_size=file_size, block_size=h.cb_block, allocated_blocks=h.c_blocks_allocated)
+
+
+def _vmdk_info(path: str) -> ImageInfo:
+    with VmdkImage.open(path, read_only=True) as img:
+        return ImageInfo(location=os.path.abspath(path), format="VMDK", variant=img.variant, uuid=img.uuid,
+                         parent_uuid=None, modify_uuid=img.modify_uuid, parent_modify_uuid=None, size=img.size,
+                         file_size=img.file_size, block_size=img.grain_size, allocated_blocks=img.allocated_grains(),
+                         subformat=img.subformat)

@@ -1,4 +1,4 @@
-"""Issue 9's "done when", on REM with the project's Debian guest, through the real service: one
+"""Snapshots end to end, on REM with the project's Debian guest, through the real service: one
 boot, then everything else by saved state (so the test costs a single REM boot).
 
 - savestate/restore keeps a counting shell loop going;

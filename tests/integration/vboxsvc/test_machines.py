@@ -367,7 +367,7 @@ def test_apply_defaults_follows_the_os_type(vbox, svc_env):
     ("Debian_64", "Default", "KVM"), ("Debian_64", "Legacy", "None"), ("Windows10_64", "Default", "HyperV"),
     ("WindowsXP", "Default", "None"), ("Other", "Default", "None"), ("WindowsXP", "Minimal", "Minimal")])
 def test_effective_paravirt_provider(client, new_vm, os_type, provider, expected):
-    """Machine::getEffectiveParavirtProvider's rule by OS type (reference §6)."""
+    """Machine::getEffectiveParavirtProvider's rule by OS type (MachineImpl.cpp)."""
     m = new_vm(f"pv-{os_type}-{provider}", os_type=os_type)
     s = client.session()
     m.lock_machine(s, LockType.Write)

@@ -1,4 +1,4 @@
-"""The atomic save sequence and its failure handling (reference §3.3)."""
+"""The atomic save sequence and its failure handling (xml.cpp's XmlFileWriter::write)."""
 
 from __future__ import annotations
 

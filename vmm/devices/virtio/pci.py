@@ -11,6 +11,7 @@ DEVICE_NEEDS_RESET, as the specification asks, instead of raising into the vCPU 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,7 +34,7 @@ NO_VECTOR = 0xFFFF
 F_RING_EVENT_IDX = 1 << 29
 
 # PCI class for each virtio device id we provide (base class, subclass, prog-if).
-_CLASS = {8: 0x010000, 2: 0x010000}
+_CLASS = {8: 0x010000, 2: 0x010000, 1: 0x020000}
 
 
 class VirtioDevice(Protocol):
@@ -103,7 +104,11 @@ class VirtioPciTransport(PciFunction):
                   struct.pack("<I", NOTIFY_MULTIPLIER))
         self._pci_cfg_cap = self._cap(CAP_PCI, 0, 0, bytes(4))
         self.generation = 0
+        self.on_broken: Callable[[str], None] | None = None     # the VM log hears of a broken queue
         self._reset_transport()
+        bind = getattr(device, "bind_transport", None)
+        if bind is not None:
+            bind(self)
 
     def _cap(self, cfg_type: int, offset: int, length: int, extra: bytes = b"") -> int:
         body = struct.pack("<BBBBHII", 16 + len(extra), cfg_type, BAR_INDEX, 0, 0, offset, length) + extra
@@ -204,8 +209,8 @@ class VirtioPciTransport(PciFunction):
         try:
             vq = Virtqueue(self.memory, q.size, q.desc, q.avail, q.used,
                            event_idx=bool(self.driver_features & F_RING_EVENT_IDX))
-        except (QueueBroken, GuestMemoryError):
-            self._needs_reset()
+        except (QueueBroken, GuestMemoryError) as e:
+            self._needs_reset(f"queue {index}: {e}")
             return
         vq.restore_positions(q.last_avail, q.used_idx)
         q.enabled = True
@@ -220,14 +225,22 @@ class VirtioPciTransport(PciFunction):
             return
         try:
             self.device.handle_queue(index, vq)
-        except (QueueBroken, GuestMemoryError):
-            self._needs_reset()
+        except (QueueBroken, GuestMemoryError) as e:
+            self._needs_reset(f"queue {index}: {e}")
             return
         if vq.should_notify():
             self.isr |= 1
             self.set_intx(True)
 
-    def _needs_reset(self) -> None:
+    def config_changed(self) -> None:
+        """The device changed its configuration space (a NIC's link status): tell the driver."""
+        if self.status & S_DRIVER_OK:
+            self.isr |= 2
+            self.set_intx(True)
+
+    def _needs_reset(self, why: str = "") -> None:
+        if why and not self.status & S_NEEDS_RESET and self.on_broken is not None:
+            self.on_broken(why)
         self.status |= S_NEEDS_RESET
         if self.status & S_DRIVER_OK:
             self.isr |= 2

@@ -16,6 +16,8 @@ from vboxsvc.api import (
     FirmwareType,
     HWVirtExPropertyType,
     MediumType,
+    NetworkAdapterType,
+    NetworkAttachmentType,
     ParavirtProvider,
     PortMode,
     StorageControllerType,
@@ -36,6 +38,7 @@ class FakeMachine:
                          irq=4, uart_type=UartType.U16550A) for _ in range(4)]
         self.storage_controllers = []
         self.attachments = {}
+        self.nics = [NS(enabled=False) for _ in range(8)]
         self.effective_paravirt = ParavirtProvider.KVM      # Default for Debian_64
         self.firmware_settings = NS(firmware_type=FirmwareType.BIOS, boot_menu_mode=FirmwareBootMenuMode.MessageAndMenu,
                                     logo_display_time=0, ioapic_enabled=True, acpi_enabled=True)   # I/O APIC: 64-bit default
@@ -57,6 +60,9 @@ class FakeMachine:
 
     def get_medium_attachments_of_controller(self, name):
         return self.attachments.get(name, [])
+
+    def get_network_adapter(self, slot):
+        return self.nics[slot]
 
 
 def _disk(port, location, *, kind=DeviceType.HardDisk, mtype=MediumType.Normal, read_only=False, ssd=False,
@@ -141,7 +147,7 @@ def test_storage_attachments():
     mid = NS(id="m1", location="/other-vm/Snapshots/{m1}.vdi", parent=base)
     m.attachments = {"SATA": [_disk(0, "/d/a.vdi", ssd=True, parent=mid), _disk(1, None),
                               _disk(1, "/d/b.vdi", mtype=MediumType.Immutable, read_only=True)],
-                     "IDE": [_disk(0, "/iso/x.iso", kind=DeviceType.DVD)]}
+                     "IDE": [_disk(0, "/iso/x.iso", kind=DeviceType.DVD), _disk(1, None, kind=DeviceType.DVD)]}
     s = read_settings(m)
     sata = s.cfg.child("Devices/storage/0")
     assert (sata.get_str("Name"), sata.get_str("Type"), sata.get_int("PortCount")) == ("SATA", "IntelAhci", 2)
@@ -151,15 +157,32 @@ def test_storage_attachments():
     # a diff's whole chain comes from the media registry (linked clones' parents live elsewhere)
     assert a0.child("Chain").values == {"m1": "/other-vm/Snapshots/{m1}.vdi", "b0": "/other-vm/base.vdi"}
     assert a1.child("Chain") is None
-    assert s.cfg.child("Devices/storage/1") is None          # the IDE controller only has a DVD
-    assert any("DVD" in n for n in s.notes) and any("immutable" in n for n in s.notes)
+    ide = s.cfg.child("Devices/storage/1")                   # DVD drives: with a disc, and empty
+    d0, d1 = ide.child("Attachments/0"), ide.child("Attachments/1")
+    assert (ide.get_str("Type"), d0.get_str("Kind"), d0.get_str("Path"), d0.get_int("Port")) == \
+        ("PIIX4", "DVD", "/iso/x.iso", 0)
+    assert (d1.get_str("Kind"), d1.get_str("Path"), d1.get_int("Port")) == ("DVD", "", 1)
+    assert a0.get_str("Kind") == "HardDisk"
+    assert any("immutable" in n for n in s.notes)
+
+
+def test_dvd_drives_on_sata_but_not_on_virtio_scsi():
+    m = FakeMachine(storage_controllers=[
+        NS(name="SATA", controller_type=StorageControllerType.IntelAhci, port_count=2, use_host_io_cache=False),
+        NS(name="VirtIO", controller_type=StorageControllerType.VirtioSCSI, port_count=2, use_host_io_cache=False)])
+    m.attachments = {"SATA": [_disk(0, "/d/a.vdi"), _disk(1, "/iso/x.iso", kind=DeviceType.DVD)],
+                     "VirtIO": [_disk(0, "/d/b.vdi"), _disk(1, "/iso/y.iso", kind=DeviceType.DVD)]}
+    s = read_settings(m)
+    assert s.cfg.child("Devices/storage/0/Attachments/1").get_str("Kind") == "DVD"     # SATA DVD drives: ATAPI
+    assert s.cfg.child("Devices/storage/1/Attachments/1") is None
+    assert any("DVD drives are not emulated by vboxpy on VirtioSCSI" in n for n in s.notes)
 
 
 def test_disk_on_a_controller_vboxpy_does_not_emulate():
     m = FakeMachine(storage_controllers=[
-        NS(name="IDE", controller_type=StorageControllerType.PIIX4, port_count=2, use_host_io_cache=True)])
-    m.attachments = {"IDE": [_disk(0, "/d/a.vdi")]}
-    with pytest.raises(ConfigError, match="'IDE' is of type PIIX4"):
+        NS(name="SCSI", controller_type=StorageControllerType.LsiLogic, port_count=16, use_host_io_cache=True)])
+    m.attachments = {"SCSI": [_disk(0, "/d/a.vdi")]}
+    with pytest.raises(ConfigError, match="'SCSI' is of type LsiLogic"):
         read_settings(m)
 
 
@@ -187,6 +210,37 @@ def test_rotate_keeps_history(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["VBox.log", "VBox.log.1", "VBox.log.2"]
 
 
+def _nat_nic(**kw):
+    engine = NS(network="", host_ip="", localhost_reachable=True, dns_proxy=False, dns_use_host_resolver=True,
+                alias_mode=0, tftp_prefix="", tftp_boot_file="", tftp_next_server="",
+                get_network_settings=lambda: [0, 0, 0, 0, 0],
+                redirects=["ssh,1,127.0.0.1,2222,,22", "dns,0,,5353,10.0.2.15,53"])
+    nic = NS(enabled=True, attachment_type=NetworkAttachmentType.NAT, adapter_type=NetworkAdapterType.I82540EM,
+             mac_address="080027AABBCC", cable_connected=True, trace_enabled=False, trace_file="",
+             internal_network="", bridged_interface="", host_only_interface="", generic_driver="", nat_engine=engine)
+    nic.__dict__.update(kw)
+    return nic
+
+
+def test_network_adapters_reach_cfgm():
+    m = FakeMachine()
+    m.nics[0] = _nat_nic()
+    m.nics[1] = _nat_nic(attachment_type=NetworkAttachmentType.Internal, internal_network="lab",
+                         adapter_type=NetworkAdapterType.Virtio, cable_connected=False, mac_address="080027000001")
+    cfg = read_settings(m).cfg
+    assert cfg.get_str("Devices/net/0/AdapterType") == "I82540EM" and cfg.get_str("Devices/net/0/Attachment") == "NAT"
+    assert cfg.get_bool("Devices/net/0/NAT/UseHostResolver") is True
+    rules = [(r.get_str("Name"), r.get_bool("UDP"), r.get_int("HostPort")) for r in cfg.child("Devices/net/0/NAT/Rules")]
+    assert rules == [("ssh", False, 2222), ("dns", True, 5353)]
+    assert cfg.get_str("Devices/net/1/Network") == "lab" and cfg.get_bool("Devices/net/1/CableConnected") is False
+    assert cfg.child("Devices/net/2") is None
+
+
+def test_network_adapter_without_mac_is_refused():
+    m = FakeMachine()
+    m.nics[0] = _nat_nic(mac_address="")
+    with pytest.raises(ConfigError, match="MAC address"):
+        read_settings(m)
 def test_firmware_and_boot_order():
     fm = FakeMachine(boot_order={1: DeviceType.HardDisk, 2: DeviceType.DVD, 3: DeviceType.Null,
                                  4: DeviceType.Network})

@@ -278,3 +278,52 @@ def test_pio_sectors_read_log_and_verify(rig):
     r.w(P0 + 0x18, 0x11)
     r.command(h2d(0x42, lba=(8 << 20) // 512, count=1))                  # VERIFY past the end
     assert r.ack() & (1 << 30) and (r.r(P0 + 0x20) >> 8) & 0x10
+
+
+def test_atapi_drive_on_a_port(tmp_path):
+    from vmm.devices import atapi
+    from vmm.devices.atapi import AtapiDrive
+    iso = RawFile(tmp_path / "disc.iso", 8 * 2048, read_only=True)
+    for lba in range(8):
+        os.pwrite(iso.fd, bytes([lba + 1]) * 2048, lba * 2048)
+    mem = GuestMemory(4 << 20)
+    hba = Ahci(mem, {0: AtapiDrive(iso), 1: AtapiDrive(None)}, ports=2, irq=IrqLine())
+    hba.config_write(0x04, 2, 0x6)
+    abar = hba.bars[5].handler
+    assert abar.read(P0 + 0x24, 4) == 0xEB14_0101                  # PxSIG: a packet device
+    for reg, v in ((0x04, 1 << 31 | 2), (P0 + 0x00, CLB), (P0 + 0x08, FB), (P0 + 0x14, 0x7DC0_007F),
+                   (P0 + 0x18, 0x10), (P0 + 0x18, 0x11)):
+        abar.write(reg, 4, v)
+
+    def run(fis, prds=(), cdb=b"", port=0):
+        base = P0 + 0x80 * port
+        abar.write(base + 0x00, 4, CLB)
+        abar.write(base + 0x08, 4, FB)
+        abar.write(base + 0x18, 4, 0x10)
+        abar.write(base + 0x18, 4, 0x11)
+        flags = 5 | (1 << 5 if cdb else 0) | len(prds) << 16
+        mem.write(CLB, struct.pack("<IIQ", flags, 0, CTBA) + bytes(16))
+        mem.write(CTBA, fis.ljust(64, b"\0") + cdb.ljust(16, b"\0"))
+        for i, (addr, length) in enumerate(prds):
+            mem.write(CTBA + 0x80 + 16 * i, struct.pack("<QII", addr, 0, length - 1))
+        abar.write(base + 0x38, 4, 1)
+        tfd = abar.read(base + 0x20, 4)
+        abar.write(base + 0x10, 4, 0xFFFF_FFFF)
+        if tfd & 1:                                                  # restart the halted port
+            abar.write(base + 0x18, 4, 0x10)
+            abar.write(base + 0x18, 4, 0x11)
+        return tfd, mem.read_u32(CLB + 4)
+
+    tfd, n = run(h2d(0xA1), [(DATA, 512)])
+    assert tfd & 0xFF == 0x50 and n == 512 and mem.read_u16(DATA) == 0x85C0
+    tfd, _ = run(h2d(0xEC), [(DATA, 512)])
+    assert tfd & 1 and mem.read(FB + 0x40 + 5, 2) == b"\x14\xeb"      # abort, packet signature in the FIS
+    tfd, n = run(h2d(0xA0, features=1), [(DATA, 4096)], bytes((atapi.READ_10, 0, 0, 0, 0, 3, 0, 0, 2)))
+    assert tfd & 0xFF == 0x50 and n == 4096 and mem.read(DATA, 4096) == bytes([4]) * 2048 + bytes([5]) * 2048
+    tfd, _ = run(h2d(0xA0), [(DATA, 64)], bytes((atapi.READ_10, 0, 0, 0, 0, 8, 0, 0, 1)))
+    assert tfd & 1 and (tfd >> 8) >> 4 == atapi.ILLEGAL_REQUEST      # LBA out of range: CHECK CONDITION
+    tfd, n = run(h2d(0xA0), [(DATA, 18)], bytes((atapi.REQUEST_SENSE, 0, 0, 0, 18)))
+    assert n == 18 and mem.read(DATA + 12, 1) == b"\x21"
+    tfd, _ = run(h2d(0xA0), [], bytes((atapi.TEST_UNIT_READY,)), port=1)
+    assert (tfd >> 8) >> 4 == atapi.NOT_READY                        # the empty drive
+    iso.close()

@@ -134,3 +134,71 @@ def test_diff_chain_parents_from_the_registry(tmp_path):
                 {parent_uuid: str(tmp_path / "src" / "base.vdi")})
     assert img.read_at(0, 9) == b"base data"
     img.close()
+
+
+def test_ide_controller_with_disk_and_dvd_drives(machine, tmp_path):
+    from vmm.devices.atapi import AtapiDrive
+    from vmm.devices.piix_ide import PiixIde
+    io, mmio, bridge, mem, lines, (disk, _) = machine
+    iso = tmp_path / "x.iso"
+    iso.write_bytes(b"CD001" * 2048)
+    specs = [StorageControllerSpec("IDE", "PIIX4", port_count=2, attachments=[
+        DiskAttachmentSpec(0, disk, device=0),
+        DiskAttachmentSpec(1, str(iso), device=0, kind="DVD"),
+        DiskAttachmentSpec(1, "", device=1, kind="DVD")])]
+    placed = place_storage_controllers(specs, mem, bridge, lambda n: lines.setdefault(n, IrqLine()))
+    ide = placed[0].device
+    assert isinstance(ide, PiixIde) and placed[0].address == "00:01.1"
+    assert bridge.function_at(1, 1) is ide and ide.config_read(0, 4) == 0x7111_8086
+    assert isinstance(ide.device_at(1, 0), AtapiDrive) and ide.device_at(1, 0).image.read_only
+    assert ide.device_at(1, 1).image is None and ide.device_at(0, 1) is None
+    assert ide.channels[0].irq is lines[14] and ide.channels[1].irq is lines[15]
+    assert {(n, p, s) for n, p, s, _d, _i in placed[0].legacy} == {
+        ("ide.primary", 0x1F0, 8), ("ide.primary.ctl", 0x3F6, 1),
+        ("ide.secondary", 0x170, 8), ("ide.secondary.ctl", 0x376, 1)}
+    for pc in placed:
+        pc.close()
+
+
+@pytest.mark.parametrize("attachments,error", [
+    ([DiskAttachmentSpec(2, "", kind="DVD")], "ports 0-1 with devices 0-1"),
+    ([DiskAttachmentSpec(0, "", kind="DVD"), DiskAttachmentSpec(0, "", kind="DVD")], "two devices"),
+    ([DiskAttachmentSpec(0, "/nonexistent.iso", kind="DVD")], "port 0 device 0"),
+])
+def test_bad_ide_attachments_are_refused(machine, attachments, error):
+    _io, _mmio, bridge, mem, lines, _ = machine
+    with pytest.raises(ValueError, match=error):
+        place_storage_controllers([StorageControllerSpec("IDE", "PIIX3", attachments=attachments)], mem, bridge,
+                                  lambda n: lines.setdefault(n, IrqLine()))
+    assert bridge.function_at(1, 1) is None
+
+
+def test_dvd_drives_on_ahci_and_refused_on_virtio(machine, tmp_path):
+    from vmm.devices.atapi import AtapiDrive
+    _io, _mmio, bridge, mem, lines, (disk, _) = machine
+    iso = tmp_path / "x.iso"
+    iso.write_bytes(bytes(4096))
+    placed = place_storage_controllers([StorageControllerSpec("SATA", "IntelAhci", port_count=3, attachments=[
+        DiskAttachmentSpec(0, disk), DiskAttachmentSpec(1, str(iso), kind="DVD"), DiskAttachmentSpec(2, "", kind="DVD")])],
+        mem, bridge, lambda n: lines.setdefault(n, IrqLine()))
+    ahci = placed[0].device
+    assert isinstance(ahci.ports[1].disk, AtapiDrive) and ahci.ports[1].disk.blocks == 2
+    assert ahci.ports[2].disk.image is None and ahci.ports[1].s.sig == 0xEB14_0101
+    placed[0].close()
+    with pytest.raises(ValueError, match="IDE and SATA"):
+        place_storage_controllers([StorageControllerSpec("VirtIO", "VirtioSCSI", attachments=[
+            DiskAttachmentSpec(0, "", kind="DVD")])], mem, bridge, lambda n: lines.setdefault(n, IrqLine()))
+
+
+def test_device_at_finds_drives_and_nothing_else(machine, tmp_path):
+    from vmm.devices.atapi import AtapiDrive
+    _io, _mmio, bridge, mem, lines, _ = machine
+    placed = place_storage_controllers([
+        StorageControllerSpec("IDE", "ICH6", attachments=[DiskAttachmentSpec(1, "", device=1, kind="DVD")]),
+        StorageControllerSpec("SATA", "IntelAhci", port_count=2, attachments=[DiskAttachmentSpec(1, "", kind="DVD")])],
+        mem, bridge, lambda n: lines.setdefault(n, IrqLine()))
+    ide, ahci = placed[0].device, placed[1].device
+    assert isinstance(ide.device_at(1, 1), AtapiDrive) and ide.device_at(2, 0) is None and ide.device_at(0, 0) is None
+    assert isinstance(ahci.device_at(1), AtapiDrive) and ahci.device_at(5) is None and ahci.device_at(1, 1) is None
+    for pc in placed:
+        pc.close()
