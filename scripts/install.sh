@@ -28,6 +28,8 @@ if [ "${1:-}" = "--test" ]; then
     command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
     command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)   # the boot benchmark's peer
     command -v vncsnapshot >/dev/null || need_apt+=(vncsnapshot)   # a real VNC client for the remote display tests
+    # the real VirtualBox client the client tests drive unmodified (Debian 12: Vagrant 2.3.4)
+    command -v vagrant >/dev/null || need_apt+=(vagrant)
 fi
 # the guest builder finds Debian's kernel, busybox, the boot loaders and Vagrant's key
 # through the apt lists

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from . import network_xml, storage_xml
+from . import devices_xml, guest_xml, network_xml, storage_xml
 from .models import DEFAULT_BOOT_ORDER, Hardware
 from .xmltree import (
     child,
@@ -214,6 +214,15 @@ def read_hardware(owner: etree._Element, sv: int) -> Hardware:
             network_adapters=network_xml.read_adapters(hw, sv, 36 if chipset_type == "ICH9" else 8),
             uarts=network_xml.read_uarts(hw, sv),
             storage_controllers=_read_storage(at, hw, sv),
+            guest_properties=guest_xml.read_guest_properties(hw),
+            usb_controllers=devices_xml.read_usb(hw),
+            audio=devices_xml.read_audio(hw),
+            clipboard_mode=devices_xml.read_clipboard(hw)[0],
+            clipboard_file_transfers=devices_xml.read_clipboard(hw)[1],
+            dnd_mode=devices_xml.read_dnd(hw),
+            vrde=devices_xml.read_vrde(hw),
+            bios_logo=devices_xml.read_logo(bios),
+            shared_folders=guest_xml.read_shared_folders(hw),
         )
     except ValueError as e:  # pydantic: a value outside what VirtualBox allows
         raise problem(hw, f"Invalid hardware settings: {e}")
@@ -266,7 +275,7 @@ def _write_firmware(hw: etree._Element, at: Places, h: Hardware) -> None:
                 always=at.sv < 20)
     bios = child(hw, at.firmware_parent_tag)
     needed = (not h.acpi or h.ioapic or h.bios_apic_mode != "APIC" or h.boot_menu_mode != "MessageAndMenu"
-              or h.time_offset_ms != 0)
+              or h.time_offset_ms != 0 or devices_xml.logo_needed(h.bios_logo))
     if bios is None:
         if not needed:
             return
@@ -276,6 +285,7 @@ def _write_firmware(hw: etree._Element, at: Places, h: Hardware) -> None:
     put_flag_child(bios, "APIC", h.bios_apic_mode, "APIC", BIOS_CHILDREN, attr="mode")
     put_flag_child(bios, "BootMenu", h.boot_menu_mode, "MessageAndMenu", BIOS_CHILDREN, attr="mode")
     put_flag_child(bios, "TimeOffset", h.time_offset_ms, 0, BIOS_CHILDREN, attr="value")
+    devices_xml.write_logo(bios, h.bios_logo, BIOS_CHILDREN)
 
 
 def _write_boot(hw: etree._Element, h: Hardware) -> None:
@@ -336,6 +346,13 @@ def write_hardware(owner: etree._Element, h: Hardware, sv: int) -> None:
     _write_firmware(hw, at, h)
     network_xml.write_adapters(hw, h.network_adapters, sv, HW_CHILDREN)
     network_xml.write_uarts(hw, h.uarts, sv, HW_CHILDREN)
+    devices_xml.write_vrde(hw, h.vrde, HW_CHILDREN)
+    devices_xml.write_usb(hw, h.usb_controllers, HW_CHILDREN)
+    devices_xml.write_audio(hw, h.audio, HW_CHILDREN)
+    devices_xml.write_clipboard(hw, h.clipboard_mode, h.clipboard_file_transfers, HW_CHILDREN)
+    devices_xml.write_dnd(hw, h.dnd_mode, HW_CHILDREN)
+    guest_xml.write_shared_folders(hw, h.shared_folders, HW_CHILDREN)
+    guest_xml.write_guest_properties(hw, h.guest_properties, HW_CHILDREN)
     storage_xml.write_controllers(at.storage_parent, h.storage_controllers, sv,
                                   HW_CHILDREN if sv >= 17 else OWNER_CHILDREN)
     plat_parent = at.cpu_parent

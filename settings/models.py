@@ -274,6 +274,65 @@ class StorageController(_Model):
         return data
 
 
+class GuestProperty(_Model):
+    """A guest property: timestamp in nanoseconds since the epoch, flags as GuestPropWriteFlags prints them."""
+
+    name: str = Field(min_length=1)
+    value: str = ""
+    timestamp: int = 0
+    flags: str = ""
+
+
+class SharedFolder(_Model):
+    """A host folder offered to the guest (`<SharedFolder>`)."""
+
+    name: str = Field(min_length=1)
+    host_path: str
+    writable: bool = True
+    auto_mount: bool = False
+    auto_mount_point: str = ""
+
+
+ClipboardMode = Literal["Disabled", "HostToGuest", "GuestToHost", "Bidirectional"]
+AudioController = Literal["AC97", "SB16", "HDA", "VirtioSound"]
+AudioCodec = Literal["Null", "STAC9700", "AD1980", "STAC9221", "SB16"]
+AudioDriver = Literal["Null", "WinMM", "OSS", "ALSA", "DirectSound", "CoreAudio", "MMPM", "Pulse", "SolAudio",
+                      "WAS", "Default"]
+DEFAULT_CODEC = {"AC97": "STAC9700", "SB16": "SB16", "HDA": "STAC9221", "VirtioSound": "Null"}
+
+
+class AudioAdapter(_Model):
+    """`<AudioAdapter>`: the adapter, its host driver and the direction switches (which the file
+    format takes as on unless written off)."""
+
+    enabled: bool = False
+    controller: AudioController = "AC97"
+    codec: AudioCodec = "STAC9700"
+    driver: AudioDriver = "Default"
+    enabled_in: bool = True
+    enabled_out: bool = True
+
+
+class RemoteDisplay(_Model):
+    """`<RemoteDisplay>` (VRDE) settings; stored, served by the display work."""
+
+    enabled: bool = False
+    auth_type: Literal["Null", "External", "Guest"] = "Null"
+    auth_timeout: int = 5000
+    auth_library: str = ""
+    allow_multi_connection: bool = False
+    reuse_single_connection: bool = False
+    ext_pack: str = ""
+    properties: dict[str, str] = Field(default_factory=dict)
+
+
+class BiosLogo(_Model):
+    fade_in: bool = True
+    fade_out: bool = True
+    display_time: int = Field(default=0, ge=0, le=65535)
+    image_path: str = ""
+
+
 BootDevice = Literal["Null", "Floppy", "DVD", "HardDisk", "Network", "USB", "SharedFolder"]
 DEFAULT_BOOT_ORDER = ["Floppy", "DVD", "HardDisk", "Null"]
 
@@ -328,6 +387,15 @@ class Hardware(_Model):
     network_adapters: list[NetworkAdapter] = Field(default_factory=_default_adapters)
     uarts: list[SerialPort] = Field(default_factory=_default_uarts)
     storage_controllers: list[StorageController] = Field(default_factory=list)
+    guest_properties: list[GuestProperty] = Field(default_factory=list)
+    shared_folders: list[SharedFolder] = Field(default_factory=list)
+    usb_controllers: list[Literal["OHCI", "EHCI", "XHCI"]] = Field(default_factory=list)
+    audio: AudioAdapter = Field(default_factory=AudioAdapter)
+    clipboard_mode: ClipboardMode = "Disabled"
+    clipboard_file_transfers: bool = False
+    dnd_mode: ClipboardMode = "Disabled"
+    vrde: RemoteDisplay = Field(default_factory=RemoteDisplay)
+    bios_logo: BiosLogo = Field(default_factory=BiosLogo)
 
     @field_validator("boot_order")
     @classmethod

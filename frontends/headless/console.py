@@ -63,6 +63,7 @@ class HeadlessConsole:
     def reset(self) -> None:
         self._p.need(MachineState.Running)
         self._p.vm_call("reset")
+        self._p.guestprops.reset()
 
     def pause(self) -> None:
         self._p.pause()
@@ -95,6 +96,29 @@ class HeadlessConsole:
         """The service mounted a disc in (or removed it from) a DVD drive of the running VM."""
         self._p.need(MachineState.Running, MachineState.Paused)
         self._p.change_medium(controller, int(port), int(device), location)
+
+    # -- guest properties and transient shared folders (guestprops.py) ------------------------------
+    def access_guest_property(self, name: str, value: str, flags: str, access_mode: int):
+        return self._p.guestprops.access(name, value, flags, access_mode)
+
+    def enumerate_guest_properties(self, patterns: str):
+        return self._p.guestprops.enumerate(patterns)
+
+    @property
+    def shared_folders(self):
+        return self._p.transient_folders.list()
+
+    def create_shared_folder(self, name: str, host_path: str, writable: bool, automount: bool,
+                             auto_mount_point: str = "") -> None:
+        self._p.need(MachineState.Running, MachineState.Paused)
+        self._p.transient_folders.create(name, host_path, writable, automount, auto_mount_point)
+        self._p.log.info("Console: transient shared folder '%s' -> '%s'", name, host_path)
+        self._p.shared_folders_changed(self._p.transient_folders.list())
+
+    def remove_shared_folder(self, name: str) -> None:
+        self._p.need(MachineState.Running, MachineState.Paused)
+        self._p.transient_folders.remove(name)
+        self._p.shared_folders_changed(self._p.transient_folders.list())
 
     def take_snapshot_online(self, state_file: str, disks, pause: bool = True):
         return self._p.take_snapshot_online(state_file, disks, pause)

@@ -35,6 +35,7 @@ from vmm.savedstate import (
 from vmm.vm import Machine, MachineError
 
 from .console import HeadlessConsole, invalid_state
+from .guestprops import GuestPropertyStore, TransientFolders
 from .machine_config import ConfigError, add_shared_folders, describe_error, read_settings
 from .vrde import VRDE_POLL_S, start_vrde, vrde_settings
 
@@ -91,6 +92,8 @@ class VmProcess:
         self._t_start = 0.0
         self.vmlock: VmLock | None = None
         self._closing = threading.Event()
+        self.guestprops = GuestPropertyStore(push=self._push_guest_property)
+        self.transient_folders = TransientFolders()
 
     # -- state ---------------------------------------------------------------------------------------
     def report(self, state: MachineState) -> None:
@@ -225,6 +228,7 @@ class VmProcess:
             log.info("Restored the saved state from '%s'", self.sm.state_file_path)
         else:
             self.report(MachineState.Starting)
+        self._start_guest_properties()
         self.session.register_console(self.client.export(HeadlessConsole(self), "IConsole"))
         self._t_start = time.monotonic()
         self.vm.start()
@@ -245,6 +249,22 @@ class VmProcess:
         folders.update({f.name.lower(): f for f in Machine._folder_specs(extra)})
         self.vm.set_shared_folders(list(folders.values()))
         log.info("Shared folders: %s", ", ".join(sorted(f.name for f in folders.values())) or "none")
+
+    def _start_guest_properties(self) -> None:
+        """The store starts from the saved properties; the host information goes in as VirtualBox's
+        Console publishes it (transient, read-only for the guest)."""
+        self.guestprops.load(self.sm.enumerate_guest_properties(""))
+        vbox = self.client.virtualbox
+        version, revision = vbox.version, vbox.revision
+        for name, value in (("/VirtualBox/HostInfo/VBoxVer", version), ("/VirtualBox/HostInfo/VBoxVerExt", version),
+                            ("/VirtualBox/HostInfo/VBoxRev", str(revision))):
+            self.guestprops.publish(name, value, "TRANSIENT, RDONLYGUEST")
+
+    def _push_guest_property(self, name: str, value: str, timestamp: int, flags: str) -> None:
+        try:
+            self.sm.push_guest_property(name, value, timestamp, flags)
+        except VBoxError as e:
+            log.warning("cannot report guest property '%s' to the service: %s", name, e.text)
 
     # -- guest events (vCPU thread) --------------------------------------------------------------------
     def _vm_stopped(self, kind: str, detail: str) -> None:

@@ -9,7 +9,7 @@ import re
 
 import click
 
-from . import names
+from . import modifyvm_devices, names
 from .api import call, find_machine, locked
 from .cli import choice, onoff, uint, vm_argument
 from .modifyvm_opts import parse
@@ -87,7 +87,9 @@ def apply_step(m, oid: str, index: int, values: list[str]) -> None:
     opt = f"--{oid}{index or ''}"
     expr, line = SETTER_CONTEXT.get(oid, (f"sessionMachine->COMSETTER({oid})(ValueUnion.psz)", 1000))
     with call(expr, line, _FILE):
-        if oid == "name":
+        if modifyvm_devices.applies(oid):
+            modifyvm_devices.apply(m, oid, index, value)
+        elif oid == "name":
             m.name = value
         elif oid == "groups":
             m.groups = [g for g in value.split(",") if g]

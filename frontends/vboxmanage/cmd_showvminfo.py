@@ -8,7 +8,7 @@ import click
 from . import render_vminfo
 from .api import Api, call, find_machine, lock_type
 from .cli import CONTEXT, uint, vm_argument
-from .vminfo import collect, snapshot_tree
+from .vminfo import collect, snapshot_tree, transient_folders
 
 _FILE = "VBoxManageInfo.cpp"
 
@@ -37,9 +37,11 @@ def showvminfo(vm, details, machinereadable, log_index, password_id, password, a
         with call("showVMInfo(pVirtualBox, machine, ptrSession, details)", 3262, _FILE):
             info = collect(vbox, machine)
             if locked and info.get("accessible"):
-                info["running"] = session.console is not None
-                if info["running"]:
-                    info["vrde_live"] = _vrde_live(session.console)
+                console = session.console
+                info["running"] = console is not None
+                if console is not None:
+                    info["transient_folders"] = transient_folders(console)
+                    info["vrde_live"] = _vrde_live(console)
             if info.get("accessible") and machine.snapshot_count:
                 info["snapshots"], info["current_snapshot"] = snapshot_tree(machine)
     finally:

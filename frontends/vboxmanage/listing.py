@@ -10,6 +10,7 @@ import sys
 from . import render_list
 from .api import Api, call, is_api_error, safe_get
 from .names import RUNNING_LIST_STATES, enum_int
+from .output import IDENTITY
 
 SUBCOMMANDS = ("vms", "runningvms", "hdds", "dvds", "floppies", "ostypes", "hostinfo", "systemproperties",
                "intnets", "hostonlyifs", "bridgedifs", "natnets", "dhcpservers")
@@ -196,12 +197,14 @@ def _systemproperties(vbox) -> list[tuple[str, object]]:
     from vboxsvc.api.enums import ChipsetType
 
     sp = vbox.system_properties
+    if not IDENTITY.is_7_1:
+        return _systemproperties_70(vbox, sp)
 
     def top(label: str, value) -> tuple[str, object]:
         return f"{label:<33}", value
 
     rows = [
-        top("API version:", safe_get(vbox, "api_version", "7_1")),
+        top("API version:", safe_get(vbox, "api_version", IDENTITY.api_version)),
         top("Minimum guest RAM size:", f"{sp.min_guest_ram} Megabytes"),
         top("Maximum guest RAM size:", f"{sp.max_guest_ram} Megabytes"),
         top("Minimum video RAM size:", f"{sp.min_guest_vram} Megabytes"),
@@ -232,6 +235,65 @@ def _systemproperties(vbox) -> list[tuple[str, object]]:
     platform = _platform_rows(sp, [ChipsetType.PIIX3, ChipsetType.ICH9])
     rows += platform + [("", ""), ("Supported platform architectures: ", "x86"), ("", ""),
                         ("x86 platform properties:", "")] + platform
+    return rows
+
+
+def _systemproperties_70(vbox, sp) -> list[tuple[str, object]]:
+    """7.0's listSystemProperties: one flat list, the platform limits between the guest limits
+    and the defaults (VBoxManage's own irregular label padding kept)."""
+    from vboxsvc.api.enums import ChipsetType as C
+    from vboxsvc.api.enums import StorageBus as B
+
+    ports, devs = sp.get_max_port_count_for_storage_bus, sp.get_max_devices_per_port_for_storage_bus
+    inst = sp.get_max_instances_of_storage_bus
+    rows = [("API version:                     ", safe_get(vbox, "api_version", IDENTITY.api_version)),
+            ("Minimum guest RAM size:          ", f"{sp.min_guest_ram} Megabytes"),
+            ("Maximum guest RAM size:          ", f"{sp.max_guest_ram} Megabytes"),
+            ("Minimum video RAM size:          ", f"{sp.min_guest_vram} Megabytes"),
+            ("Maximum video RAM size:          ", f"{sp.max_guest_vram} Megabytes"),
+            ("Maximum guest monitor count:     ", sp.max_guest_monitors),
+            ("Minimum guest CPU count:         ", sp.min_guest_cpu_count),
+            ("Maximum guest CPU count:         ", sp.max_guest_cpu_count),
+            ("Virtual disk limit (info):       ", f"{sp.info_vd_size} Bytes"),
+            ("Maximum Serial Port count:       ", sp.serial_port_count),
+            ("Maximum Parallel Port count:     ", sp.parallel_port_count),
+            ("Maximum Boot Position:           ", sp.max_boot_position),
+            ("Maximum PIIX3 Network Adapter count:   ", sp.get_max_network_adapters(C.PIIX3)),
+            ("Maximum ICH9 Network Adapter count:   ", sp.get_max_network_adapters(C.ICH9))]
+    for bus, _name, pi, ic, pc, dv in (
+            (B.IDE, "IDE", "Maximum PIIX3 IDE Controllers:   ", "Maximum ICH9 IDE Controllers:    ",
+             "Maximum IDE Port count:          ", "Maximum Devices per IDE Port:    "),
+            (B.SATA, "SATA", "Maximum PIIX3 SATA Controllers:  ", "Maximum ICH9 SATA Controllers:   ",
+             "Maximum SATA Port count:         ", "Maximum Devices per SATA Port:   "),
+            (B.SCSI, "SCSI", "Maximum PIIX3 SCSI Controllers:  ", "Maximum ICH9 SCSI Controllers:   ",
+             "Maximum SCSI Port count:         ", "Maximum Devices per SCSI Port:   "),
+            (B.SAS, "SAS", "Maximum SAS PIIX3 Controllers:   ", "Maximum SAS ICH9 Controllers:    ",
+             "Maximum SAS Port count:          ", "Maximum Devices per SAS Port:    "),
+            (B.PCIe, "NVMe", "Maximum NVMe PIIX3 Controllers:  ", "Maximum NVMe ICH9 Controllers:   ",
+             "Maximum NVMe Port count:         ", "Maximum Devices per NVMe Port:   "),
+            (B.VirtioSCSI, "virtio-scsi", "Maximum virtio-scsi PIIX3 Controllers:  ",
+             "Maximum virtio-scsi ICH9 Controllers:   ", "Maximum virtio-scsi Port count:         ",
+             "Maximum Devices per virtio-scsi Port:   "),
+            (B.Floppy, "Floppy", "Maximum PIIX3 Floppy Controllers:", "Maximum ICH9 Floppy Controllers: ",
+             "Maximum Floppy Port count:       ", "Maximum Devices per Floppy Port: ")):
+        rows += [(pi, inst(C.PIIX3, bus)), (ic, inst(C.ICH9, bus)), (pc, ports(bus)), (dv, devs(bus))]
+    rows += [("Default machine folder:          ", sp.default_machine_folder),
+             ("Raw-mode Supported:              ", "no"),
+             ("Exclusive HW virtualization use: ", "on" if safe_get(sp, "exclusive_hw_virt", True) else "off"),
+             ("Default hard disk format:        ", sp.default_hard_disk_format),
+             ("VRDE auth library:               ", safe_get(sp, "vrde_auth_library", "")),
+             ("Webservice auth. library:        ", safe_get(sp, "web_service_auth_library", "")),
+             ("Remote desktop ExtPack:          ", safe_get(sp, "default_vrde_ext_pack", "")),
+             ("VM encryption ExtPack:           ", safe_get(sp, "default_crypto_ext_pack", "")),
+             ("Log history count:               ", sp.log_history_count),
+             ("Default frontend:                ", safe_get(sp, "default_frontend", "")),
+             ("Default audio driver:            ", safe_get(sp, "default_audio_driver", "") or "Null"),
+             ("Autostart database path:         ", safe_get(sp, "autostart_database_path", "")),
+             ("Default Guest Additions ISO:     ", safe_get(sp, "default_additions_iso", "")),
+             ("Logging Level:                   ", safe_get(sp, "logging_level", "")),
+             ("Proxy Mode:                      ", "System"),
+             ("Proxy URL:                       ", ""),
+             ("User language:                   ", "C")]
     return rows
 
 

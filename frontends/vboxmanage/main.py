@@ -38,6 +38,7 @@ COMMANDS = {
     "startvm": "control", "controlvm": "control", "discardstate": "control",
     "snapshot": "snapshot", "clonevm": "clonevm",
     "getextradata": "extradata", "setextradata": "extradata", "setproperty": "extradata",
+    "guestproperty": "guestproperty", "sharedfolder": "sharedfolder",
 }
 VERSION_FLAGS = ("-V", "--version", "-v", "-version", "-Version")
 HELP_WORDS = ("help", "--help", "-h", "-?", "-help")

@@ -8,6 +8,7 @@ so the raw arguments are parsed here into (option id, index, values) steps.
 
 import re
 
+from . import modifyvm_devices
 from .output import SyntaxFailure
 
 # id -> spellings (without the index for indexed ones)
@@ -51,6 +52,8 @@ INDEXED = {
 LONG_NAME = {oid: names[0] for oid, names in INDEXED.items()}
 INDEX_RANGE = {"boot": (1, 4), "uart": (1, 4), "uartmode": (1, 4), "uarttype": (1, 4)}  # NICs: 1..36
 
+PLAIN.update(modifyvm_devices.PLAIN)
+INDEXED.update(modifyvm_devices.INDEXED)
 _PLAIN_BY_NAME = {name: oid for oid, names in PLAIN.items() for name in names}
 _INDEXED_BY_NAME = {name: oid for oid, names in INDEXED.items() for name in names}
 _INDEXED_RE = re.compile(r"^(--[a-z-]+?)(\d+)$")

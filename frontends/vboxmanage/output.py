@@ -6,13 +6,16 @@ exit code VBoxManage produces, so every command reports failures the same way.
 
 import sys
 
+from vboxsvc.api import identity
+
 from .names import result_name
 
 PROG = "VBoxManage"
-VERSION = "7.1.6"
-REVISION = "167084"
+IDENTITY = identity.current()
+VERSION = IDENTITY.version
+REVISION = str(IDENTITY.revision)
 LOGO = (f"Oracle VirtualBox Command Line Management Interface Version {VERSION}\n"
-        "Copyright (C) 2005-2025 Oracle and/or its affiliates\n")
+        f"Copyright (C) 2005-{2025 if IDENTITY.is_7_1 else 2024} Oracle and/or its affiliates\n")
 
 EXIT_SUCCESS, EXIT_FAILURE, EXIT_SYNTAX = 0, 1, 2
 

@@ -5,6 +5,7 @@ size, description, auto_reset, in_use: [(name, uuid)], children: [...], ...}.
 """
 
 from .names import MEDIUM_STATES, MEDIUM_TYPES, PROCESSOR_FEATURES
+from .output import IDENTITY
 
 
 def vms(entries: list[tuple[str, str]]) -> str:
@@ -72,8 +73,11 @@ def medium_info(m: dict) -> str:
     return "".join(out)
 
 
-def ostypes(types: list[dict]) -> str:
-    """7.1 layout (showGuestOSType): header, then a block per guest OS type."""
+def ostypes(types: list[dict], v71: bool | None = None) -> str:
+    """7.1 layout (showGuestOSType): header, then a block per guest OS type; 7.0's had no header
+    and one `Label: value` line per field."""
+    if not (IDENTITY.is_7_1 if v71 is None else v71):
+        return ostypes_70(types)
     out = ["Supported guest OS types:\n\n"]
     for t in types:
         arch = "ARMv8" if t.get("arch") == 2 else "x86"
@@ -84,7 +88,18 @@ def ostypes(types: list[dict]) -> str:
     return "".join(out)
 
 
-def ostypes_long(types: list[dict]) -> str:
+def ostypes_70(types: list[dict]) -> str:
+    out = []
+    for t in types:
+        out += [f"ID:          {t['id']}\n", f"Description: {t['description']}\n",
+                f"Family ID:   {t['family_id']}\n", f"Family Desc: {t['family_desc']}\n",
+                f"64 bit:      {'true' if t['is64'] else 'false'}\n\n"]
+    return "".join(out)
+
+
+def ostypes_long(types: list[dict], v71: bool | None = None) -> str:
+    if not (IDENTITY.is_7_1 if v71 is None else v71):
+        return ostypes_70(types)
     out = ["Supported guest OS types:\n\n"]
     for t in types:
         out += [f"ID:               {t['id']}\n", f"Description:      {t['description']}\n",

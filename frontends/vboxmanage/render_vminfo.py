@@ -66,9 +66,10 @@ def line(label: str, value) -> str:
 def machine_readable(info: dict) -> str:
     if not info.get("accessible", True):
         return mr("name", "<inaccessible>") + mr("UUID", info["uuid"])
-    out = [mr("name", info["name"]), mr("encryption", "disabled"), mr("groups", ",".join(info["groups"])),
-           mr("platformArchitecture", info.get("platform_arch", "x86")),
-           mr("ostype", info["os_type"]), mr("UUID", info["uuid"]), mr("CfgFile", info["cfg_file"]),
+    out = [mr("name", info["name"]), mr("encryption", "disabled"), mr("groups", ",".join(info["groups"]))]
+    if info.get("platform_arch"):  # 7.1 on
+        out.append(mr("platformArchitecture", info["platform_arch"]))
+    out += [mr("ostype", info["os_type"]), mr("UUID", info["uuid"]), mr("CfgFile", info["cfg_file"]),
            mr("SnapFldr", info["snapshot_folder"]), mr("LogFldr", info["log_folder"]),
            mr("hardwareuuid", info["hardware_uuid"]), mr_int("memory", info["memory"]),
            mr("pagefusion", info["page_fusion"]), mr_int("vram", info["vram"]),
@@ -115,11 +116,12 @@ def machine_readable(info: dict) -> str:
     out += [mr("hidpointing", info["hid_pointing"]), mr("hidkeyboard", info["hid_keyboard"])]
     for uart in info["uarts"]:
         out += _mr_uart(uart)
-    out += [mr("lpt1", False), mr("lpt2", False), mr("audio", "none"), mr("audio_out", False),
-            mr("audio_in", False), mr("clipboard", "disabled"), mr("draganddrop", "disabled")]
+    out += [mr("lpt1", False), mr("lpt2", False)] + _mr_audio_clipboard_dnd(info)
     if info.get("session_name"):
         out.append(mr("SessionName", info["session_name"]))
-    out += [mr("vrde", False), mr("usb", False), mr("ehci", False), mr("xhci", False)]
+    out += _mr_vrde(info.get("vrde")) + [mr("usb", info.get("usb_ohci", False)), mr("ehci", info.get("usb_ehci", False)),
+                                          mr("xhci", info.get("usb_xhci", False))]
+    out += _shared_folders(info, machine_readable=True)
     if info.get("running"):  # live VRDE info from the VM process; the `==` is VBoxManage's own
         live = info.get("vrde_live") or {}
         out += [mr("VRDEActiveConnection", bool(live.get("active"))), f"VRDEClients=={live.get('clients', 0)}\n"]
@@ -241,8 +243,10 @@ def human(info: dict, details: bool = False) -> str:
                 f"Config file:     {info['cfg_file']}\nEncryption:     disabled\nAccess error details:\n"
                 + (msg_lines("error: ", info["access_error"]) if info.get("access_error") else "") + "\n")
     state_long = MACHINE_STATES[info["state"]][1]
-    out = [line("Name", info["name"]), line("Encryption", "disabled"), line("Groups", ",".join(info["groups"])),
-           line("Platform Architecture", info.get("platform_arch", "x86")), line("Guest OS", info["os_type"]),
+    out = [line("Name", info["name"]), line("Encryption", "disabled"), line("Groups", ",".join(info["groups"]))]
+    if info.get("platform_arch"):  # 7.1 on
+        out.append(line("Platform Architecture", info["platform_arch"]))
+    out += [line("Guest OS", info["os_type"]),
            line("UUID", info["uuid"]), line("Config file", info["cfg_file"]),
            line("Snapshot folder", info["snapshot_folder"]), line("Log folder", info["log_folder"]),
            line("Hardware UUID", info["hardware_uuid"]), line("Memory size", f"{info['memory']}MB"),
@@ -294,14 +298,14 @@ def human(info: dict, details: bool = False) -> str:
             line("Keyboard Device", _HID_HUMAN.get(info["hid_keyboard"], info["hid_keyboard"]))]
     for uart in info["uarts"]:
         out.append(_human_uart(uart))
-    out += [line("LPT 1", "disabled"), line("LPT 2", "disabled"), line("Audio", "disabled"),
-            line("Audio playback", "disabled"), line("Audio capture", "disabled"),
-            line("Clipboard Mode", "disabled"), line("Drag and drop Mode", "disabled")]
+    out += [line("LPT 1", "disabled"), line("LPT 2", "disabled")] + _human_audio_clipboard_dnd(info)
     if info.get("session_name"):
         out.append(line("Session name", info["session_name"]))
-    out += [line("VRDE", "disabled"), line("OHCI USB", "disabled"), line("EHCI USB", "disabled"),
-            line("xHCI USB", "disabled"), line("USB Device Filters", "<none>"), line("Bandwidth groups", "<none>"),
-            line("Shared folders", "<none>")]
+    out += _human_vrde(info.get("vrde")) + [
+        line("OHCI USB", _enabled(info.get("usb_ohci", False))), line("EHCI USB", _enabled(info.get("usb_ehci", False))),
+        line("xHCI USB", _enabled(info.get("usb_xhci", False))), line("USB Device Filters", "<none>"),
+        line("Bandwidth groups", "<none>")]
+    out += _shared_folders(info, machine_readable=False)
     if info.get("running"):
         live = info.get("vrde_live") or {}
         out += [line("VRDE Connection", "active" if live.get("active") else "not active"),
@@ -312,6 +316,96 @@ def human(info: dict, details: bool = False) -> str:
         out.append("* Snapshots:\n" + snapshot_human(info["snapshots"], info.get("current_snapshot", "")))
     out += ["* Guest:\n", line("Configured memory balloon", f"{info.get('memory_balloon', 0)}MB")]
     return "".join(out)
+
+
+# AudioDriverType -> (machine-readable, human); MMPM has no name in VBoxManage's table
+_AUDIO_DRIVERS = {0: ("default", "Default"), 1: ("null", "Null"), 2: ("oss", "OSS"), 3: ("alsa", "ALSA"),
+                  4: ("pulse", "PulseAudio"), 5: ("winmm", "WINMM"), 6: ("dsound", "DirectSound"),
+                  7: ("was", "Windows Audio Session (WAS)"), 8: ("coreaudio", "CoreAudio"), 10: ("solaudio", "SolAudio")}
+_AUDIO_CONTROLLERS = {0: "AC97", 1: "SB16", 2: "HDA"}
+_AUDIO_CODECS = {1: "SB16", 2: "STAC9700", 3: "AD1980", 4: "STAC9221"}
+_SHARE_MODES = {0: ("disabled", "disabled"), 1: ("hosttoguest", "HostToGuest"), 2: ("guesttohost", "GuestToHost"),
+                3: ("bidirectional", "Bidirectional")}
+_AUTH = {0: "null", 1: "external", 2: "guest"}
+
+
+def _mr_audio_clipboard_dnd(info: dict) -> list[str]:
+    on = info.get("audio_enabled", False)
+    driver = _AUDIO_DRIVERS.get(info.get("audio_driver", 0), ("unknown", "Unknown"))[0]
+    return [mr("audio", driver if on else "none"), mr("audio_out", info.get("audio_out", False)),
+            mr("audio_in", info.get("audio_in", False)),
+            mr("clipboard", _SHARE_MODES.get(info.get("clipboard", 0), ("unknown", ""))[0]),
+            mr("draganddrop", _SHARE_MODES.get(info.get("dnd", 0), ("unknown", ""))[0])]
+
+
+def _human_audio_clipboard_dnd(info: dict) -> list[str]:
+    text = "disabled"
+    if info.get("audio_enabled", False):
+        text = (f"enabled (Driver: {_AUDIO_DRIVERS.get(info.get('audio_driver', 0), ('', 'Unknown'))[1]}, "
+                f"Controller: {_AUDIO_CONTROLLERS.get(info.get('audio_controller', 0), 'Unknown')}, "
+                f"Codec: {_AUDIO_CODECS.get(info.get('audio_codec', 0), 'Unknown')})")
+    return [line("Audio", text), line("Audio playback", _enabled(info.get("audio_out", False))),
+            line("Audio capture", _enabled(info.get("audio_in", False))),
+            line("Clipboard Mode", _SHARE_MODES.get(info.get("clipboard", 0), ("", "Unknown"))[1]),
+            line("Drag and drop Mode", _SHARE_MODES.get(info.get("dnd", 0), ("", "Unknown"))[1])]
+
+
+def _video_channel(props: dict) -> bool:
+    return props.get("VideoChannel/Enabled", "").lower() in ("true", "1")
+
+
+def _mr_vrde(vrde: dict | None) -> list[str]:
+    if not vrde or not vrde.get("enabled"):
+        return [mr("vrde", False)]
+    props = vrde.get("properties", {})
+    out = [mr("vrde", True), "vrdeport=-1\n", mr("vrdeports", props.get("TCP/Ports", "")),
+           mr("vrdeaddress", props.get("TCP/Address", "")), mr("vrdeauthtype", _AUTH.get(vrde["auth_type"], "unknown")),
+           mr("vrdemulticon", vrde["multi_con"]), mr("vrdereusecon", vrde["reuse_con"]),
+           mr("vrdevideochannel", _video_channel(props))]
+    if _video_channel(props):
+        out.append(mr("vrdevideochannelquality", props.get("VideoChannel/Quality", "")))
+    for key, value in props.items():
+        out.append(f'vrdeproperty[{key}]="{value}"\n' if value else f"vrdeproperty[{key}]=<not set>\n")
+    return out
+
+
+def _human_vrde(vrde: dict | None) -> list[str]:
+    if not vrde or not vrde.get("enabled"):
+        return [line("VRDE", "disabled")]
+    props = vrde.get("properties", {})
+    out = [line("VRDE", f"enabled (Address {props.get('TCP/Address') or '0.0.0.0'}, Ports {props.get('TCP/Ports', '')}, "
+                        f"MultiConn: {_onoff(vrde['multi_con'])}, ReuseSingleConn: {_onoff(vrde['reuse_con'])}, "
+                        f"Authentication type: {_AUTH.get(vrde['auth_type'], 'unknown')})")]
+    if _video_channel(props):
+        out.append(line("Video redirection", f"enabled (Quality {props.get('VideoChannel/Quality', '')})"))
+    else:
+        out.append(line("Video redirection", "disabled"))
+    for key, value in props.items():
+        out.append(f"{'VRDE property':<28}: {key:<10} = " + (f'"{value}"\n' if value else "<not set>\n"))
+    return out
+
+
+def _shared_folders(info: dict, machine_readable: bool) -> list[str]:
+    """showSharedFolder over the machine's folders, then the running VM's transient ones."""
+    out = [] if machine_readable else [f"{'Shared folders:':<28} "]
+    count = 0
+    for kind, infix, folders in (("machine mapping", "MachineMapping", info.get("shared_folders") or []),
+                                 ("transient mapping", "TransientMapping", info.get("transient_folders") or [])):
+        for i, f in enumerate(folders, 1):
+            if machine_readable:
+                out += [mr(f"SharedFolderName{infix}{i}", f["name"]), mr(f"SharedFolderPath{infix}{i}", f["host_path"])]
+            else:
+                if count == 0:
+                    out.append("\n\n")
+                text = (f"Name: '{f['name']}', Host path: '{f['host_path']}' ({kind}), "
+                        f"{'writable' if f['writable'] else 'readonly'}{', auto-mount' if f['auto_mount'] else ''}")
+                if f.get("auto_mount_point"):
+                    text += f", mount-point: '{f['auto_mount_point']}'"
+                out.append(text + "\n")
+            count += 1
+    if not machine_readable:
+        out.append("<none>\n" if count == 0 else "\n")
+    return out
 
 
 _BOOT_MENU_HUMAN = {"disabled": "disabled", "menuonly": "menu only", "messageandmenu": "message and menu"}

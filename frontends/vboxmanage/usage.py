@@ -107,6 +107,17 @@ USAGE = {
         "getextradata <global | uuid | vmname> <keyword | enumerate>"]),
     "setextradata": ("Set a keyword value that is associated with a virtual machine or configuration", [
         "setextradata <global | uuid | vmname> <keyword> [value]"]),
+    "guestproperty": ("Manage virtual machine guest properties", [
+        "guestproperty get <uuid | vmname> <property-name> [--verbose]",
+        "guestproperty enumerate <uuid | vmname> [--no-timestamp] [--no-flags] [--relative] [--old-format]"
+        " [pattern...]",
+        "guestproperty set <uuid | vmname> <property-name> [property-value [--flags=flags]]",
+        "guestproperty unset <uuid | vmname> <property-name>",
+        "guestproperty wait <uuid | vmname> <patterns> [--timeout=msec] [--fail-on-timeout]"]),
+    "sharedfolder": ("Add and remove shared folders", [
+        "sharedfolder add <uuid | vmname> --name=name --hostpath=hostpath [--readonly] [--transient]"
+        " [--automount] [--auto-mount-point=path]",
+        "sharedfolder remove <uuid | vmname> --name=name [--transient]"]),
     "setproperty": ("Change global settings", [
         "setproperty machinefolder <default | folder>",
         "setproperty hwvirtexclusive <on | off>", "setproperty loghistorycount <count>",

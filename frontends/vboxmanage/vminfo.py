@@ -7,6 +7,7 @@ enum values are kept as ints and named by the renderers.
 """
 
 from .names import enum_int
+from .output import IDENTITY
 
 HID_POINTING = {1: "none", 2: "ps2mouse", 3: "usbmouse", 4: "usbtablet", 5: "combomouse", 6: "usbmultitouch",
                 7: "usbmtscreenpluspad"}
@@ -45,7 +46,7 @@ def collect(vbox, machine) -> dict:
     os_id = machine.os_type_id
     info = {
         "accessible": True, "name": machine.name, "groups": list(machine.groups),
-        "platform_arch": ARCH.get(enum_int(platform.architecture), "x86"),
+        "platform_arch": ARCH.get(enum_int(platform.architecture), "x86") if IDENTITY.is_7_1 else "",
         "os_type_id": os_id, "os_type": os_description(vbox, os_id), "uuid": machine.id,
         "cfg_file": machine.settings_file_path, "snapshot_folder": machine.snapshot_folder,
         "log_folder": machine.log_folder, "hardware_uuid": machine.hardware_uuid or machine.id,
@@ -75,7 +76,7 @@ def collect(vbox, machine) -> dict:
         "state": enum_int(machine.state), "state_change_ms": int(machine.last_state_change),
         "state_file": machine.state_file_path or "",
         "graphics": enum_int(gfx.graphics_controller_type), "monitor_count": gfx.monitor_count,
-        "accelerate3d": False,
+        "accelerate3d": bool(gfx.accelerate3d_enabled),
         "autostart_enabled": bool(machine.autostart_enabled), "autostart_delay": machine.autostart_delay,
         "default_frontend": machine.default_frontend or "",
         "vm_process_priority": PROC_PRIORITY.get(enum_int(machine.vm_process_priority), "default"),
@@ -88,12 +89,42 @@ def collect(vbox, machine) -> dict:
         "memory_balloon": int(machine.memory_balloon_size), "paravirt_debug": machine.paravirt_debug or "",
         "running": False, "session_name": "",
         "snapshots": None, "current_snapshot": "",
+        "shared_folders": [_folder(f) for f in machine.shared_folders], "transient_folders": [],
     }
+    info.update(devices(machine))
     if 6 <= info["state"] <= 19:  # online: a VM process holds the session
         info["session_name"] = machine.session_name or ""
     for key, extra in EXTRA_BOOT:
         info[key] = machine.get_extra_data(extra)
     return info
+
+
+def devices(machine) -> dict:
+    """USB controllers, audio, clipboard, drag and drop and the VRDE server, as plain data."""
+    audio = machine.audio_settings.adapter
+    vrde = machine.vrde_server
+    usb = {enum_int(c.type) for c in machine.usb_controllers}
+    return {
+        "usb_ohci": 1 in usb, "usb_ehci": 2 in usb, "usb_xhci": 3 in usb,
+        "audio_enabled": bool(audio.enabled), "audio_driver": enum_int(audio.audio_driver),
+        "audio_controller": enum_int(audio.audio_controller), "audio_codec": enum_int(audio.audio_codec),
+        "audio_in": bool(audio.enabled_in), "audio_out": bool(audio.enabled_out),
+        "clipboard": enum_int(machine.clipboard_mode), "clipboard_file_transfers": bool(
+            machine.clipboard_file_transfers_enabled),
+        "dnd": enum_int(machine.dn_d_mode),
+        "vrde": {"enabled": bool(vrde.enabled), "auth_type": enum_int(vrde.auth_type),
+                 "multi_con": bool(vrde.allow_multi_connection), "reuse_con": bool(vrde.reuse_single_connection),
+                 "properties": {k: vrde.get_vrde_property(k) for k in vrde.vrde_properties}},
+    }
+
+
+def _folder(f) -> dict:
+    return {"name": f.name, "host_path": f.host_path, "writable": bool(f.writable), "auto_mount": bool(f.auto_mount),
+            "auto_mount_point": f.auto_mount_point or ""}
+
+
+def transient_folders(console) -> list[dict]:
+    return [_folder(f) for f in console.shared_folders]
 
 
 def _access_error(machine) -> str:

@@ -280,6 +280,59 @@ KeyboardHIDType = IntEnum("KeyboardHIDType", [("None", 1), ("PS2Keyboard", 2), (
 PointingHIDType = IntEnum("PointingHIDType", [("None", 1), ("PS2Mouse", 2), ("USBMouse", 3), ("USBTablet", 4), ("ComboMouse", 5), ("USBMultiTouch", 6), ("USBMTScreenPlusPad", 7)])  # functional form: a member named None
 
 
+class USBControllerType(IntEnum):
+    Null = 0
+    OHCI = 1
+    EHCI = 2
+    XHCI = 3
+
+
+class AudioControllerType(IntEnum):
+    AC97 = 0
+    SB16 = 1
+    HDA = 2
+    VirtioSound = 3
+
+
+class AudioCodecType(IntEnum):
+    Null = 0
+    SB16 = 1
+    STAC9700 = 2
+    AD1980 = 3
+    STAC9221 = 4
+
+
+class AudioDriverType(IntEnum):
+    Default = 0
+    Null = 1
+    OSS = 2
+    ALSA = 3
+    Pulse = 4
+    WinMM = 5
+    DirectSound = 6
+    WAS = 7
+    CoreAudio = 8
+    MMPM = 9
+    SolAudio = 10
+
+
+class ClipboardMode(IntEnum):
+    Disabled = 0
+    HostToGuest = 1
+    GuestToHost = 2
+    Bidirectional = 3
+
+
+class DnDMode(IntEnum):
+    Disabled = 0
+    HostToGuest = 1
+    GuestToHost = 2
+    Bidirectional = 3
+
+
+AuthType = IntEnum("AuthType", [("Null", 0), ("External", 1), ("Guest", 2)])
+
+
 class VMExecutionEngine(IntEnum):
     Default = 0
     HwVirt = 1

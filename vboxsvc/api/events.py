@@ -28,7 +28,8 @@ EVENT_TYPES: dict[int, tuple[str, tuple[str, ...]]] = {
     T.OnProgressTaskCompleted: ("IProgressTaskCompletedEvent", ("progress_id", "midl_does_not_like_empty_interfaces")),
     T.OnProgressPercentageChanged: ("IProgressPercentageChangedEvent", ("progress_id", "percent")),
     T.OnRuntimeError: ("IRuntimeErrorEvent", ("fatal", "id", "message")),
-    T.OnGuestPropertyChanged: ("IGuestPropertyChangedEvent", ("machine_id", "name", "value", "flags")),
+    T.OnGuestPropertyChanged: ("IGuestPropertyChangedEvent",
+                               ("machine_id", "name", "value", "flags", "was_deleted")),
 }
 
 # wildcard types a listener can subscribe to, and the concrete types each covers

@@ -217,7 +217,64 @@ IMachine:
     restoreSnapshot(snapshot: ISnapshot) -> IProgress
     findSnapshot(nameOrId: str) -> ISnapshot
     cloneTo(target: IMachine, mode: CloneMode, options: [CloneOptions] = []) -> IProgress
+    USBControllers: [IUSBController]
+    addUSBController(name: str, type: USBControllerType) -> IUSBController
+    removeUSBController(name: str)
+    getUSBControllerCountByType(type: USBControllerType) -> int
+    audioSettings: IAudioSettings
+    clipboardMode: ClipboardMode rw
+    clipboardFileTransfersEnabled: bool rw
+    dnDMode: DnDMode rw
+    VRDEServer: IVRDEServer
+    sharedFolders: [ISharedFolder]
+    createSharedFolder(name: str, hostPath: str, writable: bool, automount: bool, autoMountPoint: str = "")
+    removeSharedFolder(name: str)
+    getGuestProperty(name: str) -> any          # [value, timestamp, flags]
+    getGuestPropertyValue(property: str) -> str
+    getGuestPropertyTimestamp(property: str) -> int
+    setGuestProperty(property: str, value: str, flags: str)
+    setGuestPropertyValue(property: str, value: str)
+    deleteGuestProperty(name: str)
+    enumerateGuestProperties(patterns: str = "") -> any   # [names, values, timestamps, flags]
+    pushGuestProperty(name: str, value: str, timestamp: int, flags: str)   # vboxpy: IInternalMachineControl::pushGuestProperty for the VM process
     exportTo(appliance: IAppliance, location: str) -> IVirtualSystemDescription
+
+IUSBController:
+    name: str
+    type: USBControllerType
+    USBStandard: int
+
+IAudioSettings:
+    adapter: IAudioAdapter
+
+IAudioAdapter:
+    enabled: bool rw
+    enabledIn: bool rw
+    enabledOut: bool rw
+    audioController: AudioControllerType rw
+    audioCodec: AudioCodecType rw
+    audioDriver: AudioDriverType rw
+
+IVRDEServer:
+    enabled: bool rw
+    authType: AuthType rw
+    authTimeout: int rw
+    allowMultiConnection: bool rw
+    reuseSingleConnection: bool rw
+    VRDEExtPack: str rw
+    authLibrary: str rw
+    VRDEProperties: [str]
+    setVRDEProperty(key: str, value: str)
+    getVRDEProperty(key: str) -> str
+
+ISharedFolder:
+    name: str
+    hostPath: str
+    accessible: bool
+    writable: bool
+    autoMount: bool
+    autoMountPoint: str
+    lastAccessError: str
 
 ISnapshot:
     id: str
@@ -247,10 +304,10 @@ IPlatformX86:
 
 IFirmwareSettings:
     firmwareType: FirmwareType rw
-    logoFadeIn: bool
-    logoFadeOut: bool
-    logoDisplayTime: int
-    logoImagePath: str
+    logoFadeIn: bool rw
+    logoFadeOut: bool rw
+    logoDisplayTime: int rw
+    logoImagePath: str rw
     bootMenuMode: FirmwareBootMenuMode rw
     ACPIEnabled: bool rw
     IOAPICEnabled: bool rw
@@ -263,6 +320,7 @@ IGraphicsAdapter:
     graphicsControllerType: GraphicsControllerType rw
     VRAMSize: int rw
     monitorCount: int rw
+    accelerate3DEnabled: bool rw
 
 IStorageController:
     name: str rw
@@ -398,6 +456,11 @@ IConsole:
     getPowerButtonHandled() -> bool
     getGuestEnteredACPIMode() -> bool
     takeSnapshotOnline(stateFile: str, disks: any, pause: bool = True) -> any   # vboxpy: the VM process's part of an online snapshot (disks: [[parent path, diff path, diff uuid]])
+    sharedFolders: [ISharedFolder]
+    createSharedFolder(name: str, hostPath: str, writable: bool, automount: bool, autoMountPoint: str = "")
+    removeSharedFolder(name: str)
+    accessGuestProperty(name: str, value: str, flags: str, accessMode: int) -> any   # vboxpy: IInternalSessionControl::accessGuestProperty (0 get, 1 set, 2 delete) -> [value, timestamp, flags]
+    enumerateGuestProperties(patterns: str) -> any   # vboxpy: IInternalSessionControl::enumerateGuestProperties -> [names, values, timestamps, flags]
     onNATRedirectRuleChange(slot: int, remove: bool, name: str, proto: NATProtocol, hostIP: str, hostPort: int, guestIP: str, guestPort: int)   # vboxpy: IInternalSessionControl's, a port forward changed while the VM runs
     onNetworkAdapterChange(slot: int, cableConnected: bool)   # vboxpy: IInternalSessionControl's, the cable was plugged or pulled while the VM runs
     onMediumChange(controller: str, port: int, device: int, location: str)   # vboxpy: a DVD drive of the running VM gets another disc ("" = none), as IInternalSessionControl::OnMediumChange

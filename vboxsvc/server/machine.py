@@ -27,13 +27,16 @@ from settings.models import Hardware, MachineSettings, NetworkAdapter
 from ..api import errors as rc
 from ..api.enums import (
     CleanupMode,
+    ClipboardMode,
     DeviceType,
+    DnDMode,
     KeyboardHIDType,
     LockType,
     MachineState,
     ParavirtProvider,
     PointingHIDType,
     SessionState,
+    USBControllerType,
     VBoxEventType,
     VMExecutionEngine,
     VMProcPriority,
@@ -159,6 +162,9 @@ class MachineCore:
             return
         self.state = new
         self.last_state_change_ms = int(time.time() * 1000)
+        if new in (MachineState.PoweredOff, MachineState.Aborted) and self.data is not None:
+            from .guestprops import drop_transient
+            drop_transient(self)
         if new in OFFLINE and self.data is not None:
             self._persist_state(old)
         ctx.fire(VBoxEventType.OnMachineStateChanged, machine_id=self.id, state=new)
@@ -211,6 +217,22 @@ class MachineCore:
 
     def log_folder(self) -> Path:
         return spaths.log_folder(self.path)
+
+
+def _pick(result, index: int):
+    """One field of a [value, timestamp, flags] answer, also when it is still on its way (a Deferred)."""
+    from ..ipc.dispatcher import Deferred
+    if not isinstance(result, Deferred):
+        return result[index]
+    out = Deferred()
+
+    def done(value, err):
+        if err is not None:
+            out.fail(err)
+        else:
+            out.resolve(value[index])
+    result.add_callback(done)
+    return out
 
 
 def _os_type_check(value: str) -> None:
@@ -448,7 +470,11 @@ class MachineView(StorageMixin):
         return DeviceType[self._d.hardware.boot_order[position - 1]]
 
     def get_network_adapter(self, slot: int):
-        n = len(self._d.hardware.network_adapters)
+        hw = self._d.hardware
+        n = 36 if hw.chipset == "ICH9" else 8   # ISystemProperties::getMaxNetworkAdapters
+        if len(hw.network_adapters) < n:  # a machine switched to ICH9 gets its extra (disabled) slots
+            hw.network_adapters = hw.network_adapters + [NetworkAdapter(slot=i)
+                                                         for i in range(len(hw.network_adapters), n)]
         if not 0 <= slot < n:
             raise VBoxError(rc.E_INVALIDARG, f"Invalid slot number: {slot} (must be in range [0, {n - 1}])")
         return self._part(NicView, slot)
@@ -483,6 +509,83 @@ class MachineView(StorageMixin):
         if core.registered:
             core.save()
         ctx.fire(VBoxEventType.OnExtraDataChanged, machine_id=core.id, key=key, value=value)
+
+    # --- guest properties (guestprops.py) ------------------------------------------------------------
+    def get_guest_property(self, name: str):
+        from . import guestprops
+        return guestprops.get(self, name)
+
+    def get_guest_property_value(self, property: str):
+        return _pick(self.get_guest_property(property), 0)
+
+    def get_guest_property_timestamp(self, property: str):
+        return _pick(self.get_guest_property(property), 1)
+
+    def set_guest_property(self, property: str, value: str, flags: str):
+        from . import guestprops
+        return guestprops.set_(self, property, value, flags)
+
+    def set_guest_property_value(self, property: str, value: str):
+        from . import guestprops
+        return guestprops.set_(self, property, value, None)
+
+    def delete_guest_property(self, name: str):
+        from . import guestprops
+        return guestprops.set_(self, name, "", None, delete=True)
+
+    def enumerate_guest_properties(self, patterns: str):
+        from . import guestprops
+        return guestprops.enumerate_(self, patterns)
+
+    def push_guest_property(self, name: str, value: str, timestamp: int, flags: str) -> None:
+        from . import guestprops
+        guestprops.push(self, name, value, timestamp, flags)
+
+    # --- USB, audio, clipboard, drag and drop, VRDE (machine_devices.py) ------------------------------
+    clipboard_mode = field("hardware.clipboard_mode", MUTABLE_OR_SAVED_OR_RUNNING, *enum_names(ClipboardMode))
+    clipboard_file_transfers_enabled = field("hardware.clipboard_file_transfers", MUTABLE_OR_SAVED_OR_RUNNING)
+    dn_d_mode = field("hardware.dnd_mode", MUTABLE_OR_SAVED_OR_RUNNING, *enum_names(DnDMode))
+
+    @property
+    def usb_controllers(self):
+        from .machine_devices import usb_controllers
+        return usb_controllers(self)
+
+    def add_usb_controller(self, name: str, type):
+        from .machine_devices import add_usb_controller
+        return add_usb_controller(self, name, type)
+
+    def remove_usb_controller(self, name: str) -> None:
+        from .machine_devices import remove_usb_controller
+        remove_usb_controller(self, name)
+
+    def get_usb_controller_count_by_type(self, type) -> int:
+        return sum(1 for k in self._d.hardware.usb_controllers if k == USBControllerType(type).name)
+
+    @property
+    def audio_settings(self):
+        from .machine_devices import AudioSettings
+        return self._part(AudioSettings)
+
+    @property
+    def vrde_server(self):
+        from .machine_devices import VRDEServer
+        return self._part(VRDEServer)
+
+    # --- shared folders (sharedfolders.py) --------------------------------------------------------------
+    @property
+    def shared_folders(self):
+        from . import sharedfolders
+        return sharedfolders.listed(self)
+
+    def create_shared_folder(self, name: str, host_path: str, writable: bool, automount: bool,
+                             auto_mount_point: str = "") -> None:
+        from . import sharedfolders
+        sharedfolders.create(self, name, host_path, writable, automount, auto_mount_point)
+
+    def remove_shared_folder(self, name: str) -> None:
+        from . import sharedfolders
+        sharedfolders.remove(self, name)
 
     # --- settings lifecycle ----------------------------------------------------------------------
     def save_settings(self) -> None:

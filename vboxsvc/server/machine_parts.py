@@ -127,10 +127,11 @@ class FirmwareSettings(_Part):
     ioapic_enabled = field("hardware.ioapic", MUTABLE)
     apic_mode = field("hardware.bios_apic_mode", MUTABLE, *enum_names(APICMode))
     time_offset = field("hardware.time_offset_ms", MUTABLE)
-    logo_fade_in = True
-    logo_fade_out = True
-    logo_display_time = 0
-    logo_image_path = ""
+    logo_fade_in = field("hardware.bios_logo.fade_in", MUTABLE)
+    logo_fade_out = field("hardware.bios_logo.fade_out", MUTABLE)
+    logo_display_time = field("hardware.bios_logo.display_time", MUTABLE,
+                              check=in_range("logo display time", 0, 65535, "ms"))
+    logo_image_path = field("hardware.bios_logo.image_path", MUTABLE)
     pxe_debug_enabled = False
     smbios_uuid_little_endian = True
 
@@ -142,6 +143,7 @@ class GraphicsAdapter(_Part):
     graphics_controller_type = field("hardware.graphics_controller", MUTABLE, *enum_names(GraphicsControllerType))
     vram_size = field("hardware.vram_mb", MUTABLE, check=in_range("VRAM size", 0, 256, "MB"))
     monitor_count = field("hardware.monitor_count", MUTABLE, check=in_range("monitor count", 1, 64))
+    accelerate3d_enabled = field("hardware.accelerate_3d", MUTABLE)
 
 
 def _slot_field(path, dep=MUTABLE, to_api=None, from_api=None, check=None):

@@ -21,6 +21,7 @@ from settings.main_file import MainFile
 from settings.models import MachineRegistryEntry, MachineSettings
 
 from ..api import errors as rc
+from ..api import identity
 from ..api.enums import AccessMode, DeviceType, MachineState, PlatformArchitecture, VBoxEventType
 from ..api.errors import VBoxError
 from . import guestos, journal
@@ -33,9 +34,10 @@ from .sysprops import SystemProperties
 
 log = logging.getLogger("vboxsvc.vbox")
 
-VERSION = "7.1.6"
-REVISION = 167084
-API_VERSION = "7_1"
+IDENTITY = identity.current()   # fixed for the life of the service
+VERSION = IDENTITY.version
+REVISION = IDENTITY.revision
+API_VERSION = IDENTITY.api_version
 
 
 def settings_error(e: SettingsError, code: int = rc.VBOX_E_XML_ERROR) -> VBoxError:
@@ -71,7 +73,7 @@ class VirtualBox:
     revision = REVISION
     package_type = "LINUX_64BITS_GENERIC"
     api_version = API_VERSION
-    api_revision = 7001006
+    api_revision = IDENTITY.api_revision
 
     def __init__(self, home: Path | None = None):
         self.home = Path(home) if home else spaths.vbox_user_home(create=True)

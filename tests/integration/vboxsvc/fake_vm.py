@@ -26,6 +26,8 @@ class FakeConsole:
         self._s = session
         self._done = done
 
+    shared_folders = []   # no transient shared folders in the stand-in
+
     @property
     def machine(self):
         return self._s.machine

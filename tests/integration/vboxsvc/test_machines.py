@@ -26,16 +26,17 @@ from vboxsvc.api import (
     StorageBus,
     StorageControllerType,
     VBoxError,
+    identity,
 )
 from vboxsvc.api import errors as rc
 
 
 def test_virtualbox_basics(vbox, svc_env):
-    assert vbox.version == "7.1.6"
+    assert vbox.version == identity.current().version
     assert vbox.home_folder == str(svc_env.home)
     assert vbox.settings_file_path == str(svc_env.home / "VirtualBox.xml")
     assert os.path.exists(vbox.settings_file_path)
-    assert vbox.api_version == "7_1"
+    assert vbox.api_version == identity.current().api_version
     sp = vbox.system_properties
     assert sp.default_machine_folder == str(svc_env.vms)
     assert sp.max_guest_cpu_count == 64

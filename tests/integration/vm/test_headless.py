@@ -13,6 +13,7 @@ any subset (or an xdist split) still works.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -202,11 +203,43 @@ def test_online_snapshot_keeps_the_guest_running(cli):
     assert serial.run("echo still-here", 300) == (0, "still-here\n")
 
 
+def test_guest_properties_and_transient_folders_live_in_the_vm_process(cli, tmp_path):
+    running(cli)
+    version = cli("--version")[1].split("r")[0]
+    assert cli("guestproperty", "get", VM, "/VirtualBox/HostInfo/VBoxVer", "--verbose")[1].startswith(
+        f"Value: {version}\nTimestamp: ")
+    cli("guestproperty", "set", VM, "/Test/Run", "r", "--flags", "TRANSIENT")
+    cli("guestproperty", "set", VM, "/Test/Keep", "k")
+    assert cli("guestproperty", "get", VM, "/Test/Run")[1] == "Value: r\n"
+    out = cli("guestproperty", "enumerate", VM, "--old-format", "/Test/*")[1]
+    assert re.fullmatch(r"Name: /Test/Keep, value: k, timestamp: \d+, flags: \n"
+                        r"Name: /Test/Run, value: r, timestamp: \d+, flags: TRANSIENT\n", out), out
+    cli("guestproperty", "set", VM, "/Test/Locked", "v", "--flags", "READONLY")
+    code, _, err = cli("guestproperty", "delete", VM, "/Test/Locked", check=1)
+    assert "The property '/Test/Locked' cannot be changed by the host" in err
+    share = tmp_path / "t"
+    share.mkdir()
+    cli("sharedfolder", "add", VM, "--name", "tr", "--hostpath", str(share), "--transient")
+    info = cli("showvminfo", VM, "--machinereadable")[1]
+    assert f'SharedFolderNameTransientMapping1="tr"\nSharedFolderPathTransientMapping1="{share}"\n' in info
+    human = cli("showvminfo", VM)[1]
+    assert f"Name: 'tr', Host path: '{share}' (transient mapping), writable\n" in human
+    code, _, err = cli("sharedfolder", "add", VM, "--name", "tr", "--hostpath", str(share), "--transient", check=1)
+    assert "Shared folder named 'tr' already exists" in err
+    cli("sharedfolder", "remove", VM, "--name", "tr", "--transient")
+    assert "TransientMapping" not in cli("showvminfo", VM, "--machinereadable")[1]
+    cli.props_set = True
+
+
 def test_controlvm_poweroff(cli):
     running(cli)
     code, out, err = cli("controlvm", VM, "poweroff")
     assert err.endswith("100%\n")
     cli.wait_state("poweroff", 30)
+    if getattr(cli, "props_set", False):  # the transient ones went with the VM process, the others stay
+        assert cli("guestproperty", "get", VM, "/Test/Run")[1] == "No value set!\n"
+        assert cli("guestproperty", "get", VM, "/VirtualBox/HostInfo/VBoxVer")[1] == "No value set!\n"
+        assert cli("guestproperty", "get", VM, "/Test/Keep")[1] == "Value: k\n"
     assert "Changing the VM state from 'STOPPING' to 'POWEREDOFF'" in cli.log()
     assert cli.serial.wait_eof(30), "the serial port stayed open after power off"
     assert cli("controlvm", VM, "pause", check=1)[2] == f"VBoxManage: error: Machine '{VM}' is not currently running.\n"

@@ -8,9 +8,10 @@ import pytest
 
 from frontends.vboxmanage import main as vbm
 from frontends.vboxmanage.output import State
+from vboxsvc.api import identity
 
-LOGO = ("Oracle VirtualBox Command Line Management Interface Version 7.1.6\n"
-        "Copyright (C) 2005-2025 Oracle and/or its affiliates\n\n")
+LOGO = (f"Oracle VirtualBox Command Line Management Interface Version {identity.current().version}\n"
+        f"Copyright (C) 2005-{2025 if identity.current().is_7_1 else 2024} Oracle and/or its affiliates\n\n")
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +29,7 @@ def run(capsys, *args):
 
 @pytest.mark.parametrize("flag", ["--version", "-V", "-v", "-version", "-Version"])
 def test_version(capsys, flag):
-    assert run(capsys, flag) == (0, "7.1.6r167084\n", "")
+    assert run(capsys, flag) == (0, identity.current().full + "\n", "")
 
 
 def test_no_arguments_prints_logo_and_usage(capsys):

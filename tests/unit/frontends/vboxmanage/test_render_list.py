@@ -43,13 +43,23 @@ def test_format_variants():
 def test_ostypes_71_layout():
     t = {"id": "Ubuntu_64", "description": "Ubuntu (64-bit)", "family_id": "Linux", "family_desc": "Linux",
          "subtype": "", "arch": 1, "is64": True}
-    assert render_list.ostypes([t, dict(t, id="DOS", description="DOS", is64=False, subtype="Other")]) == (
+    assert render_list.ostypes([t, dict(t, id="DOS", description="DOS", is64=False, subtype="Other")],
+                               v71=True) == (
         "Supported guest OS types:\n\nID / Description: Ubuntu_64 -- Ubuntu (64-bit)\n"
         "Family:           Linux (Linux)\nArchitecture:     x86 (64-bit)\n\n"
         "ID / Description: DOS -- DOS\nFamily:           Linux / Other (Linux)\nArchitecture:     x86\n\n")
-    assert render_list.ostypes_long([t]) == (
+    assert render_list.ostypes_long([t], v71=True) == (
         "Supported guest OS types:\n\nID:               Ubuntu_64\nDescription:      Ubuntu (64-bit)\n"
         "Family ID:        Linux\nFamily Desc:      Linux\nArchitecture:     x86\n64 bit:           true\n\n")
+
+
+def test_ostypes_70_layout():
+    t = {"id": "Debian_64", "description": "Debian (64-bit)", "family_id": "Linux", "family_desc": "Linux",
+         "subtype": "Debian", "arch": 1, "is64": True}
+    expected = ("ID:          Debian_64\nDescription: Debian (64-bit)\nFamily ID:   Linux\nFamily Desc: Linux\n"
+                "64 bit:      true\n\n")
+    assert render_list.ostypes([t], v71=False) == expected
+    assert render_list.ostypes_long([t], v71=False) == expected
 
 
 def test_hostinfo_and_time():

@@ -16,6 +16,7 @@ def test_machine_readable_starts_in_virtualbox_key_order():
         'ostype="Ubuntu (64-bit)"', f'UUID="{UUID}"', 'CfgFile="/h/VirtualBox VMs/vm1/vm1.vbox"',
         'SnapFldr="/h/VirtualBox VMs/vm1/Snapshots"', 'LogFldr="/h/VirtualBox VMs/vm1/Logs"',
         f'hardwareuuid="{UUID}"', "memory=1024", 'pagefusion="off"', "vram=16"]
+    assert "platformArchitecture" not in "".join(mr_lines(platform_arch=""))  # the 7.0 layout
     keys = [line.split("=", 1)[0] for line in lines]
     for before, after in [("cpus", "hpet"), ("vtxvpid", "vtxux"), ("boot4", "acpi"), ("VMState", "graphicscontroller"),
                           ("vmprocpriority", "storagecontrollername0"), ("nic1", "nictype1"),
