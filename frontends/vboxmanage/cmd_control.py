@@ -28,7 +28,7 @@ def startvm(vms, frontend, putenv):
         session = Api.session()
         with call("machine->LaunchVMProcess(a->session, sessionType.raw(), ComSafeArrayAsInParam(aBstrEnv), "
                   "progress.asOutParam())", 752, "VBoxManageMisc.cpp"):
-            progress = machine.launch_vm_process(session, frontend, env)
+            progress = _launch(machine, session, frontend, env)
         sys.stdout.write(f'Waiting for VM "{vm}" to power on...\n')
         sys.stdout.flush()
         with call("progress->WaitForCompletion(-1)", 760, "VBoxManageMisc.cpp"):
@@ -42,6 +42,30 @@ def startvm(vms, frontend, putenv):
             raise CommandFailed(error_info_block(safe_get(progress, "error_info", None), code, ""))
         sys.stdout.write(f'VM "{vm}" has been successfully started.\n')
     return 0
+
+
+# A VM process that has just saved or powered off its machine may hold the machine's lock for a
+# moment while it exits: a start right after that waits this long for it to let go.
+EXITING_VM_WAIT_S = 10.0
+
+
+def _launch(machine, session, frontend: str, env: list[str]):
+    import time
+
+    from vboxsvc.api.enums import MachineState
+    from vboxsvc.api.errors import VBOX_E_INVALID_OBJECT_STATE, VBoxError
+
+    deadline = time.monotonic() + EXITING_VM_WAIT_S
+    while True:
+        try:
+            return machine.launch_vm_process(session, frontend, env)
+        except VBoxError as e:
+            stopped = (int(MachineState.PoweredOff), int(MachineState.Saved), int(MachineState.Aborted),
+                       int(MachineState.AbortedSaved))
+            if (e.result_code != VBOX_E_INVALID_OBJECT_STATE or "already locked" not in e.text
+                    or int(machine.state) not in stopped or time.monotonic() > deadline):
+                raise
+            time.sleep(0.2)
 
 
 @click.command("controlvm", context_settings=CONTEXT)
