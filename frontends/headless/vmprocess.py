@@ -398,7 +398,13 @@ class VmProcess:
                                                                           MachineState.Paused):
             return
         self._vrde_next = now + VRDE_POLL_S
-        want = vrde_settings(self.sm)
+        try:
+            want = vrde_settings(self.sm)
+        except Exception as e:
+            # the service may be gone or restarting (the VM process re-attaches meanwhile): a missed
+            # look at the settings is retried at the next tick, never a reason to stop the VM
+            log.debug("VRDE: settings not readable now (%s)", e)
+            return
         if want == self._vrde_cfg:
             return
         self._vrde_cfg = want

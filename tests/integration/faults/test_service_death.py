@@ -102,7 +102,10 @@ def test_the_vm_outlives_its_service_and_reattaches(running, how):
     assert _alive(vm_pid), "the VM process died with the service"
     _echo(cli.serial, "still")                   # the guest kept running meanwhile
     assert cli.state() == "running"             # the next client starts a service that knows
-    assert cli.session_pid() == vm_pid          # ... and the VM process is its VM session again
+    deadline = time.monotonic() + 60            # ... and the VM process becomes its VM session again
+    while cli.session_pid() != vm_pid and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert cli.session_pid() == vm_pid, cli.log_tail()
     assert _alive(vm_pid)
 
 

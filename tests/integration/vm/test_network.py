@@ -281,7 +281,8 @@ def test_savestate_with_an_open_connection(cli):
 def test_host_interface_attachments_fail_clearly_at_startvm(cli, kind, option):
     vm = f"n-{kind}"
     cli("createvm", "--name", vm, "--register")
-    cli("modifyvm", vm, "--memory", "128", "--boot-kernel", str(GUEST / "vmlinux"), "--nic1", kind, option, "eth9")
+    cli("modifyvm", vm, "--memory", "128", "--boot-kernel", str(GUEST / "vmlinux"), "--nic1", kind, option, "eth9",
+        "--nic-type1", "82540EM")
     code, out, err = cli("startvm", vm, "--type", "headless", check=1)
     assert "network adapter 1" in err and "tap device" in err, err
     assert cli.info(vm)["VMState"] == "poweroff"
