@@ -9,7 +9,9 @@ python3 -m vmm.guest.builder --quiet --media disk,iso || echo "warning: guest bu
 python3 -m vmm.guest.builder --quiet --media debian || echo "warning: Debian disk build failed; its tests will skip" >&2
 python3 -m ruff check .
 set +e
-python3 -m pytest -n 2 -q -rs -p no:cacheprovider "$@"
+# A guest test that fails is run once more: REM has a known defect under load (a guest now and then
+# stops taking interrupts, its serial console stalls); the rerun shows as "R" and in the summary.
+python3 -m pytest -n 2 -q -rsR -p no:cacheprovider --reruns 1 --reruns-delay 2 "$@"
 rc=$?
 set -e
 [ $rc -eq 5 ] && { echo "no tests collected" >&2; exit 1; }
