@@ -175,6 +175,8 @@ def test_linux_disk_boots_through_the_bios_and_the_power_button_ends_it(cli):
     from tests.integration.vm.serial_tcp import TcpSerial
     name = "linux"
     disk = cli.home / "linux.vdi"
+    # a second attempt in the same module starts from a clean slate
+    cli.forget(name)
     shutil.copyfile(_guest_disk(), disk)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -56,6 +56,15 @@ class Cli:
             assert proc.returncode == check, (args, proc.returncode, proc.stdout, proc.stderr, self.log_tail())
         return proc.returncode, proc.stdout, proc.stderr
 
+    def forget(self, vm: str, timeout: float = 120) -> None:
+        """Power off and delete `vm` if a previous attempt left it registered (bounded)."""
+        deadline = time.monotonic() + timeout
+        while self("showvminfo", vm, "--machinereadable", check=None)[0] == 0:
+            assert time.monotonic() < deadline, f"{vm} is still registered\n{self.log_tail()}"
+            self("controlvm", vm, "poweroff", check=None)
+            self("unregistervm", vm, "--delete", check=None)
+            time.sleep(0.5)
+
     def state(self, vm: str = VM) -> str:
         out = self("showvminfo", vm, "--machinereadable")[1]
         return next(line.split("=", 1)[1].strip('"') for line in out.splitlines() if line.startswith("VMState="))
