@@ -639,6 +639,8 @@ class Machine:
             armed = sorted((t.deadline, getattr(t.callback, "__qualname__", repr(t.callback)))
                            for _, _, seq, t in clock._heap if t._seq == seq and t.deadline is not None)
         lines += [f"TM: timer {name} at {deadline}" for deadline, name in armed]
+        lines.append(f"EM: recent interrupts (ns, vector) {list(em.recent_interrupts)}")
+        lines.append(f"PIT: channel 0 recent (event, ns, count) {self.pit.recent(0)}")
         try:
             lines.append(f"CPU: interrupts_enabled={self.vcpu.interrupts_enabled()} "
                          f"exits={getattr(self.vcpu, 'exits', {})}")
