@@ -134,11 +134,16 @@ class _Channel:
         return n + 1 if d <= n else None
 
     # -- IRQ ----------------------------------------------------------------------------------
-    def schedule(self) -> None:
+    def schedule(self, from_start: bool = False) -> None:
+        """Arm the timer for the next OUT edge.  `from_start`: the count has just been (re)started,
+        so its first edge is due even if the host was slow enough that its time has already
+        passed (a one-shot count of a few ticks: the guest waits for that interrupt)."""
         if self.timer is None:
             return
         now = self.pit.clock.now_ns()
-        t = self.next_edge_tick(now)
+        s = self.s
+        ref = s.since_ns if from_start and s.since_ns is not None and s.since_ns <= now else now
+        t = self.next_edge_tick(ref)
         s = self.s
         if t is None:
             self.timer.cancel()
@@ -180,7 +185,7 @@ class _Channel:
             elif not gate and s.since_ns is not None:
                 s.base_ticks = self.elapsed(now)
                 s.since_ns = None
-        self.schedule()
+        self.schedule(from_start=s.since_ns == now)
 
     # -- registers ----------------------------------------------------------------------------
     def control(self, value: int) -> None:
@@ -295,7 +300,7 @@ class _Channel:
             s.started = True
             s.base_ticks = 0
             s.since_ns = now if s.gate else None
-        self.schedule()
+        self.schedule(from_start=True)
 
 
 class Pit8254:
