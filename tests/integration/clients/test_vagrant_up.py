@@ -1,7 +1,8 @@
 """Debian's Vagrant, unmodified, drives vboxpy end to end with a Debian 12 box built from Debian
 packages: `vagrant box add`, `up`, `ssh`, `snapshot save/restore`, `halt`, `up` again, `destroy`,
 with `vagrant status` after each step. The Vagrantfile names only the box (and a longer boot
-timeout for CPU emulation); the box's own Vagrantfile turns the /vagrant synced folder off.
+timeout for CPU emulation); the default `/vagrant` synced folder is on, mounted by the guest's own
+kernel (vboxsf), and carries files both ways.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -69,6 +71,38 @@ class Vagrant:
     def ssh(self, command: str) -> str:
         return self("ssh", "-c", command, timeout=300)[1]
 
+    def screenshot(self) -> tuple[int, int, bytes]:
+        """`VBoxManage controlvm <id> screenshotpng` of the project's VM, decoded."""
+        from vmm.display.png import decode_rgb
+        uuid = (self.project / ".vagrant" / "machines" / "default" / "virtualbox" / "id").read_text().strip()
+        shot = self.project / "screen.png"
+        proc = self.world.run([self.world.python, "-m", "frontends.vboxmanage.main", "controlvm", uuid,
+                               "screenshotpng", str(shot)], cwd=self.project, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return decode_rgb(self.world.inside(shot).read_bytes())
+
+
+# The Linux console's red background (VGA palette entry 4) behind `RED_CELLS` blank cells at the
+# top left of the screen, painted by the guest on its first virtual terminal.
+RED = bytes((0xAA, 0x00, 0x00))
+RED_CELLS = 24
+PAINT = ("sudo sh -c 'printf \"\\033[H\\033[2J\\033[41m%{n}s\\033[0m\\n\" \"\" > /dev/tty1'")
+
+
+def framebuffer_console(vagrant: Vagrant) -> tuple[int, int]:
+    """The guest's console on the bochs DRM framebuffer: its mode and a block it painted, as the
+    screenshot shows them."""
+    vagrant.ssh(PAINT.format(n=RED_CELLS))
+    deadline = time.monotonic() + 120
+    while True:
+        width, height, rgb = vagrant.screenshot()
+        row = rgb[8 * width * 3:9 * width * 3]                # the middle scan line of the first text row
+        red = [row[x * 3:x * 3 + 3] == RED for x in range(width)]
+        if (width, height) != (720, 400) and any(red):
+            return width, sum(red)
+        assert time.monotonic() < deadline, f"no painted console in a {width}x{height} screenshot"
+        time.sleep(2)
+
 
 @pytest.fixture(scope="module")
 def vagrant_world(box, tmp_path_factory):
@@ -105,10 +139,21 @@ def vagrant(vagrant_world):
 
 def test_up_ssh_snapshot_halt_up_destroy(vagrant):
     assert vagrant.state() == "not_created"
+    (vagrant.project / "from-host.txt").write_text("written on the host\n")
+    vagrant.world.give(vagrant.project / "from-host.txt")
     vagrant("up", "--provider", "virtualbox", timeout=STEP_TIMEOUT)
     assert vagrant.state() == "running"
     out = vagrant.ssh("uname -a; sudo id")
     assert "Linux vboxpy-debian" in out and "uid=0(root)" in out
+
+    # Debian's kernel drives the VGA as bochs-drm: the console is a framebuffer, not text mode
+    width, red = framebuffer_console(vagrant)
+    assert width >= 640 and red >= RED_CELLS * 8 and red % RED_CELLS == 0, (width, red)
+
+    # the default synced folder: the project folder as /vagrant, both ways
+    assert "written on the host" in vagrant.ssh("cat /vagrant/from-host.txt")
+    vagrant.ssh("echo written in the guest > /vagrant/from-guest.txt")
+    assert (vagrant.project / "from-guest.txt").read_text() == "written in the guest\n"
 
     vagrant.ssh("echo before > ~/marker; sync")
     vagrant("snapshot", "save", "s1", timeout=900)
@@ -124,5 +169,6 @@ def test_up_ssh_snapshot_halt_up_destroy(vagrant):
     vagrant("up", timeout=STEP_TIMEOUT)
     assert vagrant.state() == "running"
     assert "uid=0(root)" in vagrant.ssh("sudo id")
+    assert "written in the guest" in vagrant.ssh("cat /vagrant/from-guest.txt")
     vagrant("destroy", "-f", timeout=900)
     assert vagrant.state() == "not_created"

@@ -40,7 +40,8 @@ def test_box_tar_and_cache(tmp_path):
     with tarfile.open(box) as tar:
         assert sorted(tar.getnames()) == sorted(["metadata.json", "Vagrantfile", "box.ovf", vagrant_box.DISK_NAME])
         assert json.load(tar.extractfile("metadata.json")) == {"provider": "virtualbox"}
-        assert b'disabled: true' in tar.extractfile("Vagrantfile").read()
+        vagrantfile = tar.extractfile("Vagrantfile").read()
+        assert b'config.vm.base_mac = "080027' in vagrantfile and b'synced_folder' not in vagrantfile
         tar.extract(vagrant_box.DISK_NAME, tmp_path / "x")
     vmdk = tmp_path / "x" / vagrant_box.DISK_NAME
     info = subprocess.run(["qemu-img", "info", str(vmdk)], capture_output=True, text=True).stdout
