@@ -15,7 +15,7 @@ from vboxsvc.api import MachineState, VBoxError
 from vboxsvc.api import errors as rc
 from vboxsvc.api.enums import GuestMonitorStatus
 
-from .console import invalid_state
+from .console_errors import invalid_state
 
 MONITORS = 1
 KEY_WAIT_S = 30.0                   # how long putScancodes waits for the guest to make room in the queue

@@ -17,8 +17,6 @@ from ..api import errors as rc
 from ..api.enums import ExportOptions, MachineState, NetworkAdapterType
 from ..api.errors import VBoxError
 from . import guestos
-from .appliance import T, VirtualSystemDescription
-from .appliance_import import CONTROLLER_TYPES, TYPE_OF_BUS, VSD_CONTROLLER_VALUE
 from .appliance_io import remove_quietly, write_manifest, write_ova
 from .appliance_ovf import (
     NIC_TO_SUBTYPE,
@@ -31,6 +29,7 @@ from .appliance_ovf import (
     OvfNic,
 )
 from .appliance_ovf import write as write_ovf
+from .appliance_vsd import CONTROLLER_TYPES, TYPE_OF_BUS, VSD_CONTROLLER_VALUE, T, VirtualSystemDescription
 from .progress import Progress, run_in_thread
 
 _EXPORTABLE = (MachineState.PoweredOff, MachineState.Aborted, MachineState.Saved, MachineState.AbortedSaved)

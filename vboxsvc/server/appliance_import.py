@@ -31,21 +31,16 @@ from ..api import errors as rc
 from ..api.enums import DeviceType, ImportOptions, NetworkAdapterType
 from ..api.errors import VBoxError
 from . import guestos
-from .appliance import T, VirtualSystemDescription
 from .appliance_ovf import CIM_TO_VBOX, NIC_SUBTYPES, OvfEnvelope, OvfSystem, fail, machine_settings_root
+from .appliance_vsd import CONTROLLER_TYPES, TYPE_OF_BUS, VSD_CONTROLLER_VALUE, T, VirtualSystemDescription
 from .progress import Progress, run_in_thread
 
 log = logging.getLogger("vboxsvc.appliance")
 
-CONTROLLER_TYPES = {T.HardDiskControllerIDE: "IDE", T.HardDiskControllerSATA: "SATA",
-                    T.HardDiskControllerSCSI: "SCSI", T.HardDiskControllerSAS: "SAS",
-                    T.HardDiskControllerVirtioSCSI: "VirtioSCSI", T.HardDiskControllerNVMe: "PCIe"}
-TYPE_OF_BUS = {v: k for k, v in CONTROLLER_TYPES.items()}
 # VSD value of a controller (VirtualBox's names) -> settings controller type
 CONTROLLER_MODEL = {"PIIX3": "PIIX3", "PIIX4": "PIIX4", "ICH6": "ICH6", "AHCI": "IntelAhci",
                     "LsiLogic": "LsiLogic", "BusLogic": "BusLogic", "LsiLogicSas": "LsiLogicSas",
                     "VirtioSCSI": "VirtioSCSI", "NVMe": "NVMe"}
-VSD_CONTROLLER_VALUE = {"IntelAhci": "AHCI", "LsiLogicSas": "LsiLogicSas"}
 CONTROLLER_NAMES = {"IDE": "IDE Controller", "SATA": "SATA Controller", "SCSI": "SCSI Controller",
                     "SAS": "SAS Controller", "VirtioSCSI": "VirtioSCSI Controller", "PCIe": "NVMe Controller"}
 ATTACHMENTS = {"nat": "NAT", "bridged": "Bridged", "hostonly": "HostOnly", "internal": "Internal",

@@ -17,7 +17,7 @@ import ctypes
 import mmap
 import os
 
-from vmm.devices.base import IrqLine
+from vmm.irq import IrqLine
 from vmm.gim import EngineSupport, Gim
 from vmm.hm import abi
 from vmm.hm.cpuid import guest_cpuid
