@@ -90,6 +90,15 @@ PCI_SLOTS = {
     "nic4": (0x10, 0), "nic5": (0x11, 0), "nic6": (0x12, 0), "nic7": (0x13, 0),
 }
 COM_PORTS = [(0x3F8, 4), (0x2F8, 3), (0x3E8, 4), (0x2E8, 3)]
+
+
+def placement_irq(name: str) -> int:
+    """The ISA IRQ `PLACEMENT` gives the entry `name`: the builder wires the device's line from it,
+    so the table and the wiring cannot disagree."""
+    for entry, _base, _span, irq in PLACEMENT:
+        if entry == name and irq is not None:
+            return irq
+    raise KeyError(f"no IRQ for {name!r} in the placement table")
 DEFAULT_CMDLINE = "console=ttyS0"
 
 
@@ -231,9 +240,10 @@ class Machine:
         clock = self.clock
         ram = self.memory.size
         below = min(ram, LOW_RAM_LIMIT)
-        self.pit = Pit8254(irqs.line(0), clock)
-        self.kbc = I8042(irqs.line(1), irqs.line(12), on_reset=self._guest_reset, clock=clock)
-        self.rtc = Rtc(irqs.line(8), clock, ram_below_4g=below, ram_above_4g=ram - below)
+        self.pit = Pit8254(irqs.line(placement_irq("pit")), clock)
+        self.kbc = I8042(irqs.line(placement_irq("kbc.data")), irqs.line(placement_irq("kbc.command")),
+                         on_reset=self._guest_reset, clock=clock)
+        self.rtc = Rtc(irqs.line(placement_irq("rtc")), clock, ram_below_4g=below, ram_above_4g=ram - below)
         self.acpi = AcpiPm(irqs.line(ACPI_SCI_IRQ), clock, on_power_off=self._guest_power_off,
                            on_reset=self._guest_reset)
         fw = self.firmware
