@@ -185,3 +185,16 @@ def test_no_import_cycles():
 def test_cycle_finder_finds_cycles():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def _private_imports(path: pathlib.Path) -> list[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    return [f"{node.module or '.'}.{a.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+
+
+def test_no_private_names_imported_across_modules():
+    """A name with a leading underscore is its module's own; what others need is public."""
+    bad = [f"{path.relative_to(ROOT)} imports {name}" for top in OURS for path in (ROOT / top).rglob("*.py")
+           for name in _private_imports(path)]
+    assert not bad, "private names imported:\n" + "\n".join(bad)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid as uuidlib
 
+import vmm.storage as st  # the only part of the VMM the service uses: image formats
 from settings import machine_xml, xmlio
 from settings.version import NEW_MACHINE_MINOR, make_version
 
@@ -101,7 +102,6 @@ def _machine_element(core, vsd, opts: set):
 
 
 def write_appliance(appliance, fmt: str, opts: set, path: str):
-    from .media import _storage
 
     vbox = appliance._vbox
     if os.path.exists(path):
@@ -178,7 +178,6 @@ def write_appliance(appliance, fmt: str, opts: set, path: str):
     made: list[str] = []
 
     def work(p):
-        st = _storage()
         try:
             if ova:
                 os.makedirs(work_dir)

@@ -14,6 +14,7 @@ import os
 import uuid as uuidlib
 from pathlib import Path
 
+import vmm.storage as st  # the only part of the VMM the service uses: image formats
 from settings import machine_xml
 from settings.errors import SettingsError
 from settings.models import (
@@ -292,7 +293,6 @@ def _plan(vbox, appliance, opts: set) -> list[_Plan]:
 
 def import_machines(appliance, opts: set):
     from .appliance_io import ApplianceSource, remove_quietly
-    from .media import _storage
 
     vbox = appliance._vbox
     plans = _plan(vbox, appliance, opts)
@@ -302,7 +302,6 @@ def import_machines(appliance, opts: set):
     created: list[str] = []
 
     def work(p):
-        st = _storage()
         src = ApplianceSource(appliance.path)
         done_bytes = 0
         try:

@@ -17,6 +17,7 @@ import os
 import uuid as uuidlib
 from pathlib import Path
 
+import vmm.storage as st  # the only part of the VMM the service uses: image formats
 from settings import paths as spaths
 from settings.models import Hardware, MachineSettings, generate_mac
 
@@ -25,20 +26,13 @@ from ..api.enums import CloneMode, CloneOptions, DeviceType, MachineState, Mediu
 from ..api.errors import VBoxError
 from .context import ctx
 from .progress import Progress, run_in_thread
+from .statedeps import OFFLINE
 
 log = logging.getLogger("vboxsvc.clone")
-
-_OFFLINE = (MachineState.PoweredOff, MachineState.Saved, MachineState.Aborted, MachineState.AbortedSaved,
-            MachineState.Teleported)
 
 
 def _err(code: int, text: str) -> VBoxError:
     return VBoxError(code, text, "IMachine", "MachineWrap")
-
-
-def _storage():
-    import vmm.storage as st
-    return st
 
 
 def _relink(path: str, parent_uuid: str, parent_modify_uuid: str) -> None:
@@ -73,11 +67,9 @@ def _fix_identity(hw: Hardware, options: set) -> None:
 
 
 def clone_to(view, target, mode: CloneMode, options: list) -> Progress:
-    from .machine import MachineView
+    """`target`: the view of a new machine (the façade has checked that it is one)."""
     src_core = view._core
     snap_id = getattr(view, "snapshot_id", None)
-    if not isinstance(target, MachineView) or target._session is not None:
-        raise _err(rc.E_INVALIDARG, "Invalid target machine object")
     tcore = target._core
     if tcore.registered or tcore is src_core:
         raise _err(rc.E_INVALIDARG, "The target machine must be a new, unregistered machine")
@@ -86,7 +78,7 @@ def clone_to(view, target, mode: CloneMode, options: list) -> Progress:
         raise _err(rc.E_INVALIDARG, "Linked clone can only be created from a snapshot")
     if src_core.data is None:
         raise _err(rc.E_ACCESSDENIED, f"The machine '{src_core.name}' is inaccessible")
-    if snap_id is None and src_core.state not in _OFFLINE:
+    if snap_id is None and src_core.state not in OFFLINE:
         raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cloning the current state of a running machine is not supported by "
                                                "vboxpy; take a snapshot and clone the snapshot")
     plan = _Plan(src_core, tcore, snap_id, CloneMode(mode), opts)
@@ -242,7 +234,6 @@ class _Plan:
 
     # --- copying (worker thread) -----------------------------------------------------------------
     def run(self, p: Progress) -> None:
-        st = _storage()
         made: list[str] = []
         resolver = self.src.vbox.media.resolver()
         dst_of = {}

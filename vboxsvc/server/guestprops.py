@@ -19,6 +19,7 @@ from ..api import guestprop as gp
 from ..api.enums import LockType, MachineState, VBoxEventType, is_online
 from ..api.errors import VBoxError
 from .context import ctx
+from .session import Session
 
 GET, SET, DELETE = 0, 1, 2   # IInternalSessionControl::accessGuestProperty's access modes
 
@@ -115,7 +116,6 @@ def store(core, view, name: str, value: str, timestamp: int, flags: str, deleted
 
 def push(view, name: str, value: str, timestamp: int, flags: str) -> None:
     """The VM process reports a change of its store (an empty value is a deletion)."""
-    from .session import Session
     core = view._core
     s = view._session
     if s is None or not isinstance(s, Session) or s.lock_type != LockType.VM or core.direct is not s:

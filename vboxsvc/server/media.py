@@ -13,6 +13,7 @@ import os
 import uuid as uuidlib
 from pathlib import Path
 
+import vmm.storage as st  # the only part of the VMM the service uses: image formats
 from settings import paths as spaths
 from settings.models import MediaRegistry as RegistryModel
 from settings.models import Medium as MediumModel
@@ -38,11 +39,6 @@ _KIND = {DeviceType.HardDisk: "hard disk", DeviceType.DVD: "DVD image", DeviceTy
 # formats with upper-case names (VD backends VDI, VMDK, VHD, RAW); other names, such as the ISO maker's
 # "VBoxIsoMaker", keep the spelling their settings file uses
 _CANONICAL_FORMATS = frozenset({"VDI", "VMDK", "VHD", "RAW"})
-
-
-def _storage():
-    import vmm.storage as st  # the only part of the VMM the service may use
-    return st
 
 
 def _vmdk_variant(flags: int) -> str:
@@ -199,7 +195,7 @@ class Medium:
                                                     "VD: error VERR_FILE_NOT_FOUND (-102) opening image file")
             return self.state
         try:
-            self._info = _storage().image_info(self.location)
+            self._info = st.image_info(self.location)
             self.state = MediumState.Created
             self.last_access_error = ""
         except Exception as e:  # DiskImageError or OSError
@@ -238,7 +234,6 @@ class Medium:
                 new_parent = uuidlib.UUID(parent_id.strip("{}")) if parent_id else uuidlib.UUID(int=0)
             except ValueError:
                 raise VBoxError(rc.E_INVALIDARG, f"Invalid UUID '{parent_id}'") from None
-        st = _storage()
         try:
             st.set_uuids(self.location, image_uuid=new_id if set_image_id else None, parent_uuid=new_parent)
         except (OSError, st.DiskImageError) as e:
@@ -308,7 +303,6 @@ class Medium:
                             initiator=self, cancelable=False)
 
         def work(p):
-            st = _storage()
             if not (flags & MediumVariant.NoCreateDir):
                 os.makedirs(os.path.dirname(self.location), exist_ok=True)
             try:
@@ -345,7 +339,7 @@ class Medium:
         progress = Progress(f"Deleting medium storage unit '{self.location}'", initiator=self)
 
         def work(p):
-            for f in _storage().image_files(self.location):     # a VMDK may have extent files
+            for f in st.image_files(self.location):     # a VMDK may have extent files
                 try:
                     os.unlink(f)
                 except FileNotFoundError:
@@ -384,7 +378,6 @@ class Medium:
         progress = Progress(f"Creating differencing medium storage unit '{target.location}'", initiator=self)
 
         def work(p):
-            st = _storage()
             os.makedirs(os.path.dirname(target.location), exist_ok=True)
             try:
                 st.create_diff_vdi(target.location, self.location, uuid=target.id,
@@ -424,7 +417,6 @@ class Medium:
         progress = Progress(f"Creating clone medium '{target.location}'", initiator=self, cancelable=True)
 
         def work(p):
-            st = _storage()
             os.makedirs(os.path.dirname(target.location), exist_ok=True)
 
             def report(frac):
@@ -461,7 +453,6 @@ class Medium:
         progress = Progress(description, initiator=self)
 
         def work(p):
-            st = _storage()
             try:
                 return op(st, lambda frac: p.set_percent(int(frac * 100)))
             except (st.DiskImageError, OSError) as e:
@@ -505,7 +496,6 @@ class Medium:
         progress = Progress(f"Merging medium '{self.name}' to '{target.name}'", initiator=self)
 
         def work(p):
-            st = _storage()
             def cb(frac):
                 return (p.set_percent(int(frac * 100)))
             try:
@@ -614,7 +604,7 @@ class MediaRegistry:
         def resolve(parent_uuid: str) -> str:
             m = self.by_id.get(parent_uuid)
             if m is None:
-                raise _storage().DiskImageError(f"parent image {{{parent_uuid}}} is not in the media registry")
+                raise st.DiskImageError(f"parent image {{{parent_uuid}}} is not in the media registry")
             return m.location
         return resolve
 
@@ -805,7 +795,7 @@ class MediaRegistry:
         parent = None
         if device_type == DeviceType.HardDisk:
             try:
-                info = _storage().image_info(location)
+                info = st.image_info(location)
             except Exception as e:
                 raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not open the medium '{location}'.\n{e}") from None
             fmt = info.format
@@ -826,9 +816,9 @@ class MediaRegistry:
             uid = str(uuidlib.uuid4())
             if access_mode != AccessMode.ReadOnly:
                 try:
-                    _storage().set_uuids(location, image_uuid=uid)
+                    st.set_uuids(location, image_uuid=uid)
                     info = None
-                except (OSError, _storage().DiskImageError) as e:
+                except (OSError, st.DiskImageError) as e:
                     log.info("cannot record a UUID in %s: %s", location, e)
         existing = self.by_id.get(uid)
         if existing is not None and existing.registry is not None:

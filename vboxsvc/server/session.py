@@ -152,13 +152,12 @@ def _session(obj) -> Session:
 
 
 def take_direct(core, s: Session, lock_type: LockType) -> None:
-    from .machine import MachineView
     s.state = SessionState.Locked
     s.type = SessionType.WriteLock
     s.lock_type = lock_type
     s.core = core
     s.data = core.data.model_copy(deep=True)
-    s.view = MachineView(core, s)
+    s.view = core.session_view(s)
     core.direct = s
     core.set_session_state(SessionState.Locked)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 
+import vmm.storage as st  # the only part of the VMM the service uses: image formats
 from settings.models import Snapshot as SnapshotModel
 
 from ..api import errors as rc
@@ -20,36 +21,35 @@ from ..api.errors import VBoxError
 from .context import ctx
 from .progress import Progress, run_in_thread
 from .snapshots import (
-    _OFFLINE,
-    _ONLINE,
-    _begin,
-    _datas,
-    _drop_medium,
-    _end,
-    _err,
-    _forget_object,
-    _hard_disks,
-    _parent_of,
-    _session_core,
-    _snapshotted_media,
-    _storage,
-    _unlink,
+    ONLINE_STATES,
+    begin_transient,
+    drop_medium,
+    end_transient,
+    forget_snapshot_object,
+    hard_disks,
+    machine_error,
+    parent_of,
+    session_core,
+    settings_copies,
+    snapshotted_media,
+    unlink_quietly,
 )
+from .statedeps import OFFLINE
 
 
 def _merge_plan(core, snap: SnapshotModel) -> list[tuple[str, object, object]]:
     """(direction, source, target) per snapshot disk: 'backward' merges the child into a base disk,
     'forward' merges a differencing disk into its child, 'drop' deletes a childless diff."""
     d = core.data
-    elsewhere = {str(dev.medium) for s in d.snapshots() if s.uuid != snap.uuid for dev in _hard_disks(s.hardware)}
-    elsewhere |= {str(dev.medium) for dev in _hard_disks(d.hardware)}
+    elsewhere = {str(dev.medium) for s in d.snapshots() if s.uuid != snap.uuid for dev in hard_disks(s.hardware)}
+    elsewhere |= {str(dev.medium) for dev in hard_disks(d.hardware)}
     plan = []
-    for _dev, m in _snapshotted_media(core, snap.hardware):
+    for _dev, m in snapshotted_media(core, snap.hardware):
         if m.id in elsewhere and not m.children:
             continue   # shared with another state and not frozen by this snapshot
         kids = [c for c in m.children if c.state != MediumState.NotCreated]
         if len(kids) > 1:
-            raise _err(rc.VBOX_E_INVALID_OBJECT_STATE, f"Hard disk '{m.location}' has more than one child hard "
+            raise machine_error(rc.VBOX_E_INVALID_OBJECT_STATE, f"Hard disk '{m.location}' has more than one child hard "
                                                        f"disk ({len(kids)})")
         if not kids:
             if m.parent is not None and m.id not in elsewhere:
@@ -64,35 +64,34 @@ def _merge_plan(core, snap: SnapshotModel) -> list[tuple[str, object, object]]:
 
 
 def delete_snapshot(view, snapshot_id: str) -> Progress:
-    core = _session_core(view)
-    if core.state not in _OFFLINE and core.state not in _ONLINE:
-        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cannot delete a snapshot of the machine while it is changing the "
+    core = session_core(view)
+    if core.state not in OFFLINE and core.state not in ONLINE_STATES:
+        raise machine_error(rc.VBOX_E_INVALID_VM_STATE, "Cannot delete a snapshot of the machine while it is changing the "
                                                f"state (machine state: {state_name(core.state)})")
     try:
         uid = uuidlib.UUID(snapshot_id.strip("{}"))
     except ValueError:
-        raise _err(rc.E_INVALIDARG, f"Invalid snapshot UUID '{snapshot_id}'") from None
+        raise machine_error(rc.E_INVALIDARG, f"Invalid snapshot UUID '{snapshot_id}'") from None
     d = core.data
     snap = d.find_snapshot(uid)
     if snap is None:
-        raise _err(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID {{{uid}}}")
+        raise machine_error(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID {{{uid}}}")
     if len(snap.children) > 1:
-        raise _err(rc.VBOX_E_INVALID_OBJECT_STATE, f"Snapshot '{snap.name}' of the machine '{d.name}' has more than "
+        raise machine_error(rc.VBOX_E_INVALID_OBJECT_STATE, f"Snapshot '{snap.name}' of the machine '{d.name}' has more than "
                                                    f"one child snapshot ({len(snap.children)})")
     plan = _merge_plan(core, snap)
-    if core.state in _ONLINE:
+    if core.state in ONLINE_STATES:
         return _delete_online(view, core, snap, plan)
     reg = core.vbox.media
     resolver = reg.resolver()
     machine_state = d.state_file
-    before = _begin(core, MachineState.DeletingSnapshot)
+    before = begin_transient(core, MachineState.DeletingSnapshot)
     progress = Progress(f"Deleting snapshot '{snap.name}'", initiator=view, cancelable=False,
                         operations=[("Setting up", 1)] + [(f"Merging differencing image '{s.name}'", 10)
                                                           for _k, s, _t in plan])
     jobs = _jobs(plan)
 
     def work(p: Progress):
-        st = _storage()
         done_steps = []
         for i, (kind, src, tgt, relink) in enumerate(jobs):
             p.set_operation(i + 1)
@@ -117,7 +116,7 @@ def delete_snapshot(view, snapshot_id: str) -> Progress:
     def done(result, err):
         steps, merge_err = result if result is not None else ([], err)
         _finish_delete(core, snap, plan, steps, merge_err or err, machine_state)
-        _end(core, before)
+        end_transient(core, before)
         if merge_err is not None:
             raise merge_err
 
@@ -139,10 +138,10 @@ def _finish_delete(core, snap, plan, steps, err, machine_state: str) -> None:
         _remove_from_tree(core, snap.uuid)
         if snap.state_file and snap.state_file != machine_state:
             gone.append(snap.state_file)
-        _forget_object(core, snap.uuid)
+        forget_snapshot_object(core, snap.uuid)
     core.save()
     for path in gone:
-        _unlink(path)
+        unlink_quietly(path)
     if err is None:
         ctx.fire(VBoxEventType.OnSnapshotDeleted, machine_id=core.id, snapshot_id=str(snap.uuid))
 
@@ -154,7 +153,7 @@ def _delete_online(view, core, snap, plan) -> Progress:
     direct = core.direct
     console = direct.console if direct is not None else None
     if console is None or ctx.bus is None:
-        raise _err(rc.VBOX_E_INVALID_VM_STATE, f"The machine '{core.name}' has no console to delete a snapshot "
+        raise machine_error(rc.VBOX_E_INVALID_VM_STATE, f"The machine '{core.name}' has no console to delete a snapshot "
                                                "online with")
     before = core.state
     core.set_state(MachineState.DeletingSnapshotOnline if before == MachineState.Running
@@ -168,7 +167,7 @@ def _delete_online(view, core, snap, plan) -> Progress:
         if err is None:
             steps = [int(i) for i in (value or {}).get("done", [])]
             if (value or {}).get("error"):
-                err = _err(rc.VBOX_E_FILE_ERROR, f"Could not delete the snapshot: {value['error']}")
+                err = machine_error(rc.VBOX_E_FILE_ERROR, f"Could not delete the snapshot: {value['error']}")
         try:
             _finish_delete(core, snap, plan, steps, err, core.data.state_file)
         except VBoxError as e:
@@ -185,7 +184,7 @@ def _apply_merge(core, kind: str, src, tgt) -> None:
     """After a merge on disk: the media tree and every attachment follow the surviving medium."""
     reg = core.vbox.media
     if kind == "drop":
-        _drop_medium(reg, src)
+        drop_medium(reg, src)
         return
     if kind == "backward":      # src = child merged into tgt = its parent
         for c in list(src.children):
@@ -201,22 +200,22 @@ def _apply_merge(core, kind: str, src, tgt) -> None:
         src.children = []
         tgt.registry = src.registry
         gone, keep = src, tgt
-    _drop_medium(reg, gone)
+    drop_medium(reg, gone)
     keep._info = None
     gone_id = uuidlib.UUID(gone.id)
-    for t in _datas(core):
+    for t in settings_copies(core):
         for hw in [t.hardware] + [s.hardware for s in t.snapshots()]:
-            for dev in _hard_disks(hw):
+            for dev in hard_disks(hw):
                 if dev.medium == gone_id:
                     dev.medium = uuidlib.UUID(keep.id)
 
 
 def _remove_from_tree(core, uid: uuidlib.UUID) -> None:
-    for t in _datas(core):
+    for t in settings_copies(core):
         snap = t.find_snapshot(uid)
         if snap is None:
             continue
-        parent = _parent_of(t, uid)
+        parent = parent_of(t, uid)
         heir = snap.children[0] if snap.children else None
         if parent is None:
             t.snapshot = heir

@@ -27,6 +27,7 @@ from ..api.errors import VBoxError
 from . import reattach
 from .context import ctx
 from .progress import Progress
+from .session import Session
 
 log = logging.getLogger("vboxsvc.vmproc")
 
@@ -193,7 +194,6 @@ def _log_tail(path: str, lines: int = 3) -> str:
 
 
 def launch_vm_process(core, session, name: str, environment_changes: list[str]):
-    from .session import Session
     if not isinstance(session, Session):
         raise VBoxError(rc.E_INVALIDARG, "Invalid session object")
     key = name.strip().lower()

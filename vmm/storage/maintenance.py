@@ -105,10 +105,10 @@ def _clone_flat(img: DiskImage, dst_path: str, fmt: str, fixed: bool, uuid, repo
 
 
 def _clone_diff(img: VdiImage, dst_path: str, uuid, report: _Reporter) -> None:
-    from vmm.storage.create import _as_uuid
+    from vmm.storage.create import as_uuid
 
     h = img.header
-    header = new_header(img.size, fixed=False, diff=True, block_size=h.cb_block, image_uuid=_as_uuid(uuid),
+    header = new_header(img.size, fixed=False, diff=True, block_size=h.cb_block, image_uuid=as_uuid(uuid),
                         parent_uuid=h.uuid_linkage, parent_modify_uuid=h.uuid_parent_modify)
     write_new_vdi(dst_path, header, array("I", [BLOCK_FREE]) * header.c_blocks)
     dst = VdiImage.open(dst_path, detached=True)

@@ -15,7 +15,7 @@ import struct
 import uuid as uuidlib
 
 from vmm.storage.blockio import pwrite_all
-from vmm.storage.create import _as_uuid, _create_file, _publish
+from vmm.storage.create import as_uuid, create_new_file, publish_file
 from vmm.storage.image import DiskImage, DiskImageError
 from vmm.storage.vmdk import VmdkImage
 from vmm.storage.vmdk_descriptor import Extent, new_descriptor
@@ -60,7 +60,7 @@ def _new_file(path: str) -> tuple[str, int]:
     if os.path.lexists(path):
         raise DiskImageError(f"{path}: cannot create the image: the file already exists")
     tmp = f"{path}.{os.getpid()}.creating"
-    return tmp, _create_file(tmp)
+    return tmp, create_new_file(tmp)
 
 
 def create_vmdk(path: str, size: int, variant: str = "standard", uuid=None,
@@ -71,7 +71,7 @@ def create_vmdk(path: str, size: int, variant: str = "standard", uuid=None,
         raise DiskImageError(f"unsupported VMDK variant {variant!r} ({', '.join(CREATE_TYPES)})")
     if size <= 0:
         raise DiskImageError(f"{path}: VMDK: invalid size {size}")
-    image_uuid = str(_as_uuid(uuid) or uuidlib.uuid4())
+    image_uuid = str(as_uuid(uuid) or uuidlib.uuid4())
     capacity = -(-size // SECTOR)
     ctype = CREATE_TYPES[variant]
     if variant == "stream":
@@ -91,7 +91,7 @@ def create_vmdk(path: str, size: int, variant: str = "standard", uuid=None,
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            _publish(tmp, path)
+            publish_file(tmp, path)
         except OSError as e:
             raise DiskImageError(f"{path}: cannot create the image: {e.strerror or e}") from None
         finally:
@@ -128,7 +128,7 @@ def _create_multi(path: str, capacity: int, variant: str, ctype: str, image_uuid
             finally:
                 os.close(fd)
             try:
-                _publish(tmp, fpath)
+                publish_file(tmp, fpath)
             finally:
                 if os.path.lexists(tmp):
                     os.unlink(tmp)
@@ -142,7 +142,7 @@ def _create_multi(path: str, capacity: int, variant: str, ctype: str, image_uuid
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            _publish(tmp, path)
+            publish_file(tmp, path)
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
@@ -166,7 +166,7 @@ def convert_to_vmdk(src: DiskImage, path: str, variant: str = "standard", uuid=N
     """Copy what `src` reads as into a new VMDK of the given variant (zero grains stay unallocated)."""
     variant = variant.lower()
     if variant == "stream":
-        image_uuid = str(_as_uuid(uuid) or uuidlib.uuid4())
+        image_uuid = str(as_uuid(uuid) or uuidlib.uuid4())
         capacity = -(-src.size // SECTOR)
         desc = new_descriptor("streamOptimized", [Extent("RW", capacity, "SPARSE", os.path.basename(path))],
                               image_uuid)
