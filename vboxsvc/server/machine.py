@@ -899,12 +899,8 @@ class SnapshotMachineView(MachineView):
 
     @property
     def _d(self) -> MachineSettings:
-        d = self._core.data
-        s = d.find_snapshot(self.snapshot_id) if d is not None else None
-        if s is None:
-            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID "
-                                                        f"{{{self.snapshot_id}}}", "IMachine", "SnapshotMachine")
-        return d.model_copy(update={"hardware": s.hardware, "state_file": s.state_file,
+        s = snapshots.find_snapshot_model(self._core, self.snapshot_id, "IMachine", "SnapshotMachine")
+        return self._core.data.model_copy(update={"hardware": s.hardware, "state_file": s.state_file,
                                     "snapshot": None, "current_snapshot": None})
 
     def _check_mutable(self, dep: str) -> None:

@@ -317,14 +317,7 @@ class Medium:
                 raise VBoxError(rc.VBOX_E_FILE_ERROR,
                                 f"Could not create the medium storage unit '{self.location}'.\n{e}") from None
 
-        def done(_r, err):
-            if err is not None:
-                self.state = MediumState.NotCreated
-                return
-            self.state = MediumState.Created
-            self._info = None
-            self._reg.register(self, GLOBAL)
-        return run_in_thread(progress, work, done)
+        return run_in_thread(progress, work, self._created(self))
 
     def delete_storage(self):
         users = self._reg.users(self)
@@ -434,14 +427,19 @@ class Medium:
                 raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not create the clone medium "
                                                       f"'{target.location}'.\n{e}") from None
 
+        return run_in_thread(progress, work, self._created(target))
+
+    def _created(self, medium: Medium):
+        """The bus-thread end of creating `medium`'s image: Created and in the global registry, or
+        NotCreated when the work failed."""
         def done(_r, err):
             if err is not None:
-                target.state = MediumState.NotCreated
+                medium.state = MediumState.NotCreated
                 return
-            target.state = MediumState.Created
-            target._info = None
-            self._reg.register(target, GLOBAL)
-        return run_in_thread(progress, work, done)
+            medium.state = MediumState.Created
+            medium._info = None
+            self._reg.register(medium, GLOBAL)
+        return done
 
     def _in_place(self, description: str, op):
         self._need(MediumState.Created)

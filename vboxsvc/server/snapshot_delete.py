@@ -27,7 +27,6 @@ from .snapshots import (
     end_transient,
     forget_snapshot_object,
     hard_disks,
-    machine_error,
     parent_of,
     session_core,
     settings_copies,
@@ -35,6 +34,10 @@ from .snapshots import (
     unlink_quietly,
 )
 from .statedeps import OFFLINE
+
+
+def _err(code: int, text: str) -> VBoxError:
+    return VBoxError(code, text, "IMachine", "SessionMachine")
 
 
 def _merge_plan(core, snap: SnapshotModel) -> list[tuple[str, object, object]]:
@@ -49,7 +52,7 @@ def _merge_plan(core, snap: SnapshotModel) -> list[tuple[str, object, object]]:
             continue   # shared with another state and not frozen by this snapshot
         kids = [c for c in m.children if c.state != MediumState.NotCreated]
         if len(kids) > 1:
-            raise machine_error(rc.VBOX_E_INVALID_OBJECT_STATE, f"Hard disk '{m.location}' has more than one child hard "
+            raise _err(rc.VBOX_E_INVALID_OBJECT_STATE, f"Hard disk '{m.location}' has more than one child hard "
                                                        f"disk ({len(kids)})")
         if not kids:
             if m.parent is not None and m.id not in elsewhere:
@@ -66,18 +69,18 @@ def _merge_plan(core, snap: SnapshotModel) -> list[tuple[str, object, object]]:
 def delete_snapshot(view, snapshot_id: str) -> Progress:
     core = session_core(view)
     if core.state not in OFFLINE and core.state not in ONLINE_STATES:
-        raise machine_error(rc.VBOX_E_INVALID_VM_STATE, "Cannot delete a snapshot of the machine while it is changing the "
+        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cannot delete a snapshot of the machine while it is changing the "
                                                f"state (machine state: {state_name(core.state)})")
     try:
         uid = uuidlib.UUID(snapshot_id.strip("{}"))
     except ValueError:
-        raise machine_error(rc.E_INVALIDARG, f"Invalid snapshot UUID '{snapshot_id}'") from None
+        raise _err(rc.E_INVALIDARG, f"Invalid snapshot UUID '{snapshot_id}'") from None
     d = core.data
     snap = d.find_snapshot(uid)
     if snap is None:
-        raise machine_error(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID {{{uid}}}")
+        raise _err(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID {{{uid}}}")
     if len(snap.children) > 1:
-        raise machine_error(rc.VBOX_E_INVALID_OBJECT_STATE, f"Snapshot '{snap.name}' of the machine '{d.name}' has more than "
+        raise _err(rc.VBOX_E_INVALID_OBJECT_STATE, f"Snapshot '{snap.name}' of the machine '{d.name}' has more than "
                                                    f"one child snapshot ({len(snap.children)})")
     plan = _merge_plan(core, snap)
     if core.state in ONLINE_STATES:
@@ -153,7 +156,7 @@ def _delete_online(view, core, snap, plan) -> Progress:
     direct = core.direct
     console = direct.console if direct is not None else None
     if console is None or ctx.bus is None:
-        raise machine_error(rc.VBOX_E_INVALID_VM_STATE, f"The machine '{core.name}' has no console to delete a snapshot "
+        raise _err(rc.VBOX_E_INVALID_VM_STATE, f"The machine '{core.name}' has no console to delete a snapshot "
                                                "online with")
     before = core.state
     core.set_state(MachineState.DeletingSnapshotOnline if before == MachineState.Running
@@ -167,7 +170,7 @@ def _delete_online(view, core, snap, plan) -> Progress:
         if err is None:
             steps = [int(i) for i in (value or {}).get("done", [])]
             if (value or {}).get("error"):
-                err = machine_error(rc.VBOX_E_FILE_ERROR, f"Could not delete the snapshot: {value['error']}")
+                err = _err(rc.VBOX_E_FILE_ERROR, f"Could not delete the snapshot: {value['error']}")
         try:
             _finish_delete(core, snap, plan, steps, err, core.data.state_file)
         except VBoxError as e:

@@ -41,7 +41,7 @@ ONLINE_STATES = (MachineState.Running, MachineState.Paused)
 _objects: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def machine_error(code: int, text: str) -> VBoxError:
+def _err(code: int, text: str) -> VBoxError:
     return VBoxError(code, text, "IMachine", "SessionMachine")
 
 
@@ -60,12 +60,7 @@ class Snapshot:
 
     @property
     def _m(self) -> SnapshotModel:
-        d = self._core.data
-        s = d.find_snapshot(self._uid) if d is not None else None
-        if s is None:
-            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID {{{self._uid}}}",
-                            "ISnapshot", "SnapshotWrap")
-        return s
+        return find_snapshot_model(self._core, self._uid, "ISnapshot", "SnapshotWrap")
 
     @property
     def id(self) -> str:
@@ -129,6 +124,16 @@ class Snapshot:
 
     def get_children_count(self) -> int:
         return len(list(self._m.walk())) - 1
+
+
+def find_snapshot_model(core, uid: uuidlib.UUID, interface: str, component: str) -> SnapshotModel:
+    """Snapshot `uid` of the machine's tree, or VBOX_E_OBJECT_NOT_FOUND in the name of the asking object."""
+    d = core.data
+    s = d.find_snapshot(uid) if d is not None else None
+    if s is None:
+        raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID {{{uid}}}", interface,
+                        component)
+    return s
 
 
 def snapshot_object(core, uid: uuidlib.UUID) -> Snapshot:
@@ -204,6 +209,29 @@ def _copy_state(src: str, dst: str) -> None:
                                               f"({e.strerror})") from None
 
 
+def _create_diffs(p: Progress, folder: Path, state_src: str, state_dst: str, diffs, resolver, failure: str) -> None:
+    """The worker's half of taking or restoring a snapshot: copy the saved state `state_src` to
+    `state_dst` (when there is one) and start a differencing image on every disk of `diffs`
+    ((attachment, medium, new uuid) each), progress operation 1, 2, ... per disk.  On any failure
+    what was made is removed and the error is "`failure`: reason"."""
+    made = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if state_dst:
+            _copy_state(state_src, state_dst)
+        for i, (_dev, m, uid) in enumerate(diffs):
+            p.set_operation(i + 1)
+            loc = str(folder / spaths.diff_image_name(uid))
+            st.create_diff_vdi(loc, m.location, uuid=uid, parent_resolver=resolver).close()
+            made.append(loc)
+    except BaseException as e:
+        for loc in made + ([state_dst] if state_dst else []):
+            unlink_quietly(loc)
+        if isinstance(e, VBoxError):
+            raise
+        raise _err(rc.VBOX_E_FILE_ERROR, f"{failure}: {e}") from None
+
+
 def unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
@@ -243,16 +271,16 @@ def snapshotted_media(core, hw: Hardware) -> list[tuple[object, object]]:
     for dev in hard_disks(hw):
         m = reg.by_id.get(str(dev.medium))
         if m is None:
-            raise machine_error(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find an open hard disk with UUID {{{dev.medium}}}")
+            raise _err(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find an open hard disk with UUID {{{dev.medium}}}")
         if m.base.type_ not in (MediumType.Normal,):
             continue
         if m.format not in ("VDI", "VMDK"):
-            raise machine_error(rc.VBOX_E_NOT_SUPPORTED, f"Medium '{m.location}' cannot be snapshotted: only VDI and VMDK "
+            raise _err(rc.VBOX_E_NOT_SUPPORTED, f"Medium '{m.location}' cannot be snapshotted: only VDI and VMDK "
                                                 "images can have (VDI) differencing images")
         if m.state not in (MediumState.Created, MediumState.LockedRead, MediumState.LockedWrite):
             m.refresh_state()
             if m.state != MediumState.Created:
-                raise machine_error(rc.VBOX_E_INVALID_OBJECT_STATE, f"Medium '{m.location}' is not accessible: "
+                raise _err(rc.VBOX_E_INVALID_OBJECT_STATE, f"Medium '{m.location}' is not accessible: "
                                                            f"{m.last_access_error}")
         out.append((dev, m))
     return out
@@ -312,11 +340,11 @@ def take_snapshot(view, name: str, description: str = "", pause: bool = True):
     """IMachine::takeSnapshot -> [snapshot id, IProgress]."""
     core = session_core(view)
     if not name:
-        raise machine_error(rc.E_INVALIDARG, "Snapshot name must not be empty")
+        raise _err(rc.E_INVALIDARG, "Snapshot name must not be empty")
     if core.state in ONLINE_STATES:
         return take_online(view, core, name, description, pause)
     if core.state not in OFFLINE:
-        raise machine_error(rc.VBOX_E_INVALID_VM_STATE, "Cannot take a snapshot of the machine while it is changing the "
+        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cannot take a snapshot of the machine while it is changing the "
                                                f"state (machine state: {state_name(core.state)})")
     d = core.data
     plan = snapshotted_media(core, d.hardware)
@@ -332,23 +360,8 @@ def take_snapshot(view, name: str, description: str = "", pause: bool = True):
     resolver = core.vbox.media.resolver()
 
     def work(p: Progress):
-        made = []
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if saved:
-                _copy_state(saved, state_copy)
-            for i, (_dev, m, uid) in enumerate(diffs):
-                p.set_operation(i + 1)
-                loc = str(folder / spaths.diff_image_name(uid))
-                st.create_diff_vdi(loc, m.location, uuid=uid, parent_resolver=resolver).close()
-                made.append(loc)
-        except BaseException as e:
-            for loc in made + ([state_copy] if state_copy else []):
-                unlink_quietly(loc)
-            if isinstance(e, VBoxError):
-                raise
-            raise machine_error(rc.VBOX_E_FILE_ERROR, f"Could not create the differencing image for the snapshot: {e}") \
-                from None
+        _create_diffs(p, folder, saved, state_copy, diffs, resolver,
+                      "Could not create the differencing image for the snapshot")
 
     def done(_r, err):
         if err is None:
@@ -400,7 +413,7 @@ def take_online(view, core, name: str, description: str, pause: bool):
     direct = core.direct
     console = direct.console if direct is not None else None
     if console is None or ctx.bus is None:
-        raise machine_error(rc.VBOX_E_INVALID_VM_STATE, f"The machine '{core.name}' has no console to take an online "
+        raise _err(rc.VBOX_E_INVALID_VM_STATE, f"The machine '{core.name}' has no console to take an online "
                                                "snapshot with")
     d = core.data
     plan = snapshotted_media(core, d.hardware)
@@ -440,9 +453,9 @@ def take_online(view, core, name: str, description: str, pause: bool):
 def restore_snapshot(view, snapshot) -> Progress:
     core = session_core(view)
     if not isinstance(snapshot, Snapshot) or snapshot._core is not core:
-        raise machine_error(rc.E_INVALIDARG, "Invalid snapshot object")
+        raise _err(rc.E_INVALIDARG, "Invalid snapshot object")
     if core.state not in OFFLINE:
-        raise machine_error(rc.VBOX_E_INVALID_VM_STATE, "Cannot delete the current state of the running machine "
+        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cannot delete the current state of the running machine "
                                                f"(machine state: {state_name(core.state)})")
     d = core.data
     snap = snapshot._m
@@ -465,22 +478,7 @@ def restore_snapshot(view, snapshot) -> Progress:
     resolver = reg.resolver()
 
     def work(p: Progress):
-        made = []
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if new_state:
-                _copy_state(snap.state_file, new_state)
-            for i, (_dev, m, uid) in enumerate(plan):
-                p.set_operation(i + 1)
-                loc = str(folder / spaths.diff_image_name(uid))
-                st.create_diff_vdi(loc, m.location, uuid=uid, parent_resolver=resolver).close()
-                made.append(loc)
-        except BaseException as e:
-            for loc in made + ([new_state] if new_state else []):
-                unlink_quietly(loc)
-            if isinstance(e, VBoxError):
-                raise
-            raise machine_error(rc.VBOX_E_FILE_ERROR, f"Could not restore the snapshot: {e}") from None
+        _create_diffs(p, folder, snap.state_file, new_state, plan, resolver, "Could not restore the snapshot")
 
     def done(_r, err):
         if err is not None:
