@@ -112,7 +112,8 @@ def _check(r: SavedStateReader, machine) -> None:
     if machine is None:
         return
     if meta.get("ram") != machine.memory.size:
-        raise SavedStateError(f"saved state '{r.path}' is for {meta.get('ram', 0) >> 20} MiB of RAM, the VM has "
+        raise SavedStateError(f"saved state '{r.path}' is for {meta.get('ram', 0) >> 20} MiB of "
+                              f"RAM, the VM has "
                               f"{machine.memory.size >> 20} MiB")
     saved = meta.get("units") or {}
     have = {name: _class_name(dev.get_state()) for name, dev in state_units(machine)}

@@ -243,7 +243,8 @@ class SavedStateReader:
         if major != MAJOR:
             self.close()
             raise SavedStateError(
-                f"saved state file '{self.path}' has unsupported version {major}.{minor} (supported: {MAJOR}.x)")
+                f"saved state file '{self.path}' has unsupported version {major}.{minor} "
+                f"(supported: {MAJOR}.x)")
         if mlen > 1 << 20 or len(MAGIC) + 8 + mlen > self.size:
             self.close()
             raise SavedStateError(f"saved state file '{self.path}' has a corrupt header")

@@ -128,7 +128,8 @@ def _create_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus, paravirt:
     if kind not in ("rem", "hm"):
         raise MachineError(f"unknown execution engine {kind!r} (rem, hm, auto)")
     try:
-        return create_engine(kind, memory, io, mmio, paravirt=paravirt, os_type_id=os_type, local_apic=local_apic)
+        return create_engine(kind, memory, io, mmio, paravirt=paravirt, os_type_id=os_type,
+                             local_apic=local_apic)
     except GimError as e:
         raise MachineError(f"GIM: {e}")
     except ImportError as e:
@@ -214,7 +215,8 @@ class Machine:
         if controller in ("Null", "None", ""):
             return None
         if controller not in VBE_CONTROLLERS:
-            raise MachineError(f"graphics controller {controller} is not available (vboxvga, vmsvga or vboxsvga "
+            raise MachineError(f"graphics controller {controller} is not available (vboxvga, vmsvga "
+                               f"or vboxsvga "
                                "run as the Bochs VBE-compatible VGA)")
         vram = vram_bytes(cfg.get_int("Display/VRAMSize", 16 << 20))
         vbe = BochsVbe(vram)
@@ -321,7 +323,8 @@ class Machine:
             self.pci.assign_resources()
             self.isa_bridge.set_routes(list(KERNEL_PIRQ_ROUTES))
             self.pm_function.enable(ACPI_PM_BASE)
-            self.placed.append(f"{'acpi.pm':<12} I/O {ACPI_PM_BASE:#06x}-{ACPI_PM_BASE + 0x1f:#06x} IRQ {ACPI_SCI_IRQ}")
+            self.placed.append(f"{'acpi.pm':<12} I/O {ACPI_PM_BASE:#06x}-{ACPI_PM_BASE + 0x1f:#06x} IRQ "
+                               f"{ACPI_SCI_IRQ}")
             self.host_bridge.set_pam(bytes([PAM_RW << 4] + [PAM_RW << 4 | PAM_RW] * 6))
             acfg = AcpiConfig(pm_base=ACPI_PM_BASE, sci_irq=ACPI_SCI_IRQ, pci=True, apic=self.ioapic_enabled,
                               pci_irqs=self._pci_irq_routes())
@@ -364,8 +367,10 @@ class Machine:
         out = []
         for node in cfg.child("SharedFolders") or []:
             try:
-                out.append(SharedFolderSpec(node.name, node.get_str("HostPath"), node.get_bool("Writable", True),
-                                            node.get_bool("AutoMount", False), node.get_str("AutoMountPoint", ""),
+                out.append(SharedFolderSpec(node.name, node.get_str("HostPath"),
+                                            node.get_bool("Writable", True),
+                                            node.get_bool("AutoMount", False),
+                                            node.get_str("AutoMountPoint", ""),
                                             node.get_bool("SymlinksCreate", False)))
             except CfgmError as e:
                 raise MachineError(f"shared folder {node.name}: {e}")
@@ -517,7 +522,8 @@ class Machine:
         image = self.boot.kernel.read_bytes()
         initrd = self.boot.initrd.read_bytes() if self.boot.initrd else None
         try:
-            bi = loader.load(self.memory, image, initrd, self.boot.cmdline, rsdp=self.acpi_tables.rsdp_address)
+            bi = loader.load(self.memory, image, initrd, self.boot.cmdline,
+                             rsdp=self.acpi_tables.rsdp_address)
         except loader.BootError as e:
             raise MachineError(f"cannot boot {self.boot.kernel}: {e}")
         self.vcpu.set_state(bi.state)
@@ -551,7 +557,8 @@ class Machine:
         if kind == "stuck":
             lines = self.vga.last_lines(10)
             if lines:
-                log.info("VGA text screen (last %d lines):\n%s", len(lines), "\n".join(f"  | {ln}" for ln in lines))
+                log.info("VGA text screen (last %d lines):\n%s", len(lines),
+                         "\n".join(f"  | {ln}" for ln in lines))
         if self.on_stop is not None:
             self.on_stop(kind, detail)
 
@@ -639,7 +646,8 @@ class Machine:
         self.vm.close()
 
     def describe(self) -> list[str]:
-        return [f"Engine: {self.engine_name}", self.gim_description, f"RAM: {self.memory.size // (1 << 20)} MiB",
+        return [f"Engine: {self.engine_name}", self.gim_description,
+                f"RAM: {self.memory.size // (1 << 20)} MiB",
                 (f"Boot: {self.boot_image.kind} {self.boot.kernel} entry {self.boot_image.entry:#x}"
                  if self.boot_image is not None else
                  f"Boot: firmware {self.firmware.name} ({self.firmware.size // 1024} KiB)"

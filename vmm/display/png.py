@@ -14,7 +14,8 @@ SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I",
+                                                                    zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 def encode_rgb(width: int, height: int, rgb: bytes, level: int = 6) -> bytes:

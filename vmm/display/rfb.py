@@ -297,7 +297,8 @@ class _Client:
         frame = s._screen()
         self.size = (frame.width, frame.height)
         name = s.name.encode()
-        self.sock.sendall(struct.pack(">HH", *self.size) + self.fmt.pack() + struct.pack(">I", len(name)) + name)
+        self.sock.sendall(struct.pack(">HH", *self.size) + self.fmt.pack()
+                          + struct.pack(">I", len(name)) + name)
 
     def _fail(self, minor: int, reason: str, always: bool = False) -> None:
         if minor == 8 or always:

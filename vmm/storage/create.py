@@ -113,7 +113,8 @@ def create_diff_vdi(path: str, parent, uuid=None, parent_resolver=None) -> VdiIm
             parent_img.flush()          # the modification UUID the child records must be on disk
     try:
         if getattr(parent_img, "format", None) not in ("VDI", "VMDK"):
-            raise DiskImageError(f"{parent_img.path}: the parent of a differencing image must be a VDI or VMDK")
+            raise DiskImageError(f"{parent_img.path}: the parent of a differencing image must be "
+                                 f"a VDI or VMDK")
         from vmm.storage.opener import parent_ids
 
         p_uuid, p_modify = parent_ids(parent_img, path)

@@ -67,7 +67,8 @@ def _merge_back(child_path, child_h, parent_path, held, progress, parent_resolve
             verify_link(child_h, child_path, parent)
             if child.size > parent.size:
                 if not hasattr(parent, "grow"):
-                    raise DiskImageError(f"{parent_path}: the parent is smaller than its child and cannot grow")
+                    raise DiskImageError(f"{parent_path}: the parent is smaller than its child "
+                                         f"and cannot grow")
                 parent.grow(child.size)
             bs = child.block_size
             buf = bytearray(bs)

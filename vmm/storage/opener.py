@@ -229,6 +229,8 @@ def image_info(path: str) -> ImageInfo:
 def _vmdk_info(path: str) -> ImageInfo:
     with VmdkImage.open(path, read_only=True) as img:
         return ImageInfo(location=os.path.abspath(path), format="VMDK", variant=img.variant, uuid=img.uuid,
-                         parent_uuid=None, modify_uuid=img.modify_uuid, parent_modify_uuid=None, size=img.size,
-                         file_size=img.file_size, block_size=img.grain_size, allocated_blocks=img.allocated_grains(),
+                         parent_uuid=None, modify_uuid=img.modify_uuid, parent_modify_uuid=None,
+                         size=img.size,
+                         file_size=img.file_size, block_size=img.grain_size,
+                         allocated_blocks=img.allocated_grains(),
                          subformat=img.subformat)

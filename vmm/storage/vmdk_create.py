@@ -51,7 +51,8 @@ def _write_sparse_extent(fd: int, capacity: int, text: bytes | None) -> None:
             raise DiskImageError("VMDK: the descriptor is too long for its embedded area")
         pwrite_all(fd, text.ljust(h.descriptor_size * SECTOR, b"\0"), SECTOR)
     for gd_at, first in ((h.rgd_offset, rgt), (h.gd_offset, gt)):
-        gd = struct.pack(f"<{h.gd_entries}I", *range(first, first + h.gd_entries * h.gt_sectors, h.gt_sectors))
+        gd = struct.pack(f"<{h.gd_entries}I",
+                         *range(first, first + h.gd_entries * h.gt_sectors, h.gt_sectors))
         pwrite_all(fd, gd, gd_at * SECTOR)
     os.ftruncate(fd, h.overhead * SECTOR)
 

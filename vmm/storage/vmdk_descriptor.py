@@ -56,7 +56,8 @@ class Descriptor:
         return None if u == NULL_UUID else u
 
     def render(self) -> str:
-        out = [SIGNATURE, f"version={self.version}", f"CID={self.cid:08x}", f"parentCID={self.parent_cid:08x}",
+        out = [SIGNATURE, f"version={self.version}", f"CID={self.cid:08x}",
+               f"parentCID={self.parent_cid:08x}",
                f'createType="{self.create_type}"', "", "# Extent description"]
         for e in self.extents:
             line = f"{e.access} {e.sectors} {e.type}"
