@@ -106,7 +106,8 @@ KEYBOARD = {v: v for v in ("None", "USBKeyboard", "PS2Keyboard", "ComboKeyboard"
 GRAPHICS_XML = {"Null": "None"}
 GRAPHICS_API = {"VBOXVGA": "VBoxVGA", "VMSVGA": "VMSVGA", "VBOXSVGA": "VBoxSVGA", "NONE": "Null",
                 "QEMURAMFB": "QemuRamFB"}
-BOOT_DEVICES = {"None": "Null", "Floppy": "Floppy", "DVD": "DVD", "HardDisk": "HardDisk", "Network": "Network"}
+BOOT_DEVICES = {"None": "Null", "Floppy": "Floppy", "DVD": "DVD", "HardDisk": "HardDisk",
+                "Network": "Network"}
 APIC_MODES = {v: v for v in ("Disabled", "APIC", "X2APIC")}
 BOOT_MENU = {v: v for v in ("Disabled", "MenuOnly", "MessageAndMenu")}
 

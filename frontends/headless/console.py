@@ -73,7 +73,8 @@ class HeadlessConsole:
 
     def sleep_button(self) -> None:
         self._p.need(MachineState.Running)
-        raise VBoxError(rc.VBOX_E_PDM_ERROR, "Sending sleep button event failed (the vboxpy ACPI device has no "
+        raise VBoxError(rc.VBOX_E_PDM_ERROR,
+                        "Sending sleep button event failed (the vboxpy ACPI device has no "
                                              "sleep button)", "IConsole", "ConsoleWrap")
 
     def save_state(self):

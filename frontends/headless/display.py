@@ -35,7 +35,8 @@ class HeadlessDisplay:
 
     def _screen(self, screen_id: int):
         if not 0 <= screen_id < MONITORS:
-            raise VBoxError(rc.E_INVALIDARG, f"Invalid screen {screen_id} (total {MONITORS})", "IDisplay", "Display")
+            raise VBoxError(rc.E_INVALIDARG, f"Invalid screen {screen_id} (total {MONITORS})",
+                            "IDisplay", "Display")
         _live(self._p)
         return self._p.vm.screen()
 

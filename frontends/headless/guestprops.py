@@ -117,7 +117,8 @@ class TransientFolders:
         if not name:
             raise console_error(rc.E_INVALIDARG, "Shared folder name must not be empty")
         if not os.path.isabs(host_path):
-            raise VBoxError(rc.E_INVALIDARG, f"Shared folder path '{host_path}' is not absolute", "ISharedFolder",
+            raise VBoxError(rc.E_INVALIDARG, f"Shared folder path '{host_path}' is not absolute",
+                            "ISharedFolder",
                             "SharedFolderWrap")
         path = host_path.rstrip("/") or "/"
         if not os.path.exists(path):
@@ -126,7 +127,8 @@ class TransientFolders:
         with self._lock:
             if any(f.name == name for f in self._folders):
                 raise console_error(rc.VBOX_E_FILE_ERROR, f"Shared folder named '{name}' already exists")
-            self._folders.append(TransientFolder(name, path, bool(writable), bool(auto_mount), auto_mount_point or ""))
+            self._folders.append(TransientFolder(name, path, bool(writable), bool(auto_mount),
+                                                 auto_mount_point or ""))
 
     def remove(self, name: str) -> None:
         with self._lock:

@@ -87,7 +87,8 @@ def fetch_sdist(dest: Path) -> Path:
     path = dest / SDIST
     if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != SDIST_SHA256:
         dest.mkdir(parents=True, exist_ok=True)
-        run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-binary", ":all:",
+        run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+             "--no-binary", ":all:",
              "--no-deps", f"unicorn=={VERSION}", "-d", str(dest)])
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != SDIST_SHA256:

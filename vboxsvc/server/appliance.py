@@ -42,7 +42,8 @@ class Appliance:
         for d in self.envelope.disks.values():
             f = self.envelope.files.get(d.file_ref)
             out.append("\t".join([d.disk_id, str(d.capacity), str(d.populated), d.format,
-                                  f.href if f else "", str(f.size if f else -1), str(f.chunk_size if f else -1),
+                                  f.href if f else "", str(f.size if f else -1),
+                                  str(f.chunk_size if f else -1),
                                   f.compression if f else ""]))
         return out
 
@@ -105,7 +106,8 @@ class Appliance:
         if ext not in (".ovf", ".ova"):
             raise _err(rc.VBOX_E_FILE_ERROR, "Appliance file must have .ovf or .ova extension")
         if not self.virtual_system_descriptions:
-            raise _err(rc.VBOX_E_INVALID_OBJECT_STATE, "Nothing to export: no machine was added with exportTo()")
+            raise _err(rc.VBOX_E_INVALID_OBJECT_STATE,
+                       "Nothing to export: no machine was added with exportTo()")
         opts = {ExportOptions(int(o)) for o in options}
         self.path = path
         return write_appliance(self, fmt, opts, path)

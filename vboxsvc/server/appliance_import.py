@@ -178,7 +178,8 @@ def _describe_from_settings(vsd, s, env: OvfEnvelope, path: str, warnings: list[
             warnings.append(f"Storage controller '{c.name}' ({c.bus}) is not imported")
     n_dvd = sum(1 for c in controllers for dev in c.devices if dev.type == "DVD")
     first = len(vsd.entries) + n_dvd
-    all_disks = [dev for c in controllers for dev in c.devices if dev.type == "HardDisk" and dev.medium is not None]
+    all_disks = [dev for c in controllers for dev in c.devices if dev.type == "HardDisk"
+                 and dev.medium is not None]
 
     def channel(c, dev) -> int:
         return dev.port * 2 + dev.device if c.bus == "IDE" else dev.port
@@ -187,7 +188,8 @@ def _describe_from_settings(vsd, s, env: OvfEnvelope, path: str, warnings: list[
             if dev.type == "DVD":
                 vsd.add(T.CDROM, c.name, "", "", f"controller={first + k};channel={channel(c, dev)}")
     for c in controllers:
-        vsd.add(TYPE_OF_BUS[c.bus], c.name, "", VSD_CONTROLLER_VALUE.get(c.controller_type, c.controller_type))
+        vsd.add(TYPE_OF_BUS[c.bus], c.name, "",
+                VSD_CONTROLLER_VALUE.get(c.controller_type, c.controller_type))
     for k, c in enumerate(controllers):
         for dev in c.devices:
             if dev.type != "HardDisk" or dev.medium is None:
@@ -197,7 +199,8 @@ def _describe_from_settings(vsd, s, env: OvfEnvelope, path: str, warnings: list[
                 if len(env.disks) == 1 and len(all_disks) == 1:
                     d = next(iter(env.disks.values()))
                 else:
-                    raise fail(f"The vbox:Machine section of '{path}' attaches the disk {{{dev.medium}}}, which "
+                    raise fail(f"The vbox:Machine section of '{path}' attaches the disk "
+                               f"{{{dev.medium}}}, which "
                                "the DiskSection does not list")
             _add_disk(vsd, env, d.disk_id, first + k, channel(c, dev), path)
 
@@ -281,7 +284,8 @@ def _plan(vbox, appliance, opts: set) -> list[_Plan]:
             f = appliance.envelope.files.get(appliance.envelope.disks[e.ref].file_ref) if e.ref in \
                 appliance.envelope.disks else None
             if f is not None and f.compression:
-                raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, f"The disk file '{f.href}' is {f.compression}-compressed; "
+                raise VBoxError(rc.VBOX_E_NOT_SUPPORTED,
+                                f"The disk file '{f.href}' is {f.compression}-compressed; "
                                                          "compressed appliance files are not supported")
             p.disks.append((e, e.ovf, target, fmt, str(uuidlib.uuid4())))
         plans.append(p)

@@ -70,7 +70,8 @@ class VirtualSystemDescription:
 
     def get_values_by_type(self, type, which) -> list[str]:  # noqa: A002
         which = VirtualSystemDescriptionValueType(which)
-        attr = {VirtualSystemDescriptionValueType.Reference: "ref", VirtualSystemDescriptionValueType.Original: "ovf",
+        attr = {VirtualSystemDescriptionValueType.Reference: "ref",
+                VirtualSystemDescriptionValueType.Original: "ovf",
                 VirtualSystemDescriptionValueType.Auto: "vbox",
                 VirtualSystemDescriptionValueType.ExtraConfig: "extra"}[which]
         return [getattr(e, attr) for e in self.by_type(VirtualSystemDescriptionType(type))]

@@ -42,7 +42,8 @@ def _relink(path: str, parent_uuid: str, parent_modify_uuid: str) -> None:
     try:
         raw = os.pread(fd, 4096, 0)
         h = parse_header(raw, os.fstat(fd).st_size, path)
-        h = h.with_(uuid_linkage=uuidlib.UUID(parent_uuid), uuid_parent_modify=uuidlib.UUID(parent_modify_uuid))
+        h = h.with_(uuid_linkage=uuidlib.UUID(parent_uuid),
+                    uuid_parent_modify=uuidlib.UUID(parent_modify_uuid))
         os.pwrite(fd, h.upgraded().pack(), PRE_HEADER_SIZE)
         os.fsync(fd)
     finally:
@@ -79,11 +80,13 @@ def clone_to(view, target, mode: CloneMode, options: list) -> Progress:
     if src_core.data is None:
         raise _err(rc.E_ACCESSDENIED, f"The machine '{src_core.name}' is inaccessible")
     if snap_id is None and src_core.state not in OFFLINE:
-        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cloning the current state of a running machine is not supported by "
+        raise _err(rc.VBOX_E_INVALID_VM_STATE,
+                   "Cloning the current state of a running machine is not supported by "
                                                "vboxpy; take a snapshot and clone the snapshot")
     plan = _Plan(src_core, tcore, snap_id, CloneMode(mode), opts)
     plan.build()
-    progress = Progress(f"Cloning machine '{src_core.name}' to '{tcore.name}'", initiator=view, cancelable=True,
+    progress = Progress(f"Cloning machine '{src_core.name}' to '{tcore.name}'", initiator=view,
+                        cancelable=True,
                         operations=[("Copying settings", 1)] + [(f"Copying '{os.path.basename(s)}'", 10)
                                                                 for _k, s, *_ in plan.jobs]
                         + [("Copying saved states", 1)])
@@ -177,7 +180,8 @@ class _Plan:
                 name = f"{spaths.sanitise_name(data.name)}-disk{disk_no}.vdi"
             path = str(folder / name)
             if path in taken or os.path.exists(path):
-                raise _err(rc.VBOX_E_FILE_ERROR, f"Could not create the clone medium '{path}' (VERR_ALREADY_EXISTS)")
+                raise _err(rc.VBOX_E_FILE_ERROR,
+                           f"Could not create the clone medium '{path}' (VERR_ALREADY_EXISTS)")
             taken.add(path)
             return path
 

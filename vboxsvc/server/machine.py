@@ -193,7 +193,8 @@ class MachineCore:
                    "state_file": state_file,
                    "last_state_change": datetime.fromtimestamp(self.last_state_change_ms / 1000, UTC)
                    .replace(microsecond=0)}
-        targets = [d] + ([self.direct.data] if self.direct is not None and self.direct.data is not None else [])
+        targets = [d] + ([self.direct.data] if self.direct is not None
+                         and self.direct.data is not None else [])
         for t in targets:
             for k, v in changes.items():
                 setattr(t, k, v)
@@ -211,7 +212,8 @@ class MachineCore:
                 os.unlink(f)
             except OSError:
                 pass
-            for t in [self.data] + ([self.direct.data] if self.direct is not None and self.direct.data else []):
+            for t in [self.data] + ([self.direct.data] if self.direct is not None
+                                    and self.direct.data else []):
                 t.state_file = ""
             try:
                 self.save()
@@ -415,7 +417,8 @@ class MachineView(StorageMixin):
     def snapshot_folder(self, value: str) -> None:
         self._check_mutable(MUTABLE)
         if self._d.snapshot is not None:
-            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, "The snapshot folder of a machine with snapshots cannot be "
+            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE,
+                            "The snapshot folder of a machine with snapshots cannot be "
                                                         "changed (please delete all snapshots first)")
         folder = value or "Snapshots"
         if os.path.isabs(folder):
@@ -638,7 +641,8 @@ class MachineView(StorageMixin):
         if new_file == old_path:
             return
         if new_folder != folder and new_folder.exists():
-            raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not rename the directory '{folder}' to '{new_folder}' to "
+            raise VBoxError(rc.VBOX_E_FILE_ERROR,
+                            f"Could not rename the directory '{folder}' to '{new_folder}' to "
                                                   "save the settings file (VERR_ALREADY_EXISTS)")
         record = None
         if core.registered:     # VirtualBox.xml names the file: a crash between the steps is replayed
@@ -699,7 +703,8 @@ class MachineView(StorageMixin):
         core = self._core
         s = self._session
         if s is None or not isinstance(s, sessions.Session) or s.lock_type != LockType.VM or core.direct is not s:
-            raise VBoxError(rc.E_ACCESSDENIED, "Only the VM process holding the VM lock may report machine states")
+            raise VBoxError(rc.E_ACCESSDENIED,
+                            "Only the VM process holding the VM lock may report machine states")
         check_transition(core.state, state)
         if state == MachineState.Saving:
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S-%f") + "000Z"
@@ -719,11 +724,13 @@ class MachineView(StorageMixin):
             raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, "The machine is not mutable (state is "
                                                         f"{core.state.name})")
         if core.state not in (MachineState.Saved, MachineState.AbortedSaved):
-            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, "Cannot discard the saved state as the machine is not in "
+            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE,
+                            "Cannot discard the saved state as the machine is not in "
                                                         "the Saved or Aborted-Saved state (machine state: "
                                                         f"{state_name(core.state)})")
         f = core.data.state_file
-        core.set_state(MachineState.Aborted if core.state == MachineState.AbortedSaved else MachineState.PoweredOff)
+        core.set_state(MachineState.Aborted if core.state == MachineState.AbortedSaved
+                       else MachineState.PoweredOff)
         for t in [core.data] + ([self._session.data] if self._session is not None else []):
             t.state_file = ""
         core.save()
@@ -812,8 +819,10 @@ class MachineView(StorageMixin):
             raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
                             f"Cannot unregister the machine '{core.name}' while it is locked")
         if MachineState.FirstOnline <= core.state <= MachineState.LastTransient:
-            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, f"Cannot unregister the machine '{core.name}' while it is "
-                                                        f"running or in a transient state ({state_name(core.state)})")
+            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE,
+                            f"Cannot unregister the machine '{core.name}' while it is "
+                                                        f"running or in a transient state "
+                            f"({state_name(core.state)})")
         if core.data is not None and core.data.snapshot is not None and cleanup_mode == CleanupMode.UnregisterOnly:
             raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
                             f"Cannot unregister the machine '{core.name}' because it has "

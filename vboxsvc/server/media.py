@@ -93,7 +93,8 @@ class Medium:
 
     @property
     def read_only(self) -> bool:
-        return self.device_type == DeviceType.DVD or self.type_ in (MediumType.Immutable, MediumType.Readonly) \
+        return self.device_type == DeviceType.DVD or self.type_ in (MediumType.Immutable,
+                                                                    MediumType.Readonly) \
             or bool(self.children)
 
     def info(self):
@@ -153,7 +154,8 @@ class Medium:
                                        "differencing medium")
         users = self._reg.users(self)
         if users and value != self.type_:
-            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Cannot change the type of medium '{self.location}' because "
+            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                            f"Cannot change the type of medium '{self.location}' because "
                                                      f"it is attached to {len(users)} virtual machines")
         self.type_ = MediumType(value)
         self._reg.save_owner(self)
@@ -209,7 +211,8 @@ class Medium:
         if not (set_image_id or set_parent_id):
             return
         if self.device_type != DeviceType.HardDisk or self.format not in ("VDI", "VMDK"):
-            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, f"Medium '{self.location}' does not support changing UUIDs "
+            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED,
+                            f"Medium '{self.location}' does not support changing UUIDs "
                                                      "(only VDI and VMDK hard disks do)")
         self._need(MediumState.Created)
         users = self._reg.users(self)
@@ -219,7 +222,8 @@ class Medium:
         new_id = self.id
         if set_image_id:
             if self.children:
-                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Medium '{self.location}' has child media; its UUID "
+                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                                f"Medium '{self.location}' has child media; its UUID "
                                                          "cannot change")
             try:
                 new_id = str(uuidlib.UUID(image_id.strip("{}"))) if image_id else str(uuidlib.uuid4())
@@ -227,7 +231,8 @@ class Medium:
                 raise VBoxError(rc.E_INVALIDARG, f"Invalid UUID '{image_id}'") from None
             other = self._reg.by_id.get(new_id)
             if other is not None and other is not self:
-                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"A medium with UUID {{{new_id}}} is already registered")
+                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                                f"A medium with UUID {{{new_id}}} is already registered")
         new_parent = None
         if set_parent_id:
             try:
@@ -252,7 +257,8 @@ class Medium:
     def close(self) -> None:
         users = self._reg.users(self)
         if users:
-            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Medium '{self.location}' cannot be closed because it is "
+            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                            f"Medium '{self.location}' cannot be closed because it is "
                                                      f"still attached to {len(users)} virtual machines")
         if self.children:
             raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Cannot close medium '{self.location}' because it has "
@@ -296,10 +302,12 @@ class Medium:
             raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, f"Medium format '{self.format}' does not support the "
                                                      "requested storage variant")
         if os.path.exists(self.location):
-            raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not create the medium storage unit '{self.location}'.\n"
+            raise VBoxError(rc.VBOX_E_FILE_ERROR,
+                            f"Could not create the medium storage unit '{self.location}'.\n"
                                                   "VD: error VERR_ALREADY_EXISTS (-105) creating image file")
         self.state = MediumState.Creating
-        progress = Progress(f"Creating {'fixed' if fixed else 'dynamic'} medium storage unit '{self.location}'",
+        progress = Progress(f"Creating {'fixed' if fixed else 'dynamic'} medium storage unit "
+                            f"'{self.location}'",
                             initiator=self, cancelable=False)
 
         def work(p):
@@ -322,7 +330,8 @@ class Medium:
     def delete_storage(self):
         users = self._reg.users(self)
         if users:
-            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Medium '{self.location}' cannot be deleted because it is "
+            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                            f"Medium '{self.location}' cannot be deleted because it is "
                                                      f"still attached to {len(users)} virtual machines")
         if self.children:
             raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Cannot delete storage: medium '{self.location}' has "
@@ -357,12 +366,14 @@ class Medium:
                             f"Storage for the medium '{target.location}' is already created")
         if os.path.exists(target.location):
             raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not create the medium storage unit "
-                                                  f"'{target.location}'.\nVD: error VERR_ALREADY_EXISTS (-105)")
+                                                  f"'{target.location}'.\nVD: error "
+                            f"VERR_ALREADY_EXISTS (-105)")
         return target
 
     def create_diff_storage(self, target, variant=()):
         if self.device_type != DeviceType.HardDisk or self.format not in ("VDI", "VMDK"):
-            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, "Differencing images need a VDI or VMDK hard disk as parent")
+            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED,
+                            "Differencing images need a VDI or VMDK hard disk as parent")
         self._need(MediumState.Created)
         target = self._target(target)
         if target.format != "VDI":
@@ -376,7 +387,8 @@ class Medium:
                 st.create_diff_vdi(target.location, self.location, uuid=target.id,
                                    parent_resolver=self._reg.resolver()).close()
             except (st.DiskImageError, OSError) as e:
-                raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not create the differencing medium storage unit "
+                raise VBoxError(rc.VBOX_E_FILE_ERROR,
+                                f"Could not create the differencing medium storage unit "
                                                       f"'{target.location}'.\n{e}") from None
 
         def done(_r, err):
@@ -391,7 +403,8 @@ class Medium:
 
     def clone_to(self, target, variant=(), parent=None):
         if parent is not None:
-            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, "Cloning into a differencing image is not supported by vboxpy")
+            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED,
+                            "Cloning into a differencing image is not supported by vboxpy")
         return self.clone_to_base(target, variant)
 
     def clone_to_base(self, target, variant=()):
@@ -445,7 +458,8 @@ class Medium:
         self._need(MediumState.Created)
         running = [c for c in self._reg.users(self) if c.vm_client is not None or c.launch is not None]
         if running:
-            raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, f"Medium '{self.location}' is locked for writing by "
+            raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
+                            f"Medium '{self.location}' is locked for writing by "
                                                             f"a running machine")
         self.state = MediumState.LockedWrite
         progress = Progress(description, initiator=self)
@@ -484,13 +498,16 @@ class Medium:
         elif self.parent is target:
             parent, child, into_parent = target, self, True
         else:
-            raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, f"Media '{self.name}' and '{target.name}' are unrelated")
+            raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
+                            f"Media '{self.name}' and '{target.name}' are unrelated")
         source = child if into_parent else parent
         if self._reg.users(source):
-            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Medium '{source.location}' is attached to a virtual machine "
+            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                            f"Medium '{source.location}' is attached to a virtual machine "
                                                      "and cannot be merged away")
         if not into_parent and len(parent.children) > 1:
-            raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, f"Medium '{parent.location}' has more than one child")
+            raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
+                            f"Medium '{parent.location}' has more than one child")
         progress = Progress(f"Merging medium '{self.name}' to '{target.name}'", initiator=self)
 
         def work(p):
@@ -611,7 +628,8 @@ class MediaRegistry:
 
         def model(m: Medium) -> MediumModel:
             return MediumModel(uuid=uuidlib.UUID(m.id), location=m.location,
-                               format=m.format if m.device_type == DeviceType.HardDisk or m.format != "RAW" else "RAW",
+                               format=m.format if m.device_type == DeviceType.HardDisk
+                               or m.format != "RAW" else "RAW",
                                type=m.type_.name, auto_reset=m.auto_reset_, description=m.description_,
                                properties=dict(m.properties),
                                children=[model(c) for c in m.children
@@ -640,8 +658,10 @@ class MediaRegistry:
         for other in self.by_id.values():
             if other is not m and other.registry is not None and other.location == m.location:
                 raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
-                                f"Cannot register the {_KIND[m.device_type]} '{m.location}' {{{m.id}}} because a "
-                                f"{_KIND[m.device_type]} '{other.location}' with UUID {{{other.id}}} already exists")
+                                f"Cannot register the {_KIND[m.device_type]} '{m.location}' "
+                                f"{{{m.id}}} because a "
+                                f"{_KIND[m.device_type]} '{other.location}' with UUID {{{other.id}}} "
+                                f"already exists")
         self.by_id[m.id] = m
         m.registry = owner
         self.save_owner(m)
@@ -654,7 +674,8 @@ class MediaRegistry:
         self.by_id.pop(m.id, None)
         m.registry = None
         self._save(owner)
-        ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=m.id, medium_type=m.device_type, registered=False)
+        ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=m.id, medium_type=m.device_type,
+                 registered=False)
         if ctx.bus is not None:
             ctx.bus.table.drop(m)
 
@@ -728,7 +749,8 @@ class MediaRegistry:
         for m in media:
             users = [u for u in self.users(m) if u.id != exclude_machine]
             if users:
-                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Medium '{m.location}' cannot be deleted because it is "
+                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                                f"Medium '{m.location}' cannot be deleted because it is "
                                                          f"still attached to {len(users)} virtual machines")
 
     def forget(self, media: list[Medium]) -> None:
@@ -760,7 +782,8 @@ class MediaRegistry:
         location = self._abs(location, fmt)
         for m in self.by_id.values():
             if m.location == location and m.registry is not None:
-                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Cannot create the {_KIND[device_type]} '{location}': a "
+                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                                f"Cannot create the {_KIND[device_type]} '{location}': a "
                                                          f"medium with this location is already registered")
         return Medium(self, str(uuidlib.uuid4()), location, fmt, device_type, MediumState.NotCreated)
 
@@ -802,7 +825,8 @@ class MediaRegistry:
                 parent = self.by_id.get(info.parent_uuid)
                 if parent is None:
                     raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND,
-                                    f"Parent medium with UUID {{{info.parent_uuid}}} of the medium '{location}' is "
+                                    f"Parent medium with UUID {{{info.parent_uuid}}} of the medium "
+                                    f"'{location}' is "
                                     "not found in the media registry")
         else:
             info, fmt, uid = None, "RAW", str(uuidlib.uuid4())
@@ -822,7 +846,8 @@ class MediaRegistry:
         if existing is not None and existing.registry is not None:
             raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
                             f"Cannot register the {_KIND[device_type]} '{location}' {{{uid}}} because a "
-                            f"{_KIND[existing.device_type]} '{existing.location}' with UUID {{{uid}}} already exists")
+                            f"{_KIND[existing.device_type]} '{existing.location}' with UUID {{{uid}}} "
+                            f"already exists")
         m = Medium(self, uid, location, fmt, device_type)
         m._info = info
         if parent is not None:

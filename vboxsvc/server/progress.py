@@ -110,7 +110,8 @@ class Progress:
 
     def wait_for_operation_completion(self, operation: int, timeout: int = -1):
         if operation < 0 or operation >= self.operation_count:
-            raise VBoxError(rc.E_INVALIDARG, f"Operation number must be in range [0, {self.operation_count - 1}]")
+            raise VBoxError(rc.E_INVALIDARG,
+                            f"Operation number must be in range [0, {self.operation_count - 1}]")
         return self.wait_for_completion(timeout)
 
     def cancel(self) -> None:

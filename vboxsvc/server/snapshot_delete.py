@@ -44,7 +44,8 @@ def _merge_plan(core, snap: SnapshotModel) -> list[tuple[str, object, object]]:
     """(direction, source, target) per snapshot disk: 'backward' merges the child into a base disk,
     'forward' merges a differencing disk into its child, 'drop' deletes a childless diff."""
     d = core.data
-    elsewhere = {str(dev.medium) for s in d.snapshots() if s.uuid != snap.uuid for dev in hard_disks(s.hardware)}
+    elsewhere = {str(dev.medium) for s in d.snapshots() if s.uuid != snap.uuid
+                 for dev in hard_disks(s.hardware)}
     elsewhere |= {str(dev.medium) for dev in hard_disks(d.hardware)}
     plan = []
     for _dev, m in snapshotted_media(core, snap.hardware):
@@ -52,7 +53,8 @@ def _merge_plan(core, snap: SnapshotModel) -> list[tuple[str, object, object]]:
             continue   # shared with another state and not frozen by this snapshot
         kids = [c for c in m.children if c.state != MediumState.NotCreated]
         if len(kids) > 1:
-            raise _err(rc.VBOX_E_INVALID_OBJECT_STATE, f"Hard disk '{m.location}' has more than one child hard "
+            raise _err(rc.VBOX_E_INVALID_OBJECT_STATE,
+                       f"Hard disk '{m.location}' has more than one child hard "
                                                        f"disk ({len(kids)})")
         if not kids:
             if m.parent is not None and m.id not in elsewhere:
@@ -69,7 +71,8 @@ def _merge_plan(core, snap: SnapshotModel) -> list[tuple[str, object, object]]:
 def delete_snapshot(view, snapshot_id: str) -> Progress:
     core = session_core(view)
     if core.state not in OFFLINE and core.state not in ONLINE_STATES:
-        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cannot delete a snapshot of the machine while it is changing the "
+        raise _err(rc.VBOX_E_INVALID_VM_STATE,
+                   "Cannot delete a snapshot of the machine while it is changing the "
                                                f"state (machine state: {state_name(core.state)})")
     try:
         uid = uuidlib.UUID(snapshot_id.strip("{}"))
@@ -80,7 +83,8 @@ def delete_snapshot(view, snapshot_id: str) -> Progress:
     if snap is None:
         raise _err(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID {{{uid}}}")
     if len(snap.children) > 1:
-        raise _err(rc.VBOX_E_INVALID_OBJECT_STATE, f"Snapshot '{snap.name}' of the machine '{d.name}' has more than "
+        raise _err(rc.VBOX_E_INVALID_OBJECT_STATE,
+                   f"Snapshot '{snap.name}' of the machine '{d.name}' has more than "
                                                    f"one child snapshot ({len(snap.children)})")
     plan = _merge_plan(core, snap)
     if core.state in ONLINE_STATES:
@@ -112,7 +116,8 @@ def delete_snapshot(view, snapshot_id: str) -> Progress:
                     st.merge_into_child(src, tgt, progress=cb, parent_resolver=resolver, delete_source=False)
             except (st.DiskImageError, OSError) as e:
                 return done_steps, VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not merge the medium '{src}' to "
-                                                                   f"'{tgt}'.\n{e}", "IMachine", "SessionMachine")
+                                                                   f"'{tgt}'.\n{e}", "IMachine",
+                                             "SessionMachine")
             done_steps.append(i)
         return done_steps, None
 
@@ -156,13 +161,15 @@ def _delete_online(view, core, snap, plan) -> Progress:
     direct = core.direct
     console = direct.console if direct is not None else None
     if console is None or ctx.bus is None:
-        raise _err(rc.VBOX_E_INVALID_VM_STATE, f"The machine '{core.name}' has no console to delete a snapshot "
+        raise _err(rc.VBOX_E_INVALID_VM_STATE,
+                   f"The machine '{core.name}' has no console to delete a snapshot "
                                                "online with")
     before = core.state
     core.set_state(MachineState.DeletingSnapshotOnline if before == MachineState.Running
                    else MachineState.DeletingSnapshotPaused)
     progress = Progress(f"Deleting snapshot '{snap.name}'", initiator=view, cancelable=False)
-    known = [[m.id, m.location] for m in core.vbox.media.by_id.values() if m.device_type == DeviceType.HardDisk]
+    known = [[m.id, m.location] for m in core.vbox.media.by_id.values()
+             if m.device_type == DeviceType.HardDisk]
     answer = ctx.bus.call_remote(console, CALL, "merge_snapshot_online", [_jobs(plan), known])
 
     def answered(value, err):

@@ -131,7 +131,8 @@ def find_snapshot_model(core, uid: uuidlib.UUID, interface: str, component: str)
     d = core.data
     s = d.find_snapshot(uid) if d is not None else None
     if s is None:
-        raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID {{{uid}}}", interface,
+        raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND,
+                        f"Could not find a snapshot with UUID {{{uid}}}", interface,
                         component)
     return s
 
@@ -248,7 +249,8 @@ def _register_diff(reg, parent, uid: str, location: str):
     parent.children.append(m)
     m.registry = parent.base.registry
     reg.by_id[uid] = m
-    ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=uid, medium_type=DeviceType.HardDisk, registered=True)
+    ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=uid, medium_type=DeviceType.HardDisk,
+             registered=True)
     return m
 
 
@@ -271,11 +273,13 @@ def snapshotted_media(core, hw: Hardware) -> list[tuple[object, object]]:
     for dev in hard_disks(hw):
         m = reg.by_id.get(str(dev.medium))
         if m is None:
-            raise _err(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find an open hard disk with UUID {{{dev.medium}}}")
+            raise _err(rc.VBOX_E_OBJECT_NOT_FOUND,
+                       f"Could not find an open hard disk with UUID {{{dev.medium}}}")
         if m.base.type_ not in (MediumType.Normal,):
             continue
         if m.format not in ("VDI", "VMDK"):
-            raise _err(rc.VBOX_E_NOT_SUPPORTED, f"Medium '{m.location}' cannot be snapshotted: only VDI and VMDK "
+            raise _err(rc.VBOX_E_NOT_SUPPORTED,
+                       f"Medium '{m.location}' cannot be snapshotted: only VDI and VMDK "
                                                 "images can have (VDI) differencing images")
         if m.state not in (MediumState.Created, MediumState.LockedRead, MediumState.LockedWrite):
             m.refresh_state()
@@ -344,7 +348,8 @@ def take_snapshot(view, name: str, description: str = "", pause: bool = True):
     if core.state in ONLINE_STATES:
         return take_online(view, core, name, description, pause)
     if core.state not in OFFLINE:
-        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cannot take a snapshot of the machine while it is changing the "
+        raise _err(rc.VBOX_E_INVALID_VM_STATE,
+                   "Cannot take a snapshot of the machine while it is changing the "
                                                f"state (machine state: {state_name(core.state)})")
     d = core.data
     plan = snapshotted_media(core, d.hardware)
@@ -426,7 +431,8 @@ def take_online(view, core, name: str, description: str, pause: bool):
     core.set_state(MachineState.LiveSnapshotting if live else MachineState.OnlineSnapshotting)
     progress = Progress("Taking a snapshot of the virtual machine", initiator=view, cancelable=False,
                         operations=[("Saving the machine state", 5)] +
-                                   [(f"Creating differencing image for '{m.name}'", 1) for _d, m, _u in diffs])
+                                   [(f"Creating differencing image for '{m.name}'", 1)
+                                    for _d, m, _u in diffs])
     disks = [[m.location, str(folder / spaths.diff_image_name(uid)), uid] for _d, m, uid in diffs]
     answer = ctx.bus.call_remote(console, CALL, "take_snapshot_online", [state_file, disks, pause])
 

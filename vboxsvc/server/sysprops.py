@@ -155,7 +155,8 @@ class SystemProperties:
     def get_storage_bus_for_controller_type(self, storage_controller_type: StorageControllerType):
         bus = BUS_OF_CONTROLLER.get(storage_controller_type)
         if bus is None:
-            raise VBoxError(rc.E_INVALIDARG, f"Invalid storage controller type {int(storage_controller_type)}")
+            raise VBoxError(rc.E_INVALIDARG,
+                            f"Invalid storage controller type {int(storage_controller_type)}")
         return bus
 
     def get_storage_controller_types_for_bus(self, storage_bus: StorageBus) -> list:
