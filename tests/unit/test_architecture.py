@@ -68,7 +68,8 @@ def _classes() -> dict[str, list[tuple[Path, set[str]]]]:
         for path in (ROOT / top).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.ClassDef):
-                    members = {n.name for n in node.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+                    members = {n.name for n in node.body if isinstance(n,
+                                                                       ast.FunctionDef | ast.AsyncFunctionDef)}
                     out.setdefault(node.name, []).append((path, members))
     return out
 
@@ -78,7 +79,8 @@ def test_every_named_method_is_defined():
     bad = []
     for token in set(CODE.findall(DOC.read_text())):
         m = re.fullmatch(r"([A-Z][A-Za-z0-9]+)\.([a-z_][a-z_0-9]*)", token)
-        if m and m.group(1) in classes and not any(m.group(2) in members for _p, members in classes[m.group(1)]):
+        if m and m.group(1) in classes and not any(m.group(2) in members
+                                                   for _p, members in classes[m.group(1)]):
             bad.append(token)
     assert not bad, f"ARCHITECTURE.md names methods that do not exist: {sorted(bad)}"
 

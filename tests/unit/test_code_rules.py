@@ -7,7 +7,8 @@ import re
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TREES = ("settings", "vboxsvc", "frontends", "vmm", "tests", "scripts")
 FORBIDDEN = [
-    (re.compile(r"reference §|reference/[a-z]+\.md|\.\./shared|/work/shared"), "cites a document outside the repo"),
+    (re.compile(r"reference §|reference/[a-z]+\.md|\.\./shared|/work/shared"),
+     "cites a document outside the repo"),
     (re.compile(r"\bissue \d+\b", re.I), "names a tracker issue"),
 ]
 

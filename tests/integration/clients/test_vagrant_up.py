@@ -82,9 +82,11 @@ def vagrant(box, tmp_path_factory):
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     project = world.base / "project"
     project.mkdir()
-    (project / "Vagrantfile").write_text(f'Vagrant.configure("2") do |config|\n  config.vm.box = "{BOX_NAME}"\n'
+    (project / "Vagrantfile").write_text(f'Vagrant.configure("2") do |config|\n  config.vm.box = '
+                                         f'"{BOX_NAME}"\n'
                                          f'  config.vm.boot_timeout = {STEP_TIMEOUT}\nend\n')
-    world.env.update(PATH=f"{bin_dir}:{world.env.get('PATH', '/usr/bin:/bin')}", VAGRANT_CHECKPOINT_DISABLE="1",
+    world.env.update(PATH=f"{bin_dir}:{world.env.get('PATH', '/usr/bin:/bin')}",
+                     VAGRANT_CHECKPOINT_DISABLE="1",
                      VAGRANT_DEFAULT_PROVIDER="virtualbox", VAGRANT_HOME=str(world.base / "vagrant.d"))
     v = Vagrant(world, project)
     v("box", "add", "--name", BOX_NAME, str(box), timeout=900)

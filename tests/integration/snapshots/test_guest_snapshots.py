@@ -31,7 +31,8 @@ BOOT_TIMEOUT = 1800
 pytestmark = [
     pytest.mark.guest,
     pytest.mark.timeout(3600),
-    pytest.mark.skipif(not (GUEST / "vmlinux").exists(), reason="no guest kernel: run python -m vmm.guest.builder"),
+    pytest.mark.skipif(not (GUEST / "vmlinux").exists(),
+                       reason="no guest kernel: run python -m vmm.guest.builder"),
 ]
 
 

@@ -12,7 +12,8 @@ import tarfile
 
 import pytest
 
-pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img (qemu-utils) not installed")
+pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None,
+                                reason="qemu-img (qemu-utils) not installed")
 
 MiB = 1 << 20
 OVF = """<?xml version="1.0"?>
@@ -74,7 +75,8 @@ def box(tmp_path):
 
 
 def _same(a, b, fmt_b="vmdk"):
-    r = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", fmt_b, a, b], capture_output=True, text=True)
+    r = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", fmt_b, a, b],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -101,10 +103,12 @@ def test_vmdk_media_commands(vbm, tmp_path):
     vbm("closemedium", str(split), "--delete", check=0)
     assert not split.exists() and not (tmp_path / "m-Split2G-s001.vmdk").exists()
     raw = _raw(tmp_path / "src.raw", 16 * MiB)
-    _, out, _ = vbm("clonemedium", raw, str(tmp_path / "c.vmdk"), "--format", "VMDK", "--variant", "Stream", check=0)
+    _, out, _ = vbm("clonemedium", raw, str(tmp_path / "c.vmdk"), "--format", "VMDK", "--variant",
+                    "Stream", check=0)
     assert out.startswith("Clone medium created in format 'VMDK'. UUID: ")
     _same(raw, str(tmp_path / "c.vmdk"))
-    _, out, _ = vbm("clonemedium", str(tmp_path / "c.vmdk"), str(tmp_path / "d.vdi"), "--format", "VDI", check=0)
+    _, out, _ = vbm("clonemedium", str(tmp_path / "c.vmdk"), str(tmp_path / "d.vdi"), "--format",
+                    "VDI", check=0)
     assert "format 'VDI'" in out
     _same(raw, str(tmp_path / "d.vdi"), "vdi")
     vbm("clonemedium", str(tmp_path / "d.vdi"), str(tmp_path / "e.vmdk"), "--format", "VMDK", check=0)
@@ -121,8 +125,10 @@ def test_convertfromraw_file_and_stdin(vbm, tmp_path):
     _same(raw, str(tmp_path / "a.vmdk"))
     with open(raw, "rb") as stdin:     # docker-machine: the image arrives on stdin with its size
         r = subprocess.run([sys.executable, "-m", "frontends.vboxmanage.main", "convertfromraw", "stdin",
-                            str(tmp_path / "b.vdi"), str(8 * MiB), "--uuid", "5b0b3d84-0d73-4e5b-9f55-0a7d1d8e3c11"],
-                           stdin=stdin, env=vbm.env, cwd=str(vbm.home), capture_output=True, text=True, timeout=120)
+                            str(tmp_path / "b.vdi"), str(8 * MiB), "--uuid",
+                            "5b0b3d84-0d73-4e5b-9f55-0a7d1d8e3c11"],
+                           stdin=stdin, env=vbm.env, cwd=str(vbm.home), capture_output=True, text=True,
+                           timeout=120)
     assert r.returncode == 0, r.stderr
     _same(raw, str(tmp_path / "b.vdi"), "vdi")
     _, info, _ = vbm("showmediuminfo", str(tmp_path / "b.vdi"), check=0)
@@ -162,7 +168,8 @@ def test_import_dry_run_lists_what_vagrant_parses(vbm, box):
 def test_import_ova_as_vagrant_does_then_export_and_import_back(vbm, box, tmp_path):
     folder = vbm.home / "VirtualBox VMs"
     disk = folder / "vm1" / "box-disk001.vmdk"
-    code, out, err = vbm("import", box["ova"], "--vsys", "0", "--vmname", "vm1", "--vsys", "0", "--unit", "10",
+    code, out, err = vbm("import", box["ova"], "--vsys", "0", "--vmname", "vm1", "--vsys", "0",
+                         "--unit", "10",
                          "--disk", str(disk), check=0)
     assert out.rstrip().endswith("Successfully imported the appliance.")
     assert re.search(r"OK\.\n(.|\n)*\d{2}%", err)
@@ -182,7 +189,8 @@ def test_import_ova_as_vagrant_does_then_export_and_import_back(vbm, box, tmp_pa
     with tarfile.open(ova) as t:
         assert t.getnames() == ["vm1.ovf", "vm1-disk001.vmdk", "vm1.mf"]
         t.extractall(tmp_path / "x", filter="data")
-    subprocess.run(["qemu-img", "check", str(tmp_path / "x" / "vm1-disk001.vmdk")], check=True, capture_output=True)
+    subprocess.run(["qemu-img", "check", str(tmp_path / "x" / "vm1-disk001.vmdk")], check=True,
+                   capture_output=True)
     _same(box["raw"], str(tmp_path / "x" / "vm1-disk001.vmdk"))
     assert "vbox:Machine" in (tmp_path / "x" / "vm1.ovf").read_text()
     _, out, _ = vbm("import", ova, "-n", check=0)
@@ -202,7 +210,8 @@ def test_import_options_and_ignored_units(vbm, box):
     info = vbm.machinereadable("v")
     assert info["SATA Controller-0-0"].endswith("/v/box-disk001.vdi")
     _same(box["raw"], info["SATA Controller-0-0"], "vdi")
-    _, out, _ = vbm("import", box["ovf"], "--vsys", "0", "--vmname", "w", "--unit", "10", "--ignore", "--unit", "8",
+    _, out, _ = vbm("import", box["ovf"], "--vsys", "0", "--vmname", "w", "--unit", "10", "--ignore",
+                    "--unit", "8",
                     "--ignore", check=0)
     assert "10: Hard disk image: source image=box-disk001.vmdk -- disabled" in out
     assert " 8: IDE controller, type PIIX4 -- disabled" in out
@@ -250,8 +259,10 @@ def test_snapshots_of_an_imported_machine(vbm, box):
 
 def test_import_overrides_and_packer_style_folder_export(vbm, box, tmp_path):
     base = tmp_path / "elsewhere"
-    _, out, _ = vbm("import", box["ovf"], "--vsys", "0", "--vmname", "o", "--ostype", "Ubuntu_64", "--memory", "768",
-                    "--cpus", "2", "--basefolder", str(base), "--group", "/g1", "--description", "d1", check=0)
+    _, out, _ = vbm("import", box["ovf"], "--vsys", "0", "--vmname", "o", "--ostype", "Ubuntu_64",
+                    "--memory", "768",
+                    "--cpus", "2", "--basefolder", str(base), "--group", "/g1", "--description",
+                    "d1", check=0)
     assert ' 0: OS type specified with --ostype: "Ubuntu_64"' in out
     assert " 5: No. of CPUs specified with --cpus: 2" in out and " 6: Guest memory specified with --memory: 768 MB" in out
     info = vbm.machinereadable("o")
@@ -307,15 +318,18 @@ def test_import_of_a_box_with_an_older_vbox_machine_section(vbm, box):
     an IDE controller named "IDE", the DVD drive, UTC clock, extra data), and --options keepnatmacs
     keeps its NAT MAC (Vagrant's base_mac)."""
     ovf = box["dir"] / "box.ovf"
-    text = ovf.read_text().replace("xmlns:vssd=", 'xmlns:vbox="http://www.virtualbox.org/ovf/machine" xmlns:vssd=')
-    text = text.replace('ovf:diskId="vmdisk1"', 'ovf:diskId="vmdisk1" vbox:uuid="0dcae266-d30e-4b47-859d-c9ee307a69f0"')
+    text = ovf.read_text().replace("xmlns:vssd=",
+                                   'xmlns:vbox="http://www.virtualbox.org/ovf/machine" xmlns:vssd=')
+    text = text.replace('ovf:diskId="vmdisk1"',
+                        'ovf:diskId="vmdisk1" vbox:uuid="0dcae266-d30e-4b47-859d-c9ee307a69f0"')
     ovf.write_text(text.replace("  </VirtualSystem>", VBOX_MACHINE.format()))
     _, out, _ = vbm("import", "-n", str(ovf), check=0)
     assert ' 1: Suggested VM name "old-box"' in out
     assert " 5: Number of CPUs: 2\n" in out and " 6: Guest memory: 640 MB\n" in out
     assert " 7: Network adapter: orig NAT, config 3, extra slot=0;type=NAT\n" in out
     assert " 8: CD-ROM\n" in out and " 9: IDE controller, type PIIX4\n" in out     # VirtualBox's order
-    assert re.search(r"10: Hard disk image: source image=box-disk001.vmdk, target path=.+/old-box/box-disk001.vmdk, "
+    assert re.search(r"10: Hard disk image: source image=box-disk001.vmdk, target "
+                     r"path=.+/old-box/box-disk001.vmdk, "
                      r"controller=9;channel=0", out)
     vbm("import", str(ovf), "--vsys", "0", "--vmname", "nb", "--options", "keepnatmacs", check=0)
     info = vbm.machinereadable("nb")
@@ -335,7 +349,8 @@ def test_two_ovf_ide_items_are_one_piix4(vbm, box):
              "</rasd:ResourceSubType><rasd:ResourceType>5</rasd:ResourceType></Item>"
              "<Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:InstanceID>8</rasd:InstanceID>"
              "<rasd:Parent>7</rasd:Parent><rasd:ResourceType>15</rasd:ResourceType></Item>")
-    ovf.write_text(ovf.read_text().replace("    </VirtualHardwareSection>", extra + "</VirtualHardwareSection>"))
+    ovf.write_text(ovf.read_text().replace("    </VirtualHardwareSection>",
+                                           extra + "</VirtualHardwareSection>"))
     _, out, _ = vbm("import", "-n", str(ovf), check=0)
     lines = [ln for ln in out.splitlines() if re.match(r"^ ?\d+: ", ln)]
     assert [re.split(r"[:,]", ln.split(": ", 1)[1])[0] for ln in lines[7:]] == [

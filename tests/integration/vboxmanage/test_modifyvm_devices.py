@@ -17,8 +17,10 @@ def test_packer_and_vagrant_options_round_trip(vbm):
     assert vbm("modifyvm", "vm1", "--usb", "on", "--audio", "none", "--rtcuseutc", "on", "--vrdeaddress",
                "127.0.0.1", "--vrdeauthtype", "null", "--vrde", "on", "--vrdeport", "5959") == (0, "", "")
     assert vbm("modifyvm", "vm1", "--usb-ehci", "on", "--usbxhci", "on", "--audio-enabled", "on",
-               "--audio-driver", "pulse", "--audiocontroller", "hda", "--audio-in", "off", "--mouse", "usbtablet",
-               "--keyboard", "usb", "--chipset", "ich9", "--cpuhotplug", "on", "--pae", "off", "--longmode", "on",
+               "--audio-driver", "pulse", "--audiocontroller", "hda", "--audio-in", "off", "--mouse",
+               "usbtablet",
+               "--keyboard", "usb", "--chipset", "ich9", "--cpuhotplug", "on", "--pae", "off",
+               "--longmode", "on",
                "--hpet", "on", "--x2apic", "on", "--biosbootmenu", "disabled", "--bioslogofadein", "off",
                "--bios-logo-display-time", "500", "--clipboard", "bidirectional", "--drag-and-drop",
                "hosttoguest", "--vram", "64", "--accelerate3d", "on", "--nicspeed1", "1000000",
@@ -29,7 +31,8 @@ def test_packer_and_vagrant_options_round_trip(vbm):
         ("OHCI", "OHCI"), ("EHCI", "EHCI"), ("XHCI", "XHCI")]
     audio = _el(cfg, "AudioAdapter")[0]
     # controller and codec only when not the defaults, the directions only when off
-    assert dict(audio.attrib) == {"controller": "HDA", "driver": "Pulse", "enabled": "true", "enabledIn": "false"}
+    assert dict(audio.attrib) == {"controller": "HDA", "driver": "Pulse", "enabled": "true",
+                                  "enabledIn": "false"}
     assert _el(cfg, "Clipboard")[0].get("mode") == "Bidirectional"
     assert _el(cfg, "DragAndDrop")[0].get("mode") == "HostToGuest"
     rd = _el(cfg, "RemoteDisplay")[0]
@@ -66,7 +69,8 @@ def test_packer_and_vagrant_options_round_trip(vbm):
     assert "OHCI USB:                    enabled\n" in human and "3D Acceleration:             enabled\n" in human
 
     # and back off, leaving nothing behind in the file
-    assert vbm("modifyvm", "vm1", "--usbohci", "off", "--usbehci", "off", "--usb-xhci", "off", "--audio-enabled",
+    assert vbm("modifyvm", "vm1", "--usbohci", "off", "--usbehci", "off", "--usb-xhci", "off",
+               "--audio-enabled",
                "off", "--audio-driver", "default", "--audio-controller", "ac97", "--audioin", "on",
                "--clipboard-mode", "disabled", "--draganddrop", "disabled", "--vrde", "off", "--vrdeport", "",
                "--vrdeaddress", "", "--vrde-multi-con", "off", "--vrdeproperty", "VideoChannel/Quality=",

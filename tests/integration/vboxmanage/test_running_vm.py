@@ -43,7 +43,9 @@ def test_start_pause_resume_poweroff(vbm_vm):
     assert vbm("controlvm", "run1", "poweroff") == (0, "", PROGRESS)
     _wait_state(vbm, "poweroff")
     assert vbm("list", "runningvms") == (0, "", "")
-    assert vbm("controlvm", "run1", "pause") == (1, "", "VBoxManage: error: Machine 'run1' is not currently running.\n")
+    assert vbm("controlvm", "run1", "pause") == (1, "",
+                                                 "VBoxManage: error: Machine 'run1' is not "
+                                                 "currently running.\n")
 
 
 def test_savestate_then_discardstate(vbm_vm):

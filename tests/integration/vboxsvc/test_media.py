@@ -168,7 +168,8 @@ def test_progress_wait_timeout_and_error(vbox, svc_env):
         m.create_base_storage(MB, [])
     assert e.value.result_code == rc.VBOX_E_FILE_ERROR
     assert "Could not create the medium storage unit" in e.value.text
-    m2 = vbox.create_medium("VDI", str(svc_env.vms / "p" / "ok.vdi"), AccessMode.ReadWrite, DeviceType.HardDisk)
+    m2 = vbox.create_medium("VDI", str(svc_env.vms / "p" / "ok.vdi"), AccessMode.ReadWrite,
+                            DeviceType.HardDisk)
     p = m2.create_base_storage(MB, [])
     p.wait_for_completion(0)  # returns at once
     p.wait_for_completion(-1)

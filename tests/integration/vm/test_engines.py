@@ -204,13 +204,15 @@ def _boot_through_service(client, vbox, tmp_path, name: str, force_hm: bool) -> 
     p.wait_for_completion(-1)
     assert p.result_code == 0, p.error_info and p.error_info.text
     # the guest powers the machine off through ACPI once it reached long mode
-    assert wait_for(lambda: m.state == MachineState.PoweredOff and m.session_state == SessionState.Unlocked, 120)
+    assert wait_for(lambda: m.state == MachineState.PoweredOff
+                    and m.session_state == SessionState.Unlocked, 120)
     log = pathlib.Path(m.log_folder, "VBox.log").read_text(errors="replace")
     return serial.read_bytes(), log
 
 
 @pytest.mark.kvm
-@pytest.mark.skipif(client is None, reason="the service's test fixtures (tests/integration/vboxsvc) are absent")
+@pytest.mark.skipif(client is None,
+                    reason="the service's test fixtures (tests/integration/vboxsvc) are absent")
 def test_vm_process_engine_choice_and_same_output(client, vbox, tmp_path):
     """Default settings on this host -> EM's rule picks an engine; ForceHM=1 -> HM. Same guest output."""
     require_engine("hm")
@@ -221,7 +223,8 @@ def test_vm_process_engine_choice_and_same_output(client, vbox, tmp_path):
     forced_out, forced_log = _boot_through_service(client, vbox, tmp_path, "engines-forcehm", force_hm=True)
     assert "EM: HM: vboxpy/ForceHM=1 forces the hardware engine" in forced_log
     assert forced_out.replace(b"\r\n", b"\n") == EXPECTED
-    default_out, default_log = _boot_through_service(client, vbox, tmp_path, "engines-default", force_hm=False)
+    default_out, default_log = _boot_through_service(client, vbox, tmp_path, "engines-default",
+                                                     force_hm=False)
     host = detect_host()
     if host.hm_for_stock_guests:
         assert "EM: HM:" in default_log

@@ -75,7 +75,8 @@ def test_changes_are_written_like_virtualbox(tmp_path):
     h.usb_controllers = ["XHCI"]
     h.audio = h.audio.model_copy(update={"enabled": False, "codec": "STAC9700", "driver": "Default",
                                          "enabled_in": True})
-    h.guest_properties = h.guest_properties + [GuestProperty(name="/T", value="t", timestamp=1, flags="TRANSIENT")]
+    h.guest_properties = h.guest_properties + [GuestProperty(name="/T", value="t", timestamp=1,
+                                                             flags="TRANSIENT")]
     h.shared_folders = [SharedFolder(name="a", host_path="/a", writable=False, auto_mount=True,
                                      auto_mount_point="/mnt/a")]
     h.clipboard_mode = "Disabled"

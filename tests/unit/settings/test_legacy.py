@@ -43,7 +43,8 @@ MAIN = HEADER + f"""<VirtualBox xmlns="http://www.virtualbox.org/" version="1.10
 """
 
 ADAPTERS = "".join(
-    f'        <Adapter slot="{i}" enabled="false" MACAddress="08002700000{i}" cable="true" speed="0" type="Am79C973"/>\n'
+    f'        <Adapter slot="{i}" enabled="false" MACAddress="08002700000{i}" cable="true" speed="0" '
+    f'type="Am79C973"/>\n'
     for i in range(1, 8))
 
 MACHINE = HEADER + f"""<VirtualBox xmlns="http://www.virtualbox.org/" version="1.10-linux">

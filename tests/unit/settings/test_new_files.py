@@ -73,7 +73,9 @@ def test_new_main_file_layout(tmp_path, monkeypatch):
     mf = MainFile.new(tmp_path / "VirtualBox.xml")
     mf.save()
     text = (tmp_path / "VirtualBox.xml").read_text()
-    assert text.startswith(HEADER + f'<VirtualBox xmlns="http://www.virtualbox.org/" version="1.12-{host_platform()}">')
+    assert text.startswith(HEADER
+                           + f'<VirtualBox xmlns="http://www.virtualbox.org/" '
+                           f'version="1.12-{host_platform()}">')
     assert f'<SystemProperties defaultMachineFolder="{tmp_path}/VirtualBox VMs" defaultHardDiskFormat="VDI" ' \
            'VRDEAuthLibrary="VBoxAuth" webServiceAuthLibrary="VBoxAuth" LogHistoryCount="3" proxyMode="0" ' \
            'exclusiveHwVirt="true"/>' in text

@@ -15,7 +15,8 @@ from vboxsvc.api.schema import INTERFACES, parse, snake
 from vboxsvc.ipc.proxy import PROXIES
 
 # interfaces the service does not implement itself, and who does
-ELSEWHERE = {"IConsole": "the VM process (frontends/headless)", "IDisplay": "the VM process (frontends/headless)",
+ELSEWHERE = {"IConsole": "the VM process (frontends/headless)",
+             "IDisplay": "the VM process (frontends/headless)",
              "IKeyboard": "the VM process (frontends/headless)",
              "IVRDEServerInfo": "the VM process (frontends/headless)"}
 

@@ -102,7 +102,8 @@ def test_the_table_drives_the_wiring(monkeypatch, tmp_path):
 
 def test_pci_functions_sit_in_their_slots(machine):
     pci = machine.pci
-    expected = {"host": type(machine.host_bridge), "isa": type(machine.isa_bridge), "acpi": type(machine.pm_function),
+    expected = {"host": type(machine.host_bridge), "isa": type(machine.isa_bridge),
+                "acpi": type(machine.pm_function),
                 "vmmdev": type(machine.vmmdev)}
     for name, cls in expected.items():
         assert type(pci.function_at(*PCI_SLOTS[name])) is cls, name

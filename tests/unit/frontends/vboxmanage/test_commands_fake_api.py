@@ -28,7 +28,8 @@ class FakeMachine:
         self.os_type_id = "Other"
         self.extra = {}
         self.saved = 0
-        self.boot = {1: e.DeviceType.Floppy, 2: e.DeviceType.DVD, 3: e.DeviceType.HardDisk, 4: e.DeviceType.Null}
+        self.boot = {1: e.DeviceType.Floppy, 2: e.DeviceType.DVD, 3: e.DeviceType.HardDisk,
+                     4: e.DeviceType.Null}
         self.firmware_settings = types.SimpleNamespace(firmware_type=e.FirmwareType.BIOS, acpi_enabled=True,
                                                        ioapic_enabled=True)
         self.hw = {}
@@ -192,7 +193,8 @@ def test_extradata_global_and_machine(api, capsys):
     assert run(capsys, "getextradata", "global", "GUI/None") == (0, "No value set!\n", "")
     assert run(capsys, "setextradata", "vm1", "k2", "v2") == (0, "", "")
     assert run(capsys, "setextradata", "vm1", "k1", "v1") == (0, "", "")
-    assert run(capsys, "getextradata", "vm1", "enumerate") == (0, "Key: k1, Value: v1\nKey: k2, Value: v2\n", "")
+    assert run(capsys, "getextradata", "vm1", "enumerate") == (0,
+                                                               "Key: k1, Value: v1\nKey: k2, Value: v2\n", "")
     assert m.locks == [e.LockType.Shared, e.LockType.Shared]
 
 
@@ -360,7 +362,8 @@ def test_snapshot_unique_names(api):
 
     def find(name):
         if name not in taken:
-            raise VBoxError(0x80BB0001, f"Could not find a snapshot named '{name}'", "IMachine", "MachineWrap")
+            raise VBoxError(0x80BB0001, f"Could not find a snapshot named '{name}'", "IMachine",
+                            "MachineWrap")
         return name
 
     m = types.SimpleNamespace(find_snapshot=find)

@@ -73,7 +73,8 @@ def test_fadt_points_at_the_pm_block_and_reset_register():
     _, f2 = _table_at(t2, t2.tables["FACP"])
     assert struct.unpack_from("<H", f2, 109)[0] == 0x11
     flags = struct.unpack_from("<I", f, 112)[0]
-    assert flags & (1 << 10) and flags & (1 << 8) and not flags & (1 << 4)   # reset reg, 32-bit timer, fixed PWRBTN
+    # reset reg, 32-bit timer, fixed PWRBTN
+    assert flags & (1 << 10) and flags & (1 << 8) and not flags & (1 << 4)
     space, width, _, access, addr = struct.unpack_from("<BBBBQ", f, 116)
     assert (space, width, addr, f[128]) == (1, 8, 0x4010, RESET_VALUE)
     assert struct.unpack_from("<QQ", f, 132) == (facs, dsdt)

@@ -31,7 +31,8 @@ def wr(rtc, idx, v):
 
 def test_time_bcd_24h_and_progress():
     clock, irq, rtc = _make()
-    assert [rd(rtc, i) for i in (0, 2, 4, 6, 7, 8, 9, 0x32)] == [0x15, 0x30, 0x14, 0x07, 0x21, 0x11, 0x26, 0x20]
+    assert [rd(rtc, i) for i in (0, 2, 4, 6, 7, 8, 9, 0x32)] == [0x15, 0x30, 0x14, 0x07, 0x21,
+                                                                 0x11, 0x26, 0x20]
     assert rd(rtc, 0x0D) == 0x80
     clock.advance(50 * NS)
     assert (rd(rtc, 0), rd(rtc, 2)) == (0x05, 0x31)

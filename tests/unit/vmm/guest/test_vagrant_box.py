@@ -38,7 +38,8 @@ def test_box_tar_and_cache(tmp_path):
     raw.write_bytes(b"\xab" * 65536 + b"\0" * (1 << 20))
     box = vagrant_box.build_box(raw, tmp_path / "out", log=lambda _t: None)
     with tarfile.open(box) as tar:
-        assert sorted(tar.getnames()) == sorted(["metadata.json", "Vagrantfile", "box.ovf", vagrant_box.DISK_NAME])
+        assert sorted(tar.getnames()) == sorted(["metadata.json", "Vagrantfile", "box.ovf",
+                                                 vagrant_box.DISK_NAME])
         assert json.load(tar.extractfile("metadata.json")) == {"provider": "virtualbox"}
         assert b'disabled: true' in tar.extractfile("Vagrantfile").read()
         tar.extract(vagrant_box.DISK_NAME, tmp_path / "x")

@@ -210,7 +210,8 @@ def test_escapes(host, tmp_path):
     assert os.readlink(host / "l2") == "hello.txt"
 
 
-@pytest.mark.parametrize("raw", [b"", b"\x10\x00\x20\x00abc", b"\xff\xff\x01\x00a", b"\x04\x00\x02\x00\xff\xfe\0\0"])
+@pytest.mark.parametrize("raw",
+                         [b"", b"\x10\x00\x20\x00abc", b"\xff\xff\x01\x00a", b"\x04\x00\x02\x00\xff\xfe\0\0"])
 def test_hostile_strings_and_parms(host, raw):
     g = Guest(service(host))
     p = [u32(g.root), buf(raw), buf(size=S.CREATEPARMS_SIZE)]

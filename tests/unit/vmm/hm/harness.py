@@ -135,7 +135,8 @@ class Outcome:
     stats: dict = field(default_factory=dict)
 
 
-def make_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus, paravirt: str = "none", os_type: str = ""):
+def make_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus, paravirt: str = "none",
+                os_type: str = ""):
     from vmm.engine_select import create_engine
     return create_engine(kind, memory, io, mmio, paravirt=paravirt, os_type_id=os_type)
 

@@ -79,7 +79,8 @@ def test_cpuid_paravirt_leaves(engine, provider, signature, features):
 
         from vmm.rem.engine import RemVm
         if "gim" not in inspect.signature(RemVm.__init__).parameters:
-            pytest.skip("REM does not take a Gim yet (helper E: RemVm(..., gim=) answering CPUID via gim.cpuid)")
+            pytest.skip("REM does not take a Gim yet (helper E: RemVm(..., gim=) answering CPUID "
+                        "via gim.cpuid)")
     out = run_guest(engine, guests.assemble(guests.CPUID), paravirt=provider)
     assert out.stop is None and out.done
     hvp, *regs, leaf1_eax = out.values

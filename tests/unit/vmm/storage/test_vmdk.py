@@ -353,7 +353,8 @@ def test_truncated_stream_and_corrupt_grain(tmp_path):
     first = h.overhead * 512
     bad[first + 12:first + 40] = b"\x00" * 28          # break the deflate stream of grain 0
     (tmp_path / "bad.vmdk").write_bytes(bad)
-    with open_image(str(tmp_path / "bad.vmdk")) as img, pytest.raises(DiskImageError, match="corrupt|invalid"):
+    with open_image(str(tmp_path / "bad.vmdk")) as img, pytest.raises(DiskImageError,
+                                                                      match="corrupt|invalid"):
         img.read_at(0, 10)
     bad = bytearray(raw)
     bad[first:first + 8] = struct.pack("<Q", 128)      # a grain claiming to be another one
