@@ -82,7 +82,8 @@ def detect_host(device: str = KVM_DEVICE, cpuinfo: str | None = None, sys_module
     flags = _cpu_flags(_read("/proc/cpuinfo") if cpuinfo is None else cpuinfo)
     present, usable, problem = _kvm_status(device)
     vtx, amdv = "vmx" in flags, "svm" in flags
-    unrestricted = vtx and _read(f"{sys_module}/kvm_intel/parameters/unrestricted_guest").strip() in ("Y", "1")
+    unrestricted = (vtx
+                    and _read(f"{sys_module}/kvm_intel/parameters/unrestricted_guest").strip() in ("Y", "1"))
     return HostVirt(kvm_present=present, kvm_usable=usable, kvm_problem=problem,
                     pvm=os.path.isdir(f"{sys_module}/kvm_pvm"), vtx=vtx, amdv=amdv,
                     nested_paging=bool(flags & {"ept", "npt"}), unrestricted_guest=unrestricted)

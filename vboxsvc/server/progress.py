@@ -81,7 +81,8 @@ class Progress:
             return 100
         total = sum(w for _, w in self._ops)
         done = sum(w for _, w in self._ops[: self.operation])
-        cur = self._ops[self.operation][1] * self.operation_percent / 100 if self.operation < len(self._ops) else 0
+        cur = (self._ops[self.operation][1] * self.operation_percent / 100
+               if self.operation < len(self._ops) else 0)
         return min(99, int((done + cur) * 100 / total))
 
     @property

@@ -233,7 +233,8 @@ def _remove_from_tree(core, uid: uuidlib.UUID) -> None:
             i = next(i for i, c in enumerate(parent.children) if c.uuid == uid)
             parent.children[i:i + 1] = [heir] if heir is not None else []
         if t.current_snapshot == uid:
-            t.current_snapshot = parent.uuid if parent is not None else (heir.uuid if heir is not None else None)
+            t.current_snapshot = (parent.uuid
+                                  if parent is not None else (heir.uuid if heir is not None else None))
         if t.snapshot is None:
             t.current_snapshot = None
 

@@ -81,7 +81,8 @@ def find_debian_disk(directory: Path | None = None) -> DebianDisk | None:
     """The built Debian disk, or None when `--media debian` has not been run."""
     directory = directory or cache_dir()
     files = debian_files(directory)
-    ok = all(p.is_file() for p in (files.raw, files.vdi, files.private_key)) and "debian" in read_manifest(directory)
+    ok = (all(p.is_file() for p in (files.raw, files.vdi, files.private_key))
+          and "debian" in read_manifest(directory))
     return files if ok else None
 
 

@@ -162,7 +162,8 @@ def _extent(m: re.Match, path: str, number: int) -> Extent:
 
 
 def extent_path(descriptor_path: str, name: str) -> str:
-    return name if os.path.isabs(name) else os.path.join(os.path.dirname(os.path.abspath(descriptor_path)), name)
+    return (name
+            if os.path.isabs(name) else os.path.join(os.path.dirname(os.path.abspath(descriptor_path)), name))
 
 
 def geometry(sectors: int) -> tuple[int, int, int]:

@@ -72,7 +72,8 @@ def test_savestate_discard_and_restore(client, vbox, kernel):
     res = console_save_state(vm.vm, vm.session.machine)
     assert m.state == MachineState.Saved
     state_file = m.state_file_path
-    assert os.path.dirname(state_file).endswith("/saver/Snapshots") and os.path.getsize(state_file) == res.size
+    assert (os.path.dirname(state_file).endswith("/saver/Snapshots")
+            and os.path.getsize(state_file) == res.size)
     before = bytes(vm.serial.data)
     vm.power_down()
     mach = etree.parse(m.settings_file_path).getroot().find("v:Machine", NS)

@@ -264,10 +264,12 @@ def test_import_overrides_and_packer_style_folder_export(vbm, box, tmp_path):
                     "--cpus", "2", "--basefolder", str(base), "--group", "/g1", "--description",
                     "d1", check=0)
     assert ' 0: OS type specified with --ostype: "Ubuntu_64"' in out
-    assert " 5: No. of CPUs specified with --cpus: 2" in out and " 6: Guest memory specified with --memory: 768 MB" in out
+    assert (" 5: No. of CPUs specified with --cpus: 2" in out
+            and " 6: Guest memory specified with --memory: 768 MB" in out)
     info = vbm.machinereadable("o")
     assert info["CfgFile"] == str(base / "g1" / "o" / "o.vbox")
-    assert (info["memory"], info["cpus"], info["ostype"], info["groups"]) == (768, 2, "Ubuntu (64-bit)", "/g1")
+    assert ((info["memory"], info["cpus"], info["ostype"], info["groups"])
+            == (768, 2, "Ubuntu (64-bit)", "/g1"))
     assert info["SATA Controller-0-0"] == str(base / "g1" / "o" / "box-disk001.vmdk")
     code, _, err = vbm("import", box["ovf"], "--vsys", "0", "--vmname", "p", "--cpus", "500")
     assert code == 2 and "--cpus option must be a number" in err
@@ -333,7 +335,8 @@ def test_import_of_a_box_with_an_older_vbox_machine_section(vbm, box):
                      r"controller=9;channel=0", out)
     vbm("import", str(ovf), "--vsys", "0", "--vmname", "nb", "--options", "keepnatmacs", check=0)
     info = vbm.machinereadable("nb")
-    assert (info["cpus"], info["memory"], info["macaddress1"], info["rtcuseutc"]) == (2, 640, "080027FAE441", "on")
+    assert ((info["cpus"], info["memory"], info["macaddress1"], info["rtcuseutc"])
+            == (2, 640, "080027FAE441", "on"))
     assert info["storagecontrollername0"] == "IDE" and info["IDE-0-0"].endswith("/nb/box-disk001.vmdk")
     assert info["IDE-1-0"] == "emptydrive" and info["boot1"] == "disk"
     _, extra, _ = vbm("getextradata", "nb", "custom/key", check=0)

@@ -26,7 +26,8 @@ def test_createvm_list_and_showvminfo(vbm):
     info = vbm.machinereadable("vm1")
     arch = ["platformArchitecture"] if identity.current().is_7_1 else []
     assert list(info)[:6] == ["name", "encryption", "groups", *arch, "ostype", "UUID", "CfgFile"][:6]
-    assert (info["name"], info["ostype"], info["UUID"], info["CfgFile"]) == ("vm1", "Ubuntu (64-bit)", uuid, path)
+    assert ((info["name"], info["ostype"], info["UUID"], info["CfgFile"])
+            == ("vm1", "Ubuntu (64-bit)", uuid, path))
     assert info["VMState"] == "poweroff" and isinstance(info["memory"], int)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}000000", info["VMStateChangeTime"])
     code, out, err = vbm("showvminfo", uuid)

@@ -108,7 +108,8 @@ def test_sharedfolder_add_remove_persisted_and_shown(vbm, tmp_path):
             f"'/mnt/ro'\n\n"
             ) in human
     code, _, err = vbm("sharedfolder", "add", "vm1", "--name", "vagrant", "--hostpath", str(share))
-    assert code == 1 and "Shared folder named 'vagrant' already exists" in err and "VBOX_E_OBJECT_IN_USE" in err
+    assert (code == 1 and "Shared folder named 'vagrant' already exists" in err
+            and "VBOX_E_OBJECT_IN_USE" in err)
     code, _, err = vbm("sharedfolder", "add", "vm1", "--name", "gone", "--hostpath",
                        str(tmp_path / "missing"))
     assert code == 1 and "does not exist on the host" in err

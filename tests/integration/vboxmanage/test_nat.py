@@ -27,7 +27,8 @@ def test_natpf_rules_settings_and_showvminfo(vbm):
     assert ("NIC 1 Rule(1):   name = ssh, protocol = tcp, host ip = 127.0.0.1, host port = 2222, "
             "guest ip = , "
             "guest port = 22\n") in human
-    assert "NIC 1 Settings:  MTU: 1400, Socket (send: 128, receive: 128), TCP Window (send:64, receive: 64)" in human
+    assert ("NIC 1 Settings:  MTU: 1400, Socket (send: 128, receive: 128), TCP Window (send:64, receive: 64)"
+            in human)
     assert "Trace: on (file: /tmp/n1.pcap)" in human
     nat = adapter_xml(vbm, "n1").find("v:NAT", NS)
     assert nat.get("network") == "10.0.5.0/24" and nat.get("mtu") == "1400"
@@ -69,7 +70,8 @@ def test_nic_kinds_and_list_commands(vbm):
         "--host-only-adapter4", "vboxnet0",
         check=0)
     info = vbm.machinereadable("n3")
-    assert (info["nic1"], info["intnet1"], info["nic2"], info["nictype2"]) == ("intnet", "lab", "null", "virtio")
+    assert ((info["nic1"], info["intnet1"], info["nic2"], info["nictype2"])
+            == ("intnet", "lab", "null", "virtio"))
     assert info["nic3"] == "Generic" and info["nic4"] == "hostonly"
     assert vbm("list", "intnets") == (0, "Name:        lab\n", "")
     for what in ("hostonlyifs", "bridgedifs", "natnets", "dhcpservers"):

@@ -257,7 +257,8 @@ def test_controlvm_poweroff(cli):
         assert cli("guestproperty", "get", VM, "/Test/Keep")[1] == "Value: k\n"
     assert "Changing the VM state from 'STOPPING' to 'POWEREDOFF'" in cli.log()
     assert cli.serial.wait_eof(30), "the serial port stayed open after power off"
-    assert cli("controlvm", VM, "pause", check=1)[2] == f"VBoxManage: error: Machine '{VM}' is not currently running.\n"
+    assert (cli("controlvm", VM, "pause", check=1)[2]
+            == f"VBoxManage: error: Machine '{VM}' is not currently running.\n")
 
 
 def test_acpi_power_button_powers_off(cli):
@@ -346,4 +347,5 @@ def test_vboxheadless_by_hand_runs_until_ctrl_c(cli):
     assert f"VM '{VM}' is running (REM). Ctrl-C powers it off." in out and f"VM '{VM}' powered off." in out
     assert cli.state() == "poweroff"
     log = cli.log()
-    assert "VM powered off (SIGINT received)" in log and "Ignored options (no VRDE/recording in vboxpy): --vrde off" in log
+    assert ("VM powered off (SIGINT received)" in log
+            and "Ignored options (no VRDE/recording in vboxpy): --vrde off" in log)

@@ -32,7 +32,8 @@ VM = "dvdvm"
 
 def _guest_has_modules() -> bool:
     try:
-        return {"ata_piix", "sr_mod", "isofs"} <= set(json.loads((GUEST / "manifest.json").read_text())["modules"])
+        return ({"ata_piix", "sr_mod", "isofs"}
+                <= set(json.loads((GUEST / "manifest.json").read_text())["modules"]))
     except (OSError, ValueError, KeyError):
         return False
 
@@ -126,7 +127,8 @@ def test_dvd_drives_in_the_settings(setup):
         "Encryption:     disabled\n\n")
     info = c.info()
     assert info["storagecontrollertype0"] == "PIIX3"
-    assert (info["IDE-1-0"], info["IDE-ImageUUID-1-0"], info["IDE-IsEjected-1-0"]) == (str(isos["one"]), uuid, "off")
+    assert ((info["IDE-1-0"], info["IDE-ImageUUID-1-0"], info["IDE-IsEjected-1-0"])
+            == (str(isos["one"]), uuid, "off"))
     assert info["IDE-1-1"] == "emptydrive" and info["IDE-0-1"] == "none"
     human = c("showvminfo", VM)[1]
     assert f'  Port 1, Unit 0: UUID: {uuid}\n    Location: "{isos["one"]}"\n' in human

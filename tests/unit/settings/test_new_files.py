@@ -89,7 +89,8 @@ def test_new_main_file_layout(tmp_path, monkeypatch):
     loaded = MainFile.load(tmp_path / "VirtualBox.xml")
     loaded.settings.system_properties.log_history_count = 5
     loaded.save()
-    assert '<Updates enabled="true">\n      <Host enabled="true" channel="1"' in (tmp_path / "VirtualBox.xml").read_text()
+    assert ('<Updates enabled="true">\n      <Host enabled="true" channel="1"'
+            in (tmp_path / "VirtualBox.xml").read_text())
 
 
 def test_second_save_keeps_previous_as_prev(tmp_path):

@@ -162,7 +162,8 @@ def test_storage_attachments():
     sata = s.cfg.child("Devices/storage/0")
     assert (sata.get_str("Name"), sata.get_str("Type"), sata.get_int("PortCount")) == ("SATA", "IntelAhci", 2)
     a0, a1 = sata.child("Attachments/0"), sata.child("Attachments/1")
-    assert (a0.get_str("Path"), a0.get_bool("NonRotational"), a0.get_bool("ReadOnly")) == ("/d/a.vdi", True, False)
+    assert ((a0.get_str("Path"), a0.get_bool("NonRotational"), a0.get_bool("ReadOnly"))
+            == ("/d/a.vdi", True, False))
     assert (a1.get_str("Path"), a1.get_int("Port"), a1.get_bool("ReadOnly")) == ("/d/b.vdi", 1, True)
     # a diff's whole chain comes from the media registry (linked clones' parents live elsewhere)
     assert a0.child("Chain").values == {"m1": "/other-vm/Snapshots/{m1}.vdi", "b0": "/other-vm/base.vdi"}
@@ -245,12 +246,14 @@ def test_network_adapters_reach_cfgm():
                          adapter_type=NetworkAdapterType.Virtio, cable_connected=False,
                          mac_address="080027000001")
     cfg = read_settings(m).cfg
-    assert cfg.get_str("Devices/net/0/AdapterType") == "I82540EM" and cfg.get_str("Devices/net/0/Attachment") == "NAT"
+    assert (cfg.get_str("Devices/net/0/AdapterType") == "I82540EM"
+            and cfg.get_str("Devices/net/0/Attachment") == "NAT")
     assert cfg.get_bool("Devices/net/0/NAT/UseHostResolver") is True
     rules = [(r.get_str("Name"), r.get_bool("UDP"), r.get_int("HostPort"))
              for r in cfg.child("Devices/net/0/NAT/Rules")]
     assert rules == [("ssh", False, 2222), ("dns", True, 5353)]
-    assert cfg.get_str("Devices/net/1/Network") == "lab" and cfg.get_bool("Devices/net/1/CableConnected") is False
+    assert (cfg.get_str("Devices/net/1/Network") == "lab"
+            and cfg.get_bool("Devices/net/1/CableConnected") is False)
     assert cfg.child("Devices/net/2") is None
 
 
@@ -281,7 +284,8 @@ def test_shared_folders_reach_cfgm_and_the_vmm(tmp_path):
     add_shared_folders(m, cfg, folders)
     specs = {s.name: s for s in Machine._folder_specs(cfg)}
     assert specs["code"].symlinks and specs["code"].writable and specs["code"].auto_mount_point == "/code"
-    assert not specs["docs"].writable and not specs["docs"].symlinks and specs["docs"].host_path == "/srv/docs"
+    assert (not specs["docs"].writable and not specs["docs"].symlinks
+            and specs["docs"].host_path == "/srv/docs")
 
 
 def test_transient_folders_reach_the_running_vm(tmp_path):

@@ -164,7 +164,8 @@ def test_modifyvm_applies_in_order_saves_and_unlocks(api, capsys):
                          "/tmp/s.log", "--boot-kernel", "/k/vmlinuz", "--boot-cmdline", "console=ttyS0")
     assert (code, out, err) == (0, "", "")
     assert (m.memory_size, m.cpu_count, m.os_type_id) == (512, 2, "Linux_64")
-    assert m.firmware_settings.firmware_type == e.FirmwareType.EFI and m.firmware_settings.acpi_enabled is False
+    assert (m.firmware_settings.firmware_type == e.FirmwareType.EFI
+            and m.firmware_settings.acpi_enabled is False)
     assert m.hw == {e.HWVirtExPropertyType.NestedPaging: False, e.HWVirtExPropertyType.VPID: True}
     assert m.boot[1] == e.DeviceType.HardDisk and m.boot[2] == e.DeviceType.Null
     nic = m.nics[0]

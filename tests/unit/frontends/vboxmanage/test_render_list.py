@@ -82,7 +82,8 @@ def test_hostinfo_and_time():
 
 def test_systemproperties_column():
     rows = [("API version:" + " " * 21, "7_1"), ("Host platform properties:", ""), ("", "")]
-    assert render_list.systemproperties(rows) == "API version:" + " " * 21 + "7_1\nHost platform properties:\n\n"
+    assert (render_list.systemproperties(rows)
+            == "API version:" + " " * 21 + "7_1\nHost platform properties:\n\n")
 
 
 TREE = {"name": "s1", "uuid": "u1", "description": "first", "children": [

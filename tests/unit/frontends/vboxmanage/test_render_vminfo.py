@@ -96,7 +96,8 @@ def test_boot_kernel_extradata_shown_only_when_set():
     i = lines.index('boot4="none"')
     assert lines[i + 1:i + 3] == ['vboxpy-bootkernel="/k/vmlinuz"', 'vboxpy-bootcmdline="console=ttyS0"']
     text = human(vm_info(boot_kernel="/k/vmlinuz", boot_initrd="/k/initrd"))
-    assert "Boot kernel:                 /k/vmlinuz\n" in text and "Boot initrd:                 /k/initrd\n" in text
+    assert ("Boot kernel:                 /k/vmlinuz\n" in text
+            and "Boot initrd:                 /k/initrd\n" in text)
 
 
 def test_inaccessible_machine():

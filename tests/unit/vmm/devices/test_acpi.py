@@ -135,7 +135,8 @@ def test_aml_encodings():
     assert aml_name("\\_SB.PCI0") == b"\\\x2E_SB_PCI0"
     assert aml_name("A.B.C") == b"\x2F\x03A___B___C___"
     assert aml_int(0) == b"\x00" and aml_int(1) == b"\x01" and aml_int(0x12) == b"\x0A\x12"
-    assert aml_int(0x1234) == b"\x0B\x34\x12" and aml_int(1 << 32) == b"\x0E" + (1 << 32).to_bytes(8, "little")
+    assert (aml_int(0x1234) == b"\x0B\x34\x12"
+            and aml_int(1 << 32) == b"\x0E" + (1 << 32).to_bytes(8, "little"))
     assert aml_eisa_id("PNP0A03") == b"\x0C" + (0x030AD041).to_bytes(4, "little")
     for bad in ("1ABC", "TOOLONG", "a-b"):
         with pytest.raises(ValueError):

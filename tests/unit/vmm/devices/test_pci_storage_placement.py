@@ -202,7 +202,9 @@ def test_device_at_finds_drives_and_nothing_else(machine, tmp_path):
                               attachments=[DiskAttachmentSpec(1, "", kind="DVD")])],
         mem, bridge, lambda n: lines.setdefault(n, IrqLine()))
     ide, ahci = placed[0].device, placed[1].device
-    assert isinstance(ide.device_at(1, 1), AtapiDrive) and ide.device_at(2, 0) is None and ide.device_at(0, 0) is None
-    assert isinstance(ahci.device_at(1), AtapiDrive) and ahci.device_at(5) is None and ahci.device_at(1, 1) is None
+    assert (isinstance(ide.device_at(1, 1), AtapiDrive) and ide.device_at(2, 0) is None
+            and ide.device_at(0, 0) is None)
+    assert (isinstance(ahci.device_at(1), AtapiDrive) and ahci.device_at(5) is None
+            and ahci.device_at(1, 1) is None)
     for pc in placed:
         pc.close()

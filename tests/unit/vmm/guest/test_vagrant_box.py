@@ -18,7 +18,8 @@ RASD = "{http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocatio
 def test_ovf_envelope():
     root = etree.fromstring(vagrant_box.box_ovf("b1", 1 << 30, "u-1").encode())
     disk = root.find(f"{OVF}DiskSection/{OVF}Disk")
-    assert disk.get(f"{OVF}capacity") == str(1 << 30) and disk.get(f"{OVF}format").endswith("#streamOptimized")
+    assert (disk.get(f"{OVF}capacity") == str(1 << 30)
+            and disk.get(f"{OVF}format").endswith("#streamOptimized"))
     assert root.find(f"{OVF}References/{OVF}File").get(f"{OVF}href") == vagrant_box.DISK_NAME
     vs = root.find(f"{OVF}VirtualSystem")
     assert vs.find(f"{OVF}OperatingSystemSection").get(f"{OVF}id") == "96"
