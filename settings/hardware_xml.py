@@ -1,7 +1,7 @@
 """`<Hardware>` of the current state or of a snapshot, plus the parts that moved out of it.
 
-Layout by version (Settings.cpp, MachineConfigFile::readHardware): StorageControllers under Hardware from 1.17 (before: under
-the owner, Machine or Snapshot); CPU, Chipset, RTC and HPET under Hardware up to 1.19 and under
+Layout by version (Settings.cpp, MachineConfigFile::readHardware): StorageControllers under Hardware from 1.17
+(before: under the owner, Machine or Snapshot); CPU, Chipset, RTC and HPET under Hardware up to 1.19 and under
 the owner's `<Platform>` (generic CPU + `<x86>`) from 1.20; firmware details in `<BIOS>` up to
 1.19 and in `<Firmware>` from 1.20. Only non-default values are written, except where VirtualBox
 always writes them (RAM size, PAE, large pages).

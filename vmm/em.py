@@ -2,8 +2,8 @@
 
 States: created -> running <-> paused -> done.  The console talks to the vCPU only through
 the command queue (pause, resume, reset, power off, call); the loop on the vCPU thread
-fires due timers, moves interrupts from the interrupt controller (local APIC or PIC) into the guest, runs the engine and
-handles its exits.  Engine-agnostic: REM dispatches I/O inline, HM returns IoExit/MmioExit
+fires due timers, moves interrupts from the interrupt controller (local APIC or PIC) into the guest, runs the
+engine and handles its exits.  Engine-agnostic: REM dispatches I/O inline, HM returns IoExit/MmioExit
 which EM completes on the buses.
 
 Preemption: a ticker thread kicks the engine when the next timer deadline passes (and

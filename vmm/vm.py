@@ -4,8 +4,8 @@ One placement table (`PLACEMENT`) says where every legacy device lives (ports, I
 (`PCI_SLOTS`) where every PCI function sits, following VirtualBox's PIIX3 layout; devices
 themselves never know.  The machine starts like a PC, at the reset vector in the firmware
 (SeaBIOS, fed through fw_cfg by vmm.firmware_config), unless a kernel is handed over
-(`Boot/Kernel`, the fast path: the VMM loads it and plays the firmware's part).  `Machine` owns the pieces, runs the vCPU through EM and reports the
-machine's fate through `on_stop(reason, detail)`:
+(`Boot/Kernel`, the fast path: the VMM loads it and plays the firmware's part).  `Machine` owns the pieces,
+runs the vCPU through EM and reports the machine's fate through `on_stop(reason, detail)`:
   "poweroff" (guest ACPI S5 or the console), "stuck" (engine error, or a triple fault when
   the machine does not reset on it).  Guest reboots (i8042 pulse, PCI reset control, ACPI
   reset register, triple fault with TripleFaultReset) reset the machine and keep running.

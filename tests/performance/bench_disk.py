@@ -4,8 +4,8 @@ For each controller (ahci = IntelAhci vs QEMU `-device ahci` + `ide-hd`; virtio 
 QEMU `-device virtio-scsi-pci` + `scsi-hd`) both VMs boot the project's Debian guest with a
 copy of the same pre-filled VDI and run busybox `dd` with O_DIRECT: a sequential read of the
 disk, then a sequential write (with fsync).  QEMU uses cache=none; ours runs twice, with
-VirtualBox's default --hostiocache off (write-through) and with --hostiocache on.  Times are taken on the host around each
-command (marker to marker on the serial console), so both sides are measured alike.
+VirtualBox's default --hostiocache off (write-through) and with --hostiocache on.  Times are taken on the host
+around each command (marker to marker on the serial console), so both sides are measured alike.
 
     python tests/performance/bench_disk.py [--mb 200] [--controllers ahci,virtio] [--only qemu|ours]
 """

@@ -1,6 +1,7 @@
 """IAppliance: reading an OVF/OVA, interpreting it into editable descriptions (appliance_vsd),
-importing machines from it, and exporting machines into one (ApplianceImpl.cpp's roles). The format work lives in appliance_ovf (descriptor), appliance_io (folders, OVA tars,
-manifests), appliance_import and appliance_export; disks go through vmm.storage.
+importing machines from it, and exporting machines into one (ApplianceImpl.cpp's roles). The format work lives
+in appliance_ovf (descriptor), appliance_io (folders, OVA tars, manifests), appliance_import and
+appliance_export; disks go through vmm.storage.
 """
 
 from __future__ import annotations

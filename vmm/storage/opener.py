@@ -1,5 +1,6 @@
-"""Opening images by content (VDI signature, VMDK sparse header or descriptor, else raw), resolving and verifying diff chains, and
-reading an image's facts without opening its chain (what IMedium and showmediuminfo need)."""
+"""Opening images by content (VDI signature, VMDK sparse header or descriptor, else raw), resolving and
+verifying diff chains, and reading an image's facts without opening its chain (what IMedium and showmediuminfo
+need)."""
 
 from __future__ import annotations
 

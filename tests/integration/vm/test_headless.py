@@ -1,13 +1,13 @@
 """The headless VM process end to end: the real `vboxmanage` CLI, the real service and the real
 VM process (`vboxheadless`) boot the Debian guest (vmlinux form) on REM with VirtualBox's
-defaults in a scratch world (tests/integration/world.py); the tests type commands over the serial port's TCP socket (tcpserver mode)
-and drive the VM's life with controlvm.
+defaults in a scratch world (tests/integration/world.py); the tests type commands over the serial port's TCP
+socket (tcpserver mode) and drive the VM's life with controlvm.
 
 Boots: one shared by the console, pause/resume, savestate/restore and `controlvm poweroff`
 tests, one ended by the ACPI power button, one rebooted by the guest (the VM runs on) and then
 ended by the guest's own `poweroff`, and a short one whose VM process is killed with SIGKILL
-(Aborted); and a tiny flat image that triple-faults (Stuck).  A test that finds the VM not running boots it, so
-any subset (or an xdist split) still works.
+(Aborted); and a tiny flat image that triple-faults (Stuck).  A test that finds the VM not running boots it,
+so any subset (or an xdist split) still works.
 """
 
 from __future__ import annotations

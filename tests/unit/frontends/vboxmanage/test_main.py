@@ -106,7 +106,8 @@ def test_every_command_module_loads_and_has_usage():
 
 
 def test_startup_imports_stay_light():
-    """--version and the `list vms` fast path (listing) import no click; `list` loads neither pydantic nor lxml."""
+    """--version and the `list vms` fast path (listing) import no click; `list` loads neither pydantic nor
+    lxml."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
     probe = ("import sys; from frontends.vboxmanage import main as m; m.run(['--version']); "
              "import frontends.vboxmanage.listing; "
