@@ -78,7 +78,9 @@ def _kvm_status(device: str) -> tuple[bool, bool, str]:
     return True, True, ""
 
 
-def detect_host(device: str = KVM_DEVICE, cpuinfo: str | None = None, sys_module: str = "/sys/module") -> HostVirt:
+def detect_host(
+    device: str = KVM_DEVICE, cpuinfo: str | None = None, sys_module: str = "/sys/module"
+) -> HostVirt:
     flags = _cpu_flags(_read("/proc/cpuinfo") if cpuinfo is None else cpuinfo)
     present, usable, problem = _kvm_status(device)
     vtx, amdv = "vmx" in flags, "svm" in flags

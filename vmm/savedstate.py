@@ -149,7 +149,9 @@ def restore_state(machine, path: str | os.PathLike) -> dict:
             try:
                 dev.set_state(st)
             except (ValueError, TypeError, KeyError, IndexError) as e:
-                raise SavedStateError(f"saved state of {type(dev).__name__} does not fit the device: {e}") from e
+                raise SavedStateError(
+                    f"saved state of {type(dev).__name__} does not fit the device: {e}"
+                ) from e
         return dict(r.meta)
 
 

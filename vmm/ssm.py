@@ -311,7 +311,9 @@ class SavedStateReader:
     def read_unit(self, name: str, instance: int = 0, max_version: int | None = None) -> tuple[int, bytes]:
         u = self.find(name, instance)
         if max_version is not None and u.version > max_version:
-            raise SavedStateError(f"unit '{name}' version {u.version} is newer than supported ({max_version})")
+            raise SavedStateError(
+                f"unit '{name}' version {u.version} is newer than supported ({max_version})"
+            )
         return u.version, b"".join(self._chunks(u))
 
     def read_state(self, cls, name: str, instance: int = 0, max_version: int | None = None):

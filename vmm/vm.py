@@ -652,6 +652,7 @@ class Machine:
                  if self.boot_image is not None else
                  f"Boot: firmware {self.firmware.name} ({self.firmware.size // 1024} KiB)"
                  if self.firmware is not None else "Boot: restored from a saved state"),
-                ] + ([f"Initrd: {self.boot.initrd}", f"Cmdline: {self.boot.cmdline}"] if self.boot.kernel else []) + \
+                ] + ([f"Initrd: {self.boot.initrd}", f"Cmdline: {self.boot.cmdline}"]
+                     if self.boot.kernel else []) + \
                ["Devices:"] + \
                [f"  {p}" for p in self.placed]

@@ -113,7 +113,9 @@ class TransientFolders:
         with self._lock:
             return list(self._folders)
 
-    def create(self, name: str, host_path: str, writable: bool, auto_mount: bool, auto_mount_point: str) -> None:
+    def create(
+        self, name: str, host_path: str, writable: bool, auto_mount: bool, auto_mount_point: str
+    ) -> None:
         if not name:
             raise console_error(rc.E_INVALIDARG, "Shared folder name must not be empty")
         if not os.path.isabs(host_path):

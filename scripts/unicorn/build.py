@@ -113,7 +113,10 @@ def build_wheel(out_dir: Path, key: str) -> Path:
             run(["patch", "-p1", "--forward", "--batch", "-d", str(tree / "src"), "-i", str(p)], log=log)
         build = tree / "src" / "build"
         flags = f'-DVBOX_BUILD_ID=\\"vboxpy{PATCH_LEVEL}.{key}\\"'
-        run(["cmake", "-S", str(tree / "src"), "-B", str(build), *CMAKE_ARGS, f"-DCMAKE_C_FLAGS={flags}"], log=log)
+        run(
+            ["cmake", "-S", str(tree / "src"), "-B", str(build), *CMAKE_ARGS, f"-DCMAKE_C_FLAGS={flags}"],
+            log=log,
+        )
         run(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 2), "--target", "unicorn"], log=log)
         lib = build / LIBRARY
         if not lib.exists():

@@ -313,7 +313,9 @@ def main() -> int:
         cold, cold_cpu = statistics.median(c[0] for c in colds), statistics.median(c[1] for c in colds)
         ours.cold_start(bytecode_cache=True)  # fills the cache
         cached = [ours.cold_start(bytecode_cache=True) for _ in range(3)]
-        cached_wall, cached_cpu = statistics.median(c[0] for c in cached), statistics.median(c[1] for c in cached)
+        cached_wall, cached_cpu = (
+            statistics.median(c[0] for c in cached), statistics.median(c[1] for c in cached)
+        )
         lat = ours.latency(args.calls)
         t1 = ours.throughput(1, args.seconds)
         t8 = ours.throughput(8, args.seconds)

@@ -114,7 +114,9 @@ def cpu_s(pid: int) -> float:
         return NAN
 
 
-def run_guest(cmd: list[str], dd: bool, timeout: float = 300.0, marker: bytes = READY_MARKER.encode()) -> dict:
+def run_guest(
+    cmd: list[str], dd: bool, timeout: float = 300.0, marker: bytes = READY_MARKER.encode()
+) -> dict:
     """Start the VM, time the marker, optionally run dd and the ash loop, then power off via the
     shell (a login prompt as the marker: no shell, the VM is killed after the timing)."""
     t0 = time.monotonic()

@@ -47,7 +47,9 @@ def boot(kernel: Path, initrd: Path, disk: Path | None, log: Path) -> GuestConso
     return console
 
 
-def check(console: GuestConsole, what: str, command: str, expect: str | None = None, timeout: float = 300) -> None:
+def check(
+    console: GuestConsole, what: str, command: str, expect: str | None = None, timeout: float = 300
+) -> None:
     status, out = console.run(command, timeout)
     if status != 0 or (expect is not None and expect not in out):
         raise AssertionError(f"{what}: status {status}, expected {expect!r}, got:\n{out[-2000:]}")

@@ -68,8 +68,9 @@ def _classes() -> dict[str, list[tuple[Path, set[str]]]]:
         for path in (ROOT / top).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.ClassDef):
-                    members = {n.name for n in node.body if isinstance(n,
-                                                                       ast.FunctionDef | ast.AsyncFunctionDef)}
+                    members = {
+                        n.name for n in node.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+                    }
                     out.setdefault(node.name, []).append((path, members))
     return out
 

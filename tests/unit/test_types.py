@@ -54,7 +54,9 @@ def test_every_ignored_module_still_has_errors(tmp_path):
             mod = path[:-3].replace("/", ".").removesuffix(".__init__")
             failing.add(mod)
     clean = sorted(set(ignored) - failing)
-    assert not clean, f"these modules type-check now; take them off the ignore list in pyproject.toml: {clean}"
+    assert not clean, (
+        f"these modules type-check now; take them off the ignore list in pyproject.toml: {clean}"
+    )
 
 
 def _toml(v) -> str:

@@ -405,7 +405,8 @@ class BusServer:
         registered: set[int] = set()
         sock = self.sock
         # pyzmq's constants are enum flags whose operators cost microseconds: use plain ints here
-        recv, NOBLOCK, EVENTS, POLLIN = sock.recv_multipart, int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
+        recv, NOBLOCK = sock.recv_multipart, int(zmq.NOBLOCK)
+        EVENTS, POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
         while self._running:
             if len(registered) != len(self._by_pidfd) + len(self._extra_fds) or self._fds_changed:
                 self._fds_changed = False

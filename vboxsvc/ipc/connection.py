@@ -113,7 +113,9 @@ class Client:
                 try:
                     obj.__interface__ = interface
                 except AttributeError:
-                    raise TypeError(f"cannot export {type(obj).__name__}: set __interface__ on its class") from None
+                    raise TypeError(
+                        f"cannot export {type(obj).__name__}: set __interface__ on its class"
+                    ) from None
             elif current != interface:
                 raise TypeError(f"object implements {current}, not {interface}")
         self._ensure_callee()

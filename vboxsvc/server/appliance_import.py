@@ -261,8 +261,11 @@ def _plan(vbox, appliance, opts: set) -> list[_Plan]:
         if os.path.exists(p.settings_file):
             raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Machine settings file '{p.settings_file}' already exists")
         folder = os.path.dirname(p.settings_file)
-        old_folder = os.path.dirname(vsd.by_type(T.SettingsFile)[0].suggested) if vsd.by_type(T.SettingsFile) \
+        old_folder = (
+            os.path.dirname(vsd.by_type(T.SettingsFile)[0].suggested)
+            if vsd.by_type(T.SettingsFile)
             else folder
+        )
         for e in vsd.by_type(T.HardDiskImage):
             if not e.enabled:
                 continue

@@ -78,7 +78,9 @@ def random_mac() -> str:
     return "080027" + secrets.token_hex(3).upper()
 
 
-def new_machine_settings(uid, name: str, groups: list[str], os_type, directory_includes_uuid: bool) -> MachineSettings:
+def new_machine_settings(
+    uid, name: str, groups: list[str], os_type, directory_includes_uuid: bool
+) -> MachineSettings:
     """A new machine as VirtualBox's Machine::init makes it (MachineImpl.cpp)."""
     adapter = os_type.adapter_type.name
     nics = [NetworkAdapter(slot=i, type=adapter, mac=random_mac(),
@@ -281,8 +283,11 @@ class MachineView(StorageMixin):
         if self._session is not None:
             return self._session.data
         if self._core.data is None:
-            raise VBoxError(rc.E_ACCESSDENIED, f"The machine '{self._core.path}' is inaccessible: "
-                                               f"{self._core.access_error.text if self._core.access_error else ''}")
+            raise VBoxError(
+                rc.E_ACCESSDENIED,
+                f"The machine '{self._core.path}' is inaccessible: "
+                f"{self._core.access_error.text if self._core.access_error else ''}",
+            )
         return self._core.data
 
     def _check_mutable(self, dep: str) -> None:
@@ -702,7 +707,12 @@ class MachineView(StorageMixin):
     def update_state(self, state: MachineState) -> None:
         core = self._core
         s = self._session
-        if s is None or not isinstance(s, sessions.Session) or s.lock_type != LockType.VM or core.direct is not s:
+        if (
+            s is None
+            or not isinstance(s, sessions.Session)
+            or s.lock_type != LockType.VM
+            or core.direct is not s
+        ):
             raise VBoxError(rc.E_ACCESSDENIED,
                             "Only the VM process holding the VM lock may report machine states")
         check_transition(core.state, state)
@@ -806,7 +816,9 @@ class MachineView(StorageMixin):
                 f.seek(offset)
                 return f.read(size)
         except OSError as e:
-            raise VBoxError(rc.VBOX_E_IPRT_ERROR, f"Could not open log file '{path}' ({e.strerror})") from None
+            raise VBoxError(
+                rc.VBOX_E_IPRT_ERROR, f"Could not open log file '{path}' ({e.strerror})"
+            ) from None
 
     # --- unregister / delete -------------------------------------------------------------------------
     def unregister(self, cleanup_mode: CleanupMode) -> list:
@@ -823,7 +835,11 @@ class MachineView(StorageMixin):
                             f"Cannot unregister the machine '{core.name}' while it is "
                                                         f"running or in a transient state "
                             f"({state_name(core.state)})")
-        if core.data is not None and core.data.snapshot is not None and cleanup_mode == CleanupMode.UnregisterOnly:
+        if (
+            core.data is not None
+            and core.data.snapshot is not None
+            and cleanup_mode == CleanupMode.UnregisterOnly
+        ):
             raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
                             f"Cannot unregister the machine '{core.name}' because it has "
                             f"{len(core.data.snapshots())} snapshots")

@@ -261,7 +261,11 @@ class NatEngine(_Part):
     @property
     def alias_mode(self) -> int:
         n = self._d.nat
-        return (1 if n.alias_log else 0) | (2 if n.alias_proxy_only else 0) | (4 if n.alias_use_same_ports else 0)
+        return (
+            (1 if n.alias_log else 0)
+            | (2 if n.alias_proxy_only else 0)
+            | (4 if n.alias_use_same_ports else 0)
+        )
 
     @alias_mode.setter
     def alias_mode(self, value: int) -> None:
@@ -286,8 +290,10 @@ class NatEngine(_Part):
 
     @property
     def redirects(self) -> list[str]:
-        return [f"{r.name},{1 if r.proto == 'TCP' else 0},{r.host_ip},{r.host_port},{r.guest_ip},{r.guest_port}"
-                for r in sorted(self._d.nat_rules, key=lambda r: r.name)]
+        return [
+            f"{r.name},{1 if r.proto == 'TCP' else 0},{r.host_ip},{r.host_port},{r.guest_ip},{r.guest_port}"
+            for r in sorted(self._d.nat_rules, key=lambda r: r.name)
+        ]
 
     def add_redirect(self, name: str, proto: NATProtocol, host_ip: str, host_port: int, guest_ip: str,
                      guest_port: int) -> None:

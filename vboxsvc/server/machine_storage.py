@@ -155,7 +155,9 @@ class StorageMixin:
         c.devices.append(AttachedDevice(type=_DEVICE_NAMES[type], port=controller_port, device=device,
                                         medium=medium.id if medium else None))
 
-    def attach_device_without_medium(self, name: str, controller_port: int, device: int, type: DeviceType) -> None:
+    def attach_device_without_medium(
+        self, name: str, controller_port: int, device: int, type: DeviceType
+    ) -> None:
         if type == DeviceType.HardDisk:
             raise VBoxError(rc.E_INVALIDARG, "A hard disk attachment needs a medium")
         self.attach_device(name, controller_port, device, type, None)
@@ -214,17 +216,25 @@ class StorageMixin:
                                                         f"port {port} of controller '{name}'")
         assign(dev, field, value)
 
-    def non_rotational_device(self, name: str, controller_port: int, device: int, non_rotational: bool) -> None:
+    def non_rotational_device(
+        self, name: str, controller_port: int, device: int, non_rotational: bool
+    ) -> None:
         self._device_flag(name, controller_port, device, "nonrotational", non_rotational)
 
-    def set_auto_discard_for_device(self, name: str, controller_port: int, device: int, discard: bool) -> None:
+    def set_auto_discard_for_device(
+        self, name: str, controller_port: int, device: int, discard: bool
+    ) -> None:
         self._device_flag(name, controller_port, device, "discard", discard)
 
-    def set_hot_pluggable_for_device(self, name: str, controller_port: int, device: int, hot_pluggable: bool) -> None:
+    def set_hot_pluggable_for_device(
+        self, name: str, controller_port: int, device: int, hot_pluggable: bool
+    ) -> None:
         self._device_flag(name, controller_port, device, "hotpluggable", hot_pluggable)
 
     def passthrough_device(self, name: str, controller_port: int, device: int, passthrough: bool) -> None:
         self._device_flag(name, controller_port, device, "passthrough", passthrough)
 
-    def temporary_eject_device(self, name: str, controller_port: int, device: int, temporary_eject: bool) -> None:
+    def temporary_eject_device(
+        self, name: str, controller_port: int, device: int, temporary_eject: bool
+    ) -> None:
         self._device_flag(name, controller_port, device, "temp_eject", temporary_eject)

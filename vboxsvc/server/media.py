@@ -242,7 +242,9 @@ class Medium:
         try:
             st.set_uuids(self.location, image_uuid=new_id if set_image_id else None, parent_uuid=new_parent)
         except (OSError, st.DiskImageError) as e:
-            raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not update the UUIDs of '{self.location}' ({e})") from None
+            raise VBoxError(
+                rc.VBOX_E_FILE_ERROR, f"Could not update the UUIDs of '{self.location}' ({e})"
+            ) from None
         if new_id != self.id:
             self._reg.by_id.pop(self.id, None)
             self.id = new_id
@@ -416,7 +418,9 @@ class Medium:
         for v in variant:
             flags |= int(v)
         fixed = bool(flags & MediumVariant.Fixed)
-        if target.format != "VMDK" and flags & (MediumVariant.VmdkSplit2G | MediumVariant.VmdkStreamOptimized):
+        if target.format != "VMDK" and flags & (
+            MediumVariant.VmdkSplit2G | MediumVariant.VmdkStreamOptimized
+        ):
             raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, f"Medium format '{target.format}' does not support the "
                                                      "requested storage variant")
         target.state = MediumState.Creating
@@ -818,7 +822,9 @@ class MediaRegistry:
             try:
                 info = st.image_info(location)
             except Exception as e:
-                raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not open the medium '{location}'.\n{e}") from None
+                raise VBoxError(
+                    rc.VBOX_E_FILE_ERROR, f"Could not open the medium '{location}'.\n{e}"
+                ) from None
             fmt = info.format
             uid = info.uuid or str(uuidlib.uuid4())
             if info.parent_uuid:

@@ -210,7 +210,9 @@ def _copy_state(src: str, dst: str) -> None:
                                               f"({e.strerror})") from None
 
 
-def _create_diffs(p: Progress, folder: Path, state_src: str, state_dst: str, diffs, resolver, failure: str) -> None:
+def _create_diffs(
+    p: Progress, folder: Path, state_src: str, state_dst: str, diffs, resolver, failure: str
+) -> None:
     """The worker's half of taking or restoring a snapshot: copy the saved state `state_src` to
     `state_dst` (when there is one) and start a differencing image on every disk of `diffs`
     ((attachment, medium, new uuid) each), progress operation 1, 2, ... per disk.  On any failure

@@ -163,6 +163,8 @@ class SystemProperties:
         bus_limits(storage_bus)
         return list(CONTROLLERS_OF_BUS[storage_bus])
 
-    def get_default_io_cache_setting_for_storage_controller(self, controller_type: StorageControllerType) -> bool:
+    def get_default_io_cache_setting_for_storage_controller(
+        self, controller_type: StorageControllerType
+    ) -> bool:
         return BUS_OF_CONTROLLER.get(controller_type) in (StorageBus.IDE, StorageBus.Floppy)
 

@@ -336,7 +336,11 @@ class IdeChannel:
         sub = self.s.regs[REG_ERROR]
         if sub == 0x03:
             mode = self.s.regs[REG_COUNT]
-            if mode >> 3 not in (0, 1, 4, 8) or (mode >> 3 == 4 and mode & 7 > 2) or (mode >> 3 == 8 and mode & 7 > 5):
+            if (
+                mode >> 3 not in (0, 1, 4, 8)
+                or (mode >> 3 == 4 and mode & 7 > 2)
+                or (mode >> 3 == 8 and mode & 7 > 5)
+            ):
                 self._abort()
                 return
             self.ds.xfer_mode = mode

@@ -110,7 +110,9 @@ end
 
 def _key(raw: Path) -> str:
     st = raw.stat()
-    return hashlib.sha256(f"{BOX_VERSION}:{raw.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    return hashlib.sha256(
+        f"{BOX_VERSION}:{raw.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()
+    ).hexdigest()[:16]
 
 
 def build_box(raw: Path, out: Path, name: str = "vboxpy-debian12", log=print) -> Path:

@@ -186,7 +186,9 @@ class HostFolder:
         self._check_fd(fd)
         return HostHandle(fd, host, True)
 
-    def _open_file(self, host: str, access: int, flags: int, truncate: bool, create: bool, mode: int) -> HostHandle:
+    def _open_file(
+        self, host: str, access: int, flags: int, truncate: bool, create: bool, mode: int
+    ) -> HostHandle:
         writable = bool(access & S.CF_ACCESS_WRITE)
         oflags = {S.CF_ACCESS_READ: os.O_RDONLY, S.CF_ACCESS_WRITE: os.O_WRONLY,
                   S.CF_ACCESS_MASK_RW: os.O_RDWR}.get(access, os.O_RDONLY)

@@ -12,14 +12,7 @@ from dataclasses import asdict, dataclass
 from vmm.storage.image import DiskImage, DiskImageError
 from vmm.storage.raw import RawImage
 from vmm.storage.vdi import VdiImage
-from vmm.storage.vdi_header import (
-    DIFF_TYPES,
-    NULL_UUID,
-    TYPE_FIXED,
-    VdiHeader,
-    has_signature,
-    parse_header,
-)
+from vmm.storage.vdi_header import DIFF_TYPES, NULL_UUID, TYPE_FIXED, VdiHeader, has_signature, parse_header
 from vmm.storage.vmdk import VmdkImage, looks_like_descriptor
 from vmm.storage.vmdk_header import has_magic as is_vmdk_sparse
 
@@ -93,7 +86,9 @@ def _listdir(d: str) -> list[str]:
         return []
 
 
-def open_image(path: str, read_only: bool = False, parent_resolver: ParentResolver | None = None) -> DiskImage:
+def open_image(
+    path: str, read_only: bool = False, parent_resolver: ParentResolver | None = None
+) -> DiskImage:
     """Open a disk image, choosing the format by content; a diff image comes with its parent chain
     (opened read-only, each link checked by UUID and modification UUID)."""
     return _open(os.fspath(path), read_only, parent_resolver, set())

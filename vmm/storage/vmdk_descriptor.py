@@ -171,7 +171,9 @@ def geometry(sectors: int) -> tuple[int, int, int]:
     return min(sectors // (16 * 63), 16383), 16, 63
 
 
-def new_descriptor(create_type: str, extents: list[Extent], image_uuid: str, adapter: str = "ide") -> Descriptor:
+def new_descriptor(
+    create_type: str, extents: list[Extent], image_uuid: str, adapter: str = "ide"
+) -> Descriptor:
     sectors = sum(e.sectors for e in extents)
     c, h, s = geometry(sectors)
     ddb = {"ddb.virtualHWVersion": "4", "ddb.adapterType": adapter, "ddb.geometry.cylinders": str(c),

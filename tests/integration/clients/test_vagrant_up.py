@@ -58,7 +58,9 @@ class Vagrant:
         proc = self.world.run(["vagrant", *args], cwd=self.project, timeout=timeout)
         text = proc.stdout + proc.stderr
         if check:
-            assert proc.returncode == 0, f"vagrant {' '.join(args)} failed ({proc.returncode}):\n{text[-4000:]}"
+            assert proc.returncode == 0, (
+                f"vagrant {' '.join(args)} failed ({proc.returncode}):\n{text[-4000:]}"
+            )
         return proc.returncode, text
 
     def state(self) -> str:

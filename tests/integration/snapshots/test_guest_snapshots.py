@@ -45,7 +45,9 @@ def configure(cfg) -> None:
 
 def wait(progress) -> None:
     progress.wait_for_completion(-1)
-    assert progress.result_code == 0, progress.error_info.text if progress.error_info else progress.result_code
+    assert progress.result_code == 0, (
+        progress.error_info.text if progress.error_info else progress.result_code
+    )
 
 
 def take(client, m, name) -> str:

@@ -61,7 +61,9 @@ def counts(data: bytes) -> list[int]:
 
 def wait_done(progress):
     progress.wait_for_completion(-1)
-    assert progress.result_code == 0, progress.error_info.text if progress.error_info else progress.result_code
+    assert progress.result_code == 0, (
+        progress.error_info.text if progress.error_info else progress.result_code
+    )
 
 
 def test_savestate_discard_and_restore(client, vbox, kernel):

@@ -147,8 +147,11 @@ def test_import_dry_run_lists_what_vagrant_parses(vbm, box):
     code, out, err = vbm("import", "-n", box["ovf"], check=0)
     assert f"Interpreting {box['ovf']}...\nOK.\n" in err and "100%" in err
     folder = str(vbm.home / "VirtualBox VMs")
-    assert out.splitlines()[:2] == ["Disks:", f"  vmdisk1\t{32 * MiB}\t-1\thttp://www.vmware.com/interfaces/"
-                                              "specifications/vmdk.html#streamOptimized\tbox-disk001.vmdk\t-1\t-1\t"]
+    assert out.splitlines()[:2] == [
+        "Disks:",
+        f"  vmdisk1\t{32 * MiB}\t-1\thttp://www.vmware.com/interfaces/"
+        "specifications/vmdk.html#streamOptimized\tbox-disk001.vmdk\t-1\t-1\t",
+    ]
     assert ' 0: Suggested OS type: "Debian_64"' in out
     assert re.search(r'Suggested VM name "(.+?)"', out).group(1) == "debian-12-box"
     settings = re.search(r'Suggested VM settings file name "(.+?)"', out).group(1)
@@ -227,8 +230,10 @@ def test_import_options_and_ignored_units(vbm, box):
 def test_tampered_manifest_fails_and_leaves_nothing(vbm, box, tmp_path):
     d = box["dir"]
     import hashlib
-    lines = [f"SHA256({n})= {hashlib.sha256((d / n).read_bytes()).hexdigest()}" for n in ("box.ovf",
-                                                                                           "box-disk001.vmdk")]
+    lines = [
+        f"SHA256({n})= {hashlib.sha256((d / n).read_bytes()).hexdigest()}"
+        for n in ("box.ovf", "box-disk001.vmdk")
+    ]
     (d / "box.mf").write_text("\n".join(lines) + "\n")
     data = bytearray((d / "box-disk001.vmdk").read_bytes())
     data[-2000] ^= 0xFF
@@ -312,7 +317,7 @@ VBOX_MACHINE = """
         </StorageController>
       </StorageControllers>
     </vbox:Machine>
-  </VirtualSystem>"""
+  </VirtualSystem>"""  # noqa: E501 - as VirtualBox writes it
 
 
 def test_import_of_a_box_with_an_older_vbox_machine_section(vbm, box):
@@ -348,10 +353,12 @@ def test_two_ovf_ide_items_are_one_piix4(vbm, box):
     """Like old Vagrant boxes: primary and secondary IDE items (a CD-ROM on the secondary) and a
     SATA disk; listed as VirtualBox lists them, imported as one IDE controller."""
     ovf = box["dir"] / "box.ovf"
-    extra = ("<Item><rasd:Address>1</rasd:Address><rasd:InstanceID>7</rasd:InstanceID><rasd:ResourceSubType>PIIX4"
-             "</rasd:ResourceSubType><rasd:ResourceType>5</rasd:ResourceType></Item>"
-             "<Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:InstanceID>8</rasd:InstanceID>"
-             "<rasd:Parent>7</rasd:Parent><rasd:ResourceType>15</rasd:ResourceType></Item>")
+    extra = (
+        "<Item><rasd:Address>1</rasd:Address><rasd:InstanceID>7</rasd:InstanceID><rasd:ResourceSubType>PIIX4"
+        "</rasd:ResourceSubType><rasd:ResourceType>5</rasd:ResourceType></Item>"
+        "<Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:InstanceID>8</rasd:InstanceID>"
+        "<rasd:Parent>7</rasd:Parent><rasd:ResourceType>15</rasd:ResourceType></Item>"
+    )
     ovf.write_text(ovf.read_text().replace("    </VirtualHardwareSection>",
                                            extra + "</VirtualHardwareSection>"))
     _, out, _ = vbm("import", "-n", str(ovf), check=0)

@@ -154,8 +154,9 @@ def test_unregistervm_delete(vbm):
 
 def test_controlvm_and_snapshot_on_powered_off_vm(vbm):
     create(vbm)
-    assert vbm("controlvm", "vm1", "pause") == (1, "",
-                                                "VBoxManage: error: Machine 'vm1' is not currently running.\n")
+    assert vbm("controlvm", "vm1", "pause") == (
+        1, "", "VBoxManage: error: Machine 'vm1' is not currently running.\n"
+    )
     assert vbm("snapshot", "vm1", "list") == (1, "This machine does not have any snapshots\n", "")
 
 
@@ -201,7 +202,10 @@ def test_clone_modify_diff_and_dvd(vbm, tmp_path):
                "--type", "dvddrive",
                "--medium", "emptydrive") == (0, "", "")
     code, out, _ = vbm("showvminfo", "vm1", "--machinereadable")
-    assert '"IDE-0-0"="none"\n"IDE-0-1"="none"\n"IDE-1-0"="emptydrive"\n"IDE-IsEjected-1-0"="off"\n"IDE-1-1"="none"\n' in out
+    assert (
+        '"IDE-0-0"="none"\n"IDE-0-1"="none"\n"IDE-1-0"="emptydrive"\n"IDE-IsEjected-1-0"="off"\n"IDE-1-1"="none"\n'
+        in out
+    )
     assert vbm("storagectl", "vm1", "--name", "IDE", "--remove") == (0, "", "")
     assert "storagecontrollername0" not in vbm("showvminfo", "vm1", "--machinereadable")[1]
 
@@ -242,7 +246,8 @@ def test_snapshots_and_clonevm(vbm, tmp_path):
     code, out, err = vbm("snapshot", "sn", "take", "s1", "--description", "first")
     assert code == 0 and err == PROGRESS
     s1 = re.fullmatch(rf"Snapshot taken. UUID: ({UUID_RE})\n", out).group(1)
-    s2 = re.fullmatch(rf"Snapshot taken. UUID: ({UUID_RE})\n", vbm("snapshot", "sn", "take", "s2")[1]).group(1)
+    taken = vbm("snapshot", "sn", "take", "s2")[1]
+    s2 = re.fullmatch(rf"Snapshot taken. UUID: ({UUID_RE})\n", taken).group(1)
     assert vbm("snapshot", "sn", "list") == (
         0, f"   Name: s1 (UUID: {s1})\n   Description: first\n      Name: s2 (UUID: {s2}) *\n", "")
     assert vbm("snapshot", "sn", "list", "--machinereadable") == (0, (
@@ -261,7 +266,9 @@ def test_snapshots_and_clonevm(vbm, tmp_path):
     assert "   Name: s12 (UUID: " in vbm("snapshot", "sn", "list")[1]
     code, out, err = vbm("clonevm", "sn", "--register")
     assert (code, out, err) == (0, 'Machine has been successfully cloned as "sn Clone"\n', PROGRESS)
-    assert vbm.machinereadable("sn Clone")["SATA-0-0"].startswith(str(tmp_path / "VirtualBox VMs" / "sn Clone"))
+    assert vbm.machinereadable("sn Clone")["SATA-0-0"].startswith(
+        str(tmp_path / "VirtualBox VMs" / "sn Clone")
+    )
     code, _, _ = vbm("clonevm", "sn", "--name", "linked", "--snapshot", "s1", "--options", "link",
                      "--register")
     assert code == 0 and '"linked" {' in vbm("list", "vms")[1]

@@ -37,7 +37,9 @@ def test_guestproperty_set_get_flags_enumerate_delete(vbm):
     assert re.fullmatch(r"/Test/A = 'hello world' +@ \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", lines[0]), lines
     assert re.fullmatch(r"/Test/B = '2' +@ \S+Z RDONLYGUEST", lines[1]), lines
     code, out, _ = vbm("guestproperty", "enumerate", "vm1", "--old-format", "--patterns", "*B")
-    assert code == 0 and re.fullmatch(r"Name: /Test/B, value: 2, timestamp: \d+, flags: RDONLYGUEST\n", out), out
+    assert code == 0 and re.fullmatch(
+        r"Name: /Test/B, value: 2, timestamp: \d+, flags: RDONLYGUEST\n", out
+    ), out
     assert vbm("guestproperty", "enumerate", "vm1", "/Nothing/*") == (0, "No properties found.\n", "")
     # flags the host cannot write past, bad flags
     assert vbm("guestproperty", "set", "vm1", "/Test/C", "x", "--flags", "RDONLYHOST")[0] == 0

@@ -110,8 +110,10 @@ def test_attach_moves_medium_into_machine_registry(client, vbox, new_vm, svc_env
     with pytest.raises(VBoxError) as e:
         disk.close()
     assert e.value.result_code == rc.VBOX_E_OBJECT_IN_USE
-    assert (e.value.text
-            == f"Medium '{disk.location}' cannot be closed because it is still attached to 1 virtual machines")
+    assert (
+        e.value.text
+        == f"Medium '{disk.location}' cannot be closed because it is still attached to 1 virtual machines"
+    )
     with pytest.raises(VBoxError):
         disk.type = MediumType.Immutable
     media = vm.unregister(CleanupMode.DetachAllReturnHardDisksOnly)

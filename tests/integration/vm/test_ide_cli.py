@@ -138,7 +138,9 @@ def test_dvd_drives_in_the_settings(setup):
                      r'device="0">\s*'
                      rf'<Image uuid="\{{{uuid}\}}"/>\s*</AttachedDevice>', vbox), vbox
     assert '<AttachedDevice passthrough="false" type="DVD" hotpluggable="false" port="1" device="1"/>' in vbox
-    assert re.search(rf'<DVDImages>\s*<Image uuid="\{{{uuid}\}}" location="{re.escape(str(isos["one"]))}"/>', vbox)
+    assert re.search(
+        rf'<DVDImages>\s*<Image uuid="\{{{uuid}\}}" location="{re.escape(str(isos["one"]))}"/>', vbox
+    )
     # an attached disc cannot be closed
     code, _, err = c("closemedium", "dvd", str(isos["one"]), check=1)
     assert "cannot be closed because it is still attached" in err

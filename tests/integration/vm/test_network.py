@@ -168,8 +168,11 @@ def test_dhcp_gives_virtualbox_addresses(cli, vm):
     assert "inet 10.0.2.15/24" in out and "default via 10.0.2.2" in out and "nameserver 10.0.2.3" in out
     driver = sh(cli, vm, f"basename $(readlink /sys/class/net/{nat}/device/driver)").strip()
     assert driver == ("e1000" if VMS[vm]["nat"][0] == "82540EM" else "virtio_net")
-    pci = sh(cli, vm, f"basename $(readlink -f /sys/class/net/{nat}/device/..)").strip() \
-        if driver == "virtio_net" else sh(cli, vm, f"basename $(readlink -f /sys/class/net/{nat}/device)").strip()
+    pci = (
+        sh(cli, vm, f"basename $(readlink -f /sys/class/net/{nat}/device/..)").strip()
+        if driver == "virtio_net"
+        else sh(cli, vm, f"basename $(readlink -f /sys/class/net/{nat}/device)").strip()
+    )
     assert pci == "0000:00:03.0"                     # NIC 1 in VirtualBox's slot
 
 
@@ -234,8 +237,10 @@ def test_controlvm_natpf_at_run_time(cli, vm):
 @pytest.mark.parametrize("vm", list(VMS))
 def test_setlinkstate_drops_and_restores_carrier(cli, vm):
     nat = iface(cli, vm, "nat")
-    wait_carrier = "for i in $(seq 100); do [ $(cat /sys/class/net/{0}/carrier) = {1} ] && break; sleep 0.2; done; " \
-                   "cat /sys/class/net/{0}/carrier"
+    wait_carrier = (
+        "for i in $(seq 100); do [ $(cat /sys/class/net/{0}/carrier) = {1} ] && break; sleep 0.2; done; "
+        "cat /sys/class/net/{0}/carrier"
+    )
     cli("controlvm", vm, "setlinkstate1", "off")
     assert cli.info(vm)["cableconnected1"] == "off"
     assert sh(cli, vm, wait_carrier.format(nat, 0)).strip() == "0"

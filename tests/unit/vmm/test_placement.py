@@ -115,7 +115,9 @@ def test_pci_functions_sit_in_their_slots(machine):
     for nic in machine.nics:
         assert pci.function_at(*PCI_SLOTS[f"nic{nic.spec.adapter}"]) is nic.device
     placed = set(pci.functions)
-    assert placed <= set(PCI_SLOTS.values()), f"functions outside the slot table: {placed - set(PCI_SLOTS.values())}"
+    assert placed <= set(PCI_SLOTS.values()), (
+        f"functions outside the slot table: {placed - set(PCI_SLOTS.values())}"
+    )
 
 
 def test_pci_intx_reaches_the_irq_in_the_interrupt_line_and_the_prt(machine):
@@ -126,7 +128,9 @@ def test_pci_intx_reaches_the_irq_in_the_interrupt_line_and_the_prt(machine):
         if dev.config[INTERRUPT_PIN] == 0 or (slot, fn) in legacy:
             continue
         irq = dev.interrupt_line
-        assert prt.get((slot, 0)) == irq, f"00:{slot:02x}.{fn}: _PRT says {prt.get((slot, 0))}, the device {irq}"
+        assert prt.get((slot, 0)) == irq, (
+            f"00:{slot:02x}.{fn}: _PRT says {prt.get((slot, 0))}, the device {irq}"
+        )
         assert _raises(machine, dev.irq, irq), f"00:{slot:02x}.{fn}: INTA does not raise IRQ {irq}"
         checked += 1
     assert checked == 1 + 2 + len(NICS)                  # VMMDev, AHCI, virtio-scsi, the NICs

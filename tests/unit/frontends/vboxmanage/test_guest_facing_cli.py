@@ -21,7 +21,11 @@ def test_enumerate_table_sorted_and_padded():
     assert render_enumerate(ROWS, dict(DEFAULTS, ts=False, flags=False), T0) == (
         "/a           = 'value'\n/b/long-name = 'v'\n")
     # padding, then a space
-    assert render_enumerate(ROWS, dict(DEFAULTS, ts=False), T0).splitlines()[0].endswith("'  TRANSIENT, RDONLYGUEST")
+    assert (
+        render_enumerate(ROWS, dict(DEFAULTS, ts=False), T0)
+        .splitlines()[0]
+        .endswith("'  TRANSIENT, RDONLYGUEST")
+    )
     assert render_enumerate(ROWS, dict(DEFAULTS, abs=False), T0 + 61_500_000_000).splitlines()[0].endswith(
         "@ 1m 01.500s TRANSIENT, RDONLYGUEST")
 

@@ -47,7 +47,10 @@ def test_box_tar_and_cache(tmp_path):
     vmdk = tmp_path / "x" / vagrant_box.DISK_NAME
     info = subprocess.run(["qemu-img", "info", str(vmdk)], capture_output=True, text=True).stdout
     assert "streamOptimized" in info
-    assert subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "vmdk", str(raw), str(vmdk)]).returncode == 0
+    assert (
+        subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "vmdk", str(raw), str(vmdk)]).returncode
+        == 0
+    )
     mtime = box.stat().st_mtime_ns
     assert vagrant_box.build_box(raw, tmp_path / "out", log=lambda _t: None) == box
     assert box.stat().st_mtime_ns == mtime  # cached

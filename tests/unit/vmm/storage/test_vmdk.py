@@ -463,7 +463,9 @@ def test_reading_a_vmdk_stored_inside_another_file(tmp_path):
     blob = open(st, "rb").read()
     container = tmp_path / "box.ova"
     container.write_bytes(b"x" * 1536 + blob + b"y" * 700)
-    with VmdkImage.open_in_file(str(container), 1536, len(blob)) as img, open_image(st, read_only=True) as ref:
+    with (
+        VmdkImage.open_in_file(str(container), 1536, len(blob)) as img, open_image(st, read_only=True) as ref
+    ):
         assert img.read_at(0, img.size) == ref.read_at(0, ref.size)
         assert img.read_only and img.create_type == "streamOptimized"
     with pytest.raises(DiskImageError, match="not inside the file"):
