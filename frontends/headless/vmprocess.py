@@ -26,15 +26,11 @@ from vboxsvc.ipc.vmlock import VmLock, VmLockBusy
 from vmm.cfgm import CfgNode
 from vmm.devices.serial_backends import SerialBackendError
 from vmm.engine_select import EngineSelectError, choose_engine, force_hm_requested
-from vmm.savedstate import (
-    SavedStateError,
-    console_restore_if_saved,
-    console_save_state,
-    console_take_snapshot,
-)
+from vmm.savedstate import SavedStateError, console_take_snapshot
 from vmm.vm import Machine, MachineError
 
 from .console import HeadlessConsole, invalid_state
+from .console_state import console_restore_if_saved, console_save_state
 from .guestprops import GuestPropertyStore, TransientFolders
 from .machine_config import ConfigError, add_shared_folders, describe_error, read_settings
 from .vrde import VRDE_POLL_S, start_vrde, vrde_settings

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from frontends.headless.console_state import console_save_state
 from tests.integration.snapshots.vmproc import VmProcess
 from vboxsvc.api import AccessMode, CloneMode, CloneOptions, DeviceType, LockType, MachineState, StorageBus
-from vmm.savedstate import console_save_state
 
 ROOT = Path(__file__).resolve().parents[3]
 GUEST = ROOT / ".cache" / "guest"

@@ -12,11 +12,12 @@ import time
 import pytest
 from lxml import etree
 
+from frontends.headless.console_state import console_save_state
 from tests.integration.snapshots.vmproc import VmProcess
 from tests.unit.vmm.hm import guests
 from tests.unit.vmm.test_savedstate import COUNTER_GUEST
 from vboxsvc.api import AccessMode, DeviceType, LockType, MachineState, StorageBus, VBoxEventType
-from vmm.savedstate import SavedStateError, _disk_holders, console_save_state
+from vmm.savedstate import SavedStateError, _disk_holders
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(bool(guests.toolchain_missing()), reason="GNU as/ld/objcopy needed")]

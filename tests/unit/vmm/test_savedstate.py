@@ -209,8 +209,8 @@ class FakeSessionMachine:
 
 
 def test_console_save_and_restore_report_states(kernel, tmp_path):
+    from frontends.headless.console_state import console_restore_if_saved, console_save_state
     from vboxsvc.api.enums import MachineState as S
-    from vmm.savedstate import console_restore_if_saved, console_save_state
     cap = Capture()
     m1 = Machine(config(kernel), serial_backends={0: cap})
     run_until(m1, cap, 1)
