@@ -28,8 +28,8 @@ import time
 import tty
 
 from vmm.cfgm import CfgNode
-from vmm.devices.serial_backends import SerialBackend
 from vmm.gim import PROVIDERS
+from vmm.serial.backends import SerialBackend
 from vmm.vm import Machine, MachineError
 
 QUIT_BYTE = 0x1D   # Ctrl-]

@@ -43,7 +43,6 @@ from vmm.devices.piix4_pm import Piix4Pm
 from vmm.devices.pit import Pit8254, Port61
 from vmm.devices.port80 import BOOT_MARKER_PORT, BootMarkerPort, PostCodePort
 from vmm.devices.rtc import Rtc
-from vmm.devices.serial_backends import SerialBackend, create_backend
 from vmm.devices.uart import Uart16550, UartType
 from vmm.devices.vbe import PCI_CLASS as VBE_PCI_CLASS
 from vmm.devices.vbe import PCI_DEVICE as VBE_PCI_DEVICE
@@ -63,6 +62,7 @@ from vmm.hgcm.shfl_service import SharedFolderSpec, SharedFoldersService
 from vmm.hgcm.shfl_types import SERVICE_NAME as SHFL_SERVICE_NAME
 from vmm.memory import LOW_RAM_LIMIT, GuestMemory
 from vmm.physmap import LEGACY_END, LEGACY_START, PAM_RW, VGA_HOLE_START, LegacyMemoryMap
+from vmm.serial.backends import SerialBackend, create_backend
 from vmm.tm import VirtualClock
 
 log = logging.getLogger("vboxpy.vm")

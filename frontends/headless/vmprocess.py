@@ -24,9 +24,9 @@ from vboxsvc.ipc.client import connect
 from vboxsvc.ipc.localobjects import LocalProgress
 from vboxsvc.ipc.vmlock import VmLock, VmLockBusy
 from vmm.cfgm import CfgNode
-from vmm.devices.serial_backends import SerialBackendError
 from vmm.engine_select import EngineSelectError, choose_engine, force_hm_requested
 from vmm.savedstate import SavedStateError, console_take_snapshot
+from vmm.serial.backends import SerialBackendError
 from vmm.vm import Machine, MachineError
 
 from .console import HeadlessConsole, invalid_state

@@ -141,8 +141,8 @@ def measure(port: int, counter: Counter | None, seconds: float) -> dict:
 
 def ours(disk: str, seconds: float) -> dict:
     from vmm.cfgm import CfgNode
-    from vmm.devices.serial_backends import SerialBackend
     from vmm.display.rfb import RfbServer
+    from vmm.serial.backends import SerialBackend
     from vmm.vm import Machine
 
     counter = Counter()

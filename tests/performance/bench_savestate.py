@@ -215,8 +215,8 @@ class Guest:
 
 def run_ours(guest: Guest, memory: int, work: pathlib.Path, timeout: float) -> dict:
     from vmm.cfgm import CfgNode
-    from vmm.devices.serial_backends import SerialBackend
     from vmm.savedstate import restore_state, save_state
+    from vmm.serial.backends import SerialBackend
     from vmm.vm import Machine
 
     class Backend(SerialBackend):

@@ -11,8 +11,8 @@ import pytest
 
 from frontends.headless.console_state import console_restore_if_saved
 from vboxsvc.api import LockType, MachineState
-from vmm.devices.serial_backends import SerialBackend
 from vmm.savedstate import console_merge_online, console_take_snapshot
+from vmm.serial.backends import SerialBackend
 
 Machine = pytest.importorskip("vmm.vm", reason="E's VM builder is not in this tree").Machine
 CfgNode = pytest.importorskip("vmm.cfgm").CfgNode

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from tests.unit.vmm.hm import guests
-from vmm.devices.serial_backends import SerialBackend
 from vmm.savedstate import SavedStateError, check_state_file, restore_state, save_state
+from vmm.serial.backends import SerialBackend
 
 Machine = pytest.importorskip("vmm.vm", reason="E's VM builder (vmm/vm.py) is not in this tree").Machine
 CfgNode = pytest.importorskip("vmm.cfgm").CfgNode

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from vmm.devices.base import IrqLine
-from vmm.devices.serial_backends import (
+from vmm.devices.uart import Uart16550
+from vmm.serial.backends import (
     INPUT_LIMIT,
     OUTPUT_LIMIT,
     DisconnectedBackend,
@@ -22,7 +23,6 @@ from vmm.devices.serial_backends import (
     TcpServerBackend,
     create_backend,
 )
-from vmm.devices.uart import Uart16550
 from vmm.tm import FakeClock
 
 
