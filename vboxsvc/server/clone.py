@@ -35,21 +35,6 @@ def _err(code: int, text: str) -> VBoxError:
     return VBoxError(code, text, "IMachine", "MachineWrap")
 
 
-def _relink(path: str, parent_uuid: str, parent_modify_uuid: str) -> None:
-    """Point a differencing VDI at its (cloned) parent: rewrite the header's parent UUIDs in place."""
-    from vmm.storage.vdi_header import PRE_HEADER_SIZE, parse_header
-    fd = os.open(path, os.O_RDWR)
-    try:
-        raw = os.pread(fd, 4096, 0)
-        h = parse_header(raw, os.fstat(fd).st_size, path)
-        h = h.with_(uuid_linkage=uuidlib.UUID(parent_uuid),
-                    uuid_parent_modify=uuidlib.UUID(parent_modify_uuid))
-        os.pwrite(fd, h.upgraded().pack(), PRE_HEADER_SIZE)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _hard_disks(hw: Hardware):
     for c in hw.storage_controllers:
         for dev in c.devices:
@@ -266,7 +251,8 @@ class _Plan:
                                    parent_resolver=resolver)
                     parent_dst = dst_of[parent_id]
                     info = st.image_info(parent_dst)
-                    _relink(dst, info.uuid, info.modify_uuid)
+                    # the copied child points at the copied parent
+                    st.set_uuids(dst, parent_uuid=info.uuid, parent_modify_uuid=info.modify_uuid)
                 made.append(dst)
                 dst_of[self._key(kind, uid)] = dst
             p.set_operation(len(self.jobs) + 1)
