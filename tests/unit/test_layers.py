@@ -51,7 +51,8 @@ def _allowed(src: str, target: str) -> bool:
                 return target.startswith("vboxsvc.api")
             return True
         if target.startswith("vmm"):
-            return target.startswith("vmm.storage")
+            # the image formats' public API only: the service never edits image files itself
+            return target == "vmm.storage"
         return target.startswith("settings")
     return False
 
@@ -72,7 +73,8 @@ def test_rules_catch_violations():
     assert not _allowed("vboxsvc.server.media", "vmm.devices.uart")
     assert not _allowed("settings.paths", "vboxsvc.api")
     assert not _allowed("vmm.devices.pic", "frontends.headless")
-    assert _allowed("vboxsvc.server.media", "vmm.storage.vdi")
+    assert _allowed("vboxsvc.server.media", "vmm.storage")
+    assert not _allowed("vboxsvc.server.clone", "vmm.storage.vdi_header")
     assert _allowed("frontends.headless.main", "vboxsvc.ipc.client")
     assert _allowed("frontends.headless.vmprocess", "vmm.vm")
     assert not _allowed("frontends.vboxmanage.main", "vmm.vm")
