@@ -59,7 +59,7 @@ def test_every_named_path_exists():
     named = _named_paths(DOC.read_text())
     assert len(named) > 100, "the code map names fewer files than expected: is the parser broken?"
     missing = sorted({t for t, folder in named if not _exists(t, folder)})
-    assert not missing, f"ARCHITECTURE.md names files that are not in the tree: {missing}"
+    assert not missing, f"ARCHITECTURE.md names files the tree lacks: {missing}"
 
 
 def _classes() -> dict[str, list[tuple[Path, set[str]]]]:

@@ -6,7 +6,6 @@ timeout for CPU emulation); the box's own Vagrantfile turns the /vagrant synced 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import stat
@@ -24,14 +23,6 @@ STEP_TIMEOUT = 3600          # `vagrant up` under REM on a loaded 2-core machine
 def _missing() -> str | None:
     if shutil.which("vagrant") is None:
         return "Vagrant is not installed (scripts/install.sh --test installs Debian's)"
-    if importlib.util.find_spec("vmm.guest.debian_disk") is None:
-        return "the full Debian disk builder (vmm.guest.debian_disk) is not in the tree"
-    from frontends.vboxmanage.main import COMMANDS
-    if "import" not in COMMANDS:
-        return "VBoxManage import (OVF appliances) is not in the tree"
-    from frontends.vboxmanage.modifyvm_opts import INDEXED
-    if "natpf" not in INDEXED:
-        return "NAT port forwarding (modifyvm --natpf) is not in the tree"
     if shutil.which("qemu-img") is None:
         return "qemu-img is not installed (qemu-utils)"
     return None

@@ -9,11 +9,10 @@ import time
 import pytest
 
 from tests.unit.vmm.hm import guests
+from vmm.cfgm import CfgNode
 from vmm.savedstate import SavedStateError, check_state_file, restore_state, save_state
 from vmm.serial.backends import SerialBackend
-
-Machine = pytest.importorskip("vmm.vm", reason="E's VM builder (vmm/vm.py) is not in this tree").Machine
-CfgNode = pytest.importorskip("vmm.cfgm").CfgNode
+from vmm.vm import Machine
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(bool(guests.toolchain_missing()), reason="GNU as/ld/objcopy needed")]
