@@ -232,3 +232,9 @@ def test_create_backend_modes_and_errors(tmp_path):
         create_backend(PortMode.HostDevice, str(tmp_path / "no-such-tty"))
     with pytest.raises(ValueError):
         create_backend(9, "x")
+
+
+def test_port_modes_mirror_the_apis():
+    """The VMM does not import the Main API, so it names VirtualBox's PortMode values itself."""
+    from vboxsvc.api.enums import PortMode as ApiPortMode
+    assert {m.name: int(m) for m in PortMode} == {m.name: int(m) for m in ApiPortMode}
