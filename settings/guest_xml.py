@@ -31,7 +31,7 @@ def read_guest_properties(hw: etree._Element) -> list[GuestProperty]:
 
 
 def read_shared_folders(hw: etree._Element) -> list[SharedFolder]:
-    out = []
+    out: list[SharedFolder] = []
     for f in children(child(hw, "SharedFolders"), "SharedFolder"):
         name = required(f, "name", "SharedFolder")
         if any(o.name == name for o in out):

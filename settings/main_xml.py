@@ -6,6 +6,7 @@ untouched in the tree.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -71,7 +72,7 @@ def read_main(root: etree._Element, sv: int, folder: Path) -> MainSettings:
         entries.append(MachineRegistryEntry(uuid=parse_uuid(e.get("uuid"), e), src=e.get("src")))
     sp = child(g, "SystemProperties")
     plat = child(g, "PlatformProperties")
-    props = {}
+    props: dict[str, Any] = {}
     for field, attr in SYSPROP_ATTRS.items():
         dflt = SystemProperties.model_fields[field].default
         if field == "exclusive_hw_virt":

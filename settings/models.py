@@ -335,7 +335,7 @@ class BiosLogo(_Model):
 
 
 BootDevice = Literal["Null", "Floppy", "DVD", "HardDisk", "Network", "USB", "SharedFolder"]
-DEFAULT_BOOT_ORDER = ["Floppy", "DVD", "HardDisk", "Null"]
+DEFAULT_BOOT_ORDER: list[BootDevice] = ["Floppy", "DVD", "HardDisk", "Null"]
 
 
 def _default_adapters() -> list[NetworkAdapter]:
