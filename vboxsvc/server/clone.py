@@ -22,9 +22,8 @@ from settings import paths as spaths
 from settings.models import Hardware, MachineSettings, generate_mac
 
 from ..api import errors as rc
-from ..api.enums import CloneMode, CloneOptions, DeviceType, MachineState, MediumState, VBoxEventType
+from ..api.enums import CloneMode, CloneOptions, DeviceType, MachineState, MediumState
 from ..api.errors import VBoxError
-from .context import ctx
 from .progress import Progress, run_in_thread
 from .statedeps import OFFLINE
 
@@ -289,14 +288,8 @@ class _Plan:
                 parent = new_media[parent_id]
             else:
                 parent = None
-            if parent is not None:
-                m.parent = parent
-                parent.children.append(m)
-            m.registry = tid
-            reg.by_id[uid] = m
+            reg.add_made(m, parent, tid)
             new_media[self._key(kind, uid)] = m
-            ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=uid, medium_type=DeviceType.HardDisk,
-                     registered=True)
         self.tgt.data = self.data
         self.tgt.state = MachineState[self.data.persisted_state]
         self.tgt.save(force=True)

@@ -671,6 +671,46 @@ class MediaRegistry:
         self.save_owner(m)
         ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=m.id, medium_type=m.device_type, registered=True)
 
+    # --- the media tree: the only code that changes parent, children and the id index ------------
+    def add_made(self, m: Medium, parent: Medium | None, owner: str | None) -> None:
+        """Index a medium whose image the service just made (a snapshot's or a clone's differencing
+        image, a full clone) under its parent; the caller saves the owning settings file."""
+        if parent is not None:
+            m.parent = parent
+            parent.children.append(m)
+        m.registry = owner
+        self.by_id[m.id] = m
+        ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=m.id, medium_type=m.device_type, registered=True)
+
+    def drop_gone(self, m: Medium) -> None:
+        """Take a medium whose image is gone (deleted or merged away) out of the tree and the index;
+        the caller saves the owning settings file."""
+        if m.parent is not None and m in m.parent.children:
+            m.parent.children.remove(m)
+        self.by_id.pop(m.id, None)
+        m.registry = None
+        m.state = MediumState.NotCreated
+        ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=m.id, medium_type=m.device_type,
+                 registered=False)
+        if ctx.bus is not None:
+            ctx.bus.table.drop(m)
+
+    def merged(self, src: Medium, tgt: Medium, into_parent: bool) -> None:
+        """A merge on disk moved `src`'s blocks into `tgt` (its parent, or with `into_parent` False
+        its child): the tree follows; `src` is dropped."""
+        if into_parent:
+            for c in list(src.children):
+                c.parent = tgt
+                tgt.children.append(c)
+        else:
+            grand = src.parent
+            tgt.parent = grand
+            if grand is not None:
+                grand.children.append(tgt)
+            tgt.registry = src.registry
+        src.children = []
+        self.drop_gone(src)
+
     def unregister(self, m: Medium) -> None:
         owner = m.base.registry if m.parent is not None else m.registry
         if m.parent is not None and m in m.parent.children:

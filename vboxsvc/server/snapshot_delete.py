@@ -23,7 +23,6 @@ from .progress import Progress, run_in_thread
 from .snapshots import (
     ONLINE_STATES,
     begin_transient,
-    drop_medium,
     end_transient,
     forget_snapshot_object,
     hard_disks,
@@ -194,23 +193,11 @@ def _apply_merge(core, kind: str, src, tgt) -> None:
     """After a merge on disk: the media tree and every attachment follow the surviving medium."""
     reg = core.vbox.media
     if kind == "drop":
-        drop_medium(reg, src)
+        reg.drop_gone(src)
         return
-    if kind == "backward":      # src = child merged into tgt = its parent
-        for c in list(src.children):
-            c.parent = tgt
-            tgt.children.append(c)
-        src.children = []
-        gone, keep = src, tgt
-    else:                       # src = parent merged into tgt = its child
-        grand = src.parent
-        tgt.parent = grand
-        if grand is not None:
-            grand.children.append(tgt)
-        src.children = []
-        tgt.registry = src.registry
-        gone, keep = src, tgt
-    drop_medium(reg, gone)
+    # "backward": src = a child merged into tgt = its parent; else src = a parent merged into its child
+    reg.merged(src, tgt, into_parent=kind == "backward")
+    gone, keep = src, tgt
     keep._info = None
     gone_id = uuidlib.UUID(gone.id)
     for t in settings_copies(core):

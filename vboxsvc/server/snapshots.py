@@ -247,24 +247,8 @@ def unlink_quietly(path: str) -> None:
 def _register_diff(reg, parent, uid: str, location: str):
     from .media import Medium
     m = Medium(reg, uid, location, "VDI", DeviceType.HardDisk)
-    m.parent = parent
-    parent.children.append(m)
-    m.registry = parent.base.registry
-    reg.by_id[uid] = m
-    ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=uid, medium_type=DeviceType.HardDisk,
-             registered=True)
+    reg.add_made(m, parent, parent.base.registry)
     return m
-
-
-def drop_medium(reg, m) -> None:
-    if m.parent is not None and m in m.parent.children:
-        m.parent.children.remove(m)
-    reg.by_id.pop(m.id, None)
-    m.registry = None
-    m.state = MediumState.NotCreated
-    ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=m.id, medium_type=m.device_type, registered=False)
-    if ctx.bus is not None:
-        ctx.bus.table.drop(m)
 
 
 def snapshotted_media(core, hw: Hardware) -> list[tuple[object, object]]:
@@ -497,7 +481,7 @@ def restore_snapshot(view, snapshot) -> Progress:
             dev.medium = uuidlib.UUID(uid)
         gone = [m.location for m in orphans]
         for m in orphans:
-            drop_medium(reg, m)
+            reg.drop_gone(m)
         for t in settings_copies(core):
             t.hardware = hw.model_copy(deep=True)
             t.current_snapshot = snap.uuid
