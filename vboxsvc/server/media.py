@@ -533,22 +533,13 @@ class Medium:
             if err is not None:
                 return
             if into_parent:
-                parent.children.remove(child)
-                for c in child.children:
-                    c.parent = parent
-                    parent.children.append(c)
-                child.children = []
-                child.parent = None
-                self._reg.unregister(child)
+                owner = child.registry
+                self._reg.merged(child, parent, into_parent=True)
+                self._reg.save_file_of(owner)
             else:
-                grand = parent.parent
-                child.parent = grand
-                if grand is not None:
-                    grand.children.remove(parent)
-                    grand.children.append(child)
-                parent.children = []
-                child.registry = parent.registry
-                self._reg.unregister(parent)
+                owner = parent.base.registry if parent.parent is not None else parent.registry
+                self._reg.merged(parent, child, into_parent=False)
+                self._reg.save_file_of(owner)
                 self._reg.save_owner(child)
             parent._info = child._info = None
         return run_in_thread(progress, work, done)
@@ -725,6 +716,10 @@ class MediaRegistry:
 
     def save_owner(self, m: Medium) -> None:
         self._save(m.base.registry)
+
+    def save_file_of(self, owner: str | None) -> None:
+        """Save the settings file whose media registry `owner` names (GLOBAL or a machine id)."""
+        self._save(owner)
 
     def _save(self, owner: str | None) -> None:
         if owner is None:
