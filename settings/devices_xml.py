@@ -67,7 +67,8 @@ def read_audio(hw: etree._Element) -> AudioAdapter:
     return AudioAdapter(enabled=get_bool(a, "enabled", False), controller=controller,
                         codec=get_enum(a, "codec", DEFAULT_CODEC[controller], AUDIO_CODECS, "AudioAdapter"),
                         driver=get_enum(a, "driver", "Default", AUDIO_DRIVERS, "AudioAdapter"),
-                        enabled_in=get_bool(a, "enabledIn", True), enabled_out=get_bool(a, "enabledOut", True))
+                        enabled_in=get_bool(a, "enabledIn", True),
+                        enabled_out=get_bool(a, "enabledOut", True))
 
 
 def read_clipboard(hw: etree._Element) -> tuple[str, bool]:
@@ -152,7 +153,8 @@ def write_clipboard(hw: etree._Element, mode: str, file_transfers: bool, order) 
     if el is None:
         el = new_child(hw, "Clipboard", order)
     put_str(el, "mode", mode, always=True, order=("mode", "fileTransfersEnabled"))
-    put_bool(el, "fileTransfersEnabled", file_transfers, default=False, order=("mode", "fileTransfersEnabled"))
+    put_bool(el, "fileTransfersEnabled", file_transfers, default=False,
+             order=("mode", "fileTransfersEnabled"))
 
 
 def write_dnd(hw: etree._Element, mode: str, order) -> None:

@@ -31,13 +31,14 @@ def read_guest_properties(hw: etree._Element) -> list[GuestProperty]:
 
 
 def read_shared_folders(hw: etree._Element) -> list[SharedFolder]:
-    out = []
+    out: list[SharedFolder] = []
     for f in children(child(hw, "SharedFolders"), "SharedFolder"):
         name = required(f, "name", "SharedFolder")
         if any(o.name == name for o in out):
             raise problem(f, f"Shared folder named '{name}' already exists")
         out.append(SharedFolder(name=name, host_path=required(f, "hostPath", "SharedFolder"),
-                                writable=get_bool(f, "writable", True), auto_mount=get_bool(f, "autoMount", False),
+                                writable=get_bool(f, "writable", True),
+                                auto_mount=get_bool(f, "autoMount", False),
                                 auto_mount_point=f.get("autoMountPoint", "")))
     return out
 

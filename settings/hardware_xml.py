@@ -1,7 +1,7 @@
 """`<Hardware>` of the current state or of a snapshot, plus the parts that moved out of it.
 
-Layout by version (Settings.cpp, MachineConfigFile::readHardware): StorageControllers under Hardware from 1.17 (before: under
-the owner, Machine or Snapshot); CPU, Chipset, RTC and HPET under Hardware up to 1.19 and under
+Layout by version (Settings.cpp, MachineConfigFile::readHardware): StorageControllers under Hardware from 1.17
+(before: under the owner, Machine or Snapshot); CPU, Chipset, RTC and HPET under Hardware up to 1.19 and under
 the owner's `<Platform>` (generic CPU + `<x86>`) from 1.20; firmware details in `<BIOS>` up to
 1.19 and in `<Firmware>` from 1.20. Only non-default values are written, except where VirtualBox
 always writes them (RAM size, PAE, large pages).
@@ -106,7 +106,8 @@ KEYBOARD = {v: v for v in ("None", "USBKeyboard", "PS2Keyboard", "ComboKeyboard"
 GRAPHICS_XML = {"Null": "None"}
 GRAPHICS_API = {"VBOXVGA": "VBoxVGA", "VMSVGA": "VMSVGA", "VBOXSVGA": "VBoxSVGA", "NONE": "Null",
                 "QEMURAMFB": "QemuRamFB"}
-BOOT_DEVICES = {"None": "Null", "Floppy": "Floppy", "DVD": "DVD", "HardDisk": "HardDisk", "Network": "Network"}
+BOOT_DEVICES = {"None": "Null", "Floppy": "Floppy", "DVD": "DVD", "HardDisk": "HardDisk",
+                "Network": "Network"}
 APIC_MODES = {v: v for v in ("Disabled", "APIC", "X2APIC")}
 BOOT_MENU = {v: v for v in ("Disabled", "MenuOnly", "MessageAndMenu")}
 

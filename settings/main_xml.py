@@ -6,6 +6,7 @@ untouched in the tree.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -61,14 +62,17 @@ def _global(root: etree._Element) -> etree._Element:
 def read_main(root: etree._Element, sv: int, folder: Path) -> MainSettings:
     g = _global(root)
     entries = []
-    for e in children(child(g, "MachineRegistry"), "MachineEntry") if child(g, "MachineRegistry") is not None \
-            else []:
+    for e in (
+        children(child(g, "MachineRegistry"), "MachineEntry")
+        if child(g, "MachineRegistry") is not None
+        else []
+    ):
         if e.get("uuid") is None or e.get("src") is None:
             raise problem(e, "Required MachineEntry/@uuid or @src attribute is missing")
         entries.append(MachineRegistryEntry(uuid=parse_uuid(e.get("uuid"), e), src=e.get("src")))
     sp = child(g, "SystemProperties")
     plat = child(g, "PlatformProperties")
-    props = {}
+    props: dict[str, Any] = {}
     for field, attr in SYSPROP_ATTRS.items():
         dflt = SystemProperties.model_fields[field].default
         if field == "exclusive_hw_virt":

@@ -7,11 +7,13 @@ setups) and in each .vbox. Locations are stored relative to the owner's folder w
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import get_args
 
 from lxml import etree
 
-from .models import MediaRegistry, Medium
+from .models import MediaRegistry, Medium, MediumType
 from .paths import relative_location, resolve_location
 from .xmllists import sync_keyed
 from .xmltree import (
@@ -36,10 +38,9 @@ MAX_DEPTH = 300  # SETTINGS_MEDIUM_DEPTH_MAX
 MEDIUM_ATTRS = ("uuid", "location", "format", "type", "autoReset")
 MEDIUM_CHILDREN = ("Description", "Property", "HardDisk")
 REGISTRY_CHILDREN = ("HardDisks", "DVDImages", "FloppyImages")
-_TYPES = {t.lower(): t for t in ("Normal", "Immutable", "Writethrough", "Shareable", "Readonly",
-                                 "MultiAttach")}
+_TYPES: dict[str, MediumType] = {t.lower(): t for t in get_args(MediumType)}
 # kind -> (container, element, default format, default type of a base medium)
-KINDS = {
+KINDS: dict[str, tuple[str, str, str, MediumType]] = {
     "hd": ("HardDisks", "HardDisk", "VDI", "Normal"),
     "dvd": ("DVDImages", "Image", "RAW", "Readonly"),
     "floppy": ("FloppyImages", "Image", "RAW", "Writethrough"),
@@ -59,11 +60,13 @@ def _read_medium(el: etree._Element, base: Path, kind: str, depth: int) -> Mediu
         if kind == "hd":
             raise problem(el, "Required HardDisk/@format attribute is missing")
         fmt = dflt_format
-    mtype = dflt_type if depth == 1 else "Normal"
-    if depth == 1 and el.get("type") is not None:
-        mtype = _TYPES.get(el.get("type").lower())
-        if mtype is None:
-            raise problem(el, f"HardDisk/@type attribute has invalid value '{el.get('type')}'")
+    mtype: MediumType = dflt_type if depth == 1 else "Normal"
+    given = el.get("type") if depth == 1 else None
+    if given is not None:
+        found = _TYPES.get(given.lower())
+        if found is None:
+            raise problem(el, f"HardDisk/@type attribute has invalid value '{given}'")
+        mtype = found
     desc = child(el, "Description")
     return Medium(
         uuid=get_uuid(el, "uuid"),
@@ -150,7 +153,7 @@ def write_registry(parent: etree._Element, reg: MediaRegistry, base: Path, order
                 continue
             box = ensure_child(el, container, REGISTRY_CHILDREN)
         removed = sync_keyed(box, tag, items, _uuid_key, lambda m: m.uuid,
-                             lambda e, m, k=kind: _write_medium(e, m, base, k, 1))
+                             functools.partial(_write_medium, base=base, kind=kind, depth=1))
         if removed and not items and is_empty(box):
             remove(box)
     if reg.is_empty() and is_empty(el):

@@ -3,8 +3,8 @@
 Enumerated values use the Main API's member names (VirtualBox.xidl), e.g. controller_type
 "IntelAhci", adapter type "I82540EM", attachment_type "NAT", port_mode "TCP", uart_type "U16550A",
 boot devices "Floppy"/"DVD"/"HardDisk"/"Network"/"Null"; the XML spellings are the file modules'
-business. Defaults are those of a new machine (Machine::init in MachineImpl.cpp). Paths of media, saved states and
-snapshot states are absolute in the models; the files store them relative to the owner's folder
+business. Defaults are those of a new machine (Machine::init in MachineImpl.cpp). Paths of media, saved states
+and snapshot states are absolute in the models; the files store them relative to the owner's folder
 when they lie inside it. Timestamps are timezone-aware UTC datetimes.
 """
 
@@ -275,7 +275,8 @@ class StorageController(_Model):
 
 
 class GuestProperty(_Model):
-    """A guest property: timestamp in nanoseconds since the epoch, flags as GuestPropWriteFlags prints them."""
+    """A guest property: timestamp in nanoseconds since the epoch, flags as GuestPropWriteFlags prints
+    them."""
 
     name: str = Field(min_length=1)
     value: str = ""
@@ -334,7 +335,7 @@ class BiosLogo(_Model):
 
 
 BootDevice = Literal["Null", "Floppy", "DVD", "HardDisk", "Network", "USB", "SharedFolder"]
-DEFAULT_BOOT_ORDER = ["Floppy", "DVD", "HardDisk", "Null"]
+DEFAULT_BOOT_ORDER: list[BootDevice] = ["Floppy", "DVD", "HardDisk", "Null"]
 
 
 def _default_adapters() -> list[NetworkAdapter]:

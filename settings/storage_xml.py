@@ -1,4 +1,5 @@
-"""`<StorageControllers>` with their `<AttachedDevice>`s (Settings.cpp, MachineConfigFile::readStorageControllers).
+"""`<StorageControllers>` with their `<AttachedDevice>`s (Settings.cpp,
+MachineConfigFile::readStorageControllers).
 
 Attachments name their medium by UUID only; where the file lives is the media registry's job.
 The element sits under `<Hardware>` from 1.17 on and under `<Machine>`/`<Snapshot>` before; the

@@ -298,6 +298,8 @@ def put_flag_child(parent: etree._Element, name: str, value: Any, default: Any,
                    order: Sequence[str] = (), always: bool = False, attr: str = "enabled") -> None:
     """An `<X enabled="..."/>`-style child written only when not default (or always)."""
     el = child(parent, name)
+    current: Any
+    fmt: Callable[[Any], str]
     if isinstance(default, bool):
         current, fmt = get_bool(el, attr, default), fmt_bool
     elif isinstance(default, int):

@@ -30,7 +30,7 @@ class CfgNode:
         return self.parent.path.rstrip("/") + "/" + self.name
 
     def child(self, path: str, create: bool = False) -> CfgNode | None:
-        node: CfgNode | None = self
+        node: CfgNode = self
         for part in [p for p in path.split("/") if p]:
             nxt = node.children.get(part)
             if nxt is None:
@@ -42,7 +42,9 @@ class CfgNode:
 
     def node(self, path: str) -> CfgNode:
         """The child at path, created if missing."""
-        return self.child(path, create=True)
+        node = self.child(path, create=True)
+        assert node is not None                 # created
+        return node
 
     def set(self, path: str, value: Value) -> None:
         parent, _, name = path.rpartition("/")

@@ -2,8 +2,8 @@
 
 States: created -> running <-> paused -> done.  The console talks to the vCPU only through
 the command queue (pause, resume, reset, power off, call); the loop on the vCPU thread
-fires due timers, moves interrupts from the interrupt controller (local APIC or PIC) into the guest, runs the engine and
-handles its exits.  Engine-agnostic: REM dispatches I/O inline, HM returns IoExit/MmioExit
+fires due timers, moves interrupts from the interrupt controller (local APIC or PIC) into the guest, runs the
+engine and handles its exits.  Engine-agnostic: REM dispatches I/O inline, HM returns IoExit/MmioExit
 which EM completes on the buses.
 
 Preemption: a ticker thread kicks the engine when the next timer deadline passes (and
@@ -21,6 +21,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Protocol
 
 from vmm.bus import Bus
 from vmm.engine import (
@@ -54,7 +55,7 @@ class StopReason(enum.Enum):
     TRIPLE_FAULT = "triple fault"      # the machine's policy decides reset or Stuck
 
 
-class InterruptController:
+class InterruptController(Protocol):
     """What EM needs from the vCPU's interrupt controller: its local APIC (vmm.devices.apic.LocalApic,
     which passes the 8259A's ExtINT through LINT0) or, in a machine without one, the 8259A pair
     (vmm.devices.pic.PicPair).  vmm.devices.irq_routing.InterruptRouting.controller() picks it."""
@@ -87,7 +88,7 @@ class Em:
     # -- console side (any thread) ---------------------------------------------------------------
     def start(self, paused: bool = False) -> None:
         self.state = EmState.PAUSED if paused else EmState.RUNNING
-        if paused and hasattr(self.clock, "pause"):
+        if paused:
             self.clock.pause()
         self._ticker.start()
         self._thread.start()
@@ -200,13 +201,11 @@ class Em:
                 if cmd == "pause":
                     if self.state is EmState.RUNNING:
                         self.state = EmState.PAUSED
-                        if hasattr(self.clock, "pause"):
-                            self.clock.pause()
+                        self.clock.pause()
                     fut.set_result(None)
                 elif cmd == "resume":
                     if self.state is EmState.PAUSED:
-                        if hasattr(self.clock, "resume"):
-                            self.clock.resume()
+                        self.clock.resume()
                         self.state = EmState.RUNNING
                     fut.set_result(None)
                 elif cmd == "reset":

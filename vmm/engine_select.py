@@ -78,11 +78,14 @@ def _kvm_status(device: str) -> tuple[bool, bool, str]:
     return True, True, ""
 
 
-def detect_host(device: str = KVM_DEVICE, cpuinfo: str | None = None, sys_module: str = "/sys/module") -> HostVirt:
+def detect_host(
+    device: str = KVM_DEVICE, cpuinfo: str | None = None, sys_module: str = "/sys/module"
+) -> HostVirt:
     flags = _cpu_flags(_read("/proc/cpuinfo") if cpuinfo is None else cpuinfo)
     present, usable, problem = _kvm_status(device)
     vtx, amdv = "vmx" in flags, "svm" in flags
-    unrestricted = vtx and _read(f"{sys_module}/kvm_intel/parameters/unrestricted_guest").strip() in ("Y", "1")
+    unrestricted = (vtx
+                    and _read(f"{sys_module}/kvm_intel/parameters/unrestricted_guest").strip() in ("Y", "1"))
     return HostVirt(kvm_present=present, kvm_usable=usable, kvm_problem=problem,
                     pvm=os.path.isdir(f"{sys_module}/kvm_pvm"), vtx=vtx, amdv=amdv,
                     nested_paging=bool(flags & {"ept", "npt"}), unrestricted_guest=unrestricted)
@@ -97,15 +100,18 @@ def choose_engine(hwvirtex: bool, force_hm: bool = False, host: HostVirt | None 
     host = detect_host() if host is None else host
     if force_hm:
         if not host.kvm_usable:
-            raise EngineSelectError(f"{FORCE_HM_KEY}=1 but hardware virtualization is not usable: {host.kvm_problem}")
+            raise EngineSelectError(f"{FORCE_HM_KEY}=1 but hardware virtualization is not usable: "
+                                    f"{host.kvm_problem}")
         kind = "PVM (kvm_pvm)" if host.pvm else "KVM"
-        return EngineChoice("hm", f"HM: {FORCE_HM_KEY}=1 forces the hardware engine ({kind} via {KVM_DEVICE})")
+        return EngineChoice("hm",
+                            f"HM: {FORCE_HM_KEY}=1 forces the hardware engine ({kind} via {KVM_DEVICE})")
     if not hwvirtex:
         return EngineChoice("rem", "REM: hardware virtualization disabled for this VM (--hwvirtex off)")
     if not host.kvm_usable:
         return EngineChoice("rem", f"REM: no usable VT-x/AMD-V ({host.kvm_problem})")
     if host.pvm:
-        return EngineChoice("rem", f"REM: {KVM_DEVICE} is PVM (kvm_pvm), not VT-x/AMD-V: stock guests cannot run "
+        return EngineChoice("rem",
+                            f"REM: {KVM_DEVICE} is PVM (kvm_pvm), not VT-x/AMD-V: stock guests cannot run "
                                    f"on it (set extra data {FORCE_HM_KEY}=1 for PVM-aware guests)")
     if not host.hw_virtualization:
         return EngineChoice("rem", f"REM: {KVM_DEVICE} is usable but the CPU reports neither VT-x nor AMD-V")
@@ -113,7 +119,8 @@ def choose_engine(hwvirtex: bool, force_hm: bool = False, host: HostVirt | None 
 
 
 def create_engine(kind: str, memory, io_bus, mmio_bus, *, paravirt: str | int = "none", os_type_id: str = "",
-                  irqchip: str = "user", nested_paging: bool = True, large_pages: bool = False, vpid: bool = True,
+                  irqchip: str = "user", nested_paging: bool = True, large_pages: bool = False,
+                  vpid: bool = True,
                   local_apic: bool = False):
     """Build the chosen engine's Vm.  HM uses userspace interrupt controllers by default (EM's PIC);
     the paging options are VirtualBox's --nested-paging/--large-pages/--vtx-vpid (HM only).

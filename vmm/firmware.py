@@ -47,7 +47,8 @@ def find(name: str = BIOS_NAME) -> Path:
     for path in candidates(name):
         if path.is_file():
             return path
-    raise FirmwareError(f"no SeaBIOS image '{name}' (looked in {', '.join(str(p) for p in candidates(name))}); "
+    raise FirmwareError(f"no SeaBIOS image '{name}' (looked in "
+                        f"{', '.join(str(p) for p in candidates(name))}); "
                         "run 'python3 -m vmm.firmware' or install Debian's seabios package")
 
 

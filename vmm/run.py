@@ -28,8 +28,8 @@ import time
 import tty
 
 from vmm.cfgm import CfgNode
-from vmm.devices.serial_backends import SerialBackend
 from vmm.gim import PROVIDERS
+from vmm.serial.backends import SerialBackend
 from vmm.vm import Machine, MachineError
 
 QUIT_BYTE = 0x1D   # Ctrl-]
@@ -187,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="GIM provider (default: by --ostype, as VirtualBox)")
     ap.add_argument("--ostype", default="Debian_64", help="guest OS type for --paravirt-provider default")
     ap.add_argument("--disk", action="append", help="ctl:path with ctl = ahci, virtio or ide")
-    ap.add_argument("--dvd", help="ISO image in a DVD drive on the IDE controller (sata:x.iso: on AHCI; \"\": empty drive)")
+    ap.add_argument("--dvd",
+                    help="ISO image in a DVD drive on the IDE controller (sata:x.iso: on AHCI; \"\": "
+                    "empty drive)")
     ap.add_argument("--nic", action="append", help="type:attachment[:hostport=guestport,...] (e1000|virtio, "
                     "nat|intnet=NAME|null)")
     ap.add_argument("--nic-trace", metavar="PREFIX", help="write PREFIX.<n>.pcap for each NIC")
@@ -229,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                 lines = [f"rip {cpu.gpr.get('rip', 0):#x} rflags {cpu.gpr.get('rflags', 0):#x} "
                          f"now {machine.clock.now_ns()} next timer {machine.clock.next_deadline()}",
                          f"pit {machine.pit.get_state()}",
-                         f"pic master {machine.pic._m.s} slave {machine.pic._s.s}", f"uarts {[u.s for u in machine.uarts]}"]
+                         f"pic master {machine.pic._m.s} slave {machine.pic._s.s}",
+                         f"uarts {[u.s for u in machine.uarts]}"]
                 for nic in machine.nics:
                     m = nic.model
                     lines.append(f"nic{nic.spec.adapter}: rxq {len(m.rx)} stats {m.stats} broken "

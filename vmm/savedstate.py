@@ -112,7 +112,8 @@ def _check(r: SavedStateReader, machine) -> None:
     if machine is None:
         return
     if meta.get("ram") != machine.memory.size:
-        raise SavedStateError(f"saved state '{r.path}' is for {meta.get('ram', 0) >> 20} MiB of RAM, the VM has "
+        raise SavedStateError(f"saved state '{r.path}' is for {meta.get('ram', 0) >> 20} MiB of "
+                              f"RAM, the VM has "
                               f"{machine.memory.size >> 20} MiB")
     saved = meta.get("units") or {}
     have = {name: _class_name(dev.get_state()) for name, dev in state_units(machine)}
@@ -148,7 +149,9 @@ def restore_state(machine, path: str | os.PathLike) -> dict:
             try:
                 dev.set_state(st)
             except (ValueError, TypeError, KeyError, IndexError) as e:
-                raise SavedStateError(f"saved state of {type(dev).__name__} does not fit the device: {e}") from e
+                raise SavedStateError(
+                    f"saved state of {type(dev).__name__} does not fit the device: {e}"
+                ) from e
         return dict(r.meta)
 
 
@@ -177,50 +180,6 @@ def _fix(template, obj):
 
 
 # ------------------------------------------------------------------ the VM process's side
-
-def console_save_state(machine, session_machine) -> SaveResult:
-    """IConsole::saveState in the VM process: report Saving, write the state into the file the
-    service names (`stateFilePath` while Saving), report Saved. On failure the machine goes back
-    to the state it had (Running or Paused) and the error propagates. The caller powers the VM
-    off afterwards (the process's job ends with a saved machine)."""
-    from vboxsvc.api.enums import MachineState
-    before = session_machine.state
-    running = before == MachineState.Running
-    session_machine.update_state(MachineState.Saving)
-    try:
-        path = session_machine.state_file_path
-        if not path:
-            raise SavedStateError("the service named no state file for the saved state")
-        result = save_state(machine, path)
-    except BaseException:
-        if running:
-            machine.resume().result()
-        session_machine.update_state(MachineState.Running if running else MachineState.Paused)
-        raise
-    session_machine.update_state(MachineState.Saved)
-    return result
-
-
-def console_restore_if_saved(machine, session_machine) -> bool:
-    """At power-up: a Saved machine restores its state file instead of booting (Restoring). Returns
-    True when restored (report Running after starting the machine), False for a normal boot. A bad
-    file reports Saved again, so nothing is lost, and raises SavedStateError with the reason (the
-    VM process then ends without starting the VM). Build the Machine with `restoring=True` when the
-    session machine is Saved: it then skips loading the boot files the state replaces."""
-    from vboxsvc.api.enums import MachineState
-    if session_machine.state not in (MachineState.Saved, MachineState.AbortedSaved):
-        return False
-    path = session_machine.state_file_path
-    session_machine.update_state(MachineState.Restoring)
-    try:
-        if not path or not os.path.isfile(path):
-            raise SavedStateError(f"the saved state file '{path}' is missing")
-        restore_state(machine, path)
-    except SavedStateError:
-        session_machine.update_state(MachineState.Saved)
-        raise
-    return True
-
 
 def console_take_snapshot(machine, state_file: str, disks, pause: bool = True) -> SaveResult:
     """IConsole::takeSnapshotOnline in the VM process: with the vCPU held, write the state into the

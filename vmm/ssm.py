@@ -243,7 +243,8 @@ class SavedStateReader:
         if major != MAJOR:
             self.close()
             raise SavedStateError(
-                f"saved state file '{self.path}' has unsupported version {major}.{minor} (supported: {MAJOR}.x)")
+                f"saved state file '{self.path}' has unsupported version {major}.{minor} "
+                f"(supported: {MAJOR}.x)")
         if mlen > 1 << 20 or len(MAGIC) + 8 + mlen > self.size:
             self.close()
             raise SavedStateError(f"saved state file '{self.path}' has a corrupt header")
@@ -310,7 +311,9 @@ class SavedStateReader:
     def read_unit(self, name: str, instance: int = 0, max_version: int | None = None) -> tuple[int, bytes]:
         u = self.find(name, instance)
         if max_version is not None and u.version > max_version:
-            raise SavedStateError(f"unit '{name}' version {u.version} is newer than supported ({max_version})")
+            raise SavedStateError(
+                f"unit '{name}' version {u.version} is newer than supported ({max_version})"
+            )
         return u.version, b"".join(self._chunks(u))
 
     def read_state(self, cls, name: str, instance: int = 0, max_version: int | None = None):

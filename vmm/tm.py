@@ -58,6 +58,15 @@ class Clock(abc.ABC):
     def now_ns(self) -> int:
         """Guest time in nanoseconds."""
 
+    def pause(self) -> None:
+        """EM paused the VM: guest time stands still until resume().  A clock that host time does
+        not drive (FakeClock) has nothing to do."""
+        return None
+
+    def resume(self) -> None:
+        """EM resumed the VM: guest time runs on from where pause() stopped it."""
+        return None
+
     def new_timer(self, callback: Callable[[], None]) -> Timer:
         return Timer(self, callback)
 

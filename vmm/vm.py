@@ -4,8 +4,8 @@ One placement table (`PLACEMENT`) says where every legacy device lives (ports, I
 (`PCI_SLOTS`) where every PCI function sits, following VirtualBox's PIIX3 layout; devices
 themselves never know.  The machine starts like a PC, at the reset vector in the firmware
 (SeaBIOS, fed through fw_cfg by vmm.firmware_config), unless a kernel is handed over
-(`Boot/Kernel`, the fast path: the VMM loads it and plays the firmware's part).  `Machine` owns the pieces, runs the vCPU through EM and reports the
-machine's fate through `on_stop(reason, detail)`:
+(`Boot/Kernel`, the fast path: the VMM loads it and plays the firmware's part).  `Machine` owns the pieces,
+runs the vCPU through EM and reports the machine's fate through `on_stop(reason, detail)`:
   "poweroff" (guest ACPI S5 or the console), "stuck" (engine error, or a triple fault when
   the machine does not reset on it).  Guest reboots (i8042 pulse, PCI reset control, ACPI
   reset register, triple fault with TripleFaultReset) reset the machine and keep running.
@@ -43,7 +43,6 @@ from vmm.devices.piix4_pm import Piix4Pm
 from vmm.devices.pit import Pit8254, Port61
 from vmm.devices.port80 import BOOT_MARKER_PORT, BootMarkerPort, PostCodePort
 from vmm.devices.rtc import Rtc
-from vmm.devices.serial_backends import SerialBackend, create_backend
 from vmm.devices.uart import Uart16550, UartType
 from vmm.devices.vbe import PCI_CLASS as VBE_PCI_CLASS
 from vmm.devices.vbe import PCI_DEVICE as VBE_PCI_DEVICE
@@ -63,6 +62,7 @@ from vmm.hgcm.shfl_service import SharedFolderSpec, SharedFoldersService
 from vmm.hgcm.shfl_types import SERVICE_NAME as SHFL_SERVICE_NAME
 from vmm.memory import LOW_RAM_LIMIT, GuestMemory
 from vmm.physmap import LEGACY_END, LEGACY_START, PAM_RW, VGA_HOLE_START, LegacyMemoryMap
+from vmm.serial.backends import SerialBackend, create_backend
 from vmm.tm import VirtualClock
 
 log = logging.getLogger("vboxpy.vm")
@@ -90,6 +90,15 @@ PCI_SLOTS = {
     "nic4": (0x10, 0), "nic5": (0x11, 0), "nic6": (0x12, 0), "nic7": (0x13, 0),
 }
 COM_PORTS = [(0x3F8, 4), (0x2F8, 3), (0x3E8, 4), (0x2E8, 3)]
+
+
+def placement_irq(name: str) -> int:
+    """The ISA IRQ `PLACEMENT` gives the entry `name`: the builder wires the device's line from it,
+    so the table and the wiring cannot disagree."""
+    for entry, _base, _span, irq in PLACEMENT:
+        if entry == name and irq is not None:
+            return irq
+    raise KeyError(f"no IRQ for {name!r} in the placement table")
 DEFAULT_CMDLINE = "console=ttyS0"
 
 
@@ -119,7 +128,8 @@ def _create_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus, paravirt:
     if kind not in ("rem", "hm"):
         raise MachineError(f"unknown execution engine {kind!r} (rem, hm, auto)")
     try:
-        return create_engine(kind, memory, io, mmio, paravirt=paravirt, os_type_id=os_type, local_apic=local_apic)
+        return create_engine(kind, memory, io, mmio, paravirt=paravirt, os_type_id=os_type,
+                             local_apic=local_apic)
     except GimError as e:
         raise MachineError(f"GIM: {e}")
     except ImportError as e:
@@ -205,7 +215,8 @@ class Machine:
         if controller in ("Null", "None", ""):
             return None
         if controller not in VBE_CONTROLLERS:
-            raise MachineError(f"graphics controller {controller} is not available (vboxvga, vmsvga or vboxsvga "
+            raise MachineError(f"graphics controller {controller} is not available (vboxvga, vmsvga "
+                               f"or vboxsvga "
                                "run as the Bochs VBE-compatible VGA)")
         vram = vram_bytes(cfg.get_int("Display/VRAMSize", 16 << 20))
         vbe = BochsVbe(vram)
@@ -231,9 +242,10 @@ class Machine:
         clock = self.clock
         ram = self.memory.size
         below = min(ram, LOW_RAM_LIMIT)
-        self.pit = Pit8254(irqs.line(0), clock)
-        self.kbc = I8042(irqs.line(1), irqs.line(12), on_reset=self._guest_reset, clock=clock)
-        self.rtc = Rtc(irqs.line(8), clock, ram_below_4g=below, ram_above_4g=ram - below)
+        self.pit = Pit8254(irqs.line(placement_irq("pit")), clock)
+        self.kbc = I8042(irqs.line(placement_irq("kbc.data")), irqs.line(placement_irq("kbc.command")),
+                         on_reset=self._guest_reset, clock=clock)
+        self.rtc = Rtc(irqs.line(placement_irq("rtc")), clock, ram_below_4g=below, ram_above_4g=ram - below)
         self.acpi = AcpiPm(irqs.line(ACPI_SCI_IRQ), clock, on_power_off=self._guest_power_off,
                            on_reset=self._guest_reset)
         fw = self.firmware
@@ -311,7 +323,8 @@ class Machine:
             self.pci.assign_resources()
             self.isa_bridge.set_routes(list(KERNEL_PIRQ_ROUTES))
             self.pm_function.enable(ACPI_PM_BASE)
-            self.placed.append(f"{'acpi.pm':<12} I/O {ACPI_PM_BASE:#06x}-{ACPI_PM_BASE + 0x1f:#06x} IRQ {ACPI_SCI_IRQ}")
+            self.placed.append(f"{'acpi.pm':<12} I/O {ACPI_PM_BASE:#06x}-{ACPI_PM_BASE + 0x1f:#06x} IRQ "
+                               f"{ACPI_SCI_IRQ}")
             self.host_bridge.set_pam(bytes([PAM_RW << 4] + [PAM_RW << 4 | PAM_RW] * 6))
             acfg = AcpiConfig(pm_base=ACPI_PM_BASE, sci_irq=ACPI_SCI_IRQ, pci=True, apic=self.ioapic_enabled,
                               pci_irqs=self._pci_irq_routes())
@@ -354,8 +367,10 @@ class Machine:
         out = []
         for node in cfg.child("SharedFolders") or []:
             try:
-                out.append(SharedFolderSpec(node.name, node.get_str("HostPath"), node.get_bool("Writable", True),
-                                            node.get_bool("AutoMount", False), node.get_str("AutoMountPoint", ""),
+                out.append(SharedFolderSpec(node.name, node.get_str("HostPath"),
+                                            node.get_bool("Writable", True),
+                                            node.get_bool("AutoMount", False),
+                                            node.get_str("AutoMountPoint", ""),
                                             node.get_bool("SymlinksCreate", False)))
             except CfgmError as e:
                 raise MachineError(f"shared folder {node.name}: {e}")
@@ -507,7 +522,8 @@ class Machine:
         image = self.boot.kernel.read_bytes()
         initrd = self.boot.initrd.read_bytes() if self.boot.initrd else None
         try:
-            bi = loader.load(self.memory, image, initrd, self.boot.cmdline, rsdp=self.acpi_tables.rsdp_address)
+            bi = loader.load(self.memory, image, initrd, self.boot.cmdline,
+                             rsdp=self.acpi_tables.rsdp_address)
         except loader.BootError as e:
             raise MachineError(f"cannot boot {self.boot.kernel}: {e}")
         self.vcpu.set_state(bi.state)
@@ -541,7 +557,8 @@ class Machine:
         if kind == "stuck":
             lines = self.vga.last_lines(10)
             if lines:
-                log.info("VGA text screen (last %d lines):\n%s", len(lines), "\n".join(f"  | {ln}" for ln in lines))
+                log.info("VGA text screen (last %d lines):\n%s", len(lines),
+                         "\n".join(f"  | {ln}" for ln in lines))
         if self.on_stop is not None:
             self.on_stop(kind, detail)
 
@@ -654,11 +671,13 @@ class Machine:
         return lines
 
     def describe(self) -> list[str]:
-        return [f"Engine: {self.engine_name}", self.gim_description, f"RAM: {self.memory.size // (1 << 20)} MiB",
+        return [f"Engine: {self.engine_name}", self.gim_description,
+                f"RAM: {self.memory.size // (1 << 20)} MiB",
                 (f"Boot: {self.boot_image.kind} {self.boot.kernel} entry {self.boot_image.entry:#x}"
                  if self.boot_image is not None else
                  f"Boot: firmware {self.firmware.name} ({self.firmware.size // 1024} KiB)"
                  if self.firmware is not None else "Boot: restored from a saved state"),
-                ] + ([f"Initrd: {self.boot.initrd}", f"Cmdline: {self.boot.cmdline}"] if self.boot.kernel else []) + \
+                ] + ([f"Initrd: {self.boot.initrd}", f"Cmdline: {self.boot.cmdline}"]
+                     if self.boot.kernel else []) + \
                ["Devices:"] + \
                [f"  {p}" for p in self.placed]

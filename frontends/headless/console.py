@@ -8,15 +8,10 @@ the VMM and reports the state changes.
 
 from __future__ import annotations
 
-from vboxsvc.api import MachineState, VBoxError, state_name
+from vboxsvc.api import MachineState, VBoxError
 from vboxsvc.api import errors as rc
 
-
-def invalid_state(state: MachineState, action: str = "") -> VBoxError:
-    text = f"Invalid machine state: {state_name(state)}"
-    if action:
-        text += f" ({action})"
-    return VBoxError(rc.VBOX_E_INVALID_VM_STATE, text, "IConsole", "ConsoleWrap")
+from .console_errors import invalid_state
 
 
 class HeadlessConsole:
@@ -78,7 +73,8 @@ class HeadlessConsole:
 
     def sleep_button(self) -> None:
         self._p.need(MachineState.Running)
-        raise VBoxError(rc.VBOX_E_PDM_ERROR, "Sending sleep button event failed (the vboxpy ACPI device has no "
+        raise VBoxError(rc.VBOX_E_PDM_ERROR,
+                        "Sending sleep button event failed (the vboxpy ACPI device has no "
                                              "sleep button)", "IConsole", "ConsoleWrap")
 
     def save_state(self):

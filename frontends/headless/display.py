@@ -15,7 +15,7 @@ from vboxsvc.api import MachineState, VBoxError
 from vboxsvc.api import errors as rc
 from vboxsvc.api.enums import GuestMonitorStatus
 
-from .console import invalid_state
+from .console_errors import invalid_state
 
 MONITORS = 1
 KEY_WAIT_S = 30.0                   # how long putScancodes waits for the guest to make room in the queue
@@ -35,7 +35,8 @@ class HeadlessDisplay:
 
     def _screen(self, screen_id: int):
         if not 0 <= screen_id < MONITORS:
-            raise VBoxError(rc.E_INVALIDARG, f"Invalid screen {screen_id} (total {MONITORS})", "IDisplay", "Display")
+            raise VBoxError(rc.E_INVALIDARG, f"Invalid screen {screen_id} (total {MONITORS})",
+                            "IDisplay", "Display")
         _live(self._p)
         return self._p.vm.screen()
 

@@ -18,6 +18,8 @@ from vboxsvc.api import VBoxError
 from vboxsvc.api import errors as rc
 from vboxsvc.api import guestprop as gp
 
+from .console_errors import console_error
+
 GET, SET, DELETE = 0, 1, 2
 
 
@@ -102,10 +104,6 @@ class TransientFolder:
         return "" if self.accessible else f"'{self.host_path}' is not accessible"
 
 
-def _console_error(code: int, text: str) -> VBoxError:
-    return VBoxError(code, text, "IConsole", "ConsoleWrap")
-
-
 class TransientFolders:
     def __init__(self):
         self._folders: list[TransientFolder] = []
@@ -115,11 +113,14 @@ class TransientFolders:
         with self._lock:
             return list(self._folders)
 
-    def create(self, name: str, host_path: str, writable: bool, auto_mount: bool, auto_mount_point: str) -> None:
+    def create(
+        self, name: str, host_path: str, writable: bool, auto_mount: bool, auto_mount_point: str
+    ) -> None:
         if not name:
-            raise _console_error(rc.E_INVALIDARG, "Shared folder name must not be empty")
+            raise console_error(rc.E_INVALIDARG, "Shared folder name must not be empty")
         if not os.path.isabs(host_path):
-            raise VBoxError(rc.E_INVALIDARG, f"Shared folder path '{host_path}' is not absolute", "ISharedFolder",
+            raise VBoxError(rc.E_INVALIDARG, f"Shared folder path '{host_path}' is not absolute",
+                            "ISharedFolder",
                             "SharedFolderWrap")
         path = host_path.rstrip("/") or "/"
         if not os.path.exists(path):
@@ -127,11 +128,12 @@ class TransientFolders:
                             "ISharedFolder", "SharedFolderWrap")
         with self._lock:
             if any(f.name == name for f in self._folders):
-                raise _console_error(rc.VBOX_E_FILE_ERROR, f"Shared folder named '{name}' already exists")
-            self._folders.append(TransientFolder(name, path, bool(writable), bool(auto_mount), auto_mount_point or ""))
+                raise console_error(rc.VBOX_E_FILE_ERROR, f"Shared folder named '{name}' already exists")
+            self._folders.append(TransientFolder(name, path, bool(writable), bool(auto_mount),
+                                                 auto_mount_point or ""))
 
     def remove(self, name: str) -> None:
         with self._lock:
             if not any(f.name == name for f in self._folders):
-                raise _console_error(rc.VBOX_E_FILE_ERROR, f"Could not find a shared folder named '{name}'.")
+                raise console_error(rc.VBOX_E_FILE_ERROR, f"Could not find a shared folder named '{name}'.")
             self._folders = [f for f in self._folders if f.name != name]

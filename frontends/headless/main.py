@@ -33,8 +33,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("-s", "--startvm", "-startvm", dest="startvm", required=True, metavar="<name|uuid>",
                     help="the virtual machine to run")
     ap.add_argument("--comment", "-comment", metavar="<text>", help="ignored (identifies the process in ps)")
-    ap.add_argument("-v", "--vrde", "-vrde", "--vnc", metavar="on|off|config", help="accepted, ignored: no VRDE")
-    ap.add_argument("-e", "--vrdeproperty", "-vrdeproperty", action="append", default=[], metavar="<name=value>",
+    ap.add_argument("-v", "--vrde", "-vrde", "--vnc", metavar="on|off|config",
+                    help="accepted, ignored: no VRDE")
+    ap.add_argument("-e", "--vrdeproperty", "-vrdeproperty", action="append", default=[],
+                    metavar="<name=value>",
                     help="accepted, ignored")
     ap.add_argument("--settingspw", metavar="<pw>", help="accepted, ignored: settings are not encrypted")
     ap.add_argument("--settingspwfile", metavar="<file>", help="accepted, ignored")

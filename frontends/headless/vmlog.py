@@ -71,7 +71,8 @@ def use(handler: logging.Handler) -> logging.Handler:
 def header(log: logging.Logger, version: str) -> None:
     log.info("vboxpy VM process (VBoxHeadless) %s", version)
     now = time.time()
-    log.info("Log opened %s.%06dZ", time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)), int(now * 1e6) % 1000000)
+    log.info("Log opened %s.%06dZ", time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)),
+             int(now * 1e6) % 1000000)
     u = platform.uname()
     log.info("OS Product: %s", u.system)
     log.info("OS Release: %s", u.release)

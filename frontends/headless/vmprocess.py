@@ -24,17 +24,13 @@ from vboxsvc.ipc.client import connect
 from vboxsvc.ipc.localobjects import LocalProgress
 from vboxsvc.ipc.vmlock import VmLock, VmLockBusy
 from vmm.cfgm import CfgNode
-from vmm.devices.serial_backends import SerialBackendError
 from vmm.engine_select import EngineSelectError, choose_engine, force_hm_requested
-from vmm.savedstate import (
-    SavedStateError,
-    console_restore_if_saved,
-    console_save_state,
-    console_take_snapshot,
-)
+from vmm.savedstate import SavedStateError, console_take_snapshot
+from vmm.serial.backends import SerialBackendError
 from vmm.vm import Machine, MachineError
 
 from .console import HeadlessConsole, invalid_state
+from .console_state import console_restore_if_saved, console_save_state
 from .guestprops import GuestPropertyStore, TransientFolders
 from .machine_config import ConfigError, add_shared_folders, describe_error, read_settings
 from .vrde import VRDE_POLL_S, start_vrde, vrde_settings
@@ -103,7 +99,8 @@ class VmProcess:
                 self.vmlock.update(state.name)      # what a next service learns if ours dies
             self.sm.update_state(state)
             self.state = state
-        log.info("Changing the VM state from '%s' to '%s'", state_name(old).upper(), state_name(state).upper())
+        log.info("Changing the VM state from '%s' to '%s'", state_name(old).upper(),
+                 state_name(state).upper())
 
     def need(self, *states: MachineState) -> None:
         if self.state not in states or self._ending:
@@ -131,7 +128,8 @@ class VmProcess:
         self.sm = self.session.machine
         self.state = MachineState(self.sm.state)
         self.settings = read_settings(self.sm)
-        log.info("Machine: '%s' {%s} (OS type %s)", self.settings.name, self.settings.uuid, self.settings.os_type_id)
+        log.info("Machine: '%s' {%s} (OS type %s)", self.settings.name, self.settings.uuid,
+                 self.settings.os_type_id)
         for note in self.settings.notes:
             log.warning("Warning: %s", note)
 
@@ -256,7 +254,8 @@ class VmProcess:
         self.guestprops.load(self.sm.enumerate_guest_properties(""))
         vbox = self.client.virtualbox
         version, revision = vbox.version, vbox.revision
-        for name, value in (("/VirtualBox/HostInfo/VBoxVer", version), ("/VirtualBox/HostInfo/VBoxVerExt", version),
+        for name, value in (("/VirtualBox/HostInfo/VBoxVer", version),
+                            ("/VirtualBox/HostInfo/VBoxVerExt", version),
                             ("/VirtualBox/HostInfo/VBoxRev", str(revision))):
             self.guestprops.publish(name, value, "TRANSIENT, RDONLYGUEST")
 
@@ -337,7 +336,8 @@ class VmProcess:
         with self._lock:
             self.need(MachineState.Running, MachineState.Paused)
             self._ending = True
-            progress = self._last_progress = WatchedProgress("Saving the execution state of the virtual machine")
+            progress = self._last_progress = WatchedProgress("Saving the execution state of the "
+                                                             "virtual machine")
         threading.Thread(target=self._save_state, args=(progress,), daemon=True).start()
         return progress
 
@@ -354,7 +354,8 @@ class VmProcess:
                                         "IConsole", "ConsoleWrap"))
             return
         self.state = MachineState.Saved
-        log.info("Saved the VM state to '%s' (%d bytes, vCPU held %.3f s)", result.path, result.size, result.seconds)
+        log.info("Saved the VM state to '%s' (%d bytes, vCPU held %.3f s)", result.path, result.size,
+                 result.seconds)
         try:
             self._stop_vm()
         except Exception:
@@ -362,7 +363,8 @@ class VmProcess:
         progress.complete()
         self._events.put(("finished", "state saved"))
 
-    def nat_redirect_changed(self, slot: int, remove: bool, name: str, proto: int, host_ip: str, host_port: int,
+    def nat_redirect_changed(self, slot: int, remove: bool, name: str, proto: int, host_ip: str,
+                             host_port: int,
                              guest_ip: str, guest_port: int) -> None:
         """Console::onNATRedirectRuleChange: a rule that cannot be bound is logged, as DrvNAT does."""
         from vmm.net.nat import NatRule

@@ -87,7 +87,8 @@ def fetch_sdist(dest: Path) -> Path:
     path = dest / SDIST
     if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != SDIST_SHA256:
         dest.mkdir(parents=True, exist_ok=True)
-        run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-binary", ":all:",
+        run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+             "--no-binary", ":all:",
              "--no-deps", f"unicorn=={VERSION}", "-d", str(dest)])
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != SDIST_SHA256:
@@ -112,7 +113,10 @@ def build_wheel(out_dir: Path, key: str) -> Path:
             run(["patch", "-p1", "--forward", "--batch", "-d", str(tree / "src"), "-i", str(p)], log=log)
         build = tree / "src" / "build"
         flags = f'-DVBOX_BUILD_ID=\\"vboxpy{PATCH_LEVEL}.{key}\\"'
-        run(["cmake", "-S", str(tree / "src"), "-B", str(build), *CMAKE_ARGS, f"-DCMAKE_C_FLAGS={flags}"], log=log)
+        run(
+            ["cmake", "-S", str(tree / "src"), "-B", str(build), *CMAKE_ARGS, f"-DCMAKE_C_FLAGS={flags}"],
+            log=log,
+        )
         run(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 2), "--target", "unicorn"], log=log)
         lib = build / LIBRARY
         if not lib.exists():

@@ -217,7 +217,8 @@ class World:
                     argv = f.read().split(b"\0")
             except OSError:
                 continue
-            if b"vboxsvc.server.main" in argv or any(a.endswith((b"/vboxsvc", b"/VBoxSVC")) for a in argv[:2]):
+            if b"vboxsvc.server.main" in argv or any(a.endswith((b"/vboxsvc", b"/VBoxSVC"))
+                                                     for a in argv[:2]):
                 pids.append(pid)
         return pids
 

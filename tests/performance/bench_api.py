@@ -66,17 +66,21 @@ class Ours:
         With bytecode_cache, the project's modules are not compiled again on every start (as for an
         installed package): PYTHONDONTWRITEBYTECODE is dropped and compiled code goes to a private prefix.
         """
-        code = ("import os, time; t=time.perf_counter(); from vboxsvc.ipc.client import connect; c=connect(); "
+        code = ("import os, time; t=time.perf_counter(); from vboxsvc.ipc.client import connect; "
+                "c=connect(); "
                 "c.virtualbox.version; d=time.perf_counter()-t; "
                 "f=open(f'/proc/{c.service_pid}/stat').read().rsplit(')', 1)[1].split(); "
-                "k=os.times(); "  # + the launcher (reaped by connect): the interpreter's start before the fork
-                "print(d, (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK') + k.children_user + k.children_system);"
+                # + the launcher (reaped by connect): the interpreter's start before the fork
+                "k=os.times(); "
+                "print(d, (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK') + k.children_user + "
+                "k.children_system);"
                 " c.close()")
         env = dict(self.env)
         if bytecode_cache:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = f"{self.base}/pycache"
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True)
         self._wait_gone()
         wall, cpu = out.stdout.split()[-2:]
         return float(wall), float(cpu)
@@ -309,7 +313,9 @@ def main() -> int:
         cold, cold_cpu = statistics.median(c[0] for c in colds), statistics.median(c[1] for c in colds)
         ours.cold_start(bytecode_cache=True)  # fills the cache
         cached = [ours.cold_start(bytecode_cache=True) for _ in range(3)]
-        cached_wall, cached_cpu = statistics.median(c[0] for c in cached), statistics.median(c[1] for c in cached)
+        cached_wall, cached_cpu = (
+            statistics.median(c[0] for c in cached), statistics.median(c[1] for c in cached)
+        )
         lat = ours.latency(args.calls)
         t1 = ours.throughput(1, args.seconds)
         t8 = ours.throughput(8, args.seconds)
@@ -332,7 +338,8 @@ def main() -> int:
             p1 = peer.throughput(1, args.seconds)
             p8 = peer.throughput(8, args.seconds)
             pempty, pafter = peer.memory(args.vms)
-            peer_vals = [f"{plat:.0f}", "-", "-", f"{p1:,.0f}", f"{p8:,.0f}", f"{pcold:.3f}", f"{pempty / 1024:.1f}",
+            peer_vals = [f"{plat:.0f}", "-", "-", f"{p1:,.0f}", f"{p8:,.0f}", f"{pcold:.3f}",
+                         f"{pempty / 1024:.1f}",
                          f"{pafter / 1024:.1f}", "-"]
             rows = [(a, b, c) for (a, b, _), c in zip(rows, peer_vals, strict=True)]
     finally:
@@ -347,7 +354,8 @@ def main() -> int:
     print(f"{'(context: bare python3 start-up, s)':44} {bare:>16.3f}")
     print(f"{'(cold start: service CPU to first answer, s)':44} {cold_cpu:>16.2f}")
     dwb = "PYTHONDONTWRITEBYTECODE is set" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "as above"
-    print(f"{'(cold start, bytecode cached: wall / svc CPU)':44} {f'{cached_wall:.3f} / {cached_cpu:.2f}':>16}"
+    print(f"{'(cold start, bytecode cached: wall / svc CPU)':44} "
+          f"{f'{cached_wall:.3f} / {cached_cpu:.2f}':>16}"
           f"   ({dwb}: without a cache every start compiles the project's modules)")
     if peer is not None:
         print("peer notes: virsh numbers are per `hostname` command inside a virsh shell (one RPC each, "

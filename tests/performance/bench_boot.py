@@ -114,7 +114,9 @@ def cpu_s(pid: int) -> float:
         return NAN
 
 
-def run_guest(cmd: list[str], dd: bool, timeout: float = 300.0, marker: bytes = READY_MARKER.encode()) -> dict:
+def run_guest(
+    cmd: list[str], dd: bool, timeout: float = 300.0, marker: bytes = READY_MARKER.encode()
+) -> dict:
     """Start the VM, time the marker, optionally run dd and the ash loop, then power off via the
     shell (a login prompt as the marker: no shell, the VM is killed after the timing)."""
     t0 = time.monotonic()
@@ -275,7 +277,8 @@ def kernel_form(form: str, kernel: str, initrd: str, qemu: str | None, runs: int
             extra = max(0, r.get("rss_kb", 0) - MEMORY_MB * 1024) // 1024
             dd_txt = f"{r['dd_mbs']:.0f} MB/s" if "dd_mbs" in r else "-"
             loop = f"{r['loop_s']:.2f} s" if "loop_s" in r else "-"
-            print(f"{form:8} {name:11} ready {r.get('ready_s', NAN):6.2f} s (CPU {r.get('ready_cpu', NAN):5.2f} s)"
+            print(f"{form:8} {name:11} ready {r.get('ready_s', NAN):6.2f} s (CPU "
+                  f"{r.get('ready_cpu', NAN):5.2f} s)"
                   f"   dd {dd_txt:>10} (CPU {r.get('dd_cpu', NAN):5.2f} s)   ash loop {loop:>8} "
                   f"(CPU {r.get('loop_cpu', NAN):5.2f} s)   peak RSS beyond guest RAM {extra:4d} MiB "
                   f"(RSS {r.get('rss_kb', 0) // 1024} MiB)", flush=True)

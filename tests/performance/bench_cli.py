@@ -49,7 +49,8 @@ def setup_ours(home: str, count: int) -> dict:
     vbox.system_properties.default_machine_folder = os.path.join(home, "VirtualBox VMs")  # not /root's
     for i in range(count):
         name = f"bench-{i:02d}"
-        machine = vbox.create_machine(vbox.compose_machine_filename(name, "", "", ""), name, 1, [], "Linux_64", "")
+        machine = vbox.create_machine(vbox.compose_machine_filename(name, "", "", ""), name, 1, [],
+                                      "Linux_64", "")
         machine.save_settings()
         vbox.register_machine(machine)
     client.close()
@@ -72,7 +73,8 @@ def ensure_virsh(install: bool) -> str | None:
     if not install:
         return "virsh not installed (--no-install)"
     proc = subprocess.run(["apt-get", "install", "-y", "-q", "libvirt-clients", "libvirt-daemon-system"],
-                          capture_output=True, text=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+                          capture_output=True, text=True,
+                          env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     if proc.returncode != 0 or not shutil.which("virsh"):
         return f"apt-get install libvirt-clients libvirt-daemon-system failed: {proc.stderr.strip()[-300:]}"
     return None

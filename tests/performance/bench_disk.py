@@ -4,8 +4,8 @@ For each controller (ahci = IntelAhci vs QEMU `-device ahci` + `ide-hd`; virtio 
 QEMU `-device virtio-scsi-pci` + `scsi-hd`) both VMs boot the project's Debian guest with a
 copy of the same pre-filled VDI and run busybox `dd` with O_DIRECT: a sequential read of the
 disk, then a sequential write (with fsync).  QEMU uses cache=none; ours runs twice, with
-VirtualBox's default --hostiocache off (write-through) and with --hostiocache on.  Times are taken on the host around each
-command (marker to marker on the serial console), so both sides are measured alike.
+VirtualBox's default --hostiocache off (write-through) and with --hostiocache on.  Times are taken on the host
+around each command (marker to marker on the serial console), so both sides are measured alike.
 
     python tests/performance/bench_disk.py [--mb 200] [--controllers ahci,virtio] [--only qemu|ours]
 """
@@ -146,9 +146,11 @@ def main() -> int:
                 results[(ctl, name)]["qemu_img_check"] = check.returncode == 0
                 os.unlink(vdi)
         print(f"\nin-guest dd, {args.mb} MiB, bs=1M, O_DIRECT (host-timed)")
-        print(f"{'controller':<10} {'runner':<10} {'boot s':>7} {'read MB/s':>10} {'write MB/s':>11} {'zero->null':>11} {'check':>6}")
+        print(f"{'controller':<10} {'runner':<10} {'boot s':>7} {'read MB/s':>10} {'write MB/s':>11} "
+              f"{'zero->null':>11} {'check':>6}")
         for (ctl, name), r in results.items():
-            print(f"{ctl:<10} {name:<10} {r['boot_s']:7.2f} {r['read_MBps']:10.1f} {r['write_MBps']:11.1f} {r['zero_MBps']:11.1f} "
+            print(f"{ctl:<10} {name:<10} {r['boot_s']:7.2f} {r['read_MBps']:10.1f} {r['write_MBps']:11.1f} "
+                  f"{r['zero_MBps']:11.1f} "
                   f"{'ok' if r['qemu_img_check'] else 'FAIL':>6}")
         for ctl in args.controllers.split(","):
             for name in ("ours", "ours+cache"):

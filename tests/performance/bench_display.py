@@ -134,14 +134,15 @@ def measure(port: int, counter: Counter | None, seconds: float) -> dict:
         out["cpu_none"] = cpu_rate(counter, seconds)
         out["cpu_idle_viewer"] = with_viewer(port, "idle", lambda: cpu_rate(counter, seconds))
         out["cpu_busy_viewer"] = with_viewer(port, "busy", lambda: cpu_rate(counter, seconds))
-        out["cpu_none"] = (out["cpu_none"] + cpu_rate(counter, seconds)) / 2    # before and after: load drifts
+        # before and after: load drifts
+        out["cpu_none"] = (out["cpu_none"] + cpu_rate(counter, seconds)) / 2
     return out
 
 
 def ours(disk: str, seconds: float) -> dict:
     from vmm.cfgm import CfgNode
-    from vmm.devices.serial_backends import SerialBackend
     from vmm.display.rfb import RfbServer
+    from vmm.serial.backends import SerialBackend
     from vmm.vm import Machine
 
     counter = Counter()
@@ -188,7 +189,8 @@ def peer(disk: str, seconds: float) -> dict | None:
     display = 50 + os.getpid() % 40
     proc = subprocess.Popen([qemu, "-accel", "tcg", "-m", "64", "-display", "none", "-vga", "std",
                              "-drive", f"file={disk},format=raw,if=ide", "-vnc", f"127.0.0.1:{display}",
-                             "-serial", f"tcp:127.0.0.1:{serial_port},server=on,wait=off", "-monitor", "none"],
+                             "-serial", f"tcp:127.0.0.1:{serial_port},server=on,wait=off",
+                             "-monitor", "none"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         counter = Counter()
@@ -232,7 +234,8 @@ def main() -> int:
         a = ours(disk, args.seconds)
         b = peer(disk, args.seconds)
     print(f"{'':34}{'vboxpy (REM)':>16}{'QEMU TCG -vnc':>16}")
-    rows = (("full updates/s, Raw (720x400)", "fps_raw", "{:.1f}"), ("full updates/s, Zlib", "fps_zlib", "{:.1f}"),
+    rows = (("full updates/s, Raw (720x400)", "fps_raw", "{:.1f}"),
+            ("full updates/s, Zlib", "fps_zlib", "{:.1f}"),
             ("guest dots/s, no viewer", "cpu_none", "{:.1f}"),
             ("guest dots/s, idle viewer", "cpu_idle_viewer", "{:.1f}"),
             ("guest dots/s, busy viewer", "cpu_busy_viewer", "{:.1f}"))
@@ -240,7 +243,8 @@ def main() -> int:
         print(f"{label:34}{fmt.format(a[key]):>16}{fmt.format(b[key]) if b else 'n/a':>16}")
     for side, r in (("vboxpy", a), ("QEMU", b)):
         if r and r["cpu_none"]:
-            print(f"{side}: an idle viewer costs {100 * (1 - r['cpu_idle_viewer'] / r['cpu_none']):+.1f}% guest speed, "
+            print(f"{side}: an idle viewer costs {100 * (1 - r['cpu_idle_viewer'] / r['cpu_none']):+.1f}% "
+                  f"guest speed, "
                   f"a busy one {100 * (1 - r['cpu_busy_viewer'] / r['cpu_none']):+.1f}%")
     return 0
 

@@ -182,7 +182,9 @@ def main() -> None:
         print(f"  {name:<11} median {med * 1e6:7.2f} us/exit  min {min(values) * 1e6:7.2f}  "
               f"{med / ref:5.2f}x bare")
     ratio = statistics.median(results["engine+bus"]) / bare_med
-    print(f"engine+bus vs bare (medians): {ratio:.2f}x (aim <= 1.5x): {'OK' if ratio <= 1.5 else 'ABOVE AIM'}")
+    print(
+        f"engine+bus vs bare (medians): {ratio:.2f}x (aim <= 1.5x): {'OK' if ratio <= 1.5 else 'ABOVE AIM'}"
+    )
 
 
 if __name__ == "__main__":

@@ -193,7 +193,8 @@ def main() -> int:
     have_qemu = shutil.which("qemu-system-x86_64") is not None
     logdir = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / "vboxpy-bench-net"
     logdir.mkdir(exist_ok=True)
-    print(f"{'NIC':8} {'VMM':6} {'boot s':>7} {'h->g MB/s':>10} {'g->h MB/s':>10} {'req ms':>8}   ({args.mb} MB)")
+    print(f"{'NIC':8} {'VMM':6} {'boot s':>7} {'h->g MB/s':>10} {'g->h MB/s':>10} {'req ms':>8}   "
+          f"({args.mb} MB)")
     for nic in args.nics.split(","):
         peers = []
         if args.only != "qemu":

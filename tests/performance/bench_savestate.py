@@ -215,8 +215,8 @@ class Guest:
 
 def run_ours(guest: Guest, memory: int, work: pathlib.Path, timeout: float) -> dict:
     from vmm.cfgm import CfgNode
-    from vmm.devices.serial_backends import SerialBackend
     from vmm.savedstate import restore_state, save_state
+    from vmm.serial.backends import SerialBackend
     from vmm.vm import Machine
 
     class Backend(SerialBackend):
@@ -427,13 +427,15 @@ def main() -> int:
                 results["ours"].append(attempt(run_ours, guest, args.memory, work, args.timeout, "vboxpy"))
             if args.only != "ours" and have_qemu:
                 results["qemu"].append(attempt(run_qemu, guest, args.memory, work, args.timeout, "QEMU"))
-    print(f"guest: {args.guest}, {args.memory} MiB RAM, {args.fill} MiB filled with data; best of {args.runs}; "
+    print(f"guest: {args.guest}, {args.memory} MiB RAM, {args.fill} MiB filled with data; best of "
+          f"{args.runs}; "
           f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'':8} {'savestate':>10} {'restore':>10} {'file size':>12}")
     for name, label in (("ours", "vboxpy"), ("qemu", "QEMU TCG")):
         rs = results[name]
         if not rs:
-            print(f"{label:8} {'(not run)':>10}" if name == "ours" or have_qemu else f"{label:8} (not installed)")
+            print(f"{label:8} {'(not run)':>10}" if name == "ours" or have_qemu
+                  else f"{label:8} (not installed)")
             continue
         print(f"{label:8} {min(r['save'] for r in rs):9.3f}s {min(r['restore'] for r in rs):9.3f}s "
               f"{min(r['size'] for r in rs) / (1 << 20):9.1f} MiB")

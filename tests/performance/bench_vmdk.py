@@ -118,7 +118,8 @@ def main() -> int:
                     os.unlink(target)
             best = {who: min(times) for who, times in results.items()}
             mib = count * bufsize / (1 << 20)
-            rows.append((name, count, mib / best["qemu-img"], mib / best["vboxpy"], best["qemu-img"] / best["vboxpy"]))
+            rows.append((name, count, mib / best["qemu-img"], mib / best["vboxpy"],
+                         best["qemu-img"] / best["vboxpy"]))
 
         def convert(name, src, ours, qemu):
             results = {"qemu-img": [], "vboxpy": []}
@@ -129,7 +130,8 @@ def main() -> int:
                     os.unlink(out)
             best = {who: min(times) for who, times in results.items()}
             mib = size / (1 << 20)
-            rows.append((name, 1, mib / best["qemu-img"], mib / best["vboxpy"], best["qemu-img"] / best["vboxpy"]))
+            rows.append((name, 1, mib / best["qemu-img"], mib / best["vboxpy"],
+                         best["qemu-img"] / best["vboxpy"]))
 
         run("64K seq read", 65536, seq_count, 65536, False, False)
         run("64K seq write (fresh)", 65536, size // 65536, 65536, True, True)
@@ -139,12 +141,14 @@ def main() -> int:
         raw = os.path.join(tmp, "mix.raw")
         make_raw(raw, size)
         stream = os.path.join(tmp, "mix-stream.vmdk")
-        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw,
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o",
+                        "subformat=streamOptimized", raw,
                         stream], check=True)
 
         def q_conv(subformat):
             def fn(src, out):
-                subprocess.run(["qemu-img", "convert", "-m", "1", "-O", "vmdk", "-o", f"subformat={subformat}",
+                subprocess.run(["qemu-img", "convert", "-m", "1", "-O", "vmdk", "-o",
+                                f"subformat={subformat}",
                                 src, out], check=True)
             return fn
 

@@ -85,7 +85,8 @@ class Console:
 
     def __init__(self, cmd: list[str]):
         self.t0 = time.monotonic()
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT)
         self.buf = b""
         self.mark = 0
 
@@ -201,7 +202,8 @@ def check_debian(qemu: str, timeout: float, ssh: bool = True) -> dict:
 def ensure_media(kinds: set[str]) -> None:
     files = build(log=lambda *_: None)
     if kinds & {"disk", "iso"}:
-        build_boot_media(cache_dir(), files.vmlinuz, files.initrd, kinds & {"disk", "iso"}, log=lambda *_: None)
+        build_boot_media(cache_dir(), files.vmlinuz, files.initrd, kinds & {"disk", "iso"},
+                         log=lambda *_: None)
     if "debian" in kinds:
         build_debian_disk(cache_dir(), log=print)
 

@@ -47,7 +47,9 @@ def boot(kernel: Path, initrd: Path, disk: Path | None, log: Path) -> GuestConso
     return console
 
 
-def check(console: GuestConsole, what: str, command: str, expect: str | None = None, timeout: float = 300) -> None:
+def check(
+    console: GuestConsole, what: str, command: str, expect: str | None = None, timeout: float = 300
+) -> None:
     status, out = console.run(command, timeout)
     if status != 0 or (expect is not None and expect not in out):
         raise AssertionError(f"{what}: status {status}, expected {expect!r}, got:\n{out[-2000:]}")
@@ -69,7 +71,8 @@ def busy_round(console: GuestConsole, n: int, expect_seq: str, disk: bool) -> No
         check(console, "disk write", f"{make} | dd of=/dev/sda bs=64k conv=fsync 2>/dev/null; sync")
         check(console, "drop caches", "echo 3 > /proc/sys/vm/drop_caches")
         status, want = console.run(f"{make} | md5sum")
-        check(console, "disk read back", f"dd if=/dev/sda bs=64k count={PATTERN_MB * 16} 2>/dev/null | md5sum",
+        check(console, "disk read back",
+              f"dd if=/dev/sda bs=64k count={PATTERN_MB * 16} 2>/dev/null | md5sum",
               want.split()[0] if status == 0 and want.split() else None)
     kernel_log_clean(console)
 
@@ -118,7 +121,8 @@ def main() -> int:
             finally:
                 console.close()
     except (AssertionError, TimeoutError, RuntimeError) as e:
-        print(f"CORRUPTION or failure after {time.monotonic() - t0:.0f} s: {e}\nlogs in {work}", file=sys.stderr)
+        print(f"CORRUPTION or failure after {time.monotonic() - t0:.0f} s: {e}\nlogs in {work}",
+              file=sys.stderr)
         return 1
     print(f"soak passed in {time.monotonic() - t0:.0f} s")
     return 0

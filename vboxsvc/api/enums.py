@@ -170,7 +170,10 @@ class CloneOptions(IntEnum):
     KeepHwUUIDs = 5
 
 
-ParavirtProvider = IntEnum("ParavirtProvider", [("None", 0), ("Default", 1), ("Legacy", 2), ("Minimal", 3), ("HyperV", 4), ("KVM", 5)])  # functional form: a member named None
+# functional form: a member named None
+ParavirtProvider = IntEnum("ParavirtProvider",
+                           [("None", 0), ("Default", 1), ("Legacy", 2), ("Minimal", 3),
+                            ("HyperV", 4), ("KVM", 5)])
 
 
 class NetworkAttachmentType(IntEnum):
@@ -260,7 +263,8 @@ class ChipsetType(IntEnum):
     ARMv8Virtual = 3
 
 
-IommuType = IntEnum("IommuType", [("None", 0), ("Automatic", 1), ("AMD", 2), ("Intel", 3)])  # functional form: a member named None
+# functional form: a member named None
+IommuType = IntEnum("IommuType", [("None", 0), ("Automatic", 1), ("AMD", 2), ("Intel", 3)])
 
 
 class GraphicsControllerType(IntEnum):
@@ -271,13 +275,19 @@ class GraphicsControllerType(IntEnum):
     QemuRamFB = 4
 
 
-PlatformArchitecture = IntEnum("PlatformArchitecture", [("None", 0), ("x86", 1), ("ARM", 2)])  # functional form: a member named None
+# functional form: a member named None
+PlatformArchitecture = IntEnum("PlatformArchitecture", [("None", 0), ("x86", 1), ("ARM", 2)])
 
 
-KeyboardHIDType = IntEnum("KeyboardHIDType", [("None", 1), ("PS2Keyboard", 2), ("USBKeyboard", 3), ("ComboKeyboard", 4)])  # functional form: a member named None
+# functional form: a member named None
+KeyboardHIDType = IntEnum("KeyboardHIDType",
+                          [("None", 1), ("PS2Keyboard", 2), ("USBKeyboard", 3), ("ComboKeyboard", 4)])
 
 
-PointingHIDType = IntEnum("PointingHIDType", [("None", 1), ("PS2Mouse", 2), ("USBMouse", 3), ("USBTablet", 4), ("ComboMouse", 5), ("USBMultiTouch", 6), ("USBMTScreenPlusPad", 7)])  # functional form: a member named None
+# functional form: a member named None
+PointingHIDType = IntEnum("PointingHIDType",
+                          [("None", 1), ("PS2Mouse", 2), ("USBMouse", 3), ("USBTablet", 4), ("ComboMouse", 5),
+                           ("USBMultiTouch", 6), ("USBMTScreenPlusPad", 7)])
 
 
 class USBControllerType(IntEnum):

@@ -36,7 +36,8 @@ def parse_flags(text: str) -> int:
             continue
         bit = _BY_NAME.get(word.upper())
         if bit is None:
-            raise VBoxError(rc.E_INVALIDARG, f"Invalid guest property flag '{word}'", "IMachine", "MachineWrap")
+            raise VBoxError(rc.E_INVALIDARG, f"Invalid guest property flag '{word}'", "IMachine",
+                            "MachineWrap")
         bits |= bit
     if bits & TRANSRESET:   # TRANSRESET implies TRANSIENT
         bits |= TRANSIENT
@@ -58,7 +59,8 @@ def normalise_flags(text: str) -> str:
 
 def check_name(name: str) -> None:
     if not name or len(name) > MAX_NAME_LEN:
-        raise VBoxError(rc.E_INVALIDARG, f"Invalid guest property name '{name[:64]}'", "IMachine", "MachineWrap")
+        raise VBoxError(rc.E_INVALIDARG, f"Invalid guest property name '{name[:64]}'", "IMachine",
+                        "MachineWrap")
 
 
 def check_value(value: str) -> None:

@@ -22,8 +22,8 @@ _SNAKE3 = re.compile(r"(\d)([A-Z][a-z])")
 
 
 def snake(name: str) -> str:
-    """VirtualBox name -> Python name: createMachine -> create_machine, HWVirtExProperty -> hw_virt_ex_property,
-    is64Bit -> is64_bit, acceleration3DAvailable -> acceleration3d_available."""
+    """VirtualBox name -> Python name: createMachine -> create_machine, HWVirtExProperty ->
+    hw_virt_ex_property, is64Bit -> is64_bit, acceleration3DAvailable -> acceleration3d_available."""
     return _SNAKE3.sub(r"\1_\2", _SNAKE2.sub(r"\1_\2", _SNAKE1.sub(r"\1_\2", name))).lower()
 
 

@@ -221,7 +221,8 @@ class BusServer:
             if self._hello(ident, sid, chan, msg, client):
                 self.guard.commit((sid, chan), msg["q"])
             return
-        if client is None or not client.alive or ident != (client.call_id if chan == CALL else client.callee_id):
+        if client is None or not client.alive or ident != (client.call_id if chan == CALL
+                                                           else client.callee_id):
             self.stats["dropped"] += 1
             log.debug("dropped %r frame from unknown session %s", op, sid.hex())
             return
@@ -250,7 +251,8 @@ class BusServer:
         if client is not None and ident in (client.call_id, client.callee_id):
             self.guard.commit((sid, msg["c"]), msg["q"])
             self._reply(ident, msg.get("i"), error=VBoxError(
-                rc.E_INVALIDARG, "The object reference is not valid (the object does not exist or was released)"))
+                rc.E_INVALIDARG,
+                "The object reference is not valid (the object does not exist or was released)"))
 
     def _hello(self, ident: bytes, sid: bytes, chan: int, msg: dict, client: ClientInfo | None) -> bool:
         pid, cid = msg.get("pid"), msg.get("i")
@@ -278,7 +280,8 @@ class BusServer:
                 if e.errno == errno.EMFILE or e.errno == errno.ENFILE:
                     self.stats["refused"] += 1
                     self._reply(ident, cid, error=VBoxError(
-                        rc.E_ACCESSDENIED, "The VirtualBox service is out of file descriptors; try again later"))
+                        rc.E_ACCESSDENIED,
+                        "The VirtualBox service is out of file descriptors; try again later"))
                     return False
                 client.pidfd = None  # no pidfd support: the periodic liveness check covers it
             if client.pidfd is not None:
@@ -402,7 +405,8 @@ class BusServer:
         registered: set[int] = set()
         sock = self.sock
         # pyzmq's constants are enum flags whose operators cost microseconds: use plain ints here
-        recv, NOBLOCK, EVENTS, POLLIN = sock.recv_multipart, int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
+        recv, NOBLOCK = sock.recv_multipart, int(zmq.NOBLOCK)
+        EVENTS, POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
         while self._running:
             if len(registered) != len(self._by_pidfd) + len(self._extra_fds) or self._fds_changed:
                 self._fds_changed = False
@@ -461,7 +465,8 @@ class BusServer:
         start, n = self._failure_window
         if now - start >= 60:
             if n > TRACEBACKS_PER_MINUTE:
-                log.error("%d more failures in the last minute (tracebacks not logged)", n - TRACEBACKS_PER_MINUTE)
+                log.error("%d more failures in the last minute (tracebacks not logged)",
+                          n - TRACEBACKS_PER_MINUTE)
             start, n = now, 0
         n += 1
         self._failure_window = (start, n)

@@ -113,7 +113,9 @@ class Client:
                 try:
                     obj.__interface__ = interface
                 except AttributeError:
-                    raise TypeError(f"cannot export {type(obj).__name__}: set __interface__ on its class") from None
+                    raise TypeError(
+                        f"cannot export {type(obj).__name__}: set __interface__ on its class"
+                    ) from None
             elif current != interface:
                 raise TypeError(f"object implements {current}, not {interface}")
         self._ensure_callee()
@@ -176,7 +178,8 @@ class Client:
             return self._wait_call(ref, member, args, kwargs, timeout)
         deadline = None if timeout < 0 else _monotonic() + timeout / 1000
         while True:
-            left = WAIT_SLICE_MS if deadline is None else int(min(WAIT_SLICE_MS, (deadline - _monotonic()) * 1000))
+            left = WAIT_SLICE_MS if deadline is None else int(min(WAIT_SLICE_MS,
+                                                                  (deadline - _monotonic()) * 1000))
             if left <= 0:
                 return None
             result = self._wait_call(ref, member, args, kwargs, left)
@@ -223,12 +226,14 @@ class Client:
                         state = _process_state(self.service_pid)
                         if state is None:
                             raise VBoxError(rc.NS_ERROR_CALL_FAILED,
-                                            "The VirtualBox service (vboxsvc) has terminated", "IVirtualBox", "")
+                                            "The VirtualBox service (vboxsvc) has terminated",
+                                            "IVirtualBox", "")
                         if state and state in "Tt":
                             stopped_since = stopped_since or now
                             if now - stopped_since >= STOPPED_GRACE_S:
                                 raise VBoxError(rc.NS_ERROR_CALL_FAILED,
-                                                f"The VirtualBox service (vboxsvc, pid {self.service_pid}) is "
+                                                f"The VirtualBox service (vboxsvc, pid "
+                                                f"{self.service_pid}) is "
                                                 "stopped and does not answer", "IVirtualBox", "")
                         else:
                             stopped_since = None
@@ -388,7 +393,8 @@ class _Callee:
         try:
             self._send(sock, {"op": "hello", "i": 0, "pid": os.getpid()})
             if not sock.poll(int(HELLO_TIMEOUT_S * 1000)):
-                raise VBoxError(rc.NS_ERROR_CALL_FAILED, "The VirtualBox service did not open the callee channel")
+                raise VBoxError(rc.NS_ERROR_CALL_FAILED,
+                                "The VirtualBox service did not open the callee channel")
             reply = self.client.codec.unpack(verify(self.client.key, sock.recv_multipart()))
             if reply.get("op") == "err":
                 raise VBoxError.from_wire(reply["e"])

@@ -84,7 +84,8 @@ def _make(iface: Interface) -> type:
     for a in iface.attributes.values():
         ns[a.name] = _attr(a.name, a.type, a.readonly)
     for m in iface.methods.values():
-        sig = ", ".join(f"{p.name}: {p.type}" + (f" = {p.default!r}" if p.has_default else "") for p in m.params)
+        sig = ", ".join(f"{p.name}: {p.type}" + (f" = {p.default!r}" if p.has_default else "")
+                        for p in m.params)
         ns[m.name] = _method(m.name, m.returns, f"{iface.name}::{m.xidl}({sig})" +
                              (f" -> {m.returns}" if m.returns else ""))
     return type(iface.name, (Proxy,), ns)

@@ -36,7 +36,8 @@ class FrameError(Exception):
 
 
 class Ref:
-    """A reference to an object living in some process: owner session id (b'' = the service), oid, interface."""
+    """A reference to an object living in some process: owner session id (b'' = the service), oid,
+    interface."""
 
     __slots__ = ("owner", "oid", "iface", "_ext")
 

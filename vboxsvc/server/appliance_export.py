@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid as uuidlib
 
+import vmm.storage as st  # the only part of the VMM the service uses: image formats
 from settings import machine_xml, xmlio
 from settings.version import NEW_MACHINE_MINOR, make_version
 
@@ -17,8 +18,6 @@ from ..api import errors as rc
 from ..api.enums import ExportOptions, MachineState, NetworkAdapterType
 from ..api.errors import VBoxError
 from . import guestos
-from .appliance import T, VirtualSystemDescription
-from .appliance_import import CONTROLLER_TYPES, TYPE_OF_BUS, VSD_CONTROLLER_VALUE
 from .appliance_io import remove_quietly, write_manifest, write_ova
 from .appliance_ovf import (
     NIC_TO_SUBTYPE,
@@ -31,6 +30,7 @@ from .appliance_ovf import (
     OvfNic,
 )
 from .appliance_ovf import write as write_ovf
+from .appliance_vsd import CONTROLLER_TYPES, TYPE_OF_BUS, VSD_CONTROLLER_VALUE, T, VirtualSystemDescription
 from .progress import Progress, run_in_thread
 
 _EXPORTABLE = (MachineState.PoweredOff, MachineState.Aborted, MachineState.Saved, MachineState.AbortedSaved)
@@ -58,14 +58,16 @@ def export_to(view, appliance, location: str) -> VirtualSystemDescription:
     for c in d.hardware.storage_controllers:
         if c.bus not in TYPE_OF_BUS:
             continue
-        vsd.add(TYPE_OF_BUS[c.bus], c.name, "", VSD_CONTROLLER_VALUE.get(c.controller_type, c.controller_type))
+        vsd.add(TYPE_OF_BUS[c.bus], c.name, "",
+                VSD_CONTROLLER_VALUE.get(c.controller_type, c.controller_type))
         idx = len(vsd.entries) - 1
         for dev in c.devices:
             channel = dev.port * 2 + dev.device if c.bus == "IDE" else dev.port
             if dev.type == "HardDisk" and dev.medium is not None:
                 m = core.vbox.media.by_id.get(str(dev.medium))
                 if m is None:
-                    raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find the hard disk {{{dev.medium}}} of "
+                    raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND,
+                                    f"Could not find the hard disk {{{dev.medium}}} of "
                                                                 f"the machine '{d.name}'")
                 disk_no += 1
                 vsd.add(T.HardDiskImage, str(dev.medium), f"disk{disk_no}", m.location,
@@ -102,7 +104,6 @@ def _machine_element(core, vsd, opts: set):
 
 
 def write_appliance(appliance, fmt: str, opts: set, path: str):
-    from .media import _storage
 
     vbox = appliance._vbox
     if os.path.exists(path):
@@ -122,7 +123,8 @@ def write_appliance(appliance, fmt: str, opts: set, path: str):
         core = vsd.core
         if core is None:
             raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, "A virtual system description was not made by "
-                                                            "IMachine::exportTo", "IAppliance", "ApplianceWrap")
+                                                            "IMachine::exportTo", "IAppliance",
+                            "ApplianceWrap")
         controllers, drives, index_of = [], [], {}
         for i, e in enumerate(vsd.entries):
             if e.type in CONTROLLER_TYPES and e.enabled:
@@ -149,7 +151,8 @@ def write_appliance(appliance, fmt: str, opts: set, path: str):
             size = medium.logical_size if medium is not None else 0
             disk_id = f"vmdisk{n}"
             files.append(OvfFile(f"file{n}", name))
-            ovf_disks.append(OvfDisk(disk_id, size, format=VMDK_STREAM_URI, file_ref=f"file{n}", vbox_uuid=e.ref))
+            ovf_disks.append(OvfDisk(disk_id, size, format=VMDK_STREAM_URI, file_ref=f"file{n}",
+                                     vbox_uuid=e.ref))
             drives.append(OvfDrive("disk", c.instance, address, disk_id))
             disks_todo.append((e.vbox, os.path.join(work_dir, name), files[-1], size))
         nics = []
@@ -165,12 +168,14 @@ def write_appliance(appliance, fmt: str, opts: set, path: str):
         os_id = vsd.value(T.OS, core.data.os_type)
         t = guestos.lookup(os_id)
         systems.append({
-            "name": vsd.value(T.Name, core.data.name), "os_cim": VBOX_TO_CIM.get(os_id, 101 if t and t.is64_bit
+            "name": vsd.value(T.Name, core.data.name),
+            "os_cim": VBOX_TO_CIM.get(os_id, 101 if t and t.is64_bit
                                                                                   else 1),
             "os_vbox": os_id, "os_description": t.description if t else os_id,
             "cpus": int(vsd.value(T.CPU, "1")), "memory_mb": int(vsd.value(T.Memory, "128")),
             "controllers": controllers, "drives": drives, "nics": nics,
-            "product": vsd.value(T.Product), "product_url": vsd.value(T.ProductUrl), "vendor": vsd.value(T.Vendor),
+            "product": vsd.value(T.Product), "product_url": vsd.value(T.ProductUrl),
+            "vendor": vsd.value(T.Vendor),
             "vendor_url": vsd.value(T.VendorUrl), "version": vsd.value(T.Version),
             "description": vsd.value(T.Description), "license": vsd.value(T.License),
             "machine": _machine_element(core, vsd, opts)})
@@ -179,7 +184,6 @@ def write_appliance(appliance, fmt: str, opts: set, path: str):
     made: list[str] = []
 
     def work(p):
-        st = _storage()
         try:
             if ova:
                 os.makedirs(work_dir)

@@ -14,6 +14,7 @@ import os
 import uuid as uuidlib
 from pathlib import Path
 
+import vmm.storage as st  # the only part of the VMM the service uses: image formats
 from settings import machine_xml
 from settings.errors import SettingsError
 from settings.models import (
@@ -31,21 +32,16 @@ from ..api import errors as rc
 from ..api.enums import DeviceType, ImportOptions, NetworkAdapterType
 from ..api.errors import VBoxError
 from . import guestos
-from .appliance import T, VirtualSystemDescription
 from .appliance_ovf import CIM_TO_VBOX, NIC_SUBTYPES, OvfEnvelope, OvfSystem, fail, machine_settings_root
+from .appliance_vsd import CONTROLLER_TYPES, TYPE_OF_BUS, VSD_CONTROLLER_VALUE, T, VirtualSystemDescription
 from .progress import Progress, run_in_thread
 
 log = logging.getLogger("vboxsvc.appliance")
 
-CONTROLLER_TYPES = {T.HardDiskControllerIDE: "IDE", T.HardDiskControllerSATA: "SATA",
-                    T.HardDiskControllerSCSI: "SCSI", T.HardDiskControllerSAS: "SAS",
-                    T.HardDiskControllerVirtioSCSI: "VirtioSCSI", T.HardDiskControllerNVMe: "PCIe"}
-TYPE_OF_BUS = {v: k for k, v in CONTROLLER_TYPES.items()}
 # VSD value of a controller (VirtualBox's names) -> settings controller type
 CONTROLLER_MODEL = {"PIIX3": "PIIX3", "PIIX4": "PIIX4", "ICH6": "ICH6", "AHCI": "IntelAhci",
                     "LsiLogic": "LsiLogic", "BusLogic": "BusLogic", "LsiLogicSas": "LsiLogicSas",
                     "VirtioSCSI": "VirtioSCSI", "NVMe": "NVMe"}
-VSD_CONTROLLER_VALUE = {"IntelAhci": "AHCI", "LsiLogicSas": "LsiLogicSas"}
 CONTROLLER_NAMES = {"IDE": "IDE Controller", "SATA": "SATA Controller", "SCSI": "SCSI Controller",
                     "SAS": "SAS Controller", "VirtioSCSI": "VirtioSCSI Controller", "PCIe": "NVMe Controller"}
 ATTACHMENTS = {"nat": "NAT", "bridged": "Bridged", "hostonly": "HostOnly", "internal": "Internal",
@@ -182,7 +178,8 @@ def _describe_from_settings(vsd, s, env: OvfEnvelope, path: str, warnings: list[
             warnings.append(f"Storage controller '{c.name}' ({c.bus}) is not imported")
     n_dvd = sum(1 for c in controllers for dev in c.devices if dev.type == "DVD")
     first = len(vsd.entries) + n_dvd
-    all_disks = [dev for c in controllers for dev in c.devices if dev.type == "HardDisk" and dev.medium is not None]
+    all_disks = [dev for c in controllers for dev in c.devices if dev.type == "HardDisk"
+                 and dev.medium is not None]
 
     def channel(c, dev) -> int:
         return dev.port * 2 + dev.device if c.bus == "IDE" else dev.port
@@ -191,7 +188,8 @@ def _describe_from_settings(vsd, s, env: OvfEnvelope, path: str, warnings: list[
             if dev.type == "DVD":
                 vsd.add(T.CDROM, c.name, "", "", f"controller={first + k};channel={channel(c, dev)}")
     for c in controllers:
-        vsd.add(TYPE_OF_BUS[c.bus], c.name, "", VSD_CONTROLLER_VALUE.get(c.controller_type, c.controller_type))
+        vsd.add(TYPE_OF_BUS[c.bus], c.name, "",
+                VSD_CONTROLLER_VALUE.get(c.controller_type, c.controller_type))
     for k, c in enumerate(controllers):
         for dev in c.devices:
             if dev.type != "HardDisk" or dev.medium is None:
@@ -201,7 +199,8 @@ def _describe_from_settings(vsd, s, env: OvfEnvelope, path: str, warnings: list[
                 if len(env.disks) == 1 and len(all_disks) == 1:
                     d = next(iter(env.disks.values()))
                 else:
-                    raise fail(f"The vbox:Machine section of '{path}' attaches the disk {{{dev.medium}}}, which "
+                    raise fail(f"The vbox:Machine section of '{path}' attaches the disk "
+                               f"{{{dev.medium}}}, which "
                                "the DiskSection does not list")
             _add_disk(vsd, env, d.disk_id, first + k, channel(c, dev), path)
 
@@ -262,8 +261,11 @@ def _plan(vbox, appliance, opts: set) -> list[_Plan]:
         if os.path.exists(p.settings_file):
             raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Machine settings file '{p.settings_file}' already exists")
         folder = os.path.dirname(p.settings_file)
-        old_folder = os.path.dirname(vsd.by_type(T.SettingsFile)[0].suggested) if vsd.by_type(T.SettingsFile) \
+        old_folder = (
+            os.path.dirname(vsd.by_type(T.SettingsFile)[0].suggested)
+            if vsd.by_type(T.SettingsFile)
             else folder
+        )
         for e in vsd.by_type(T.HardDiskImage):
             if not e.enabled:
                 continue
@@ -285,7 +287,8 @@ def _plan(vbox, appliance, opts: set) -> list[_Plan]:
             f = appliance.envelope.files.get(appliance.envelope.disks[e.ref].file_ref) if e.ref in \
                 appliance.envelope.disks else None
             if f is not None and f.compression:
-                raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, f"The disk file '{f.href}' is {f.compression}-compressed; "
+                raise VBoxError(rc.VBOX_E_NOT_SUPPORTED,
+                                f"The disk file '{f.href}' is {f.compression}-compressed; "
                                                          "compressed appliance files are not supported")
             p.disks.append((e, e.ovf, target, fmt, str(uuidlib.uuid4())))
         plans.append(p)
@@ -297,7 +300,6 @@ def _plan(vbox, appliance, opts: set) -> list[_Plan]:
 
 def import_machines(appliance, opts: set):
     from .appliance_io import ApplianceSource, remove_quietly
-    from .media import _storage
 
     vbox = appliance._vbox
     plans = _plan(vbox, appliance, opts)
@@ -307,7 +309,6 @@ def import_machines(appliance, opts: set):
     created: list[str] = []
 
     def work(p):
-        st = _storage()
         src = ApplianceSource(appliance.path)
         done_bytes = 0
         try:

@@ -122,7 +122,8 @@ class ApplianceSource:
                 continue
             m = _MF_LINE.match(line.strip())
             if m is None:
-                raise fail(f"Line {number} of the manifest '{mf}' of '{self.path}' is not understood: '{line[:80]}'")
+                raise fail(f"Line {number} of the manifest '{mf}' of '{self.path}' is not understood: "
+                           f"'{line[:80]}'")
             algo, name, digest = m.group(1), m.group(2), m.group(3).lower()
             if not self.exists(name):
                 raise fail(f"The manifest '{mf}' lists the file '{name}', which is not part of '{self.path}'")

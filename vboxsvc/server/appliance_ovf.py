@@ -300,7 +300,8 @@ def _read_hardware(sec, sys_: OvfSystem, env: OvfEnvelope, path: str) -> None:
             sys_.memory_mb = qty * unit >> 20
         elif rt == RT_IDE:
             sys_.controllers.append(OvfController(inst, "IDE", sub or "PIIX4",
-                                                  _int(_text(item, "Address", "0") or "0", "an address", path)))
+                                                  _int(_text(item, "Address", "0") or "0",
+                                                       "an address", path)))
         elif rt == RT_SCSI:
             kind = "SAS" if sub.lower() == "lsilogicsas" else ("VirtioSCSI" if sub.lower() == "virtioscsi"
                                                                 else "SCSI")
@@ -323,7 +324,8 @@ def _read_hardware(sec, sys_: OvfSystem, env: OvfEnvelope, path: str) -> None:
                     raise fail(f"The OVF file '{path}' attaches the unknown disk '{res}'")
             sys_.drives.append(drive)
         elif rt == RT_ETHERNET:
-            sys_.nics.append(OvfNic(_text(item, "Connection") or "NAT", sub or "E1000", _text(item, "Address")))
+            sys_.nics.append(OvfNic(_text(item, "Connection") or "NAT", sub or "E1000",
+                                    _text(item, "Address")))
         elif rt == RT_USB:
             sys_.usb = True
         elif rt == RT_SOUND:
@@ -435,7 +437,8 @@ def _write_system(parent, ns: str, version: str, s: dict) -> None:
     ids = {}
     for c in s["controllers"]:
         rtype, sub, addr = {"IDE": (RT_IDE, c.subtype, c.address), "SATA": (RT_OTHER_STORAGE, "AHCI", None),
-                            "SCSI": (RT_SCSI, c.subtype, None), "SAS": (RT_OTHER_STORAGE, "LsiLogicSAS", None),
+                            "SCSI": (RT_SCSI, c.subtype, None),
+                            "SAS": (RT_OTHER_STORAGE, "LsiLogicSAS", None),
                             "VirtioSCSI": (RT_SCSI, "VirtioSCSI", None),
                             "NVMe": (RT_OTHER_STORAGE, "NVMe", None)}[c.kind]
         ids[c.instance] = item(Address=addr, Caption=f"{c.kind.lower()}Controller{c.address}",
@@ -449,7 +452,8 @@ def _write_system(parent, ns: str, version: str, s: dict) -> None:
                  Parent=ids[d.parent], ResourceType=RT_DISK)
         else:
             item(AddressOnParent=d.address, AutomaticAllocation="true", Caption="cdrom1",
-                 Description="CD-ROM Drive", ElementName="cdrom1", Parent=ids[d.parent], ResourceType=RT_CDROM)
+                 Description="CD-ROM Drive", ElementName="cdrom1", Parent=ids[d.parent],
+                 ResourceType=RT_CDROM)
     nic_kind, nic_ns = ("EthernetPortItem", NS_EPASD) if version == "2.0" else ("Item", NS_RASD)
     for nic in s["nics"]:
         item(nic_kind, nic_ns, Address=nic.mac or None, AutomaticAllocation="true",

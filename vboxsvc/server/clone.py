@@ -17,42 +17,21 @@ import os
 import uuid as uuidlib
 from pathlib import Path
 
+import vmm.storage as st  # the only part of the VMM the service uses: image formats
 from settings import paths as spaths
 from settings.models import Hardware, MachineSettings, generate_mac
 
 from ..api import errors as rc
-from ..api.enums import CloneMode, CloneOptions, DeviceType, MachineState, MediumState, VBoxEventType
+from ..api.enums import CloneMode, CloneOptions, DeviceType, MachineState, MediumState
 from ..api.errors import VBoxError
-from .context import ctx
 from .progress import Progress, run_in_thread
+from .statedeps import OFFLINE
 
 log = logging.getLogger("vboxsvc.clone")
-
-_OFFLINE = (MachineState.PoweredOff, MachineState.Saved, MachineState.Aborted, MachineState.AbortedSaved,
-            MachineState.Teleported)
 
 
 def _err(code: int, text: str) -> VBoxError:
     return VBoxError(code, text, "IMachine", "MachineWrap")
-
-
-def _storage():
-    import vmm.storage as st
-    return st
-
-
-def _relink(path: str, parent_uuid: str, parent_modify_uuid: str) -> None:
-    """Point a differencing VDI at its (cloned) parent: rewrite the header's parent UUIDs in place."""
-    from vmm.storage.vdi_header import PRE_HEADER_SIZE, parse_header
-    fd = os.open(path, os.O_RDWR)
-    try:
-        raw = os.pread(fd, 4096, 0)
-        h = parse_header(raw, os.fstat(fd).st_size, path)
-        h = h.with_(uuid_linkage=uuidlib.UUID(parent_uuid), uuid_parent_modify=uuidlib.UUID(parent_modify_uuid))
-        os.pwrite(fd, h.upgraded().pack(), PRE_HEADER_SIZE)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _hard_disks(hw: Hardware):
@@ -73,11 +52,9 @@ def _fix_identity(hw: Hardware, options: set) -> None:
 
 
 def clone_to(view, target, mode: CloneMode, options: list) -> Progress:
-    from .machine import MachineView
+    """`target`: the view of a new machine (the façade has checked that it is one)."""
     src_core = view._core
     snap_id = getattr(view, "snapshot_id", None)
-    if not isinstance(target, MachineView) or target._session is not None:
-        raise _err(rc.E_INVALIDARG, "Invalid target machine object")
     tcore = target._core
     if tcore.registered or tcore is src_core:
         raise _err(rc.E_INVALIDARG, "The target machine must be a new, unregistered machine")
@@ -86,12 +63,14 @@ def clone_to(view, target, mode: CloneMode, options: list) -> Progress:
         raise _err(rc.E_INVALIDARG, "Linked clone can only be created from a snapshot")
     if src_core.data is None:
         raise _err(rc.E_ACCESSDENIED, f"The machine '{src_core.name}' is inaccessible")
-    if snap_id is None and src_core.state not in _OFFLINE:
-        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cloning the current state of a running machine is not supported by "
+    if snap_id is None and src_core.state not in OFFLINE:
+        raise _err(rc.VBOX_E_INVALID_VM_STATE,
+                   "Cloning the current state of a running machine is not supported by "
                                                "vboxpy; take a snapshot and clone the snapshot")
     plan = _Plan(src_core, tcore, snap_id, CloneMode(mode), opts)
     plan.build()
-    progress = Progress(f"Cloning machine '{src_core.name}' to '{tcore.name}'", initiator=view, cancelable=True,
+    progress = Progress(f"Cloning machine '{src_core.name}' to '{tcore.name}'", initiator=view,
+                        cancelable=True,
                         operations=[("Copying settings", 1)] + [(f"Copying '{os.path.basename(s)}'", 10)
                                                                 for _k, s, *_ in plan.jobs]
                         + [("Copying saved states", 1)])
@@ -185,7 +164,8 @@ class _Plan:
                 name = f"{spaths.sanitise_name(data.name)}-disk{disk_no}.vdi"
             path = str(folder / name)
             if path in taken or os.path.exists(path):
-                raise _err(rc.VBOX_E_FILE_ERROR, f"Could not create the clone medium '{path}' (VERR_ALREADY_EXISTS)")
+                raise _err(rc.VBOX_E_FILE_ERROR,
+                           f"Could not create the clone medium '{path}' (VERR_ALREADY_EXISTS)")
             taken.add(path)
             return path
 
@@ -242,7 +222,6 @@ class _Plan:
 
     # --- copying (worker thread) -----------------------------------------------------------------
     def run(self, p: Progress) -> None:
-        st = _storage()
         made: list[str] = []
         resolver = self.src.vbox.media.resolver()
         dst_of = {}
@@ -271,7 +250,8 @@ class _Plan:
                                    parent_resolver=resolver)
                     parent_dst = dst_of[parent_id]
                     info = st.image_info(parent_dst)
-                    _relink(dst, info.uuid, info.modify_uuid)
+                    # the copied child points at the copied parent
+                    st.set_uuids(dst, parent_uuid=info.uuid, parent_modify_uuid=info.modify_uuid)
                 made.append(dst)
                 dst_of[self._key(kind, uid)] = dst
             p.set_operation(len(self.jobs) + 1)
@@ -308,14 +288,8 @@ class _Plan:
                 parent = new_media[parent_id]
             else:
                 parent = None
-            if parent is not None:
-                m.parent = parent
-                parent.children.append(m)
-            m.registry = tid
-            reg.by_id[uid] = m
+            reg.add_made(m, parent, tid)
             new_media[self._key(kind, uid)] = m
-            ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=uid, medium_type=DeviceType.HardDisk,
-                     registered=True)
         self.tgt.data = self.data
         self.tgt.state = MachineState[self.data.persisted_state]
         self.tgt.save(force=True)

@@ -90,11 +90,14 @@ class GuestOSType:
         self.adapter_type = (NetworkAdapterType.Am79C973 if profile in ("legacy", "winold")
                              else NetworkAdapterType.I82540EM)
         self.recommended_pae = is64 or profile in ("linux", "win", "bsd")
-        self.recommended_dvd_storage_controller = StorageControllerType.PIIX4 if not win else StorageControllerType.IntelAhci
+        self.recommended_dvd_storage_controller = (StorageControllerType.PIIX4
+                                                   if not win else StorageControllerType.IntelAhci)
         self.recommended_dvd_storage_bus = StorageBus.IDE if not win else StorageBus.SATA
-        self.recommended_hd_storage_controller = (StorageControllerType.PIIX4 if profile in ("legacy", "winold")
+        self.recommended_hd_storage_controller = (StorageControllerType.PIIX4
+                                                  if profile in ("legacy", "winold")
                                                   else StorageControllerType.IntelAhci)
-        self.recommended_hd_storage_bus = StorageBus.IDE if profile in ("legacy", "winold") else StorageBus.SATA
+        self.recommended_hd_storage_bus = (StorageBus.IDE
+                                           if profile in ("legacy", "winold") else StorageBus.SATA)
         self.recommended_firmware = FirmwareType.EFI if profile == "win11" else FirmwareType.BIOS
         self.recommended_usbhid = win and profile != "winold"
         self.recommended_rtc_use_utc = profile in ("linux", "bsd")

@@ -19,6 +19,7 @@ from ..api import guestprop as gp
 from ..api.enums import LockType, MachineState, VBoxEventType, is_online
 from ..api.errors import VBoxError
 from .context import ctx
+from .session import Session
 
 GET, SET, DELETE = 0, 1, 2   # IInternalSessionControl::accessGuestProperty's access modes
 
@@ -70,11 +71,13 @@ def set_(view, name: str, value: str, flags: str | None, delete: bool = False):
         mode = DELETE if delete or not value else SET
         return _forward(console, "access_guest_property", [name, value, new_flags or "", mode])
     if core.registered and view._session is None:
-        raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, f"The machine is not mutable (state is {core.state.name})",
+        raise VBoxError(rc.VBOX_E_INVALID_VM_STATE,
+                        f"The machine is not mutable (state is {core.state.name})",
                         "IMachine", "MachineWrap")
     if core.state not in (MachineState.PoweredOff, MachineState.Aborted, MachineState.Teleported,
                           MachineState.Saved, MachineState.AbortedSaved):
-        raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, f"The machine is not mutable (state is {core.state.name})",
+        raise VBoxError(rc.VBOX_E_INVALID_VM_STATE,
+                        f"The machine is not mutable (state is {core.state.name})",
                         "IMachine", "MachineWrap")
     old = _find(view._d.hardware.guest_properties, name)
     if old is not None and gp.parse_flags(old.flags) & gp.RDONLYHOST:
@@ -115,11 +118,11 @@ def store(core, view, name: str, value: str, timestamp: int, flags: str, deleted
 
 def push(view, name: str, value: str, timestamp: int, flags: str) -> None:
     """The VM process reports a change of its store (an empty value is a deletion)."""
-    from .session import Session
     core = view._core
     s = view._session
     if s is None or not isinstance(s, Session) or s.lock_type != LockType.VM or core.direct is not s:
-        raise VBoxError(rc.E_ACCESSDENIED, "Only the VM process holding the VM lock may push guest properties")
+        raise VBoxError(rc.E_ACCESSDENIED,
+                        "Only the VM process holding the VM lock may push guest properties")
     gp.check_name(name)
     store(core, view, name, value, int(timestamp), gp.normalise_flags(flags), deleted=not value)
 

@@ -4,7 +4,14 @@ A MachineCore is the machine as the service knows it (settings as saved, machine
 who holds its lock). Clients see it through MachineViews: the registered view reads the
 committed settings and refuses changes; the session view (ISession.machine of a Write or
 VM lock) works on a private copy that save_settings commits and unlock throws away; a
-machine fresh from create_machine is changed directly until it is registered.
+machine fresh from create_machine is changed directly until it is registered; a snapshot's
+view (SnapshotMachineView) reads the settings the snapshot froze.
+
+The direction of the IMachine wing: the code that works on a machine (session.py locks,
+vmproc.py launches, snapshots.py / snapshot_delete.py, clone.py, guestprops.py,
+sharedfolders.py) takes a MachineCore or a view and never imports this module; the views here
+are the façade on top that delegates to it, and a core makes the views it hands out
+(`session_view`, `snapshot_view`).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import uuid as uuidlib
 from datetime import UTC, datetime
 from pathlib import Path
 
+import vmm.storage as st  # the only part of the VMM the service uses: image formats
 from settings import crashpoint
 from settings import paths as spaths
 from settings.errors import SettingsError
@@ -40,9 +48,11 @@ from ..api.enums import (
     VBoxEventType,
     VMExecutionEngine,
     VMProcPriority,
+    state_name,
 )
 from ..api.errors import VBoxError
-from . import guestos, journal
+from . import clone, guestos, guestprops, journal, sharedfolders, snapshot_delete, snapshots, vmproc
+from . import session as sessions
 from .context import ctx
 from .fields import assign, enum_names, field, in_range
 from .machine_parts import FirmwareSettings, GraphicsAdapter, Platform, SerialPort
@@ -68,7 +78,9 @@ def random_mac() -> str:
     return "080027" + secrets.token_hex(3).upper()
 
 
-def new_machine_settings(uid, name: str, groups: list[str], os_type, directory_includes_uuid: bool) -> MachineSettings:
+def new_machine_settings(
+    uid, name: str, groups: list[str], os_type, directory_includes_uuid: bool
+) -> MachineSettings:
     """A new machine as VirtualBox's Machine::init makes it (MachineImpl.cpp)."""
     adapter = os_type.adapter_type.name
     nics = [NetworkAdapter(slot=i, type=adapter, mac=random_mac(),
@@ -81,7 +93,6 @@ def new_machine_settings(uid, name: str, groups: list[str], os_type, directory_i
 
 def _ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
-
 
 
 # Windows guest types VirtualBox gives the Hyper-V provider by default (Vista and later, Server 2008 on)
@@ -163,8 +174,7 @@ class MachineCore:
         self.state = new
         self.last_state_change_ms = int(time.time() * 1000)
         if new in (MachineState.PoweredOff, MachineState.Aborted) and self.data is not None:
-            from .guestprops import drop_transient
-            drop_transient(self)
+            guestprops.drop_transient(self)
         if new in OFFLINE and self.data is not None:
             self._persist_state(old)
         ctx.fire(VBoxEventType.OnMachineStateChanged, machine_id=self.id, state=new)
@@ -185,7 +195,8 @@ class MachineCore:
                    "state_file": state_file,
                    "last_state_change": datetime.fromtimestamp(self.last_state_change_ms / 1000, UTC)
                    .replace(microsecond=0)}
-        targets = [d] + ([self.direct.data] if self.direct is not None and self.direct.data is not None else [])
+        targets = [d] + ([self.direct.data] if self.direct is not None
+                         and self.direct.data is not None else [])
         for t in targets:
             for k, v in changes.items():
                 setattr(t, k, v)
@@ -203,7 +214,8 @@ class MachineCore:
                 os.unlink(f)
             except OSError:
                 pass
-            for t in [self.data] + ([self.direct.data] if self.direct is not None and self.direct.data else []):
+            for t in [self.data] + ([self.direct.data] if self.direct is not None
+                                    and self.direct.data else []):
                 t.state_file = ""
             try:
                 self.save()
@@ -217,6 +229,16 @@ class MachineCore:
 
     def log_folder(self) -> Path:
         return spaths.log_folder(self.path)
+
+    # --- the IMachine objects clients see ------------------------------------------------------------
+    def session_view(self, session) -> MachineView:
+        """The IMachine of a session holding the Write or VM lock (ISession.machine): it works on the
+        session's private copy of the settings."""
+        return MachineView(self, session)
+
+    def snapshot_view(self, uid: uuidlib.UUID) -> SnapshotMachineView:
+        """The read-only IMachine of snapshot `uid` (ISnapshot.machine)."""
+        return SnapshotMachineView(self, uid)
 
 
 def _pick(result, index: int):
@@ -261,8 +283,11 @@ class MachineView(StorageMixin):
         if self._session is not None:
             return self._session.data
         if self._core.data is None:
-            raise VBoxError(rc.E_ACCESSDENIED, f"The machine '{self._core.path}' is inaccessible: "
-                                               f"{self._core.access_error.text if self._core.access_error else ''}")
+            raise VBoxError(
+                rc.E_ACCESSDENIED,
+                f"The machine '{self._core.path}' is inaccessible: "
+                f"{self._core.access_error.text if self._core.access_error else ''}",
+            )
         return self._core.data
 
     def _check_mutable(self, dep: str) -> None:
@@ -397,7 +422,8 @@ class MachineView(StorageMixin):
     def snapshot_folder(self, value: str) -> None:
         self._check_mutable(MUTABLE)
         if self._d.snapshot is not None:
-            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, "The snapshot folder of a machine with snapshots cannot be "
+            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE,
+                            "The snapshot folder of a machine with snapshots cannot be "
                                                         "changed (please delete all snapshots first)")
         folder = value or "Snapshots"
         if os.path.isabs(folder):
@@ -512,7 +538,6 @@ class MachineView(StorageMixin):
 
     # --- guest properties (guestprops.py) ------------------------------------------------------------
     def get_guest_property(self, name: str):
-        from . import guestprops
         return guestprops.get(self, name)
 
     def get_guest_property_value(self, property: str):
@@ -522,23 +547,18 @@ class MachineView(StorageMixin):
         return _pick(self.get_guest_property(property), 1)
 
     def set_guest_property(self, property: str, value: str, flags: str):
-        from . import guestprops
         return guestprops.set_(self, property, value, flags)
 
     def set_guest_property_value(self, property: str, value: str):
-        from . import guestprops
         return guestprops.set_(self, property, value, None)
 
     def delete_guest_property(self, name: str):
-        from . import guestprops
         return guestprops.set_(self, name, "", None, delete=True)
 
     def enumerate_guest_properties(self, patterns: str):
-        from . import guestprops
         return guestprops.enumerate_(self, patterns)
 
     def push_guest_property(self, name: str, value: str, timestamp: int, flags: str) -> None:
-        from . import guestprops
         guestprops.push(self, name, value, timestamp, flags)
 
     # --- USB, audio, clipboard, drag and drop, VRDE (machine_devices.py) ------------------------------
@@ -575,16 +595,13 @@ class MachineView(StorageMixin):
     # --- shared folders (sharedfolders.py) --------------------------------------------------------------
     @property
     def shared_folders(self):
-        from . import sharedfolders
         return sharedfolders.listed(self)
 
     def create_shared_folder(self, name: str, host_path: str, writable: bool, automount: bool,
                              auto_mount_point: str = "") -> None:
-        from . import sharedfolders
         sharedfolders.create(self, name, host_path, writable, automount, auto_mount_point)
 
     def remove_shared_folder(self, name: str) -> None:
-        from . import sharedfolders
         sharedfolders.remove(self, name)
 
     # --- settings lifecycle ----------------------------------------------------------------------
@@ -612,8 +629,7 @@ class MachineView(StorageMixin):
             core.data = previous
             raise
         if changed and previous is not None and previous.snapshot is not None:
-            from .snapshots import mark_modified  # VirtualBox's currentStateModified
-            mark_modified(core)
+            snapshots.mark_modified(core)     # VirtualBox's currentStateModified
         ctx.fire(VBoxEventType.OnMachineDataChanged, machine_id=core.id, temporary=False)
 
     def _rename_files(self, old_name: str, new_name: str) -> None:
@@ -630,7 +646,8 @@ class MachineView(StorageMixin):
         if new_file == old_path:
             return
         if new_folder != folder and new_folder.exists():
-            raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not rename the directory '{folder}' to '{new_folder}' to "
+            raise VBoxError(rc.VBOX_E_FILE_ERROR,
+                            f"Could not rename the directory '{folder}' to '{new_folder}' to "
                                                   "save the settings file (VERR_ALREADY_EXISTS)")
         record = None
         if core.registered:     # VirtualBox.xml names the file: a crash between the steps is replayed
@@ -682,19 +699,22 @@ class MachineView(StorageMixin):
 
     # --- sessions and the VM process ---------------------------------------------------------------
     def lock_machine(self, session, lock_type: LockType) -> None:
-        from .session import lock_machine
-        return lock_machine(self._core, session, lock_type)
+        return sessions.lock_machine(self._core, session, lock_type)
 
     def launch_vm_process(self, session, name: str = "", environment_changes=()):
-        from .vmproc import launch_vm_process
-        return launch_vm_process(self._core, session, name, list(environment_changes))
+        return vmproc.launch_vm_process(self._core, session, name, list(environment_changes))
 
     def update_state(self, state: MachineState) -> None:
-        from .session import Session
         core = self._core
         s = self._session
-        if s is None or not isinstance(s, Session) or s.lock_type != LockType.VM or core.direct is not s:
-            raise VBoxError(rc.E_ACCESSDENIED, "Only the VM process holding the VM lock may report machine states")
+        if (
+            s is None
+            or not isinstance(s, sessions.Session)
+            or s.lock_type != LockType.VM
+            or core.direct is not s
+        ):
+            raise VBoxError(rc.E_ACCESSDENIED,
+                            "Only the VM process holding the VM lock may report machine states")
         check_transition(core.state, state)
         if state == MachineState.Saving:
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S-%f") + "000Z"
@@ -706,8 +726,7 @@ class MachineView(StorageMixin):
         if old == MachineState.Restoring and state in (MachineState.Running, MachineState.Paused):
             core.drop_saved_state_file()
         if old in (MachineState.Starting, MachineState.Restoring) and state == MachineState.Running:
-            from .snapshots import mark_modified  # a started VM changes the current state
-            mark_modified(core)
+            snapshots.mark_modified(core)     # a started VM changes the current state
 
     def discard_saved_state(self, remove_file: bool = True) -> None:
         core = self._core
@@ -715,12 +734,13 @@ class MachineView(StorageMixin):
             raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, "The machine is not mutable (state is "
                                                         f"{core.state.name})")
         if core.state not in (MachineState.Saved, MachineState.AbortedSaved):
-            from ..api.enums import state_name
-            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, "Cannot discard the saved state as the machine is not in "
+            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE,
+                            "Cannot discard the saved state as the machine is not in "
                                                         "the Saved or Aborted-Saved state (machine state: "
                                                         f"{state_name(core.state)})")
         f = core.data.state_file
-        core.set_state(MachineState.Aborted if core.state == MachineState.AbortedSaved else MachineState.PoweredOff)
+        core.set_state(MachineState.Aborted if core.state == MachineState.AbortedSaved
+                       else MachineState.PoweredOff)
         for t in [core.data] + ([self._session.data] if self._session is not None else []):
             t.state_file = ""
         core.save()
@@ -733,28 +753,24 @@ class MachineView(StorageMixin):
     # --- snapshots and clones (vboxsvc/server/snapshots.py, clone.py) ---------------------------------
     @property
     def current_snapshot(self):
-        from .snapshots import current_snapshot
-        return current_snapshot(self)
+        return snapshots.current_snapshot(self)
 
     def find_snapshot(self, name_or_id: str):
-        from .snapshots import find_snapshot
-        return find_snapshot(self, name_or_id)
+        return snapshots.find_snapshot(self, name_or_id)
 
     def take_snapshot(self, name: str, description: str = "", pause: bool = True):
-        from .snapshots import take_snapshot
-        return take_snapshot(self, name, description, pause)
+        return snapshots.take_snapshot(self, name, description, pause)
 
     def restore_snapshot(self, snapshot):
-        from .snapshots import restore_snapshot
-        return restore_snapshot(self, snapshot)
+        return snapshots.restore_snapshot(self, snapshot)
 
     def delete_snapshot(self, id: str):
-        from .snapshots import delete_snapshot
-        return delete_snapshot(self, id)
+        return snapshot_delete.delete_snapshot(self, id)
 
     def clone_to(self, target, mode, options=()):
-        from .clone import clone_to
-        return clone_to(self, target, mode, list(options))
+        if not isinstance(target, MachineView) or target._session is not None:
+            raise VBoxError(rc.E_INVALIDARG, "Invalid target machine object", "IMachine", "MachineWrap")
+        return clone.clone_to(self, target, mode, list(options))
 
     def export_to(self, appliance, location: str):
         from .appliance_export import export_to
@@ -800,7 +816,9 @@ class MachineView(StorageMixin):
                 f.seek(offset)
                 return f.read(size)
         except OSError as e:
-            raise VBoxError(rc.VBOX_E_IPRT_ERROR, f"Could not open log file '{path}' ({e.strerror})") from None
+            raise VBoxError(
+                rc.VBOX_E_IPRT_ERROR, f"Could not open log file '{path}' ({e.strerror})"
+            ) from None
 
     # --- unregister / delete -------------------------------------------------------------------------
     def unregister(self, cleanup_mode: CleanupMode) -> list:
@@ -813,10 +831,15 @@ class MachineView(StorageMixin):
             raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
                             f"Cannot unregister the machine '{core.name}' while it is locked")
         if MachineState.FirstOnline <= core.state <= MachineState.LastTransient:
-            from ..api.enums import state_name
-            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, f"Cannot unregister the machine '{core.name}' while it is "
-                                                        f"running or in a transient state ({state_name(core.state)})")
-        if core.data is not None and core.data.snapshot is not None and cleanup_mode == CleanupMode.UnregisterOnly:
+            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE,
+                            f"Cannot unregister the machine '{core.name}' while it is "
+                                                        f"running or in a transient state "
+                            f"({state_name(core.state)})")
+        if (
+            core.data is not None
+            and core.data.snapshot is not None
+            and cleanup_mode == CleanupMode.UnregisterOnly
+        ):
             raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
                             f"Cannot unregister the machine '{core.name}' because it has "
                             f"{len(core.data.snapshots())} snapshots")
@@ -824,8 +847,7 @@ class MachineView(StorageMixin):
         if core.data is not None and cleanup_mode != CleanupMode.UnregisterOnly:
             media = core.vbox.media.detach_all(core, cleanup_mode)
             if core.data.snapshot is not None:
-                from .snapshots import detach_snapshot_media  # the snapshots' disks too
-                media = detach_snapshot_media(core, media, cleanup_mode)
+                media = snapshot_delete.detach_snapshot_media(core, media, cleanup_mode)
         core.vbox.unregister_core(core)
         if cleanup_mode == CleanupMode.UnregisterOnly:
             core.vbox.media.forget_registry(core.id)
@@ -850,8 +872,7 @@ class MachineView(StorageMixin):
                 p.set_percent(i * 100 // max(1, len(media)))
                 try:
                     if os.path.exists(m.location):
-                        from .media import _storage
-                        for f in _storage().image_files(m.location):    # a VMDK's extent files too
+                        for f in st.image_files(m.location):    # a VMDK's extent files too
                             if os.path.exists(f):
                                 os.unlink(f)
                 except OSError as e:
@@ -871,8 +892,7 @@ class MachineView(StorageMixin):
                 except OSError:
                     pass
             if core.data is not None:
-                from .snapshots import snapshot_state_files  # snapshots' saved states
-                for f in snapshot_state_files(core):
+                for f in snapshot_delete.snapshot_state_files(core):
                     try:
                         os.unlink(f)
                     except OSError:
@@ -892,3 +912,31 @@ class MachineView(StorageMixin):
         def done(_result, _err):
             core.vbox.media.forget(media)
         return run_in_thread(progress, work, done)
+
+
+class SnapshotMachineView(MachineView):
+    """The read-only IMachine of a snapshot: the machine as it was when the snapshot was taken."""
+
+    def __init__(self, core: MachineCore, uid: uuidlib.UUID):
+        super().__init__(core, None)
+        self.__component__ = "SnapshotMachine"
+        self.snapshot_id = uid
+
+    @property
+    def _d(self) -> MachineSettings:
+        s = snapshots.find_snapshot_model(self._core, self.snapshot_id, "IMachine", "SnapshotMachine")
+        return self._core.data.model_copy(update={"hardware": s.hardware, "state_file": s.state_file,
+                                    "snapshot": None, "current_snapshot": None})
+
+    def _check_mutable(self, dep: str) -> None:
+        raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, "The machine is not mutable (state is "
+                                                    f"{state_name(self._core.state)})", "IMachine",
+                        "SnapshotMachine")
+
+    @property
+    def state(self):
+        return MachineState.Saved if self._d.state_file else MachineState.PoweredOff
+
+    @property
+    def state_file_path(self) -> str:
+        return self._d.state_file

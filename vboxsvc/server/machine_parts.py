@@ -140,7 +140,8 @@ class GraphicsAdapter(_Part):
     __interface__ = "IGraphicsAdapter"
     __component__ = "GraphicsAdapterWrap"
 
-    graphics_controller_type = field("hardware.graphics_controller", MUTABLE, *enum_names(GraphicsControllerType))
+    graphics_controller_type = field("hardware.graphics_controller", MUTABLE,
+                                     *enum_names(GraphicsControllerType))
     vram_size = field("hardware.vram_mb", MUTABLE, check=in_range("VRAM size", 0, 256, "MB"))
     monitor_count = field("hardware.monitor_count", MUTABLE, check=in_range("monitor count", 1, 64))
     accelerate3d_enabled = field("hardware.accelerate_3d", MUTABLE)
@@ -260,7 +261,11 @@ class NatEngine(_Part):
     @property
     def alias_mode(self) -> int:
         n = self._d.nat
-        return (1 if n.alias_log else 0) | (2 if n.alias_proxy_only else 0) | (4 if n.alias_use_same_ports else 0)
+        return (
+            (1 if n.alias_log else 0)
+            | (2 if n.alias_proxy_only else 0)
+            | (4 if n.alias_use_same_ports else 0)
+        )
 
     @alias_mode.setter
     def alias_mode(self, value: int) -> None:
@@ -285,8 +290,10 @@ class NatEngine(_Part):
 
     @property
     def redirects(self) -> list[str]:
-        return [f"{r.name},{1 if r.proto == 'TCP' else 0},{r.host_ip},{r.host_port},{r.guest_ip},{r.guest_port}"
-                for r in sorted(self._d.nat_rules, key=lambda r: r.name)]
+        return [
+            f"{r.name},{1 if r.proto == 'TCP' else 0},{r.host_ip},{r.host_port},{r.guest_ip},{r.guest_port}"
+            for r in sorted(self._d.nat_rules, key=lambda r: r.name)
+        ]
 
     def add_redirect(self, name: str, proto: NATProtocol, host_ip: str, host_port: int, guest_ip: str,
                      guest_port: int) -> None:
@@ -308,11 +315,13 @@ class NatEngine(_Part):
                 raise VBoxError(rc.E_INVALIDARG, "A NAT rule of this name already exists", "INATEngine",
                                 self.__component__)
             if r.host_ip == host_ip and r.host_port == host_port and r.proto == proto.name:
-                raise VBoxError(rc.E_INVALIDARG, "A NAT rule for this host port and this host IP already exists",
+                raise VBoxError(rc.E_INVALIDARG,
+                                "A NAT rule for this host port and this host IP already exists",
                                 "INATEngine", self.__component__)
         for what, port in (("host", host_port), ("guest", guest_port)):
             if not 0 <= int(port) <= 65535:
-                raise VBoxError(rc.E_INVALIDARG, f"Invalid {what} port {port}", "INATEngine", self.__component__)
+                raise VBoxError(rc.E_INVALIDARG, f"Invalid {what} port {port}", "INATEngine",
+                                self.__component__)
         rule = NatRule(name=name, proto=proto.name, host_ip=host_ip or "", host_port=int(host_port),
                        guest_ip=guest_ip or "", guest_port=int(guest_port))
         assign(self._d, "nat_rules", self._d.nat_rules + [rule])
@@ -330,7 +339,8 @@ class NatEngine(_Part):
         assign(self._d, "nat_rules", [r for r in rules if r.name != name])
         if self._d.attachment_type == "NAT":
             notify_console(self._mv, "on_nat_redirect_rule_change",
-                           [self.slot, True, name, 1 if rule.proto == "TCP" else 0, rule.host_ip, rule.host_port,
+                           [self.slot, True, name, 1 if rule.proto == "TCP" else 0, rule.host_ip,
+                            rule.host_port,
                             rule.guest_ip, rule.guest_port])
 
 
@@ -465,7 +475,8 @@ class MediumAttachment(_Part):
     @property
     def _d(self):
         c = self._mv._d.hardware.controller(self.controller)
-        dev = None if c is None else next((d for d in c.devices if d.port == self.port and d.device == self.device),
+        dev = None if c is None else next((d for d in c.devices if d.port == self.port
+                                           and d.device == self.device),
                                           None)
         if dev is None:
             raise VBoxError(rc.E_ACCESSDENIED, "The object is not ready (the device was detached)")

@@ -90,7 +90,8 @@ class StorageMixin:
             raise VBoxError(rc.E_INVALIDARG,
                             f"Invalid port number {port} (must be in range [0, {c.port_count - 1}])")
         if not 0 <= device < per_port:
-            raise VBoxError(rc.E_INVALIDARG, f"Invalid device number {device} (must be in range [0, {per_port - 1}])")
+            raise VBoxError(rc.E_INVALIDARG,
+                            f"Invalid device number {device} (must be in range [0, {per_port - 1}])")
         dev = next((d for d in c.devices if d.port == port and d.device == device), None)
         return c, dev
 
@@ -106,7 +107,8 @@ class StorageMixin:
     def get_medium_attachment(self, name: str, controller_port: int, device: int):
         _c, dev = self._slot(name, controller_port, device)
         if dev is None:
-            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"No storage device attached to device slot {device} on "
+            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND,
+                            f"No storage device attached to device slot {device} on "
                                                         f"port {controller_port} of controller '{name}'")
         return self._part(MediumAttachment, name, controller_port, device)
 
@@ -130,7 +132,8 @@ class StorageMixin:
             for d in c.devices:
                 if d.medium is not None and str(d.medium) == medium.id and type == DeviceType.HardDisk:
                     raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
-                                    f"Medium '{medium.location}' is already attached to port {d.port}, device "
+                                    f"Medium '{medium.location}' is already attached to port "
+                                    f"{d.port}, device "
                                     f"{d.device} of controller '{c.name}' of this virtual machine")
         return medium
 
@@ -152,7 +155,9 @@ class StorageMixin:
         c.devices.append(AttachedDevice(type=_DEVICE_NAMES[type], port=controller_port, device=device,
                                         medium=medium.id if medium else None))
 
-    def attach_device_without_medium(self, name: str, controller_port: int, device: int, type: DeviceType) -> None:
+    def attach_device_without_medium(
+        self, name: str, controller_port: int, device: int, type: DeviceType
+    ) -> None:
         if type == DeviceType.HardDisk:
             raise VBoxError(rc.E_INVALIDARG, "A hard disk attachment needs a medium")
         self.attach_device(name, controller_port, device, type, None)
@@ -161,7 +166,8 @@ class StorageMixin:
         self._check_mutable(MUTABLE)
         c, dev = self._slot(name, controller_port, device)
         if dev is None:
-            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"No storage device attached to device slot {device} on "
+            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND,
+                            f"No storage device attached to device slot {device} on "
                                                         f"port {controller_port} of controller '{name}'")
         c.devices.remove(dev)
         self._forget_part(MediumAttachment, name, controller_port, device)
@@ -170,7 +176,8 @@ class StorageMixin:
         self._check_mutable(MUTABLE_OR_RUNNING)
         _c, dev = self._slot(name, controller_port, device)
         if dev is None:
-            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"No storage device attached to device slot {device} on "
+            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND,
+                            f"No storage device attached to device slot {device} on "
                                                         f"port {controller_port} of controller '{name}'")
         if dev.type == "HardDisk":
             raise VBoxError(rc.E_INVALIDARG, "Only DVD and floppy drives can have media mounted")
@@ -185,7 +192,8 @@ class StorageMixin:
         core = self._core
         direct = core.direct
         console = direct.console if direct is not None else None
-        if console is None or ctx.bus is None or core.state not in (MachineState.Running, MachineState.Paused):
+        if console is None or ctx.bus is None or core.state not in (MachineState.Running,
+                                                                    MachineState.Paused):
             return
         location = medium.location if medium is not None else ""
         answer = ctx.bus.call_remote(console, CALL, "on_medium_change", [name, port, device, location])
@@ -203,21 +211,30 @@ class StorageMixin:
         self._check_mutable(MUTABLE)
         _c, dev = self._slot(name, port, device)
         if dev is None:
-            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"No storage device attached to device slot {device} on "
+            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND,
+                            f"No storage device attached to device slot {device} on "
                                                         f"port {port} of controller '{name}'")
         assign(dev, field, value)
 
-    def non_rotational_device(self, name: str, controller_port: int, device: int, non_rotational: bool) -> None:
+    def non_rotational_device(
+        self, name: str, controller_port: int, device: int, non_rotational: bool
+    ) -> None:
         self._device_flag(name, controller_port, device, "nonrotational", non_rotational)
 
-    def set_auto_discard_for_device(self, name: str, controller_port: int, device: int, discard: bool) -> None:
+    def set_auto_discard_for_device(
+        self, name: str, controller_port: int, device: int, discard: bool
+    ) -> None:
         self._device_flag(name, controller_port, device, "discard", discard)
 
-    def set_hot_pluggable_for_device(self, name: str, controller_port: int, device: int, hot_pluggable: bool) -> None:
+    def set_hot_pluggable_for_device(
+        self, name: str, controller_port: int, device: int, hot_pluggable: bool
+    ) -> None:
         self._device_flag(name, controller_port, device, "hotpluggable", hot_pluggable)
 
     def passthrough_device(self, name: str, controller_port: int, device: int, passthrough: bool) -> None:
         self._device_flag(name, controller_port, device, "passthrough", passthrough)
 
-    def temporary_eject_device(self, name: str, controller_port: int, device: int, temporary_eject: bool) -> None:
+    def temporary_eject_device(
+        self, name: str, controller_port: int, device: int, temporary_eject: bool
+    ) -> None:
         self._device_flag(name, controller_port, device, "temp_eject", temporary_eject)

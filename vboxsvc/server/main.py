@@ -26,7 +26,8 @@ DEFAULT_SHUTDOWN_DELAY_MS = 5000
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="vboxsvc", description="The vboxpy service (VBoxSVC).")
-    p.add_argument("-a", "--automate", action="store_true", help="started on demand: daemonize, auto-shutdown")
+    p.add_argument("-a", "--automate", action="store_true",
+                   help="started on demand: daemonize, auto-shutdown")
     p.add_argument("-A", "--auto-shutdown", action="store_true", help="exit when the last client is gone")
     p.add_argument("-d", "--daemonize", action="store_true", help="detach from the terminal")
     p.add_argument("-D", "--shutdown-delay", type=int, default=None, metavar="MS",
@@ -70,7 +71,8 @@ def daemonize() -> None:
 
 def setup_logging(path: str, keep: int, size: int, verbose: bool) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=max(size, 4096), backupCount=max(keep - 1, 0))
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=max(size, 4096),
+                                                   backupCount=max(keep - 1, 0))
     if os.path.exists(path) and os.path.getsize(path) > 0:
         handler.doRollover()  # one log per service run, as VBoxSVC
     handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(process)d %(name)s %(levelname)s: "
@@ -150,7 +152,8 @@ def main(argv=None) -> int:
     log = logging.getLogger("vboxsvc")
     from ..ipc.busserver import raise_fd_limit
     log.info("descriptor limit %d", raise_fd_limit())   # each client costs a pidfd and connections
-    for lock, text in ((life, f"{os.getpid()}\n"), (home_lock, f"pid {os.getpid()}, {paths.socket_path()}\n")):
+    for lock, text in ((life, f"{os.getpid()}\n"),
+                       (home_lock, f"pid {os.getpid()}, {paths.socket_path()}\n")):
         lock.seek(0)
         lock.truncate()
         lock.write(text)
@@ -171,7 +174,8 @@ def main(argv=None) -> int:
         name.close()
         if isinstance(adopted, str) and adopted and os.path.realpath(adopted) != os.path.realpath(sock_path):
             # the socket unit names another home's endpoint: serving it would mix two homes
-            log.error("the passed socket %s is not the endpoint of %s (%s); exiting", adopted, home, sock_path)
+            log.error("the passed socket %s is not the endpoint of %s (%s); exiting", adopted,
+                      home, sock_path)
             return 1
         service.bus.adopt(fd, paths.endpoint(adopted if isinstance(adopted, str) and adopted else sock_path))
         log.info("adopted the listening socket passed by systemd (%s)", adopted)

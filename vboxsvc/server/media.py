@@ -13,6 +13,7 @@ import os
 import uuid as uuidlib
 from pathlib import Path
 
+import vmm.storage as st  # the only part of the VMM the service uses: image formats
 from settings import paths as spaths
 from settings.models import MediaRegistry as RegistryModel
 from settings.models import Medium as MediumModel
@@ -38,11 +39,6 @@ _KIND = {DeviceType.HardDisk: "hard disk", DeviceType.DVD: "DVD image", DeviceTy
 # formats with upper-case names (VD backends VDI, VMDK, VHD, RAW); other names, such as the ISO maker's
 # "VBoxIsoMaker", keep the spelling their settings file uses
 _CANONICAL_FORMATS = frozenset({"VDI", "VMDK", "VHD", "RAW"})
-
-
-def _storage():
-    import vmm.storage as st  # the only part of the VMM the service may use
-    return st
 
 
 def _vmdk_variant(flags: int) -> str:
@@ -97,7 +93,8 @@ class Medium:
 
     @property
     def read_only(self) -> bool:
-        return self.device_type == DeviceType.DVD or self.type_ in (MediumType.Immutable, MediumType.Readonly) \
+        return self.device_type == DeviceType.DVD or self.type_ in (MediumType.Immutable,
+                                                                    MediumType.Readonly) \
             or bool(self.children)
 
     def info(self):
@@ -157,7 +154,8 @@ class Medium:
                                        "differencing medium")
         users = self._reg.users(self)
         if users and value != self.type_:
-            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Cannot change the type of medium '{self.location}' because "
+            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                            f"Cannot change the type of medium '{self.location}' because "
                                                      f"it is attached to {len(users)} virtual machines")
         self.type_ = MediumType(value)
         self._reg.save_owner(self)
@@ -199,7 +197,7 @@ class Medium:
                                                     "VD: error VERR_FILE_NOT_FOUND (-102) opening image file")
             return self.state
         try:
-            self._info = _storage().image_info(self.location)
+            self._info = st.image_info(self.location)
             self.state = MediumState.Created
             self.last_access_error = ""
         except Exception as e:  # DiskImageError or OSError
@@ -213,7 +211,8 @@ class Medium:
         if not (set_image_id or set_parent_id):
             return
         if self.device_type != DeviceType.HardDisk or self.format not in ("VDI", "VMDK"):
-            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, f"Medium '{self.location}' does not support changing UUIDs "
+            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED,
+                            f"Medium '{self.location}' does not support changing UUIDs "
                                                      "(only VDI and VMDK hard disks do)")
         self._need(MediumState.Created)
         users = self._reg.users(self)
@@ -223,7 +222,8 @@ class Medium:
         new_id = self.id
         if set_image_id:
             if self.children:
-                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Medium '{self.location}' has child media; its UUID "
+                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                                f"Medium '{self.location}' has child media; its UUID "
                                                          "cannot change")
             try:
                 new_id = str(uuidlib.UUID(image_id.strip("{}"))) if image_id else str(uuidlib.uuid4())
@@ -231,18 +231,20 @@ class Medium:
                 raise VBoxError(rc.E_INVALIDARG, f"Invalid UUID '{image_id}'") from None
             other = self._reg.by_id.get(new_id)
             if other is not None and other is not self:
-                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"A medium with UUID {{{new_id}}} is already registered")
+                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                                f"A medium with UUID {{{new_id}}} is already registered")
         new_parent = None
         if set_parent_id:
             try:
                 new_parent = uuidlib.UUID(parent_id.strip("{}")) if parent_id else uuidlib.UUID(int=0)
             except ValueError:
                 raise VBoxError(rc.E_INVALIDARG, f"Invalid UUID '{parent_id}'") from None
-        st = _storage()
         try:
             st.set_uuids(self.location, image_uuid=new_id if set_image_id else None, parent_uuid=new_parent)
         except (OSError, st.DiskImageError) as e:
-            raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not update the UUIDs of '{self.location}' ({e})") from None
+            raise VBoxError(
+                rc.VBOX_E_FILE_ERROR, f"Could not update the UUIDs of '{self.location}' ({e})"
+            ) from None
         if new_id != self.id:
             self._reg.by_id.pop(self.id, None)
             self.id = new_id
@@ -257,7 +259,8 @@ class Medium:
     def close(self) -> None:
         users = self._reg.users(self)
         if users:
-            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Medium '{self.location}' cannot be closed because it is "
+            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                            f"Medium '{self.location}' cannot be closed because it is "
                                                      f"still attached to {len(users)} virtual machines")
         if self.children:
             raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Cannot close medium '{self.location}' because it has "
@@ -301,14 +304,15 @@ class Medium:
             raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, f"Medium format '{self.format}' does not support the "
                                                      "requested storage variant")
         if os.path.exists(self.location):
-            raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not create the medium storage unit '{self.location}'.\n"
+            raise VBoxError(rc.VBOX_E_FILE_ERROR,
+                            f"Could not create the medium storage unit '{self.location}'.\n"
                                                   "VD: error VERR_ALREADY_EXISTS (-105) creating image file")
         self.state = MediumState.Creating
-        progress = Progress(f"Creating {'fixed' if fixed else 'dynamic'} medium storage unit '{self.location}'",
+        progress = Progress(f"Creating {'fixed' if fixed else 'dynamic'} medium storage unit "
+                            f"'{self.location}'",
                             initiator=self, cancelable=False)
 
         def work(p):
-            st = _storage()
             if not (flags & MediumVariant.NoCreateDir):
                 os.makedirs(os.path.dirname(self.location), exist_ok=True)
             try:
@@ -323,19 +327,13 @@ class Medium:
                 raise VBoxError(rc.VBOX_E_FILE_ERROR,
                                 f"Could not create the medium storage unit '{self.location}'.\n{e}") from None
 
-        def done(_r, err):
-            if err is not None:
-                self.state = MediumState.NotCreated
-                return
-            self.state = MediumState.Created
-            self._info = None
-            self._reg.register(self, GLOBAL)
-        return run_in_thread(progress, work, done)
+        return run_in_thread(progress, work, self._created(self))
 
     def delete_storage(self):
         users = self._reg.users(self)
         if users:
-            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Medium '{self.location}' cannot be deleted because it is "
+            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                            f"Medium '{self.location}' cannot be deleted because it is "
                                                      f"still attached to {len(users)} virtual machines")
         if self.children:
             raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Cannot delete storage: medium '{self.location}' has "
@@ -345,7 +343,7 @@ class Medium:
         progress = Progress(f"Deleting medium storage unit '{self.location}'", initiator=self)
 
         def work(p):
-            for f in _storage().image_files(self.location):     # a VMDK may have extent files
+            for f in st.image_files(self.location):     # a VMDK may have extent files
                 try:
                     os.unlink(f)
                 except FileNotFoundError:
@@ -370,12 +368,14 @@ class Medium:
                             f"Storage for the medium '{target.location}' is already created")
         if os.path.exists(target.location):
             raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not create the medium storage unit "
-                                                  f"'{target.location}'.\nVD: error VERR_ALREADY_EXISTS (-105)")
+                                                  f"'{target.location}'.\nVD: error "
+                            f"VERR_ALREADY_EXISTS (-105)")
         return target
 
     def create_diff_storage(self, target, variant=()):
         if self.device_type != DeviceType.HardDisk or self.format not in ("VDI", "VMDK"):
-            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, "Differencing images need a VDI or VMDK hard disk as parent")
+            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED,
+                            "Differencing images need a VDI or VMDK hard disk as parent")
         self._need(MediumState.Created)
         target = self._target(target)
         if target.format != "VDI":
@@ -384,13 +384,13 @@ class Medium:
         progress = Progress(f"Creating differencing medium storage unit '{target.location}'", initiator=self)
 
         def work(p):
-            st = _storage()
             os.makedirs(os.path.dirname(target.location), exist_ok=True)
             try:
                 st.create_diff_vdi(target.location, self.location, uuid=target.id,
                                    parent_resolver=self._reg.resolver()).close()
             except (st.DiskImageError, OSError) as e:
-                raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not create the differencing medium storage unit "
+                raise VBoxError(rc.VBOX_E_FILE_ERROR,
+                                f"Could not create the differencing medium storage unit "
                                                       f"'{target.location}'.\n{e}") from None
 
         def done(_r, err):
@@ -405,7 +405,8 @@ class Medium:
 
     def clone_to(self, target, variant=(), parent=None):
         if parent is not None:
-            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, "Cloning into a differencing image is not supported by vboxpy")
+            raise VBoxError(rc.VBOX_E_NOT_SUPPORTED,
+                            "Cloning into a differencing image is not supported by vboxpy")
         return self.clone_to_base(target, variant)
 
     def clone_to_base(self, target, variant=()):
@@ -417,14 +418,15 @@ class Medium:
         for v in variant:
             flags |= int(v)
         fixed = bool(flags & MediumVariant.Fixed)
-        if target.format != "VMDK" and flags & (MediumVariant.VmdkSplit2G | MediumVariant.VmdkStreamOptimized):
+        if target.format != "VMDK" and flags & (
+            MediumVariant.VmdkSplit2G | MediumVariant.VmdkStreamOptimized
+        ):
             raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, f"Medium format '{target.format}' does not support the "
                                                      "requested storage variant")
         target.state = MediumState.Creating
         progress = Progress(f"Creating clone medium '{target.location}'", initiator=self, cancelable=True)
 
         def work(p):
-            st = _storage()
             os.makedirs(os.path.dirname(target.location), exist_ok=True)
 
             def report(frac):
@@ -442,26 +444,31 @@ class Medium:
                 raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not create the clone medium "
                                                       f"'{target.location}'.\n{e}") from None
 
+        return run_in_thread(progress, work, self._created(target))
+
+    def _created(self, medium: Medium):
+        """The bus-thread end of creating `medium`'s image: Created and in the global registry, or
+        NotCreated when the work failed."""
         def done(_r, err):
             if err is not None:
-                target.state = MediumState.NotCreated
+                medium.state = MediumState.NotCreated
                 return
-            target.state = MediumState.Created
-            target._info = None
-            self._reg.register(target, GLOBAL)
-        return run_in_thread(progress, work, done)
+            medium.state = MediumState.Created
+            medium._info = None
+            self._reg.register(medium, GLOBAL)
+        return done
 
     def _in_place(self, description: str, op):
         self._need(MediumState.Created)
         running = [c for c in self._reg.users(self) if c.vm_client is not None or c.launch is not None]
         if running:
-            raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, f"Medium '{self.location}' is locked for writing by "
+            raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
+                            f"Medium '{self.location}' is locked for writing by "
                                                             f"a running machine")
         self.state = MediumState.LockedWrite
         progress = Progress(description, initiator=self)
 
         def work(p):
-            st = _storage()
             try:
                 return op(st, lambda frac: p.set_percent(int(frac * 100)))
             except (st.DiskImageError, OSError) as e:
@@ -495,17 +502,19 @@ class Medium:
         elif self.parent is target:
             parent, child, into_parent = target, self, True
         else:
-            raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, f"Media '{self.name}' and '{target.name}' are unrelated")
+            raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
+                            f"Media '{self.name}' and '{target.name}' are unrelated")
         source = child if into_parent else parent
         if self._reg.users(source):
-            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Medium '{source.location}' is attached to a virtual machine "
+            raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                            f"Medium '{source.location}' is attached to a virtual machine "
                                                      "and cannot be merged away")
         if not into_parent and len(parent.children) > 1:
-            raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, f"Medium '{parent.location}' has more than one child")
+            raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
+                            f"Medium '{parent.location}' has more than one child")
         progress = Progress(f"Merging medium '{self.name}' to '{target.name}'", initiator=self)
 
         def work(p):
-            st = _storage()
             def cb(frac):
                 return (p.set_percent(int(frac * 100)))
             try:
@@ -524,22 +533,13 @@ class Medium:
             if err is not None:
                 return
             if into_parent:
-                parent.children.remove(child)
-                for c in child.children:
-                    c.parent = parent
-                    parent.children.append(c)
-                child.children = []
-                child.parent = None
-                self._reg.unregister(child)
+                owner = child.registry
+                self._reg.merged(child, parent, into_parent=True)
+                self._reg.save_file_of(owner)
             else:
-                grand = parent.parent
-                child.parent = grand
-                if grand is not None:
-                    grand.children.remove(parent)
-                    grand.children.append(child)
-                parent.children = []
-                child.registry = parent.registry
-                self._reg.unregister(parent)
+                owner = parent.base.registry if parent.parent is not None else parent.registry
+                self._reg.merged(parent, child, into_parent=False)
+                self._reg.save_file_of(owner)
                 self._reg.save_owner(child)
             parent._info = child._info = None
         return run_in_thread(progress, work, done)
@@ -614,7 +614,7 @@ class MediaRegistry:
         def resolve(parent_uuid: str) -> str:
             m = self.by_id.get(parent_uuid)
             if m is None:
-                raise _storage().DiskImageError(f"parent image {{{parent_uuid}}} is not in the media registry")
+                raise st.DiskImageError(f"parent image {{{parent_uuid}}} is not in the media registry")
             return m.location
         return resolve
 
@@ -623,7 +623,8 @@ class MediaRegistry:
 
         def model(m: Medium) -> MediumModel:
             return MediumModel(uuid=uuidlib.UUID(m.id), location=m.location,
-                               format=m.format if m.device_type == DeviceType.HardDisk or m.format != "RAW" else "RAW",
+                               format=m.format if m.device_type == DeviceType.HardDisk
+                               or m.format != "RAW" else "RAW",
                                type=m.type_.name, auto_reset=m.auto_reset_, description=m.description_,
                                properties=dict(m.properties),
                                children=[model(c) for c in m.children
@@ -652,12 +653,54 @@ class MediaRegistry:
         for other in self.by_id.values():
             if other is not m and other.registry is not None and other.location == m.location:
                 raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
-                                f"Cannot register the {_KIND[m.device_type]} '{m.location}' {{{m.id}}} because a "
-                                f"{_KIND[m.device_type]} '{other.location}' with UUID {{{other.id}}} already exists")
+                                f"Cannot register the {_KIND[m.device_type]} '{m.location}' "
+                                f"{{{m.id}}} because a "
+                                f"{_KIND[m.device_type]} '{other.location}' with UUID {{{other.id}}} "
+                                f"already exists")
         self.by_id[m.id] = m
         m.registry = owner
         self.save_owner(m)
         ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=m.id, medium_type=m.device_type, registered=True)
+
+    # --- the media tree: the only code that changes parent, children and the id index ------------
+    def add_made(self, m: Medium, parent: Medium | None, owner: str | None) -> None:
+        """Index a medium whose image the service just made (a snapshot's or a clone's differencing
+        image, a full clone) under its parent; the caller saves the owning settings file."""
+        if parent is not None:
+            m.parent = parent
+            parent.children.append(m)
+        m.registry = owner
+        self.by_id[m.id] = m
+        ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=m.id, medium_type=m.device_type, registered=True)
+
+    def drop_gone(self, m: Medium) -> None:
+        """Take a medium whose image is gone (deleted or merged away) out of the tree and the index;
+        the caller saves the owning settings file."""
+        if m.parent is not None and m in m.parent.children:
+            m.parent.children.remove(m)
+        self.by_id.pop(m.id, None)
+        m.registry = None
+        m.state = MediumState.NotCreated
+        ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=m.id, medium_type=m.device_type,
+                 registered=False)
+        if ctx.bus is not None:
+            ctx.bus.table.drop(m)
+
+    def merged(self, src: Medium, tgt: Medium, into_parent: bool) -> None:
+        """A merge on disk moved `src`'s blocks into `tgt` (its parent, or with `into_parent` False
+        its child): the tree follows; `src` is dropped."""
+        if into_parent:
+            for c in list(src.children):
+                c.parent = tgt
+                tgt.children.append(c)
+        else:
+            grand = src.parent
+            tgt.parent = grand
+            if grand is not None:
+                grand.children.append(tgt)
+            tgt.registry = src.registry
+        src.children = []
+        self.drop_gone(src)
 
     def unregister(self, m: Medium) -> None:
         owner = m.base.registry if m.parent is not None else m.registry
@@ -666,12 +709,17 @@ class MediaRegistry:
         self.by_id.pop(m.id, None)
         m.registry = None
         self._save(owner)
-        ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=m.id, medium_type=m.device_type, registered=False)
+        ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=m.id, medium_type=m.device_type,
+                 registered=False)
         if ctx.bus is not None:
             ctx.bus.table.drop(m)
 
     def save_owner(self, m: Medium) -> None:
         self._save(m.base.registry)
+
+    def save_file_of(self, owner: str | None) -> None:
+        """Save the settings file whose media registry `owner` names (GLOBAL or a machine id)."""
+        self._save(owner)
 
     def _save(self, owner: str | None) -> None:
         if owner is None:
@@ -740,7 +788,8 @@ class MediaRegistry:
         for m in media:
             users = [u for u in self.users(m) if u.id != exclude_machine]
             if users:
-                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Medium '{m.location}' cannot be deleted because it is "
+                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                                f"Medium '{m.location}' cannot be deleted because it is "
                                                          f"still attached to {len(users)} virtual machines")
 
     def forget(self, media: list[Medium]) -> None:
@@ -772,7 +821,8 @@ class MediaRegistry:
         location = self._abs(location, fmt)
         for m in self.by_id.values():
             if m.location == location and m.registry is not None:
-                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE, f"Cannot create the {_KIND[device_type]} '{location}': a "
+                raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
+                                f"Cannot create the {_KIND[device_type]} '{location}': a "
                                                          f"medium with this location is already registered")
         return Medium(self, str(uuidlib.uuid4()), location, fmt, device_type, MediumState.NotCreated)
 
@@ -805,16 +855,19 @@ class MediaRegistry:
         parent = None
         if device_type == DeviceType.HardDisk:
             try:
-                info = _storage().image_info(location)
+                info = st.image_info(location)
             except Exception as e:
-                raise VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not open the medium '{location}'.\n{e}") from None
+                raise VBoxError(
+                    rc.VBOX_E_FILE_ERROR, f"Could not open the medium '{location}'.\n{e}"
+                ) from None
             fmt = info.format
             uid = info.uuid or str(uuidlib.uuid4())
             if info.parent_uuid:
                 parent = self.by_id.get(info.parent_uuid)
                 if parent is None:
                     raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND,
-                                    f"Parent medium with UUID {{{info.parent_uuid}}} of the medium '{location}' is "
+                                    f"Parent medium with UUID {{{info.parent_uuid}}} of the medium "
+                                    f"'{location}' is "
                                     "not found in the media registry")
         else:
             info, fmt, uid = None, "RAW", str(uuidlib.uuid4())
@@ -826,15 +879,16 @@ class MediaRegistry:
             uid = str(uuidlib.uuid4())
             if access_mode != AccessMode.ReadOnly:
                 try:
-                    _storage().set_uuids(location, image_uuid=uid)
+                    st.set_uuids(location, image_uuid=uid)
                     info = None
-                except (OSError, _storage().DiskImageError) as e:
+                except (OSError, st.DiskImageError) as e:
                     log.info("cannot record a UUID in %s: %s", location, e)
         existing = self.by_id.get(uid)
         if existing is not None and existing.registry is not None:
             raise VBoxError(rc.VBOX_E_OBJECT_IN_USE,
                             f"Cannot register the {_KIND[device_type]} '{location}' {{{uid}}} because a "
-                            f"{_KIND[existing.device_type]} '{existing.location}' with UUID {{{uid}}} already exists")
+                            f"{_KIND[existing.device_type]} '{existing.location}' with UUID {{{uid}}} "
+                            f"already exists")
         m = Medium(self, uid, location, fmt, device_type)
         m._info = info
         if parent is not None:

@@ -81,7 +81,8 @@ class Progress:
             return 100
         total = sum(w for _, w in self._ops)
         done = sum(w for _, w in self._ops[: self.operation])
-        cur = self._ops[self.operation][1] * self.operation_percent / 100 if self.operation < len(self._ops) else 0
+        cur = (self._ops[self.operation][1] * self.operation_percent / 100
+               if self.operation < len(self._ops) else 0)
         return min(99, int((done + cur) * 100 / total))
 
     @property
@@ -110,7 +111,8 @@ class Progress:
 
     def wait_for_operation_completion(self, operation: int, timeout: int = -1):
         if operation < 0 or operation >= self.operation_count:
-            raise VBoxError(rc.E_INVALIDARG, f"Operation number must be in range [0, {self.operation_count - 1}]")
+            raise VBoxError(rc.E_INVALIDARG,
+                            f"Operation number must be in range [0, {self.operation_count - 1}]")
         return self.wait_for_completion(timeout)
 
     def cancel(self) -> None:

@@ -100,9 +100,12 @@ def check_vm_lock(core, client) -> bool:
         core.detached = None
         log.info("VM process %d re-attached to '%s' (%s)", pid, core.name, core.state.name)
         return True
-    raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
-                    f"The machine '{core.name}' is already locked by a session (the VM process {pid} runs it)",
-                    "IMachine", "MachineWrap")
+    raise VBoxError(
+        rc.VBOX_E_INVALID_OBJECT_STATE,
+        f"The machine '{core.name}' is already locked by a session (the VM process {pid} runs it)",
+        "IMachine",
+        "MachineWrap",
+    )
 
 
 def wait_for_reattach(core, then) -> Deferred | None:

@@ -91,7 +91,8 @@ class Session:
 
     def register_console(self, console) -> None:
         if self.state != SessionState.Locked or self.lock_type != LockType.VM:
-            raise VBoxError(rc.VBOX_E_INVALID_SESSION_STATE, "Only a session holding the VM lock can register a console")
+            raise VBoxError(rc.VBOX_E_INVALID_SESSION_STATE,
+                            "Only a session holding the VM lock can register a console")
         if not isinstance(console, RemoteRef):
             raise VBoxError(rc.E_INVALIDARG, "The console must be an object exported by the VM process")
         if console.owner != self._client.sid:
@@ -152,13 +153,12 @@ def _session(obj) -> Session:
 
 
 def take_direct(core, s: Session, lock_type: LockType) -> None:
-    from .machine import MachineView
     s.state = SessionState.Locked
     s.type = SessionType.WriteLock
     s.lock_type = lock_type
     s.core = core
     s.data = core.data.model_copy(deep=True)
-    s.view = MachineView(core, s)
+    s.view = core.session_view(s)
     core.direct = s
     core.set_session_state(SessionState.Locked)
 
@@ -166,12 +166,14 @@ def take_direct(core, s: Session, lock_type: LockType) -> None:
 def lock_machine(core, session, lock_type: LockType) -> None:
     s = _session(session)
     if s.state != SessionState.Unlocked:
-        raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, "The given session is busy", "IMachine", "MachineWrap")
+        raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, "The given session is busy", "IMachine",
+                        "MachineWrap")
     if not core.registered:
         raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, f"The machine '{core.name}' is not registered",
                         "IMachine", "MachineWrap")
     if core.data is None:
-        raise VBoxError(rc.E_ACCESSDENIED, f"The machine '{core.name}' is inaccessible", "IMachine", "MachineWrap")
+        raise VBoxError(rc.E_ACCESSDENIED, f"The machine '{core.name}' is inaccessible", "IMachine",
+                        "MachineWrap")
     if lock_type == LockType.Null:
         raise VBoxError(rc.E_INVALIDARG, "Invalid lock type")
     client = current_client()
@@ -182,7 +184,8 @@ def lock_machine(core, session, lock_type: LockType) -> None:
         if waiting is not None:
             if lock_type != LockType.Shared:
                 raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
-                                f"The machine '{core.name}' is already locked for a session (or being unlocked)",
+                                f"The machine '{core.name}' is already locked for a session (or "
+                                f"being unlocked)",
                                 "IMachine", "MachineWrap")
             return waiting
     if lock_type == LockType.Shared and (core.direct is not None):
@@ -224,7 +227,8 @@ def lock_machine(core, session, lock_type: LockType) -> None:
         return
     if launch is not None and not launch.done:
         raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
-                        f"The machine '{core.name}' already has a lock request pending", "IMachine", "MachineWrap")
+                        f"The machine '{core.name}' already has a lock request pending", "IMachine",
+                        "MachineWrap")
     take_direct(core, s, LockType.Write)
     s.name = client.name if client is not None else ""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 
+import vmm.storage as st  # the only part of the VMM the service uses: image formats
 from settings.models import Snapshot as SnapshotModel
 
 from ..api import errors as rc
@@ -20,36 +21,39 @@ from ..api.errors import VBoxError
 from .context import ctx
 from .progress import Progress, run_in_thread
 from .snapshots import (
-    _OFFLINE,
-    _ONLINE,
-    _begin,
-    _datas,
-    _drop_medium,
-    _end,
-    _err,
-    _forget_object,
-    _hard_disks,
-    _parent_of,
-    _session_core,
-    _snapshotted_media,
-    _storage,
-    _unlink,
+    ONLINE_STATES,
+    begin_transient,
+    end_transient,
+    forget_snapshot_object,
+    hard_disks,
+    parent_of,
+    session_core,
+    settings_copies,
+    snapshotted_media,
+    unlink_quietly,
 )
+from .statedeps import OFFLINE
+
+
+def _err(code: int, text: str) -> VBoxError:
+    return VBoxError(code, text, "IMachine", "SessionMachine")
 
 
 def _merge_plan(core, snap: SnapshotModel) -> list[tuple[str, object, object]]:
     """(direction, source, target) per snapshot disk: 'backward' merges the child into a base disk,
     'forward' merges a differencing disk into its child, 'drop' deletes a childless diff."""
     d = core.data
-    elsewhere = {str(dev.medium) for s in d.snapshots() if s.uuid != snap.uuid for dev in _hard_disks(s.hardware)}
-    elsewhere |= {str(dev.medium) for dev in _hard_disks(d.hardware)}
+    elsewhere = {str(dev.medium) for s in d.snapshots() if s.uuid != snap.uuid
+                 for dev in hard_disks(s.hardware)}
+    elsewhere |= {str(dev.medium) for dev in hard_disks(d.hardware)}
     plan = []
-    for _dev, m in _snapshotted_media(core, snap.hardware):
+    for _dev, m in snapshotted_media(core, snap.hardware):
         if m.id in elsewhere and not m.children:
             continue   # shared with another state and not frozen by this snapshot
         kids = [c for c in m.children if c.state != MediumState.NotCreated]
         if len(kids) > 1:
-            raise _err(rc.VBOX_E_INVALID_OBJECT_STATE, f"Hard disk '{m.location}' has more than one child hard "
+            raise _err(rc.VBOX_E_INVALID_OBJECT_STATE,
+                       f"Hard disk '{m.location}' has more than one child hard "
                                                        f"disk ({len(kids)})")
         if not kids:
             if m.parent is not None and m.id not in elsewhere:
@@ -64,9 +68,10 @@ def _merge_plan(core, snap: SnapshotModel) -> list[tuple[str, object, object]]:
 
 
 def delete_snapshot(view, snapshot_id: str) -> Progress:
-    core = _session_core(view)
-    if core.state not in _OFFLINE and core.state not in _ONLINE:
-        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cannot delete a snapshot of the machine while it is changing the "
+    core = session_core(view)
+    if core.state not in OFFLINE and core.state not in ONLINE_STATES:
+        raise _err(rc.VBOX_E_INVALID_VM_STATE,
+                   "Cannot delete a snapshot of the machine while it is changing the "
                                                f"state (machine state: {state_name(core.state)})")
     try:
         uid = uuidlib.UUID(snapshot_id.strip("{}"))
@@ -77,22 +82,22 @@ def delete_snapshot(view, snapshot_id: str) -> Progress:
     if snap is None:
         raise _err(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID {{{uid}}}")
     if len(snap.children) > 1:
-        raise _err(rc.VBOX_E_INVALID_OBJECT_STATE, f"Snapshot '{snap.name}' of the machine '{d.name}' has more than "
+        raise _err(rc.VBOX_E_INVALID_OBJECT_STATE,
+                   f"Snapshot '{snap.name}' of the machine '{d.name}' has more than "
                                                    f"one child snapshot ({len(snap.children)})")
     plan = _merge_plan(core, snap)
-    if core.state in _ONLINE:
+    if core.state in ONLINE_STATES:
         return _delete_online(view, core, snap, plan)
     reg = core.vbox.media
     resolver = reg.resolver()
     machine_state = d.state_file
-    before = _begin(core, MachineState.DeletingSnapshot)
+    before = begin_transient(core, MachineState.DeletingSnapshot)
     progress = Progress(f"Deleting snapshot '{snap.name}'", initiator=view, cancelable=False,
                         operations=[("Setting up", 1)] + [(f"Merging differencing image '{s.name}'", 10)
                                                           for _k, s, _t in plan])
     jobs = _jobs(plan)
 
     def work(p: Progress):
-        st = _storage()
         done_steps = []
         for i, (kind, src, tgt, relink) in enumerate(jobs):
             p.set_operation(i + 1)
@@ -110,14 +115,15 @@ def delete_snapshot(view, snapshot_id: str) -> Progress:
                     st.merge_into_child(src, tgt, progress=cb, parent_resolver=resolver, delete_source=False)
             except (st.DiskImageError, OSError) as e:
                 return done_steps, VBoxError(rc.VBOX_E_FILE_ERROR, f"Could not merge the medium '{src}' to "
-                                                                   f"'{tgt}'.\n{e}", "IMachine", "SessionMachine")
+                                                                   f"'{tgt}'.\n{e}", "IMachine",
+                                             "SessionMachine")
             done_steps.append(i)
         return done_steps, None
 
     def done(result, err):
         steps, merge_err = result if result is not None else ([], err)
         _finish_delete(core, snap, plan, steps, merge_err or err, machine_state)
-        _end(core, before)
+        end_transient(core, before)
         if merge_err is not None:
             raise merge_err
 
@@ -139,10 +145,10 @@ def _finish_delete(core, snap, plan, steps, err, machine_state: str) -> None:
         _remove_from_tree(core, snap.uuid)
         if snap.state_file and snap.state_file != machine_state:
             gone.append(snap.state_file)
-        _forget_object(core, snap.uuid)
+        forget_snapshot_object(core, snap.uuid)
     core.save()
     for path in gone:
-        _unlink(path)
+        unlink_quietly(path)
     if err is None:
         ctx.fire(VBoxEventType.OnSnapshotDeleted, machine_id=core.id, snapshot_id=str(snap.uuid))
 
@@ -154,13 +160,15 @@ def _delete_online(view, core, snap, plan) -> Progress:
     direct = core.direct
     console = direct.console if direct is not None else None
     if console is None or ctx.bus is None:
-        raise _err(rc.VBOX_E_INVALID_VM_STATE, f"The machine '{core.name}' has no console to delete a snapshot "
+        raise _err(rc.VBOX_E_INVALID_VM_STATE,
+                   f"The machine '{core.name}' has no console to delete a snapshot "
                                                "online with")
     before = core.state
     core.set_state(MachineState.DeletingSnapshotOnline if before == MachineState.Running
                    else MachineState.DeletingSnapshotPaused)
     progress = Progress(f"Deleting snapshot '{snap.name}'", initiator=view, cancelable=False)
-    known = [[m.id, m.location] for m in core.vbox.media.by_id.values() if m.device_type == DeviceType.HardDisk]
+    known = [[m.id, m.location] for m in core.vbox.media.by_id.values()
+             if m.device_type == DeviceType.HardDisk]
     answer = ctx.bus.call_remote(console, CALL, "merge_snapshot_online", [_jobs(plan), known])
 
     def answered(value, err):
@@ -185,38 +193,26 @@ def _apply_merge(core, kind: str, src, tgt) -> None:
     """After a merge on disk: the media tree and every attachment follow the surviving medium."""
     reg = core.vbox.media
     if kind == "drop":
-        _drop_medium(reg, src)
+        reg.drop_gone(src)
         return
-    if kind == "backward":      # src = child merged into tgt = its parent
-        for c in list(src.children):
-            c.parent = tgt
-            tgt.children.append(c)
-        src.children = []
-        gone, keep = src, tgt
-    else:                       # src = parent merged into tgt = its child
-        grand = src.parent
-        tgt.parent = grand
-        if grand is not None:
-            grand.children.append(tgt)
-        src.children = []
-        tgt.registry = src.registry
-        gone, keep = src, tgt
-    _drop_medium(reg, gone)
+    # "backward": src = a child merged into tgt = its parent; else src = a parent merged into its child
+    reg.merged(src, tgt, into_parent=kind == "backward")
+    gone, keep = src, tgt
     keep._info = None
     gone_id = uuidlib.UUID(gone.id)
-    for t in _datas(core):
+    for t in settings_copies(core):
         for hw in [t.hardware] + [s.hardware for s in t.snapshots()]:
-            for dev in _hard_disks(hw):
+            for dev in hard_disks(hw):
                 if dev.medium == gone_id:
                     dev.medium = uuidlib.UUID(keep.id)
 
 
 def _remove_from_tree(core, uid: uuidlib.UUID) -> None:
-    for t in _datas(core):
+    for t in settings_copies(core):
         snap = t.find_snapshot(uid)
         if snap is None:
             continue
-        parent = _parent_of(t, uid)
+        parent = parent_of(t, uid)
         heir = snap.children[0] if snap.children else None
         if parent is None:
             t.snapshot = heir
@@ -224,7 +220,8 @@ def _remove_from_tree(core, uid: uuidlib.UUID) -> None:
             i = next(i for i, c in enumerate(parent.children) if c.uuid == uid)
             parent.children[i:i + 1] = [heir] if heir is not None else []
         if t.current_snapshot == uid:
-            t.current_snapshot = parent.uuid if parent is not None else (heir.uuid if heir is not None else None)
+            t.current_snapshot = (parent.uuid
+                                  if parent is not None else (heir.uuid if heir is not None else None))
         if t.snapshot is None:
             t.current_snapshot = None
 

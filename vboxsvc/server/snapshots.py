@@ -22,6 +22,7 @@ import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
+import vmm.storage as st  # the only part of the VMM the service uses: image formats
 from settings import paths as spaths
 from settings.models import Hardware, MachineSettings
 from settings.models import Snapshot as SnapshotModel
@@ -31,19 +32,13 @@ from ..api.enums import DeviceType, MachineState, MediumState, MediumType, VBoxE
 from ..api.errors import VBoxError
 from .context import ctx
 from .progress import Progress, run_in_thread
+from .statedeps import OFFLINE
 
 log = logging.getLogger("vboxsvc.snapshots")
 
-_OFFLINE = (MachineState.PoweredOff, MachineState.Saved, MachineState.Aborted, MachineState.AbortedSaved,
-            MachineState.Teleported)
-_ONLINE = (MachineState.Running, MachineState.Paused)
+ONLINE_STATES = (MachineState.Running, MachineState.Paused)
 # snapshot objects per machine core, so a client keeps the same reference for the same snapshot
 _objects: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _storage():
-    import vmm.storage as st
-    return st
 
 
 def _err(code: int, text: str) -> VBoxError:
@@ -65,12 +60,7 @@ class Snapshot:
 
     @property
     def _m(self) -> SnapshotModel:
-        d = self._core.data
-        s = d.find_snapshot(self._uid) if d is not None else None
-        if s is None:
-            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID {{{self._uid}}}",
-                            "ISnapshot", "SnapshotWrap")
-        return s
+        return find_snapshot_model(self._core, self._uid, "ISnapshot", "SnapshotWrap")
 
     @property
     def id(self) -> str:
@@ -97,7 +87,7 @@ class Snapshot:
     def _edit(self, field: str, value: str) -> None:
         if getattr(self._m, field) == value:
             return
-        for d in _datas(self._core):
+        for d in settings_copies(self._core):
             s = d.find_snapshot(self._uid)
             if s is not None:
                 setattr(s, field, value)
@@ -116,12 +106,12 @@ class Snapshot:
     def machine(self):
         self._m  # noqa: B018 - raises when the snapshot is gone
         if self._view is None:
-            self._view = SnapshotMachineView(self._core, self._uid)
+            self._view = self._core.snapshot_view(self._uid)
         return self._view
 
     @property
     def parent(self):
-        p = _parent_of(self._core.data, self._uid)
+        p = parent_of(self._core.data, self._uid)
         return snapshot_object(self._core, p.uuid) if p is not None else None
 
     @property
@@ -136,6 +126,17 @@ class Snapshot:
         return len(list(self._m.walk())) - 1
 
 
+def find_snapshot_model(core, uid: uuidlib.UUID, interface: str, component: str) -> SnapshotModel:
+    """Snapshot `uid` of the machine's tree, or VBOX_E_OBJECT_NOT_FOUND in the name of the asking object."""
+    d = core.data
+    s = d.find_snapshot(uid) if d is not None else None
+    if s is None:
+        raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND,
+                        f"Could not find a snapshot with UUID {{{uid}}}", interface,
+                        component)
+    return s
+
+
 def snapshot_object(core, uid: uuidlib.UUID) -> Snapshot:
     objs = _objects.setdefault(core, {})
     obj = objs.get(uid)
@@ -144,7 +145,7 @@ def snapshot_object(core, uid: uuidlib.UUID) -> Snapshot:
     return obj
 
 
-def _forget_object(core, uid: uuidlib.UUID) -> None:
+def forget_snapshot_object(core, uid: uuidlib.UUID) -> None:
     obj = _objects.get(core, {}).pop(uid, None)
     if obj is not None and ctx.bus is not None:
         if obj._view is not None:
@@ -152,58 +153,9 @@ def _forget_object(core, uid: uuidlib.UUID) -> None:
         ctx.bus.table.drop(obj)
 
 
-def _make_snapshot_view_class():
-    from .machine import MachineView
-
-    class SnapshotMachineView(MachineView):
-        """The read-only IMachine of a snapshot: the machine as it was when the snapshot was taken."""
-
-        def __init__(self, core, uid: uuidlib.UUID):
-            super().__init__(core, None)
-            self.__component__ = "SnapshotMachine"
-            self.snapshot_id = uid
-
-        @property
-        def _d(self) -> MachineSettings:
-            d = self._core.data
-            s = d.find_snapshot(self.snapshot_id) if d is not None else None
-            if s is None:
-                raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a snapshot with UUID "
-                                                            f"{{{self.snapshot_id}}}", "IMachine", "SnapshotMachine")
-            return d.model_copy(update={"hardware": s.hardware, "state_file": s.state_file,
-                                        "snapshot": None, "current_snapshot": None})
-
-        def _check_mutable(self, dep: str) -> None:
-            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, "The machine is not mutable (state is "
-                                                        f"{state_name(self._core.state)})", "IMachine",
-                            "SnapshotMachine")
-
-        @property
-        def state(self):
-            return MachineState.Saved if self._d.state_file else MachineState.PoweredOff
-
-        @property
-        def state_file_path(self) -> str:
-            return self._d.state_file
-
-    return SnapshotMachineView
-
-
-class _LazyView:
-    cls = None
-
-    def __call__(self, core, uid):
-        if _LazyView.cls is None:
-            _LazyView.cls = _make_snapshot_view_class()
-        return _LazyView.cls(core, uid)
-
-
-SnapshotMachineView = _LazyView()
-
-
 # ------------------------------------------------------------------ helpers
 
-def _datas(core) -> list[MachineSettings]:
+def settings_copies(core) -> list[MachineSettings]:
     """The committed settings and the lock holder's working copy: snapshot changes go to both."""
     out = [core.data]
     if core.direct is not None and core.direct.data is not None and core.direct.data is not core.data:
@@ -211,14 +163,14 @@ def _datas(core) -> list[MachineSettings]:
     return out
 
 
-def _parent_of(d: MachineSettings, uid: uuidlib.UUID) -> SnapshotModel | None:
+def parent_of(d: MachineSettings, uid: uuidlib.UUID) -> SnapshotModel | None:
     for s in d.snapshots():
         if any(c.uuid == uid for c in s.children):
             return s
     return None
 
 
-def _session_core(view):
+def session_core(view):
     """Snapshot operations belong to the session machine (VirtualBox's SessionMachine)."""
     core = view._core
     if view._session is None or core.data is None:
@@ -229,7 +181,7 @@ def _session_core(view):
     return core
 
 
-def _hard_disks(hw: Hardware):
+def hard_disks(hw: Hardware):
     for c in hw.storage_controllers:
         for dev in c.devices:
             if dev.type == "HardDisk" and dev.medium is not None:
@@ -258,7 +210,32 @@ def _copy_state(src: str, dst: str) -> None:
                                               f"({e.strerror})") from None
 
 
-def _unlink(path: str) -> None:
+def _create_diffs(
+    p: Progress, folder: Path, state_src: str, state_dst: str, diffs, resolver, failure: str
+) -> None:
+    """The worker's half of taking or restoring a snapshot: copy the saved state `state_src` to
+    `state_dst` (when there is one) and start a differencing image on every disk of `diffs`
+    ((attachment, medium, new uuid) each), progress operation 1, 2, ... per disk.  On any failure
+    what was made is removed and the error is "`failure`: reason"."""
+    made = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if state_dst:
+            _copy_state(state_src, state_dst)
+        for i, (_dev, m, uid) in enumerate(diffs):
+            p.set_operation(i + 1)
+            loc = str(folder / spaths.diff_image_name(uid))
+            st.create_diff_vdi(loc, m.location, uuid=uid, parent_resolver=resolver).close()
+            made.append(loc)
+    except BaseException as e:
+        for loc in made + ([state_dst] if state_dst else []):
+            unlink_quietly(loc)
+        if isinstance(e, VBoxError):
+            raise
+        raise _err(rc.VBOX_E_FILE_ERROR, f"{failure}: {e}") from None
+
+
+def unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -270,38 +247,25 @@ def _unlink(path: str) -> None:
 def _register_diff(reg, parent, uid: str, location: str):
     from .media import Medium
     m = Medium(reg, uid, location, "VDI", DeviceType.HardDisk)
-    m.parent = parent
-    parent.children.append(m)
-    m.registry = parent.base.registry
-    reg.by_id[uid] = m
-    ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=uid, medium_type=DeviceType.HardDisk, registered=True)
+    reg.add_made(m, parent, parent.base.registry)
     return m
 
 
-def _drop_medium(reg, m) -> None:
-    if m.parent is not None and m in m.parent.children:
-        m.parent.children.remove(m)
-    reg.by_id.pop(m.id, None)
-    m.registry = None
-    m.state = MediumState.NotCreated
-    ctx.fire(VBoxEventType.OnMediumRegistered, medium_id=m.id, medium_type=m.device_type, registered=False)
-    if ctx.bus is not None:
-        ctx.bus.table.drop(m)
-
-
-def _snapshotted_media(core, hw: Hardware) -> list[tuple[object, object]]:
+def snapshotted_media(core, hw: Hardware) -> list[tuple[object, object]]:
     """(attachment, medium) of the disks a snapshot freezes: normal hard disks (not writethrough,
     shareable, ...), which get a differencing child for the state that follows."""
     reg = core.vbox.media
     out = []
-    for dev in _hard_disks(hw):
+    for dev in hard_disks(hw):
         m = reg.by_id.get(str(dev.medium))
         if m is None:
-            raise _err(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find an open hard disk with UUID {{{dev.medium}}}")
+            raise _err(rc.VBOX_E_OBJECT_NOT_FOUND,
+                       f"Could not find an open hard disk with UUID {{{dev.medium}}}")
         if m.base.type_ not in (MediumType.Normal,):
             continue
         if m.format not in ("VDI", "VMDK"):
-            raise _err(rc.VBOX_E_NOT_SUPPORTED, f"Medium '{m.location}' cannot be snapshotted: only VDI and VMDK "
+            raise _err(rc.VBOX_E_NOT_SUPPORTED,
+                       f"Medium '{m.location}' cannot be snapshotted: only VDI and VMDK "
                                                 "images can have (VDI) differencing images")
         if m.state not in (MediumState.Created, MediumState.LockedRead, MediumState.LockedWrite):
             m.refresh_state()
@@ -312,13 +276,13 @@ def _snapshotted_media(core, hw: Hardware) -> list[tuple[object, object]]:
     return out
 
 
-def _begin(core, transient: MachineState) -> MachineState:
+def begin_transient(core, transient: MachineState) -> MachineState:
     before = core.state
     core.set_state(transient)
     return before
 
 
-def _end(core, state: MachineState) -> None:
+def end_transient(core, state: MachineState) -> None:
     core.set_state(state)
 
 
@@ -326,7 +290,7 @@ def mark_modified(core) -> None:
     """The current state differs from the current snapshot (settings saved, VM started)."""
     d = core.data
     if d is not None and d.snapshot is not None and not d.current_state_modified:
-        for t in _datas(core):
+        for t in settings_copies(core):
             t.current_state_modified = True
         core.save()
 
@@ -364,51 +328,36 @@ def current_snapshot(view):
 
 def take_snapshot(view, name: str, description: str = "", pause: bool = True):
     """IMachine::takeSnapshot -> [snapshot id, IProgress]."""
-    core = _session_core(view)
+    core = session_core(view)
     if not name:
         raise _err(rc.E_INVALIDARG, "Snapshot name must not be empty")
-    if core.state in _ONLINE:
+    if core.state in ONLINE_STATES:
         return take_online(view, core, name, description, pause)
-    if core.state not in _OFFLINE:
-        raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cannot take a snapshot of the machine while it is changing the "
+    if core.state not in OFFLINE:
+        raise _err(rc.VBOX_E_INVALID_VM_STATE,
+                   "Cannot take a snapshot of the machine while it is changing the "
                                                f"state (machine state: {state_name(core.state)})")
     d = core.data
-    plan = _snapshotted_media(core, d.hardware)
+    plan = snapshotted_media(core, d.hardware)
     snap_id = uuidlib.uuid4()
     folder = _snapshot_folder(core)
     diffs = [(dev, m, str(uuidlib.uuid4())) for dev, m in plan]
     saved = d.state_file if core.state in (MachineState.Saved, MachineState.AbortedSaved) else ""
     state_copy = _new_state_file_path(core) if saved else ""
-    before = _begin(core, MachineState.Snapshotting)
+    before = begin_transient(core, MachineState.Snapshotting)
     progress = Progress("Taking a snapshot of the virtual machine", initiator=view, cancelable=False,
                         operations=[("Setting up snapshot", 1)] + [(f"Creating differencing image for "
                                                                    f"'{m.name}'", 1) for _d, m in plan])
     resolver = core.vbox.media.resolver()
 
     def work(p: Progress):
-        st = _storage()
-        made = []
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if saved:
-                _copy_state(saved, state_copy)
-            for i, (_dev, m, uid) in enumerate(diffs):
-                p.set_operation(i + 1)
-                loc = str(folder / spaths.diff_image_name(uid))
-                st.create_diff_vdi(loc, m.location, uuid=uid, parent_resolver=resolver).close()
-                made.append(loc)
-        except BaseException as e:
-            for loc in made + ([state_copy] if state_copy else []):
-                _unlink(loc)
-            if isinstance(e, VBoxError):
-                raise
-            raise _err(rc.VBOX_E_FILE_ERROR, f"Could not create the differencing image for the snapshot: {e}") \
-                from None
+        _create_diffs(p, folder, saved, state_copy, diffs, resolver,
+                      "Could not create the differencing image for the snapshot")
 
     def done(_r, err):
         if err is None:
             _commit_snapshot(core, snap_id, name, description, state_copy, diffs, folder)
-        _end(core, before)
+        end_transient(core, before)
         if err is None:
             ctx.fire(VBoxEventType.OnSnapshotTaken, machine_id=core.id, snapshot_id=str(snap_id))
 
@@ -427,8 +376,8 @@ def _commit_snapshot(core, snap_id, name, description, state_file, diffs, folder
     for _dev, m, uid in diffs:
         _register_diff(reg, m, uid, str(folder / spaths.diff_image_name(uid)))
         new_ids[m.id] = uuidlib.UUID(uid)   # a hard disk is attached at most once per state
-    for t in _datas(core):
-        for dev in _hard_disks(t.hardware):
+    for t in settings_copies(core):
+        for dev in hard_disks(t.hardware):
             if str(dev.medium) in new_ids:
                 dev.medium = new_ids[str(dev.medium)]
         copy = snap.model_copy(deep=True)
@@ -458,7 +407,7 @@ def take_online(view, core, name: str, description: str, pause: bool):
         raise _err(rc.VBOX_E_INVALID_VM_STATE, f"The machine '{core.name}' has no console to take an online "
                                                "snapshot with")
     d = core.data
-    plan = _snapshotted_media(core, d.hardware)
+    plan = snapshotted_media(core, d.hardware)
     snap_id = uuidlib.uuid4()
     folder = _snapshot_folder(core)
     diffs = [(dev, m, str(uuidlib.uuid4())) for dev, m in plan]
@@ -468,7 +417,8 @@ def take_online(view, core, name: str, description: str, pause: bool):
     core.set_state(MachineState.LiveSnapshotting if live else MachineState.OnlineSnapshotting)
     progress = Progress("Taking a snapshot of the virtual machine", initiator=view, cancelable=False,
                         operations=[("Saving the machine state", 5)] +
-                                   [(f"Creating differencing image for '{m.name}'", 1) for _d, m, _u in diffs])
+                                   [(f"Creating differencing image for '{m.name}'", 1)
+                                    for _d, m, _u in diffs])
     disks = [[m.location, str(folder / spaths.diff_image_name(uid)), uid] for _d, m, uid in diffs]
     answer = ctx.bus.call_remote(console, CALL, "take_snapshot_online", [state_file, disks, pause])
 
@@ -479,7 +429,7 @@ def take_online(view, core, name: str, description: str, pause: bool):
             except VBoxError as e:
                 err = e
         else:
-            _unlink(state_file)   # the VM process takes back the disks it switched
+            unlink_quietly(state_file)   # the VM process takes back the disks it switched
         if core.state in (MachineState.LiveSnapshotting, MachineState.OnlineSnapshotting):
             core.set_state(before)
         if err is None:
@@ -493,62 +443,46 @@ def take_online(view, core, name: str, description: str, pause: bool):
 # ------------------------------------------------------------------ restore
 
 def restore_snapshot(view, snapshot) -> Progress:
-    core = _session_core(view)
+    core = session_core(view)
     if not isinstance(snapshot, Snapshot) or snapshot._core is not core:
         raise _err(rc.E_INVALIDARG, "Invalid snapshot object")
-    if core.state not in _OFFLINE:
+    if core.state not in OFFLINE:
         raise _err(rc.VBOX_E_INVALID_VM_STATE, "Cannot delete the current state of the running machine "
                                                f"(machine state: {state_name(core.state)})")
     d = core.data
     snap = snapshot._m
     reg = core.vbox.media
     hw = snap.hardware.model_copy(deep=True)
-    plan = [(dev, m, str(uuidlib.uuid4())) for dev, m in _snapshotted_media(core, hw)]
+    plan = [(dev, m, str(uuidlib.uuid4())) for dev, m in snapshotted_media(core, hw)]
     folder = _snapshot_folder(core)
-    still_used = {str(dev.medium) for s in d.snapshots() for dev in _hard_disks(s.hardware)}
+    still_used = {str(dev.medium) for s in d.snapshots() for dev in hard_disks(s.hardware)}
     orphans = []
-    for dev in _hard_disks(d.hardware):
+    for dev in hard_disks(d.hardware):
         m = reg.by_id.get(str(dev.medium))
         if m is not None and m.parent is not None and not m.children and m.id not in still_used:
             orphans.append(m)
     old_state = d.state_file
     new_state = _new_state_file_path(core) if snap.state_file else ""
-    before = _begin(core, MachineState.RestoringSnapshot)
+    before = begin_transient(core, MachineState.RestoringSnapshot)
     progress = Progress(f"Restoring snapshot '{snap.name}'", initiator=view, cancelable=False,
                         operations=[("Restoring the machine settings", 1)] +
                                    [(f"Creating differencing image for '{m.name}'", 1) for _d, m, _u in plan])
     resolver = reg.resolver()
 
     def work(p: Progress):
-        st = _storage()
-        made = []
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if new_state:
-                _copy_state(snap.state_file, new_state)
-            for i, (_dev, m, uid) in enumerate(plan):
-                p.set_operation(i + 1)
-                loc = str(folder / spaths.diff_image_name(uid))
-                st.create_diff_vdi(loc, m.location, uuid=uid, parent_resolver=resolver).close()
-                made.append(loc)
-        except BaseException as e:
-            for loc in made + ([new_state] if new_state else []):
-                _unlink(loc)
-            if isinstance(e, VBoxError):
-                raise
-            raise _err(rc.VBOX_E_FILE_ERROR, f"Could not restore the snapshot: {e}") from None
+        _create_diffs(p, folder, snap.state_file, new_state, plan, resolver, "Could not restore the snapshot")
 
     def done(_r, err):
         if err is not None:
-            _end(core, before)
+            end_transient(core, before)
             return
         for dev, m, uid in plan:
             _register_diff(reg, m, uid, str(folder / spaths.diff_image_name(uid)))
             dev.medium = uuidlib.UUID(uid)
         gone = [m.location for m in orphans]
         for m in orphans:
-            _drop_medium(reg, m)
-        for t in _datas(core):
+            reg.drop_gone(m)
+        for t in settings_copies(core):
             t.hardware = hw.model_copy(deep=True)
             t.current_snapshot = snap.uuid
             t.current_state_modified = False
@@ -556,28 +490,10 @@ def restore_snapshot(view, snapshot) -> Progress:
             t.aborted = False
         core.save()     # the settings stop naming the old files before they go: a crash leaves orphans
         for loc in gone:
-            _unlink(loc)
+            unlink_quietly(loc)
         if old_state and old_state != new_state:
-            _unlink(old_state)
-        _end(core, MachineState.Saved if new_state else MachineState.PoweredOff)
+            unlink_quietly(old_state)
+        end_transient(core, MachineState.Saved if new_state else MachineState.PoweredOff)
         ctx.fire(VBoxEventType.OnSnapshotRestored, machine_id=core.id, snapshot_id=str(snap.uuid))
 
     return run_in_thread(progress, work, done)
-
-
-
-# ------------------------------------------------------------------ deletion (snapshot_delete.py)
-
-def delete_snapshot(view, snapshot_id: str) -> Progress:
-    from . import snapshot_delete
-    return snapshot_delete.delete_snapshot(view, snapshot_id)
-
-
-def detach_snapshot_media(core, media: list, cleanup_mode) -> list:
-    from . import snapshot_delete
-    return snapshot_delete.detach_snapshot_media(core, media, cleanup_mode)
-
-
-def snapshot_state_files(core) -> list[str]:
-    from . import snapshot_delete
-    return snapshot_delete.snapshot_state_files(core)

@@ -59,7 +59,8 @@ def check_mutable(registered: bool, is_session: bool, state: int, dep: str) -> N
     if is_session and state in ALLOWED[dep]:
         return
     text = "The machine is not mutable" if dep == MUTABLE else "The machine is not " + dep
-    raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, f"{text} (state is {state_name(state)})", "IMachine", "MachineWrap")
+    raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, f"{text} (state is {state_name(state)})", "IMachine",
+                    "MachineWrap")
 
 
 def check_transition(old: int, new: int) -> None:

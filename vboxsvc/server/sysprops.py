@@ -155,13 +155,16 @@ class SystemProperties:
     def get_storage_bus_for_controller_type(self, storage_controller_type: StorageControllerType):
         bus = BUS_OF_CONTROLLER.get(storage_controller_type)
         if bus is None:
-            raise VBoxError(rc.E_INVALIDARG, f"Invalid storage controller type {int(storage_controller_type)}")
+            raise VBoxError(rc.E_INVALIDARG,
+                            f"Invalid storage controller type {int(storage_controller_type)}")
         return bus
 
     def get_storage_controller_types_for_bus(self, storage_bus: StorageBus) -> list:
         bus_limits(storage_bus)
         return list(CONTROLLERS_OF_BUS[storage_bus])
 
-    def get_default_io_cache_setting_for_storage_controller(self, controller_type: StorageControllerType) -> bool:
+    def get_default_io_cache_setting_for_storage_controller(
+        self, controller_type: StorageControllerType
+    ) -> bool:
         return BUS_OF_CONTROLLER.get(controller_type) in (StorageBus.IDE, StorageBus.Floppy)
 

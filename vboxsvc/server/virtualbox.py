@@ -212,7 +212,8 @@ class VirtualBox:
                        password: str = ""):
         if platform not in (PlatformArchitecture.x86, PlatformArchitecture["None"]):
             raise VBoxError(rc.VBOX_E_PLATFORM_ARCH_NOT_SUPPORTED,
-                            f"Platform architecture {PlatformArchitecture(platform).name} is not supported on this host")
+                            f"Platform architecture {PlatformArchitecture(platform).name} is not supported "
+                            f"on this host")
         if cipher or password:
             raise VBoxError(rc.VBOX_E_NOT_SUPPORTED, "Encrypted machines are not supported by vboxpy")
         if not name.strip():
@@ -267,13 +268,15 @@ class VirtualBox:
                                 f"Registered machine with UUID {{{core.id}}} ('{c.name}') already exists")
             if os.path.abspath(c.path) == os.path.abspath(core.path):
                 raise VBoxError(rc.E_INVALIDARG,
-                                f"Registered machine with settings file '{core.path}' ('{c.name}') already exists")
+                                f"Registered machine with settings file '{core.path}' ('{c.name}') "
+                                f"already exists")
         if core.mfile is None or not core.path.exists():
             core.save()
         core.registered = True
         self.cores.append(core)
         self.media.load_machine(core)
-        self.main.settings.machine_registry.append(MachineRegistryEntry(uuid=core.data.uuid, src=str(core.path)))
+        self.main.settings.machine_registry.append(MachineRegistryEntry(uuid=core.data.uuid,
+                                                                        src=str(core.path)))
         self.save_main()
         ctx.fire(VBoxEventType.OnMachineRegistered, machine_id=core.id, registered=True)
 
@@ -290,8 +293,10 @@ class VirtualBox:
         if core is None:
             uid = parse_uuid(name_or_id)
             if uid is not None:
-                raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a registered machine with UUID {{{uid}}}")
-            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND, f"Could not find a registered machine named '{name_or_id}'")
+                raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND,
+                                f"Could not find a registered machine with UUID {{{uid}}}")
+            raise VBoxError(rc.VBOX_E_OBJECT_NOT_FOUND,
+                            f"Could not find a registered machine named '{name_or_id}'")
         return core.view
 
     def find_core(self, name_or_id: str) -> MachineCore | None:
@@ -313,10 +318,12 @@ class VirtualBox:
         return [int(_core_of(m).state) for m in machines]
 
     # --- media --------------------------------------------------------------------------------
-    def create_medium(self, format: str, location: str, access_mode: AccessMode, device_type_type: DeviceType):
+    def create_medium(self, format: str, location: str, access_mode: AccessMode,
+                      device_type_type: DeviceType):
         return self.media.create(format, location, access_mode, device_type_type)
 
-    def open_medium(self, location: str, device_type: DeviceType, access_mode: AccessMode = AccessMode.ReadWrite,
+    def open_medium(self, location: str, device_type: DeviceType,
+                    access_mode: AccessMode = AccessMode.ReadWrite,
                     force_new_uuid: bool = False):
         return self.media.open(location, device_type, access_mode, force_new_uuid)
 

@@ -27,6 +27,7 @@ from ..api.errors import VBoxError
 from . import reattach
 from .context import ctx
 from .progress import Progress
+from .session import Session
 
 log = logging.getLogger("vboxsvc.vmproc")
 
@@ -126,7 +127,8 @@ class Launch:
         if state in (MachineState.Running, MachineState.Paused):
             self.progress.complete()
         elif not is_online(state) and state not in (MachineState.Starting, MachineState.Restoring):
-            self._fail(f"The virtual machine '{self.core.name}' failed to start (it went to state {state.name}). "
+            self._fail(f"The virtual machine '{self.core.name}' failed to start (it went to state "
+                       f"{state.name}). "
                        f"More details may be available in '{self.log_path}'")
 
     def vm_unlocked(self) -> None:
@@ -164,7 +166,8 @@ class Launch:
                 how = f"because of signal {-code}"
             else:
                 how = f"with exit code {code} ({code:#x})"
-            self._fail(f"The virtual machine '{core.name}' has terminated unexpectedly during startup {how}.  "
+            self._fail(f"The virtual machine '{core.name}' has terminated unexpectedly during "
+                       f"startup {how}.  "
                        f"More details may be available in '{self.log_path}'")
         direct = core.direct
         if direct is not None and direct.lock_type == LockType.VM and core.vm_client is not None \
@@ -193,7 +196,6 @@ def _log_tail(path: str, lines: int = 3) -> str:
 
 
 def launch_vm_process(core, session, name: str, environment_changes: list[str]):
-    from .session import Session
     if not isinstance(session, Session):
         raise VBoxError(rc.E_INVALIDARG, "Invalid session object")
     key = name.strip().lower()
@@ -207,14 +209,16 @@ def launch_vm_process(core, session, name: str, environment_changes: list[str]):
         raise VBoxError(rc.E_INVALIDARG, f"Invalid frontend name: '{name}'", "IMachine", "MachineWrap")
     frontend = FRONTENDS[key] or "headless"
     if session.state != SessionState.Unlocked:
-        raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, "The given session is busy", "IMachine", "MachineWrap")
+        raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, "The given session is busy", "IMachine",
+                        "MachineWrap")
     if not core.registered:
         raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE, f"The machine '{core.name}' is not registered",
                         "IMachine", "MachineWrap")
     pending = core.launch is not None and not core.launch.done
     if core.direct is not None or pending or core.session_state != SessionState.Unlocked:
         raise VBoxError(rc.VBOX_E_INVALID_OBJECT_STATE,
-                        f"The machine '{core.name}' is already locked by a session (or being locked or unlocked)",
+                        f"The machine '{core.name}' is already locked by a session (or being locked "
+                        f"or unlocked)",
                         "IMachine", "MachineWrap")
     other = reattach.running_elsewhere(core)        # a VM process this service does not know of
     if other is not None:
@@ -224,8 +228,10 @@ def launch_vm_process(core, session, name: str, environment_changes: list[str]):
     if core.state not in (MachineState.PoweredOff, MachineState.Saved, MachineState.Aborted,
                           MachineState.AbortedSaved, MachineState.Teleported):
         from ..api.enums import state_name
-        raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, f"The machine is not powered off, saved or aborted (machine "
-                                                    f"state: {state_name(core.state)})", "IMachine", "MachineWrap")
+        raise VBoxError(rc.VBOX_E_INVALID_VM_STATE,
+                        f"The machine is not powered off, saved or aborted (machine "
+                                                    f"state: {state_name(core.state)})", "IMachine",
+                        "MachineWrap")
     env = dict(os.environ)
     apply_environment(env, environment_changes)
     token = secrets.token_hex(16)
@@ -244,7 +250,8 @@ def launch_vm_process(core, session, name: str, environment_changes: list[str]):
                                            stderr=subprocess.STDOUT, env=env, cwd=str(core.path.parent),
                                            start_new_session=True)
     except OSError as e:
-        raise VBoxError(rc.VBOX_E_IPRT_ERROR, f"Could not launch the VM process for the machine '{core.name}' "
+        raise VBoxError(rc.VBOX_E_IPRT_ERROR,
+                        f"Could not launch the VM process for the machine '{core.name}' "
                                               f"({e.strerror})", "IMachine", "MachineWrap") from None
     try:
         launch.pidfd = os.pidfd_open(launch.proc.pid)

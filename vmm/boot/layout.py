@@ -7,6 +7,7 @@ line at 0x20000, the kernel at 1 MiB and the initrd at the top of low RAM.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 GDT_ADDR = 0x500
@@ -33,7 +34,7 @@ class E820Entry:
     type: int
 
 
-def e820_map(ram_regions: list[tuple[int, int]], reserved: list[E820Entry] = ()) -> list[E820Entry]:
+def e820_map(ram_regions: list[tuple[int, int]], reserved: Sequence[E820Entry] = ()) -> list[E820Entry]:
     """RAM minus the BIOS area and the given reserved/ACPI ranges, plus those ranges, sorted.
 
     `ram_regions` are (guest-physical base, length) of RAM, as GuestMemory.regions has them.

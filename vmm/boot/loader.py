@@ -13,6 +13,7 @@ Every size and address taken from the image is checked against guest RAM first.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vmm.boot import cpu_setup
@@ -83,7 +84,7 @@ def detect(image: bytes) -> str:
 
 
 def load(memory: GuestMemory, image: bytes, initrd: bytes | None = None, cmdline: str = "",
-         reserved: list[E820Entry] = (), rsdp: int = 0) -> BootImage:
+         reserved: Sequence[E820Entry] = (), rsdp: int = 0) -> BootImage:
     """Put the image (and initrd, command line, boot tables) into guest RAM; return the entry state."""
     kind = detect(image)
     if kind == "bzImage":

@@ -234,7 +234,8 @@ def build_dsdt(cfg: AcpiConfig) -> bytes:
                                                  aml_int(0), aml_int(0)]))]
     sb: list[bytes] = []
     if cfg.pci:
-        crs = [res_word_bus(0, 255), res_io(0xCF8, 8), res_word_io(0x0000, 0x0CF7), res_word_io(0x0D00, 0xFFFF),
+        crs = [res_word_bus(0, 255), res_io(0xCF8, 8), res_word_io(0x0000, 0x0CF7),
+               res_word_io(0x0D00, 0xFFFF),
                res_dword_memory(0xA0000, 0xBFFFF), res_dword_memory(*cfg.pci_mmio)]
         if cfg.pci_mmio64 is not None:
             crs.append(res_qword_memory(*cfg.pci_mmio64))
@@ -263,7 +264,8 @@ def _facs() -> bytes:
 
 def _fadt(cfg: AcpiConfig, facs: int, dsdt: int) -> bytes:
     pm = cfg.pm_base
-    flags = (1 << 0) | (1 << 2) | (1 << 5) | (1 << 6) | (1 << 10)   # WBINVD, C1, no sleep button, FIX_RTC, reset
+    # WBINVD, C1, no sleep button, FIX_RTC, reset
+    flags = (1 << 0) | (1 << 2) | (1 << 5) | (1 << 6) | (1 << 10)
     if cfg.pm_timer_32bit:
         flags |= 1 << 8                                             # TMR_VAL_EXT
     boot_arch = 0x0001 | 0x0010                                     # legacy devices; no PCIe ASPM

@@ -611,8 +611,10 @@ class LocalApic:
         self.s = LocalApicState(**vars(state))
         self.s.lvt = [int(v) & 0xFFFF_FFFF for v in (list(state.lvt) + [LVT_MASKED] * 6)[:6]]
         self.s.irr, self.s.isr, self.s.tmr = (
-            (int.from_bytes(v[:32], "little") if isinstance(v, (bytes, bytearray)) else int(v)) & ((1 << 256) - 1)
-            for v in (state.irr, state.isr, state.tmr))
+            (int.from_bytes(v[:32], "little") if isinstance(v, (bytes, bytearray)) else int(v))
+            & ((1 << 256) - 1)
+            for v in (state.irr, state.isr, state.tmr)
+        )
         self._arm_timer()
 
 

@@ -1,33 +1,5 @@
-"""What a device is given by the VM builder: its interrupt line (and a clock, from vmm.tm)."""
+"""What a device is given by the VM builder: its interrupt line (vmm.irq) and a clock (vmm.tm)."""
 
-from __future__ import annotations
+from vmm.irq import IrqLine
 
-from collections.abc import Callable
-
-
-class IrqLine:
-    """One interrupt input of an interrupt controller, as seen by the device raising it."""
-
-    __slots__ = ("_sink", "level")
-
-    def __init__(self, sink: Callable[[bool], None] | None = None):
-        self._sink = sink
-        self.level = False
-
-    def set_level(self, level: bool) -> None:
-        level = bool(level)
-        if level != self.level:
-            self.level = level
-            if self._sink is not None:
-                self._sink(level)
-
-    def raise_(self) -> None:
-        self.set_level(True)
-
-    def lower(self) -> None:
-        self.set_level(False)
-
-    def pulse(self) -> None:
-        """Edge-triggered devices: a rising edge then low."""
-        self.set_level(True)
-        self.set_level(False)
+__all__ = ["IrqLine"]

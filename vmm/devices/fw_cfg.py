@@ -106,7 +106,8 @@ class FwCfg:
     def _directory(self) -> bytes:
         out = [struct.pack(">I", len(self._files))]
         for name, key in sorted(self._files):
-            out.append(struct.pack(">IHH", self._items[key].size, key, 0) + name.encode().ljust(FILE_NAME_MAX, b"\0"))
+            out.append(struct.pack(">IHH", self._items[key].size, key, 0)
+                       + name.encode().ljust(FILE_NAME_MAX, b"\0"))
         return b"".join(out)
 
     def file_names(self) -> list[str]:

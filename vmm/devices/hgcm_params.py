@@ -72,7 +72,9 @@ def _scatter(mem: GuestMemory, pages: list[int], first: int, data: bytes | bytea
         off = 0
 
 
-def _page_list(mem: GuestMemory, req: bytes, offset: int, size: int, parms_end: int) -> tuple[int, int, list[int]]:
+def _page_list(
+    mem: GuestMemory, req: bytes, offset: int, size: int, parms_end: int
+) -> tuple[int, int, list[int]]:
     """(direction, offset in first page, page addresses) of the HGCMPageListInfo at `offset`."""
     if offset < parms_end or offset + 8 > len(req):
         raise HgcmParmError(T.VERR_INVALID_PARAMETER, f"page list at {offset} outside the request")

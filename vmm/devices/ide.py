@@ -46,7 +46,8 @@ MULTIPLE = {0xC4, 0x29, 0xC5, 0x39, 0xCE}
 DMA_READS = {0xC8: False, 0xC9: False, 0x25: True}
 DMA_WRITES = {0xCA: False, 0xCB: False, 0x35: True, 0x3D: True}
 VERIFY = {0x40: False, 0x41: False, 0x42: True}
-NO_DATA_OK = {0xE0, 0xE1, 0xE2, 0xE3, 0xE6, 0x70} | set(range(0x10, 0x20))      # power states, seek, recalibrate
+# power states, seek, recalibrate
+NO_DATA_OK = {0xE0, 0xE1, 0xE2, 0xE3, 0xE6, 0x70} | set(range(0x10, 0x20))
 
 
 class DmaEngine(Protocol):
@@ -335,7 +336,11 @@ class IdeChannel:
         sub = self.s.regs[REG_ERROR]
         if sub == 0x03:
             mode = self.s.regs[REG_COUNT]
-            if mode >> 3 not in (0, 1, 4, 8) or (mode >> 3 == 4 and mode & 7 > 2) or (mode >> 3 == 8 and mode & 7 > 5):
+            if (
+                mode >> 3 not in (0, 1, 4, 8)
+                or (mode >> 3 == 4 and mode & 7 > 2)
+                or (mode >> 3 == 8 and mode & 7 > 5)
+            ):
                 self._abort()
                 return
             self.ds.xfer_mode = mode
@@ -453,7 +458,8 @@ class IdeChannel:
         x, dev = self.s.xfer, self.dev
         n = min(x["block"], x["left"])
         buf = bytearray(n * SECTOR)
-        res = dev.execute(_Tf(command=0x25, features=0, lba=x["lba"], count=n, device=DEV_LBA), [memoryview(buf)])
+        res = dev.execute(_Tf(command=0x25, features=0, lba=x["lba"], count=n, device=DEV_LBA),
+                          [memoryview(buf)])
         if res.status & ST_ERR:
             self._set_address(x["lba"], x["lba48"])
             self._abort(res.error or ER_UNC)
@@ -544,7 +550,8 @@ class IdeChannel:
             if op == 0xE5:
                 self.s.regs[REG_COUNT] = 0xFF
             self._finish()
-        else:                                          # IDENTIFY DEVICE and ATA commands: abort with signature
+        # IDENTIFY DEVICE and ATA commands: abort with signature
+        else:
             self._set_signature_regs()
             self._abort()
 

@@ -93,7 +93,8 @@ class BusMaster:
             if self.started and self.channel.dma_pending():
                 self.channel.run_dma()
         elif not byte & BM_START:
-            self.s.status &= ~BM_ACTIVE          # stopping aborts nothing in flight: transfers are synchronous
+            # stopping aborts nothing in flight: transfers are synchronous
+            self.s.status &= ~BM_ACTIVE
 
     def dma_views(self, length: int) -> tuple[list[memoryview], str]:
         mem = self.ctl.memory
@@ -179,12 +180,14 @@ class PiixIde(PciFunction):
     """`devices[(channel, position)]`: the disk or drive at IDE port `channel`, device `position`."""
 
     def __init__(self, memory: GuestMemory, devices: dict[tuple[int, int], Device], model: str = "PIIX4",
-                 irqs: tuple[IrqLine, IrqLine] | None = None, serials: dict[tuple[int, int], str] | None = None):
+                 irqs: tuple[IrqLine, IrqLine] | None = None,
+                 serials: dict[tuple[int, int], str] | None = None):
         if model not in DEVICE_IDS:
             raise ValueError(f"unknown IDE controller model {model!r} ({', '.join(DEVICE_IDS)})")
         for ch, pos in devices:
             if ch not in (0, 1) or pos not in (0, 1):
-                raise ValueError(f"IDE port {ch} device {pos}: an IDE controller has ports 0-1 and devices 0-1")
+                raise ValueError(f"IDE port {ch} device {pos}: an IDE controller has ports 0-1 "
+                                 f"and devices 0-1")
         super().__init__(0x8086, DEVICE_IDS[model], CLASS_IDE, revision=0 if model == "PIIX3" else 1)
         self.memory = memory
         self.model = model

@@ -263,7 +263,8 @@ class Rtc:
         if not cm[_C] & _C_IRQF:
             b = cm[_B]
             now = self.clock.now_ns()
-            for bit, fn in ((_B_PIE, self._next_period), (_B_UIE, self._next_update), (_B_AIE, self._next_alarm)):
+            for bit, fn in ((_B_PIE, self._next_period), (_B_UIE, self._next_update),
+                            (_B_AIE, self._next_alarm)):
                 if b & bit:
                     t = fn(now)
                     if t is not None and (deadline is None or t < deadline):

@@ -53,9 +53,11 @@ def structures(vm_uuid: str) -> list[bytes]:
                         [SYSTEM_VENDOR, SYSTEM_PRODUCT, SYSTEM_VERSION, "0", SYSTEM_FAMILY])
     board = _structure(2, 0x0002, struct.pack("<BBBBBBBHBB", 1, 2, 3, 4, 0, 0x08, 0, 0x0003, 0x0A, 0),
                        [BOARD_VENDOR, SYSTEM_PRODUCT, SYSTEM_VERSION, "0"])
-    chassis = _structure(3, 0x0003, struct.pack("<BBBBBBBBBIBBBB", 1, 0x01, 0, 0, 0, 3, 3, 3, 3, 0, 0, 0, 0, 0),
+    chassis = _structure(3, 0x0003,
+                         struct.pack("<BBBBBBBBBIBBBB", 1, 0x01, 0, 0, 0, 3, 3, 3, 3, 0, 0, 0, 0, 0),
                          [BOARD_VENDOR])
-    oem = _structure(11, 0x0004, struct.pack("<B", 2), [f"vboxVer_{VBOX_VERSION}", f"vboxRev_{VBOX_REVISION}"])
+    oem = _structure(11, 0x0004, struct.pack("<B", 2),
+                     [f"vboxVer_{VBOX_VERSION}", f"vboxRev_{VBOX_REVISION}"])
     end = _structure(END_OF_TABLE, 0xFEFF, b"", [])
     return [bios, system, board, chassis, oem, end]
 
@@ -64,7 +66,8 @@ def build(vm_uuid: str) -> tuple[bytes, bytes]:
     items = structures(vm_uuid)
     table = b"".join(items)
     max_size = max(len(s) for s in items)
-    ep = bytearray(struct.pack("<4sBBBBHB5s5sBHIHB", b"_SM_", 0, 0x1F, 2, 8, max_size, 0, bytes(5), b"_DMI_", 0,
+    ep = bytearray(struct.pack("<4sBBBBHB5s5sBHIHB", b"_SM_", 0, 0x1F, 2, 8, max_size, 0, bytes(5),
+                               b"_DMI_", 0,
                                len(table), 0, len(items), 0x28))
     ep[0x15] = (-sum(ep[0x10:0x1F])) & 0xFF
     ep[4] = (-sum(ep)) & 0xFF

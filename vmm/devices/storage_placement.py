@@ -225,7 +225,8 @@ def _place_ide(spec: StorageControllerSpec, index: int, memory: GuestMemory, bri
                                  f"device {att.device} has no image")
             else:
                 devices[where] = AtaDisk(image, opts)
-        dev = PiixIde(memory, devices, spec.controller_type, irqs=(irq_line(IDE_IRQS[0]), irq_line(IDE_IRQS[1])),
+        dev = PiixIde(memory, devices, spec.controller_type,
+                      irqs=(irq_line(IDE_IRQS[0]), irq_line(IDE_IRQS[1])),
                       serials=serials)
         bridge.add_function(dev, IDE_SLOT, IDE_FUNCTION)
     except BaseException:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from vmm.devices.base import IrqLine
-from vmm.devices.serial_backends import DisconnectedBackend, SerialBackend
+from vmm.serial.backends import DisconnectedBackend, SerialBackend
 from vmm.tm import Clock
 
 

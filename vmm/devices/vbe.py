@@ -34,7 +34,8 @@ MAX_XRES, MAX_YRES = 2560, 1600
 DEPTHS = (8, 15, 16, 24, 32)                    # packed pixels (4-bit planar VBE modes are not offered)
 BANK_SIZE = 0x10000
 PAGE = 4096
-PCI_VENDOR, PCI_DEVICE, PCI_CLASS = 0x1234, 0x1111, 0x030000     # the "standard VGA" Linux's bochs driver binds
+# the "standard VGA" Linux's bochs driver binds
+PCI_VENDOR, PCI_DEVICE, PCI_CLASS = 0x1234, 0x1111, 0x030000
 VRAM_MIN, VRAM_MAX = 1 << 20, 256 << 20
 
 
@@ -70,7 +71,8 @@ class BochsVbe:
         self.s = VbeState()
         self.s.regs[VIDEO_MEMORY_64K] = vram_size // BANK_SIZE
         self.generation = 0
-        self._written = False           # VRAM may hold something other than zeros (every store goes through vram_write)
+        # VRAM may hold something other than zeros (every store goes through vram_write)
+        self._written = False
         self.dirty_pages: set[int] = set()
         self.ports = _Ports(self)
         self.lfb = _Lfb(self)

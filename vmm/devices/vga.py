@@ -90,7 +90,8 @@ class Vga:
         self.ports = _Ports(self)
         self.memory = _Memory(self)
         self.vbe = None                  # a vmm.devices.vbe.BochsVbe: its banks take over the window
-        self.generation = 0              # bumped by every register or memory write: viewers skip unchanged screens
+        # bumped by every register or memory write: viewers skip unchanged screens
+        self.generation = 0
 
     # -- memory window ---------------------------------------------------------------------------
     def _window(self, offset: int) -> int | None:

@@ -93,7 +93,8 @@ def render_vbe(vbe, pal: list[bytes]) -> Frame:
             table = _RGB16.get(bpp)
             if table is None:
                 table = _RGB16[bpp] = _rgb16_table(bpp)
-            out[dst:dst + width * 3] = b"".join(table[src[i] | (src[i + 1] << 8)] for i in range(0, len(src), 2))
+            out[dst:dst + width * 3] = b"".join(table[src[i] | (src[i + 1] << 8)]
+                                                for i in range(0, len(src), 2))
     return Frame(width, height, bytes(out), bpp)
 
 

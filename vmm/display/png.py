@@ -14,7 +14,8 @@ SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I",
+                                                                    zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 def encode_rgb(width: int, height: int, rgb: bytes, level: int = 6) -> bytes:
@@ -24,7 +25,8 @@ def encode_rgb(width: int, height: int, rgb: bytes, level: int = 6) -> bytes:
     stride = width * 3
     raw = b"".join(b"\x00" + rgb[y * stride:(y + 1) * stride] for y in range(height))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw, level)) + _chunk(b"IEND", b"")
+    return (SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw, level))
+            + _chunk(b"IEND", b""))
 
 
 def decode_rgb(data: bytes) -> tuple[int, int, bytes]:

@@ -33,7 +33,8 @@ log = logging.getLogger("vboxpy.vrde")
 
 ENC_RAW, ENC_ZLIB, ENC_DESKTOP_SIZE = 0, 6, -223
 SEC_NONE, SEC_VNC = 1, 2
-MSG_SET_PIXEL_FORMAT, MSG_SET_ENCODINGS, MSG_UPDATE_REQUEST, MSG_KEY, MSG_POINTER, MSG_CUT_TEXT = 0, 2, 3, 4, 5, 6
+MSG_SET_PIXEL_FORMAT, MSG_SET_ENCODINGS, MSG_UPDATE_REQUEST = 0, 2, 3
+MSG_KEY, MSG_POINTER, MSG_CUT_TEXT = 4, 5, 6
 MAX_CUT_TEXT = 1 << 20
 MAX_ENCODINGS = 1024
 HANDSHAKE_TIMEOUT_S = 30.0
@@ -94,7 +95,8 @@ def convert_pixels(rgb: bytes, fmt: PixelFormat) -> bytes:
         px = rgb[i:i + 3]
         v = cache.get(px)
         if v is None:
-            value = ((px[0] * fmt.red_max // 255) << fmt.red_shift | (px[1] * fmt.green_max // 255) << fmt.green_shift
+            value = ((px[0] * fmt.red_max // 255) << fmt.red_shift
+                     | (px[1] * fmt.green_max // 255) << fmt.green_shift
                      | (px[2] * fmt.blue_max // 255) << fmt.blue_shift)
             v = cache[px] = (value & ((1 << fmt.bpp) - 1)).to_bytes(nbytes, order)
         out += v
@@ -297,7 +299,8 @@ class _Client:
         frame = s._screen()
         self.size = (frame.width, frame.height)
         name = s.name.encode()
-        self.sock.sendall(struct.pack(">HH", *self.size) + self.fmt.pack() + struct.pack(">I", len(name)) + name)
+        self.sock.sendall(struct.pack(">HH", *self.size) + self.fmt.pack()
+                          + struct.pack(">I", len(name)) + name)
 
     def _fail(self, minor: int, reason: str, always: bool = False) -> None:
         if minor == 8 or always:
@@ -379,10 +382,12 @@ class _Client:
             y0, y1 = 0, height
         else:
             y0 = 0
-            while y0 < height and rgb[y0 * stride:(y0 + 1) * stride] == self.last_rgb[y0 * stride:(y0 + 1) * stride]:
+            while y0 < height and (rgb[y0 * stride:(y0 + 1) * stride]
+                                   == self.last_rgb[y0 * stride:(y0 + 1) * stride]):
                 y0 += 1
             y1 = height
-            while y1 > y0 and rgb[(y1 - 1) * stride:y1 * stride] == self.last_rgb[(y1 - 1) * stride:y1 * stride]:
+            while y1 > y0 and (rgb[(y1 - 1) * stride:y1 * stride]
+                               == self.last_rgb[(y1 - 1) * stride:y1 * stride]):
                 y1 -= 1
         self.last_rgb = rgb
         if y1 > y0:

@@ -7,10 +7,14 @@ buffer layout of VirtualBox's IFramebuffer), RGBA likewise, PNG a file.
 
 from __future__ import annotations
 
-from vboxsvc.api.enums import BitmapFormat
 from vmm.display.png import encode_rgb
 
 MAX_SIDE = 8192
+# VirtualBox's BitmapFormat values (FourCCs, VirtualBox.xidl); IDisplay hands the API's value through
+FMT_BGR0 = 0x30524742
+FMT_BGRA = 0x41524742
+FMT_RGBA = 0x41424752
+FMT_PNG = 0x20474E50
 
 
 def scale_rgb(width: int, height: int, rgb: bytes, new_w: int, new_h: int) -> bytes:
@@ -31,15 +35,15 @@ def convert(width: int, height: int, rgb: bytes, new_w: int, new_h: int, fmt: in
         raise ValueError(f"invalid screenshot size {new_w}x{new_h}")
     data = scale_rgb(width, height, rgb, new_w, new_h)
     fmt = int(fmt)
-    if fmt == BitmapFormat.PNG:
+    if fmt == FMT_PNG:
         return encode_rgb(new_w, new_h, data)
     out = bytearray(new_w * new_h * 4)
-    if fmt in (BitmapFormat.BGR0, BitmapFormat.BGRA):
+    if fmt in (FMT_BGR0, FMT_BGRA):
         out[0::4], out[1::4], out[2::4] = data[2::3], data[1::3], data[0::3]
-    elif fmt == BitmapFormat.RGBA:
+    elif fmt == FMT_RGBA:
         out[0::4], out[1::4], out[2::4] = data[0::3], data[1::3], data[2::3]
     else:
         raise ValueError(f"unsupported bitmap format {fmt:#x}")
-    if fmt != BitmapFormat.BGR0:
+    if fmt != FMT_BGR0:
         out[3::4] = b"\xff" * (new_w * new_h)
     return bytes(out)

@@ -25,6 +25,7 @@ from vmm.guest.cpio import CpioWriter
 from vmm.guest.debs import GuestBuildError, candidate, download_extract, run
 from vmm.guest.init_script import INIT, POWER_BUTTON, READY_MARKER, UDHCPC_SCRIPT
 from vmm.guest.kmod import index_modules, load_order
+from vmm.guest.paths import cache_dir
 from vmm.guest.vmlinux import extract_vmlinux
 
 BUILDER_VERSION = 6
@@ -63,13 +64,6 @@ class GuestFiles:
 
     def exist(self) -> bool:
         return all(p.is_file() for p in (self.vmlinuz, self.vmlinux, self.initrd))
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("VBOXPY_GUEST_CACHE")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / ".cache" / "guest"
 
 
 def guest_files(directory: Path | None = None) -> GuestFiles:

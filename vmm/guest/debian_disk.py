@@ -27,6 +27,7 @@ from pathlib import Path
 from vmm.guest.debs import GuestBuildError, download_extract, run, versions
 from vmm.guest.mbr import BOOT_CODE_SIZE, SECTOR, TYPE_LINUX, Partition, build_mbr
 from vmm.guest.media import read_manifest, write_manifest
+from vmm.guest.paths import cache_dir
 from vmm.guest.tovdi import raw_to_vdi
 
 DEBIAN_DISK_VERSION = 3
@@ -78,10 +79,10 @@ def debian_files(directory: Path) -> DebianDisk:
 
 def find_debian_disk(directory: Path | None = None) -> DebianDisk | None:
     """The built Debian disk, or None when `--media debian` has not been run."""
-    from vmm.guest.builder import cache_dir
     directory = directory or cache_dir()
     files = debian_files(directory)
-    ok = all(p.is_file() for p in (files.raw, files.vdi, files.private_key)) and "debian" in read_manifest(directory)
+    ok = (all(p.is_file() for p in (files.raw, files.vdi, files.private_key))
+          and "debian" in read_manifest(directory))
     return files if ok else None
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from vmm.guest import bootmenu
 from vmm.guest.debs import GuestBuildError, download_extract, run, versions
 from vmm.guest.mbr import SECTOR, TYPE_FAT16_LBA, Partition, build_mbr
+from vmm.guest.paths import cache_dir
 from vmm.guest.tovdi import raw_to_vdi
 
 LOADER_PACKAGES = ["syslinux", "syslinux-common", "isolinux"]
@@ -52,7 +53,6 @@ def media_files(directory: Path) -> MediaFiles:
 
 def find_boot_media(directory: Path | None = None) -> MediaFiles | None:
     """The built disk image and ISO, or None when `--media disk,iso` has not been run."""
-    from vmm.guest.builder import cache_dir
     files = media_files(directory or cache_dir())
     return files if all(p.is_file() for p in (files.disk_raw, files.disk_vdi, files.iso)) else None
 

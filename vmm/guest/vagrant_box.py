@@ -52,7 +52,8 @@ def box_ovf(name: str, capacity: int, disk_uuid: str) -> str:
         _item({"Address": "0", "Caption": "sataController0", "Description": "SATA Controller",
                "ElementName": "sataController0", "InstanceID": "3", "ResourceSubType": "AHCI",
                "ResourceType": "20"}),
-        _item({"AddressOnParent": "0", "Caption": "disk1", "Description": "Disk Image", "ElementName": "disk1",
+        _item({"AddressOnParent": "0", "Caption": "disk1", "Description": "Disk Image",
+               "ElementName": "disk1",
                "HostResource": "/disk/vmdisk1", "InstanceID": "4", "Parent": "3", "ResourceType": "17"}),
         _item({"AutomaticAllocation": "true", "Caption": "Ethernet adapter on 'NAT'", "Connection": "NAT",
                "ElementName": "Ethernet adapter on 'NAT'", "InstanceID": "5", "ResourceSubType": "E1000",
@@ -107,7 +108,9 @@ end
 
 def _key(raw: Path) -> str:
     st = raw.stat()
-    return hashlib.sha256(f"{BOX_VERSION}:{raw.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    return hashlib.sha256(
+        f"{BOX_VERSION}:{raw.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()
+    ).hexdigest()[:16]
 
 
 def build_box(raw: Path, out: Path, name: str = "vboxpy-debian12", log=print) -> Path:
@@ -127,7 +130,8 @@ def build_box(raw: Path, out: Path, name: str = "vboxpy-debian12", log=print) ->
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     log(f"vagrant box: converting {raw} to a streamOptimized VMDK")
-    proc = subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized",
+    proc = subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o",
+                           "subformat=streamOptimized",
                            str(raw), str(work / DISK_NAME)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise BoxBuildError(f"qemu-img convert failed: {proc.stderr.strip()}")

@@ -41,9 +41,12 @@ _ERRNO = {
     errno.ENOENT: VERR_FILE_NOT_FOUND, errno.ENOTDIR: VERR_PATH_NOT_FOUND, errno.EACCES: T.VERR_ACCESS_DENIED,
     errno.EPERM: T.VERR_ACCESS_DENIED, errno.EEXIST: VERR_ALREADY_EXISTS, errno.EISDIR: VERR_IS_A_DIRECTORY,
     errno.ENOTEMPTY: VERR_DIR_NOT_EMPTY, errno.EROFS: VERR_WRITE_PROTECT, errno.ENOSPC: VERR_DISK_FULL,
-    errno.EDQUOT: VERR_DISK_FULL, errno.EMFILE: VERR_TOO_MANY_OPEN_FILES, errno.ENFILE: VERR_TOO_MANY_OPEN_FILES,
-    errno.ENAMETOOLONG: VERR_FILENAME_TOO_LONG, errno.EXDEV: VERR_NOT_SAME_DEVICE, errno.EBADF: T.VERR_INVALID_HANDLE,
-    errno.EINVAL: T.VERR_INVALID_PARAMETER, errno.ELOOP: VERR_TOO_MANY_SYMLINKS, errno.EFBIG: VERR_FILE_TOO_BIG,
+    errno.EDQUOT: VERR_DISK_FULL, errno.EMFILE: VERR_TOO_MANY_OPEN_FILES,
+    errno.ENFILE: VERR_TOO_MANY_OPEN_FILES,
+    errno.ENAMETOOLONG: VERR_FILENAME_TOO_LONG, errno.EXDEV: VERR_NOT_SAME_DEVICE,
+    errno.EBADF: T.VERR_INVALID_HANDLE,
+    errno.EINVAL: T.VERR_INVALID_PARAMETER, errno.ELOOP: VERR_TOO_MANY_SYMLINKS,
+    errno.EFBIG: VERR_FILE_TOO_BIG,
     errno.EIO: VERR_DEV_IO_ERROR, errno.EBUSY: VERR_RESOURCE_BUSY, errno.ENOMEM: T.VERR_NO_MEMORY,
     errno.EAGAIN: VERR_TRY_AGAIN, errno.ENOTSUP: T.VERR_NOT_SUPPORTED, errno.ETXTBSY: VERR_SHARING_VIOLATION,
 }
@@ -183,7 +186,9 @@ class HostFolder:
         self._check_fd(fd)
         return HostHandle(fd, host, True)
 
-    def _open_file(self, host: str, access: int, flags: int, truncate: bool, create: bool, mode: int) -> HostHandle:
+    def _open_file(
+        self, host: str, access: int, flags: int, truncate: bool, create: bool, mode: int
+    ) -> HostHandle:
         writable = bool(access & S.CF_ACCESS_WRITE)
         oflags = {S.CF_ACCESS_READ: os.O_RDONLY, S.CF_ACCESS_WRITE: os.O_WRONLY,
                   S.CF_ACCESS_MASK_RW: os.O_RDWR}.get(access, os.O_RDONLY)

@@ -39,7 +39,9 @@ def base_slots(memory: GuestMemory, firmware) -> list[tuple[int, int, int, int, 
     return out
 
 
-def window_slots(memory: GuestMemory, firmware, windows: list[Window]) -> list[tuple[int, int, int, int, int]]:
+def window_slots(
+    memory: GuestMemory, firmware, windows: list[Window]
+) -> list[tuple[int, int, int, int, int]]:
     out = []
     for i, w in enumerate(windows):
         if w.read == READ_RAM:

@@ -236,7 +236,8 @@ class HmVcpu:
         if reason == abi.EXIT_EXCEPTION:
             ex = abi.RunException.from_buffer(self._mm, abi.RUN_UNION)
             return InternalErrorExit("unhandled guest exception",
-                                     {"vector": ex.exception, "error_code": ex.error_code, "rip": hex(self._rip())})
+                                     {"vector": ex.exception, "error_code": ex.error_code,
+                                      "rip": hex(self._rip())})
         return InternalErrorExit(f"unexpected KVM exit reason {reason}", {"rip": hex(self._rip())})
 
     def _rip(self) -> int:
@@ -341,7 +342,8 @@ class HmVcpu:
         ioctl(self.fd, abi.KVM_GET_SREGS, ctypes.addressof(sregs), "KVM_GET_SREGS")
         s = CpuState()
         s.gpr = {name: getattr(regs, name) for name in abi.GPR_NAMES}
-        s.seg = {name: state.segment_from_kvm(getattr(sregs, kname)) for name, kname in state.SEGMENTS.items()}
+        s.seg = {name: state.segment_from_kvm(getattr(sregs, kname))
+                 for name, kname in state.SEGMENTS.items()}
         s.gdt = (sregs.gdt.base, sregs.gdt.limit)
         s.idt = (sregs.idt.base, sregs.idt.limit)
         s.cr0, s.cr2, s.cr3, s.cr4, s.efer = sregs.cr0, sregs.cr2, sregs.cr3, sregs.cr4, sregs.efer
@@ -362,7 +364,8 @@ class HmVcpu:
 
     def _set_fxsave(self, blob: bytes) -> None:
         if len(blob) < state.FXSAVE_SIZE:
-            raise ValueError(f"FPU state must be an FXSAVE image of {state.FXSAVE_SIZE} bytes, got {len(blob)}")
+            raise ValueError(f"FPU state must be an FXSAVE image of {state.FXSAVE_SIZE} bytes, "
+                             f"got {len(blob)}")
         if self.vm.info.has("XSAVE"):
             buf = (ctypes.c_uint8 * abi.XSAVE_SIZE)()
             ioctl(self.fd, abi.KVM_GET_XSAVE, ctypes.addressof(buf), "KVM_GET_XSAVE")

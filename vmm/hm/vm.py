@@ -17,13 +17,13 @@ import ctypes
 import mmap
 import os
 
-from vmm.devices.base import IrqLine
 from vmm.gim import EngineSupport, Gim
 from vmm.hm import abi
 from vmm.hm.cpuid import guest_cpuid
 from vmm.hm.kvm import KvmError, KvmSystem, ioctl
 from vmm.hm.physmap import HmPhysMap
 from vmm.hm.vcpu import HmError, HmVcpu, install_kick_handler
+from vmm.irq import IrqLine
 from vmm.memory import GuestMemory
 from vmm.physmap import windows_for
 
@@ -59,7 +59,8 @@ class HmVm:
 
     def __init__(self, memory: GuestMemory, io_bus=None, mmio_bus=None, *, irqchip: str = "user",
                  paravirt: str | int = "none", os_type_id: str = "", kvm: KvmSystem | None = None,
-                 nested_paging: bool = True, large_pages: bool = False, vpid: bool = True, user_apic: bool = False):
+                 nested_paging: bool = True, large_pages: bool = False, vpid: bool = True,
+                 user_apic: bool = False):
         if irqchip not in ("user", "kernel", "auto"):
             raise ValueError(f"irqchip must be 'user', 'kernel' or 'auto', not {irqchip!r}")
         install_kick_handler()
@@ -85,7 +86,8 @@ class HmVm:
             ioctl(self.fd, abi.KVM_SET_TSS_ADDR, TSS_ADDR, "KVM_SET_TSS_ADDR")
             if self.info.has("SET_IDENTITY_MAP_ADDR"):
                 addr = ctypes.c_uint64(IDENTITY_MAP_ADDR)
-                ioctl(self.fd, abi.KVM_SET_IDENTITY_MAP_ADDR, ctypes.addressof(addr), "KVM_SET_IDENTITY_MAP_ADDR")
+                ioctl(self.fd, abi.KVM_SET_IDENTITY_MAP_ADDR, ctypes.addressof(addr),
+                      "KVM_SET_IDENTITY_MAP_ADDR")
             self.large_pages = large_pages and self._advise_huge_pages()
             self.firmware = None              # vmm.firmware.FirmwareImage, set before the first vCPU
             self.legacy_windows = None        # vmm.physmap windows of the PAM segments
@@ -115,7 +117,8 @@ class HmVm:
             raise
 
     def _host_invariant_tsc(self) -> bool:
-        return any(f == 0x8000_0007 and edx & INVARIANT_TSC for f, _, _, _, _, _, edx in self._supported_cpuid)
+        return any(f == 0x8000_0007 and edx & INVARIANT_TSC
+                   for f, _, _, _, _, _, edx in self._supported_cpuid)
 
     def _advise_huge_pages(self) -> bool:
         """--large-pages: back guest RAM with transparent huge pages where the host allows."""
@@ -151,8 +154,10 @@ class HmVm:
         """The CPUID table of vCPU `index` (GIM's leaves need the TSC rate, known once a vCPU exists)."""
         if self.gim is None:
             self.gim = Gim(self.paravirt, self.os_type_id, tsc_khz=tsc_khz,
-                           apic_khz=KVM_APIC_KHZ if self.kernel_irqchip or self.user_apic else 0, support=self.gim_support)
-        return guest_cpuid(self._supported_cpuid, self.gim, index, local_apic=self.kernel_irqchip or self.user_apic,
+                           apic_khz=KVM_APIC_KHZ if self.kernel_irqchip or self.user_apic else 0,
+                           support=self.gim_support)
+        return guest_cpuid(self._supported_cpuid, self.gim, index,
+                           local_apic=self.kernel_irqchip or self.user_apic,
                            apic_extensions=self.kernel_irqchip)
 
     # -- vCPUs ---------------------------------------------------------------------------------
@@ -170,7 +175,8 @@ class HmVm:
     # -- interrupts (in-kernel irqchip) ----------------------------------------------------------
     def set_irq(self, gsi: int, level: bool) -> None:
         if not self.kernel_irqchip:
-            raise HmError("set_irq needs the in-kernel irqchip; with irqchip='user' the PIC device takes lines")
+            raise HmError("set_irq needs the in-kernel irqchip; with irqchip='user' the PIC "
+                          "device takes lines")
         line = abi.KvmIrqLevel(gsi, 1 if level else 0)
         ioctl(self.fd, abi.KVM_IRQ_LINE, ctypes.addressof(line), "KVM_IRQ_LINE")
 

@@ -51,7 +51,8 @@ def create_backend(node: CfgNode, adapter: int, runtime_dir: str = "") -> NetBac
             raise AttachError(f"{label}: internal network '{name}': {e}") from None
     if kind in ("Bridged", "HostOnly", "HostOnlyNetwork"):
         what = node.get_str("Network", "")
-        raise AttachError(f"{label}: the {kind} attachment{f' ({what})' if what else ''} needs a host network "
+        raise AttachError(f"{label}: the {kind} attachment{f' ({what})' if what else ''} needs a "
+                          f"host network "
                           "interface (a tap device) that this VM process is not allowed to create; use NAT "
                           "or an internal network")
     if kind == "Generic":

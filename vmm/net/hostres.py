@@ -84,7 +84,8 @@ def answer(msg: bytes, resolve: Callable[[str], list[str]], gateway: str) -> byt
                 ip = ipaddress.IPv4Address(gateway)
             answers.append(struct.pack("!HHHIH", 0xC00C, TYPE_A, CLASS_IN, 300, 4) + ip.packed)
     out_flags = (status & ~0x0100) | rd
-    return struct.pack("!HHHHHH", header_id, out_flags, 1, len(answers), 0, 0) + msg[12:end] + b"".join(answers)
+    return (struct.pack("!HHHHHH", header_id, out_flags, 1, len(answers), 0, 0) + msg[12:end]
+            + b"".join(answers))
 
 
 def host_lookup(name: str) -> list[str]:

@@ -135,7 +135,8 @@ class Slirp:
                  disable_host_loopback: bool = False, hostname: str = "", tftp_prefix: str = "",
                  bootfile: str = "", tftp_server: str = "", domain: str = "", mtu: int = 1500,
                  disable_dns: bool = False, on_guest_error: Callable[[str], None] | None = None,
-                 clock_ns: Callable[[], int] | None = None, on_timer_change: Callable[[], None] | None = None):
+                 clock_ns: Callable[[], int] | None = None,
+                 on_timer_change: Callable[[], None] | None = None):
         import time
         lib = library()
         self._lib = lib
@@ -166,7 +167,8 @@ class Slirp:
         cfg.disable_dns = disable_dns
         cb = self._cb = SlirpCb()
         cb.send_packet = SEND_PACKET(self._send_packet)
-        cb.guest_error = GUEST_ERROR(lambda msg, _o: on_guest_error and on_guest_error(msg.decode(errors="replace")))
+        cb.guest_error = GUEST_ERROR(lambda msg,
+                                     _o: on_guest_error and on_guest_error(msg.decode(errors="replace")))
         cb.clock_get_ns = CLOCK_GET_NS(lambda _o: self._clock())
         cb.timer_new = TIMER_NEW(self._timer_new)
         cb.timer_free = TIMER_FREE(self._timer_free)

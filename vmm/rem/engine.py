@@ -127,7 +127,8 @@ _DESC_B = 1 << 22
 
 _PREFIXES = frozenset((0xF2, 0xF3, 0x66, 0x67, 0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, *range(0x40, 0x50)))
 _uclib = unicorn_lib.uclib
-_uclib.uc_vmem_read.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+_uclib.uc_vmem_read.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p,
+                                ctypes.c_size_t]
 _uclib.uc_vmem_read.restype = ctypes.c_int
 
 

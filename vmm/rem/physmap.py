@@ -29,7 +29,8 @@ _RO = UC_PROT_READ | UC_PROT_EXEC
 
 
 class RemPhysMap:
-    def __init__(self, uc, memory: GuestMemory, firmware, windows: list[Window] | None, mmio_read, mmio_write):
+    def __init__(self, uc, memory: GuestMemory, firmware, windows: list[Window] | None,
+                 mmio_read, mmio_write):
         self.uc = uc
         self.memory = memory
         self.firmware = firmware

@@ -25,13 +25,7 @@ import os
 
 from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
 from unicorn.unicorn_py3.unicorn import uclib
-from unicorn.x86_const import (
-    UC_X86_REG_CR3,
-    UC_X86_REG_IDTR,
-    UC_X86_REG_RAX,
-    UC_X86_REG_RCX,
-    UC_X86_REG_RIP,
-)
+from unicorn.x86_const import UC_X86_REG_CR3, UC_X86_REG_IDTR, UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RIP
 
 # CPUX86State field offsets (QEMU 5.0 layout, verified in QemuCpu.__init__)
 OFF_REGS = 0
@@ -162,7 +156,9 @@ class QemuCpu:
         self._hflags = ctypes.c_uint32.from_address(self.env + OFF_HFLAGS)
 
     def _verify(self, uc: Uc) -> None:
-        rip, cr3, idtr = uc.reg_read(UC_X86_REG_RIP), uc.reg_read(UC_X86_REG_CR3), uc.reg_read(UC_X86_REG_IDTR)
+        rip, cr3, idtr = (
+            uc.reg_read(UC_X86_REG_RIP), uc.reg_read(UC_X86_REG_CR3), uc.reg_read(UC_X86_REG_IDTR)
+        )
         try:
             uc.reg_write(UC_X86_REG_RIP, 0x1234_5678_9ABC)
             uc.reg_write(UC_X86_REG_CR3, 0x7654_3000)

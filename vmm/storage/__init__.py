@@ -7,7 +7,8 @@ Names are imported lazily so `import vmm.storage` stays light for whoever only n
     create_raw(path, size)                                  # all three return the image opened writable
     create_vmdk(path, size, variant="standard"|"fixed"|"split2g"|"split2g-fixed"|"stream", uuid=None)
     image_info(path) -> ImageInfo                           # dict-like; no parent chain needed
-    clone_image(src, dst_path, fmt="VDI"|"VMDK"|"RAW", fixed=False, variant=None, flatten=True, progress=None) -> ImageInfo
+    clone_image(src, dst_path, fmt="VDI"|"VMDK"|"RAW", fixed=False, variant=None, flatten=True,
+                progress=None) -> ImageInfo
     resize(image_or_path, new_size)   compact(image_or_path) -> released blocks   delete_image(path)
     set_uuids(path, image_uuid=None, parent_uuid=None)       # IMedium::setIds on the image itself
     image_files(path) -> [path, extent files...]              # what deleting a medium removes

@@ -12,7 +12,7 @@ from vmm.storage.vdi import VdiImage
 from vmm.storage.vdi_header import BLOCK_FREE, DEFAULT_BLOCK_SIZE, VdiHeader, new_header
 
 
-def _as_uuid(value) -> uuidlib.UUID | None:
+def as_uuid(value) -> uuidlib.UUID | None:
     if value is None:
         return None
     try:
@@ -24,7 +24,7 @@ def _as_uuid(value) -> uuidlib.UUID | None:
     return u
 
 
-def _create_file(path: str) -> int:
+def create_new_file(path: str) -> int:
     try:
         return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -39,7 +39,7 @@ def write_new_vdi(path: str, header: VdiHeader, block_map: array) -> None:
     if os.path.lexists(path):
         raise DiskImageError(f"{path}: cannot create the image: the file already exists")
     tmp = f"{path}.{os.getpid()}.creating"
-    fd = _create_file(tmp)
+    fd = create_new_file(tmp)
     try:
         try:
             data_end = header.off_data + header.c_blocks_allocated * header.stride
@@ -55,7 +55,7 @@ def write_new_vdi(path: str, header: VdiHeader, block_map: array) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _publish(tmp, path)
+        publish_file(tmp, path)
     except OSError as e:
         raise DiskImageError(f"{path}: cannot create the image: {e.strerror or e}")
     finally:
@@ -63,7 +63,7 @@ def write_new_vdi(path: str, header: VdiHeader, block_map: array) -> None:
             os.unlink(tmp)
 
 
-def _publish(tmp: str, path: str) -> None:
+def publish_file(tmp: str, path: str) -> None:
     """Give the finished file its name without ever replacing an existing file."""
     try:
         os.link(tmp, path)
@@ -86,7 +86,7 @@ def _publish(tmp: str, path: str) -> None:
 def create_vdi(path: str, size: int, fixed: bool = False, uuid=None,
                block_size: int = DEFAULT_BLOCK_SIZE) -> VdiImage:
     """A new base VDI (dynamic, or fixed = preallocated), opened writable."""
-    header = new_header(size, fixed=fixed, diff=False, block_size=block_size, image_uuid=_as_uuid(uuid))
+    header = new_header(size, fixed=fixed, diff=False, block_size=block_size, image_uuid=as_uuid(uuid))
     if fixed:
         block_map = array("I", range(header.c_blocks))
     else:
@@ -113,11 +113,12 @@ def create_diff_vdi(path: str, parent, uuid=None, parent_resolver=None) -> VdiIm
             parent_img.flush()          # the modification UUID the child records must be on disk
     try:
         if getattr(parent_img, "format", None) not in ("VDI", "VMDK"):
-            raise DiskImageError(f"{parent_img.path}: the parent of a differencing image must be a VDI or VMDK")
+            raise DiskImageError(f"{parent_img.path}: the parent of a differencing image must be "
+                                 f"a VDI or VMDK")
         from vmm.storage.opener import parent_ids
 
         p_uuid, p_modify = parent_ids(parent_img, path)
-        header = new_header(parent_img.size, fixed=False, diff=True, image_uuid=_as_uuid(uuid),
+        header = new_header(parent_img.size, fixed=False, diff=True, image_uuid=as_uuid(uuid),
                             parent_uuid=p_uuid, parent_modify_uuid=p_modify)
         write_new_vdi(path, header, array("I", [BLOCK_FREE]) * header.c_blocks)
         child = VdiImage.open(path, parent_opener=lambda _h, _p: parent_img)
@@ -133,7 +134,7 @@ def create_raw(path: str, size: int) -> DiskImage:
     """A new raw image of `size` bytes (sparse), opened writable."""
     if size <= 0:
         raise DiskImageError(f"raw image size must be positive, not {size}")
-    fd = _create_file(path)
+    fd = create_new_file(path)
     try:
         os.ftruncate(fd, size)
     finally:

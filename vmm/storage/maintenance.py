@@ -105,10 +105,10 @@ def _clone_flat(img: DiskImage, dst_path: str, fmt: str, fixed: bool, uuid, repo
 
 
 def _clone_diff(img: VdiImage, dst_path: str, uuid, report: _Reporter) -> None:
-    from vmm.storage.create import _as_uuid
+    from vmm.storage.create import as_uuid
 
     h = img.header
-    header = new_header(img.size, fixed=False, diff=True, block_size=h.cb_block, image_uuid=_as_uuid(uuid),
+    header = new_header(img.size, fixed=False, diff=True, block_size=h.cb_block, image_uuid=as_uuid(uuid),
                         parent_uuid=h.uuid_linkage, parent_modify_uuid=h.uuid_parent_modify)
     write_new_vdi(dst_path, header, array("I", [BLOCK_FREE]) * header.c_blocks)
     dst = VdiImage.open(dst_path, detached=True)
@@ -177,9 +177,11 @@ def delete_image(path: str) -> None:
         os.close(fd)
 
 
-def set_uuids(path: str, image_uuid=None, parent_uuid=None) -> None:
+def set_uuids(path: str, image_uuid=None, parent_uuid=None, parent_modify_uuid=None) -> None:
     """Record a new image UUID and/or parent UUID in the image itself (IMedium::setIds):
-    in a VDI header, or in a VMDK descriptor's disk database. None leaves a value as it is."""
+    in a VDI header, or in a VMDK descriptor's disk database. None leaves a value as it is.
+    `parent_modify_uuid` (VDI only): the parent's modification UUID a differencing image was made
+    against, for pointing a copied child at a copied parent."""
     import uuid as uuidlib
 
     from vmm.storage.opener import is_vmdk
@@ -190,7 +192,7 @@ def set_uuids(path: str, image_uuid=None, parent_uuid=None) -> None:
     try:
         head = os.pread(fd, 4096, 0)
         if is_vmdk(head):
-            if parent_uuid is not None and uuidlib.UUID(str(parent_uuid)).int:
+            if any(u is not None and uuidlib.UUID(str(u)).int for u in (parent_uuid, parent_modify_uuid)):
                 raise DiskImageError(f"{path}: a VMDK image here has no parent to record")
             os.close(fd)
             fd = -1
@@ -205,6 +207,8 @@ def set_uuids(path: str, image_uuid=None, parent_uuid=None) -> None:
             changes["uuid_create"] = uuidlib.UUID(str(image_uuid))
         if parent_uuid is not None:
             changes["uuid_linkage"] = uuidlib.UUID(str(parent_uuid))
+        if parent_modify_uuid is not None:
+            changes["uuid_parent_modify"] = uuidlib.UUID(str(parent_modify_uuid))
         h = h.with_(**changes).upgraded()
         os.pwrite(fd, h.pack(), PRE_HEADER_SIZE)
         os.fsync(fd)

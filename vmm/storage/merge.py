@@ -67,7 +67,8 @@ def _merge_back(child_path, child_h, parent_path, held, progress, parent_resolve
             verify_link(child_h, child_path, parent)
             if child.size > parent.size:
                 if not hasattr(parent, "grow"):
-                    raise DiskImageError(f"{parent_path}: the parent is smaller than its child and cannot grow")
+                    raise DiskImageError(f"{parent_path}: the parent is smaller than its child "
+                                         f"and cannot grow")
                 parent.grow(child.size)
             bs = child.block_size
             buf = bytearray(bs)
@@ -123,7 +124,8 @@ def merge_into_child(parent_path: str, child_path: str, progress: Progress = Non
                     pbs = parent.block_size
                     off = blk * bs
                     first, last = off // pbs, min(off + bs, parent.size) - 1
-                    entries = {parent.block_entry(b) for b in range(first, last // pbs + 1)} if last >= off else set()
+                    entries = ({parent.block_entry(b) for b in range(first, last // pbs + 1)}
+                               if last >= off else set())
                     if entries == {BLOCK_ZERO}:
                         child.free_block(blk, BLOCK_ZERO)
                     elif entries - {BLOCK_FREE}:    # the parent has data here: copy what it reads as

@@ -1,5 +1,6 @@
-"""Opening images by content (VDI signature, VMDK sparse header or descriptor, else raw), resolving and verifying diff chains, and
-reading an image's facts without opening its chain (what IMedium and showmediuminfo need)."""
+"""Opening images by content (VDI signature, VMDK sparse header or descriptor, else raw), resolving and
+verifying diff chains, and reading an image's facts without opening its chain (what IMedium and showmediuminfo
+need)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,7 @@ from dataclasses import asdict, dataclass
 from vmm.storage.image import DiskImage, DiskImageError
 from vmm.storage.raw import RawImage
 from vmm.storage.vdi import VdiImage
-from vmm.storage.vdi_header import (
-    DIFF_TYPES,
-    NULL_UUID,
-    TYPE_FIXED,
-    VdiHeader,
-    has_signature,
-    parse_header,
-)
+from vmm.storage.vdi_header import DIFF_TYPES, NULL_UUID, TYPE_FIXED, VdiHeader, has_signature, parse_header
 from vmm.storage.vmdk import VmdkImage, looks_like_descriptor
 from vmm.storage.vmdk_header import has_magic as is_vmdk_sparse
 
@@ -92,7 +86,9 @@ def _listdir(d: str) -> list[str]:
         return []
 
 
-def open_image(path: str, read_only: bool = False, parent_resolver: ParentResolver | None = None) -> DiskImage:
+def open_image(
+    path: str, read_only: bool = False, parent_resolver: ParentResolver | None = None
+) -> DiskImage:
     """Open a disk image, choosing the format by content; a diff image comes with its parent chain
     (opened read-only, each link checked by UUID and modification UUID)."""
     return _open(os.fspath(path), read_only, parent_resolver, set())
@@ -229,6 +225,8 @@ def image_info(path: str) -> ImageInfo:
 def _vmdk_info(path: str) -> ImageInfo:
     with VmdkImage.open(path, read_only=True) as img:
         return ImageInfo(location=os.path.abspath(path), format="VMDK", variant=img.variant, uuid=img.uuid,
-                         parent_uuid=None, modify_uuid=img.modify_uuid, parent_modify_uuid=None, size=img.size,
-                         file_size=img.file_size, block_size=img.grain_size, allocated_blocks=img.allocated_grains(),
+                         parent_uuid=None, modify_uuid=img.modify_uuid, parent_modify_uuid=None,
+                         size=img.size,
+                         file_size=img.file_size, block_size=img.grain_size,
+                         allocated_blocks=img.allocated_grains(),
                          subformat=img.subformat)

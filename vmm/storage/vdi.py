@@ -240,7 +240,10 @@ class VdiImage(VdiLayoutOps):
         if within + n <= self._bs:          # fast path: one allocated block, one pread
             with self._lock:
                 e = self._map[offset >> self._shift]
-                if e < BLOCK_ZERO and os.preadv(self._fd, (mv,), self._data_off + e * self._stride + within) == n:
+                if (
+                    e < BLOCK_ZERO
+                    and os.preadv(self._fd, (mv,), self._data_off + e * self._stride + within) == n
+                ):
                     return
         self._readinto(offset, mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B"))
 

@@ -59,11 +59,13 @@ class VdiLayoutOps:
             raise DiskImageError(f"{self.path}: image is opened read-only")
         with self._lock:
             if parent_uuid is None:
-                h = self._h.with_(image_type=TYPE_NORMAL, uuid_linkage=NULL_UUID, uuid_parent_modify=NULL_UUID)
+                h = self._h.with_(image_type=TYPE_NORMAL, uuid_linkage=NULL_UUID,
+                                  uuid_parent_modify=NULL_UUID)
             else:
                 h = self._h.with_(image_type=TYPE_DIFF if self._h.image_type not in DIFF_TYPES
                                   else self._h.image_type,
-                                  uuid_linkage=parent_uuid, uuid_parent_modify=parent_modify_uuid or NULL_UUID)
+                                  uuid_linkage=parent_uuid,
+                                  uuid_parent_modify=parent_modify_uuid or NULL_UUID)
             self._h = h.upgraded()
             pwrite_all(self._fd, self._h.pack(), PRE_HEADER_SIZE)
 

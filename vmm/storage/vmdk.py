@@ -157,7 +157,8 @@ class VmdkImage:
             else:
                 size = os.fstat(fd).st_size
                 if size > (1 << 20):
-                    raise DiskImageError(f"{path}: VMDK: not a VMDK image (no sparse header, and too large to "
+                    raise DiskImageError(f"{path}: VMDK: not a VMDK image (no sparse header, and "
+                                         f"too large to "
                                          "be a descriptor)")
                 desc = parse(os.pread(fd, size, 0), path)
                 if desc.create_type in ("monolithicSparse", "streamOptimized"):
@@ -193,7 +194,8 @@ class VmdkImage:
             extent = SparseExtent(path, fd, True, h, base=offset, length=length)
             if len(desc.extents) != 1 or desc.extents[0].type != "SPARSE" \
                     or desc.extents[0].sectors != extent.h.capacity:
-                raise DiskImageError(f"{path}: VMDK: the image at offset {offset} is not a single sparse extent")
+                raise DiskImageError(f"{path}: VMDK: the image at offset {offset} is not a single "
+                                     f"sparse extent")
             return cls(path, desc, [extent], [fd], True, None)
         except BaseException:
             os.close(fd)
@@ -212,7 +214,8 @@ class VmdkImage:
                 raise DiskImageError(f"{path}: VMDK: a monolithic sparse file must describe exactly its own "
                                      "sparse extent")
             if ext.sectors != main_sparse.h.capacity:
-                raise DiskImageError(f"{path}: VMDK: the descriptor says {ext.sectors} sectors but the extent "
+                raise DiskImageError(f"{path}: VMDK: the descriptor says {ext.sectors} sectors "
+                                     f"but the extent "
                                      f"holds {main_sparse.h.capacity}")
             return main_sparse
         fpath = extent_path(path, ext.filename)

@@ -15,7 +15,7 @@ import struct
 import uuid as uuidlib
 
 from vmm.storage.blockio import pwrite_all
-from vmm.storage.create import _as_uuid, _create_file, _publish
+from vmm.storage.create import as_uuid, create_new_file, publish_file
 from vmm.storage.image import DiskImage, DiskImageError
 from vmm.storage.vmdk import VmdkImage
 from vmm.storage.vmdk_descriptor import Extent, new_descriptor
@@ -51,7 +51,8 @@ def _write_sparse_extent(fd: int, capacity: int, text: bytes | None) -> None:
             raise DiskImageError("VMDK: the descriptor is too long for its embedded area")
         pwrite_all(fd, text.ljust(h.descriptor_size * SECTOR, b"\0"), SECTOR)
     for gd_at, first in ((h.rgd_offset, rgt), (h.gd_offset, gt)):
-        gd = struct.pack(f"<{h.gd_entries}I", *range(first, first + h.gd_entries * h.gt_sectors, h.gt_sectors))
+        gd = struct.pack(f"<{h.gd_entries}I",
+                         *range(first, first + h.gd_entries * h.gt_sectors, h.gt_sectors))
         pwrite_all(fd, gd, gd_at * SECTOR)
     os.ftruncate(fd, h.overhead * SECTOR)
 
@@ -60,7 +61,7 @@ def _new_file(path: str) -> tuple[str, int]:
     if os.path.lexists(path):
         raise DiskImageError(f"{path}: cannot create the image: the file already exists")
     tmp = f"{path}.{os.getpid()}.creating"
-    return tmp, _create_file(tmp)
+    return tmp, create_new_file(tmp)
 
 
 def create_vmdk(path: str, size: int, variant: str = "standard", uuid=None,
@@ -71,7 +72,7 @@ def create_vmdk(path: str, size: int, variant: str = "standard", uuid=None,
         raise DiskImageError(f"unsupported VMDK variant {variant!r} ({', '.join(CREATE_TYPES)})")
     if size <= 0:
         raise DiskImageError(f"{path}: VMDK: invalid size {size}")
-    image_uuid = str(_as_uuid(uuid) or uuidlib.uuid4())
+    image_uuid = str(as_uuid(uuid) or uuidlib.uuid4())
     capacity = -(-size // SECTOR)
     ctype = CREATE_TYPES[variant]
     if variant == "stream":
@@ -91,7 +92,7 @@ def create_vmdk(path: str, size: int, variant: str = "standard", uuid=None,
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            _publish(tmp, path)
+            publish_file(tmp, path)
         except OSError as e:
             raise DiskImageError(f"{path}: cannot create the image: {e.strerror or e}") from None
         finally:
@@ -128,7 +129,7 @@ def _create_multi(path: str, capacity: int, variant: str, ctype: str, image_uuid
             finally:
                 os.close(fd)
             try:
-                _publish(tmp, fpath)
+                publish_file(tmp, fpath)
             finally:
                 if os.path.lexists(tmp):
                     os.unlink(tmp)
@@ -142,7 +143,7 @@ def _create_multi(path: str, capacity: int, variant: str, ctype: str, image_uuid
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            _publish(tmp, path)
+            publish_file(tmp, path)
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
@@ -166,7 +167,7 @@ def convert_to_vmdk(src: DiskImage, path: str, variant: str = "standard", uuid=N
     """Copy what `src` reads as into a new VMDK of the given variant (zero grains stay unallocated)."""
     variant = variant.lower()
     if variant == "stream":
-        image_uuid = str(_as_uuid(uuid) or uuidlib.uuid4())
+        image_uuid = str(as_uuid(uuid) or uuidlib.uuid4())
         capacity = -(-src.size // SECTOR)
         desc = new_descriptor("streamOptimized", [Extent("RW", capacity, "SPARSE", os.path.basename(path))],
                               image_uuid)

@@ -56,7 +56,8 @@ class Descriptor:
         return None if u == NULL_UUID else u
 
     def render(self) -> str:
-        out = [SIGNATURE, f"version={self.version}", f"CID={self.cid:08x}", f"parentCID={self.parent_cid:08x}",
+        out = [SIGNATURE, f"version={self.version}", f"CID={self.cid:08x}",
+               f"parentCID={self.parent_cid:08x}",
                f'createType="{self.create_type}"', "", "# Extent description"]
         for e in self.extents:
             line = f"{e.access} {e.sectors} {e.type}"
@@ -161,7 +162,8 @@ def _extent(m: re.Match, path: str, number: int) -> Extent:
 
 
 def extent_path(descriptor_path: str, name: str) -> str:
-    return name if os.path.isabs(name) else os.path.join(os.path.dirname(os.path.abspath(descriptor_path)), name)
+    return (name
+            if os.path.isabs(name) else os.path.join(os.path.dirname(os.path.abspath(descriptor_path)), name))
 
 
 def geometry(sectors: int) -> tuple[int, int, int]:
@@ -169,7 +171,9 @@ def geometry(sectors: int) -> tuple[int, int, int]:
     return min(sectors // (16 * 63), 16383), 16, 63
 
 
-def new_descriptor(create_type: str, extents: list[Extent], image_uuid: str, adapter: str = "ide") -> Descriptor:
+def new_descriptor(
+    create_type: str, extents: list[Extent], image_uuid: str, adapter: str = "ide"
+) -> Descriptor:
     sectors = sum(e.sectors for e in extents)
     c, h, s = geometry(sectors)
     ddb = {"ddb.virtualHWVersion": "4", "ddb.adapterType": adapter, "ddb.geometry.cylinders": str(c),

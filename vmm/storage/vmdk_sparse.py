@@ -87,7 +87,8 @@ class SparseExtent:
     def _footer_header(self, first: SparseHeader) -> SparseHeader:
         """streamOptimized: the real header (with the directory's place) sits before the EOS marker."""
         if not first.markers or self._file_size < 3 * SECTOR:
-            raise DiskImageError(f"{self.path}: VMDK: the grain directory is at the end but the file has no footer")
+            raise DiskImageError(f"{self.path}: VMDK: the grain directory is at the end but the file "
+                                 f"has no footer")
         raw = os.pread(self._fd, 3 * SECTOR, self._base + self._file_size - 3 * SECTOR)
         _n, size, mtype = MARKER.unpack_from(raw, 0)
         if size != 0 or mtype != MARKER_FOOTER:
@@ -137,7 +138,8 @@ class SparseExtent:
             if e == 0 or (e == 1 and zero_ok):
                 continue
             if e < overhead or e * SECTOR + need > limit:
-                raise DiskImageError(f"{self.path}: VMDK: grain table {gdi} entry {j} points outside the file "
+                raise DiskImageError(f"{self.path}: VMDK: grain table {gdi} entry {j} points "
+                                     f"outside the file "
                                      f"(sector {e})")
 
     # ---- reading ---------------------------------------------------------------------------------
@@ -192,11 +194,13 @@ class SparseExtent:
             z = zlib.decompressobj()
             data = z.decompress(packed, self._gbytes)
         except zlib.error as e:
-            raise DiskImageError(f"{self.path}: VMDK: the compressed grain at sector {sector} is corrupt ({e})") \
+            raise DiskImageError(f"{self.path}: VMDK: the compressed grain at sector {sector} is "
+                                 f"corrupt ({e})") \
                 from None
         if len(data) < self._gbytes:
             if lba + len(data) // SECTOR < self.h.capacity or len(data) % SECTOR:
-                raise DiskImageError(f"{self.path}: VMDK: the compressed grain at sector {sector} inflates to "
+                raise DiskImageError(f"{self.path}: VMDK: the compressed grain at sector {sector} "
+                                     f"inflates to "
                                      f"{len(data)} bytes, not {self._gbytes}")
             data += bytes(self._gbytes - len(data))
         self._cache_index, self._cache = grain, data

@@ -33,7 +33,7 @@ COMPRESS_LEVEL = 6              # zlib's default, as VirtualBox (RTZIPLEVEL_DEFA
 
 class StreamWriter:
     def __init__(self, path: str, size: int, descriptor: Descriptor):
-        from vmm.storage.create import _create_file
+        from vmm.storage.create import create_new_file
 
         self.path = path
         self.size = size
@@ -50,7 +50,7 @@ class StreamWriter:
         self._tmp = f"{path}.{os.getpid()}.creating"
         if os.path.lexists(path):
             raise DiskImageError(f"{path}: cannot create the image: the file already exists")
-        self._fd = _create_file(self._tmp)
+        self._fd = create_new_file(self._tmp)
         self._pos = overhead * SECTOR
         self._closed = False
         try:
@@ -86,7 +86,7 @@ class StreamWriter:
 
     def close(self) -> None:
         """Write tables, directory, footer and end marker; then publish the file under its name."""
-        from vmm.storage.create import _publish
+        from vmm.storage.create import publish_file
 
         if self._closed:
             return
@@ -114,7 +114,7 @@ class StreamWriter:
             os.fsync(self._fd)
             os.close(self._fd)
             self._closed = True
-            _publish(self._tmp, self.path)
+            publish_file(self._tmp, self.path)
         except OSError as e:
             self.abort()
             raise DiskImageError(f"{self.path}: cannot create the image: {e.strerror or e}") from None

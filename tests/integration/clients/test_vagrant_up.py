@@ -7,7 +7,6 @@ kernel (vboxsf), and carries files both ways.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import stat
@@ -27,14 +26,6 @@ STEP_TIMEOUT = 900           # `vagrant up` under REM on a loaded 2-core machine
 def _missing() -> str | None:
     if shutil.which("vagrant") is None:
         return "Vagrant is not installed (scripts/install.sh --test installs Debian's)"
-    if importlib.util.find_spec("vmm.guest.debian_disk") is None:
-        return "the full Debian disk builder (vmm.guest.debian_disk) is not in the tree"
-    from frontends.vboxmanage.main import COMMANDS
-    if "import" not in COMMANDS:
-        return "VBoxManage import (OVF appliances) is not in the tree"
-    from frontends.vboxmanage.modifyvm_opts import INDEXED
-    if "natpf" not in INDEXED:
-        return "NAT port forwarding (modifyvm --natpf) is not in the tree"
     if shutil.which("qemu-img") is None:
         return "qemu-img is not installed (qemu-utils)"
     return None
@@ -61,7 +52,9 @@ class Vagrant:
         proc = self.world.run(["vagrant", *args], cwd=self.project, timeout=timeout)
         text = proc.stdout + proc.stderr
         if check:
-            assert proc.returncode == 0, f"vagrant {' '.join(args)} failed ({proc.returncode}):\n{text[-4000:]}"
+            assert proc.returncode == 0, (
+                f"vagrant {' '.join(args)} failed ({proc.returncode}):\n{text[-4000:]}"
+            )
         return proc.returncode, text
 
     def state(self) -> str:
@@ -116,7 +109,8 @@ def vagrant_world(box, tmp_path_factory):
     wrapper = bin_dir / "VBoxManage"
     wrapper.write_text(f'#!/bin/sh\nexec {world.python} -m frontends.vboxmanage.main "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    world.env.update(PATH=f"{bin_dir}:{world.env.get('PATH', '/usr/bin:/bin')}", VAGRANT_CHECKPOINT_DISABLE="1",
+    world.env.update(PATH=f"{bin_dir}:{world.env.get('PATH', '/usr/bin:/bin')}",
+                     VAGRANT_CHECKPOINT_DISABLE="1",
                      VAGRANT_DEFAULT_PROVIDER="virtualbox", VAGRANT_HOME=str(world.base / "vagrant.d"))
     (world.base / "add").mkdir()
     world.give(bin_dir)
@@ -129,7 +123,8 @@ def vagrant_world(box, tmp_path_factory):
 @pytest.fixture
 def vagrant(vagrant_world):
     project = Path(tempfile.mkdtemp(prefix="project-", dir=vagrant_world.base))
-    (project / "Vagrantfile").write_text(f'Vagrant.configure("2") do |config|\n  config.vm.box = "{BOX_NAME}"\n'
+    (project / "Vagrantfile").write_text(f'Vagrant.configure("2") do |config|\n  config.vm.box = '
+                                         f'"{BOX_NAME}"\n'
                                          f'  config.vm.boot_timeout = {STEP_TIMEOUT}\nend\n')
     vagrant_world.give(project)
     v = Vagrant(vagrant_world, project)

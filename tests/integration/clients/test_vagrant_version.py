@@ -10,7 +10,8 @@ import pytest
 from tests.integration.world import World, WorldUnavailable
 
 pytestmark = pytest.mark.skipif(shutil.which("vagrant") is None,
-                                reason="Vagrant is not installed (scripts/install.sh --test installs Debian's)")
+                                reason="Vagrant is not installed (scripts/install.sh --test "
+                                "installs Debian's)")
 
 VAGRANTFILE = 'Vagrant.configure("2") do |config|\n  config.vm.box = "vboxpy-none"\nend\n'
 
@@ -30,7 +31,8 @@ def world(tmp_path):
     project = w.base / "project"
     project.mkdir()
     (project / "Vagrantfile").write_text(VAGRANTFILE)
-    w.env.update(PATH=f"{bin_dir}:{w.env.get('PATH', '/usr/bin:/bin')}", VAGRANT_DEFAULT_PROVIDER="virtualbox",
+    w.env.update(PATH=f"{bin_dir}:{w.env.get('PATH', '/usr/bin:/bin')}",
+                 VAGRANT_DEFAULT_PROVIDER="virtualbox",
                  VAGRANT_CHECKPOINT_DISABLE="1", VAGRANT_HOME=str(w.base / "vagrant.d"))
     w.project = project
     yield w

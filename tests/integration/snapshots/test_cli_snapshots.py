@@ -17,7 +17,8 @@ def make_vm(vbm, name: str) -> str:
     vbm("storagectl", name, "--name", "SATA", "--add", "sata", check=0)
     disk = os.path.join(folder, f"{name}.vdi")
     vbm("createmedium", "disk", "--filename", disk, "--size", "8", check=0)
-    vbm("storageattach", name, "--storagectl", "SATA", "--port", "0", "--type", "hdd", "--medium", disk, check=0)
+    vbm("storageattach", name, "--storagectl", "SATA", "--port", "0", "--type", "hdd", "--medium",
+        disk, check=0)
     return folder
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from frontends.headless.console_state import console_save_state
 from tests.integration.snapshots.vmproc import VmProcess
 from vboxsvc.api import AccessMode, CloneMode, CloneOptions, DeviceType, LockType, MachineState, StorageBus
-from vmm.savedstate import console_save_state
 
 ROOT = Path(__file__).resolve().parents[3]
 GUEST = ROOT / ".cache" / "guest"
@@ -31,7 +31,8 @@ BOOT_TIMEOUT = 1800
 pytestmark = [
     pytest.mark.guest,
     pytest.mark.timeout(3600),
-    pytest.mark.skipif(not (GUEST / "vmlinux").exists(), reason="no guest kernel: run python -m vmm.guest.builder"),
+    pytest.mark.skipif(not (GUEST / "vmlinux").exists(),
+                       reason="no guest kernel: run python -m vmm.guest.builder"),
 ]
 
 
@@ -44,7 +45,9 @@ def configure(cfg) -> None:
 
 def wait(progress) -> None:
     progress.wait_for_completion(-1)
-    assert progress.result_code == 0, progress.error_info.text if progress.error_info else progress.result_code
+    assert progress.result_code == 0, (
+        progress.error_info.text if progress.error_info else progress.result_code
+    )
 
 
 def take(client, m, name) -> str:

@@ -12,11 +12,12 @@ import time
 import pytest
 from lxml import etree
 
+from frontends.headless.console_state import console_save_state
 from tests.integration.snapshots.vmproc import VmProcess
 from tests.unit.vmm.hm import guests
 from tests.unit.vmm.test_savedstate import COUNTER_GUEST
 from vboxsvc.api import AccessMode, DeviceType, LockType, MachineState, StorageBus, VBoxEventType
-from vmm.savedstate import SavedStateError, _disk_holders, console_save_state
+from vmm.savedstate import SavedStateError, _disk_holders
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(bool(guests.toolchain_missing()), reason="GNU as/ld/objcopy needed")]
@@ -61,7 +62,9 @@ def counts(data: bytes) -> list[int]:
 
 def wait_done(progress):
     progress.wait_for_completion(-1)
-    assert progress.result_code == 0, progress.error_info.text if progress.error_info else progress.result_code
+    assert progress.result_code == 0, (
+        progress.error_info.text if progress.error_info else progress.result_code
+    )
 
 
 def test_savestate_discard_and_restore(client, vbox, kernel):
@@ -72,7 +75,8 @@ def test_savestate_discard_and_restore(client, vbox, kernel):
     res = console_save_state(vm.vm, vm.session.machine)
     assert m.state == MachineState.Saved
     state_file = m.state_file_path
-    assert os.path.dirname(state_file).endswith("/saver/Snapshots") and os.path.getsize(state_file) == res.size
+    assert (os.path.dirname(state_file).endswith("/saver/Snapshots")
+            and os.path.getsize(state_file) == res.size)
     before = bytes(vm.serial.data)
     vm.power_down()
     mach = etree.parse(m.settings_file_path).getroot().find("v:Machine", NS)

@@ -7,14 +7,12 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
+from frontends.headless.console_state import console_restore_if_saved
 from vboxsvc.api import LockType, MachineState
-from vmm.devices.serial_backends import SerialBackend
-from vmm.savedstate import console_merge_online, console_restore_if_saved, console_take_snapshot
-
-Machine = pytest.importorskip("vmm.vm", reason="E's VM builder is not in this tree").Machine
-CfgNode = pytest.importorskip("vmm.cfgm").CfgNode
+from vmm.cfgm import CfgNode
+from vmm.savedstate import console_merge_online, console_take_snapshot
+from vmm.serial.backends import SerialBackend
+from vmm.vm import Machine
 
 
 class Serial(SerialBackend):

@@ -19,7 +19,8 @@ from vmm.storage import (
     resize,
 )
 
-pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img (qemu-utils) not installed")
+pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None,
+                                reason="qemu-img (qemu-utils) not installed")
 
 MiB = 1 << 20
 
@@ -50,7 +51,8 @@ def qemu_head(path, tmp_path, mib):
 
 
 def qemu_info(path):
-    r = subprocess.run(["qemu-img", "info", "--output=json", path], check=True, capture_output=True, text=True)
+    r = subprocess.run(["qemu-img", "info", "--output=json", path], check=True,
+                       capture_output=True, text=True)
     return json.loads(r.stdout)
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from vmm.storage import clone_image, create_vmdk, image_info, open_image
 
-pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img (qemu-utils) not installed")
+pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None,
+                                reason="qemu-img (qemu-utils) not installed")
 
 MiB = 1 << 20
 SIZE = 24 * MiB
@@ -39,7 +40,8 @@ def _check(path):
 
 
 def _compare(a, b, fmt_b="vmdk"):
-    r = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", fmt_b, a, b], capture_output=True, text=True)
+    r = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", fmt_b, a, b],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -52,7 +54,8 @@ def test_ours_read_by_qemu(tmp_path, variant, subformat):
     raw = _raw(tmp_path, ref)
     path = str(tmp_path / "ours.vmdk")
     clone_image(raw, path, fmt="VMDK", variant=variant)
-    info = subprocess.run(["qemu-img", "info", "--output=json", path], check=True, capture_output=True, text=True)
+    info = subprocess.run(["qemu-img", "info", "--output=json", path], check=True,
+                          capture_output=True, text=True)
     assert f'"create-type": "{subformat}"' in info.stdout
     if variant != "fixed" and variant != "split2g-fixed":
         _check(path)
@@ -65,7 +68,8 @@ def test_qemu_made_read_by_us(tmp_path, subformat):
     ref = _data(2)
     raw = _raw(tmp_path, ref)
     path = str(tmp_path / "q.vmdk")
-    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", f"subformat={subformat}", raw, path],
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o",
+                    f"subformat={subformat}", raw, path],
                    check=True)
     with open_image(path, read_only=True) as img:
         assert img.size == SIZE
@@ -96,7 +100,8 @@ def test_qemu_writes_into_ours(tmp_path):
     create_vmdk(path, SIZE).close()
     pattern = tmp_path / "p.raw"
     pattern.write_bytes(b"\x5a" * (3 * MiB))
-    subprocess.run(["qemu-io", "-f", "vmdk", "-c", "write -P 0x5a 1M 3M", path], check=True, capture_output=True)
+    subprocess.run(["qemu-io", "-f", "vmdk", "-c", "write -P 0x5a 1M 3M", path], check=True,
+                   capture_output=True)
     _check(path)
     with open_image(path, read_only=True) as img:
         assert img.read_at(MiB, 3 * MiB) == b"\x5a" * (3 * MiB)

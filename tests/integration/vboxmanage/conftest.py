@@ -1,7 +1,6 @@
 """Runs the real `vboxmanage` CLI as a subprocess against a real service, with VirtualBox's defaults
 in a scratch world (tests/integration/world.py: fresh HOME, no VBOX_USER_HOME)."""
 
-import importlib.util
 import os
 import signal
 import time
@@ -9,9 +8,6 @@ import time
 import pytest
 
 from tests.integration.world import World, WorldUnavailable
-
-if importlib.util.find_spec("vboxsvc.server.main") is None:
-    pytest.skip("the service (vboxsvc.server.main) is not in the tree yet", allow_module_level=True)
 
 
 class Cli:

@@ -12,7 +12,8 @@ import tarfile
 
 import pytest
 
-pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img (qemu-utils) not installed")
+pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None,
+                                reason="qemu-img (qemu-utils) not installed")
 
 MiB = 1 << 20
 OVF = """<?xml version="1.0"?>
@@ -74,7 +75,8 @@ def box(tmp_path):
 
 
 def _same(a, b, fmt_b="vmdk"):
-    r = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", fmt_b, a, b], capture_output=True, text=True)
+    r = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", fmt_b, a, b],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -101,10 +103,12 @@ def test_vmdk_media_commands(vbm, tmp_path):
     vbm("closemedium", str(split), "--delete", check=0)
     assert not split.exists() and not (tmp_path / "m-Split2G-s001.vmdk").exists()
     raw = _raw(tmp_path / "src.raw", 16 * MiB)
-    _, out, _ = vbm("clonemedium", raw, str(tmp_path / "c.vmdk"), "--format", "VMDK", "--variant", "Stream", check=0)
+    _, out, _ = vbm("clonemedium", raw, str(tmp_path / "c.vmdk"), "--format", "VMDK", "--variant",
+                    "Stream", check=0)
     assert out.startswith("Clone medium created in format 'VMDK'. UUID: ")
     _same(raw, str(tmp_path / "c.vmdk"))
-    _, out, _ = vbm("clonemedium", str(tmp_path / "c.vmdk"), str(tmp_path / "d.vdi"), "--format", "VDI", check=0)
+    _, out, _ = vbm("clonemedium", str(tmp_path / "c.vmdk"), str(tmp_path / "d.vdi"), "--format",
+                    "VDI", check=0)
     assert "format 'VDI'" in out
     _same(raw, str(tmp_path / "d.vdi"), "vdi")
     vbm("clonemedium", str(tmp_path / "d.vdi"), str(tmp_path / "e.vmdk"), "--format", "VMDK", check=0)
@@ -121,8 +125,10 @@ def test_convertfromraw_file_and_stdin(vbm, tmp_path):
     _same(raw, str(tmp_path / "a.vmdk"))
     with open(raw, "rb") as stdin:     # docker-machine: the image arrives on stdin with its size
         r = subprocess.run([sys.executable, "-m", "frontends.vboxmanage.main", "convertfromraw", "stdin",
-                            str(tmp_path / "b.vdi"), str(8 * MiB), "--uuid", "5b0b3d84-0d73-4e5b-9f55-0a7d1d8e3c11"],
-                           stdin=stdin, env=vbm.env, cwd=str(vbm.home), capture_output=True, text=True, timeout=120)
+                            str(tmp_path / "b.vdi"), str(8 * MiB), "--uuid",
+                            "5b0b3d84-0d73-4e5b-9f55-0a7d1d8e3c11"],
+                           stdin=stdin, env=vbm.env, cwd=str(vbm.home), capture_output=True, text=True,
+                           timeout=120)
     assert r.returncode == 0, r.stderr
     _same(raw, str(tmp_path / "b.vdi"), "vdi")
     _, info, _ = vbm("showmediuminfo", str(tmp_path / "b.vdi"), check=0)
@@ -141,8 +147,11 @@ def test_import_dry_run_lists_what_vagrant_parses(vbm, box):
     code, out, err = vbm("import", "-n", box["ovf"], check=0)
     assert f"Interpreting {box['ovf']}...\nOK.\n" in err and "100%" in err
     folder = str(vbm.home / "VirtualBox VMs")
-    assert out.splitlines()[:2] == ["Disks:", f"  vmdisk1\t{32 * MiB}\t-1\thttp://www.vmware.com/interfaces/"
-                                              "specifications/vmdk.html#streamOptimized\tbox-disk001.vmdk\t-1\t-1\t"]
+    assert out.splitlines()[:2] == [
+        "Disks:",
+        f"  vmdisk1\t{32 * MiB}\t-1\thttp://www.vmware.com/interfaces/"
+        "specifications/vmdk.html#streamOptimized\tbox-disk001.vmdk\t-1\t-1\t",
+    ]
     assert ' 0: Suggested OS type: "Debian_64"' in out
     assert re.search(r'Suggested VM name "(.+?)"', out).group(1) == "debian-12-box"
     settings = re.search(r'Suggested VM settings file name "(.+?)"', out).group(1)
@@ -162,7 +171,8 @@ def test_import_dry_run_lists_what_vagrant_parses(vbm, box):
 def test_import_ova_as_vagrant_does_then_export_and_import_back(vbm, box, tmp_path):
     folder = vbm.home / "VirtualBox VMs"
     disk = folder / "vm1" / "box-disk001.vmdk"
-    code, out, err = vbm("import", box["ova"], "--vsys", "0", "--vmname", "vm1", "--vsys", "0", "--unit", "10",
+    code, out, err = vbm("import", box["ova"], "--vsys", "0", "--vmname", "vm1", "--vsys", "0",
+                         "--unit", "10",
                          "--disk", str(disk), check=0)
     assert out.rstrip().endswith("Successfully imported the appliance.")
     assert re.search(r"OK\.\n(.|\n)*\d{2}%", err)
@@ -182,7 +192,8 @@ def test_import_ova_as_vagrant_does_then_export_and_import_back(vbm, box, tmp_pa
     with tarfile.open(ova) as t:
         assert t.getnames() == ["vm1.ovf", "vm1-disk001.vmdk", "vm1.mf"]
         t.extractall(tmp_path / "x", filter="data")
-    subprocess.run(["qemu-img", "check", str(tmp_path / "x" / "vm1-disk001.vmdk")], check=True, capture_output=True)
+    subprocess.run(["qemu-img", "check", str(tmp_path / "x" / "vm1-disk001.vmdk")], check=True,
+                   capture_output=True)
     _same(box["raw"], str(tmp_path / "x" / "vm1-disk001.vmdk"))
     assert "vbox:Machine" in (tmp_path / "x" / "vm1.ovf").read_text()
     _, out, _ = vbm("import", ova, "-n", check=0)
@@ -202,7 +213,8 @@ def test_import_options_and_ignored_units(vbm, box):
     info = vbm.machinereadable("v")
     assert info["SATA Controller-0-0"].endswith("/v/box-disk001.vdi")
     _same(box["raw"], info["SATA Controller-0-0"], "vdi")
-    _, out, _ = vbm("import", box["ovf"], "--vsys", "0", "--vmname", "w", "--unit", "10", "--ignore", "--unit", "8",
+    _, out, _ = vbm("import", box["ovf"], "--vsys", "0", "--vmname", "w", "--unit", "10", "--ignore",
+                    "--unit", "8",
                     "--ignore", check=0)
     assert "10: Hard disk image: source image=box-disk001.vmdk -- disabled" in out
     assert " 8: IDE controller, type PIIX4 -- disabled" in out
@@ -218,8 +230,10 @@ def test_import_options_and_ignored_units(vbm, box):
 def test_tampered_manifest_fails_and_leaves_nothing(vbm, box, tmp_path):
     d = box["dir"]
     import hashlib
-    lines = [f"SHA256({n})= {hashlib.sha256((d / n).read_bytes()).hexdigest()}" for n in ("box.ovf",
-                                                                                           "box-disk001.vmdk")]
+    lines = [
+        f"SHA256({n})= {hashlib.sha256((d / n).read_bytes()).hexdigest()}"
+        for n in ("box.ovf", "box-disk001.vmdk")
+    ]
     (d / "box.mf").write_text("\n".join(lines) + "\n")
     data = bytearray((d / "box-disk001.vmdk").read_bytes())
     data[-2000] ^= 0xFF
@@ -250,13 +264,17 @@ def test_snapshots_of_an_imported_machine(vbm, box):
 
 def test_import_overrides_and_packer_style_folder_export(vbm, box, tmp_path):
     base = tmp_path / "elsewhere"
-    _, out, _ = vbm("import", box["ovf"], "--vsys", "0", "--vmname", "o", "--ostype", "Ubuntu_64", "--memory", "768",
-                    "--cpus", "2", "--basefolder", str(base), "--group", "/g1", "--description", "d1", check=0)
+    _, out, _ = vbm("import", box["ovf"], "--vsys", "0", "--vmname", "o", "--ostype", "Ubuntu_64",
+                    "--memory", "768",
+                    "--cpus", "2", "--basefolder", str(base), "--group", "/g1", "--description",
+                    "d1", check=0)
     assert ' 0: OS type specified with --ostype: "Ubuntu_64"' in out
-    assert " 5: No. of CPUs specified with --cpus: 2" in out and " 6: Guest memory specified with --memory: 768 MB" in out
+    assert (" 5: No. of CPUs specified with --cpus: 2" in out
+            and " 6: Guest memory specified with --memory: 768 MB" in out)
     info = vbm.machinereadable("o")
     assert info["CfgFile"] == str(base / "g1" / "o" / "o.vbox")
-    assert (info["memory"], info["cpus"], info["ostype"], info["groups"]) == (768, 2, "Ubuntu (64-bit)", "/g1")
+    assert ((info["memory"], info["cpus"], info["ostype"], info["groups"])
+            == (768, 2, "Ubuntu (64-bit)", "/g1"))
     assert info["SATA Controller-0-0"] == str(base / "g1" / "o" / "box-disk001.vmdk")
     code, _, err = vbm("import", box["ovf"], "--vsys", "0", "--vmname", "p", "--cpus", "500")
     assert code == 2 and "--cpus option must be a number" in err
@@ -299,7 +317,7 @@ VBOX_MACHINE = """
         </StorageController>
       </StorageControllers>
     </vbox:Machine>
-  </VirtualSystem>"""
+  </VirtualSystem>"""  # noqa: E501 - as VirtualBox writes it
 
 
 def test_import_of_a_box_with_an_older_vbox_machine_section(vbm, box):
@@ -307,19 +325,23 @@ def test_import_of_a_box_with_an_older_vbox_machine_section(vbm, box):
     an IDE controller named "IDE", the DVD drive, UTC clock, extra data), and --options keepnatmacs
     keeps its NAT MAC (Vagrant's base_mac)."""
     ovf = box["dir"] / "box.ovf"
-    text = ovf.read_text().replace("xmlns:vssd=", 'xmlns:vbox="http://www.virtualbox.org/ovf/machine" xmlns:vssd=')
-    text = text.replace('ovf:diskId="vmdisk1"', 'ovf:diskId="vmdisk1" vbox:uuid="0dcae266-d30e-4b47-859d-c9ee307a69f0"')
+    text = ovf.read_text().replace("xmlns:vssd=",
+                                   'xmlns:vbox="http://www.virtualbox.org/ovf/machine" xmlns:vssd=')
+    text = text.replace('ovf:diskId="vmdisk1"',
+                        'ovf:diskId="vmdisk1" vbox:uuid="0dcae266-d30e-4b47-859d-c9ee307a69f0"')
     ovf.write_text(text.replace("  </VirtualSystem>", VBOX_MACHINE.format()))
     _, out, _ = vbm("import", "-n", str(ovf), check=0)
     assert ' 1: Suggested VM name "old-box"' in out
     assert " 5: Number of CPUs: 2\n" in out and " 6: Guest memory: 640 MB\n" in out
     assert " 7: Network adapter: orig NAT, config 3, extra slot=0;type=NAT\n" in out
     assert " 8: CD-ROM\n" in out and " 9: IDE controller, type PIIX4\n" in out     # VirtualBox's order
-    assert re.search(r"10: Hard disk image: source image=box-disk001.vmdk, target path=.+/old-box/box-disk001.vmdk, "
+    assert re.search(r"10: Hard disk image: source image=box-disk001.vmdk, target "
+                     r"path=.+/old-box/box-disk001.vmdk, "
                      r"controller=9;channel=0", out)
     vbm("import", str(ovf), "--vsys", "0", "--vmname", "nb", "--options", "keepnatmacs", check=0)
     info = vbm.machinereadable("nb")
-    assert (info["cpus"], info["memory"], info["macaddress1"], info["rtcuseutc"]) == (2, 640, "080027FAE441", "on")
+    assert ((info["cpus"], info["memory"], info["macaddress1"], info["rtcuseutc"])
+            == (2, 640, "080027FAE441", "on"))
     assert info["storagecontrollername0"] == "IDE" and info["IDE-0-0"].endswith("/nb/box-disk001.vmdk")
     assert info["IDE-1-0"] == "emptydrive" and info["boot1"] == "disk"
     _, extra, _ = vbm("getextradata", "nb", "custom/key", check=0)
@@ -331,11 +353,14 @@ def test_two_ovf_ide_items_are_one_piix4(vbm, box):
     """Like old Vagrant boxes: primary and secondary IDE items (a CD-ROM on the secondary) and a
     SATA disk; listed as VirtualBox lists them, imported as one IDE controller."""
     ovf = box["dir"] / "box.ovf"
-    extra = ("<Item><rasd:Address>1</rasd:Address><rasd:InstanceID>7</rasd:InstanceID><rasd:ResourceSubType>PIIX4"
-             "</rasd:ResourceSubType><rasd:ResourceType>5</rasd:ResourceType></Item>"
-             "<Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:InstanceID>8</rasd:InstanceID>"
-             "<rasd:Parent>7</rasd:Parent><rasd:ResourceType>15</rasd:ResourceType></Item>")
-    ovf.write_text(ovf.read_text().replace("    </VirtualHardwareSection>", extra + "</VirtualHardwareSection>"))
+    extra = (
+        "<Item><rasd:Address>1</rasd:Address><rasd:InstanceID>7</rasd:InstanceID><rasd:ResourceSubType>PIIX4"
+        "</rasd:ResourceSubType><rasd:ResourceType>5</rasd:ResourceType></Item>"
+        "<Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:InstanceID>8</rasd:InstanceID>"
+        "<rasd:Parent>7</rasd:Parent><rasd:ResourceType>15</rasd:ResourceType></Item>"
+    )
+    ovf.write_text(ovf.read_text().replace("    </VirtualHardwareSection>",
+                                           extra + "</VirtualHardwareSection>"))
     _, out, _ = vbm("import", "-n", str(ovf), check=0)
     lines = [ln for ln in out.splitlines() if re.match(r"^ ?\d+: ", ln)]
     assert [re.split(r"[:,]", ln.split(": ", 1)[1])[0] for ln in lines[7:]] == [

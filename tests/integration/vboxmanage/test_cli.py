@@ -11,7 +11,8 @@ UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 def create(vbm, name="vm1", *extra):
     code, out, err = vbm("createvm", "--name", name, "--register", *extra)
     assert (code, err) == (0, ""), err
-    match = re.fullmatch(rf"Virtual machine '{re.escape(name)}' is created and registered.\nUUID: ({UUID_RE})\n"
+    match = re.fullmatch(rf"Virtual machine '{re.escape(name)}' is created and registered.\nUUID: "
+                         rf"({UUID_RE})\n"
                          r"Settings file: '(.*)'\n", out)
     assert match, out
     return match.group(1), match.group(2)
@@ -25,7 +26,8 @@ def test_createvm_list_and_showvminfo(vbm):
     info = vbm.machinereadable("vm1")
     arch = ["platformArchitecture"] if identity.current().is_7_1 else []
     assert list(info)[:6] == ["name", "encryption", "groups", *arch, "ostype", "UUID", "CfgFile"][:6]
-    assert (info["name"], info["ostype"], info["UUID"], info["CfgFile"]) == ("vm1", "Ubuntu (64-bit)", uuid, path)
+    assert ((info["name"], info["ostype"], info["UUID"], info["CfgFile"])
+            == ("vm1", "Ubuntu (64-bit)", uuid, path))
     assert info["VMState"] == "poweroff" and isinstance(info["memory"], int)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}000000", info["VMStateChangeTime"])
     code, out, err = vbm("showvminfo", uuid)
@@ -47,7 +49,8 @@ def test_unknown_vm_error_block(vbm):
     assert (code, out) == (1, "")
     lines = err.splitlines()
     assert lines[0] == "VBoxManage: error: Could not find a registered machine named 'ghost'"
-    assert lines[1].startswith("VBoxManage: error: Details: code VBOX_E_OBJECT_NOT_FOUND (0x80bb0001), component ")
+    assert lines[1].startswith("VBoxManage: error: Details: code VBOX_E_OBJECT_NOT_FOUND "
+                               "(0x80bb0001), component ")
     assert lines[2].startswith('VBoxManage: error: Context: "FindMachine(')
 
 
@@ -56,10 +59,12 @@ def test_modifyvm_both_spellings_and_boot_kernel(vbm, tmp_path):
     kernel = tmp_path / "vmlinuz"
     kernel.write_bytes(b"\0")
     assert vbm("modifyvm", "vm1", "--memory", "256", "--cpus", "2", "--ostype", "Debian_64",
-               "--cpu-execution-cap", "50", "--nestedpaging", "off", "--large-pages", "on", "--vtx-vpid", "off",
+               "--cpu-execution-cap", "50", "--nestedpaging", "off", "--large-pages", "on",
+               "--vtx-vpid", "off",
                "--acpi", "on", "--ioapic", "on", "--firmware", "efi", "--paravirtprovider", "kvm",
                "--boot1", "disk", "--boot2", "net", "--boot3", "none", "--boot4", "none",
-               "--nic1", "nat", "--nic-type1", "virtio", "--macaddress1", "080027000001", "--cableconnected1", "on",
+               "--nic1", "nat", "--nic-type1", "virtio", "--macaddress1", "080027000001",
+               "--cableconnected1", "on",
                "--uart1", "0x3F8", "4", "--uart-mode1", "file", str(tmp_path / "serial.log"),
                "--uarttype1", "16550A", "--description", "hello",
                "--boot-kernel", str(kernel), "--boot-cmdline", "console=ttyS0") == (0, "", "")
@@ -97,12 +102,14 @@ def test_media_lifecycle_and_attach(vbm, tmp_path):
     disk_uuid = match.group(1)
     assert (tmp_path / "disk1.vdi").exists()
     code, out, _ = vbm("showmediuminfo", str(tmp_path / "disk1.vdi"))
-    assert code == 0 and out.startswith(f"UUID:           {disk_uuid}\nParent UUID:    base\nState:          created\n")
+    assert code == 0 and out.startswith(f"UUID:           {disk_uuid}\nParent UUID:    base\nState:       "
+                                        f"   created\n")
     assert "Capacity:       16 MBytes\n" in out and "Storage format: VDI\n" in out
     code, out, _ = vbm("list", "hdds")
     assert f"UUID:           {disk_uuid}\n" in out and "Type:           normal (base)\n" in out
     assert vbm("storagectl", "vm1", "--name", "SATA", "--add", "sata", "--portcount", "2") == (0, "", "")
-    assert vbm("storageattach", "vm1", "--storagectl", "SATA", "--port", "0", "--device", "0", "--type", "hdd",
+    assert vbm("storageattach", "vm1", "--storagectl", "SATA", "--port", "0", "--device", "0",
+               "--type", "hdd",
                "--medium", str(tmp_path / "disk1.vdi")) == (0, "", "")
     info = vbm.machinereadable("vm1")
     assert info["storagecontrollername0"] == "SATA" and info["storagecontrollertype0"] == "IntelAhci"
@@ -147,7 +154,9 @@ def test_unregistervm_delete(vbm):
 
 def test_controlvm_and_snapshot_on_powered_off_vm(vbm):
     create(vbm)
-    assert vbm("controlvm", "vm1", "pause") == (1, "", "VBoxManage: error: Machine 'vm1' is not currently running.\n")
+    assert vbm("controlvm", "vm1", "pause") == (
+        1, "", "VBoxManage: error: Machine 'vm1' is not currently running.\n"
+    )
     assert vbm("snapshot", "vm1", "list") == (1, "This machine does not have any snapshots\n", "")
 
 
@@ -182,16 +191,21 @@ def test_clone_modify_diff_and_dvd(vbm, tmp_path):
     code, out, err = vbm("modifymedium", str(tmp_path / "copy.vdi"), "--resize", "12")
     assert (code, out, err) == (0, "", PROGRESS)
     assert "Capacity:       12 MBytes\n" in vbm("showmediuminfo", str(tmp_path / "copy.vdi"))[1]
-    code, out, _ = vbm("createmedium", "disk", "--filename", str(tmp_path / "child.vdi"), "--diffparent", str(base))
+    code, out, _ = vbm("createmedium", "disk", "--filename", str(tmp_path / "child.vdi"),
+                       "--diffparent", str(base))
     assert code == 0 and out.startswith("Medium created. UUID: ")
     listing = vbm("list", "hdds")[1]
     assert "Type:           normal (differencing)\n" in listing
     assert listing.index(str(base)) < listing.index(str(tmp_path / "child.vdi"))
     assert vbm("storagectl", "vm1", "--name", "IDE", "--add", "ide") == (0, "", "")
-    assert vbm("storageattach", "vm1", "--storagectl", "IDE", "--port", "1", "--device", "0", "--type", "dvddrive",
+    assert vbm("storageattach", "vm1", "--storagectl", "IDE", "--port", "1", "--device", "0",
+               "--type", "dvddrive",
                "--medium", "emptydrive") == (0, "", "")
     code, out, _ = vbm("showvminfo", "vm1", "--machinereadable")
-    assert '"IDE-0-0"="none"\n"IDE-0-1"="none"\n"IDE-1-0"="emptydrive"\n"IDE-IsEjected-1-0"="off"\n"IDE-1-1"="none"\n' in out
+    assert (
+        '"IDE-0-0"="none"\n"IDE-0-1"="none"\n"IDE-1-0"="emptydrive"\n"IDE-IsEjected-1-0"="off"\n"IDE-1-1"="none"\n'
+        in out
+    )
     assert vbm("storagectl", "vm1", "--name", "IDE", "--remove") == (0, "", "")
     assert "storagecontrollername0" not in vbm("showvminfo", "vm1", "--machinereadable")[1]
 
@@ -232,7 +246,8 @@ def test_snapshots_and_clonevm(vbm, tmp_path):
     code, out, err = vbm("snapshot", "sn", "take", "s1", "--description", "first")
     assert code == 0 and err == PROGRESS
     s1 = re.fullmatch(rf"Snapshot taken. UUID: ({UUID_RE})\n", out).group(1)
-    s2 = re.fullmatch(rf"Snapshot taken. UUID: ({UUID_RE})\n", vbm("snapshot", "sn", "take", "s2")[1]).group(1)
+    taken = vbm("snapshot", "sn", "take", "s2")[1]
+    s2 = re.fullmatch(rf"Snapshot taken. UUID: ({UUID_RE})\n", taken).group(1)
     assert vbm("snapshot", "sn", "list") == (
         0, f"   Name: s1 (UUID: {s1})\n   Description: first\n      Name: s2 (UUID: {s2}) *\n", "")
     assert vbm("snapshot", "sn", "list", "--machinereadable") == (0, (
@@ -251,6 +266,9 @@ def test_snapshots_and_clonevm(vbm, tmp_path):
     assert "   Name: s12 (UUID: " in vbm("snapshot", "sn", "list")[1]
     code, out, err = vbm("clonevm", "sn", "--register")
     assert (code, out, err) == (0, 'Machine has been successfully cloned as "sn Clone"\n', PROGRESS)
-    assert vbm.machinereadable("sn Clone")["SATA-0-0"].startswith(str(tmp_path / "VirtualBox VMs" / "sn Clone"))
-    code, _, _ = vbm("clonevm", "sn", "--name", "linked", "--snapshot", "s1", "--options", "link", "--register")
+    assert vbm.machinereadable("sn Clone")["SATA-0-0"].startswith(
+        str(tmp_path / "VirtualBox VMs" / "sn Clone")
+    )
+    code, _, _ = vbm("clonevm", "sn", "--name", "linked", "--snapshot", "s1", "--options", "link",
+                     "--register")
     assert code == 0 and '"linked" {' in vbm("list", "vms")[1]

@@ -37,7 +37,9 @@ def test_guestproperty_set_get_flags_enumerate_delete(vbm):
     assert re.fullmatch(r"/Test/A = 'hello world' +@ \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", lines[0]), lines
     assert re.fullmatch(r"/Test/B = '2' +@ \S+Z RDONLYGUEST", lines[1]), lines
     code, out, _ = vbm("guestproperty", "enumerate", "vm1", "--old-format", "--patterns", "*B")
-    assert code == 0 and re.fullmatch(r"Name: /Test/B, value: 2, timestamp: \d+, flags: RDONLYGUEST\n", out), out
+    assert code == 0 and re.fullmatch(
+        r"Name: /Test/B, value: 2, timestamp: \d+, flags: RDONLYGUEST\n", out
+    ), out
     assert vbm("guestproperty", "enumerate", "vm1", "/Nothing/*") == (0, "No properties found.\n", "")
     # flags the host cannot write past, bad flags
     assert vbm("guestproperty", "set", "vm1", "/Test/C", "x", "--flags", "RDONLYHOST")[0] == 0
@@ -64,7 +66,8 @@ def test_guestproperty_wait_times_out_and_sees_a_change(vbm):
     assert (code, out) == (2, "") and "Time out or interruption while waiting for a notification." in err
     assert vbm("guestproperty", "wait", "vm1", "/Wait/*", "--timeout", "200")[0] == 0
     assert time.monotonic() - t0 < 60
-    waiter = subprocess.Popen([vbm.world.python, "-m", "frontends.vboxmanage.main", "guestproperty", "wait", "vm1",
+    waiter = subprocess.Popen([vbm.world.python, "-m", "frontends.vboxmanage.main", "guestproperty",
+                               "wait", "vm1",
                                "/Wait/*", "--timeout", "60000"], cwd=vbm.home, env=vbm.env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -94,18 +97,23 @@ def test_sharedfolder_add_remove_persisted_and_shown(vbm, tmp_path):
     folders = _find(_vbox(cfg), "SharedFolder")
     assert [dict(f.attrib) for f in folders] == [
         {"name": "vagrant", "hostPath": str(share), "writable": "true", "autoMount": "false"},
-        {"name": "ro", "hostPath": str(share), "writable": "false", "autoMount": "true", "autoMountPoint": "/mnt/ro"}]
+        {"name": "ro", "hostPath": str(share), "writable": "false", "autoMount": "true",
+         "autoMountPoint": "/mnt/ro"}]
     info = vbm.machinereadable("vm1")
     assert info["SharedFolderNameMachineMapping1"] == "vagrant"
     assert info["SharedFolderPathMachineMapping1"] == str(share)
     assert info["SharedFolderNameMachineMapping2"] == "ro"
     _, human, _ = vbm("showvminfo", "vm1", check=0)
-    assert (f"Shared folders:              \n\nName: 'vagrant', Host path: '{share}' (machine mapping), writable\n"
-            f"Name: 'ro', Host path: '{share}' (machine mapping), readonly, auto-mount, mount-point: '/mnt/ro'\n\n"
+    assert (f"Shared folders:              \n\nName: 'vagrant', Host path: '{share}' (machine "
+            f"mapping), writable\n"
+            f"Name: 'ro', Host path: '{share}' (machine mapping), readonly, auto-mount, mount-point: "
+            f"'/mnt/ro'\n\n"
             ) in human
     code, _, err = vbm("sharedfolder", "add", "vm1", "--name", "vagrant", "--hostpath", str(share))
-    assert code == 1 and "Shared folder named 'vagrant' already exists" in err and "VBOX_E_OBJECT_IN_USE" in err
-    code, _, err = vbm("sharedfolder", "add", "vm1", "--name", "gone", "--hostpath", str(tmp_path / "missing"))
+    assert (code == 1 and "Shared folder named 'vagrant' already exists" in err
+            and "VBOX_E_OBJECT_IN_USE" in err)
+    code, _, err = vbm("sharedfolder", "add", "vm1", "--name", "gone", "--hostpath",
+                       str(tmp_path / "missing"))
     assert code == 1 and "does not exist on the host" in err
     code, _, err = vbm("sharedfolder", "add", "vm1", "--name", "t", "--hostpath", str(share), "--transient")
     assert code == 1 and "Machine 'vm1' is not currently running." in err

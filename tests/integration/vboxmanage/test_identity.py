@@ -22,7 +22,8 @@ def _check(vbm, version_re: str, api: str, v71: bool) -> None:
     assert ostypes.startswith("Supported guest OS types:\n\n") == v71
     assert ("ID:          Debian_64\n" in ostypes) == (not v71)
     _, out, _ = vbm("--help")
-    assert out.startswith(f"Oracle VirtualBox Command Line Management Interface Version {version.split('r')[0]}\n")
+    assert out.startswith(f"Oracle VirtualBox Command Line Management Interface Version "
+                          f"{version.split('r')[0]}\n")
 
 
 def test_default_is_70(vbm):

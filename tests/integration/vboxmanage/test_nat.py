@@ -24,9 +24,11 @@ def test_natpf_rules_settings_and_showvminfo(vbm):
     assert info["Forwarding(1)"] == "ssh,tcp,127.0.0.1,2222,,22"
     assert (info["mtu"], info["sockSnd"], info["sockRcv"], info["tcpWndSnd"]) == ("1400", "128", "128", "64")
     human = vbm("showvminfo", "n1", check=0)[1]
-    assert ("NIC 1 Rule(1):   name = ssh, protocol = tcp, host ip = 127.0.0.1, host port = 2222, guest ip = , "
+    assert ("NIC 1 Rule(1):   name = ssh, protocol = tcp, host ip = 127.0.0.1, host port = 2222, "
+            "guest ip = , "
             "guest port = 22\n") in human
-    assert "NIC 1 Settings:  MTU: 1400, Socket (send: 128, receive: 128), TCP Window (send:64, receive: 64)" in human
+    assert ("NIC 1 Settings:  MTU: 1400, Socket (send: 128, receive: 128), TCP Window (send:64, receive: 64)"
+            in human)
     assert "Trace: on (file: /tmp/n1.pcap)" in human
     nat = adapter_xml(vbm, "n1").find("v:NAT", NS)
     assert nat.get("network") == "10.0.5.0/24" and nat.get("mtu") == "1400"
@@ -34,8 +36,10 @@ def test_natpf_rules_settings_and_showvminfo(vbm):
     assert nat.find("v:DNS", NS).get("use-host-resolver") == "true"
     assert nat.find("v:TFTP", NS).get("boot-file") == "pxe.0"
     rules = [dict(f.attrib) for f in nat.findall("v:Forwarding", NS)]
-    assert rules == [{"name": "dns", "proto": "0", "hostport": "5353", "guestip": "10.0.2.15", "guestport": "53"},
-                     {"name": "ssh", "proto": "1", "hostip": "127.0.0.1", "hostport": "2222", "guestport": "22"}]
+    assert rules == [{"name": "dns", "proto": "0", "hostport": "5353", "guestip": "10.0.2.15",
+                      "guestport": "53"},
+                     {"name": "ssh", "proto": "1", "hostip": "127.0.0.1", "hostport": "2222",
+                      "guestport": "22"}]
 
 
 def test_natpf_errors_keep_the_settings(vbm):
@@ -62,10 +66,12 @@ def test_natpf_errors_keep_the_settings(vbm):
 def test_nic_kinds_and_list_commands(vbm):
     vbm("createvm", "--name", "n3", "--register", check=0)
     vbm("modifyvm", "n3", "--nic1", "intnet", "--intnet1", "lab", "--nic2", "null", "--nic-type2", "virtio",
-        "--nic3", "generic", "--nic-generic-drv3", "VDE", "--nic4", "hostonly", "--host-only-adapter4", "vboxnet0",
+        "--nic3", "generic", "--nic-generic-drv3", "VDE", "--nic4", "hostonly",
+        "--host-only-adapter4", "vboxnet0",
         check=0)
     info = vbm.machinereadable("n3")
-    assert (info["nic1"], info["intnet1"], info["nic2"], info["nictype2"]) == ("intnet", "lab", "null", "virtio")
+    assert ((info["nic1"], info["intnet1"], info["nic2"], info["nictype2"])
+            == ("intnet", "lab", "null", "virtio"))
     assert info["nic3"] == "Generic" and info["nic4"] == "hostonly"
     assert vbm("list", "intnets") == (0, "Name:        lab\n", "")
     for what in ("hostonlyifs", "bridgedifs", "natnets", "dhcpservers"):

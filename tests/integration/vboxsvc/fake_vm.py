@@ -11,7 +11,8 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+sys.path.insert(0,
+                os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
 from vboxsvc.api import LockType, MachineState, VBoxError  # noqa: E402
 from vboxsvc.api import errors as rc  # noqa: E402
@@ -39,7 +40,8 @@ class FakeConsole:
     def _need(self, *states):
         st = self._s.machine.state
         if st not in states:
-            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, f"Invalid machine state: {st.name}", "IConsole", "ConsoleWrap")
+            raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, f"Invalid machine state: {st.name}", "IConsole",
+                            "ConsoleWrap")
 
     def power_up(self):
         raise VBoxError(rc.VBOX_E_INVALID_VM_STATE, "Already running", "IConsole", "ConsoleWrap")

@@ -158,6 +158,7 @@ def test_oversized_frame_does_not_hurt(client):
 def test_spoofed_session_is_refused(raw, client):
     """A frame carrying another client's session id from a different connection is not accepted."""
     key = paths.load_key(create=False)
-    reply = _ask(raw, sign(key, _body(client.sid, 10**9, op="call", i=1, o=None, m="version", k=1, a=[])), 500)
+    reply = _ask(raw,
+                 sign(key, _body(client.sid, 10**9, op="call", i=1, o=None, m="version", k=1, a=[])), 500)
     assert reply is None
     assert client.virtualbox.version == identity.current().version

@@ -105,7 +105,8 @@ def test_hostile_hello_and_call_fields_are_answered_without_a_traceback(raw, cli
 
 
 def _mutate(rnd: random.Random, msg: dict) -> dict:
-    junk = [None, True, -1, 1 << 40, 1 << 63, 2.5, "", "x" * rnd.randrange(1, 300), b"\0" * rnd.randrange(0, 40),
+    junk = [None, True, -1, 1 << 40, 1 << 63, 2.5, "", "x" * rnd.randrange(1, 300),
+            b"\0" * rnd.randrange(0, 40),
             [], [1, [2, [3]]], {}, {"a": 1}, {1: 2}, msgpack.ExtType(1, os.urandom(rnd.randrange(0, 12))),
             msgpack.ExtType(2, b"\x93\x01\x02\x03"), msgpack.ExtType(9, b"")]
     out = dict(msg)
@@ -192,7 +193,8 @@ def test_thousands_of_clients_at_once_are_answered_or_refused(client, svc_env):
         while len(replies) < CLIENTS and time.monotonic() < deadline:
             for s, _ev in poller.poll(1000):
                 frame = s.recv()
-                replies[s] = msgpack.unpackb(frame[:-32], raw=False, ext_hook=lambda c, d: msgpack.ExtType(c, d))
+                replies[s] = msgpack.unpackb(frame[:-32], raw=False, ext_hook=lambda c,
+                                             d: msgpack.ExtType(c, d))
                 poller.unregister(s)
         assert len(replies) == CLIENTS, f"{CLIENTS - len(replies)} clients got no answer"
         refused = [r for r in replies.values() if r["op"] == "err"]

@@ -69,7 +69,8 @@ def test_events_reach_another_process(client, vbox, new_vm, svc_env):
         print(ev.machine_id if ev else "none", ev.registered if ev else "", flush=True)
         c.close()
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=svc_env.vars())
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env=svc_env.vars())
     try:
         assert proc.stdout.readline().strip() == "listening"
         m = new_vm()

@@ -110,7 +110,10 @@ def test_attach_moves_medium_into_machine_registry(client, vbox, new_vm, svc_env
     with pytest.raises(VBoxError) as e:
         disk.close()
     assert e.value.result_code == rc.VBOX_E_OBJECT_IN_USE
-    assert e.value.text == f"Medium '{disk.location}' cannot be closed because it is still attached to 1 virtual machines"
+    assert (
+        e.value.text
+        == f"Medium '{disk.location}' cannot be closed because it is still attached to 1 virtual machines"
+    )
     with pytest.raises(VBoxError):
         disk.type = MediumType.Immutable
     media = vm.unregister(CleanupMode.DetachAllReturnHardDisksOnly)
@@ -168,7 +171,8 @@ def test_progress_wait_timeout_and_error(vbox, svc_env):
         m.create_base_storage(MB, [])
     assert e.value.result_code == rc.VBOX_E_FILE_ERROR
     assert "Could not create the medium storage unit" in e.value.text
-    m2 = vbox.create_medium("VDI", str(svc_env.vms / "p" / "ok.vdi"), AccessMode.ReadWrite, DeviceType.HardDisk)
+    m2 = vbox.create_medium("VDI", str(svc_env.vms / "p" / "ok.vdi"), AccessMode.ReadWrite,
+                            DeviceType.HardDisk)
     p = m2.create_base_storage(MB, [])
     p.wait_for_completion(0)  # returns at once
     p.wait_for_completion(-1)

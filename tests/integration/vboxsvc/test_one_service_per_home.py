@@ -3,7 +3,8 @@
 Clients that reach the same folder as VirtualBox's default (VBOX_USER_HOME unset), through the
 variable set to the resolved path, to a relative path, or to a symlink, and the VM process the
 service starts (which gets VBOX_USER_HOME from the service), all meet one service; a second
-service for that home never runs, not even for a client whose runtime folder differs. A different folder gets its own.
+service for that home never runs, not even for a client whose runtime folder differs. A different folder gets
+its own.
 """
 
 from __future__ import annotations

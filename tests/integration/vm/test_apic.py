@@ -22,7 +22,8 @@ VM = "apic"
 pytestmark = [
     pytest.mark.guest,
     pytest.mark.timeout(1800),
-    pytest.mark.skipif(not (GUEST / "vmlinux").is_file(), reason="no guest kernel: run python -m vmm.guest.builder"),
+    pytest.mark.skipif(not (GUEST / "vmlinux").is_file(),
+                       reason="no guest kernel: run python -m vmm.guest.builder"),
 ]
 
 

@@ -163,7 +163,8 @@ def test_efi_firmware_is_refused_at_startvm(cli):
 
 def _guest_disk() -> Path | None:
     import os
-    root = Path(os.environ.get("VBOXPY_GUEST_CACHE") or Path(__file__).resolve().parents[3] / ".cache" / "guest")
+    root = Path(os.environ.get("VBOXPY_GUEST_CACHE")
+                or Path(__file__).resolve().parents[3] / ".cache" / "guest")
     disk = root / "boot-disk.vdi"
     return disk if disk.is_file() else None
 
@@ -194,7 +195,8 @@ def test_linux_disk_boots_through_the_bios_and_the_power_button_ends_it(cli):
     try:
         serial.wait_for("VBOXPY-GUEST-READY", 900)
         mark = serial.size
-        serial.send("cat /sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_name; ls /sys/bus/pci/devices\r")
+        serial.send("cat /sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_name; ls "
+                    "/sys/bus/pci/devices\r")
         serial.wait_for("0000:00:0d.0", 120, start=mark)
         out = serial.text(mark)
         assert "innotek GmbH" in out and "VirtualBox" in out          # systemd-detect-virt: oracle

@@ -47,7 +47,8 @@ pytestmark = [
     pytest.mark.skipif(not all(shutil.which(t) for t in ("syslinux", "mkfs.fat", "mcopy"))
                        or not (SYSLINUX_MODULES / "menu.c32").is_file(),
                        reason="syslinux, dosfstools and mtools are needed to build the menu disk"),
-    pytest.mark.skipif(not any(p.is_file() for p in firmware.candidates()) or firmware_config.vga_bios() is None,
+    pytest.mark.skipif(not any(p.is_file() for p in firmware.candidates())
+                       or firmware_config.vga_bios() is None,
                        reason="no SeaBIOS / VGA BIOS image (Debian's seabios package)"),
 ]
 
@@ -100,7 +101,8 @@ def vm(tmp_path_factory):
     c("createvm", "--name", VM, "--ostype", "Debian_64", "--register")
     disk = menu_disk(c.home)
     port = _free_port()
-    c("modifyvm", VM, "--memory", "256", "--boot1", "disk", "--boot2", "none", "--boot3", "none", "--boot4", "none",
+    c("modifyvm", VM, "--memory", "256", "--boot1", "disk", "--boot2", "none", "--boot3", "none",
+      "--boot4", "none",
       "--uart1", "0x3f8", "4", "--uart-mode1", "tcpserver", str(port))
     c("storagectl", VM, "--name", "SATA", "--add", "sata", "--controller", "IntelAhci")
     c("storageattach", VM, "--storagectl", "SATA", "--port", "0", "--device", "0", "--type", "hdd",
@@ -116,8 +118,10 @@ def vm(tmp_path_factory):
         world.cleanup()
 
 
-@pytest.mark.xfail(reason="SYSLINUX's menu does not react to keys here: the key byte waits in the i8042 with IRQ1 "
-                          "(and IRQ0) pending in the PIC, unmasked, never taken while the menu polls (REM and HM)",
+@pytest.mark.xfail(reason="SYSLINUX's menu does not react to keys here: the key byte waits in the "
+                   "i8042 with IRQ1 "
+                          "(and IRQ0) pending in the PIC, unmasked, never taken while the menu polls "
+                   "(REM and HM)",
                    strict=False)
 def test_scancodes_pick_the_second_menu_entry(vm):
     cli, serial = vm

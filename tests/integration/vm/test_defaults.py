@@ -113,7 +113,8 @@ def test_root_with_home_elsewhere_uses_the_account_home():
     except WorldUnavailable as e:
         pytest.skip(str(e))
     real = world.root_home
-    before = [_unchanged(real / ".config" / "VirtualBox" / "VirtualBox.xml"), _unchanged(real / "VirtualBox VMs")]
+    before = [_unchanged(real / ".config" / "VirtualBox" / "VirtualBox.xml"),
+              _unchanged(real / "VirtualBox VMs")]
     try:
         info = cycle(world, "r1")
         # $HOME says elsewhere; VirtualBox's home and machine folder are root's all the same
@@ -124,7 +125,8 @@ def test_root_with_home_elsewhere_uses_the_account_home():
         assert not (world.home / ".config").exists()
     finally:
         world.cleanup()
-    after = [_unchanged(real / ".config" / "VirtualBox" / "VirtualBox.xml"), _unchanged(real / "VirtualBox VMs")]
+    after = [_unchanged(real / ".config" / "VirtualBox" / "VirtualBox.xml"),
+             _unchanged(real / "VirtualBox VMs")]
     assert before == after
 
 

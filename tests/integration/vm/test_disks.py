@@ -30,7 +30,8 @@ BOOT_TIMEOUT = 1200
 pytestmark = [
     pytest.mark.guest,
     pytest.mark.timeout(3600),
-    pytest.mark.skipif(not (GUEST / "vmlinux").exists(), reason="no guest kernel: run python -m vmm.guest.builder"),
+    pytest.mark.skipif(not (GUEST / "vmlinux").exists(),
+                       reason="no guest kernel: run python -m vmm.guest.builder"),
     pytest.mark.skipif(not shutil.which("qemu-img"), reason="qemu-img (qemu-utils) is not installed"),
     pytest.mark.skipif(not shutil.which("debugfs"), reason="debugfs (e2fsprogs) is not installed"),
 ]
@@ -38,7 +39,8 @@ pytestmark = [
 
 def boot(disks: dict[str, Path], log: Path) -> GuestConsole:
     argv = [sys.executable, "-m", "vmm.run", "--kernel", str(GUEST / "vmlinux"), "--initrd",
-            str(GUEST / "initrd.img"), "--append", "console=ttyS0 quiet", "--memory", "256", "--engine", "rem"]
+            str(GUEST / "initrd.img"), "--append", "console=ttyS0 quiet", "--memory", "256",
+            "--engine", "rem"]
     for ctl, path in disks.items():
         argv += ["--disk", f"{ctl}:{path}"]
     console = GuestConsole(argv, env=dict(os.environ, PYTHONPATH=str(ROOT)), log_path=str(log))

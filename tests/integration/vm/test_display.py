@@ -26,7 +26,8 @@ MESSAGE = "VBOXPY SCREEN TEST"
 
 pytestmark = [
     pytest.mark.timeout(900),
-    pytest.mark.skipif(not any(p.is_file() for p in firmware.candidates()) or firmware_config.vga_bios() is None,
+    pytest.mark.skipif(not any(p.is_file() for p in firmware.candidates())
+                       or firmware_config.vga_bios() is None,
                        reason="no SeaBIOS / VGA BIOS image (Debian's seabios package)"),
 ]
 
@@ -65,7 +66,8 @@ def rom_font() -> bytes:
     rom = firmware_config.vga_bios()
     for off in range(0, len(rom) - 4096):
         if (rom[off + 0xDB * 16:off + 0xDC * 16] == b"\xff" * 16 and not any(rom[off:off + 16])
-                and not any(rom[off + 0x20 * 16:off + 0x21 * 16]) and any(rom[off + 0x41 * 16:off + 0x42 * 16])
+                and not any(rom[off + 0x20 * 16:off + 0x21 * 16])
+            and any(rom[off + 0x41 * 16:off + 0x42 * 16])
                 and any(rom[off + 0x01 * 16:off + 0x02 * 16])):
             return rom[off:off + 4096]
     raise AssertionError("no 8x16 font in the VGA BIOS image")
@@ -139,7 +141,8 @@ def vm(tmp_path_factory):
     img.write_at(0, echo_boot_sector(MESSAGE))
     img.flush()
     img.close()
-    c("modifyvm", VM, "--memory", "64", "--ioapic", "off", "--boot1", "disk", "--boot2", "none", "--boot3", "none",
+    c("modifyvm", VM, "--memory", "64", "--ioapic", "off", "--boot1", "disk", "--boot2", "none",
+      "--boot3", "none",
       "--boot4", "none", "--uart1", "0x3f8", "4", "--uart-mode1", "tcpserver", str(port))
     c("storagectl", VM, "--name", "SATA", "--add", "sata", "--controller", "IntelAhci")
     c("storageattach", VM, "--storagectl", "SATA", "--port", "0", "--device", "0", "--type", "hdd",
@@ -214,7 +217,8 @@ def test_bad_arguments_get_vboxmanage_errors(vm):
     assert code == 1 and "error: Error: 'zz' is not a hex byte!" in err
     code, _, err = cli("controlvm", VM, "keyboardputscancode", check=None)
     assert code == 1 and "Missing argument to 'keyboardputscancode'" in err
-    code, _, err = cli("controlvm", VM, "screenshotpng", str(cli.home / "no" / "such" / "dir.png"), check=None)
+    code, _, err = cli("controlvm", VM, "screenshotpng",
+                       str(cli.home / "no" / "such" / "dir.png"), check=None)
     assert code == 1 and "Failed to create file" in err
     assert cli.state(VM) == "running"
 
@@ -266,7 +270,8 @@ def gfx(vm):
     img.flush()
     img.close()
     port = _free_port()
-    cli("modifyvm", name, "--memory", "64", "--ioapic", "off", "--graphicscontroller", "vboxvga", "--vram", "8",
+    cli("modifyvm", name, "--memory", "64", "--ioapic", "off", "--graphicscontroller", "vboxvga",
+        "--vram", "8",
         "--boot1", "disk", "--boot2", "none", "--boot3", "none", "--boot4", "none", "--uart1", "0x3f8", "4",
         "--uart-mode1", "tcpserver", str(port))
     cli("storagectl", name, "--name", "SATA", "--add", "sata", "--controller", "IntelAhci")
@@ -296,7 +301,8 @@ def test_a_vbe_mode_set_by_the_bios_shows_in_the_screenshot(gfx):
     red = b"\xff\0\0" * 640
     assert all(rgb[y * 640 * 3:(y + 1) * 640 * 3] == red for y in range(32, 48))
     assert rgb[48 * 640 * 3:48 * 640 * 3 + 3] != b"\xff\0\0"
-    assert find_text(shot.read_bytes(), MESSAGE, cell=8) == 0        # the BIOS drew its font into the frame buffer
+    # the BIOS drew its font into the frame buffer
+    assert find_text(shot.read_bytes(), MESSAGE, cell=8) == 0
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +311,8 @@ def vnc(vm):
     name = "vnc"
     cli("createvm", "--name", name, "--ostype", "Debian_64", "--register")
     vport = _free_port()
-    code, _, err = cli("modifyvm", name, "--vrde", "on", "--vrde-port", str(vport), "--vrde-address", "127.0.0.1",
+    code, _, err = cli("modifyvm", name, "--vrde", "on", "--vrde-port", str(vport), "--vrde-address",
+                       "127.0.0.1",
                        "--vrde-property", "VNCPassword=vb0x", check=None)
     if code != 0:
         pytest.skip(f"this build stores no VRDE settings (modifyvm --vrde: {err.strip().splitlines()[0]})")
@@ -316,7 +323,8 @@ def vnc(vm):
     img.flush()
     img.close()
     port = _free_port()
-    cli("modifyvm", name, "--memory", "64", "--ioapic", "off", "--boot1", "disk", "--boot2", "none", "--boot3",
+    cli("modifyvm", name, "--memory", "64", "--ioapic", "off", "--boot1", "disk", "--boot2",
+        "none", "--boot3",
         "none", "--boot4", "none", "--uart1", "0x3f8", "4", "--uart-mode1", "tcpserver", str(port))
     cli("storagectl", name, "--name", "SATA", "--add", "sata", "--controller", "IntelAhci")
     cli("storageattach", name, "--storagectl", "SATA", "--port", "0", "--device", "0", "--type", "hdd",

@@ -3,11 +3,10 @@
 The guest (a flat binary, entered at 0000:7C00 by the boot contract) walks real mode ->
 PIT interrupts through the 8259A with HLT wake-ups -> 32-bit protected mode -> 64-bit long
 mode, prints a line on COM1 at each step and powers the machine off through ACPI.  It is
-run by the dev runner (`python -m vmm.run --engine hm|rem`), i.e. E's Machine, EM, F's
+run by the dev runner (`python -m vmm.run --engine hm|rem`), i.e. the VM builder, EM, the
 devices and the chosen engine in a separate process, and the serial output is compared.
 """
 
-import importlib.util
 import os
 import pathlib
 import subprocess
@@ -15,6 +14,7 @@ import sys
 
 import pytest
 
+from tests.integration.vboxsvc import conftest as service_fixtures
 from tests.unit.vmm.hm import guests
 from tests.unit.vmm.hm.harness import require_engine
 
@@ -146,19 +146,9 @@ gdtr: .word 31
 EXPECTED = b"real mode\npit ticks woke hlt\nprotected mode\nlong mode, powering off\n"
 
 
-def _in_tree(module: str) -> bool:
-    try:
-        spec = importlib.util.find_spec(module)
-    except ImportError:
-        return False
-    return spec is not None and spec.origin is not None and spec.origin.startswith(str(ROOT))
-
-
 @pytest.mark.parametrize("engine", [pytest.param("hm", marks=pytest.mark.kvm), "rem"])
 def test_vm_process_runs_guest_on_engine(engine, tmp_path):
     require_engine(engine)
-    if not all(_in_tree(m) for m in ("vmm.run", "vmm.vm", "vmm.em", "vmm.boot.loader")):
-        pytest.skip("the dev runner (helper E's vmm/run.py and vmm/vm.py) is not available")
     image = tmp_path / "guest.bin"
     image.write_bytes(guests.assemble(GUEST))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -172,10 +162,9 @@ def test_vm_process_runs_guest_on_engine(engine, tmp_path):
 
 # ---- through the service and the real VM process (vboxheadless) ---------------------------------
 
-try:
-    from tests.integration.vboxsvc.conftest import client, svc_env, vbox, wait_for  # noqa: F401 - fixtures
-except ImportError:   # the service's test fixtures are not in this tree
-    client = svc_env = vbox = wait_for = None
+# the service fixtures of tests/integration/vboxsvc, for the tests below that start the VM process
+client, svc_env, vbox = service_fixtures.client, service_fixtures.svc_env, service_fixtures.vbox
+wait_for = service_fixtures.wait_for
 
 
 def _boot_through_service(client, vbox, tmp_path, name: str, force_hm: bool) -> tuple[bytes, str]:
@@ -204,24 +193,23 @@ def _boot_through_service(client, vbox, tmp_path, name: str, force_hm: bool) -> 
     p.wait_for_completion(-1)
     assert p.result_code == 0, p.error_info and p.error_info.text
     # the guest powers the machine off through ACPI once it reached long mode
-    assert wait_for(lambda: m.state == MachineState.PoweredOff and m.session_state == SessionState.Unlocked, 120)
+    assert wait_for(lambda: m.state == MachineState.PoweredOff
+                    and m.session_state == SessionState.Unlocked, 120)
     log = pathlib.Path(m.log_folder, "VBox.log").read_text(errors="replace")
     return serial.read_bytes(), log
 
 
 @pytest.mark.kvm
-@pytest.mark.skipif(client is None, reason="the service's test fixtures (tests/integration/vboxsvc) are absent")
 def test_vm_process_engine_choice_and_same_output(client, vbox, tmp_path):
     """Default settings on this host -> EM's rule picks an engine; ForceHM=1 -> HM. Same guest output."""
     require_engine("hm")
     require_engine("rem")
-    if not _in_tree("frontends.headless.vmprocess"):
-        pytest.skip("the VM process (helper E's frontends/headless) is not in this tree")
     from vmm.engine_select import detect_host
     forced_out, forced_log = _boot_through_service(client, vbox, tmp_path, "engines-forcehm", force_hm=True)
     assert "EM: HM: vboxpy/ForceHM=1 forces the hardware engine" in forced_log
     assert forced_out.replace(b"\r\n", b"\n") == EXPECTED
-    default_out, default_log = _boot_through_service(client, vbox, tmp_path, "engines-default", force_hm=False)
+    default_out, default_log = _boot_through_service(client, vbox, tmp_path, "engines-default",
+                                                     force_hm=False)
     host = detect_host()
     if host.hm_for_stock_guests:
         assert "EM: HM:" in default_log

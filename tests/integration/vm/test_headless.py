@@ -1,13 +1,13 @@
 """The headless VM process end to end: the real `vboxmanage` CLI, the real service and the real
 VM process (`vboxheadless`) boot the Debian guest (vmlinux form) on REM with VirtualBox's
-defaults in a scratch world (tests/integration/world.py); the tests type commands over the serial port's TCP socket (tcpserver mode)
-and drive the VM's life with controlvm.
+defaults in a scratch world (tests/integration/world.py); the tests type commands over the serial port's TCP
+socket (tcpserver mode) and drive the VM's life with controlvm.
 
 Boots: one shared by the console, pause/resume, savestate/restore and `controlvm poweroff`
 tests, one ended by the ACPI power button, one rebooted by the guest (the VM runs on) and then
 ended by the guest's own `poweroff`, and a short one whose VM process is killed with SIGKILL
-(Aborted); and a tiny flat image that triple-faults (Stuck).  A test that finds the VM not running boots it, so
-any subset (or an xdist split) still works.
+(Aborted); and a tiny flat image that triple-faults (Stuck).  A test that finds the VM not running boots it,
+so any subset (or an xdist split) still works.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ VM = "hl"
 pytestmark = [
     pytest.mark.timeout(1800),
     pytest.mark.skipif(not (GUEST / "vmlinux").is_file() or not (GUEST / "initrd.img").is_file(),
-                       reason="the guest is not built (python -m vmm.guest.builder makes .cache/guest/vmlinux "
+                       reason="the guest is not built (python -m vmm.guest.builder makes "
+                       ".cache/guest/vmlinux "
                               "and initrd.img)"),
 ]
 
@@ -53,7 +54,8 @@ class Cli:
         proc = self.world.run([self.world.python, "-m", "frontends.vboxmanage.main", *args], cwd=self.home,
                               timeout=300)
         if check is not None:
-            assert proc.returncode == check, (args, proc.returncode, proc.stdout, proc.stderr, self.log_tail())
+            assert proc.returncode == check, (args, proc.returncode, proc.stdout, proc.stderr,
+                                              self.log_tail())
         return proc.returncode, proc.stdout, proc.stderr
 
     def forget(self, vm: str, timeout: float = 120) -> None:
@@ -67,7 +69,8 @@ class Cli:
 
     def state(self, vm: str = VM) -> str:
         out = self("showvminfo", vm, "--machinereadable")[1]
-        return next(line.split("=", 1)[1].strip('"') for line in out.splitlines() if line.startswith("VMState="))
+        return next(line.split("=", 1)[1].strip('"') for line in out.splitlines()
+                    if line.startswith("VMState="))
 
     def wait_state(self, state: str, timeout: float = 120, vm: str = VM) -> None:
         deadline = time.monotonic() + timeout
@@ -165,7 +168,8 @@ def test_serial_console_answers_commands(cli):
     log = cli.log()
     for expected in ("EM: REM", "CFGM dump:", "Provider <str> = 'kvm'", "GIM: provider 'kvm' -> 'kvm'",
                      "RamSize <int> = 268435456", f"Path <str> = '{cli.port}'",
-                     "uart0        I/O 0x03f8-0x03ff IRQ 4", "Changing the VM state from 'STARTING' to 'RUNNING'"):
+                     "uart0        I/O 0x03f8-0x03ff IRQ 4",
+                     "Changing the VM state from 'STARTING' to 'RUNNING'"):
         assert expected in log, f"{expected!r} not in VBox.log\n{log[-3000:]}"
 
 
@@ -191,7 +195,8 @@ def test_savestate_then_restore(cli):
     code, out, err = cli("controlvm", VM, "savestate")
     assert err.endswith("100%\n")
     cli.wait_state("saved", 30)
-    state_file = next(line.split("=", 1)[1].strip('"') for line in cli("showvminfo", VM, "--machinereadable")[1]
+    state_file = next(line.split("=", 1)[1].strip('"') for line in cli("showvminfo", VM,
+                                                                       "--machinereadable")[1]
                       .splitlines() if line.startswith("VMStateFile="))
     assert os.path.getsize(state_file) > 1 << 20
     assert serial.wait_eof(30), "the serial port stayed open after the VM process ended"
@@ -233,7 +238,8 @@ def test_guest_properties_and_transient_folders_live_in_the_vm_process(cli, tmp_
     assert f'SharedFolderNameTransientMapping1="tr"\nSharedFolderPathTransientMapping1="{share}"\n' in info
     human = cli("showvminfo", VM)[1]
     assert f"Name: 'tr', Host path: '{share}' (transient mapping), writable\n" in human
-    code, _, err = cli("sharedfolder", "add", VM, "--name", "tr", "--hostpath", str(share), "--transient", check=1)
+    code, _, err = cli("sharedfolder", "add", VM, "--name", "tr", "--hostpath", str(share),
+                       "--transient", check=1)
     assert "Shared folder named 'tr' already exists" in err
     cli("sharedfolder", "remove", VM, "--name", "tr", "--transient")
     assert "TransientMapping" not in cli("showvminfo", VM, "--machinereadable")[1]
@@ -251,7 +257,8 @@ def test_controlvm_poweroff(cli):
         assert cli("guestproperty", "get", VM, "/Test/Keep")[1] == "Value: k\n"
     assert "Changing the VM state from 'STOPPING' to 'POWEREDOFF'" in cli.log()
     assert cli.serial.wait_eof(30), "the serial port stayed open after power off"
-    assert cli("controlvm", VM, "pause", check=1)[2] == f"VBoxManage: error: Machine '{VM}' is not currently running.\n"
+    assert (cli("controlvm", VM, "pause", check=1)[2]
+            == f"VBoxManage: error: Machine '{VM}' is not currently running.\n")
 
 
 def test_acpi_power_button_powers_off(cli):
@@ -316,7 +323,8 @@ def test_vboxheadless_by_hand_runs_until_ctrl_c(cli):
     if cli.state() in ("running", "paused"):
         cli("controlvm", VM, "poweroff")
         cli.wait_state("poweroff", 30)
-    proc = cli.world.popen([cli.world.python, "-m", "frontends.headless.main", "--startvm", VM, "--vrde", "off"],
+    proc = cli.world.popen([cli.world.python, "-m", "frontends.headless.main", "--startvm", VM,
+                            "--vrde", "off"],
                            cwd=cli.home, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True)
     lines = []
@@ -339,4 +347,5 @@ def test_vboxheadless_by_hand_runs_until_ctrl_c(cli):
     assert f"VM '{VM}' is running (REM). Ctrl-C powers it off." in out and f"VM '{VM}' powered off." in out
     assert cli.state() == "poweroff"
     log = cli.log()
-    assert "VM powered off (SIGINT received)" in log and "Ignored options (no VRDE/recording in vboxpy): --vrde off" in log
+    assert ("VM powered off (SIGINT received)" in log
+            and "Ignored options (no VRDE/recording in vboxpy): --vrde off" in log)

@@ -41,7 +41,8 @@ def _bios_available() -> bool:
 pytestmark = [
     pytest.mark.guest,
     pytest.mark.timeout(1800),
-    pytest.mark.skipif(not (GUEST / "vmlinuz").exists(), reason="no guest kernel: run python -m vmm.guest.builder"),
+    pytest.mark.skipif(not (GUEST / "vmlinuz").exists(),
+                       reason="no guest kernel: run python -m vmm.guest.builder"),
     pytest.mark.skipif(not _bios_available(), reason="the VMM has no SeaBIOS boot path or no bios.bin"),
     pytest.mark.skipif(not (shutil.which("xorriso") and ISOLINUX.is_file() and LDLINUX.is_file()),
                        reason="xorriso, isolinux and syslinux-common are needed to make the ISO"),
@@ -76,7 +77,8 @@ def make_boot_iso(tmp: Path) -> Path:
 def test_iso_boots_through_seabios_from_the_ide_dvd_drive(tmp_path):
     iso = make_boot_iso(tmp_path)
     argv = [sys.executable, "-m", "vmm.run", "--memory", "256", "--engine", "rem", "--dvd", str(iso)]
-    console = GuestConsole(argv, env=dict(os.environ, PYTHONPATH=str(ROOT)), log_path=str(tmp_path / "boot.log"))
+    console = GuestConsole(argv, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                           log_path=str(tmp_path / "boot.log"))
     try:
         console.wait_for("ISOLINUX", BOOT_TIMEOUT)
         console.wait_for(READY_MARKER, BOOT_TIMEOUT)

@@ -32,14 +32,16 @@ VM = "dvdvm"
 
 def _guest_has_modules() -> bool:
     try:
-        return {"ata_piix", "sr_mod", "isofs"} <= set(json.loads((GUEST / "manifest.json").read_text())["modules"])
+        return ({"ata_piix", "sr_mod", "isofs"}
+                <= set(json.loads((GUEST / "manifest.json").read_text())["modules"]))
     except (OSError, ValueError, KeyError):
         return False
 
 
 pytestmark = [
     pytest.mark.timeout(1800),
-    pytest.mark.skipif(not (GUEST / "vmlinux").is_file(), reason="the guest is not built (python -m vmm.guest.builder)"),
+    pytest.mark.skipif(not (GUEST / "vmlinux").is_file(),
+                       reason="the guest is not built (python -m vmm.guest.builder)"),
 ]
 needs_guest_modules = pytest.mark.skipif(
     not _guest_has_modules(), reason="the guest's initramfs has no ata_piix/sr_mod/isofs: rebuild it")
@@ -48,7 +50,8 @@ needs_guest_modules = pytest.mark.skipif(
 class Cli:
     def __init__(self, home: Path):
         self.home = home
-        self.env = dict(os.environ, HOME=str(home), VBOXPY_RUNTIME_DIR=str(home / "run"), PYTHONPATH=str(ROOT),
+        self.env = dict(os.environ, HOME=str(home), VBOXPY_RUNTIME_DIR=str(home / "run"),
+                        PYTHONPATH=str(ROOT),
                         VBOX_USER_HOME=str(home / "vbox"))
         for var in ("XDG_CONFIG_HOME", "VBOXPY_VM_PROCESS", "VBOXPY_LAUNCH_TOKEN"):
             self.env.pop(var, None)
@@ -83,7 +86,8 @@ def make_iso(tmp: Path, name: str, text: str) -> Path:
     tree.mkdir()
     (tree / "disc.txt").write_text(text)
     iso = tmp / f"{name}.iso"
-    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-o", str(iso), str(tree)], check=True, capture_output=True)
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-o", str(iso), str(tree)], check=True,
+                   capture_output=True)
     return iso
 
 
@@ -123,16 +127,20 @@ def test_dvd_drives_in_the_settings(setup):
         "Encryption:     disabled\n\n")
     info = c.info()
     assert info["storagecontrollertype0"] == "PIIX3"
-    assert (info["IDE-1-0"], info["IDE-ImageUUID-1-0"], info["IDE-IsEjected-1-0"]) == (str(isos["one"]), uuid, "off")
+    assert ((info["IDE-1-0"], info["IDE-ImageUUID-1-0"], info["IDE-IsEjected-1-0"])
+            == (str(isos["one"]), uuid, "off"))
     assert info["IDE-1-1"] == "emptydrive" and info["IDE-0-1"] == "none"
     human = c("showvminfo", VM)[1]
     assert f'  Port 1, Unit 0: UUID: {uuid}\n    Location: "{isos["one"]}"\n' in human
     assert "  Port 1, Unit 1: Empty" in human
     vbox = (c.home / "VMs" / VM / f"{VM}.vbox").read_text()
-    assert re.search(r'<AttachedDevice passthrough="false" type="DVD" hotpluggable="false" port="1" device="0">\s*'
+    assert re.search(r'<AttachedDevice passthrough="false" type="DVD" hotpluggable="false" port="1" '
+                     r'device="0">\s*'
                      rf'<Image uuid="\{{{uuid}\}}"/>\s*</AttachedDevice>', vbox), vbox
     assert '<AttachedDevice passthrough="false" type="DVD" hotpluggable="false" port="1" device="1"/>' in vbox
-    assert re.search(rf'<DVDImages>\s*<Image uuid="\{{{uuid}\}}" location="{re.escape(str(isos["one"]))}"/>', vbox)
+    assert re.search(
+        rf'<DVDImages>\s*<Image uuid="\{{{uuid}\}}" location="{re.escape(str(isos["one"]))}"/>', vbox
+    )
     # an attached disc cannot be closed
     code, _, err = c("closemedium", "dvd", str(isos["one"]), check=1)
     assert "cannot be closed because it is still attached" in err
@@ -178,17 +186,20 @@ def test_guest_reads_the_disc_and_sees_a_disc_change(setup):
         status, out = serial.run("mount -t iso9660 /dev/sr1 /mnt/cd", 300)
         assert status != 0, out                                     # the empty drive has no medium
 
-        c("storageattach", VM, "--storagectl", "IDE", "--port", "1", "--device", "0", "--medium", str(isos["two"]))
+        c("storageattach", VM, "--storagectl", "IDE", "--port", "1", "--device", "0", "--medium",
+          str(isos["two"]))
         assert c.info()["IDE-1-0"] == str(isos["two"])
         text = ""
         for _ in range(20):                                         # the change reaches the VM asynchronously
-            status, text = serial.run("mount -t iso9660 /dev/sr0 /mnt/cd && cat /mnt/cd/disc.txt; umount /mnt/cd",
+            status, text = serial.run("mount -t iso9660 /dev/sr0 /mnt/cd && cat /mnt/cd/disc.txt; "
+                                      "umount /mnt/cd",
                                       300)
             if "this-is-disc-two" in text:
                 break
             time.sleep(0.5)
         assert "this-is-disc-two" in text, text
-        c("storageattach", VM, "--storagectl", "IDE", "--port", "1", "--device", "0", "--medium", "emptydrive")
+        c("storageattach", VM, "--storagectl", "IDE", "--port", "1", "--device", "0", "--medium",
+          "emptydrive")
         for _ in range(20):
             status, text = serial.run("mount -t iso9660 /dev/sr0 /mnt/cd && umount /mnt/cd", 300)
             if status != 0:

@@ -39,9 +39,11 @@ def _guest_has_modules() -> bool:
 pytestmark = [
     pytest.mark.guest,
     pytest.mark.timeout(1800),
-    pytest.mark.skipif(not (GUEST / "vmlinux").exists(), reason="no guest kernel: run python -m vmm.guest.builder"),
+    pytest.mark.skipif(not (GUEST / "vmlinux").exists(),
+                       reason="no guest kernel: run python -m vmm.guest.builder"),
     pytest.mark.skipif(not _guest_has_modules(),
-                       reason="the guest's initramfs has no ata_piix/sr_mod/isofs: rebuild it (python -m vmm.guest.builder)"),
+                       reason="the guest's initramfs has no ata_piix/sr_mod/isofs: rebuild it (python -m "
+                       "vmm.guest.builder)"),
     pytest.mark.skipif(not shutil.which("xorriso"), reason="xorriso is not installed"),
     pytest.mark.skipif(not shutil.which("debugfs"), reason="debugfs (e2fsprogs) is not installed"),
 ]
@@ -66,10 +68,12 @@ def test_ide_disk_and_dvd_in_the_guest(tmp_path):
     with open(disk, "wb") as f:
         f.truncate(32 << 20)
 
-    argv = [sys.executable, "-m", "vmm.run", "--kernel", str(GUEST / "vmlinux"), "--initrd", str(GUEST / "initrd.img"),
+    argv = [sys.executable, "-m", "vmm.run", "--kernel", str(GUEST / "vmlinux"), "--initrd",
+            str(GUEST / "initrd.img"),
             "--append", "console=ttyS0 quiet", "--memory", "256", "--engine", "rem",
             "--disk", f"ide:{disk}", "--dvd", str(iso)]
-    console = GuestConsole(argv, env=dict(os.environ, PYTHONPATH=str(ROOT)), log_path=str(tmp_path / "boot.log"))
+    console = GuestConsole(argv, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                           log_path=str(tmp_path / "boot.log"))
     try:
         console.wait_for(READY_MARKER, BOOT_TIMEOUT)
         blocks = guest(console, 'for d in /sys/block/sd* /sys/block/sr*; do echo "DEV $(basename $d) '
@@ -77,7 +81,8 @@ def test_ide_disk_and_dvd_in_the_guest(tmp_path):
         devs = dict(re.findall(r"DEV (s[dr][a-z0-9]+) (\S+)", blocks))
         assert "sda" in devs and "sr0" in devs, blocks
         assert "/ata1/" in devs["sda"], devs
-        assert "VBOX CD-ROM" in guest(console, "echo $(cat /sys/block/sr0/device/vendor /sys/block/sr0/device/model)")
+        assert "VBOX CD-ROM" in guest(console,
+                                      "echo $(cat /sys/block/sr0/device/vendor /sys/block/sr0/device/model)")
         assert "/ata2/" in guest(console, "readlink -f /sys/block/sr0")
         guest(console, "mkdir -p /mnt/cd && mount -t iso9660 -o ro /dev/sr0 /mnt/cd")
         assert "hello-from-the-dvd" in guest(console, "cat /mnt/cd/hello.txt")
@@ -102,10 +107,13 @@ def test_dvd_on_a_sata_port_in_the_guest(tmp_path):
     tree.mkdir()
     (tree / "sata.txt").write_text("hello-from-the-sata-dvd\n")
     iso = tmp_path / "sata.iso"
-    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-o", str(iso), str(tree)], check=True, capture_output=True)
-    argv = [sys.executable, "-m", "vmm.run", "--kernel", str(GUEST / "vmlinux"), "--initrd", str(GUEST / "initrd.img"),
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-o", str(iso), str(tree)], check=True,
+                   capture_output=True)
+    argv = [sys.executable, "-m", "vmm.run", "--kernel", str(GUEST / "vmlinux"), "--initrd",
+            str(GUEST / "initrd.img"),
             "--append", "console=ttyS0 quiet", "--memory", "256", "--engine", "rem", "--dvd", f"sata:{iso}"]
-    console = GuestConsole(argv, env=dict(os.environ, PYTHONPATH=str(ROOT)), log_path=str(tmp_path / "boot.log"))
+    console = GuestConsole(argv, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                           log_path=str(tmp_path / "boot.log"))
     try:
         console.wait_for(READY_MARKER, BOOT_TIMEOUT)
         assert "/ata" in guest(console, "readlink -f /sys/block/sr0")          # libata's AHCI port

@@ -8,7 +8,7 @@ import pytest
 
 from tests.unit.vmm.rem.asm import assemble, needs_binutils
 from vmm.cfgm import CfgNode
-from vmm.devices.serial_backends import SerialBackend
+from vmm.serial.backends import SerialBackend
 from vmm.vm import Machine, MachineError
 
 pytestmark = [needs_binutils, pytest.mark.timeout(120)]

@@ -42,7 +42,8 @@ def _guest_has_nics() -> bool:
 pytestmark = [
     pytest.mark.guest,
     pytest.mark.timeout(2400),
-    pytest.mark.skipif(not _guest_has_nics(), reason="the guest has no NIC drivers: python -m vmm.guest.builder"),
+    pytest.mark.skipif(not _guest_has_nics(),
+                       reason="the guest has no NIC drivers: python -m vmm.guest.builder"),
 ]
 
 VMS = {"na": {"nat": ("82540EM", "080027AA0001"), "intnet": ("virtio", "080027AA0002"), "ip": "192.168.77.1"},
@@ -59,7 +60,8 @@ class Cli:
     def __init__(self, home: Path):
         self.home = home
         self.env = dict(os.environ, HOME=str(home), VBOX_USER_HOME=str(home / "vbox"),
-                        VBOXPY_RUNTIME_DIR=str(home / "run"), PYTHONPATH=str(ROOT), XDG_RUNTIME_DIR=str(home / "xdg"))
+                        VBOXPY_RUNTIME_DIR=str(home / "run"), PYTHONPATH=str(ROOT),
+                        XDG_RUNTIME_DIR=str(home / "xdg"))
         for var in ("XDG_CONFIG_HOME", "VBOXPY_VM_PROCESS", "VBOXPY_LAUNCH_TOKEN"):
             self.env.pop(var, None)
         (home / "xdg").mkdir(mode=0o700)
@@ -166,8 +168,11 @@ def test_dhcp_gives_virtualbox_addresses(cli, vm):
     assert "inet 10.0.2.15/24" in out and "default via 10.0.2.2" in out and "nameserver 10.0.2.3" in out
     driver = sh(cli, vm, f"basename $(readlink /sys/class/net/{nat}/device/driver)").strip()
     assert driver == ("e1000" if VMS[vm]["nat"][0] == "82540EM" else "virtio_net")
-    pci = sh(cli, vm, f"basename $(readlink -f /sys/class/net/{nat}/device/..)").strip() \
-        if driver == "virtio_net" else sh(cli, vm, f"basename $(readlink -f /sys/class/net/{nat}/device)").strip()
+    pci = (
+        sh(cli, vm, f"basename $(readlink -f /sys/class/net/{nat}/device/..)").strip()
+        if driver == "virtio_net"
+        else sh(cli, vm, f"basename $(readlink -f /sys/class/net/{nat}/device)").strip()
+    )
     assert pci == "0000:00:03.0"                     # NIC 1 in VirtualBox's slot
 
 
@@ -232,8 +237,10 @@ def test_controlvm_natpf_at_run_time(cli, vm):
 @pytest.mark.parametrize("vm", list(VMS))
 def test_setlinkstate_drops_and_restores_carrier(cli, vm):
     nat = iface(cli, vm, "nat")
-    wait_carrier = "for i in $(seq 100); do [ $(cat /sys/class/net/{0}/carrier) = {1} ] && break; sleep 0.2; done; " \
-                   "cat /sys/class/net/{0}/carrier"
+    wait_carrier = (
+        "for i in $(seq 100); do [ $(cat /sys/class/net/{0}/carrier) = {1} ] && break; sleep 0.2; done; "
+        "cat /sys/class/net/{0}/carrier"
+    )
     cli("controlvm", vm, "setlinkstate1", "off")
     assert cli.info(vm)["cableconnected1"] == "off"
     assert sh(cli, vm, wait_carrier.format(nat, 0)).strip() == "0"
@@ -259,7 +266,8 @@ def test_nic_trace_is_a_pcap(cli):
 
 def test_savestate_with_an_open_connection(cli):
     vm = "na"
-    sh(cli, vm, "(nc -l -p 5001 >/dev/null </dev/null &); while ! netstat -tln | grep -q :5001; do sleep 0.2; done")
+    sh(cli, vm,
+       "(nc -l -p 5001 >/dev/null </dev/null &); while ! netstat -tln | grep -q :5001; do sleep 0.2; done")
     held = socket.create_connection(("127.0.0.1", cli.fwd_port[vm]), timeout=60)
     cli("controlvm", vm, "savestate")
     cli.wait_state(vm, "saved", 120)
@@ -277,11 +285,13 @@ def test_savestate_with_an_open_connection(cli):
         assert s.recv(100) == b"after-restore\n"
 
 
-@pytest.mark.parametrize("kind,option", [("bridged", "--bridge-adapter1"), ("hostonly", "--host-only-adapter1")])
+@pytest.mark.parametrize("kind,option",
+                         [("bridged", "--bridge-adapter1"), ("hostonly", "--host-only-adapter1")])
 def test_host_interface_attachments_fail_clearly_at_startvm(cli, kind, option):
     vm = f"n-{kind}"
     cli("createvm", "--name", vm, "--register")
-    cli("modifyvm", vm, "--memory", "128", "--boot-kernel", str(GUEST / "vmlinux"), "--nic1", kind, option, "eth9",
+    cli("modifyvm", vm, "--memory", "128", "--boot-kernel", str(GUEST / "vmlinux"), "--nic1", kind,
+        option, "eth9",
         "--nic-type1", "82540EM")
     code, out, err = cli("startvm", vm, "--type", "headless", check=1)
     assert "network adapter 1" in err and "tap device" in err, err

@@ -24,7 +24,8 @@ BOOT_TIMEOUT = 600
 pytestmark = [
     pytest.mark.guest,
     pytest.mark.timeout(900),
-    pytest.mark.skipif(not (GUEST / "vmlinux").exists(), reason="no guest kernel: run python -m vmm.guest.builder"),
+    pytest.mark.skipif(not (GUEST / "vmlinux").exists(),
+                       reason="no guest kernel: run python -m vmm.guest.builder"),
 ]
 
 

@@ -24,7 +24,8 @@ BOOT_TIMEOUT = 600
 pytestmark = [
     pytest.mark.guest,
     pytest.mark.timeout(900),
-    pytest.mark.skipif(not (GUEST / "vmlinux").exists(), reason="no guest kernel: run python -m vmm.guest.builder"),
+    pytest.mark.skipif(not (GUEST / "vmlinux").exists(),
+                       reason="no guest kernel: run python -m vmm.guest.builder"),
 ]
 
 JIFFIES = "awk '/^timestamp/ {print $2}' /proc/schedstat"
@@ -34,7 +35,8 @@ JIFFIES = "awk '/^timestamp/ {print $2}' /proc/schedstat"
 def console(tmp_path_factory):
     log = tmp_path_factory.mktemp("rem-preemption") / "console.log"
     argv = [sys.executable, "-m", "vmm.run", "--kernel", str(GUEST / "vmlinux"), "--initrd",
-            str(GUEST / "initrd.img"), "--append", "console=ttyS0 quiet", "--memory", "256", "--engine", "rem"]
+            str(GUEST / "initrd.img"), "--append", "console=ttyS0 quiet", "--memory", "256",
+            "--engine", "rem"]
     c = GuestConsole(argv, env=dict(os.environ, PYTHONPATH=str(ROOT)), log_path=str(log))
     try:
         c.wait_for(READY_MARKER, BOOT_TIMEOUT)

@@ -102,7 +102,8 @@ def test_list_ten_thousand_files(guest):
 def test_append_while_the_host_reads(guest):
     con, rw, _, _ = guest
     log = rw / "append.log"
-    con.proc.stdin.write(b"(for i in $(seq 1 60); do echo line $i; sleep 0.1; done) >> /mnt/share/append.log; "
+    con.proc.stdin.write(b"(for i in $(seq 1 60); do echo line $i; sleep 0.1; done) >> "
+                         b"/mnt/share/append.log; "
                          b"echo APPEND''-DONE\n")
     con.proc.stdin.flush()
     seen = []

@@ -65,7 +65,8 @@ def _make_vm(world, name: str) -> None:
 
 
 def _startvm(world, name: str) -> subprocess.Popen:
-    return world.popen([world.python, "-m", "frontends.vboxmanage.main", "startvm", name, "--type", "headless"],
+    return world.popen([world.python, "-m", "frontends.vboxmanage.main", "startvm", name,
+                        "--type", "headless"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

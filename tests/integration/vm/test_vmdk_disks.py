@@ -18,7 +18,8 @@ from vmm.storage import create_vmdk
 pytestmark = [
     pytest.mark.guest,
     pytest.mark.timeout(3600),
-    pytest.mark.skipif(not (GUEST / "vmlinux").exists(), reason="no guest kernel: run python -m vmm.guest.builder"),
+    pytest.mark.skipif(not (GUEST / "vmlinux").exists(),
+                       reason="no guest kernel: run python -m vmm.guest.builder"),
     pytest.mark.skipif(not shutil.which("qemu-img"), reason="qemu-img (qemu-utils) is not installed"),
     pytest.mark.skipif(not shutil.which("debugfs"), reason="debugfs (e2fsprogs) is not installed"),
 ]
@@ -35,7 +36,8 @@ def test_guest_writes_reach_vmdk_images(tmp_path):
         assert set(names) == {"ahci", "virtio"}, names
         sums = {}
         for ctl, dev in names.items():
-            guest(console, f"mke2fs -q /dev/{dev} && mkdir -p /mnt/{ctl} && mount -t ext4 /dev/{dev} /mnt/{ctl}")
+            guest(console,
+                  f"mke2fs -q /dev/{dev} && mkdir -p /mnt/{ctl} && mount -t ext4 /dev/{dev} /mnt/{ctl}")
             guest(console, f"echo hello-from-{ctl} > /mnt/{ctl}/hello.txt")
             guest(console, f"dd if=/dev/urandom of=/mnt/{ctl}/blob bs=64k count=16 2>/dev/null")
             sums[ctl] = re.search(r"([0-9a-f]{32})", guest(console, f"md5sum /mnt/{ctl}/blob")).group(1)

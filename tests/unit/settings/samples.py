@@ -92,7 +92,8 @@ def _hardware(v: int, indent: str, snapshot: bool) -> str:
            f'{i}    <DeviceFilters/>\n',
            f'{i}  </USB>\n',
            f'{i}  <Network>\n',
-           f'{i}    <Adapter slot="0" enabled="true" MACAddress="080027A1B2C3"{cable}{adapter_type} futureNic="n">\n',
+           f'{i}    <Adapter slot="0" enabled="true" MACAddress="080027A1B2C3"{cable}{adapter_type} '
+           f'futureNic="n">\n',
            f'{i}      <DisabledModes>\n',
            f'{i}        <InternalNetwork name="intnet"/>\n',
            f'{i}      </DisabledModes>\n',
@@ -164,7 +165,8 @@ def machine_xml(v: int, platform: str = "linux") -> str:
             + '    <Description>first line\nsecond line</Description>\n'
             + '    <MediaRegistry>\n'
             + '      <HardDisks>\n'
-            + f'        <HardDisk uuid="{{{DISK_UUID}}}" location="web.vdi" format="VDI" type="Normal" futureDisk="h">\n'
+            + f'        <HardDisk uuid="{{{DISK_UUID}}}" location="web.vdi" format="VDI" type="Normal" '
+            f'futureDisk="h">\n'
             + '          <Description>base disk</Description>\n'
             + '          <Property name="AllocationBlockSize" value="1048576"/>\n'
             + f'          <HardDisk uuid="{{{DIFF_UUID}}}" location="Snapshots/{{{DIFF_UUID}}}.vdi" '
@@ -179,7 +181,8 @@ def machine_xml(v: int, platform: str = "linux") -> str:
             + '      <ExtraDataItem name="GUI/LastCloseAction" value="PowerOff"/>\n'
             + '      <ExtraDataItem name="vboxpy/BootCmdline" value="console=ttyS0"/>\n'
             + '    </ExtraData>\n'
-            + f'    <Snapshot uuid="{{{SNAP_UUID}}}" name="base" timeStamp="2024-04-01T09:00:00Z" futureSnap="s">\n'
+            + f'    <Snapshot uuid="{{{SNAP_UUID}}}" name="base" timeStamp="2024-04-01T09:00:00Z" '
+            f'futureSnap="s">\n'
             + '      <Description>clean install</Description>\n'
             + _hardware(v, "      ", snapshot=True)
             + '      <Snapshots>\n'

@@ -33,7 +33,8 @@ CASES = [
      "Cannot handle settings version 'abc'"),
     ("bad machine uuid", MachineFile, _replace(GOOD_MACHINE, samples.VM_UUID, "not-a-uuid"), 9,
      'UUID "{not-a-uuid}" has invalid format'),
-    ("zero uuid", MachineFile, _replace(GOOD_MACHINE, samples.VM_UUID, "00000000-0000-0000-0000-000000000000"),
+    ("zero uuid", MachineFile,
+     _replace(GOOD_MACHINE, samples.VM_UUID, "00000000-0000-0000-0000-000000000000"),
      9, "has zero format"),
     ("missing name", MachineFile, _replace(GOOD_MACHINE, ' name="web &amp; db"', ""), 9,
      "Required Machine/@name attribute is missing"),
@@ -43,15 +44,18 @@ CASES = [
      'UUID "{1234}" has invalid format'),
     ("bad number", MachineFile, _replace(GOOD_MACHINE, 'RAMSize="1024"', 'RAMSize="lots"'), None,
      "'RAMSize' of element 'Memory' has invalid value 'lots'"),
-    ("bad timestamp", MachineFile, _replace(GOOD_MACHINE, "2024-05-01T10:00:00Z", "2024-05-01T10:00:00+02:00"),
+    ("bad timestamp", MachineFile,
+     _replace(GOOD_MACHINE, "2024-05-01T10:00:00Z", "2024-05-01T10:00:00+02:00"),
      9, "Cannot parse ISO timestamp"),
     ("bad controller", MachineFile, _replace(GOOD_MACHINE, 'type="AHCI"', 'type="Quantum"'), None,
      "Invalid value 'Quantum' for StorageController/@type attribute"),
     ("dangling current snapshot", MachineFile,
      _replace(GOOD_MACHINE, f'currentSnapshot="{{{samples.SNAP2_UUID}}}"',
               'currentSnapshot="{11111111-2222-4333-8444-555555555555}"'), 9, "does not exist"),
-    ("missing entry src", MainFile, _replace(samples.main_xml(12), ' src="/home/u/VirtualBox VMs/web/web.vbox"',
-                                            ""), 14, "Required MachineEntry/@uuid or @src attribute is missing"),
+    ("missing entry src", MainFile,
+     _replace(samples.main_xml(12), ' src="/home/u/VirtualBox VMs/web/web.vbox"',
+                                            ""), 14,
+     "Required MachineEntry/@uuid or @src attribute is missing"),
     ("no global", MainFile, _replace(_replace(samples.main_xml(12), "<Global>", "<Globl>"),
                                      "</Global>", "</Globl>"), 8, "Required Global element is missing"),
 ]
@@ -112,7 +116,8 @@ def test_invalid_model_refuses_to_save_and_keeps_file(tmp_path):
 def test_missing_hardware_means_defaults(tmp_path):
     p = tmp_path / "m.vbox"
     p.write_text(samples.HEADER + '<VirtualBox xmlns="http://www.virtualbox.org/" version="1.19-linux">\n'
-                 f'  <Machine uuid="{{{samples.VM_UUID}}}" name="bare" lastStateChange="2024-01-01T00:00:00Z"/>\n'
+                 f'  <Machine uuid="{{{samples.VM_UUID}}}" name="bare" '
+                 f'lastStateChange="2024-01-01T00:00:00Z"/>\n'
                  '</VirtualBox>\n')
     mf = MachineFile.load(p)
     assert mf.settings.hardware.memory_mb == 128 and mf.settings.hardware.paravirt_provider == "Default"
@@ -123,7 +128,8 @@ def test_missing_hardware_means_defaults(tmp_path):
 
 @pytest.mark.parametrize("old,new,problem", [
     ('<Chipset type="ICH9"/>', '<Chipset type="ICH10"/>', "Invalid value 'ICH10' in Chipset/@type"),
-    ('<HID Pointing="USBTablet"/>', '<HID Pointing="Trackball"/>', "Invalid value 'Trackball' in HID/Pointing/@type"),
+    ('<HID Pointing="USBTablet"/>', '<HID Pointing="Trackball"/>',
+     "Invalid value 'Trackball' in HID/Pointing/@type"),
     ('type="82540EM"', 'type="RTL8139"', "Invalid value 'RTL8139' in Adapter/@type attribute"),
     ('hostMode="HostPipe"', 'hostMode="Pipe"', "Invalid value 'Pipe' in UART/Port/@hostMode attribute"),
     (' IRQ="4" server="true"', ' server="true"', "Required UART/Port/@IRQ attribute is missing"),

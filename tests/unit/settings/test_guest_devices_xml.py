@@ -23,7 +23,7 @@ FRAGMENT = """<x xmlns="http://www.virtualbox.org/">
   <DragAndDrop mode="GuestToHost"/>
   <GuestProperties><GuestProperty name="/VirtualBox/GuestAdd/Version" value="7.0.22" timestamp="1714566896789000000"
     flags=""/></GuestProperties>
-</x>"""
+</x>"""  # noqa: E501 - as VirtualBox writes it
 
 
 def _machine_file(tmp_path):
@@ -75,7 +75,8 @@ def test_changes_are_written_like_virtualbox(tmp_path):
     h.usb_controllers = ["XHCI"]
     h.audio = h.audio.model_copy(update={"enabled": False, "codec": "STAC9700", "driver": "Default",
                                          "enabled_in": True})
-    h.guest_properties = h.guest_properties + [GuestProperty(name="/T", value="t", timestamp=1, flags="TRANSIENT")]
+    h.guest_properties = h.guest_properties + [GuestProperty(name="/T", value="t", timestamp=1,
+                                                             flags="TRANSIENT")]
     h.shared_folders = [SharedFolder(name="a", host_path="/a", writable=False, auto_mount=True,
                                      auto_mount_point="/mnt/a")]
     h.clipboard_mode = "Disabled"
@@ -86,7 +87,10 @@ def test_changes_are_written_like_virtualbox(tmp_path):
     assert '<Controller name="XHCI" type="XHCI"/>' in text and "<DeviceFilters/>" in text
     assert "AudioAdapter" not in tags and "Clipboard" not in tags
     assert 'name="/T"' not in text  # transient properties are never written
-    assert '<SharedFolder name="a" hostPath="/a" writable="false" autoMount="true" autoMountPoint="/mnt/a"/>' in text
+    assert (
+        '<SharedFolder name="a" hostPath="/a" writable="false" autoMount="true" autoMountPoint="/mnt/a"/>'
+        in text
+    )
     assert '<Property name="TCP/Ports" value="5902"/>' in text and "TCP/Address" not in text
     again = MachineFile.load(p).settings.hardware
     assert again.usb_controllers == ["XHCI"] and again.shared_folders == h.shared_folders

@@ -40,10 +40,11 @@ MAIN = HEADER + f"""<VirtualBox xmlns="http://www.virtualbox.org/" version="1.10
     <USBDeviceFilters/>
   </Global>
 </VirtualBox>
-"""
+"""  # noqa: E501 - as VirtualBox writes it
 
 ADAPTERS = "".join(
-    f'        <Adapter slot="{i}" enabled="false" MACAddress="08002700000{i}" cable="true" speed="0" type="Am79C973"/>\n'
+    f'        <Adapter slot="{i}" enabled="false" MACAddress="08002700000{i}" cable="true" speed="0" '
+    f'type="Am79C973"/>\n'
     for i in range(1, 8))
 
 MACHINE = HEADER + f"""<VirtualBox xmlns="http://www.virtualbox.org/" version="1.10-linux">
@@ -133,8 +134,9 @@ def test_legacy_setup_is_found_and_read_in_place(legacy_home):
     assert disk.location == str(legacy_home / "HardDisks" / "old.vdi")
     vm = MachineFile.load(main.machine_path(entry))
     h = vm.settings.hardware
-    assert (vm.settings.name, h.memory_mb, h.pae, h.long_mode, h.paravirt_provider) == ("old", 512, False, None,
-                                                                                      "Legacy")
+    assert (vm.settings.name, h.memory_mb, h.pae, h.long_mode, h.paravirt_provider) == (
+        "old", 512, False, None, "Legacy"
+    )
     ide = h.storage_controllers[0]
     assert (ide.name, ide.bus, ide.controller_type) == ("IDE Controller", "IDE", "PIIX4")
     assert str(ide.devices[0].medium) == DISK
@@ -217,8 +219,9 @@ def test_pre_1_9_drives_are_read_and_saved_as_1_9_attachments(tmp_path):
     assert ide.name == "IDE Controller"  # pre-1.8 short names are expanded
     assert [(d.type, d.port, d.device) for d in ide.devices] == [("HardDisk", 0, 0), ("DVD", 1, 0)]
     assert str(ide.devices[1].medium) == ISO and ide.devices[1].passthrough
-    assert (floppy.name, floppy.controller_type, floppy.devices[0].host_drive) == ("Floppy Controller", "I82078",
-                                                                                  "/dev/fd0")
+    assert (floppy.name, floppy.controller_type, floppy.devices[0].host_drive) == (
+        "Floppy Controller", "I82078", "/dev/fd0"
+    )
     vm.save()
     assert vm.version.minor == 9
     assert (tmp_path / "older-1.7-linux.xml").read_text() == MACHINE_1_7

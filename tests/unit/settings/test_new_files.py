@@ -61,7 +61,7 @@ def test_new_machine_file_layout(tmp_path):
     </Hardware>
   </Machine>
 </VirtualBox>
-"""
+"""  # noqa: E501 - the file as VirtualBox writes it
     assert (folder / "vm1.vbox").read_text() == expected
     assert not (folder / "vm1.vbox-prev").exists()  # nothing to keep on the first save
     assert MachineFile.load(folder / "vm1.vbox").settings == s
@@ -73,10 +73,14 @@ def test_new_main_file_layout(tmp_path, monkeypatch):
     mf = MainFile.new(tmp_path / "VirtualBox.xml")
     mf.save()
     text = (tmp_path / "VirtualBox.xml").read_text()
-    assert text.startswith(HEADER + f'<VirtualBox xmlns="http://www.virtualbox.org/" version="1.12-{host_platform()}">')
-    assert f'<SystemProperties defaultMachineFolder="{tmp_path}/VirtualBox VMs" defaultHardDiskFormat="VDI" ' \
-           'VRDEAuthLibrary="VBoxAuth" webServiceAuthLibrary="VBoxAuth" LogHistoryCount="3" proxyMode="0" ' \
-           'exclusiveHwVirt="true"/>' in text
+    assert text.startswith(HEADER
+                           + f'<VirtualBox xmlns="http://www.virtualbox.org/" '
+                           f'version="1.12-{host_platform()}">')
+    assert (
+        f'<SystemProperties defaultMachineFolder="{tmp_path}/VirtualBox VMs" defaultHardDiskFormat="VDI" '
+        'VRDEAuthLibrary="VBoxAuth" webServiceAuthLibrary="VBoxAuth" LogHistoryCount="3" proxyMode="0" '
+        'exclusiveHwVirt="true"/>' in text
+    )
     assert '<DHCPServer networkName="HostInterfaceNetworking-vboxnet0" IPAddress="192.168.56.100"' in text
     assert "<MachineRegistry/>" in text and "<USBDeviceFilters/>" in text
     # VirtualBox-settings.xsd requires Updates (with its Host) in Global; VirtualBox writes the defaults
@@ -87,7 +91,8 @@ def test_new_main_file_layout(tmp_path, monkeypatch):
     loaded = MainFile.load(tmp_path / "VirtualBox.xml")
     loaded.settings.system_properties.log_history_count = 5
     loaded.save()
-    assert '<Updates enabled="true">\n      <Host enabled="true" channel="1"' in (tmp_path / "VirtualBox.xml").read_text()
+    assert ('<Updates enabled="true">\n      <Host enabled="true" channel="1"'
+            in (tmp_path / "VirtualBox.xml").read_text())
 
 
 def test_second_save_keeps_previous_as_prev(tmp_path):

@@ -75,7 +75,8 @@ def test_machine_folder_must_be_absolute():
 
 @pytest.mark.parametrize("name,expected", [
     ("plain", "plain"), ("a/b\\c:d*e", "a_b_c_d_e"), (".hidden", "_hidden"), ("-dash", "_dash"),
-    ("dot.", "dot_"), ("  spaced  ", "__spaced__"), ("Zürich (2)", "Zürich (2)"), ("emoji\U0001F600", "emoji_"),
+    ("dot.", "dot_"), ("  spaced  ", "__spaced__"), ("Zürich (2)", "Zürich (2)"),
+    ("emoji\U0001F600", "emoji_"),
     ("tab\there", "tab_here")])
 def test_sanitise_name(name, expected):
     assert paths.sanitise_name(name) == expected

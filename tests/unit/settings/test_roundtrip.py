@@ -146,7 +146,8 @@ def test_changes_are_written_and_nothing_else_is_lost(tmp_path, v):
     new_disk = uuid.uuid4()
     s.media_registry.hard_disks.append(Medium(uuid=new_disk, location=str(tmp_path / "web/data.vdi")))
     s.hardware.storage_controllers.append(StorageController(
-        name="SCSI", bus="SCSI", devices=[AttachedDevice(type="HardDisk", port=0, device=0, medium=new_disk)]))
+        name="SCSI", bus="SCSI",
+        devices=[AttachedDevice(type="HardDisk", port=0, device=0, medium=new_disk)]))
     s.snapshots()[1].name = "renamed"
     s.snapshots()[0].name = "base renamed"
     s.media_registry.hard_disks[0].description = "new description"

@@ -128,7 +128,8 @@ def test_new_files_versions(tmp_path):
 
 def _machine(**hw):
     from settings.models import Hardware, MachineSettings
-    return MachineSettings(name="m", hardware=Hardware(**({"paravirt_provider": "Legacy", "long_mode": None} | hw)))
+    return MachineSettings(name="m",
+                           hardware=Hardware(**({"paravirt_provider": "Legacy", "long_mode": None} | hw)))
 
 
 @pytest.mark.parametrize("change,minor", [

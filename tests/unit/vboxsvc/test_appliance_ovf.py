@@ -60,18 +60,28 @@ def test_parse_a_vagrant_style_box():
     assert s.machine_xml is None
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda b: b.replace(b'ovf:href="box-disk001.vmdk"', b'ovf:href="../../etc/shadow"'), "not a plain file name"),
-    (lambda b: b.replace(b"ovf:/disk/vmdisk1", b"ovf:/disk/nope"), "unknown disk"),
-    (lambda b: b.replace(b'ovf:fileRef="file1"', b'ovf:fileRef="file9"'), "unknown file"),
-    (lambda b: b.replace(b"byte * 2^30", b"furlongs"), "allocation units"),
-    (lambda b: b.replace(b'ovf:capacity="8"', b'ovf:capacity="-8"'), "Negative value"),
-    (lambda b: b.replace(b"<rasd:VirtualQuantity>2<", b"<rasd:VirtualQuantity>999<"), "CPUs"),
-    (lambda b: b.replace(b"Envelope", b"Envelop"), "Envelope"),
-    (lambda b: b[:200], "Error reading"),
-    (lambda b: b.replace(b"<VirtualSystem ovf:id", b"<Other ovf:id").replace(b"</VirtualSystem>", b"</Other>"),
-     "no virtual system"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (
+            lambda b: b.replace(b'ovf:href="box-disk001.vmdk"', b'ovf:href="../../etc/shadow"'),
+            "not a plain file name",
+        ),
+        (lambda b: b.replace(b"ovf:/disk/vmdisk1", b"ovf:/disk/nope"), "unknown disk"),
+        (lambda b: b.replace(b'ovf:fileRef="file1"', b'ovf:fileRef="file9"'), "unknown file"),
+        (lambda b: b.replace(b"byte * 2^30", b"furlongs"), "allocation units"),
+        (lambda b: b.replace(b'ovf:capacity="8"', b'ovf:capacity="-8"'), "Negative value"),
+        (lambda b: b.replace(b"<rasd:VirtualQuantity>2<", b"<rasd:VirtualQuantity>999<"), "CPUs"),
+        (lambda b: b.replace(b"Envelope", b"Envelop"), "Envelope"),
+        (lambda b: b[:200], "Error reading"),
+        (
+            lambda b: b.replace(b"<VirtualSystem ovf:id", b"<Other ovf:id").replace(
+                b"</VirtualSystem>", b"</Other>"
+            ),
+            "no virtual system",
+        ),
+    ],
+)
 def test_hostile_descriptors(mutate, message):
     with pytest.raises(VBoxError, match=message):
         ovf.parse(mutate(BOX), "/b/box.ovf")
@@ -105,7 +115,8 @@ def test_write_then_read_back(version):
     files = [ovf.OvfFile("file1", "x-disk001.vmdk", 1234)]
     disks = [ovf.OvfDisk("vmdisk1", 64 << 20, format=ovf.VMDK_STREAM_URI, file_ref="file1",
                          vbox_uuid="6a1d3f9e-0000-4000-8000-000000000001")]
-    system = {"name": "x", "os_cim": 96, "os_vbox": "Debian_64", "os_description": "Debian (64-bit)", "cpus": 3,
+    system = {"name": "x", "os_cim": 96, "os_vbox": "Debian_64",
+              "os_description": "Debian (64-bit)", "cpus": 3,
               "memory_mb": 768, "controllers": [ovf.OvfController("7", "SATA", "AHCI")],
               "drives": [ovf.OvfDrive("disk", "7", 0, "vmdisk1")], "nics": [ovf.OvfNic("NAT", "E1000")],
               "product": "P", "vendor": "V", "version": "1", "description": "d", "license": "L",

@@ -34,7 +34,8 @@ def test_spellings_of_one_home_share_the_names(env, monkeypatch):
     base, home = env
     (base / "link").symlink_to(home)
     monkeypatch.chdir(base)
-    spellings = [str(home), str(home) + "/", str(base / "link"), "vb", "./link/", str(base / "vb" / ".." / "vb")]
+    spellings = [str(home), str(home) + "/", str(base / "link"), "vb", "./link/",
+                 str(base / "vb" / ".." / "vb")]
     names = {_names(monkeypatch, s) for s in spellings}
     assert len(names) == 1
     sock, spawn, life = names.pop()

@@ -75,8 +75,10 @@ def test_invoke_members_only():
     invoke(fm, CALL, "lock_machine", [s, 2])
     assert fm.calls == [(s, LockType.Write)] and isinstance(fm.calls[0][1], LockType)
     for kind, name, args, code in ((GET, "_memory", [], rc.E_NOTIMPL), (CALL, "__init__", [], rc.E_NOTIMPL),
-                                   (SET, "id", ["x"], rc.E_INVALIDARG), (SET, "memory_size", ["x"], rc.E_INVALIDARG),
-                                   (CALL, "lock_machine", [fm, 2], rc.E_INVALIDARG), (9, "id", [], rc.E_INVALIDARG)):
+                                   (SET, "id", ["x"], rc.E_INVALIDARG),
+                                   (SET, "memory_size", ["x"], rc.E_INVALIDARG),
+                                   (CALL, "lock_machine", [fm, 2], rc.E_INVALIDARG),
+                                   (9, "id", [], rc.E_INVALIDARG)):
         with pytest.raises(VBoxError) as e:
             invoke(fm, kind, name, args)
         assert e.value.result_code == code, name

@@ -10,7 +10,8 @@ def test_flags_parse_normalise_and_reject():
     assert guestprop.normalise_flags("") == ""
     assert guestprop.normalise_flags("rdonlyguest") == "RDONLYGUEST"
     assert guestprop.normalise_flags("RDONLYGUEST, RDONLYHOST") == "READONLY"
-    assert guestprop.normalise_flags(" transreset ") == "TRANSIENT, TRANSRESET"  # TRANSRESET implies TRANSIENT
+    # TRANSRESET implies TRANSIENT
+    assert guestprop.normalise_flags(" transreset ") == "TRANSIENT, TRANSRESET"
     assert guestprop.normalise_flags("RDONLYHOST,TRANSIENT") == "TRANSIENT, RDONLYHOST"
     assert guestprop.parse_flags("READONLY") & guestprop.RDONLYHOST
     with pytest.raises(VBoxError) as e:

@@ -15,7 +15,8 @@ from vboxsvc.api.schema import INTERFACES, parse, snake
 from vboxsvc.ipc.proxy import PROXIES
 
 # interfaces the service does not implement itself, and who does
-ELSEWHERE = {"IConsole": "the VM process (frontends/headless)", "IDisplay": "the VM process (frontends/headless)",
+ELSEWHERE = {"IConsole": "the VM process (frontends/headless)",
+             "IDisplay": "the VM process (frontends/headless)",
              "IKeyboard": "the VM process (frontends/headless)",
              "IVRDEServerInfo": "the VM process (frontends/headless)"}
 
@@ -68,7 +69,8 @@ def test_contract_names_exist():
         assert name in m.methods
     assert {"os_type_id", "cpu_count", "memory_size", "state", "session_state"} <= set(m.attributes)
     assert "register_console" in s.methods and "console" in s.attributes
-    assert {"pause", "resume", "reset", "power_button", "power_down", "save_state"} <= set(INTERFACES["IConsole"].methods)
+    assert ({"pause", "resume", "reset", "power_button", "power_down", "save_state"}
+            <= set(INTERFACES["IConsole"].methods))
 
 
 def test_every_type_resolves():

@@ -196,7 +196,8 @@ def test_find_edit_and_errors(env):
     assert m.find_snapshot(sid).name == "one" and m.find_snapshot("{" + sid + "}").name == "one"
     with pytest.raises(VBoxError) as e:
         m.find_snapshot("two")
-    assert e.value.text == "Could not find a snapshot named 'two'" and e.value.result_code == rc.VBOX_E_OBJECT_NOT_FOUND
+    assert (e.value.text == "Could not find a snapshot named 'two'"
+            and e.value.result_code == rc.VBOX_E_OBJECT_NOT_FOUND)
     u = str(uuid.uuid4())
     with pytest.raises(VBoxError) as e:
         m.find_snapshot(u)

@@ -65,7 +65,8 @@ def test_detect_host_from_fake_sources(tmp_path):
     assert h.hw_virtualization and not h.hm_for_stock_guests
     none = detect_host(device=str(tmp_path / "nokvm"), cpuinfo="flags : fpu hypervisor\n",
                        sys_module=str(tmp_path / "empty"))
-    assert not none.hw_virtualization and not none.nested_paging and not none.unrestricted_guest and not none.pvm
+    assert (not none.hw_virtualization and not none.nested_paging and not none.unrestricted_guest
+            and not none.pvm)
 
 
 def test_detect_host_unopenable_device(tmp_path):

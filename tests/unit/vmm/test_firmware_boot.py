@@ -12,8 +12,8 @@ import pytest
 
 from vmm import firmware
 from vmm.cfgm import CfgNode
-from vmm.devices.serial_backends import SerialBackend
 from vmm.firmware_config import bootorder_file, fix_rom_checksum, loader_commands
+from vmm.serial.backends import SerialBackend
 from vmm.vm import Machine
 
 pytestmark = pytest.mark.skipif(not any(p.is_file() for p in firmware.candidates()),

@@ -63,7 +63,8 @@ def test_hyperv_leaves():
     eax, ebx, ecx, edx = leaves[0x40000000]
     assert eax == 0x40000006 and _text(ebx, ecx, edx) == b"VBoxVBoxVBox"
     assert leaves[0x40000001][0] == 0x31237648                          # "Hv#1"
-    assert leaves[0x40000003] == (0x2 | 0x10 | 0x20 | 0x40 | 0x80 | 0x200 | 0x800, 1 << 20, 0, (1 << 8) | (1 << 10))
+    assert leaves[0x40000003] == (0x2 | 0x10 | 0x20 | 0x40 | 0x80 | 0x200 | 0x800, 1 << 20, 0,
+                                  (1 << 8) | (1 << 10))
     assert leaves[0x40000004] == ((1 << 4) | (1 << 5) | (1 << 8), 0xFFFFFFFF, 0, 0)
     assert leaves[0x40000006][0] == (1 << 3) | (1 << 1)
     no_msrs = Gim("hyperv").leaves()

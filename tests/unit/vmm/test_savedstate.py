@@ -9,11 +9,10 @@ import time
 import pytest
 
 from tests.unit.vmm.hm import guests
-from vmm.devices.serial_backends import SerialBackend
+from vmm.cfgm import CfgNode
 from vmm.savedstate import SavedStateError, check_state_file, restore_state, save_state
-
-Machine = pytest.importorskip("vmm.vm", reason="E's VM builder (vmm/vm.py) is not in this tree").Machine
-CfgNode = pytest.importorskip("vmm.cfgm").CfgNode
+from vmm.serial.backends import SerialBackend
+from vmm.vm import Machine
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(bool(guests.toolchain_missing()), reason="GNU as/ld/objcopy needed")]
@@ -209,8 +208,8 @@ class FakeSessionMachine:
 
 
 def test_console_save_and_restore_report_states(kernel, tmp_path):
+    from frontends.headless.console_state import console_restore_if_saved, console_save_state
     from vboxsvc.api.enums import MachineState as S
-    from vmm.savedstate import console_restore_if_saved, console_save_state
     cap = Capture()
     m1 = Machine(config(kernel), serial_backends={0: cap})
     run_until(m1, cap, 1)

@@ -30,7 +30,8 @@ F_RING_EVENT_IDX = 1 << 29
 
 RX_QUEUE, TX_QUEUE = 0, 1
 QUEUE_SIZE = 256
-HDR = struct.Struct("<BBHHHHH")       # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers
+# flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers
+HDR = struct.Struct("<BBHHHHH")
 HDR_F_NEEDS_CSUM, HDR_F_DATA_VALID = 1, 2
 GSO_NONE, GSO_TCPV4, GSO_UDP = 0, 1, 3
 S_LINK_UP = 1

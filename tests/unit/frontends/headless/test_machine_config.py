@@ -35,15 +35,19 @@ class FakeMachine:
         self.extra = {"vboxpy/BootKernel": "/k/vmlinux", "vboxpy/BootCmdline": "console=ttyS0"}
         self.cpu_props = {CPUPropertyTypeX86.TripleFaultReset: False}
         self.hw = {HWVirtExPropertyType.Enabled: True}
-        self.ports = [NS(enabled=False, host_mode=PortMode.Disconnected, path="", server=False, io_address=0x3F8,
+        self.ports = [NS(enabled=False, host_mode=PortMode.Disconnected, path="", server=False,
+                         io_address=0x3F8,
                          irq=4, uart_type=UartType.U16550A) for _ in range(4)]
         self.storage_controllers = []
         self.attachments = {}
         self.nics = [NS(enabled=False) for _ in range(8)]
         self.effective_paravirt = ParavirtProvider.KVM      # Default for Debian_64
-        self.firmware_settings = NS(firmware_type=FirmwareType.BIOS, boot_menu_mode=FirmwareBootMenuMode.MessageAndMenu,
-                                    logo_display_time=0, ioapic_enabled=True, acpi_enabled=True)   # I/O APIC: 64-bit default
-        self.boot_order = {1: DeviceType.Floppy, 2: DeviceType.DVD, 3: DeviceType.HardDisk, 4: DeviceType.Null}
+        self.firmware_settings = NS(firmware_type=FirmwareType.BIOS,
+                                    boot_menu_mode=FirmwareBootMenuMode.MessageAndMenu,
+                                    # I/O APIC: 64-bit default
+                                    logo_display_time=0, ioapic_enabled=True, acpi_enabled=True)
+        self.boot_order = {1: DeviceType.Floppy, 2: DeviceType.DVD, 3: DeviceType.HardDisk,
+                           4: DeviceType.Null}
         self.graphics_adapter = NS(graphics_controller_type=GraphicsControllerType.VMSVGA, vram_size=16)
         self.__dict__.update(kw)
         self.platform = NS(x86=NS(get_cpu_property=self.cpu_props.get, get_hw_virt_ex_property=self.hw.get))
@@ -69,7 +73,8 @@ class FakeMachine:
 
 def _disk(port, location, *, kind=DeviceType.HardDisk, mtype=MediumType.Normal, read_only=False, ssd=False,
           parent=None):
-    medium = None if location is None else NS(location=location, type=mtype, read_only=read_only, parent=parent)
+    medium = None if location is None else NS(location=location, type=mtype, read_only=read_only,
+                                              parent=parent)
     return NS(medium=medium, type=kind, port=port, device=0, non_rotational=ssd, discard=False)
 
 
@@ -123,7 +128,8 @@ def test_serial_ports_follow_the_settings():
     m = FakeMachine()
     m.ports[0] = NS(enabled=True, host_mode=PortMode.TCP, path="2345", server=True, io_address=0x3F8, irq=4,
                     uart_type=UartType.U16550A)
-    m.ports[2] = NS(enabled=True, host_mode=PortMode.RawFile, path="/tmp/com3.log", server=False, io_address=0x3E8,
+    m.ports[2] = NS(enabled=True, host_mode=PortMode.RawFile, path="/tmp/com3.log", server=False,
+                    io_address=0x3E8,
                     irq=5, uart_type=UartType.U16450)
     cfg = read_settings(m).cfg
     assert sorted(n.name for n in cfg.child("Devices/serial")) == ["0", "2"]
@@ -143,18 +149,21 @@ def test_serial_mode_without_path_is_an_error():
 
 def test_storage_attachments():
     m = FakeMachine(storage_controllers=[
-        NS(name="SATA", controller_type=StorageControllerType.IntelAhci, port_count=2, use_host_io_cache=False),
+        NS(name="SATA", controller_type=StorageControllerType.IntelAhci, port_count=2,
+           use_host_io_cache=False),
         NS(name="IDE", controller_type=StorageControllerType.PIIX4, port_count=2, use_host_io_cache=False)])
     base = NS(id="b0", location="/other-vm/base.vdi", parent=None)
     mid = NS(id="m1", location="/other-vm/Snapshots/{m1}.vdi", parent=base)
     m.attachments = {"SATA": [_disk(0, "/d/a.vdi", ssd=True, parent=mid), _disk(1, None),
                               _disk(1, "/d/b.vdi", mtype=MediumType.Immutable, read_only=True)],
-                     "IDE": [_disk(0, "/iso/x.iso", kind=DeviceType.DVD), _disk(1, None, kind=DeviceType.DVD)]}
+                     "IDE": [_disk(0, "/iso/x.iso", kind=DeviceType.DVD),
+                             _disk(1, None, kind=DeviceType.DVD)]}
     s = read_settings(m)
     sata = s.cfg.child("Devices/storage/0")
     assert (sata.get_str("Name"), sata.get_str("Type"), sata.get_int("PortCount")) == ("SATA", "IntelAhci", 2)
     a0, a1 = sata.child("Attachments/0"), sata.child("Attachments/1")
-    assert (a0.get_str("Path"), a0.get_bool("NonRotational"), a0.get_bool("ReadOnly")) == ("/d/a.vdi", True, False)
+    assert ((a0.get_str("Path"), a0.get_bool("NonRotational"), a0.get_bool("ReadOnly"))
+            == ("/d/a.vdi", True, False))
     assert (a1.get_str("Path"), a1.get_int("Port"), a1.get_bool("ReadOnly")) == ("/d/b.vdi", 1, True)
     # a diff's whole chain comes from the media registry (linked clones' parents live elsewhere)
     assert a0.child("Chain").values == {"m1": "/other-vm/Snapshots/{m1}.vdi", "b0": "/other-vm/base.vdi"}
@@ -170,19 +179,23 @@ def test_storage_attachments():
 
 def test_dvd_drives_on_sata_but_not_on_virtio_scsi():
     m = FakeMachine(storage_controllers=[
-        NS(name="SATA", controller_type=StorageControllerType.IntelAhci, port_count=2, use_host_io_cache=False),
-        NS(name="VirtIO", controller_type=StorageControllerType.VirtioSCSI, port_count=2, use_host_io_cache=False)])
+        NS(name="SATA", controller_type=StorageControllerType.IntelAhci, port_count=2,
+           use_host_io_cache=False),
+        NS(name="VirtIO", controller_type=StorageControllerType.VirtioSCSI, port_count=2,
+           use_host_io_cache=False)])
     m.attachments = {"SATA": [_disk(0, "/d/a.vdi"), _disk(1, "/iso/x.iso", kind=DeviceType.DVD)],
                      "VirtIO": [_disk(0, "/d/b.vdi"), _disk(1, "/iso/y.iso", kind=DeviceType.DVD)]}
     s = read_settings(m)
-    assert s.cfg.child("Devices/storage/0/Attachments/1").get_str("Kind") == "DVD"     # SATA DVD drives: ATAPI
+    # SATA DVD drives: ATAPI
+    assert s.cfg.child("Devices/storage/0/Attachments/1").get_str("Kind") == "DVD"
     assert s.cfg.child("Devices/storage/1/Attachments/1") is None
     assert any("DVD drives are not emulated by vboxpy on VirtioSCSI" in n for n in s.notes)
 
 
 def test_disk_on_a_controller_vboxpy_does_not_emulate():
     m = FakeMachine(storage_controllers=[
-        NS(name="SCSI", controller_type=StorageControllerType.LsiLogic, port_count=16, use_host_io_cache=True)])
+        NS(name="SCSI", controller_type=StorageControllerType.LsiLogic, port_count=16,
+           use_host_io_cache=True)])
     m.attachments = {"SCSI": [_disk(0, "/d/a.vdi")]}
     with pytest.raises(ConfigError, match="'SCSI' is of type LsiLogic"):
         read_settings(m)
@@ -217,9 +230,11 @@ def _nat_nic(**kw):
                 alias_mode=0, tftp_prefix="", tftp_boot_file="", tftp_next_server="",
                 get_network_settings=lambda: [0, 0, 0, 0, 0],
                 redirects=["ssh,1,127.0.0.1,2222,,22", "dns,0,,5353,10.0.2.15,53"])
-    nic = NS(enabled=True, attachment_type=NetworkAttachmentType.NAT, adapter_type=NetworkAdapterType.I82540EM,
+    nic = NS(enabled=True, attachment_type=NetworkAttachmentType.NAT,
+             adapter_type=NetworkAdapterType.I82540EM,
              mac_address="080027AABBCC", cable_connected=True, trace_enabled=False, trace_file="",
-             internal_network="", bridged_interface="", host_only_interface="", generic_driver="", nat_engine=engine)
+             internal_network="", bridged_interface="", host_only_interface="", generic_driver="",
+             nat_engine=engine)
     nic.__dict__.update(kw)
     return nic
 
@@ -228,13 +243,17 @@ def test_network_adapters_reach_cfgm():
     m = FakeMachine()
     m.nics[0] = _nat_nic()
     m.nics[1] = _nat_nic(attachment_type=NetworkAttachmentType.Internal, internal_network="lab",
-                         adapter_type=NetworkAdapterType.Virtio, cable_connected=False, mac_address="080027000001")
+                         adapter_type=NetworkAdapterType.Virtio, cable_connected=False,
+                         mac_address="080027000001")
     cfg = read_settings(m).cfg
-    assert cfg.get_str("Devices/net/0/AdapterType") == "I82540EM" and cfg.get_str("Devices/net/0/Attachment") == "NAT"
+    assert (cfg.get_str("Devices/net/0/AdapterType") == "I82540EM"
+            and cfg.get_str("Devices/net/0/Attachment") == "NAT")
     assert cfg.get_bool("Devices/net/0/NAT/UseHostResolver") is True
-    rules = [(r.get_str("Name"), r.get_bool("UDP"), r.get_int("HostPort")) for r in cfg.child("Devices/net/0/NAT/Rules")]
+    rules = [(r.get_str("Name"), r.get_bool("UDP"), r.get_int("HostPort"))
+             for r in cfg.child("Devices/net/0/NAT/Rules")]
     assert rules == [("ssh", False, 2222), ("dns", True, 5353)]
-    assert cfg.get_str("Devices/net/1/Network") == "lab" and cfg.get_bool("Devices/net/1/CableConnected") is False
+    assert (cfg.get_str("Devices/net/1/Network") == "lab"
+            and cfg.get_bool("Devices/net/1/CableConnected") is False)
     assert cfg.child("Devices/net/2") is None
 
 
@@ -258,13 +277,15 @@ def test_shared_folders_reach_cfgm_and_the_vmm(tmp_path):
     from vmm.vm import Machine
     m = FakeMachine()
     m.extra["VBoxInternal2/SharedFoldersEnableSymlinksCreate/code"] = "1"
-    folders = [NS(name="code", host_path=str(tmp_path), writable=True, auto_mount=True, auto_mount_point="/code"),
+    folders = [NS(name="code", host_path=str(tmp_path), writable=True, auto_mount=True,
+                  auto_mount_point="/code"),
                NS(name="docs", host_path="/srv/docs", writable=False, auto_mount=False, auto_mount_point="")]
     cfg = read_settings(m).cfg
     add_shared_folders(m, cfg, folders)
     specs = {s.name: s for s in Machine._folder_specs(cfg)}
     assert specs["code"].symlinks and specs["code"].writable and specs["code"].auto_mount_point == "/code"
-    assert not specs["docs"].writable and not specs["docs"].symlinks and specs["docs"].host_path == "/srv/docs"
+    assert (not specs["docs"].writable and not specs["docs"].symlinks
+            and specs["docs"].host_path == "/srv/docs")
 
 
 def test_transient_folders_reach_the_running_vm(tmp_path):
@@ -280,7 +301,8 @@ def test_transient_folders_reach_the_running_vm(tmp_path):
     m = FakeMachine()
     vp = VmProcess(client=None, vm_ref="vm1")
     vp.sm, vp.settings, vp.vm = m, read_settings(m), FakeVm()
-    add_shared_folders(m, vp.settings.cfg, [NS(name="code", host_path="/srv/code", writable=True, auto_mount=False,
+    add_shared_folders(m, vp.settings.cfg,
+                       [NS(name="code", host_path="/srv/code", writable=True, auto_mount=False,
                                                auto_mount_point="")])
     vp.shared_folders_changed([NS(name="t", host_path=str(tmp_path), writable=False, auto_mount=True,
                                   auto_mount_point=""),

@@ -5,7 +5,8 @@ DISK = "d15c0000-0000-4000-8000-000000000002"
 
 
 def nic(slot, enabled=False, **kw):
-    data = {"slot": slot, "enabled": enabled, "mac": "080027AABBCC", "attachment": 1, "cable": True, "type": 3,
+    data = {"slot": slot, "enabled": enabled, "mac": "080027AABBCC", "attachment": 1,
+            "cable": True, "type": 3,
             "speed": 0, "network": ""}
     data.update(kw)
     return data

@@ -28,7 +28,8 @@ class FakeMachine:
         self.os_type_id = "Other"
         self.extra = {}
         self.saved = 0
-        self.boot = {1: e.DeviceType.Floppy, 2: e.DeviceType.DVD, 3: e.DeviceType.HardDisk, 4: e.DeviceType.Null}
+        self.boot = {1: e.DeviceType.Floppy, 2: e.DeviceType.DVD, 3: e.DeviceType.HardDisk,
+                     4: e.DeviceType.Null}
         self.firmware_settings = types.SimpleNamespace(firmware_type=e.FirmwareType.BIOS, acpi_enabled=True,
                                                        ioapic_enabled=True)
         self.hw = {}
@@ -163,7 +164,8 @@ def test_modifyvm_applies_in_order_saves_and_unlocks(api, capsys):
                          "/tmp/s.log", "--boot-kernel", "/k/vmlinuz", "--boot-cmdline", "console=ttyS0")
     assert (code, out, err) == (0, "", "")
     assert (m.memory_size, m.cpu_count, m.os_type_id) == (512, 2, "Linux_64")
-    assert m.firmware_settings.firmware_type == e.FirmwareType.EFI and m.firmware_settings.acpi_enabled is False
+    assert (m.firmware_settings.firmware_type == e.FirmwareType.EFI
+            and m.firmware_settings.acpi_enabled is False)
     assert m.hw == {e.HWVirtExPropertyType.NestedPaging: False, e.HWVirtExPropertyType.VPID: True}
     assert m.boot[1] == e.DeviceType.HardDisk and m.boot[2] == e.DeviceType.Null
     nic = m.nics[0]
@@ -192,7 +194,8 @@ def test_extradata_global_and_machine(api, capsys):
     assert run(capsys, "getextradata", "global", "GUI/None") == (0, "No value set!\n", "")
     assert run(capsys, "setextradata", "vm1", "k2", "v2") == (0, "", "")
     assert run(capsys, "setextradata", "vm1", "k1", "v1") == (0, "", "")
-    assert run(capsys, "getextradata", "vm1", "enumerate") == (0, "Key: k1, Value: v1\nKey: k2, Value: v2\n", "")
+    assert run(capsys, "getextradata", "vm1", "enumerate") == (0,
+                                                               "Key: k1, Value: v1\nKey: k2, Value: v2\n", "")
     assert m.locks == [e.LockType.Shared, e.LockType.Shared]
 
 
@@ -360,7 +363,8 @@ def test_snapshot_unique_names(api):
 
     def find(name):
         if name not in taken:
-            raise VBoxError(0x80BB0001, f"Could not find a snapshot named '{name}'", "IMachine", "MachineWrap")
+            raise VBoxError(0x80BB0001, f"Could not find a snapshot named '{name}'", "IMachine",
+                            "MachineWrap")
         return name
 
     m = types.SimpleNamespace(find_snapshot=find)

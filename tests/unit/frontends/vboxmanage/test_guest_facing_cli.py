@@ -15,11 +15,17 @@ DEFAULTS = {"old": False, "sort": True, "ts": True, "abs": True, "flags": True}
 
 def test_enumerate_table_sorted_and_padded():
     assert render_enumerate(ROWS, DEFAULTS, T0) == (
-        "/a           = 'value' @ 2024-05-01T12:34:56.789Z TRANSIENT, RDONLYGUEST\n"  # width: name + value + 6
+        # width: name + value + 6
+        "/a           = 'value' @ 2024-05-01T12:34:56.789Z TRANSIENT, RDONLYGUEST\n"
         "/b/long-name = 'v'     @ 2024-05-01T12:34:56.789Z\n")
     assert render_enumerate(ROWS, dict(DEFAULTS, ts=False, flags=False), T0) == (
         "/a           = 'value'\n/b/long-name = 'v'\n")
-    assert render_enumerate(ROWS, dict(DEFAULTS, ts=False), T0).splitlines()[0].endswith("'  TRANSIENT, RDONLYGUEST")  # padding, then a space
+    # padding, then a space
+    assert (
+        render_enumerate(ROWS, dict(DEFAULTS, ts=False), T0)
+        .splitlines()[0]
+        .endswith("'  TRANSIENT, RDONLYGUEST")
+    )
     assert render_enumerate(ROWS, dict(DEFAULTS, abs=False), T0 + 61_500_000_000).splitlines()[0].endswith(
         "@ 1m 01.500s TRANSIENT, RDONLYGUEST")
 
@@ -44,7 +50,8 @@ def test_sharedfolder_options():
     assert (o["vm"], o["name"], o["hostpath"], o["readonly"], o["automount"], o["mountpoint"]) == (
         "vm1", "n", "/tmp/x", True, True, "/mnt")
     for args, text in ((["vm1", "--hostpath", "/x"], "No shared folder name (--name) was given"),
-                       (["vm1", "--name", "a b", "--hostpath", "/x"], "Invalid shared folder name 'a b': contains space"),
+                       (["vm1", "--name", "a b", "--hostpath", "/x"],
+                        "Invalid shared folder name 'a b': contains space"),
                        (["vm1", "--name", "a"], "No host path (--hostpath) was given"),
                        (["--name", "a"], "No machine was specified")):
         with pytest.raises(SyntaxFailure) as e:

@@ -44,7 +44,8 @@ def test_help_forms(capsys):
     code, out, _ = run(capsys, "help", "createvm")
     assert code == 1 and out == LOGO + vbm.usage("createvm")
     code, out, _ = run(capsys, "createvm", "--help")
-    assert code == 0 and out.startswith("Usage - Create a new virtual machine:\n\n  VBoxManage createvm --name=name")
+    assert code == 0 and out.startswith("Usage - Create a new virtual machine:\n\n  VBoxManage "
+                                        "createvm --name=name")
 
 
 def test_known_command_without_arguments_prints_usage_exit_1(capsys):
@@ -77,7 +78,8 @@ def test_unknown_option_and_missing_value(capsys):
 def test_createvm_requires_name_before_touching_the_service(capsys):
     code, out, err = run(capsys, "-q", "createvm", "--register")
     assert (code, out) == (2, "")
-    assert err.startswith("VBoxManage: error: Parameter --name is required\n\nUsage - Create a new virtual machine")
+    assert err.startswith("VBoxManage: error: Parameter --name is required\n\nUsage - Create a new "
+                          "virtual machine")
 
 
 def test_controlvm_rejects_unknown_action(capsys):
@@ -104,7 +106,8 @@ def test_every_command_module_loads_and_has_usage():
 
 
 def test_startup_imports_stay_light():
-    """--version and the `list vms` fast path (listing) import no click; `list` loads neither pydantic nor lxml."""
+    """--version and the `list vms` fast path (listing) import no click; `list` loads neither pydantic nor
+    lxml."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
     probe = ("import sys; from frontends.vboxmanage import main as m; m.run(['--version']); "
              "import frontends.vboxmanage.listing; "
@@ -133,7 +136,8 @@ def test_missing_positional_is_not_enough_parameters(capsys):
 
 def test_modifyvm_option_completion(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
-    env = dict(os.environ, _VBOXMANAGE_COMPLETE="bash_complete", COMP_WORDS="vboxmanage modifyvm vm1 --uart-m",
+    env = dict(os.environ, _VBOXMANAGE_COMPLETE="bash_complete",
+               COMP_WORDS="vboxmanage modifyvm vm1 --uart-m",
                COMP_CWORD="3", VBOXPY_RUNTIME_DIR=str(tmp_path), VBOX_USER_HOME=str(tmp_path))
     out = subprocess.run([sys.executable, "-m", "frontends.vboxmanage.main"], cwd=root, env=env,
                          capture_output=True, text=True)

@@ -24,9 +24,11 @@ def test_indexed_options():
 def test_uart_takes_two_values_unless_off():
     assert parse(["--uart1", "0x3F8", "4", "--uart2", "off", "--memory", "64"]) == [
         ("uart", 1, ["0x3F8", "4"]), ("uart", 2, ["off"]), ("memory", 0, ["64"])]
-    assert parse(["--uart-mode1", "file", "/tmp/x", "--uartmode2", "disconnected", "--uartmode3", "/dev/ttyS0",
+    assert parse(["--uart-mode1", "file", "/tmp/x", "--uartmode2", "disconnected", "--uartmode3",
+                  "/dev/ttyS0",
                   "--uart-mode4", "tcpserver", "5555"]) == [
-        ("uartmode", 1, ["file", "/tmp/x"]), ("uartmode", 2, ["disconnected"]), ("uartmode", 3, ["/dev/ttyS0"]),
+        ("uartmode", 1, ["file", "/tmp/x"]), ("uartmode", 2, ["disconnected"]),
+        ("uartmode", 3, ["/dev/ttyS0"]),
         ("uartmode", 4, ["tcpserver", "5555"])]
 
 

@@ -10,12 +10,14 @@ from frontends.vboxmanage.progress import _follow
 def test_canonical_unknown_vm_block():
     block = com_error_block(
         "Could not find a registered machine named 'foo'", 0x80BB0001, "VirtualBoxWrap", "IVirtualBox",
-        '"FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())" at line 3218 of file VBoxManageInfo.cpp')
+        '"FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())" at line 3218 of file '
+        'VBoxManageInfo.cpp')
     assert block == (
         "VBoxManage: error: Could not find a registered machine named 'foo'\n"
         "VBoxManage: error: Details: code VBOX_E_OBJECT_NOT_FOUND (0x80bb0001), component VirtualBoxWrap, "
         "interface IVirtualBox, callee nsISupports\n"
-        'VBoxManage: error: Context: "FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())" at line 3218 '
+        'VBoxManage: error: Context: "FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())" '
+        'at line 3218 '
         "of file VBoxManageInfo.cpp\n")
 
 
@@ -94,8 +96,10 @@ def test_detailed_progress_lines():
 
     out = io.StringIO()
     assert _follow_detailed(DetailedFake([5, 5, 60, 100]), out, {"asked": False}) == 0
-    assert out.getvalue() == ("(1/2) Creating 00% => 00% (5 s remaining)\n(1/2) Creating 05% => 05% (5 s remaining)\n"
-                              "(2/2) Creating 60% => 60% (5 s remaining)\n(2/2) Creating 100% => 100% (5 s remaining)\n")
+    assert out.getvalue() == ("(1/2) Creating 00% => 00% (5 s remaining)\n(1/2) Creating 05% => 05% (5 s "
+                              "remaining)\n"
+                              "(2/2) Creating 60% => 60% (5 s remaining)\n(2/2) Creating 100% => 100% (5 s "
+                              "remaining)\n")
 
 
 def test_error_info_chain_block():
@@ -103,7 +107,8 @@ def test_error_info_chain_block():
 
     from frontends.vboxmanage.api import error_info_block
 
-    inner = SimpleNamespace(text="disk full", result_code=0x80BB0004, component="MediumWrap", interface_id="IMedium",
+    inner = SimpleNamespace(text="disk full", result_code=0x80BB0004, component="MediumWrap",
+                            interface_id="IMedium",
                             next=None)
     outer = SimpleNamespace(text="Could not create", result_code=0x80004005, component="ProgressWrap",
                             interface_id="{0c0ad1e1-0000-0000-0000-000000000000}", next=inner)
@@ -112,7 +117,8 @@ def test_error_info_chain_block():
         "VBoxManage: error: Details: code NS_ERROR_FAILURE (0x80004005), component ProgressWrap\n"
         "VBoxManage: error: --------\n"
         "VBoxManage: error: disk full\n"
-        "VBoxManage: error: Details: code VBOX_E_FILE_ERROR (0x80bb0004), component MediumWrap, interface IMedium, "
+        "VBoxManage: error: Details: code VBOX_E_FILE_ERROR (0x80bb0004), component MediumWrap, "
+        "interface IMedium, "
         "callee nsISupports\n"
         'VBoxManage: error: Context: "RTEXITCODE handleCreateMedium(HandlerArg*)"\n')
 

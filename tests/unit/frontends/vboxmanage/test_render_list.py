@@ -15,9 +15,12 @@ def test_list_hdds_depth_first_with_differencing_child():
     child = medium(uuid="c", parent=DISK, location="/h/Snapshots/{c}.vdi", logical_size=10 << 30)
     text = render_list.media([medium(children=[child])])
     assert text == (
-        f"UUID:           {DISK}\nParent UUID:    base\nState:          created\nType:           normal (base)\n"
-        "Location:       /h/disk.vdi\nStorage format: VDI\nCapacity:       10240 MBytes\nEncryption:     disabled\n\n"
-        f"UUID:           c\nParent UUID:    {DISK}\nState:          created\nType:           normal (differencing)\n"
+        f"UUID:           {DISK}\nParent UUID:    base\nState:          created\nType:           "
+        f"normal (base)\n"
+        "Location:       /h/disk.vdi\nStorage format: VDI\nCapacity:       10240 MBytes\nEncryption:     "
+        "disabled\n\n"
+        f"UUID:           c\nParent UUID:    {DISK}\nState:          created\nType:           normal "
+        f"(differencing)\n"
         "Location:       /h/Snapshots/{c}.vdi\nStorage format: VDI\nCapacity:       10240 MBytes\n"
         "Encryption:     disabled\n\n")
 
@@ -29,7 +32,8 @@ def test_showmediuminfo_long_form():
         f"UUID:           {DISK}\nParent UUID:    base\nState:          created\nDescription:    my disk\n"
         "Type:           immutable\nLocation:       /h/disk.vdi\nStorage format: VDI\n"
         "Format variant: dynamic default\nCapacity:       10240 MBytes\nSize on disk:   2 MBytes\n"
-        "Encryption:     disabled\nIn use by VMs:  vm1 (UUID: u1) [s1 (UUID: x1)]\n                vm2 (UUID: u2)\n"
+        "Encryption:     disabled\nIn use by VMs:  vm1 (UUID: u1) [s1 (UUID: x1)]\n                vm2 "
+        "(UUID: u2)\n"
         "Child UUIDs:    k1\n                k2\n")
 
 
@@ -56,7 +60,8 @@ def test_ostypes_71_layout():
 def test_ostypes_70_layout():
     t = {"id": "Debian_64", "description": "Debian (64-bit)", "family_id": "Linux", "family_desc": "Linux",
          "subtype": "Debian", "arch": 1, "is64": True}
-    expected = ("ID:          Debian_64\nDescription: Debian (64-bit)\nFamily ID:   Linux\nFamily Desc: Linux\n"
+    expected = ("ID:          Debian_64\nDescription: Debian (64-bit)\nFamily ID:   Linux\nFamily "
+                "Desc: Linux\n"
                 "64 bit:      true\n\n")
     assert render_list.ostypes([t], v71=False) == expected
     assert render_list.ostypes_long([t], v71=False) == expected
@@ -77,7 +82,8 @@ def test_hostinfo_and_time():
 
 def test_systemproperties_column():
     rows = [("API version:" + " " * 21, "7_1"), ("Host platform properties:", ""), ("", "")]
-    assert render_list.systemproperties(rows) == "API version:" + " " * 21 + "7_1\nHost platform properties:\n\n"
+    assert (render_list.systemproperties(rows)
+            == "API version:" + " " * 21 + "7_1\nHost platform properties:\n\n")
 
 
 TREE = {"name": "s1", "uuid": "u1", "description": "first", "children": [

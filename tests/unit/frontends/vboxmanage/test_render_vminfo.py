@@ -18,7 +18,8 @@ def test_machine_readable_starts_in_virtualbox_key_order():
         f'hardwareuuid="{UUID}"', "memory=1024", 'pagefusion="off"', "vram=16"]
     assert "platformArchitecture" not in "".join(mr_lines(platform_arch=""))  # the 7.0 layout
     keys = [line.split("=", 1)[0] for line in lines]
-    for before, after in [("cpus", "hpet"), ("vtxvpid", "vtxux"), ("boot4", "acpi"), ("VMState", "graphicscontroller"),
+    for before, after in [("cpus", "hpet"), ("vtxvpid", "vtxux"), ("boot4", "acpi"),
+                          ("VMState", "graphicscontroller"),
                           ("vmprocpriority", "storagecontrollername0"), ("nic1", "nictype1"),
                           ("hidkeyboard", "uart1"), ("uarttype1", "uart2")]:
         assert keys.index(before) < keys.index(after)
@@ -34,7 +35,8 @@ def test_integers_unquoted_and_hand_printed_ones_quoted():
 
 def test_boot_state_and_paravirt_values():
     lines = mr_lines()
-    assert lines[lines.index('boot1="floppy"'):][:4] == ['boot1="floppy"', 'boot2="dvd"', 'boot3="disk"', 'boot4="none"']
+    assert lines[lines.index('boot1="floppy"'):][:4] == ['boot1="floppy"', 'boot2="dvd"', 'boot3="disk"',
+                                                         'boot4="none"']
     assert 'VMState="poweroff"' in lines
     assert 'VMStateChangeTime="2024-05-01T12:34:56.789000000"' in lines
     assert 'paravirtprovider="default"' in lines and 'effparavirtprovider="kvm"' in lines
@@ -71,11 +73,14 @@ def test_empty_dvd_drive():
 def test_nics_and_uarts():
     lines = mr_lines()
     i = lines.index('natnet1="nat"')
-    assert lines[i:i + 11] == ['natnet1="nat"', 'macaddress1="080027AABBCC"', 'cableconnected1="on"', 'nic1="nat"',
-                               'nictype1="82540EM"', 'nicspeed1="0"', 'mtu="0"', 'sockSnd="64"', 'sockRcv="64"',
+    assert lines[i:i + 11] == ['natnet1="nat"', 'macaddress1="080027AABBCC"', 'cableconnected1="on"',
+                               'nic1="nat"',
+                               'nictype1="82540EM"', 'nicspeed1="0"', 'mtu="0"', 'sockSnd="64"',
+                               'sockRcv="64"',
                                'tcpWndSnd="64"', 'tcpWndRcv="64"']
     assert 'nic2="none"' in lines and 'nic8="none"' in lines
-    assert lines[lines.index('uart1="0x03f8,4"') + 1:][:2] == ['uartmode1="file,/tmp/ser.log"', 'uarttype1="16550A"']
+    assert lines[lines.index('uart1="0x03f8,4"') + 1:][:2] == ['uartmode1="file,/tmp/ser.log"',
+                                                               'uarttype1="16550A"']
     assert 'uart2="off"' in lines and "uartmode2" not in "".join(lines)
 
 
@@ -91,26 +96,30 @@ def test_boot_kernel_extradata_shown_only_when_set():
     i = lines.index('boot4="none"')
     assert lines[i + 1:i + 3] == ['vboxpy-bootkernel="/k/vmlinuz"', 'vboxpy-bootcmdline="console=ttyS0"']
     text = human(vm_info(boot_kernel="/k/vmlinuz", boot_initrd="/k/initrd"))
-    assert "Boot kernel:                 /k/vmlinuz\n" in text and "Boot initrd:                 /k/initrd\n" in text
+    assert ("Boot kernel:                 /k/vmlinuz\n" in text
+            and "Boot initrd:                 /k/initrd\n" in text)
 
 
 def test_inaccessible_machine():
     info = {"accessible": False, "uuid": UUID, "cfg_file": "/x.vbox", "access_error": "gone"}
     assert machine_readable(info) == f'name="<inaccessible>"\nUUID="{UUID}"\n'
-    assert human(info) == (f"Name:            <inaccessible!>\nUUID:            {UUID}\nConfig file:     /x.vbox\n"
+    assert human(info) == (f"Name:            <inaccessible!>\nUUID:            {UUID}\nConfig file:  "
+                           f"   /x.vbox\n"
                            "Encryption:     disabled\nAccess error details:\nVBoxManage: error: gone\n\n")
 
 
 def test_human_layout():
     text = human(vm_info())
     assert text.startswith("Name:                        vm1\nEncryption:                  disabled\n")
-    for expected in ("Guest OS:                    Ubuntu (64-bit)\n", "Memory size:                 1024MB\n",
+    for expected in ("Guest OS:                    Ubuntu (64-bit)\n",
+                     "Memory size:                 1024MB\n",
                      "CPU exec cap:                100%\n", "Number of CPUs:              2\n",
                      "State:                       powered off (since 2024-05-01T12:34:56.789000000)\n",
                      "Boot Device 3:               HardDisk\n", "Boot Device 4:               Not Assigned\n",
                      "#0: 'SATA', Type: IntelAhci, Instance: 0, Ports: 2 (max 30), Bootable\n",
                      "Nested VT-x/AMD-V:           disabled\nCPUID overrides:             None\n",
-                     "NIC 1 Settings:  MTU: 0, Socket (send: 64, receive: 64), TCP Window (send:64, receive: 64)\n",
+                     "NIC 1 Settings:  MTU: 0, Socket (send: 64, receive: 64), TCP Window (send:64, "
+                     "receive: 64)\n",
                      f"  Port 0, Unit 0: UUID: {DISK}, non-rotational (SSD)\n",
                      '    Location: "/h/VirtualBox VMs/vm1/vm1.vdi"\n',
                      "NIC 1:                       MAC: 080027AABBCC, Attachment: NAT, Cable connected: on, "

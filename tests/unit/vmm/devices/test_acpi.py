@@ -73,7 +73,8 @@ def test_fadt_points_at_the_pm_block_and_reset_register():
     _, f2 = _table_at(t2, t2.tables["FACP"])
     assert struct.unpack_from("<H", f2, 109)[0] == 0x11
     flags = struct.unpack_from("<I", f, 112)[0]
-    assert flags & (1 << 10) and flags & (1 << 8) and not flags & (1 << 4)   # reset reg, 32-bit timer, fixed PWRBTN
+    # reset reg, 32-bit timer, fixed PWRBTN
+    assert flags & (1 << 10) and flags & (1 << 8) and not flags & (1 << 4)
     space, width, _, access, addr = struct.unpack_from("<BBBBQ", f, 116)
     assert (space, width, addr, f[128]) == (1, 8, 0x4010, RESET_VALUE)
     assert struct.unpack_from("<QQ", f, 132) == (facs, dsdt)
@@ -134,7 +135,8 @@ def test_aml_encodings():
     assert aml_name("\\_SB.PCI0") == b"\\\x2E_SB_PCI0"
     assert aml_name("A.B.C") == b"\x2F\x03A___B___C___"
     assert aml_int(0) == b"\x00" and aml_int(1) == b"\x01" and aml_int(0x12) == b"\x0A\x12"
-    assert aml_int(0x1234) == b"\x0B\x34\x12" and aml_int(1 << 32) == b"\x0E" + (1 << 32).to_bytes(8, "little")
+    assert (aml_int(0x1234) == b"\x0B\x34\x12"
+            and aml_int(1 << 32) == b"\x0E" + (1 << 32).to_bytes(8, "little"))
     assert aml_eisa_id("PNP0A03") == b"\x0C" + (0x030AD041).to_bytes(4, "little")
     for bad in ("1ABC", "TOOLONG", "a-b"):
         with pytest.raises(ValueError):

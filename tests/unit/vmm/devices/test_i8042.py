@@ -7,7 +7,8 @@ from vmm.devices.i8042 import I8042
 def _make():
     events = []
     irq1, irq12 = IrqLine(), IrqLine()
-    kbc = I8042(irq1, irq12, on_reset=lambda: events.append("reset"), on_a20=lambda on: events.append(("a20", on)))
+    kbc = I8042(irq1, irq12, on_reset=lambda: events.append("reset"),
+                on_a20=lambda on: events.append(("a20", on)))
     return kbc, irq1, irq12, events
 
 

@@ -163,8 +163,12 @@ def test_fw_cfg_signature_directory_and_files():
     fw.add_file("etc/acpi/tables", size=8, make=lambda: calls.append(1) or b"ABC")
     d = _select_read(fw, FILE_DIR, 4 + 2 * 64)
     assert struct.unpack(">I", d[:4])[0] == 2
-    entries = {d[4 + 64 * i + 8:4 + 64 * i + 64].rstrip(b"\0").decode(): struct.unpack(">IH", d[4 + 64 * i:10 + 64 * i])
-               for i in range(2)}
+    entries = {
+        d[4 + 64 * i + 8 : 4 + 64 * i + 64].rstrip(b"\0").decode(): struct.unpack(
+            ">IH", d[4 + 64 * i : 10 + 64 * i]
+        )
+        for i in range(2)
+    }
     size, key = entries["etc/acpi/tables"]
     assert size == 8 and _select_read(fw, key, 10) == b"ABC" + bytes(7) and calls == [1]
     assert _select_read(fw, 0x7FFF, 3) == bytes(3)                     # unknown key reads zeros

@@ -125,7 +125,8 @@ def test_diff_chain_parents_from_the_registry(tmp_path):
     base = create_vdi(str(tmp_path / "src" / "base.vdi"), 4 << 20)
     base.write_at(0, b"base data")
     base.close()
-    diff = create_diff_vdi(str(tmp_path / "clone" / "Snapshots" / "d.vdi"), str(tmp_path / "src" / "base.vdi"))
+    diff = create_diff_vdi(str(tmp_path / "clone" / "Snapshots" / "d.vdi"),
+                           str(tmp_path / "src" / "base.vdi"))
     parent_uuid = str(diff.parent_uuid)
     diff.close()
     with pytest.raises(ImgError):
@@ -168,7 +169,8 @@ def test_ide_controller_with_disk_and_dvd_drives(machine, tmp_path):
 def test_bad_ide_attachments_are_refused(machine, attachments, error):
     _io, _mmio, bridge, mem, lines, _ = machine
     with pytest.raises(ValueError, match=error):
-        place_storage_controllers([StorageControllerSpec("IDE", "PIIX3", attachments=attachments)], mem, bridge,
+        place_storage_controllers([StorageControllerSpec("IDE", "PIIX3", attachments=attachments)],
+                                  mem, bridge,
                                   lambda n: lines.setdefault(n, IrqLine()))
     assert bridge.function_at(1, 1) is None
 
@@ -179,7 +181,8 @@ def test_dvd_drives_on_ahci_and_refused_on_virtio(machine, tmp_path):
     iso = tmp_path / "x.iso"
     iso.write_bytes(bytes(4096))
     placed = place_storage_controllers([StorageControllerSpec("SATA", "IntelAhci", port_count=3, attachments=[
-        DiskAttachmentSpec(0, disk), DiskAttachmentSpec(1, str(iso), kind="DVD"), DiskAttachmentSpec(2, "", kind="DVD")])],
+        DiskAttachmentSpec(0, disk), DiskAttachmentSpec(1, str(iso), kind="DVD"),
+        DiskAttachmentSpec(2, "", kind="DVD")])],
         mem, bridge, lambda n: lines.setdefault(n, IrqLine()))
     ahci = placed[0].device
     assert isinstance(ahci.ports[1].disk, AtapiDrive) and ahci.ports[1].disk.blocks == 2
@@ -195,10 +198,13 @@ def test_device_at_finds_drives_and_nothing_else(machine, tmp_path):
     _io, _mmio, bridge, mem, lines, _ = machine
     placed = place_storage_controllers([
         StorageControllerSpec("IDE", "ICH6", attachments=[DiskAttachmentSpec(1, "", device=1, kind="DVD")]),
-        StorageControllerSpec("SATA", "IntelAhci", port_count=2, attachments=[DiskAttachmentSpec(1, "", kind="DVD")])],
+        StorageControllerSpec("SATA", "IntelAhci", port_count=2,
+                              attachments=[DiskAttachmentSpec(1, "", kind="DVD")])],
         mem, bridge, lambda n: lines.setdefault(n, IrqLine()))
     ide, ahci = placed[0].device, placed[1].device
-    assert isinstance(ide.device_at(1, 1), AtapiDrive) and ide.device_at(2, 0) is None and ide.device_at(0, 0) is None
-    assert isinstance(ahci.device_at(1), AtapiDrive) and ahci.device_at(5) is None and ahci.device_at(1, 1) is None
+    assert (isinstance(ide.device_at(1, 1), AtapiDrive) and ide.device_at(2, 0) is None
+            and ide.device_at(0, 0) is None)
+    assert (isinstance(ahci.device_at(1), AtapiDrive) and ahci.device_at(5) is None
+            and ahci.device_at(1, 1) is None)
     for pc in placed:
         pc.close()

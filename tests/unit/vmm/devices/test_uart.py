@@ -3,8 +3,8 @@
 import pytest
 
 from vmm.devices.base import IrqLine
-from vmm.devices.serial_backends import SerialBackend
 from vmm.devices.uart import Uart16550, UartType
+from vmm.serial.backends import SerialBackend
 from vmm.tm import FakeClock
 
 RBR, IER, IIR, LCR, MCR, LSR, MSR, SCR = range(8)

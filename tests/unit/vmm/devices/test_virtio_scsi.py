@@ -124,7 +124,8 @@ def test_pci_identity_and_capabilities(rig):
         assert dev.config_read(cap, 1) == 0x09
         kinds[dev.config_read(cap + 3, 1)] = (dev.config_read(cap + 4, 1), dev.config_read(cap + 8, 4))
         cap = dev.config_read(cap + 1, 1)
-    assert kinds[1] == (4, 0) and kinds[2] == (4, 0x3000) and kinds[3] == (4, 0x1000) and kinds[4][1] == 0x2000
+    assert (kinds[1] == (4, 0) and kinds[2] == (4, 0x3000) and kinds[3] == (4, 0x1000)
+            and kinds[4][1] == 0x2000)
     assert 5 in kinds
 
 

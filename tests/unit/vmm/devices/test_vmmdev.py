@@ -71,7 +71,8 @@ def run(d, body, rtype, gpa=REQ, size=None, version=T.VMMDEV_REQUEST_HEADER_VERS
 
 
 def report_info(d):
-    rc, _ = run(d, struct.pack("<HHIII", 6, 0, 0, 0, 0) + b"6.1.0".ljust(128, b"\0"), T.REQ_REPORT_GUEST_INFO2)
+    rc, _ = run(d, struct.pack("<HHIII", 6, 0, 0, 0, 0) + b"6.1.0".ljust(128, b"\0"),
+                T.REQ_REPORT_GUEST_INFO2)
     assert rc == T.VINF_SUCCESS
     rc, _ = run(d, struct.pack("<II", T.VMMDEV_VERSION, 0x53100), T.REQ_REPORT_GUEST_INFO)
     assert rc == T.VINF_SUCCESS
@@ -314,7 +315,8 @@ def test_random_requests_never_raise(dev, seed):
     rng = random.Random(seed)
     report_info(dev)
     _, _, _, cid = connect(dev)
-    types = [T.REQ_HGCM_CALL32, T.REQ_HGCM_CALL64, T.REQ_HGCM_CONNECT, T.REQ_HGCM_CANCEL2, T.REQ_ACKNOWLEDGE_EVENTS,
+    types = [T.REQ_HGCM_CALL32, T.REQ_HGCM_CALL64, T.REQ_HGCM_CONNECT, T.REQ_HGCM_CANCEL2,
+             T.REQ_ACKNOWLEDGE_EVENTS,
              T.REQ_REPORT_GUEST_INFO2, T.REQ_HEARTBEAT_CONFIGURE, rng.randrange(300)]
     for _ in range(300):
         body = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 400)))

@@ -66,7 +66,8 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
     raise AssertionError("no JPEG frame header")
 
 
-@pytest.mark.skipif(shutil.which("vncsnapshot") is None, reason="no vncsnapshot (Debian's vncsnapshot package)")
+@pytest.mark.skipif(shutil.which("vncsnapshot") is None,
+                    reason="no vncsnapshot (Debian's vncsnapshot package)")
 @pytest.mark.parametrize("password", ["", "hunter2"])
 def test_vncsnapshot_captures_the_screen(tmp_path, password):
     """A real VNC client (TightVNC's vncsnapshot, RFB 3.3, Zlib) with and without a password."""
@@ -86,7 +87,8 @@ def test_vncsnapshot_captures_the_screen(tmp_path, password):
         assert _jpeg_size(shot.read_bytes()) == (720, 400)
         if password:
             (tmp_path / "passwd").write_bytes(vnc_passwd_file("wrong"))
-            bad = subprocess.run(args + [f"127.0.0.1::{srv.port}", str(tmp_path / "bad.jpg")], capture_output=True,
+            bad = subprocess.run(args + [f"127.0.0.1::{srv.port}", str(tmp_path / "bad.jpg")],
+                                 capture_output=True,
                                  timeout=60)
             assert bad.returncode != 0 and not (tmp_path / "bad.jpg").exists()
         assert m.running

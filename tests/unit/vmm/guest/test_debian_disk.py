@@ -97,7 +97,8 @@ def test_services_enabled(disk):
     files, _ = disk
     wants = _debugfs(files, "ls /etc/systemd/system/multi-user.target.wants")
     assert "ssh.service" in wants and "systemd-networkd.service" in wants
-    assert "DefaultDeviceTimeoutSec=" in _debugfs(files, "cat /etc/systemd/system.conf.d/50-slow-devices.conf")
+    assert "DefaultDeviceTimeoutSec=" in _debugfs(files,
+                                                  "cat /etc/systemd/system.conf.d/50-slow-devices.conf")
     network = _debugfs(files, "cat /etc/systemd/network/80-dhcp.network")
     assert "Name=en*" in network and "DHCP=yes" in network
 

@@ -18,7 +18,8 @@ RASD = "{http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocatio
 def test_ovf_envelope():
     root = etree.fromstring(vagrant_box.box_ovf("b1", 1 << 30, "u-1").encode())
     disk = root.find(f"{OVF}DiskSection/{OVF}Disk")
-    assert disk.get(f"{OVF}capacity") == str(1 << 30) and disk.get(f"{OVF}format").endswith("#streamOptimized")
+    assert (disk.get(f"{OVF}capacity") == str(1 << 30)
+            and disk.get(f"{OVF}format").endswith("#streamOptimized"))
     assert root.find(f"{OVF}References/{OVF}File").get(f"{OVF}href") == vagrant_box.DISK_NAME
     vs = root.find(f"{OVF}VirtualSystem")
     assert vs.find(f"{OVF}OperatingSystemSection").get(f"{OVF}id") == "96"
@@ -38,7 +39,8 @@ def test_box_tar_and_cache(tmp_path):
     raw.write_bytes(b"\xab" * 65536 + b"\0" * (1 << 20))
     box = vagrant_box.build_box(raw, tmp_path / "out", log=lambda _t: None)
     with tarfile.open(box) as tar:
-        assert sorted(tar.getnames()) == sorted(["metadata.json", "Vagrantfile", "box.ovf", vagrant_box.DISK_NAME])
+        assert sorted(tar.getnames()) == sorted(["metadata.json", "Vagrantfile", "box.ovf",
+                                                 vagrant_box.DISK_NAME])
         assert json.load(tar.extractfile("metadata.json")) == {"provider": "virtualbox"}
         vagrantfile = tar.extractfile("Vagrantfile").read()
         assert b'config.vm.base_mac = "080027' in vagrantfile and b'synced_folder' not in vagrantfile
@@ -46,7 +48,10 @@ def test_box_tar_and_cache(tmp_path):
     vmdk = tmp_path / "x" / vagrant_box.DISK_NAME
     info = subprocess.run(["qemu-img", "info", str(vmdk)], capture_output=True, text=True).stdout
     assert "streamOptimized" in info
-    assert subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "vmdk", str(raw), str(vmdk)]).returncode == 0
+    assert (
+        subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "vmdk", str(raw), str(vmdk)]).returncode
+        == 0
+    )
     mtime = box.stat().st_mtime_ns
     assert vagrant_box.build_box(raw, tmp_path / "out", log=lambda _t: None) == box
     assert box.stat().st_mtime_ns == mtime  # cached

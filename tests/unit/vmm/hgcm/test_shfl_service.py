@@ -210,7 +210,8 @@ def test_escapes(host, tmp_path):
     assert os.readlink(host / "l2") == "hello.txt"
 
 
-@pytest.mark.parametrize("raw", [b"", b"\x10\x00\x20\x00abc", b"\xff\xff\x01\x00a", b"\x04\x00\x02\x00\xff\xfe\0\0"])
+@pytest.mark.parametrize("raw",
+                         [b"", b"\x10\x00\x20\x00abc", b"\xff\xff\x01\x00a", b"\x04\x00\x02\x00\xff\xfe\0\0"])
 def test_hostile_strings_and_parms(host, raw):
     g = Guest(service(host))
     p = [u32(g.root), buf(raw), buf(size=S.CREATEPARMS_SIZE)]
@@ -218,7 +219,8 @@ def test_hostile_strings_and_parms(host, raw):
     assert g.svc.call(CID, S.FN_CREATE, [u32(g.root), sstr("/x")]) == T.VERR_INVALID_PARAMETER
     assert g.svc.call(CID, S.FN_CREATE, [u32(99), sstr("/x"), buf(size=S.CREATEPARMS_SIZE)]) == \
         T.VERR_INVALID_PARAMETER
-    assert g.svc.call(CID, S.FN_READ, [u64(0), u64(1), u64(0), u32(1), buf(size=1)]) == T.VERR_INVALID_PARAMETER
+    assert (g.svc.call(CID, S.FN_READ, [u64(0), u64(1), u64(0), u32(1), buf(size=1)])
+            == T.VERR_INVALID_PARAMETER)
     assert g.svc.call(CID, S.FN_CLOSE, [u32(g.root), u64(12345)]) == T.VERR_INVALID_HANDLE
     assert g.svc.call(CID, 99, []) == T.VERR_NOT_IMPLEMENTED
 

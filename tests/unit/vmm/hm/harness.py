@@ -40,15 +40,6 @@ def real_mode(cs: int, ip: int, sp: int) -> CpuState:
     return s
 
 
-def em_missing() -> str:
-    """'' when E's EM (vmm/em.py) can be imported, else why not."""
-    try:
-        import vmm.em  # noqa: F401
-    except Exception as exc:
-        return f"EM (helper E's vmm/em.py) is not available: {exc}"
-    return ""
-
-
 @functools.cache
 def hm_unusable() -> str:
     """'' when HM can run here, else why not."""
@@ -70,7 +61,7 @@ def rem_unavailable() -> str:
     try:
         import vmm.rem.engine  # noqa: F401
     except Exception as exc:
-        return f"REM (helper E's vmm.rem) is not importable: {exc}"
+        return f"REM (vmm.rem) is not importable: {exc}"
     return ""
 
 
@@ -135,16 +126,14 @@ class Outcome:
     stats: dict = field(default_factory=dict)
 
 
-def make_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus, paravirt: str = "none", os_type: str = ""):
+def make_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus, paravirt: str = "none",
+                os_type: str = ""):
     from vmm.engine_select import create_engine
     return create_engine(kind, memory, io, mmio, paravirt=paravirt, os_type_id=os_type)
 
 
 def run_guest(kind: str, image: bytes, *, paravirt: str = "none", os_type: str = "",
               timeout: float = 30.0, ram: int = 4 << 20) -> Outcome:
-    missing = em_missing()
-    if missing:
-        pytest.skip(missing)
     from vmm.devices.base import IrqLine
     from vmm.devices.pic import PicPair
     from vmm.devices.pit import Pit8254

@@ -8,7 +8,7 @@ import pytest
 
 from tests.unit.vmm.hm import guests
 from tests.unit.vmm.hm.guests import _DONE, _GDT, _TO_PM32, RESULT_PORT
-from tests.unit.vmm.hm.harness import ENGINES, em_missing, real_mode, require_engine
+from tests.unit.vmm.hm.harness import ENGINES, real_mode, require_engine
 from tests.unit.vmm.hm.harness import TestPorts as ResultPorts
 from vmm.bus import Bus
 from vmm.memory import GuestMemory
@@ -159,9 +159,6 @@ idtr: .word 256 * 16 - 1
 @pytest.fixture(params=ENGINES)
 def engine(request):
     require_engine(request.param)
-    missing = em_missing()
-    if missing:
-        pytest.skip(missing)
     return request.param
 
 

@@ -74,12 +74,6 @@ def test_triple_fault_stops_the_vm(engine):
     ("none", (0, 0, 0, 0), 0),
 ])
 def test_cpuid_paravirt_leaves(engine, provider, signature, features):
-    if engine == "rem":
-        import inspect
-
-        from vmm.rem.engine import RemVm
-        if "gim" not in inspect.signature(RemVm.__init__).parameters:
-            pytest.skip("REM does not take a Gim yet (helper E: RemVm(..., gim=) answering CPUID via gim.cpuid)")
     out = run_guest(engine, guests.assemble(guests.CPUID), paravirt=provider)
     assert out.stop is None and out.done
     hvp, *regs, leaf1_eax = out.values

@@ -211,7 +211,8 @@ def test_abi_matches_kernel_headers(tmp_path):
     src = "#include <linux/kvm.h>\n#include <stdio.h>\nint main(void){\n" + "".join(
         f'printf("{n} %lu\\n", (unsigned long){n});\n' for n in names) + "return 0;}\n"
     (tmp_path / "a.c").write_text(src)
-    r = subprocess.run(["gcc", "-o", str(tmp_path / "a"), str(tmp_path / "a.c")], capture_output=True, text=True)
+    r = subprocess.run(["gcc", "-o", str(tmp_path / "a"), str(tmp_path / "a.c")],
+                       capture_output=True, text=True)
     if r.returncode:
         pytest.skip(f"kernel headers unavailable: {r.stderr[:200]}")
     out = subprocess.run([str(tmp_path / "a")], capture_output=True, text=True, check=True).stdout

@@ -33,7 +33,8 @@ def dhcp_discover() -> bytes:
                         bytes(4), bytes(4), MAC + bytes(10), bytes(64), bytes(128))
     bootp += bytes([99, 130, 83, 99, 53, 1, 1, 255])
     udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp
-    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes(4), b"\xff" * 4))
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes(4),
+                               b"\xff" * 4))
     struct.pack_into("!H", ip, 10, csum(bytes(ip)))
     return b"\xff" * 6 + MAC + b"\x08\x00" + bytes(ip) + udp
 

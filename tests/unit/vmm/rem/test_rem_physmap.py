@@ -62,9 +62,11 @@ def test_hm_slot_plan():
     fw = FirmwareImage(bytes(0x20000))
     base = base_slots(mem, fw)
     assert [(s, f, gpa, size) for s, f, gpa, size, _ in base] == [
-        (0, 0, 0, 0xA0000), (1, 0, 0x100000, (64 << 20) - 0x100000), (SLOT_ROM, KVM_MEM_READONLY, 0xFFFE0000, 0x20000)]
+        (0, 0, 0, 0xA0000), (1, 0, 0x100000, (64 << 20) - 0x100000),
+        (SLOT_ROM, KVM_MEM_READONLY, 0xFFFE0000, 0x20000)]
     ws = window_slots(mem, fw, windows_for(bytes([0x10, 0x31, 0, 0, 0, 0, 0]), fw.alias_offset))
-    plan = {gpa: (slot, flags, host - (fw.address if flags and gpa >= 0xE0000 and host >= fw.address else mem.address))
+    plan = {gpa: (slot, flags,
+                  host - (fw.address if flags and gpa >= 0xE0000 and host >= fw.address else mem.address))
             for slot, flags, gpa, _size, host in ws}
     assert plan[0xC0000] == (SLOT_WINDOWS, KVM_MEM_READONLY, 0xC0000)       # RAM read-only
     assert plan[0xC4000] == (SLOT_WINDOWS + 1, 0, 0xC4000)                    # RAM read/write

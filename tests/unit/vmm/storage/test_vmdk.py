@@ -353,7 +353,8 @@ def test_truncated_stream_and_corrupt_grain(tmp_path):
     first = h.overhead * 512
     bad[first + 12:first + 40] = b"\x00" * 28          # break the deflate stream of grain 0
     (tmp_path / "bad.vmdk").write_bytes(bad)
-    with open_image(str(tmp_path / "bad.vmdk")) as img, pytest.raises(DiskImageError, match="corrupt|invalid"):
+    with open_image(str(tmp_path / "bad.vmdk")) as img, pytest.raises(DiskImageError,
+                                                                      match="corrupt|invalid"):
         img.read_at(0, 10)
     bad = bytearray(raw)
     bad[first:first + 8] = struct.pack("<Q", 128)      # a grain claiming to be another one
@@ -462,7 +463,9 @@ def test_reading_a_vmdk_stored_inside_another_file(tmp_path):
     blob = open(st, "rb").read()
     container = tmp_path / "box.ova"
     container.write_bytes(b"x" * 1536 + blob + b"y" * 700)
-    with VmdkImage.open_in_file(str(container), 1536, len(blob)) as img, open_image(st, read_only=True) as ref:
+    with (
+        VmdkImage.open_in_file(str(container), 1536, len(blob)) as img, open_image(st, read_only=True) as ref
+    ):
         assert img.read_at(0, img.size) == ref.read_at(0, ref.size)
         assert img.read_only and img.create_type == "streamOptimized"
     with pytest.raises(DiskImageError, match="not inside the file"):

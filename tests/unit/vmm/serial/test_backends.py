@@ -8,7 +8,8 @@ import time
 import pytest
 
 from vmm.devices.base import IrqLine
-from vmm.devices.serial_backends import (
+from vmm.devices.uart import Uart16550
+from vmm.serial.backends import (
     INPUT_LIMIT,
     OUTPUT_LIMIT,
     DisconnectedBackend,
@@ -22,7 +23,6 @@ from vmm.devices.serial_backends import (
     TcpServerBackend,
     create_backend,
 )
-from vmm.devices.uart import Uart16550
 from vmm.tm import FakeClock
 
 
@@ -232,3 +232,9 @@ def test_create_backend_modes_and_errors(tmp_path):
         create_backend(PortMode.HostDevice, str(tmp_path / "no-such-tty"))
     with pytest.raises(ValueError):
         create_backend(9, "x")
+
+
+def test_port_modes_mirror_the_apis():
+    """The VMM does not import the Main API, so it names VirtualBox's PortMode values itself."""
+    from vboxsvc.api.enums import PortMode as ApiPortMode
+    assert {m.name: int(m) for m in PortMode} == {m.name: int(m) for m in ApiPortMode}
