@@ -112,6 +112,25 @@ class _Proxies(Mapping):
 PROXIES: Mapping[str, type] = _Proxies()
 
 
+_CONVERTERS: dict[tuple[str, int, str], object] = {}
+
+
+def convert(iface: str, kind: int, member: str, value):
+    """A raw result of `member` as the proxy would return it (enums as IntEnums)."""
+    key = (iface, kind, member)
+    conv = _CONVERTERS.get(key, False)
+    if conv is False:
+        spec = INTERFACES.get(iface)
+        conv = None
+        if spec is not None:
+            if kind == GET and member in spec.attributes:
+                conv = _converter(spec.attributes[member].type)
+            elif kind == CALL and member in spec.methods:
+                conv = _converter(spec.methods[member].returns)
+        _CONVERTERS[key] = conv
+    return value if conv is None else conv(value)
+
+
 def make_proxy(conn, ref: Ref) -> Proxy:
     try:
         cls = PROXIES[ref.iface]
