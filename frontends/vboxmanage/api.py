@@ -25,7 +25,7 @@ class Api:
             from vboxsvc.ipc.client import connect
 
             try:
-                cls._client = connect()
+                cls._client = connect(light=True)
             except Exception as exc:
                 if not is_api_error(exc):
                     raise

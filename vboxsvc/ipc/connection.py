@@ -11,24 +11,24 @@ from a small thread pool, while the process keeps making its own calls.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
 from time import monotonic as _monotonic
 
-import zmq
-
 from ..api import errors as rc
 from ..api.errors import VBoxError
-from ..api.events import Event
 from . import autostart, paths
 from .dispatcher import CALL, GET, Deferred, ObjectTable, invoke
 from .proxy import Proxy, make_proxy
 from .wire import CALL as CALL_CHANNEL
 from .wire import CALLEE, MAX_FRAME, Codec, FrameError, Ref, now_ms, sign, verify
 
-log = logging.getLogger("vboxsvc.client")
+
+def _log():
+    import logging  # only when something goes wrong: a short-lived client does not pay for it
+
+    return logging.getLogger("vboxsvc.client")
 
 HELLO_TIMEOUT_S = 20.0
 HELLO_RETRY_S = 2.0
@@ -44,7 +44,9 @@ WAIT_SLICE_MS = 1000
 _SLICED = {"wait_for_completion": 0, "wait_for_operation_completion": 1, "get_event": 1}
 
 
-def _socket(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+def _socket(ctx, endpoint: str):
+    import zmq
+
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.RECONNECT_IVL, 10)
@@ -54,10 +56,37 @@ def _socket(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     return s
 
 
-class Client:
-    """One connection to the service (a COM 'client'): proxies, sessions, exported objects, events."""
+class _ZmqChannel:
+    """The call channel as a pyzmq DEALER socket (reconnects by itself)."""
 
-    def __init__(self, autostart_service: bool = True, name: str | None = None):
+    def __init__(self, ctx, endpoint: str):
+        import zmq
+
+        self._again = zmq.Again
+        self._sock = _socket(ctx, endpoint)
+
+    def send(self, body: bytes) -> None:
+        self._sock.send(body)
+
+    def recv(self, timeout_s: float) -> bytes | None:
+        try:
+            return self._sock.recv()  # RCVTIMEO: wakes every POLL_MS
+        except self._again:
+            return None
+
+    def close(self) -> None:
+        self._sock.close(0)
+
+
+class Client:
+    """One connection to the service (a COM 'client'): proxies, sessions, exported objects, events.
+
+    `light` carries the calls over vboxsvc.ipc.zmtp instead of pyzmq: for a process that makes
+    a few calls and exits (the CLI), where loading pyzmq costs more than the calls. pyzmq is
+    still loaded once the process exports objects (the callee channel).
+    """
+
+    def __init__(self, autostart_service: bool = True, name: str | None = None, light: bool = False):
         if autostart_service:
             autostart.ensure_service()
         self.key = paths.load_key(create=False)
@@ -65,8 +94,13 @@ class Client:
         self.sid = os.urandom(16)
         self.table = ObjectTable(self.sid)
         self.codec = Codec(self._to_ref, self._from_ref)
-        self._ctx = zmq.Context()
-        self._sock = _socket(self._ctx, self.endpoint)
+        self._ctx = None
+        if light:
+            from .zmtp import ZmtpChannel
+
+            self._sock = ZmtpChannel(self.endpoint[len("ipc://"):], MAX_FRAME + 4096)
+        else:
+            self._sock = _ZmqChannel(self.zmq_context(), self.endpoint)
         self._lock = threading.Lock()
         self._seq = 0
         self._closed = False
@@ -96,6 +130,13 @@ class Client:
                 if autostart_service and not autostart.probe(paths.socket_path()):
                     autostart.ensure_service()
         return self._request(dict(hello), timeout_s=HELLO_TIMEOUT_S)
+
+    def zmq_context(self):
+        if self._ctx is None:
+            import zmq
+
+            self._ctx = zmq.Context()
+        return self._ctx
 
     # --- public API ----------------------------------------------------------------------
     def session(self):
@@ -232,13 +273,18 @@ class Client:
             if len(body) > MAX_FRAME:
                 raise VBoxError(rc.E_INVALIDARG, "The call is too large for the bus")
             sock = self._sock
-            sock.send(sign(self.key, body)[0])
+            try:
+                sock.send(sign(self.key, body)[0])
+            except Exception as e:
+                raise _gone(e) from None
             start = _monotonic()
             stopped_since = None
             while True:
                 try:
-                    parts = [sock.recv()]  # RCVTIMEO: wakes every POLL_MS to check the service
-                except zmq.Again:
+                    frame = sock.recv(POLL_MS / 1000)  # wakes every POLL_MS to check the service
+                except Exception as e:
+                    raise _gone(e) from None
+                if frame is None:
                     now = _monotonic()
                     if timeout_s is not None and now - start >= timeout_s:
                         raise VBoxError(rc.NS_ERROR_CALL_FAILED,
@@ -259,9 +305,9 @@ class Client:
                             stopped_since = None
                     continue
                 try:
-                    reply = self.codec.unpack(verify(self.key, parts))
+                    reply = self.codec.unpack(verify(self.key, [frame]))
                 except FrameError as e:
-                    log.warning("dropped a bad reply: %s", e)
+                    _log().warning("dropped a bad reply: %s", e)
                     continue
                 if not isinstance(reply, dict) or reply.get("i") != seq:
                     continue  # a late answer to an abandoned request
@@ -300,7 +346,9 @@ class Client:
         callee_left = False
         if self._callee is not None:
             callee_left = not self._callee.stop()
-        self._sock.close(0)
+        self._sock.close()
+        if self._ctx is None:
+            return
         if callee_left:
             # term() waits for every socket: let the callee thread close its own, never block here
             threading.Thread(target=self._ctx.term, name="vbox-ctx-term", daemon=True).start()
@@ -315,6 +363,15 @@ class Client:
                 self._teardown()
         except Exception:
             pass
+
+
+def _gone(error: Exception) -> VBoxError:
+    """What a caller sees when the call channel broke (pyzmq errors pass through unchanged)."""
+    from .zmtp import ChannelClosed
+
+    if not isinstance(error, ChannelClosed):
+        raise error
+    return VBoxError(rc.NS_ERROR_CALL_FAILED, "The VirtualBox service (vboxsvc) has terminated", "IVirtualBox", "")
 
 
 def _process_state(pid: int) -> str | None:
@@ -339,7 +396,7 @@ class _CallbackListener:
     def __init__(self, callback):
         self._callback = callback
 
-    def handle_event(self, event: Event) -> None:
+    def handle_event(self, event) -> None:  # an api.events.Event
         self._callback(event)
 
 
@@ -350,7 +407,7 @@ class _Callee:
 
     def __init__(self, client: Client):
         self.client = client
-        self._ctx = client._ctx
+        self._ctx = client.zmq_context()
         import concurrent.futures  # only processes that export objects need a pool
         self._pool = concurrent.futures.ThreadPoolExecutor(self.WORKERS, thread_name_prefix="vbox-callee")
         self._events = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vbox-events")
@@ -409,6 +466,8 @@ class _Callee:
         sock.send_multipart(sign(self.client.key, body))
 
     def _run(self) -> None:
+        import zmq
+
         sock = _socket(self._ctx, self.client.endpoint)
         try:
             self._send(sock, {"op": "hello", "i": 0, "pid": os.getpid()})
@@ -456,7 +515,7 @@ class _Callee:
         try:
             msg = self.client.codec.unpack(verify(self.client.key, parts))
         except FrameError as e:
-            log.warning("dropped a bad incoming call: %s", e)
+            _log().warning("dropped a bad incoming call: %s", e)
             return
         if not isinstance(msg, dict) or msg.get("op") != "call":
             return
