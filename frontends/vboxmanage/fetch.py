@@ -112,6 +112,8 @@ def prefetch(root, plans: dict[str, Plan], levels: int = 8):
             return [wrap(v) for v in value]
         return value
 
+    if not _is_proxy(root):
+        return root  # a local object (tests' fakes): nothing to save
     top = wrap(root)
     ready: list[Fetched] = []  # their attributes have been read: the calls that need them can go
     for _ in range(levels):

@@ -13,7 +13,6 @@ import ast
 import re
 from collections.abc import Mapping
 
-from . import enums
 from .interfaces import SCHEMA_TEXT
 
 _SNAKE1 = re.compile(r"([A-Z]+)([A-Z][a-z])")
@@ -28,6 +27,12 @@ def snake(name: str) -> str:
 
 
 _ENUM_CACHE: dict = {}
+
+
+def _enum(name: str):
+    from . import enums  # on the first enum-typed value: a client reading only strings never builds them
+
+    return getattr(enums, name, None)
 SCALARS = {"str": str, "int": int, "bool": bool, "bytes": bytes, "float": float, "any": object}
 
 
@@ -73,7 +78,7 @@ class Type(_Value):
         try:
             return _ENUM_CACHE[self.name]
         except KeyError:
-            e = _ENUM_CACHE[self.name] = getattr(enums, self.name, None) if not self.is_interface else None
+            e = _ENUM_CACHE[self.name] = _enum(self.name) if not self.is_interface else None
             return e
 
     def __str__(self) -> str:

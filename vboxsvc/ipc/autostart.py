@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import socket
 import sys
 import time
 
@@ -26,7 +25,9 @@ START_TIMEOUT_S = 20.0
 
 def probe(path: str) -> bool:
     """True if something (the service, or systemd holding its socket) listens on the endpoint."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    import _socket  # the socket module's wrappers cost every client start-up time; nothing here needs them
+
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         s.connect(path)
         return True

@@ -18,8 +18,6 @@ import time
 
 import msgpack
 
-from ..api.events import Event
-
 MAX_FRAME = 16 * 1024 * 1024      # bytes per body; ZeroMQ drops peers that send more
 MAC_BYTES = 32
 CLOCK_WINDOW_MS = 30_000           # how stale (or early) a frame's timestamp may be
@@ -88,7 +86,7 @@ def _decode_ref(data: bytes) -> Ref:
     return Ref(val[0], val[1], val[2])
 
 
-def pack_event(ev: Event) -> msgpack.ExtType:
+def pack_event(ev) -> msgpack.ExtType:
     return msgpack.ExtType(EXT_EVENT, msgpack.packb(ev.to_wire(), default=_plain))
 
 
@@ -105,6 +103,8 @@ class Codec:
         self._local = threading.local()
 
     def _default(self, obj):
+        from ..api.events import Event  # only values msgpack cannot pack come here
+
         if isinstance(obj, Event):
             return pack_event(obj)
         if isinstance(obj, Ref):
@@ -118,6 +118,8 @@ class Codec:
         if code == EXT_REF:
             return self._from_ref(unpack_ref(data))
         if code == EXT_EVENT:
+            from ..api.events import Event
+
             try:
                 return Event.from_wire(msgpack.unpackb(data))
             except (ValueError, TypeError, KeyError) as e:
