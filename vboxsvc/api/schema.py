@@ -9,7 +9,6 @@ so they cannot drift apart (tests/unit/vboxsvc/test_schema.py checks the impleme
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Mapping
 
@@ -115,24 +114,39 @@ _ATTR = re.compile(r"^(?P<name>\w+)\s*:\s*(?P<type>\[?\w+\]?)\s*(?P<rw>rw)?$")
 _METH = re.compile(r"^(?P<name>\w+)\((?P<params>.*)\)\s*(->\s*(?P<ret>\[?\w+\]?))?$")
 
 
-def _type(text: str, where: str) -> Type:
+def _type(text: str, where: str, strict: bool = True) -> Type:
     text = text.strip()
     is_list = text.startswith("[")
     name = text.strip("[]")
     t = Type(name, is_list)
-    if name not in SCALARS and not t.is_interface and t.enum is None and name != "IEvent":
+    if not name.isidentifier() or (strict and name not in SCALARS and not t.is_interface and t.enum is None
+                                   and name != "IEvent"):
         raise ValueError(f"schema: unknown type {text!r} in {where}")
     return t
 
 
-def _params(text: str, where: str) -> tuple[Param, ...]:
+def _params(text: str, where: str, strict: bool) -> tuple[Param, ...]:
     out = []
     for part in filter(None, (p.strip() for p in _split(text))):
         decl, eq, default = part.partition("=")
         pname, _, ptype = decl.partition(":")
-        out.append(Param(snake(pname.strip()), pname.strip(), _type(ptype, where), bool(eq),
-                         ast.literal_eval(default.strip()) if eq else None))
+        out.append(Param(snake(pname.strip()), pname.strip(), _type(ptype, where, strict), bool(eq),
+                         _literal(default.strip()) if eq else None))
     return tuple(out)
+
+
+def _literal(text: str):
+    """A default value: the common ones without the ast module, the rest through it."""
+    if text in _LITERALS:
+        return _LITERALS[text]
+    if text.lstrip("-").isdigit():
+        return int(text)
+    import ast
+
+    return ast.literal_eval(text)
+
+
+_LITERALS = {"None": None, "True": True, "False": False, '""': "", "''": "", "[]": []}
 
 
 def _split(text: str) -> list[str]:
@@ -156,7 +170,9 @@ def _split(text: str) -> list[str]:
     return parts
 
 
-def parse(text: str) -> dict[str, Interface]:
+def parse(text: str, strict: bool = True) -> dict[str, Interface]:
+    """Interfaces of a schema text; `strict` resolves every enum type at once (the lazy loader
+    below leaves that to first use, and tests/unit/vboxsvc/test_schema.py checks they all resolve)."""
     ifaces: dict[str, Interface] = {}
     cur: Interface | None = None
     for lineno, raw in enumerate(text.splitlines(), 1):
@@ -172,11 +188,11 @@ def parse(text: str) -> dict[str, Interface]:
         line = line.strip()
         if m := _METH.match(line):
             name = snake(m["name"])
-            ret = _type(m["ret"], where) if m["ret"] else None
-            cur.methods[name] = Method(name, m["name"], _params(m["params"], where), ret, cur.name)
+            ret = _type(m["ret"], where, strict) if m["ret"] else None
+            cur.methods[name] = Method(name, m["name"], _params(m["params"], where, strict), ret, cur.name)
         elif m := _ATTR.match(line):
             name = snake(m["name"])
-            cur.attributes[name] = Attribute(name, m["name"], _type(m["type"], where), not m["rw"], cur.name)
+            cur.attributes[name] = Attribute(name, m["name"], _type(m["type"], where, strict), not m["rw"], cur.name)
         else:
             raise ValueError(f"schema: cannot parse {where}: {raw!r}")
     return ifaces
@@ -205,7 +221,7 @@ class _Interfaces(Mapping):
     def __getitem__(self, name: str) -> Interface:
         iface = self._parsed.get(name)
         if iface is None:
-            iface = parse(self._text[name])[name]  # KeyError for unknown names
+            iface = parse(self._text[name], strict=False)[name]  # KeyError for unknown names
             self._parsed[name] = iface
         return iface
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..api.schema import INTERFACES, Interface, Type
+from ..api.schema import INTERFACES, SCALARS, Interface, Type
 from .dispatcher import CALL, GET, SET
 from .wire import Ref
 
@@ -35,13 +35,26 @@ class Proxy:
 
 
 def _converter(t: Type | None):
-    """A function turning a raw result into the schema's type (IntEnums), or None when nothing to do."""
-    enum = t.enum if t is not None else None
-    if enum is None:
+    """A function turning a raw result into the schema's type (IntEnums), or None when nothing to do.
+
+    The enum class is looked up on the first result, not when the proxy class is made: a client
+    that reads only strings and objects never builds the enumerations."""
+    if t is None or t.name in SCALARS or t.is_interface or t.name == "IEvent":
         return None
-    if t.is_list:
-        return lambda value: value if value is None else [_enum_or_int(enum, v) for v in value]
-    return lambda value: value if value is None else _enum_or_int(enum, value)
+    enum = None
+
+    def convert(value):
+        nonlocal enum
+        if value is None:
+            return None
+        if enum is None:
+            enum = t.enum
+            if enum is None:
+                return value
+        if t.is_list:
+            return [_enum_or_int(enum, v) for v in value]
+        return _enum_or_int(enum, value)
+    return convert
 
 
 def _enum_or_int(enum, v):

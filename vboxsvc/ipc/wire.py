@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import sys
 import threading
 import time
 
@@ -23,6 +24,8 @@ MAC_BYTES = 32
 CLOCK_WINDOW_MS = 30_000           # how stale (or early) a frame's timestamp may be
 EXT_REF = 1
 EXT_EVENT = 2
+
+_EVENTS = __name__.rsplit(".", 2)[0] + ".api.events"
 
 # channels
 CALL = 0
@@ -103,12 +106,11 @@ class Codec:
         self._local = threading.local()
 
     def _default(self, obj):
-        from ..api.events import Event  # only values msgpack cannot pack come here
-
-        if isinstance(obj, Event):
-            return pack_event(obj)
         if isinstance(obj, Ref):
             return pack_ref(obj)
+        events = sys.modules.get(_EVENTS)  # not loaded: obj cannot be an Event
+        if events is not None and isinstance(obj, events.Event):
+            return pack_event(obj)
         ref = self._to_ref(obj)
         if ref is None:
             raise TypeError(f"cannot send {type(obj).__name__} on the bus")

@@ -73,11 +73,12 @@ def test_contract_names_exist():
 
 def test_every_type_resolves():
     for iface in INTERFACES.values():
-        members = list(iface.attributes.values()) + [p for m in iface.methods.values() for p in m.params]
-        for member in members:
-            t = member.type
+        typed = ([(a.name, a.type) for a in iface.attributes.values()]
+                 + [(f"{m.name}({p.name})", p.type) for m in iface.methods.values() for p in m.params]
+                 + [(f"{m.name}() ->", m.returns) for m in iface.methods.values() if m.returns])
+        for what, t in typed:
             assert t.name in ("str", "int", "bool", "bytes", "any", "float", "IEvent") or \
-                t.name in INTERFACES or getattr(enums, t.name, None) is not None, (iface.name, member)
+                t.name in INTERFACES or getattr(enums, t.name, None) is not None, (iface.name, what)
 
 
 def test_server_implements_the_schema():
