@@ -31,7 +31,7 @@ def os_description(vbox, os_type_id: str) -> str:
         return os_type_id
 
 
-def _plans() -> dict:
+def plans() -> dict:
     """What collect() reads of each interface, so that prefetch() reads it in a few batches."""
     from vboxsvc.api.enums import CPUPropertyTypeX86 as Cpu
     from vboxsvc.api.enums import HWVirtExPropertyType as Hw
@@ -89,7 +89,7 @@ def collect(vbox, machine, batched: bool = True) -> dict:
     if batched:
         from .fetch import prefetch
 
-        machine = prefetch(machine, _plans())
+        machine = prefetch(machine, plans())
     if not machine.accessible:
         return {"accessible": False, "uuid": machine.id, "cfg_file": machine.settings_file_path,
                 "access_error": _access_error(machine)}
