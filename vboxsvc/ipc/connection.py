@@ -39,6 +39,7 @@ POLL_MS = 1000
 CALL_TIMEOUT_S = float(os.environ.get("VBOXPY_CALL_TIMEOUT_S") or 60.0)
 STOPPED_GRACE_S = 3.0
 BATCH_MAX = 4096  # calls per batch frame (the service's bound)
+_HELD: dict[int, list] = {}  # id(client) -> its ZeroMQ context and sockets, until the client is torn down
 WAIT_SLICE_MS = 1000
 # calls that wait on the service side -> position of their timeout argument
 _SLICED = {"wait_for_completion": 0, "wait_for_operation_completion": 1, "get_event": 1}
@@ -95,12 +96,18 @@ class Client:
         self.table = ObjectTable(self.sid)
         self.codec = Codec(self._to_ref, self._from_ref)
         self._ctx = None
+        # the ZeroMQ context and socket stay reachable from here until _teardown: a client dropped
+        # without close() is garbage together with its proxies (a cycle), and the collector must run
+        # our __del__ (which closes the socket first), never the context's own (which would wait for
+        # that socket for ever)
+        _HELD[id(self)] = self._held = []
         if light:
             from .zmtp import ZmtpChannel
 
             self._sock = ZmtpChannel(self.endpoint[len("ipc://"):], MAX_FRAME + 4096)
         else:
             self._sock = _ZmqChannel(self.zmq_context(), self.endpoint)
+        self._held.append(self._sock)
         self._lock = threading.Lock()
         self._seq = 0
         self._closed = False
@@ -136,6 +143,7 @@ class Client:
             import zmq
 
             self._ctx = zmq.Context()
+            self._held.append(self._ctx)
         return self._ctx
 
     # --- public API ----------------------------------------------------------------------
@@ -347,6 +355,7 @@ class Client:
         if self._callee is not None:
             callee_left = not self._callee.stop()
         self._sock.close()
+        _HELD.pop(id(self), None)
         if self._ctx is None:
             return
         if callee_left:
