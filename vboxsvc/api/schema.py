@@ -9,20 +9,73 @@ so they cannot drift apart (tests/unit/vboxsvc/test_schema.py checks the impleme
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from .interfaces import SCHEMA_TEXT
 
-_SNAKE1 = re.compile(r"([A-Z]+)([A-Z][a-z])")
-_SNAKE2 = re.compile(r"([a-z])([A-Z])")
-_SNAKE3 = re.compile(r"(\d)([A-Z][a-z])")
+_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
+_DIGIT = frozenset("0123456789")
+_WORD = _UPPER | _LOWER | _DIGIT | {"_"}
+
+
+def _split_before(text: str, at) -> str:
+    return "".join(("_" + c) if i and at(text, i) else c for i, c in enumerate(text))
 
 
 def snake(name: str) -> str:
     """VirtualBox name -> Python name: createMachine -> create_machine, HWVirtExProperty -> hw_virt_ex_property,
-    is64Bit -> is64_bit, acceleration3DAvailable -> acceleration3d_available."""
-    return _SNAKE3.sub(r"\1_\2", _SNAKE2.sub(r"\1_\2", _SNAKE1.sub(r"\1_\2", name))).lower()
+    is64Bit -> is64_bit, acceleration3DAvailable -> acceleration3d_available.
+
+    Three passes, by hand rather than with `re` (every client parses names at start-up): an
+    underscore before the last capital of a run of capitals that a lower-case letter follows, then
+    between a lower-case letter and a capital, then between a digit and a capitalised word."""
+    def last_capital(t, i):
+        return t[i] in _UPPER and t[i - 1] in _UPPER and i + 1 < len(t) and t[i + 1] in _LOWER
+
+    def camel(t, i):
+        return t[i] in _UPPER and t[i - 1] in _LOWER
+
+    def after_digit(t, i):
+        return t[i] in _UPPER and t[i - 1] in _DIGIT and i + 1 < len(t) and t[i + 1] in _LOWER
+
+    return _split_before(_split_before(_split_before(name, last_capital), camel), after_digit).lower()
+
+
+def _word(text: str) -> bool:
+    return bool(text) and all(c in _WORD for c in text)
+
+
+def _type_text(text: str) -> bool:
+    """`\\[?\\w+\\]?`: a word, maybe in brackets."""
+    return _word(text[text.startswith("["):len(text) - text.endswith("]")] if text else "")
+
+
+def _method_line(line: str) -> tuple[str, str, str | None] | None:
+    """`name(params) [-> type]` -> (name, params, return type or None)."""
+    name, paren, rest = line.partition("(")
+    close = rest.rfind(")")
+    if not paren or not _word(name) or close < 0:
+        return None
+    tail = rest[close + 1:].strip()
+    if not tail:
+        return name, rest[:close], None
+    if tail.startswith("->") and _type_text(tail[2:].strip()):
+        return name, rest[:close], tail[2:].strip()
+    return None
+
+
+def _attribute_line(line: str) -> tuple[str, str, bool] | None:
+    """`name: type [rw]` -> (name, type, writable)."""
+    name, colon, rest = line.partition(":")
+    words = rest.split()
+    if not colon or not _word(name.rstrip()) or not 1 <= len(words) <= 2:
+        return None
+    if len(words) == 2 and words[1] != "rw":
+        return None
+    if not _type_text(words[0]):
+        return None
+    return name.rstrip(), words[0], len(words) == 2
 
 
 _ENUM_CACHE: dict = {}
@@ -110,8 +163,6 @@ class Interface:
         return self.attributes.get(name) or self.methods.get(name)
 
 
-_ATTR = re.compile(r"^(?P<name>\w+)\s*:\s*(?P<type>\[?\w+\]?)\s*(?P<rw>rw)?$")
-_METH = re.compile(r"^(?P<name>\w+)\((?P<params>.*)\)\s*(->\s*(?P<ret>\[?\w+\]?))?$")
 
 
 def _type(text: str, where: str, strict: bool = True) -> Type:
@@ -186,13 +237,15 @@ def parse(text: str, strict: bool = True) -> dict[str, Interface]:
             continue
         assert cur is not None, where
         line = line.strip()
-        if m := _METH.match(line):
-            name = snake(m["name"])
-            ret = _type(m["ret"], where, strict) if m["ret"] else None
-            cur.methods[name] = Method(name, m["name"], _params(m["params"], where, strict), ret, cur.name)
-        elif m := _ATTR.match(line):
-            name = snake(m["name"])
-            cur.attributes[name] = Attribute(name, m["name"], _type(m["type"], where, strict), not m["rw"], cur.name)
+        if m := _method_line(line):
+            xidl, params, ret_text = m
+            name = snake(xidl)
+            ret = _type(ret_text, where, strict) if ret_text else None
+            cur.methods[name] = Method(name, xidl, _params(params, where, strict), ret, cur.name)
+        elif a := _attribute_line(line):
+            xidl, type_text, writable = a
+            name = snake(xidl)
+            cur.attributes[name] = Attribute(name, xidl, _type(type_text, where, strict), not writable, cur.name)
         else:
             raise ValueError(f"schema: cannot parse {where}: {raw!r}")
     return ifaces

@@ -73,8 +73,9 @@ def home_tag(home: str | None = None) -> str:
     home = canonical_home() if home is None else os.path.realpath(home)
     if home == default_home():
         return ""
-    import hashlib  # not needed on the default home's path
-    return hashlib.sha256(home.encode()).hexdigest()[:12]
+    from .wire import sha256  # not needed on the default home's path
+
+    return sha256(home.encode()).hexdigest()[:12]
 
 
 def _name(stem: str, ext: str) -> str:

@@ -11,11 +11,10 @@ Object references and events are msgpack extension types; nothing is ever pickle
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import sys
 import threading
 import time
+from _operator import _compare_digest as compare_digest  # hmac.compare_digest, without loading OpenSSL
 
 import msgpack
 
@@ -147,6 +146,22 @@ class Codec:
             raise FrameError(f"undecodable body: {type(e).__name__}: {e}") from None
 
 
+def sha256(data: bytes = b""):
+    """A SHA-256 hash object: OpenSSL's when hashlib is loaded already (the service), else Python's
+    own `_sha256` (the same digest), which spares a short-lived client loading libcrypto."""
+    if "_hashlib" in sys.modules:
+        import hashlib
+
+        return hashlib.sha256(data)
+    try:
+        from _sha256 import sha256 as own
+    except ImportError:
+        import hashlib
+
+        return hashlib.sha256(data)
+    return own(data)
+
+
 class _Mac:
     """HMAC-SHA256 under one key with the padded key blocks hashed once (RFC 2104 done by hand).
 
@@ -158,10 +173,10 @@ class _Mac:
 
     def __init__(self, key: bytes):
         if len(key) > 64:
-            key = hashlib.sha256(key).digest()
+            key = sha256(key).digest()
         key = key.ljust(64, b"\0")
-        self.inner = hashlib.sha256(key.translate(_IPAD))
-        self.outer = hashlib.sha256(key.translate(_OPAD))
+        self.inner = sha256(key.translate(_IPAD))
+        self.outer = sha256(key.translate(_OPAD))
 
     def digest(self, body: bytes) -> bytes:
         inner = self.inner.copy()
@@ -199,7 +214,7 @@ def verify(key: bytes, parts: list[bytes]) -> bytes:
     if len(frame) <= MAC_BYTES:
         raise FrameError("short frame")
     body, mac = frame[:-MAC_BYTES], frame[-MAC_BYTES:]
-    if not hmac.compare_digest(_mac(key).digest(body), mac):
+    if not compare_digest(_mac(key).digest(body), mac):
         raise FrameError("bad signature")
     return body
 
