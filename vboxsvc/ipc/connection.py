@@ -11,9 +11,9 @@ from a small thread pool, while the process keeps making its own calls.
 
 from __future__ import annotations
 
+import _thread  # a lock without importing threading (only the callee channel needs threads)
 import os
 import sys
-import threading
 from time import monotonic as _monotonic
 
 from ..api import errors as rc
@@ -108,7 +108,7 @@ class Client:
         else:
             self._sock = _ZmqChannel(self.zmq_context(), self.endpoint)
         self._held.append(self._sock)
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._seq = 0
         self._closed = False
         self._callee: _Callee | None = None
@@ -360,6 +360,8 @@ class Client:
             return
         if callee_left:
             # term() waits for every socket: let the callee thread close its own, never block here
+            import threading
+
             threading.Thread(target=self._ctx.term, name="vbox-ctx-term", daemon=True).start()
         else:
             self._ctx.term()
@@ -424,6 +426,8 @@ class _Callee:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._seq = 0
+        import threading
+
         self._started = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -448,6 +452,8 @@ class _Callee:
             os.write(self._wake_w, b"x")
         except OSError:
             pass
+        import threading
+
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(2)
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -541,6 +547,8 @@ class _Callee:
                 raise VBoxError(rc.E_INVALIDARG, "call on an object this process does not export")
             result = invoke(target, msg.get("k", CALL), msg.get("m"), msg.get("a", ()), msg.get("w"))
             if isinstance(result, Deferred):
+                import threading
+
                 done = threading.Event()
                 box = []
                 result.add_callback(lambda v, e: (box.append((v, e)), done.set()))

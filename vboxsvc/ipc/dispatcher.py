@@ -9,8 +9,8 @@ result or raises VBoxError. Only schema members are reachable, never other attri
 
 from __future__ import annotations
 
+import _thread  # threading's Lock, without importing threading
 import itertools
-import threading
 
 from ..api import errors as rc
 from ..api.errors import VBoxError
@@ -72,7 +72,7 @@ class ObjectTable:
         self._oid_of: dict[int, int] = {}
         self._tags: dict[object, set[int]] = {}
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def ref(self, obj, tag=None) -> Ref:
         iface = getattr(obj, "__interface__", None)

@@ -12,9 +12,9 @@ Object references and events are msgpack extension types; nothing is ever pickle
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from _operator import _compare_digest as compare_digest  # hmac.compare_digest, without loading OpenSSL
+from _thread import _local  # threading.local (threading itself is not needed here)
 
 import msgpack
 
@@ -102,7 +102,7 @@ class Codec:
     def __init__(self, to_ref, from_ref):
         self._to_ref = to_ref
         self._from_ref = from_ref
-        self._local = threading.local()
+        self._local = _local()
 
     def _default(self, obj):
         if isinstance(obj, Ref):
