@@ -84,6 +84,7 @@ def test_showvminfo_with_a_snapshot(vbm, configured):
     code, out, _ = same(vbm, "showvminfo", "rich", "--machinereadable")
     assert code == 0 and 'SnapshotName="first"' in out
     same(vbm, "showvminfo", "rich")
+    assert same(vbm, "snapshot", "rich", "showvminfo", "first")[0] == 0
 
 
 def test_list_vms_batched_equals_per_attribute(vbm, configured):
