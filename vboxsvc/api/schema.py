@@ -19,27 +19,22 @@ _DIGIT = frozenset("0123456789")
 _WORD = _UPPER | _LOWER | _DIGIT | {"_"}
 
 
-def _split_before(text: str, at) -> str:
-    return "".join(("_" + c) if i and at(text, i) else c for i, c in enumerate(text))
-
-
 def snake(name: str) -> str:
     """VirtualBox name -> Python name: createMachine -> create_machine, HWVirtExProperty -> hw_virt_ex_property,
     is64Bit -> is64_bit, acceleration3DAvailable -> acceleration3d_available.
 
-    Three passes, by hand rather than with `re` (every client parses names at start-up): an
-    underscore before the last capital of a run of capitals that a lower-case letter follows, then
-    between a lower-case letter and a capital, then between a digit and a capitalised word."""
-    def last_capital(t, i):
-        return t[i] in _UPPER and t[i - 1] in _UPPER and i + 1 < len(t) and t[i + 1] in _LOWER
-
-    def camel(t, i):
-        return t[i] in _UPPER and t[i - 1] in _LOWER
-
-    def after_digit(t, i):
-        return t[i] in _UPPER and t[i - 1] in _DIGIT and i + 1 < len(t) and t[i + 1] in _LOWER
-
-    return _split_before(_split_before(_split_before(name, last_capital), camel), after_digit).lower()
+    An underscore goes before a capital that follows a lower-case letter, and before a capital that
+    starts a word (a lower-case letter follows) after a capital or a digit; done by hand in one pass
+    rather than with `re` (every client parses names at start-up)."""
+    out = []
+    last = len(name) - 1
+    for i, c in enumerate(name):
+        if i and c in _UPPER:
+            before = name[i - 1]
+            if before in _LOWER or ((before in _UPPER or before in _DIGIT) and i < last and name[i + 1] in _LOWER):
+                out.append("_")
+        out.append(c)
+    return "".join(out).lower()
 
 
 def _word(text: str) -> bool:
