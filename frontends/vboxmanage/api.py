@@ -97,10 +97,11 @@ class call:  # noqa: N801 - used like the contextmanager it replaces: `with call
         raise CommandFailed(error_block(exc, where)) from exc
 
 
-def lock_type(name: str):
-    from vboxsvc.api import LockType
+LOCK_TYPES = {"Shared": 1, "Write": 2, "VM": 3}  # LockType (VirtualBox.xidl); the service checks the value
 
-    return getattr(LockType, name)
+
+def lock_type(name: str) -> int:
+    return LOCK_TYPES[name]
 
 
 class locked:  # noqa: N801 - used like the contextmanager it replaces: `with locked(...) as session:`

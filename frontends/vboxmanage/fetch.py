@@ -18,8 +18,10 @@ GET, CALL = 1, 0  # vboxsvc.ipc.dispatcher's call kinds (not imported: that modu
 
 
 def batch(calls) -> list:
-    """(ok, value or error) per (proxy, kind, member, args), in one round trip."""
-    return Api.client().batch(calls)
+    """(ok, value or error) per (proxy, kind, member, args), in one round trip. Enum-typed values
+    come as plain ints (equal to the IntEnums; the CLI names values itself): building the
+    enumeration classes would cost each run more than the round trips it saves."""
+    return Api.client().batch(calls, enums=False)
 
 
 class Plan:

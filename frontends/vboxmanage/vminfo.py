@@ -31,11 +31,21 @@ def os_description(vbox, os_type_id: str) -> str:
         return os_type_id
 
 
+class Cpu:
+    """CPUPropertyTypeX86 values showvminfo asks for (VirtualBox.xidl; plain ints: showvminfo does
+    not build the enumeration classes, tests/unit/frontends/vboxmanage checks the values)."""
+
+    PAE, LongMode, TripleFaultReset, APIC, X2APIC, HWVirt = 1, 2, 3, 4, 5, 8
+
+
+class Hw:
+    """HWVirtExPropertyType values showvminfo asks for (VirtualBox.xidl)."""
+
+    Enabled, VPID, NestedPaging, UnrestrictedExecution, LargePages, VirtVmsaveVmload = 1, 2, 3, 4, 5, 8
+
+
 def plans() -> dict:
     """What collect() reads of each interface, so that prefetch() reads it in a few batches."""
-    from vboxsvc.api.enums import CPUPropertyTypeX86 as Cpu
-    from vboxsvc.api.enums import HWVirtExPropertyType as Hw
-
     from .fetch import Plan
 
     cpu = [("get_cpu_property", (p,)) for p in (Cpu.PAE, Cpu.LongMode, Cpu.TripleFaultReset, Cpu.APIC,
@@ -93,9 +103,6 @@ def collect(vbox, machine, batched: bool = True) -> dict:
     if not machine.accessible:
         return {"accessible": False, "uuid": machine.id, "cfg_file": machine.settings_file_path,
                 "access_error": _access_error(machine)}
-    from vboxsvc.api.enums import CPUPropertyTypeX86 as Cpu
-    from vboxsvc.api.enums import HWVirtExPropertyType as Hw
-
     platform = machine.platform
     x86 = platform.x86
     fw = machine.firmware_settings

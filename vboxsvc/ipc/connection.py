@@ -213,12 +213,13 @@ class Client:
             msg["w"] = kwargs
         return self._request(msg, timeout_s=CALL_TIMEOUT_S)
 
-    def batch(self, calls) -> list:
+    def batch(self, calls, enums: bool = True) -> list:
         """Run independent calls in one round trip; for each, (True, result) or (False, VBoxError).
 
         `calls` holds (proxy, kind, member, args) with kind GET (args empty) or CALL (positional
         args). Each entry runs on its object exactly as the lone call would (the same checks, the
         same errors); only the round trips are shared. The one-call-per-member API is unchanged.
+        Results typed as enums are IntEnums as from the proxies, or plain ints with enums=False.
         """
         from .proxy import convert
 
@@ -234,7 +235,7 @@ class Client:
                 if failed:
                     out.append((False, VBoxError.from_wire(value)))
                 else:
-                    out.append((True, convert(p._ref.iface, kind, member, value)))
+                    out.append((True, convert(p._ref.iface, kind, member, value) if enums else value))
         return out
 
     def _sliced(self, ref: Ref, member: str, args: list, kwargs: dict):

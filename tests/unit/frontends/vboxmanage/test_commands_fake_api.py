@@ -119,7 +119,7 @@ def api(monkeypatch):
         sessions.append(FakeSession())
         return sessions[-1]
 
-    def batch(calls):  # as the service runs a batch: each call on its own, its error kept
+    def batch(calls, enums=True):  # as the service runs a batch: each call on its own, its error kept
         out = []
         for obj, kind, member, args in calls:
             try:
