@@ -5,8 +5,8 @@ thread costs it more than the calls. This channel speaks the ZeroMQ wire protoco
 service's ROUTER socket expects (ZMTP 3.0, RFC 23: the 64-byte greeting, the NULL
 mechanism's READY command with Socket-Type DEALER, then length-prefixed frames) on a
 blocking Unix socket, with the same bound on frame sizes. Frames and their signatures are
-the bus's own (wire.py); only the transport differs from the pyzmq socket long-lived
-processes use, and the service cannot tell the two apart.
+the bus's own (wire.py), checked and answered by the service exactly as those of the pyzmq
+sockets long-lived processes use.
 """
 
 from __future__ import annotations
