@@ -90,6 +90,14 @@ def _is_proxy(value) -> bool:
 
 def prefetch(root, plans: dict[str, Plan], levels: int = 8):
     """`root` and every object reached through planned reads, fetched level by level."""
+    from vboxsvc.ipc.proxy import member  # the schema's members of a proxy class (None: not in this schema)
+
+    def is_attribute(cls, name: str) -> bool:
+        return isinstance(member(cls, name), property)
+
+    def is_method(cls, name: str) -> bool:
+        return callable(member(cls, name))
+
     made: dict = {}
     todo: list[tuple[Fetched, str, tuple | None]] = []
     fresh: list[Fetched] = []  # wrapped since the last batch: their attributes are in the next one
@@ -101,8 +109,8 @@ def prefetch(root, plans: dict[str, Plan], levels: int = 8):
             plan = plans.get(type(proxy).__interface__)
             if plan is not None:
                 cls = type(proxy)
-                todo.extend((fetched, a, None) for a in plan.attrs if isinstance(getattr(cls, a, None), property))
-                todo.extend((fetched, m, tuple(args)) for m, args in plan.calls if callable(getattr(cls, m, None)))
+                todo.extend((fetched, a, None) for a in plan.attrs if is_attribute(cls, a))
+                todo.extend((fetched, m, tuple(args)) for m, args in plan.calls if is_method(cls, m))
                 if plan.later is not None:
                     fresh.append(fetched)
         return fetched
@@ -125,7 +133,7 @@ def prefetch(root, plans: dict[str, Plan], levels: int = 8):
                 extra = plans[cls.__interface__].later(fetched)
             except Exception:
                 continue  # what the calls depend on failed: the reader meets that failure itself
-            todo.extend((fetched, m, tuple(args)) for m, args in extra if callable(getattr(cls, m, None)))
+            todo.extend((fetched, m, tuple(args)) for m, args in extra if is_method(cls, m))
         ready, fresh[:] = list(fresh), []
         if not todo:
             if not ready:

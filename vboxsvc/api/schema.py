@@ -231,19 +231,25 @@ def parse(text: str, strict: bool = True) -> dict[str, Interface]:
             cur = ifaces.setdefault(name, Interface(name))
             continue
         assert cur is not None, where
-        line = line.strip()
-        if m := _method_line(line):
-            xidl, params, ret_text = m
-            name = snake(xidl)
-            ret = _type(ret_text, where, strict) if ret_text else None
-            cur.methods[name] = Method(name, xidl, _params(params, where, strict), ret, cur.name)
-        elif a := _attribute_line(line):
-            xidl, type_text, writable = a
-            name = snake(xidl)
-            cur.attributes[name] = Attribute(name, xidl, _type(type_text, where, strict), not writable, cur.name)
-        else:
+        member = _member(line.strip(), cur.name, where, strict)
+        if member is None:
             raise ValueError(f"schema: cannot parse {where}: {raw!r}")
+        (cur.methods if isinstance(member, Method) else cur.attributes)[member.name] = member
     return ifaces
+
+
+def _member(line: str, iface: str, where: str, strict: bool) -> Attribute | Method | None:
+    """One member line (comment stripped) of interface `iface`; None if it is neither kind."""
+    if m := _method_line(line):
+        xidl, params, ret_text = m
+        name = snake(xidl)
+        ret = _type(ret_text, where, strict) if ret_text else None
+        return Method(name, xidl, _params(params, where, strict), ret, iface)
+    if a := _attribute_line(line):
+        xidl, type_text, writable = a
+        name = snake(xidl)
+        return Attribute(name, xidl, _type(type_text, where, strict), not writable, iface)
+    return None
 
 
 def _chunks(text: str) -> dict[str, str]:
@@ -265,6 +271,34 @@ class _Interfaces(Mapping):
     def __init__(self, text: str):
         self._text = _chunks(text)
         self._parsed: dict[str, Interface] = {}
+        self._lines: dict[str, dict[str, list[str]]] = {}
+
+    def member(self, iface: str, name: str, kind: type | None = None) -> Attribute | Method | None:
+        """One member by its Python name (a Method before an Attribute of the same name, unless
+        `kind` asks for one), parsing only its own line: a client building a proxy pays for the
+        members it uses, not for the whole interface. None when the interface has no such member."""
+        parsed = self._parsed.get(iface)
+        if parsed is not None:
+            if kind is not Attribute and name in parsed.methods:
+                return parsed.methods[name]
+            return parsed.attributes.get(name) if kind is not Method else None
+        lines = self._lines.get(iface)
+        if lines is None:
+            text = self._text.get(iface)
+            if text is None:
+                return None
+            lines = self._lines[iface] = {}
+            for raw in text.splitlines()[1:]:
+                line = raw.split("#", 1)[0].strip()
+                if line:
+                    xidl = line.split("(", 1)[0].split(":", 1)[0].strip()
+                    lines.setdefault(snake(xidl), []).append(line)
+        found = [m for m in (_member(line, iface, iface, False) for line in lines.get(name, ())) if m is not None]
+        for wanted in ((Method, Attribute) if kind is None else (kind,)):
+            for m in found:
+                if isinstance(m, wanted):
+                    return m
+        return None
 
     def __getitem__(self, name: str) -> Interface:
         iface = self._parsed.get(name)
@@ -273,6 +307,9 @@ class _Interfaces(Mapping):
             self._parsed[name] = iface
         return iface
 
+    def __contains__(self, name) -> bool:
+        return name in self._text  # without parsing it
+
     def __iter__(self):
         return iter(self._text)
 
@@ -280,7 +317,7 @@ class _Interfaces(Mapping):
         return len(self._text)
 
 
-INTERFACES: Mapping[str, Interface] = _Interfaces(SCHEMA_TEXT)
+INTERFACES: _Interfaces = _Interfaces(SCHEMA_TEXT)
 
 
 def interface(name: str) -> Interface:
