@@ -19,7 +19,7 @@ scripts/write_launchers.py), each run a fresh process against a running service.
 session daemon of `nobody` in a temporary tree (qemu:///session; as root that URI would be the system
 daemon). virsh and libvirtd come from `scripts/install.sh --bench` (libvirt-clients,
 libvirt-daemon-system); without --no-install this script apt-installs them when missing.
-Usage: python3 tests/performance/bench_cli.py [--vms 50] [--runs 30] [--polls 100] [--no-install]
+Usage: python3 tests/performance/bench_cli.py [--vms 50] [--runs 30] [--cold-runs 5] [--polls 100] [--no-install]
 """
 
 from __future__ import annotations
