@@ -2,6 +2,7 @@
 # Installs vboxpy and what it needs on a Debian machine (idempotent).
 #   scripts/install.sh          the package and its runtime dependencies
 #   scripts/install.sh --test   also the test tools and Debian packages the tests use
+#   scripts/install.sh --bench  also what the benchmarks compare with (libvirt's virsh and libvirtd)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -17,6 +18,12 @@ command -v xorriso >/dev/null || need_apt+=(xorriso)
 ldconfig -p 2>/dev/null | grep -q 'libslirp\.so\.0' || need_apt+=(libslirp0)
 # REM's unicorn is built from source with the project's patches (scripts/unicorn/build.py)
 for tool in cmake make gcc patch; do command -v $tool >/dev/null || need_apt+=($tool); done
+if [ "${1:-}" = "--bench" ]; then
+    # tests/performance/bench_cli.py measures vboxmanage beside virsh, vboxsvc beside libvirtd
+    command -v virsh >/dev/null || need_apt+=(libvirt-clients)
+    [ -x /usr/sbin/libvirtd ] || need_apt+=(libvirt-daemon-system)
+    command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
+fi
 if [ "${1:-}" = "--test" ]; then
     command -v tcpdump >/dev/null || need_apt+=(tcpdump)     # reads the NIC trace files in the tests
     command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
@@ -82,6 +89,9 @@ if [ "$(id -u)" = 0 ] || [ -n "${VIRTUAL_ENV:-}" ]; then
     # Byte-compile once: start-up time of vboxmanage and vboxsvc matters, and an environment with
     # PYTHONDONTWRITEBYTECODE would otherwise recompile every module on every start.
     python3 -m compileall -q -j 0 settings vboxsvc frontends vmm >/dev/null || true
+    # vboxmanage / VBoxManage as `python3 -IS` launchers instead of pip's console scripts: no site
+    # initialisation (.pth files, the editable-install finder) on every run of the CLI
+    python3 scripts/write_launchers.py >/dev/null
     # unicorn 2.1.4 with the project's patches, x86 only, as the wheel 2.1.4+vboxpy<N> (cached by
     # source and patch hashes; a failed build stops the install: REM must not run a stock wheel)
     python3 scripts/unicorn/build.py --install 2>&1 | grep -v 'Running pip as the'

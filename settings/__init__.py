@@ -7,6 +7,9 @@ settings.errors
     str() is VirtualBox's "Error in <file> (line N) -- <problem>"; malformed XML gives libxml2's
     text plus "Location: '<file>', line N (N), column C.".
 
+settings.home
+    user_home_dir() -> str, vbox_user_home(create=True) -> str   as below, as strings (no pathlib)
+
 settings.paths
     user_home_dir() -> Path                  $HOME; root: from the account database
     vbox_user_home(create=True) -> Path      VBOX_USER_HOME (absolute) | ~/.VirtualBox if it exists |

@@ -8,10 +8,10 @@ per-machine folders (`Logs/`, `Snapshots/`).
 from __future__ import annotations
 
 import os
-import pwd
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import home
 from .errors import SettingsError
 
 if TYPE_CHECKING:  # uuid and datetime are imported where used: every client resolves the home first
@@ -24,39 +24,13 @@ LEGACY_MACHINE_FOLDER = "Machines"   # stored by pre-4.0 setups; means "use the 
 
 def user_home_dir() -> Path:
     """$HOME, except for root, whose home comes from the account database (RTPathUserHome)."""
-    if os.geteuid() == 0:
-        try:
-            return Path(pwd.getpwuid(0).pw_dir)
-        except KeyError:
-            pass
-    home = os.environ.get("HOME")
-    if home:
-        return Path(home)
-    return Path(pwd.getpwuid(os.geteuid()).pw_dir)
-
-
-def _make_dir(path: Path) -> None:
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as e:
-        raise SettingsError(f"Could not create the VirtualBox home directory '{path}' ({e.strerror})",
-                            path)
+    return Path(home.user_home_dir())
 
 
 def vbox_user_home(create: bool = True) -> Path:
     """VBOX_USER_HOME made absolute; else ~/.VirtualBox if it exists; else
     $XDG_CONFIG_HOME/VirtualBox (default ~/.config/VirtualBox), created with mode 0700."""
-    env = os.environ.get("VBOX_USER_HOME")
-    if env:
-        result = Path(os.path.abspath(env))
-    else:
-        home = user_home_dir()
-        xdg = os.environ.get("XDG_CONFIG_HOME") or ".config"
-        candidates = [home / ".VirtualBox", home / xdg / "VirtualBox"]
-        result = next((c for c in candidates if c.is_dir()), candidates[-1])
-    if create and not result.is_dir():
-        _make_dir(result)
-    return result
+    return Path(home.vbox_user_home(create))
 
 
 def validate_machine_folder(path: str | Path) -> Path:

@@ -5,13 +5,10 @@ Every command talks to the service only through `vboxsvc.ipc.client` (DESIGN.md 
 becomes the `error:` / `Details:` / `Context:` block and exit code 1.
 """
 
-import contextlib
-import re
-
 from .output import CommandFailed, com_error_block, msg_lines
 
-_MISSING = re.compile(r"^'(I[A-Z]\w*)' object has no attribute '(\w+)'")
-_READONLY = re.compile(r"^attribute '(\w+)' of (I[A-Z]\w*) is read-only")
+_MISSING = r"^'(I[A-Z]\w*)' object has no attribute '(\w+)'"
+_READONLY = r"^attribute '(\w+)' of (I[A-Z]\w*) is read-only"
 
 
 class Api:
@@ -25,7 +22,7 @@ class Api:
             from vboxsvc.ipc.client import connect
 
             try:
-                cls._client = connect()
+                cls._client = connect(light=True)
             except Exception as exc:
                 if not is_api_error(exc):
                     raise
@@ -64,50 +61,70 @@ def error_block(exc, context: str) -> str:
                            str(getattr(exc, "interface", "") or ""), context)
 
 
-@contextlib.contextmanager
-def call(expr: str, line: int, file: str):
-    """CHECK_ERROR: API errors inside the block print VirtualBox's error block, exit 1."""
-    try:
-        yield
-    except CommandFailed:
-        raise
-    except AttributeError as exc:
-        missing, readonly = _MISSING.match(str(exc)), _READONLY.match(str(exc))
-        if missing:
-            iface, text = missing.group(1), f"{missing.group(1)}::{missing.group(2)} is not implemented by this vboxsvc"
-        elif readonly:
-            iface, text = readonly.group(2), f"{readonly.group(2)}::{readonly.group(1)} is read-only in this vboxsvc"
-        else:
-            raise
-        # the service's schema lacks this VirtualBox API member (or its setter): report it like E_NOTIMPL
-        raise CommandFailed(com_error_block(text, 0x80004001, iface[1:] + "Wrap", iface,
-                                            f'"{expr}" at line {line} of file {file}')) from exc
-    except Exception as exc:
+class call:  # noqa: N801 - used like the contextmanager it replaces: `with call(...):`
+    """CHECK_ERROR: API errors inside the block print VirtualBox's error block, exit 1.
+
+    A plain context manager class: contextlib would cost every `vboxmanage` run its import."""
+
+    __slots__ = ("expr", "line", "file")
+
+    def __init__(self, expr: str, line: int, file: str):
+        self.expr, self.line, self.file = expr, line, file
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if exc is None or isinstance(exc, CommandFailed) or not isinstance(exc, Exception):
+            return False
+        where = f'"{self.expr}" at line {self.line} of file {self.file}'
+        if isinstance(exc, AttributeError):
+            import re
+
+            missing, readonly = re.match(_MISSING, str(exc)), re.match(_READONLY, str(exc))
+            if missing:
+                iface = missing.group(1)
+                text = f"{missing.group(1)}::{missing.group(2)} is not implemented by this vboxsvc"
+            elif readonly:
+                iface = readonly.group(2)
+                text = f"{readonly.group(2)}::{readonly.group(1)} is read-only in this vboxsvc"
+            else:
+                return False
+            # the service's schema lacks this VirtualBox API member (or its setter): report it like E_NOTIMPL
+            raise CommandFailed(com_error_block(text, 0x80004001, iface[1:] + "Wrap", iface, where)) from exc
         if not is_api_error(exc):
-            raise
-        raise CommandFailed(error_block(exc, f'"{expr}" at line {line} of file {file}')) from exc
+            return False
+        raise CommandFailed(error_block(exc, where)) from exc
 
 
-def lock_type(name: str):
-    from vboxsvc.api import LockType
-
-    return getattr(LockType, name)
+LOCK_TYPES = {"Shared": 1, "Write": 2, "VM": 3}  # LockType (VirtualBox.xidl); the service checks the value
 
 
-@contextlib.contextmanager
-def locked(machine, kind: str, expr: str = "LockMachine(a->session, LockType_Write)",
-           line: int = 0, file: str = "VBoxManage.cpp"):
+def lock_type(name: str) -> int:
+    return LOCK_TYPES[name]
+
+
+class locked:  # noqa: N801 - used like the contextmanager it replaces: `with locked(...) as session:`
     """Lock `machine` with a new session (`kind` = Write or Shared); always unlock."""
-    session = Api.session()
-    with call(expr.replace("LockType_Write", f"LockType_{kind}"), line, file):
-        machine.lock_machine(session, lock_type(kind))
-    try:
-        yield session
-    finally:
+
+    def __init__(self, machine, kind: str, expr: str = "LockMachine(a->session, LockType_Write)",
+                 line: int = 0, file: str = "VBoxManage.cpp"):
+        self.machine, self.kind, self.expr, self.line, self.file = machine, kind, expr, line, file
+        self.session = None
+
+    def __enter__(self):
+        session = Api.session()
+        with call(self.expr.replace("LockType_Write", f"LockType_{self.kind}"), self.line, self.file):
+            self.machine.lock_machine(session, lock_type(self.kind))
+        self.session = session
+        return session
+
+    def __exit__(self, kind, exc, tb) -> bool:
         try:
-            session.unlock_machine()
+            self.session.unlock_machine()
         except Exception:
             pass
+        return False
 
 
 def find_machine(name: str, line: int = 0, file: str = "VBoxManage.cpp"):

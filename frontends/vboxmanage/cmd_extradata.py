@@ -1,11 +1,11 @@
 """getextradata, setextradata, setproperty (VBoxManageMisc.cpp): key/value data and global settings."""
 
-import sys
 
 import click
 
 from .api import Api, call, find_machine, locked
 from .cli import CONTEXT, onoff, uint
+from .extradata import get
 from .output import SyntaxFailure
 
 _FILE = "VBoxManageMisc.cpp"
@@ -15,17 +15,7 @@ _FILE = "VBoxManageMisc.cpp"
 @click.argument("target")
 @click.argument("key", required=False)
 def getextradata(target, key):
-    vbox = Api.vbox()
-    obj = vbox if target == "global" else find_machine(target, 1470, _FILE)
-    if key is None or key == "enumerate":
-        with call("GetExtraDataKeys(ComSafeArrayAsOutParam(aKeys))", 1480, _FILE):
-            for k in obj.get_extra_data_keys():
-                sys.stdout.write(f"Key: {k}, Value: {obj.get_extra_data(k)}\n")
-        return 0
-    with call("GetExtraData(Bstr(a->argv[1]).raw(), value.asOutParam())", 1500, _FILE):
-        value = obj.get_extra_data(key)
-    sys.stdout.write(f"Value: {value}\n" if value else "No value set!\n")
-    return 0
+    return get(target, key)
 
 
 @click.command("setextradata", context_settings=CONTEXT)

@@ -117,25 +117,44 @@ def _machines(vbox, running_only: bool, long_: bool, sort: bool) -> list:
             for row in rows:
                 row.setdefault("name", "<inaccessible>")
         else:
-            rows = [dict(zip(("name", "uuid"), machine_list_entry(m), strict=True)) for m in machines]
+            rows = [{"name": name, "uuid": uuid} for name, uuid in machine_list_entries(machines)]
     if sort:
         rows.sort(key=lambda r: r["name"].lower())
     return rows
 
 
-def machine_list_entry(machine) -> tuple[str, str]:
+def machine_list_entries(machines: list) -> list[tuple[str, str]]:
+    """(name, uuid) of every machine, each read as machine_list_entry does, in one round trip."""
+    if not machines:
+        return []
+    from .fetch import GET, batch
+
+    got = batch([(m, GET, attr, ()) for m in machines for attr in ("id", "name")])
+    out = []
+    for i, machine in enumerate(machines):
+        (id_ok, uuid), (name_ok, name) = got[2 * i], got[2 * i + 1]
+        if not id_ok:
+            raise uuid
+        if not name_ok and not is_api_error(name):
+            raise name
+        out.append(machine_list_entry(machine, uuid, name if name_ok else None))
+    return out
+
+
+def machine_list_entry(machine, uuid: str | None = None, name: str | None = None) -> tuple[str, str]:
     """(name, uuid) for `list vms`; inaccessible machines show `<inaccessible>`.
 
     Two round trips per machine instead of VBoxManage's three: `accessible` is asked only
     when reading the name failed (VirtualBox's behaviour) or gave back the id (ours).
     """
-    uuid = machine.id
-    try:
-        name = machine.name
-    except Exception as exc:
-        if not is_api_error(exc):
-            raise
-        name = None
+    if uuid is None:
+        uuid = machine.id
+        try:
+            name = machine.name
+        except Exception as exc:
+            if not is_api_error(exc):
+                raise
+            name = None
     if (name is None or name == uuid) and not machine.accessible:
         return "<inaccessible>", uuid
     if name is None:

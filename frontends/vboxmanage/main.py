@@ -187,11 +187,16 @@ def _dispatch(name: str, rest: list[str]) -> int:
         Api.close()
 
 
-def _invoke(name: str, rest: list[str]) -> int:
-    if name == "list":  # `list vms` and friends without click: the hot path of Vagrant & co.
-        from .listing import fast
+# command -> module with `fast(rest)`: the plain forms tools call again and again, run without click
+# (None from fast() when the arguments need the full parser)
+FAST = {"list": "listing", "showvminfo": "showvminfo", "getextradata": "extradata"}
 
-        result = fast(rest)
+
+def _invoke(name: str, rest: list[str]) -> int:
+    if name in FAST:
+        import importlib
+
+        result = importlib.import_module(f"frontends.vboxmanage.{FAST[name]}").fast(rest)
         if result is not None:
             return result
     command = load(name)

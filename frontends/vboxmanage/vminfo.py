@@ -31,13 +31,78 @@ def os_description(vbox, os_type_id: str) -> str:
         return os_type_id
 
 
-def collect(vbox, machine) -> dict:
+class Cpu:
+    """CPUPropertyTypeX86 values showvminfo asks for (VirtualBox.xidl; plain ints: showvminfo does
+    not build the enumeration classes, tests/unit/frontends/vboxmanage checks the values)."""
+
+    PAE, LongMode, TripleFaultReset, APIC, X2APIC, HWVirt = 1, 2, 3, 4, 5, 8
+
+
+class Hw:
+    """HWVirtExPropertyType values showvminfo asks for (VirtualBox.xidl)."""
+
+    Enabled, VPID, NestedPaging, UnrestrictedExecution, LargePages, VirtVmsaveVmload = 1, 2, 3, 4, 5, 8
+
+
+def plans() -> dict:
+    """What collect() reads of each interface, so that prefetch() reads it in a few batches."""
+    from .fetch import Plan
+
+    cpu = [("get_cpu_property", (p,)) for p in (Cpu.PAE, Cpu.LongMode, Cpu.TripleFaultReset, Cpu.APIC,
+                                                 Cpu.X2APIC, Cpu.HWVirt)]
+    hw = [("get_hw_virt_ex_property", (p,)) for p in (Hw.Enabled, Hw.NestedPaging, Hw.LargePages, Hw.VPID,
+                                                       Hw.UnrestrictedExecution, Hw.VirtVmsaveVmload)]
+    machine_calls = ([("get_boot_order", (i,)) for i in range(1, 5)] + [("get_effective_paravirt_provider", ())]
+                     + [("get_network_adapter", (slot,)) for slot in range(NIC_SLOTS[1])]
+                     + [("get_serial_port", (slot,)) for slot in range(UART_SLOTS)]
+                     + [("get_extra_data", (key,)) for _, key in EXTRA_BOOT])
+    return {
+        "IMachine": Plan(("accessible", "id", "name", "groups", "os_type_id", "settings_file_path",
+                          "snapshot_folder", "log_folder", "hardware_uuid", "memory_size", "page_fusion_enabled",
+                          "cpu_execution_cap", "cpu_profile", "cpu_count", "cpuid_portability_level",
+                          "paravirt_provider", "state", "last_state_change", "state_file_path",
+                          "autostart_enabled", "autostart_delay", "default_frontend", "vm_process_priority",
+                          "pointing_hid_type", "keyboard_hid_type", "description", "memory_balloon_size",
+                          "paravirt_debug", "shared_folders", "session_name", "platform", "firmware_settings",
+                          "graphics_adapter", "medium_attachments", "storage_controllers", "audio_settings",
+                          "vrde_server", "usb_controllers", "clipboard_mode", "clipboard_file_transfers_enabled",
+                          "dn_d_mode", "snapshot_count"), machine_calls),
+        "IPlatform": Plan(("architecture", "chipset_type", "rtc_use_utc", "iommu_type", "x86")),
+        "IPlatformX86": Plan(("hpet_enabled",), cpu + hw),
+        "IFirmwareSettings": Plan(("firmware_type", "boot_menu_mode", "acpi_enabled", "ioapic_enabled",
+                                   "apic_mode", "time_offset")),
+        "IGraphicsAdapter": Plan(("vram_size", "graphics_controller_type", "monitor_count",
+                                  "accelerate3d_enabled")),
+        "IAudioSettings": Plan(("adapter",)),
+        "IAudioAdapter": Plan(("enabled", "audio_driver", "audio_controller", "audio_codec", "enabled_in",
+                               "enabled_out")),
+        "IVRDEServer": Plan(("enabled", "auth_type", "allow_multi_connection", "reuse_single_connection",
+                             "vrde_properties"),
+                            later=lambda v: [("get_vrde_property", (k,)) for k in v.vrde_properties]),
+        "IUSBController": Plan(("type",)),
+        "INetworkAdapter": Plan(("slot", "enabled", "mac_address", "attachment_type", "cable_connected",
+                                 "adapter_type", "line_speed", "trace_enabled", "trace_file",
+                                 *_NIC_NETWORK_ATTR.values(), "nat_engine")),
+        "INATEngine": Plan(("network", "redirects"), (("get_network_settings", ()),)),
+        "ISerialPort": Plan(("slot", "enabled", "io_address", "irq", "host_mode", "server", "path", "uart_type")),
+        "IStorageController": Plan(("name", "controller_type", "bus", "instance", "max_port_count", "port_count",
+                                    "max_devices_per_port_count", "bootable", "use_host_io_cache")),
+        "IMediumAttachment": Plan(("controller", "medium", "port", "device", "type", "hot_pluggable",
+                                   "non_rotational", "discard", "passthrough", "temporary_eject", "is_ejected")),
+        "IMedium": Plan(("id", "location")),
+        "ISharedFolder": Plan(("name", "host_path", "writable", "auto_mount", "auto_mount_point")),
+    }
+
+
+def collect(vbox, machine, batched: bool = True) -> dict:
+    """The facts showvminfo prints; `batched` reads them in a few round trips (the same reads)."""
+    if batched:
+        from .fetch import prefetch
+
+        machine = prefetch(machine, plans())
     if not machine.accessible:
         return {"accessible": False, "uuid": machine.id, "cfg_file": machine.settings_file_path,
                 "access_error": _access_error(machine)}
-    from vboxsvc.api.enums import CPUPropertyTypeX86 as Cpu
-    from vboxsvc.api.enums import HWVirtExPropertyType as Hw
-
     platform = machine.platform
     x86 = platform.x86
     fw = machine.firmware_settings

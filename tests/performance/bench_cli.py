@@ -1,16 +1,33 @@
-"""Benchmark: a fresh `vboxmanage list vms` with 50 registered VMs beside `virsh list --all`.
+#!/usr/bin/env python3
+"""Benchmark: `vboxmanage` commands and vboxsvc's cold start beside virsh and libvirtd, in one run.
 
-Both sides run as fresh processes against an already running daemon (our vboxsvc; libvirt's
-session daemon), with 50 machines/domains defined, in one run on the same machine.  Also
-prints the bare interpreter start and `vboxmanage --version` so the start-up share is visible.
-virsh comes from libvirt-clients/libvirt-daemon-system, apt-installed here when missing.
-Usage: python tests/performance/bench_cli.py [--vms 50] [--runs 30] [--no-install]
+Every figure is printed beside its peer, measured in the same run on the same machine:
+  vboxmanage --version                        virsh --version
+  vboxmanage list vms            (N VMs)      virsh list --all            (N domains)
+  vboxmanage showvminfo <vm> --machinereadable   virsh dominfo <domain>
+  vboxmanage getextradata <vm> <key>          virsh dominfo <domain>
+  service cold start: `vboxmanage list vms` with no vboxsvc running (it spawns the service, which
+  loads N machines, then answers)             `virsh list --all` with no libvirtd running (it
+                                              spawns the session daemon, which loads N domains)
+and, without a peer: the bare interpreter start, the CLI started the pip way (`python3 -m ...`, site
+initialisation and all), and a polling loop of `showvminfo --machinereadable` on a running VM: how
+much CPU the VM process spends answering it (the service's stand-in VM process from the tests,
+which answers the console calls the same way vboxheadless does: what it spends is taken from the
+guest's vCPU threads at most).
+vboxmanage runs as scripts/install.sh installs it (the `python3 -IS` launcher of
+scripts/write_launchers.py), each run a fresh process against a running service. libvirt runs as a
+session daemon of `nobody` in a temporary tree (qemu:///session; as root that URI would be the system
+daemon). virsh and libvirtd come from `scripts/install.sh --bench` (libvirt-clients,
+libvirt-daemon-system); without --no-install this script apt-installs them when missing.
+Usage: python3 tests/performance/bench_cli.py [--vms 50] [--runs 30] [--cold-runs 5] [--polls 100]
+                                              [--no-install]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import shutil
 import signal
 import statistics
@@ -22,152 +39,361 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, ROOT)
 
+FAKE_VM = os.path.join(ROOT, "tests", "integration", "vboxsvc", "fake_vm.py")
 DOMAIN_XML = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>
 <os><type arch='x86_64'>hvm</type></os></domain>"""
+KEY = "bench/Key"
 
 
-def timed(cmd: list[str], env: dict, runs: int) -> tuple[float, float, str]:
-    """(median ms, min ms, last stdout) of `runs` fresh runs after one warm-up."""
-    subprocess.run(cmd, env=env, capture_output=True, check=True)
-    samples, out = [], ""
+def timed(run, runs: int) -> tuple[float, float]:
+    """(median ms, min ms) of `runs` calls of run() after one warm-up."""
+    run()
+    samples = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        run()
         samples.append((time.perf_counter() - t0) * 1000)
-        out = proc.stdout
-    return statistics.median(samples), min(samples), out
+    return statistics.median(samples), min(samples)
 
 
-def setup_ours(home: str, count: int) -> dict:
-    env = dict(os.environ, HOME=home, VBOX_USER_HOME=os.path.join(home, "vbox"),
-               VBOXPY_RUNTIME_DIR=os.path.join(home, "run"), PYTHONPATH=ROOT)
-    os.environ.update({k: env[k] for k in ("HOME", "VBOX_USER_HOME", "VBOXPY_RUNTIME_DIR")})
-    from vboxsvc.ipc.client import connect
+def command(cmd: list[str], env: dict | None = None, user: str | None = None, check_out: str | None = None):
+    def run():
+        proc = subprocess.run(cmd, env=env, user=user, capture_output=True, text=True)
+        if proc.returncode != 0 or (check_out is not None and check_out not in proc.stdout):
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
 
-    client = connect()
-    vbox = client.virtualbox
-    vbox.system_properties.default_machine_folder = os.path.join(home, "VirtualBox VMs")  # not /root's
-    for i in range(count):
-        name = f"bench-{i:02d}"
-        machine = vbox.create_machine(vbox.compose_machine_filename(name, "", "", ""), name, 1, [],
-                                      "Linux_64", "")
-        machine.save_settings()
-        vbox.register_machine(machine)
-    client.close()
-    return env
+    return run
 
 
-def stop_ours(home: str) -> None:
-    for entry in os.listdir(os.path.join(home, "run")):
+# ------------------------------------------------------------------------------------ ours
+class Ours:
+    def __init__(self, base: str, count: int):
+        self.base = base
+        self.env = dict(
+            os.environ,
+            HOME=base,
+            VBOX_USER_HOME=os.path.join(base, "vbox"),
+            VBOXPY_RUNTIME_DIR=os.path.join(base, "run"),
+        )
+        for var in ("XDG_CONFIG_HOME", "PYTHONPATH"):
+            self.env.pop(var, None)
+        bindir = os.path.join(base, "bin")
+        os.mkdir(bindir)
+        subprocess.run(
+            [sys.executable, os.path.join(ROOT, "scripts", "write_launchers.py"), "--dir", bindir],
+            check=True,
+            capture_output=True,
+        )
+        self.cli = [os.path.join(bindir, "vboxmanage")]
+        self.pip_style = [sys.executable, "-m", "frontends.vboxmanage.main"]
+        os.environ.update({k: self.env[k] for k in ("HOME", "VBOX_USER_HOME", "VBOXPY_RUNTIME_DIR")})
+        from vboxsvc.ipc.client import connect
+
+        client = connect()
+        vbox = client.virtualbox
+        vbox.system_properties.default_machine_folder = os.path.join(base, "VirtualBox VMs")
+        for i in range(count):
+            name = f"bench-{i:02d}"
+            m = vbox.create_machine(
+                vbox.compose_machine_filename(name, "", "", ""), name, 1, [], "Linux_64", ""
+            )
+            if i == 3:
+                m.set_extra_data(KEY, "a value")  # not registered yet: a new machine is changed directly
+            m.save_settings()
+            vbox.register_machine(m)
+        client.close()
+
+    def run(self, *args, cli=None):
+        return command((cli or self.cli) + list(args), self.env)
+
+    def stop_service(self) -> None:
+        stop_services(self.env["VBOXPY_RUNTIME_DIR"])
+
+    def cold(self, runs: int) -> tuple[float, float]:
+        samples = []
+        for _ in range(runs):
+            self.stop_service()
+            t0 = time.perf_counter()
+            self.run("list", "vms")()
+            samples.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(samples), min(samples)
+
+    def polling(self, polls: int) -> tuple[float, float, float] | str:
+        """(VM process CPU ms per showvminfo, its share of one core during the loop in %,
+        loop ms per call)."""
+        if not os.path.exists(FAKE_VM):
+            return "the stand-in VM process (tests/integration/vboxsvc/fake_vm.py) is not in the tree"
+        self.stop_service()
+        self.env["VBOXPY_VM_PROCESS"] = f"{sys.executable} {FAKE_VM}"
+        try:
+            self.run("startvm", "bench-00", "--type", "headless")()
+            pid = self._vm_pid()
+            show = self.run("showvminfo", "bench-00", "--machinereadable")
+            show()
+            cpu0, t0 = _cpu_s(pid), time.perf_counter()
+            for _ in range(polls):
+                show()
+            cpu, wall = _cpu_s(pid) - cpu0, time.perf_counter() - t0
+            self.run("controlvm", "bench-00", "poweroff")()
+        finally:
+            self.env.pop("VBOXPY_VM_PROCESS", None)
+            self.stop_service()
+        return cpu * 1000 / polls, 100 * cpu / wall, wall * 1000 / polls
+
+    def _vm_pid(self) -> int:
+        for _ in range(100):
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                            argv = handle.read().split(b"\0")
+                        with open(f"/proc/{entry}/environ", "rb") as handle:
+                            mine = (
+                                f"VBOXPY_RUNTIME_DIR={self.env['VBOXPY_RUNTIME_DIR']}".encode()
+                                in handle.read()
+                            )
+                    except OSError:
+                        continue
+                    if mine and any(a.endswith(b"fake_vm.py") for a in argv):
+                        return int(entry)
+            time.sleep(0.05)
+        raise RuntimeError("the VM process did not show up")
+
+
+def stop_services(run: str) -> None:
+    """SIGTERM to the services whose pid files are in `run`, and wait until they are gone."""
+    pids = []
+    for entry in os.listdir(run) if os.path.isdir(run) else []:
         if entry.startswith("vboxsvc") and entry.endswith(".pid"):
             try:
-                with open(os.path.join(home, "run", entry)) as handle:
-                    os.kill(int(handle.read().split()[0]), signal.SIGTERM)
+                with open(os.path.join(run, entry)) as handle:
+                    pids.append(int(handle.read().split()[0]))
             except (OSError, ValueError, IndexError):
                 pass
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        for _ in range(200):
+            if not os.path.exists(f"/proc/{pid}"):
+                break
+            time.sleep(0.02)
 
 
-def ensure_virsh(install: bool) -> str | None:
-    if shutil.which("virsh"):
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------------------------ libvirt
+def ensure_libvirt(install: bool) -> str | None:
+    if shutil.which("virsh") and shutil.which("libvirtd"):
         return None
     if not install:
-        return "virsh not installed (--no-install)"
-    proc = subprocess.run(["apt-get", "install", "-y", "-q", "libvirt-clients", "libvirt-daemon-system"],
-                          capture_output=True, text=True,
-                          env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        return "virsh/libvirtd not installed (--no-install; scripts/install.sh --bench installs them)"
+    proc = subprocess.run(
+        [
+            "apt-get",
+            "-o",
+            "DPkg::Lock::Timeout=900",
+            "install",
+            "-y",
+            "-q",
+            "libvirt-clients",
+            "libvirt-daemon-system",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+    )
     if proc.returncode != 0 or not shutil.which("virsh"):
         return f"apt-get install libvirt-clients libvirt-daemon-system failed: {proc.stderr.strip()[-300:]}"
     return None
 
 
-def start_libvirtd(workdir: str) -> int | None:
-    """No daemon listening (no systemd here): start libvirtd ourselves; returns its pid."""
-    if not shutil.which("libvirtd"):
-        return None
-    pid_file = os.path.join(workdir, "libvirtd.pid")
-    if subprocess.run(["libvirtd", "-d", "-p", pid_file], capture_output=True).returncode != 0:
-        return None
-    for _ in range(50):
-        if os.path.exists(pid_file) and open(pid_file).read().strip():
-            return int(open(pid_file).read().split()[0])
-        time.sleep(0.1)
-    return None
+class Libvirt:
+    """libvirt's session daemon in a private tree, started by virsh on demand (as vboxsvc is by
+    vboxmanage)."""
+
+    URI = "qemu:///session"
+
+    def __init__(self, count: int):
+        self.base = tempfile.mkdtemp(prefix="bench-virsh-", dir="/tmp")
+        os.chmod(self.base, 0o755)
+        self.user = "nobody" if os.geteuid() == 0 else None  # root's qemu:///session is the system daemon
+        for d in ("config", "cache", "run", "home"):
+            os.makedirs(f"{self.base}/{d}", mode=0o700)
+            if self.user:
+                shutil.chown(f"{self.base}/{d}", self.user)
+        home = pwd.getpwnam(self.user).pw_dir if self.user else os.environ.get("HOME", "/")
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "XDG_CONFIG_HOME": f"{self.base}/config",
+            "XDG_CACHE_HOME": f"{self.base}/cache",
+            "XDG_RUNTIME_DIR": f"{self.base}/run",
+            "HOME": f"{self.base}/home" if self.user else home,
+        }
+        lines = []
+        for i in range(count):
+            path = f"{self.base}/vbench-{i:02d}.xml"
+            with open(path, "w") as handle:
+                handle.write(DOMAIN_XML.format(name=f"vbench-{i:02d}"))
+            os.chmod(path, 0o644)
+            lines.append(f"define {path}\n")
+        proc = subprocess.run(
+            self.cmd(), input="".join(lines), env=self.env, user=self.user, capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"virsh define failed: {proc.stderr.strip()[-300:]}")
+        listed = subprocess.run(
+            self.cmd("list", "--all", "--name"), env=self.env, user=self.user, capture_output=True, text=True
+        ).stdout.split()
+        if len(listed) != count:
+            raise RuntimeError(f"virsh lists {len(listed)} domains, not {count}")
+
+    def cmd(self, *args) -> list[str]:
+        return ["virsh", "-q", "-c", self.URI, *args]
+
+    def run(self, *args, check_out: str | None = None):
+        return command(self.cmd(*args), self.env, self.user, check_out)
+
+    def daemon_pid(self) -> int | None:
+        try:
+            with open(f"{self.base}/run/libvirt/libvirtd.pid") as handle:
+                return int(handle.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def stop_daemon(self) -> None:
+        pid = self.daemon_pid()
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        for _ in range(250):
+            if not os.path.exists(f"/proc/{pid}"):
+                return
+            time.sleep(0.02)
+
+    def cold(self, runs: int) -> tuple[float, float]:
+        samples = []
+        for _ in range(runs):
+            self.stop_daemon()
+            t0 = time.perf_counter()
+            self.run("list", "--all", check_out="vbench-00")()
+            samples.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(samples), min(samples)
+
+    def cleanup(self) -> None:
+        self.stop_daemon()
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
-def setup_virsh(count: int, uri: str, workdir: str) -> tuple[list[str] | None, str]:
-    base = ["virsh", "-c", uri]
-    probe = subprocess.run(base + ["list", "--all", "--name"], capture_output=True, text=True)
-    if probe.returncode != 0 and "Failed to connect socket" in probe.stderr and start_libvirtd(workdir):
-        time.sleep(1)
-        probe = subprocess.run(base + ["list", "--all", "--name"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return None, f"virsh -c {uri} cannot run here: {probe.stderr.strip()[-300:]}"
-    for i in range(count):
-        name = f"vbench-{i:02d}"
-        path = os.path.join(workdir, f"{name}.xml")
-        with open(path, "w") as handle:
-            handle.write(DOMAIN_XML.format(name=name))
-        proc = subprocess.run(base + ["define", path], capture_output=True, text=True)
-        if proc.returncode != 0 and "already exists" not in proc.stderr:
-            return None, f"virsh define failed: {proc.stderr.strip()[-300:]}"
-    return base, ""
-
-
-def teardown_virsh(base: list[str], count: int) -> None:
-    for i in range(count):
-        subprocess.run(base + ["undefine", f"vbench-{i:02d}"], capture_output=True)
+# ------------------------------------------------------------------------------------ report
+def row(label: str, ours, peer_label: str = "", peer=None) -> str:
+    mine = f"{ours[0]:7.1f} / {ours[1]:6.1f}"
+    if peer is None:
+        return f"{label:44} {mine:>17}   {peer_label}"
+    theirs = f"{peer[0]:7.1f} / {peer[1]:6.1f}"
+    return f"{label:44} {mine:>17}   {peer_label:34} {theirs:>17}   {ours[0] / peer[0]:5.2f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vms", type=int, default=50)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--cold-runs", type=int, default=5)
+    parser.add_argument("--polls", type=int, default=100)
     parser.add_argument("--no-install", action="store_true")
-    parser.add_argument("--virsh-uri", default="qemu:///session")
     args = parser.parse_args()
-    home = tempfile.mkdtemp(prefix="bench-cli-")
-    cli = shutil.which("vboxmanage")
-    ours = [cli] if cli else [sys.executable, "-m", "frontends.vboxmanage.main"]
+    load_before = os.getloadavg()
+    base = tempfile.mkdtemp(prefix="bench-cli-")
+    ours, peer = None, None
+    vm, dom = "bench-03", "vbench-03"
+    lines = []
     try:
-        env = setup_ours(home, args.vms)
-        bare = timed([sys.executable, "-c", "pass"], env, args.runs)
-        version = timed(ours + ["--version"], env, args.runs)
-        listing = timed(ours + ["list", "vms"], env, args.runs)
-        assert listing[2].count("\n") == args.vms, listing[2]
-        print(f"command: {' '.join(ours)}  ({args.vms} VMs, {args.runs} fresh runs each, median / min)")
-        print(f"python -c pass              {bare[0]:7.1f} ms / {bare[1]:7.1f} ms")
-        print(f"vboxmanage --version        {version[0]:7.1f} ms / {version[1]:7.1f} ms")
-        print(f"vboxmanage list vms         {listing[0]:7.1f} ms / {listing[1]:7.1f} ms")
-    finally:
-        stop_ours(home)
-    try:
-        compare_virsh(args, home, listing[0])
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+        ours = Ours(base, args.vms)
+        problem = ensure_libvirt(not args.no_install)
+        if problem is None:
+            try:
+                peer = Libvirt(args.vms)
+            except (RuntimeError, OSError, KeyError) as e:
+                problem = str(e)
 
+        def pair(label, ours_args, peer_label, peer_args, check_out=None):
+            mine = timed(ours.run(*ours_args), args.runs)
+            theirs = timed(peer.run(*peer_args, check_out=check_out), args.runs) if peer else None
+            lines.append(row(label, mine, peer_label if peer else f"({problem})", theirs))
 
-def compare_virsh(args, home: str, ours_ms: float) -> None:
-    problem = ensure_virsh(not args.no_install)
-    if problem:
-        print(f"virsh list --all            not measured: {problem}")
-        return
-    base, problem = setup_virsh(args.vms, args.virsh_uri, home)
-    if base is None:
-        print(f"virsh list --all            not measured: {problem}")
-        return
-    note = " (as root this URI is served by the system libvirtd)" if os.geteuid() == 0 else ""
-    try:
-        peer = timed(base + ["list", "--all"], dict(os.environ), args.runs)
-        assert peer[2].count("vbench-") == args.vms, peer[2]
-        if note:
-            print(f"virsh note: {note.strip(' ()')}")
-        print(f"virsh -c {args.virsh_uri} list --all  {peer[0]:7.1f} ms / {peer[1]:7.1f} ms")
-        print(f"ratio (ours / virsh, median): {ours_ms / peer[0]:.2f}")
+        lines.append(
+            row(
+                "python3 -IS -c pass (interpreter start)",
+                timed(command([sys.executable, "-IS", "-c", "pass"]), args.runs),
+            )
+        )
+        pair("vboxmanage --version", ["--version"], "virsh --version", ["--version"])
+        pair(
+            f"vboxmanage list vms ({args.vms} VMs)",
+            ["list", "vms"],
+            "virsh list --all",
+            ["list", "--all"],
+            "vbench-49" if args.vms >= 50 else None,
+        )
+        pair(
+            "vboxmanage showvminfo --machinereadable",
+            ["showvminfo", vm, "--machinereadable"],
+            "virsh dominfo",
+            ["dominfo", dom],
+        )
+        pair(
+            "vboxmanage getextradata <vm> <key>", ["getextradata", vm, KEY], "virsh dominfo", ["dominfo", dom]
+        )
+        lines.append(
+            row(
+                "list vms, started the pip way (python3 -m)",
+                timed(ours.run("list", "vms", cli=ours.pip_style), args.runs),
+                "(site initialisation, no launcher)",
+            )
+        )
+        mine = ours.cold(args.cold_runs)
+        theirs = peer.cold(args.cold_runs) if peer else None
+        lines.append(
+            row(
+                "cold start: vboxsvc spawned + list vms",
+                mine,
+                "libvirtd spawned + virsh list --all" if peer else f"({problem})",
+                theirs,
+            )
+        )
+        polled = ours.polling(args.polls)
     finally:
-        teardown_virsh(base, args.vms)
-        pid_file = os.path.join(home, "libvirtd.pid")
-        if os.path.exists(pid_file):  # the daemon we started
-            os.kill(int(open(pid_file).read().split()[0]), signal.SIGTERM)
+        stop_services(os.path.join(base, "run"))
+        if peer is not None:
+            peer.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+    print(
+        f"{args.vms} VMs / domains; {args.runs} fresh processes per figure (cold start: {args.cold_runs}); "
+        f"ms, median / min; last column ours / peer (median)"
+    )
+    print(f"{'':44} {'ours':>17}   {'peer':34} {'':>17}   ratio")
+    print("\n".join(lines))
+    if isinstance(polled, str):
+        print(f"polling loop: not measured: {polled}")
+    else:
+        per_call, share, loop = polled
+        print(
+            f"polling loop of {args.polls} showvminfo --machinereadable on a running VM: "
+            f"{loop:.1f} ms per call; "
+            f"the VM process spent {per_call:.2f} ms CPU per call = {share:.1f}% of one core during the loop"
+        )
+    print(
+        f"load average before / after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} "
+        f"on {os.cpu_count()} CPUs (figures taken on a busy machine are noisy; compare within one run)"
+    )
 
 
 if __name__ == "__main__":

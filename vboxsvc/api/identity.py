@@ -14,18 +14,38 @@ with; `vboxmanage` starts the service with its own environment).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 ENV = "VBOXPY_VBOX_VERSION"
 
 
-@dataclass(frozen=True)
 class Identity:
-    branch: str           # "7.0" / "7.1"
-    version: str          # IVirtualBox::version, `VBoxManage --version` before the `r`
-    revision: int         # IVirtualBox::revision (the svn revision of that release)
-    api_version: str      # IVirtualBox::APIVersion, `list systemproperties` "API version:"
-    api_revision: int     # IVirtualBox::APIRevision (major, minor, build packed in decimal)
+    """One release (a plain class: every `vboxmanage` run reads this, dataclasses cost it time)."""
+
+    __slots__ = ("branch", "version", "revision", "api_version", "api_revision")
+
+    def __init__(self, branch: str, version: str, revision: int, api_version: str, api_revision: int):
+        self.branch = branch              # "7.0" / "7.1"
+        self.version = version            # IVirtualBox::version, `VBoxManage --version` before the `r`
+        self.revision = revision          # IVirtualBox::revision (the svn revision of that release)
+        self.api_version = api_version    # IVirtualBox::APIVersion, `list systemproperties` "API version:"
+        self.api_revision = api_revision  # IVirtualBox::APIRevision (major, minor, build packed in decimal)
+
+    def _key(self) -> tuple:
+        return (self.branch, self.version, self.revision, self.api_version, self.api_revision)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Identity) and other._key() == self._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __setattr__(self, name, value):
+        if hasattr(self, name):
+            raise AttributeError(f"cannot assign to field '{name}'")
+        object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return "Identity({!r}, {!r}, {!r}, {!r}, {!r})".format(*self._key())
 
     @property
     def is_7_1(self) -> bool:

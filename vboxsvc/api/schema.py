@@ -9,25 +9,79 @@ so they cannot drift apart (tests/unit/vboxsvc/test_schema.py checks the impleme
 
 from __future__ import annotations
 
-import ast
-import re
 from collections.abc import Mapping
 
-from . import enums
 from .interfaces import SCHEMA_TEXT
 
-_SNAKE1 = re.compile(r"([A-Z]+)([A-Z][a-z])")
-_SNAKE2 = re.compile(r"([a-z])([A-Z])")
-_SNAKE3 = re.compile(r"(\d)([A-Z][a-z])")
+_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
+_DIGIT = frozenset("0123456789")
+_WORD = _UPPER | _LOWER | _DIGIT | {"_"}
 
 
 def snake(name: str) -> str:
-    """VirtualBox name -> Python name: createMachine -> create_machine, HWVirtExProperty ->
-    hw_virt_ex_property, is64Bit -> is64_bit, acceleration3DAvailable -> acceleration3d_available."""
-    return _SNAKE3.sub(r"\1_\2", _SNAKE2.sub(r"\1_\2", _SNAKE1.sub(r"\1_\2", name))).lower()
+    """VirtualBox name -> Python name: createMachine -> create_machine,
+    HWVirtExProperty -> hw_virt_ex_property,
+    is64Bit -> is64_bit, acceleration3DAvailable -> acceleration3d_available.
+
+    An underscore goes before a capital that follows a lower-case letter, and before a capital that
+    starts a word (a lower-case letter follows) after a capital or a digit; done by hand in one pass
+    rather than with `re` (every client parses names at start-up)."""
+    out = []
+    last = len(name) - 1
+    for i, c in enumerate(name):
+        if i and c in _UPPER:
+            before = name[i - 1]
+            if before in _LOWER or ((before in _UPPER or before in _DIGIT) and i < last
+                                    and name[i + 1] in _LOWER):
+                out.append("_")
+        out.append(c)
+    return "".join(out).lower()
+
+
+def _word(text: str) -> bool:
+    return bool(text) and all(c in _WORD for c in text)
+
+
+def _type_text(text: str) -> bool:
+    """`\\[?\\w+\\]?`: a word, maybe in brackets."""
+    return _word(text[text.startswith("["):len(text) - text.endswith("]")] if text else "")
+
+
+def _method_line(line: str) -> tuple[str, str, str | None] | None:
+    """`name(params) [-> type]` -> (name, params, return type or None)."""
+    name, paren, rest = line.partition("(")
+    close = rest.rfind(")")
+    if not paren or not _word(name) or close < 0:
+        return None
+    tail = rest[close + 1:].strip()
+    if not tail:
+        return name, rest[:close], None
+    if tail.startswith("->") and _type_text(tail[2:].strip()):
+        return name, rest[:close], tail[2:].strip()
+    return None
+
+
+def _attribute_line(line: str) -> tuple[str, str, bool] | None:
+    """`name: type [rw]` -> (name, type, writable)."""
+    name, colon, rest = line.partition(":")
+    words = rest.split()
+    if not colon or not _word(name.rstrip()) or not 1 <= len(words) <= 2:
+        return None
+    if len(words) == 2 and words[1] != "rw":
+        return None
+    if not _type_text(words[0]):
+        return None
+    return name.rstrip(), words[0], len(words) == 2
 
 
 _ENUM_CACHE: dict = {}
+
+
+def _enum(name: str):
+    from . import enums  # on the first enum-typed value: a client reading only strings never builds them
+
+    return getattr(enums, name, None)
 SCALARS = {"str": str, "int": int, "bool": bool, "bytes": bytes, "float": float, "any": object}
 
 
@@ -73,7 +127,7 @@ class Type(_Value):
         try:
             return _ENUM_CACHE[self.name]
         except KeyError:
-            e = _ENUM_CACHE[self.name] = getattr(enums, self.name, None) if not self.is_interface else None
+            e = _ENUM_CACHE[self.name] = _enum(self.name) if not self.is_interface else None
             return e
 
     def __str__(self) -> str:
@@ -106,28 +160,41 @@ class Interface:
         return self.attributes.get(name) or self.methods.get(name)
 
 
-_ATTR = re.compile(r"^(?P<name>\w+)\s*:\s*(?P<type>\[?\w+\]?)\s*(?P<rw>rw)?$")
-_METH = re.compile(r"^(?P<name>\w+)\((?P<params>.*)\)\s*(->\s*(?P<ret>\[?\w+\]?))?$")
 
 
-def _type(text: str, where: str) -> Type:
+def _type(text: str, where: str, strict: bool = True) -> Type:
     text = text.strip()
     is_list = text.startswith("[")
     name = text.strip("[]")
     t = Type(name, is_list)
-    if name not in SCALARS and not t.is_interface and t.enum is None and name != "IEvent":
+    if not name.isidentifier() or (strict and name not in SCALARS and not t.is_interface and t.enum is None
+                                   and name != "IEvent"):
         raise ValueError(f"schema: unknown type {text!r} in {where}")
     return t
 
 
-def _params(text: str, where: str) -> tuple[Param, ...]:
+def _params(text: str, where: str, strict: bool) -> tuple[Param, ...]:
     out = []
     for part in filter(None, (p.strip() for p in _split(text))):
         decl, eq, default = part.partition("=")
         pname, _, ptype = decl.partition(":")
-        out.append(Param(snake(pname.strip()), pname.strip(), _type(ptype, where), bool(eq),
-                         ast.literal_eval(default.strip()) if eq else None))
+        out.append(Param(snake(pname.strip()), pname.strip(), _type(ptype, where, strict), bool(eq),
+                         _literal(default.strip()) if eq else None))
     return tuple(out)
+
+
+def _literal(text: str):
+    """A default value: the common ones without the ast module, the rest through it."""
+    if text in _LITERALS:
+        return _LITERALS[text]
+    if text.lstrip("-").isdigit():
+        return int(text)
+    import ast
+
+    return ast.literal_eval(text)
+
+
+_LITERALS = {"None": None, "True": True, "False": False, '""': "", "''": "", "[]": []}
 
 
 def _split(text: str) -> list[str]:
@@ -151,7 +218,9 @@ def _split(text: str) -> list[str]:
     return parts
 
 
-def parse(text: str) -> dict[str, Interface]:
+def parse(text: str, strict: bool = True) -> dict[str, Interface]:
+    """Interfaces of a schema text; `strict` resolves every enum type at once (the lazy loader
+    below leaves that to first use, and tests/unit/vboxsvc/test_schema.py checks they all resolve)."""
     ifaces: dict[str, Interface] = {}
     cur: Interface | None = None
     for lineno, raw in enumerate(text.splitlines(), 1):
@@ -164,17 +233,25 @@ def parse(text: str) -> dict[str, Interface]:
             cur = ifaces.setdefault(name, Interface(name))
             continue
         assert cur is not None, where
-        line = line.strip()
-        if m := _METH.match(line):
-            name = snake(m["name"])
-            ret = _type(m["ret"], where) if m["ret"] else None
-            cur.methods[name] = Method(name, m["name"], _params(m["params"], where), ret, cur.name)
-        elif m := _ATTR.match(line):
-            name = snake(m["name"])
-            cur.attributes[name] = Attribute(name, m["name"], _type(m["type"], where), not m["rw"], cur.name)
-        else:
+        member = _member(line.strip(), cur.name, where, strict)
+        if member is None:
             raise ValueError(f"schema: cannot parse {where}: {raw!r}")
+        (cur.methods if isinstance(member, Method) else cur.attributes)[member.name] = member
     return ifaces
+
+
+def _member(line: str, iface: str, where: str, strict: bool) -> Attribute | Method | None:
+    """One member line (comment stripped) of interface `iface`; None if it is neither kind."""
+    if m := _method_line(line):
+        xidl, params, ret_text = m
+        name = snake(xidl)
+        ret = _type(ret_text, where, strict) if ret_text else None
+        return Method(name, xidl, _params(params, where, strict), ret, iface)
+    if a := _attribute_line(line):
+        xidl, type_text, writable = a
+        name = snake(xidl)
+        return Attribute(name, xidl, _type(type_text, where, strict), not writable, iface)
+    return None
 
 
 def _chunks(text: str) -> dict[str, str]:
@@ -196,13 +273,45 @@ class _Interfaces(Mapping):
     def __init__(self, text: str):
         self._text = _chunks(text)
         self._parsed: dict[str, Interface] = {}
+        self._lines: dict[str, dict[str, list[str]]] = {}
+
+    def member(self, iface: str, name: str, kind: type | None = None) -> Attribute | Method | None:
+        """One member by its Python name (a Method before an Attribute of the same name, unless
+        `kind` asks for one), parsing only its own line: a client building a proxy pays for the
+        members it uses, not for the whole interface. None when the interface has no such member."""
+        parsed = self._parsed.get(iface)
+        if parsed is not None:
+            if kind is not Attribute and name in parsed.methods:
+                return parsed.methods[name]
+            return parsed.attributes.get(name) if kind is not Method else None
+        lines = self._lines.get(iface)
+        if lines is None:
+            text = self._text.get(iface)
+            if text is None:
+                return None
+            lines = self._lines[iface] = {}
+            for raw in text.splitlines()[1:]:
+                line = raw.split("#", 1)[0].strip()
+                if line:
+                    xidl = line.split("(", 1)[0].split(":", 1)[0].strip()
+                    lines.setdefault(snake(xidl), []).append(line)
+        found = [m for m in (_member(line, iface, iface, False) for line in lines.get(name, ()))
+                 if m is not None]
+        for wanted in ((Method, Attribute) if kind is None else (kind,)):
+            for m in found:
+                if isinstance(m, wanted):
+                    return m
+        return None
 
     def __getitem__(self, name: str) -> Interface:
         iface = self._parsed.get(name)
         if iface is None:
-            iface = parse(self._text[name])[name]  # KeyError for unknown names
+            iface = parse(self._text[name], strict=False)[name]  # KeyError for unknown names
             self._parsed[name] = iface
         return iface
+
+    def __contains__(self, name) -> bool:
+        return name in self._text  # without parsing it
 
     def __iter__(self):
         return iter(self._text)
@@ -211,7 +320,7 @@ class _Interfaces(Mapping):
         return len(self._text)
 
 
-INTERFACES: Mapping[str, Interface] = _Interfaces(SCHEMA_TEXT)
+INTERFACES: _Interfaces = _Interfaces(SCHEMA_TEXT)
 
 
 def interface(name: str) -> Interface:

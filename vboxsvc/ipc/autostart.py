@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import socket
 import sys
 import time
 
@@ -26,7 +25,9 @@ START_TIMEOUT_S = 20.0
 
 def probe(path: str) -> bool:
     """True if something (the service, or systemd holding its socket) listens on the endpoint."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    import _socket  # the socket module's wrappers cost every client start-up time; nothing here needs them
+
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         s.connect(path)
         return True
@@ -39,7 +40,20 @@ def probe(path: str) -> bool:
 
 
 def service_command() -> list[str]:
-    return [sys.executable, "-m", "vboxsvc.server.main"]
+    # -S: no site initialisation (every .pth file of site-packages read and run) on the service's
+    # start path; it gets the client's module search path through PYTHONPATH instead (_search_path)
+    return [sys.executable, "-S", "-m", "vboxsvc.server.main"]
+
+
+def _search_path() -> str:
+    """This checkout, then the folders this client imports from (its own script folder aside):
+    the service runs the same code with the same dependencies, whatever site would have added."""
+    root = _package_root()
+    out = [root]
+    for entry in sys.path[1:]:
+        if entry and entry not in out:
+            out.append(entry)
+    return os.pathsep.join(out)
 
 
 def _package_root() -> str:
@@ -101,8 +115,7 @@ class _Starting:
         if env.get("VBOX_USER_HOME"):
             # the service runs in /: a relative home must mean what it means here
             env["VBOX_USER_HOME"] = os.path.abspath(env["VBOX_USER_HOME"])
-        root = _package_root()
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["PYTHONPATH"] = _search_path()
         try:
             self.proc = subprocess.Popen(
                 service_command() + ["--automate", "--inherit-startup-pipe", str(w)],

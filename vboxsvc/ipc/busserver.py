@@ -35,6 +35,7 @@ PID_MAX = 1 << 22               # Linux's upper bound for pid_max
 FDS_PER_CLIENT = 4              # a pidfd, the call and callee connections, and some slack
 FDS_RESERVED = 256              # settings files, images, logs, the VM processes' pipes
 TRACEBACKS_PER_MINUTE = 10
+MAX_BATCH = 4096                # calls in one batch frame
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 _NOBLOCK = int(zmq.NOBLOCK)
 
@@ -229,6 +230,8 @@ class BusServer:
         self.guard.commit((sid, chan), msg["q"])
         if op == "call":
             self._call(ident, client, msg)
+        elif op == "batch":
+            self._batch(ident, client, msg)
         elif op in ("ret", "err") and chan == CALLEE:
             self._answer(client, msg)
         elif op == "bye":
@@ -347,6 +350,60 @@ class BusServer:
             result.add_callback(lambda v, e: self._reply(ident, cid, v, e) if client.alive else None)
         else:
             self._reply(ident, cid, result)
+
+    def _batch(self, ident: bytes, client: ClientInfo, msg: dict) -> None:
+        """Many independent calls in one frame (a client reading what it prints in one round trip).
+
+        Each entry is [target, kind, member, args] and runs exactly as the lone call would; the
+        answer lists [0, result] or [1, error] per entry, in order, once every entry is done.
+        """
+        cid, calls = msg.get("i"), msg.get("b")
+        if not isinstance(calls, list) or len(calls) > MAX_BATCH:
+            self._reply(ident, cid, error=VBoxError(rc.E_INVALIDARG, f"malformed batch (a list of at most "
+                                                                    f"{MAX_BATCH} calls)"))
+            return
+        out: list = [None] * len(calls)
+        waiting = [1]  # the entries still running, plus one until every entry has been started
+
+        def done(index: int, value, error: VBoxError | None) -> None:
+            out[index] = [1, error.to_wire()] if error is not None else [0, value]
+            finish()
+
+        def finish() -> None:
+            waiting[0] -= 1
+            if waiting[0] == 0 and client.alive:
+                self._reply(ident, cid, out)
+
+        for index, entry in enumerate(calls):
+            if (not isinstance(entry, list) or len(entry) != 4 or not isinstance(entry[1], int)
+                    or not isinstance(entry[2], str) or not isinstance(entry[3], list)):
+                out[index] = [1, VBoxError(rc.E_INVALIDARG, "malformed batch entry").to_wire()]
+                continue
+            target, kind, member, args = entry
+            waiting[0] += 1
+            if isinstance(target, RemoteRef):
+                if target.owner == client.sid:
+                    done(index, None, VBoxError(rc.E_INVALIDARG, "call on your own object"))
+                else:
+                    self.call_remote(target, kind, member, args).add_callback(
+                        lambda v, e, i=index: done(i, v, e))
+                continue
+            if target is None or getattr(target, "__interface__", None) is None:
+                done(index, None, VBoxError(rc.E_INVALIDARG, "call without a target object"))
+                continue
+            _current.client = client
+            try:
+                result = dsp.invoke(target, kind, member, args, None)
+            except VBoxError as e:
+                done(index, None, e)
+                continue
+            finally:
+                _current.client = None
+            if isinstance(result, Deferred):
+                result.add_callback(lambda v, e, i=index: done(i, v, e))
+            else:
+                done(index, result, None)
+        finish()
 
     def _answer(self, client: ClientInfo, msg: dict) -> None:
         entry = self._pending.pop(msg.get("i"), None)

@@ -26,11 +26,12 @@ from __future__ import annotations
 from . import autostart
 
 
-def connect(autostart_service: bool = True, name: str | None = None):
+def connect(autostart_service: bool = True, name: str | None = None, light: bool = False):
     """Connect to the service of the current user and VBOX_USER_HOME (starting it if needed).
 
     Returns a `Client` (vboxsvc.ipc.connection). A service that has to be started is spawned
-    first and the bus machinery imported while it starts up.
+    first and the bus machinery imported while it starts up. `light` suits a process that makes
+    a few calls and exits: its calls travel without pyzmq (see Client).
     """
     starting = autostart.begin_service() if autostart_service else None
     try:
@@ -38,7 +39,7 @@ def connect(autostart_service: bool = True, name: str | None = None):
     finally:
         if starting is not None:
             starting.wait()
-    return Client(autostart_service=autostart_service, name=name)
+    return Client(autostart_service=autostart_service, name=name, light=light)
 
 
 def __getattr__(name: str):

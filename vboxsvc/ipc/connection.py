@@ -11,24 +11,24 @@ from a small thread pool, while the process keeps making its own calls.
 
 from __future__ import annotations
 
-import logging
+import _thread  # a lock without importing threading (only the callee channel needs threads)
 import os
 import sys
-import threading
 from time import monotonic as _monotonic
-
-import zmq
 
 from ..api import errors as rc
 from ..api.errors import VBoxError
-from ..api.events import Event
 from . import autostart, paths
 from .dispatcher import CALL, GET, Deferred, ObjectTable, invoke
 from .proxy import Proxy, make_proxy
 from .wire import CALL as CALL_CHANNEL
 from .wire import CALLEE, MAX_FRAME, Codec, FrameError, Ref, now_ms, sign, verify
 
-log = logging.getLogger("vboxsvc.client")
+
+def _log():
+    import logging  # only when something goes wrong: a short-lived client does not pay for it
+
+    return logging.getLogger("vboxsvc.client")
 
 HELLO_TIMEOUT_S = 20.0
 HELLO_RETRY_S = 2.0
@@ -38,12 +38,16 @@ POLL_MS = 1000
 # waits (IProgress, getEvent), which the client splits into short slices (WAIT_SLICE_MS).
 CALL_TIMEOUT_S = float(os.environ.get("VBOXPY_CALL_TIMEOUT_S") or 60.0)
 STOPPED_GRACE_S = 3.0
+BATCH_MAX = 4096  # calls per batch frame (the service's bound)
+_HELD: dict[int, list] = {}  # id(client) -> its ZeroMQ context and sockets, until the client is torn down
 WAIT_SLICE_MS = 1000
 # calls that wait on the service side -> position of their timeout argument
 _SLICED = {"wait_for_completion": 0, "wait_for_operation_completion": 1, "get_event": 1}
 
 
-def _socket(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
+def _socket(ctx, endpoint: str):
+    import zmq
+
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.RECONNECT_IVL, 10)
@@ -53,10 +57,37 @@ def _socket(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     return s
 
 
-class Client:
-    """One connection to the service (a COM 'client'): proxies, sessions, exported objects, events."""
+class _ZmqChannel:
+    """The call channel as a pyzmq DEALER socket (reconnects by itself)."""
 
-    def __init__(self, autostart_service: bool = True, name: str | None = None):
+    def __init__(self, ctx, endpoint: str):
+        import zmq
+
+        self._again = zmq.Again
+        self._sock = _socket(ctx, endpoint)
+
+    def send(self, body: bytes) -> None:
+        self._sock.send(body)
+
+    def recv(self, timeout_s: float) -> bytes | None:
+        try:
+            return self._sock.recv()  # RCVTIMEO: wakes every POLL_MS
+        except self._again:
+            return None
+
+    def close(self) -> None:
+        self._sock.close(0)
+
+
+class Client:
+    """One connection to the service (a COM 'client'): proxies, sessions, exported objects, events.
+
+    `light` carries the calls over vboxsvc.ipc.zmtp instead of pyzmq: for a process that makes
+    a few calls and exits (the CLI), where loading pyzmq costs more than the calls. pyzmq is
+    still loaded once the process exports objects (the callee channel).
+    """
+
+    def __init__(self, autostart_service: bool = True, name: str | None = None, light: bool = False):
         if autostart_service:
             autostart.ensure_service()
         self.key = paths.load_key(create=False)
@@ -64,9 +95,20 @@ class Client:
         self.sid = os.urandom(16)
         self.table = ObjectTable(self.sid)
         self.codec = Codec(self._to_ref, self._from_ref)
-        self._ctx = zmq.Context()
-        self._sock = _socket(self._ctx, self.endpoint)
-        self._lock = threading.Lock()
+        self._ctx = None
+        # the ZeroMQ context and socket stay reachable from here until _teardown: a client dropped
+        # without close() is garbage together with its proxies (a cycle), and the collector must run
+        # our __del__ (which closes the socket first), never the context's own (which would wait for
+        # that socket for ever)
+        _HELD[id(self)] = self._held = []
+        if light:
+            from .zmtp import ZmtpChannel
+
+            self._sock = ZmtpChannel(self.endpoint[len("ipc://"):], MAX_FRAME + 4096)
+        else:
+            self._sock = _ZmqChannel(self.zmq_context(), self.endpoint)
+        self._held.append(self._sock)
+        self._lock = _thread.allocate_lock()
         self._seq = 0
         self._closed = False
         self._callee: _Callee | None = None
@@ -95,6 +137,14 @@ class Client:
                 if autostart_service and not autostart.probe(paths.socket_path()):
                     autostart.ensure_service()
         return self._request(dict(hello), timeout_s=HELLO_TIMEOUT_S)
+
+    def zmq_context(self):
+        if self._ctx is None:
+            import zmq
+
+            self._ctx = zmq.Context()
+            self._held.append(self._ctx)
+        return self._ctx
 
     # --- public API ----------------------------------------------------------------------
     def session(self):
@@ -165,6 +215,31 @@ class Client:
             msg["w"] = kwargs
         return self._request(msg, timeout_s=CALL_TIMEOUT_S)
 
+    def batch(self, calls, enums: bool = True) -> list:
+        """Run independent calls in one round trip; for each, (True, result) or (False, VBoxError).
+
+        `calls` holds (proxy, kind, member, args) with kind GET (args empty) or CALL (positional
+        args). Each entry runs on its object exactly as the lone call would (the same checks, the
+        same errors); only the round trips are shared. The one-call-per-member API is unchanged.
+        Results typed as enums are IntEnums as from the proxies, or plain ints with enums=False.
+        """
+        from .proxy import convert
+
+        calls = list(calls)
+        out: list = []
+        for start in range(0, len(calls), BATCH_MAX):
+            chunk = calls[start:start + BATCH_MAX]
+            wire = [[p._ref, kind, member, list(args)] for p, kind, member, args in chunk]
+            results = self._request({"op": "batch", "b": wire}, timeout_s=CALL_TIMEOUT_S)
+            if not isinstance(results, list) or len(results) != len(chunk):
+                raise VBoxError(rc.E_UNEXPECTED, "malformed batch answer from the service")
+            for (p, kind, member, _args), (failed, value) in zip(chunk, results, strict=True):
+                if failed:
+                    out.append((False, VBoxError.from_wire(value)))
+                else:
+                    out.append((True, convert(p._ref.iface, kind, member, value) if enums else value))
+        return out
+
     def _sliced(self, ref: Ref, member: str, args: list, kwargs: dict):
         """A call that waits up to its `timeout` ms (-1: without end) as a series of short waits, so
         that no single bus call outlives CALL_TIMEOUT_S however long the wait is: IProgress's
@@ -210,13 +285,18 @@ class Client:
             if len(body) > MAX_FRAME:
                 raise VBoxError(rc.E_INVALIDARG, "The call is too large for the bus")
             sock = self._sock
-            sock.send(sign(self.key, body)[0])
+            try:
+                sock.send(sign(self.key, body)[0])
+            except Exception as e:
+                raise _gone(e) from None
             start = _monotonic()
             stopped_since = None
             while True:
                 try:
-                    parts = [sock.recv()]  # RCVTIMEO: wakes every POLL_MS to check the service
-                except zmq.Again:
+                    frame = sock.recv(POLL_MS / 1000)  # wakes every POLL_MS to check the service
+                except Exception as e:
+                    raise _gone(e) from None
+                if frame is None:
                     now = _monotonic()
                     if timeout_s is not None and now - start >= timeout_s:
                         raise VBoxError(rc.NS_ERROR_CALL_FAILED,
@@ -239,9 +319,9 @@ class Client:
                             stopped_since = None
                     continue
                 try:
-                    reply = self.codec.unpack(verify(self.key, parts))
+                    reply = self.codec.unpack(verify(self.key, [frame]))
                 except FrameError as e:
-                    log.warning("dropped a bad reply: %s", e)
+                    _log().warning("dropped a bad reply: %s", e)
                     continue
                 if not isinstance(reply, dict) or reply.get("i") != seq:
                     continue  # a late answer to an abandoned request
@@ -280,9 +360,14 @@ class Client:
         callee_left = False
         if self._callee is not None:
             callee_left = not self._callee.stop()
-        self._sock.close(0)
+        self._sock.close()
+        _HELD.pop(id(self), None)
+        if self._ctx is None:
+            return
         if callee_left:
             # term() waits for every socket: let the callee thread close its own, never block here
+            import threading
+
             threading.Thread(target=self._ctx.term, name="vbox-ctx-term", daemon=True).start()
         else:
             self._ctx.term()
@@ -295,6 +380,16 @@ class Client:
                 self._teardown()
         except Exception:
             pass
+
+
+def _gone(error: Exception) -> VBoxError:
+    """What a caller sees when the call channel broke (pyzmq errors pass through unchanged)."""
+    from .zmtp import ChannelClosed
+
+    if not isinstance(error, ChannelClosed):
+        raise error
+    return VBoxError(rc.NS_ERROR_CALL_FAILED, "The VirtualBox service (vboxsvc) has terminated",
+                     "IVirtualBox", "")
 
 
 def _process_state(pid: int) -> str | None:
@@ -319,7 +414,7 @@ class _CallbackListener:
     def __init__(self, callback):
         self._callback = callback
 
-    def handle_event(self, event: Event) -> None:
+    def handle_event(self, event) -> None:  # an api.events.Event
         self._callback(event)
 
 
@@ -330,7 +425,7 @@ class _Callee:
 
     def __init__(self, client: Client):
         self.client = client
-        self._ctx = client._ctx
+        self._ctx = client.zmq_context()
         import concurrent.futures  # only processes that export objects need a pool
         self._pool = concurrent.futures.ThreadPoolExecutor(self.WORKERS, thread_name_prefix="vbox-callee")
         self._events = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vbox-events")
@@ -338,6 +433,8 @@ class _Callee:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._seq = 0
+        import threading
+
         self._started = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -362,6 +459,8 @@ class _Callee:
             os.write(self._wake_w, b"x")
         except OSError:
             pass
+        import threading
+
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(2)
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -389,6 +488,8 @@ class _Callee:
         sock.send_multipart(sign(self.client.key, body))
 
     def _run(self) -> None:
+        import zmq
+
         sock = _socket(self._ctx, self.client.endpoint)
         try:
             self._send(sock, {"op": "hello", "i": 0, "pid": os.getpid()})
@@ -437,7 +538,7 @@ class _Callee:
         try:
             msg = self.client.codec.unpack(verify(self.client.key, parts))
         except FrameError as e:
-            log.warning("dropped a bad incoming call: %s", e)
+            _log().warning("dropped a bad incoming call: %s", e)
             return
         if not isinstance(msg, dict) or msg.get("op") != "call":
             return
@@ -454,6 +555,8 @@ class _Callee:
                 raise VBoxError(rc.E_INVALIDARG, "call on an object this process does not export")
             result = invoke(target, msg.get("k", CALL), msg.get("m"), msg.get("a", ()), msg.get("w"))
             if isinstance(result, Deferred):
+                import threading
+
                 done = threading.Event()
                 box = []
                 result.add_callback(lambda v, e: (box.append((v, e)), done.set()))

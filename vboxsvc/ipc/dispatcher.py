@@ -9,17 +9,13 @@ result or raises VBoxError. Only schema members are reachable, never other attri
 
 from __future__ import annotations
 
+import _thread  # threading's Lock, without importing threading
 import itertools
-import logging
-import threading
 
 from ..api import errors as rc
 from ..api.errors import VBoxError
-from ..api.events import Event
 from ..api.schema import INTERFACES, Method, Type
 from .wire import Ref
-
-log = logging.getLogger("vboxsvc.dispatch")
 
 GET, SET, CALL = 1, 2, 0
 
@@ -76,7 +72,7 @@ class ObjectTable:
         self._oid_of: dict[int, int] = {}
         self._tags: dict[object, set[int]] = {}
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def ref(self, obj, tag=None) -> Ref:
         iface = getattr(obj, "__interface__", None)
@@ -146,6 +142,8 @@ def check_value(t: Type, value, what: str):
     if name == "any" or name == "float":
         return value
     if name == "IEvent":
+        from ..api.events import Event
+
         if not isinstance(value, Event):
             raise _bad(f"Argument {what} must be an IEvent")
         return value
@@ -220,6 +218,8 @@ def invoke(obj, kind: int, member: str, args=(), kwargs=None):
             e.component = getattr(obj, "__component__", iface_name[1:] + "Wrap")
         raise
     except Exception as e:  # a bug in an implementation must not take the process down
-        log.exception("internal error in %s.%s", iface_name, member)
+        import logging
+
+        logging.getLogger("vboxsvc.dispatch").exception("internal error in %s.%s", iface_name, member)
         raise VBoxError(rc.E_FAIL, f"Internal error in {iface_name}::{member}: {type(e).__name__}: {e}",
                         iface_name, getattr(obj, "__component__", "")) from None

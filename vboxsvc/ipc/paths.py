@@ -16,7 +16,7 @@ import os
 import pwd
 import stat
 
-from settings import paths as spaths
+from settings import home as shome
 
 KEY_BYTES = 32
 HOME_LOCK_NAME = "vboxsvc.lock"   # in the VirtualBox home: locked by the service that serves it
@@ -53,7 +53,7 @@ def _check_private_dir(path: str) -> None:
 
 def canonical_home() -> str:
     """The VirtualBox home of this process, absolute with symlinks resolved (it need not exist yet)."""
-    return os.path.realpath(spaths.vbox_user_home(create=False))
+    return os.path.realpath(shome.vbox_user_home(create=False))
 
 
 def default_home() -> str:
@@ -73,8 +73,9 @@ def home_tag(home: str | None = None) -> str:
     home = canonical_home() if home is None else os.path.realpath(home)
     if home == default_home():
         return ""
-    import hashlib  # not needed on the default home's path
-    return hashlib.sha256(home.encode()).hexdigest()[:12]
+    from .wire import sha256  # not needed on the default home's path
+
+    return sha256(home.encode()).hexdigest()[:12]
 
 
 def _name(stem: str, ext: str) -> str:

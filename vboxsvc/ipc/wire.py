@@ -11,20 +11,20 @@ Object references and events are msgpack extension types; nothing is ever pickle
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import threading
+import sys
 import time
+from _operator import _compare_digest as compare_digest  # hmac.compare_digest, without loading OpenSSL
+from _thread import _local  # threading.local (threading itself is not needed here)
 
 import msgpack
-
-from ..api.events import Event
 
 MAX_FRAME = 16 * 1024 * 1024      # bytes per body; ZeroMQ drops peers that send more
 MAC_BYTES = 32
 CLOCK_WINDOW_MS = 30_000           # how stale (or early) a frame's timestamp may be
 EXT_REF = 1
 EXT_EVENT = 2
+
+_EVENTS = __name__.rsplit(".", 2)[0] + ".api.events"
 
 # channels
 CALL = 0
@@ -89,7 +89,7 @@ def _decode_ref(data: bytes) -> Ref:
     return Ref(val[0], val[1], val[2])
 
 
-def pack_event(ev: Event) -> msgpack.ExtType:
+def pack_event(ev) -> msgpack.ExtType:
     return msgpack.ExtType(EXT_EVENT, msgpack.packb(ev.to_wire(), default=_plain))
 
 
@@ -103,13 +103,14 @@ class Codec:
     def __init__(self, to_ref, from_ref):
         self._to_ref = to_ref
         self._from_ref = from_ref
-        self._local = threading.local()
+        self._local = _local()
 
     def _default(self, obj):
-        if isinstance(obj, Event):
-            return pack_event(obj)
         if isinstance(obj, Ref):
             return pack_ref(obj)
+        events = sys.modules.get(_EVENTS)  # not loaded: obj cannot be an Event
+        if events is not None and isinstance(obj, events.Event):
+            return pack_event(obj)
         ref = self._to_ref(obj)
         if ref is None:
             raise TypeError(f"cannot send {type(obj).__name__} on the bus")
@@ -119,6 +120,8 @@ class Codec:
         if code == EXT_REF:
             return self._from_ref(unpack_ref(data))
         if code == EXT_EVENT:
+            from ..api.events import Event
+
             try:
                 return Event.from_wire(msgpack.unpackb(data))
             except (ValueError, TypeError, KeyError) as e:
@@ -144,6 +147,22 @@ class Codec:
             raise FrameError(f"undecodable body: {type(e).__name__}: {e}") from None
 
 
+def sha256(data: bytes = b""):
+    """A SHA-256 hash object: OpenSSL's when hashlib is loaded already (the service), else Python's
+    own `_sha256` (the same digest), which spares a short-lived client loading libcrypto."""
+    if "_hashlib" in sys.modules:
+        import hashlib
+
+        return hashlib.sha256(data)
+    try:
+        from _sha256 import sha256 as own
+    except ImportError:
+        import hashlib
+
+        return hashlib.sha256(data)
+    return own(data)
+
+
 class _Mac:
     """HMAC-SHA256 under one key with the padded key blocks hashed once (RFC 2104 done by hand).
 
@@ -155,10 +174,10 @@ class _Mac:
 
     def __init__(self, key: bytes):
         if len(key) > 64:
-            key = hashlib.sha256(key).digest()
+            key = sha256(key).digest()
         key = key.ljust(64, b"\0")
-        self.inner = hashlib.sha256(key.translate(_IPAD))
-        self.outer = hashlib.sha256(key.translate(_OPAD))
+        self.inner = sha256(key.translate(_IPAD))
+        self.outer = sha256(key.translate(_OPAD))
 
     def digest(self, body: bytes) -> bytes:
         inner = self.inner.copy()
@@ -196,7 +215,7 @@ def verify(key: bytes, parts: list[bytes]) -> bytes:
     if len(frame) <= MAC_BYTES:
         raise FrameError("short frame")
     body, mac = frame[:-MAC_BYTES], frame[-MAC_BYTES:]
-    if not hmac.compare_digest(_mac(key).digest(body), mac):
+    if not compare_digest(_mac(key).digest(body), mac):
         raise FrameError("bad signature")
     return body
 

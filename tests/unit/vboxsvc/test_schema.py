@@ -13,6 +13,7 @@ import vboxsvc.server
 from vboxsvc.api import enums
 from vboxsvc.api.schema import INTERFACES, parse, snake
 from vboxsvc.ipc.proxy import PROXIES
+from vboxsvc.ipc.proxy import member as proxy_member
 
 # interfaces the service does not implement itself, and who does
 ELSEWHERE = {"IConsole": "the VM process (frontends/headless)",
@@ -75,11 +76,12 @@ def test_contract_names_exist():
 
 def test_every_type_resolves():
     for iface in INTERFACES.values():
-        members = list(iface.attributes.values()) + [p for m in iface.methods.values() for p in m.params]
-        for member in members:
-            t = member.type
+        typed = ([(a.name, a.type) for a in iface.attributes.values()]
+                 + [(f"{m.name}({p.name})", p.type) for m in iface.methods.values() for p in m.params]
+                 + [(f"{m.name}() ->", m.returns) for m in iface.methods.values() if m.returns])
+        for what, t in typed:
             assert t.name in ("str", "int", "bool", "bytes", "any", "float", "IEvent") or \
-                t.name in INTERFACES or getattr(enums, t.name, None) is not None, (iface.name, member)
+                t.name in INTERFACES or getattr(enums, t.name, None) is not None, (iface.name, what)
 
 
 def test_server_implements_the_schema():
@@ -125,9 +127,52 @@ def test_proxies_are_derived_from_the_schema():
     for name, iface in INTERFACES.items():
         cls = PROXIES[name]
         for a in iface.attributes:
-            assert isinstance(inspect.getattr_static(cls, a), property), (name, a)
+            if a not in iface.methods:
+                assert isinstance(proxy_member(cls, a), property), (name, a)
+                assert isinstance(inspect.getattr_static(cls, a), property), (name, a)  # set on the class
         for m in iface.methods:
-            assert callable(inspect.getattr_static(cls, m)), (name, m)
+            assert callable(proxy_member(cls, m)) and callable(inspect.getattr_static(cls, m)), (name, m)
+        assert proxy_member(cls, "no_such_member") is None and proxy_member(cls, "__deepcopy__") is None
+
+
+def test_members_parsed_one_by_one_equal_the_whole_interface():
+    from vboxsvc.api.interfaces import SCHEMA_TEXT
+    from vboxsvc.api.schema import Attribute, Method, _Interfaces
+
+    lazy, whole = _Interfaces(SCHEMA_TEXT), _Interfaces(SCHEMA_TEXT)
+    for name in whole:
+        iface = whole[name]
+        for a, spec in iface.attributes.items():
+            assert lazy.member(name, a, Attribute) == spec, (name, a)
+        for m, spec in iface.methods.items():
+            assert lazy.member(name, m, Method) == spec and lazy.member(name, m) == spec, (name, m)
+        assert lazy.member(name, "no_such_member") is None
+    assert lazy.member("INoSuchInterface", "x") is None
+
+
+def test_proxy_members_behave_as_before():
+    cls = PROXIES["IMachine"]
+    calls = []
+
+    class Conn:
+        def call(self, ref, kind, name, args=(), kwargs=None):
+            calls.append((kind, name, tuple(args)))
+            return 1
+
+    from vboxsvc.ipc.wire import Ref
+
+    proxy = cls(Conn(), Ref(b"", 1, "IMachine"))
+    assert proxy.state == 1 and type(proxy.state).__name__ == "MachineState"
+    proxy.memory_size = 256
+    with pytest.raises(AttributeError, match="^attribute 'state' of IMachine is read-only$"):
+        proxy.state = 2
+    with pytest.raises(AttributeError, match="^'IMachine' object has no attribute 'nothing'$"):
+        proxy.nothing  # noqa: B018
+    with pytest.raises(AttributeError, match="^'IMachine' object has no attribute 'nothing'$"):
+        proxy.nothing = 1
+    assert proxy.get_extra_data("k") == 1 and "memory_size" in dir(proxy)
+    assert calls == [(1, "state", ()), (1, "state", ()), (2, "memory_size", (256,)),
+                     (0, "get_extra_data", ("k",))]
 
 
 def test_parser_rejects_bad_text():

@@ -120,7 +120,16 @@ def api(monkeypatch):
         sessions.append(FakeSession())
         return sessions[-1]
 
-    client = types.SimpleNamespace(virtualbox=vbox, session=new_session, close=lambda: None)
+    def batch(calls, enums=True):  # as the service runs a batch: each call on its own, its error kept
+        out = []
+        for obj, kind, member, args in calls:
+            try:
+                out.append((True, getattr(obj, member) if kind == 1 else getattr(obj, member)(*args)))
+            except VBoxError as exc:
+                out.append((False, exc))
+        return out
+
+    client = types.SimpleNamespace(virtualbox=vbox, session=new_session, close=lambda: None, batch=batch)
     monkeypatch.setattr(Api, "_client", None)
     monkeypatch.setattr(Api, "client", classmethod(lambda cls: client))
     State.nologo, State.logo_shown = True, False

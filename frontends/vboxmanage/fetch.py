@@ -1,0 +1,147 @@
+"""Reads of many API attributes in a few round trips, for commands that print a whole object.
+
+`showvminfo` reads some two hundred attributes of a machine and its parts; one bus round
+trip per attribute is most of its run time. `prefetch` reads a tree of objects level by
+level, each level in one batch call (Client.batch), following a plan that names, per
+interface, the attributes and calls the command will read. It returns `Fetched` stand-ins
+that answer those reads from the batch (a failed read raises the very error the lone call
+raised) and pass everything else on to the real proxy, so the code reading them is the
+same code that reads proxies. Nothing outlives the command run: the service is asked each
+time, once.
+"""
+
+from __future__ import annotations
+
+from .api import Api
+
+GET, CALL = 1, 0  # vboxsvc.ipc.dispatcher's call kinds (not imported: that module loads the schema)
+
+
+def batch(calls) -> list:
+    """(ok, value or error) per (proxy, kind, member, args), in one round trip. Enum-typed values
+    come as plain ints (equal to the IntEnums; the CLI names values itself): building the
+    enumeration classes would cost each run more than the round trips it saves."""
+    return Api.client().batch(calls, enums=False)
+
+
+class Plan:
+    """What is read of one interface: attributes, calls with fixed arguments, and calls whose
+    arguments depend on what the attributes read (`later(fetched)` -> [(method, args)])."""
+
+    __slots__ = ("attrs", "calls", "later")
+
+    def __init__(self, attrs=(), calls=(), later=None):
+        self.attrs = tuple(attrs)
+        self.calls = tuple(calls)
+        self.later = later
+
+
+class Fetched:
+    """A proxy whose planned reads were done in a batch; other members go to the proxy."""
+
+    __slots__ = ("_proxy", "_got")
+
+    def __init__(self, proxy):
+        self._proxy = proxy
+        self._got: dict = {}
+
+    def __getattr__(self, name: str):
+        got = self._got.get(name)
+        if got is not None:
+            ok, value = got
+            if ok:
+                return value
+            raise value
+        member = getattr(self._proxy, name)
+        if callable(member):
+            return _Method(self, name, member)
+        return member
+
+    def __eq__(self, other) -> bool:
+        return self._proxy == (other._proxy if isinstance(other, Fetched) else other)
+
+    def __hash__(self) -> int:
+        return hash(self._proxy)
+
+
+class _Method:
+    __slots__ = ("_owner", "_name", "_call")
+
+    def __init__(self, owner: Fetched, name: str, call):
+        self._owner, self._name, self._call = owner, name, call
+
+    def __call__(self, *args):
+        got = self._owner._got.get((self._name, _key(args)))
+        if got is None:
+            return self._call(*args)
+        ok, value = got
+        if ok:
+            return value
+        raise value
+
+
+def _key(args) -> tuple:
+    return tuple(int(a) if isinstance(a, int) else a for a in args)
+
+
+def _is_proxy(value) -> bool:
+    return hasattr(value, "_ref") and hasattr(type(value), "__interface__")
+
+
+def prefetch(root, plans: dict[str, Plan], levels: int = 8):
+    """`root` and every object reached through planned reads, fetched level by level."""
+    from vboxsvc.ipc.proxy import member  # the schema's members of a proxy class (None: not in this schema)
+
+    def is_attribute(cls, name: str) -> bool:
+        return isinstance(member(cls, name), property)
+
+    def is_method(cls, name: str) -> bool:
+        return callable(member(cls, name))
+
+    made: dict = {}
+    todo: list[tuple[Fetched, str, tuple | None]] = []
+    fresh: list[Fetched] = []  # wrapped since the last batch: their attributes are in the next one
+
+    def wrap(proxy):
+        fetched = made.get(proxy._ref)
+        if fetched is None:
+            fetched = made[proxy._ref] = Fetched(proxy)
+            plan = plans.get(type(proxy).__interface__)
+            if plan is not None:
+                cls = type(proxy)
+                todo.extend((fetched, a, None) for a in plan.attrs if is_attribute(cls, a))
+                todo.extend((fetched, m, tuple(args)) for m, args in plan.calls if is_method(cls, m))
+                if plan.later is not None:
+                    fresh.append(fetched)
+        return fetched
+
+    def adopt(value):
+        if _is_proxy(value):
+            return wrap(value)
+        if isinstance(value, list) and value and all(_is_proxy(v) for v in value):
+            return [wrap(v) for v in value]
+        return value
+
+    if not _is_proxy(root):
+        return root  # a local object (tests' fakes): nothing to save
+    top = wrap(root)
+    ready: list[Fetched] = []  # their attributes have been read: the calls that need them can go
+    for _ in range(levels):
+        for fetched in ready:
+            cls = type(fetched._proxy)
+            try:
+                extra = plans[cls.__interface__].later(fetched)
+            except Exception:
+                continue  # what the calls depend on failed: the reader meets that failure itself
+            todo.extend((fetched, m, tuple(args)) for m, args in extra if is_method(cls, m))
+        ready, fresh[:] = list(fresh), []
+        if not todo:
+            if not ready:
+                break
+            continue
+        work, todo[:] = list(todo), []
+        results = batch([(f._proxy, GET if args is None else CALL, name, args or ())
+                         for f, name, args in work])
+        for (fetched, name, args), (ok, value) in zip(work, results, strict=True):
+            fetched._got[name if args is None else (name, _key(args))] = (ok, adopt(value) if ok else value)
+    return top

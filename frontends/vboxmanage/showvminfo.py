@@ -1,0 +1,88 @@
+"""What `VBoxManage showvminfo` does (VBoxManageInfo.cpp showVMInfo), without the option parser.
+
+cmd_showvminfo parses every form with click and calls `show`; main calls `fast` first, which
+takes the plain forms tools poll with (`showvminfo <vm> --machinereadable`, `--details`, none)
+so that those runs never load click.
+"""
+
+import sys
+
+from . import render_vminfo
+from .api import Api, call, find_machine, lock_type
+from .vminfo import collect, plans, snapshot_tree, transient_folders
+
+_FILE = "VBoxManageInfo.cpp"
+FLAGS = {"--machinereadable": "machinereadable", "-machinereadable": "machinereadable",
+         "--details": "details", "-details": "details"}
+
+
+def fast(rest: list[str]) -> int | None:
+    """`show` for one VM name and at most one of each of the plain flags; None for anything else."""
+    names = [a for a in rest if a not in FLAGS]
+    flags = [FLAGS[a] for a in rest if a in FLAGS]
+    if len(names) != 1 or names[0].startswith("-") or len(set(flags)) != len(flags):
+        return None
+    return show(names[0], "details" in flags, "machinereadable" in flags, False)
+
+
+def show(vm: str, details: bool, machinereadable: bool, as_json: bool) -> int:
+    vbox = Api.vbox()
+    machine = find_machine(vm, 3218, _FILE)
+    session = Api.session()
+    locked = False
+    try:  # a Shared lock like VBoxManage; failure to lock is not an error
+        machine.lock_machine(session, lock_type("Shared"))
+        locked = True
+    except Exception:
+        pass
+    try:
+        with call("showVMInfo(pVirtualBox, machine, ptrSession, details)", 3262, _FILE):
+            from .fetch import prefetch
+
+            fetched = prefetch(machine, plans())
+            info = collect(vbox, fetched, batched=False)
+            if locked and info.get("accessible"):
+                console = session.console
+                info["running"] = console is not None
+                if console is not None:
+                    console = _console(console)
+                    info["transient_folders"] = transient_folders(console)
+                    info["vrde_live"] = _vrde_live(console)
+            if info.get("accessible") and fetched.snapshot_count:
+                info["snapshots"], info["current_snapshot"] = snapshot_tree(machine)
+    finally:
+        if locked:
+            try:
+                session.unlock_machine()
+            except Exception:
+                pass
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+    elif machinereadable:
+        sys.stdout.write(render_vminfo.machine_readable(info))
+    else:
+        sys.stdout.write(render_vminfo.human(info, details))
+    return 0
+
+
+def _console(console):
+    """The running VM's console with what showvminfo reads of it fetched in a few round trips
+    (the VM process answers them; fewer calls cost its guest less)."""
+    from .fetch import Plan, prefetch
+
+    return prefetch(console, {
+        "IConsole": Plan(("shared_folders", "vrde_server_info")),
+        "IVRDEServerInfo": Plan(("active", "port", "number_of_clients")),
+        "ISharedFolder": Plan(("name", "host_path", "writable", "auto_mount", "auto_mount_point")),
+    })
+
+
+def _vrde_live(console) -> dict:
+    """IConsole.VRDEServerInfo of the running VM (nothing served: not active, no clients)."""
+    try:
+        vi = console.vrde_server_info
+        return {"active": bool(vi.active), "port": int(vi.port), "clients": int(vi.number_of_clients)}
+    except Exception:
+        return {"active": False, "port": -1, "clients": 0}
