@@ -132,10 +132,17 @@ class _Channel:
         return n + 1 if d <= n else None
 
     # -- IRQ ----------------------------------------------------------------------------------
-    def schedule(self) -> None:
+    def schedule(self, since: int | None = None) -> None:
+        """Arm the timer for the next rising OUT edge after `since` (default: now).
+
+        A caller that has just (re)started the count passes the time it started it: an edge that
+        falls between that moment and this call (a short one-shot count, the vCPU thread preempted
+        in between) is still signalled, late, instead of being skipped for ever.  A one-shot count
+        has a single edge, so skipping it left a tickless guest waiting for a timer interrupt that
+        never came."""
         if self.timer is None:
             return
-        now = self.pit.clock.now_ns()
+        now = self.pit.clock.now_ns() if since is None else since
         t = self.next_edge_tick(now)
         s = self.s
         if t is None:
@@ -177,7 +184,7 @@ class _Channel:
             elif not gate and s.since_ns is not None:
                 s.base_ticks = self.elapsed(now)
                 s.since_ns = None
-        self.schedule()
+        self.schedule(now)
 
     # -- registers ----------------------------------------------------------------------------
     def control(self, value: int) -> None:
@@ -255,9 +262,10 @@ class _Channel:
         elif s.write_lsb_next:
             s.write_lsb = value
             s.write_lsb_next = False
-            if s.mode == 0 and s.started:        # mode 0: the first byte stops the count
+            if s.mode == 0 and s.started and s.since_ns is not None:   # mode 0: the first byte stops the count
                 s.base_ticks = self.elapsed(self.pit.clock.now_ns())
                 s.since_ns = None
+                self.schedule()
         else:
             s.write_lsb_next = True
             self._load(s.write_lsb | (value << 8))
@@ -279,7 +287,7 @@ class _Channel:
             s.since_ns = s.since_ns + _ns(boundary - s.base_ticks)
             s.base_ticks = 0
             s.count = n
-            self.schedule()
+            self.schedule(now)
             return
         s.count = n
         s.out_latched_high = False
@@ -291,7 +299,7 @@ class _Channel:
             s.started = True
             s.base_ticks = 0
             s.since_ns = now if s.gate else None
-        self.schedule()
+        self.schedule(now)
 
 
 class Pit8254:
