@@ -265,7 +265,8 @@ class _Channel:
             if s.mode == 0 and s.started and s.since_ns is not None:   # mode 0: the first byte stops the count
                 s.base_ticks = self.elapsed(self.pit.clock.now_ns())
                 s.since_ns = None
-                self.schedule()
+                if s.base_ticks < s.count:       # no terminal count while stopped (one already due stays)
+                    self.schedule()
         else:
             s.write_lsb_next = True
             self._load(s.write_lsb | (value << 8))
