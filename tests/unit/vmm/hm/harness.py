@@ -141,7 +141,8 @@ def make_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus, paravirt: st
 
 
 def run_guest(kind: str, image: bytes, *, paravirt: str = "none", os_type: str = "",
-              timeout: float = 30.0, ram: int = 4 << 20) -> Outcome:
+              timeout: float = 30.0, ram: int = 4 << 20, clock=None) -> Outcome:
+    """clock: the machine's vmm.tm clock (default: a VirtualClock)."""
     missing = em_missing()
     if missing:
         pytest.skip(missing)
@@ -153,7 +154,7 @@ def run_guest(kind: str, image: bytes, *, paravirt: str = "none", os_type: str =
 
     memory = GuestMemory(ram)
     io, mmio = Bus("io"), Bus("mmio")
-    clock = VirtualClock()
+    clock = VirtualClock() if clock is None else clock
     pic = PicPair()
     pit = Pit8254(IrqLine(lambda level: pic.set_irq(0, level)), clock)
     io.register(0x20, 2, pic.master)
