@@ -345,6 +345,52 @@ halts: .word 0
 {_DONE}
 """
 
+# Interrupts raised by a device working on another thread: IRQ1 (vector 9) while the CPU waits
+# with STI;HLT or runs.  The guest says when its 8259A is set up, then the handler acknowledges each
+# one on ACK_PORT (the device then raises the next); after 300 the guest reports how many it took.
+ACK_PORT = 0x13
+FOREIGN_IRQS = f"""
+.code16
+    cli
+    xor %ax, %ax
+    mov %ax, %ds
+    mov %ax, %ss
+    mov $0x7000, %sp
+    movw $handler, 0x24
+    movw $0, 0x26
+    mov $0x11, %al                 # ICW1
+    out %al, $0x20
+    mov $0x08, %al                 # ICW2: vectors 8..15
+    out %al, $0x21
+    mov $0x04, %al                 # ICW3
+    out %al, $0x21
+    mov $0x01, %al                 # ICW4
+    out %al, $0x21
+    mov $0xFD, %al                 # only IRQ1
+    out %al, $0x21
+    out %al, ${ACK_PORT}           # ready: the device may raise the first one
+1:  sti
+    hlt
+    cli
+    mov $200, %cx                  # and a little work with interrupts off between waits
+2:  loop 2b
+    cmpw $300, irqs
+    jb 1b
+    movzwl irqs, %eax
+    out %eax, ${RESULT_PORT}
+    jmp done
+handler:
+    push %ax
+    incw irqs
+    mov $0x20, %al                 # EOI
+    out %al, $0x20
+    out %al, ${ACK_PORT}
+    pop %ax
+    iret
+irqs: .word 0
+{_DONE}
+"""
+
 # CPUID: leaf 1 ECX bit 31 and the hypervisor leaves (signature registers, max leaf, leaf+1 EAX).
 CPUID = f"""
 .code16

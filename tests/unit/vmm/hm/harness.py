@@ -141,8 +141,9 @@ def make_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus, paravirt: st
 
 
 def run_guest(kind: str, image: bytes, *, paravirt: str = "none", os_type: str = "",
-              timeout: float = 30.0, ram: int = 4 << 20, clock=None) -> Outcome:
-    """clock: the machine's vmm.tm clock (default: a VirtualClock)."""
+              timeout: float = 30.0, ram: int = 4 << 20, clock=None, devices=None) -> Outcome:
+    """clock: the machine's vmm.tm clock (default: a VirtualClock).  devices(pic, clock, io, em): adds
+    test devices before the vCPU starts and returns a callable run once the guest is done."""
     missing = em_missing()
     if missing:
         pytest.skip(missing)
@@ -180,10 +181,13 @@ def run_guest(kind: str, image: bytes, *, paravirt: str = "none", os_type: str =
         em = Em(vcpu, pic, clock, io, mmio, on_reset=lambda: None, on_stop=on_stop)
         em_box.append(em)
         pic.on_change = em.interrupt_raised
+        finish_devices = devices(pic, clock, io, em) if devices is not None else None
         em.start()
         timed_out = not finished.wait(timeout)
         if timed_out:
             em.power_off()
+        if finish_devices is not None:
+            finish_devices()
         if not em.join(10):
             raise RuntimeError("EM did not stop")
         outcome = Outcome(list(ports.values), list(scratch.writes), done=ports.done, stats=dict(em.stats))

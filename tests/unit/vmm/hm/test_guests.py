@@ -1,5 +1,9 @@
 """The same self-built guests on both engines (HM and REM) through the engine contract and EM."""
 
+import random
+import threading
+import time
+
 import pytest
 
 from tests.unit.vmm.hm import guests
@@ -82,6 +86,67 @@ def test_tickless_pit_oneshots_survive_a_preempted_device_thread(engine):
     assert out.stop is None and out.done
     assert out.values[0] == 200 and out.values[1] >= 200     # every interrupt woke an HLT
     assert out.stats["interrupts"] >= 200
+
+
+class ForeignDevice:
+    """Raises IRQ1 from its own thread as the serial, NIC and HGCM back ends do (a due-now timer armed
+    on the clock, the edge given on the vCPU thread), at seeded random moments, one interrupt at a time."""
+
+    def __init__(self, pic, clock, io, count, seed):
+        self.acked = threading.Event()
+        self.raised = 0
+        self.lost = None
+        self._stop = threading.Event()
+        self._pic = pic
+        self._timer = clock.new_timer(self._edge)
+        self._clock = clock
+        self._count = count
+        self._rnd = random.Random(seed)
+        io.register(guests.ACK_PORT, 1, self)
+        self._thread = threading.Thread(target=self._work, daemon=True)
+        self._thread.start()
+
+    def _edge(self):                      # vCPU thread
+        self._pic.set_irq(1, True)
+        self._pic.set_irq(1, False)
+
+    def _work(self):
+        if not self.acked.wait(20):       # the guest has set up its 8259A
+            self.lost = -1
+            return
+        for i in range(self._count):
+            pause = self._rnd.choice((0, 0.00005, 0.0005, 0.002))
+            if pause:
+                time.sleep(pause)
+            self.acked.clear()
+            self.raised += 1
+            self._timer.arm(self._clock.now_ns())
+            if not self.acked.wait(20):   # bounded: a lost interrupt is reported, not waited for
+                self.lost = i
+                return
+
+    def read(self, offset, size):
+        return 0xFF
+
+    def write(self, offset, size, value):
+        self.acked.set()
+
+    def finish(self):
+        self._stop.set()
+        self._thread.join(30)
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_interrupts_raised_from_another_thread_are_never_lost_across_hlt(engine, seed):
+    box = []
+
+    def devices(pic, clock, io, em):
+        box.append(ForeignDevice(pic, clock, io, 300, seed))
+        return box[0].finish
+    out = run_guest(engine, guests.assemble(guests.FOREIGN_IRQS), devices=devices, timeout=120)
+    assert box[0].lost is None, f"interrupt {box[0].lost} was never taken"
+    assert out.stop is None and out.done
+    assert out.values == [300] and box[0].raised == 300
 
 
 def test_triple_fault_stops_the_vm(engine):
