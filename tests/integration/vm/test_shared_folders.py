@@ -49,11 +49,8 @@ def guest(tmp_path_factory):
     many.mkdir()
     for i in range(10_000):
         (many / f"file{i:05d}").write_bytes(b"")
-    # nohz=off: under REM a tickless guest making thousands of HGCM round trips (each one a halt
-    # until the completion interrupt) can miss its next one-shot timer event and then sleep for
-    # good; the periodic tick does not depend on re-arming the PIT
     con = GuestConsole([sys.executable, "-m", "vmm.run", "--engine", "rem", "--memory", "256",
-                        "--append", "console=ttyS0 nohz=off",
+                        "--append", "console=ttyS0",
                         "--kernel", str(GUEST.vmlinux), "--initrd", str(GUEST.initrd),
                         "--share", f"share={rw}", "--share", f"ro={ro},ro"],
                        log_path=str(base / "console.log"))
