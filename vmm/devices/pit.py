@@ -137,9 +137,9 @@ class _Channel:
 
         A caller that has just (re)started the count passes the time it started it: an edge that
         falls between that moment and this call (a short one-shot count, the vCPU thread preempted
-        in between) is still signalled, late, instead of being skipped for ever.  A one-shot count
-        has a single edge, so skipping it left a tickless guest waiting for a timer interrupt that
-        never came."""
+        in between) is still signalled, late, instead of being skipped.  A one-shot count has a
+        single edge: a tickless guest (Linux's PIT clockevent, mode 4) that lost it would wait for
+        its timer interrupt for ever."""
         if self.timer is None:
             return
         now = self.pit.clock.now_ns() if since is None else since
