@@ -143,7 +143,7 @@ def test_interrupts_raised_from_another_thread_are_never_lost_across_hlt(engine,
     def devices(pic, clock, io, em):
         box.append(ForeignDevice(pic, clock, io, 300, seed))
         return box[0].finish
-    out = run_guest(engine, guests.assemble(guests.FOREIGN_IRQS), devices=devices, timeout=120)
+    out = run_guest(engine, guests.assemble(guests.FOREIGN_IRQS), devices=devices, timeout=60)
     assert box[0].lost is None, f"interrupt {box[0].lost} was never taken"
     assert out.stop is None and out.done
     assert out.values == [300] and box[0].raised == 300
