@@ -73,10 +73,14 @@ class PreemptedClock(VirtualClock):
     def __init__(self):
         super().__init__()
         self._skew = 0
+        self._skew_lock = threading.Lock()
+        self._last = 0
 
     def now_ns(self):
-        self._skew += 40_000
-        return super().now_ns() + self._skew
+        with self._skew_lock:                 # EM's ticker reads it too: stay monotonic
+            self._skew += 40_000
+            self._last = max(self._last, super().now_ns() + self._skew)
+            return self._last
 
 
 def test_tickless_pit_oneshots_survive_a_preempted_device_thread(engine):
