@@ -10,6 +10,7 @@ import importlib.util
 import os
 import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from tests.integration.world import World, WorldUnavailable
 
 ROOT = Path(__file__).resolve().parents[3]
 BOX_NAME = "vboxpy/debian12"
-STEP_TIMEOUT = 3600          # `vagrant up` under REM on a loaded 2-core machine
+STEP_TIMEOUT = 900           # `vagrant up` under REM on a loaded 2-core machine (about 2 min when idle)
 
 
 def _missing() -> str | None:
@@ -37,7 +38,7 @@ def _missing() -> str | None:
     return None
 
 
-pytestmark = [pytest.mark.timeout(4 * STEP_TIMEOUT), pytest.mark.skipif(_missing() is not None,
+pytestmark = [pytest.mark.timeout(2 * STEP_TIMEOUT), pytest.mark.skipif(_missing() is not None,
                                                                          reason=_missing() or "")]
 
 
@@ -70,7 +71,8 @@ class Vagrant:
 
 
 @pytest.fixture(scope="module")
-def vagrant(box, tmp_path_factory):
+def vagrant_world(box, tmp_path_factory):
+    """One world with the box added; each test attempt gets its own project (and so its own VM)."""
     try:
         world = World.current(home=tmp_path_factory.mktemp("vagrant-home"))
     except WorldUnavailable as e:
@@ -80,17 +82,25 @@ def vagrant(box, tmp_path_factory):
     wrapper = bin_dir / "VBoxManage"
     wrapper.write_text(f'#!/bin/sh\nexec {world.python} -m frontends.vboxmanage.main "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    project = world.base / "project"
-    project.mkdir()
-    (project / "Vagrantfile").write_text(f'Vagrant.configure("2") do |config|\n  config.vm.box = "{BOX_NAME}"\n'
-                                         f'  config.vm.boot_timeout = {STEP_TIMEOUT}\nend\n')
     world.env.update(PATH=f"{bin_dir}:{world.env.get('PATH', '/usr/bin:/bin')}", VAGRANT_CHECKPOINT_DISABLE="1",
                      VAGRANT_DEFAULT_PROVIDER="virtualbox", VAGRANT_HOME=str(world.base / "vagrant.d"))
-    v = Vagrant(world, project)
-    v("box", "add", "--name", BOX_NAME, str(box), timeout=900)
+    (world.base / "add").mkdir()
+    world.give(bin_dir)
+    world.give(world.base / "add")
+    Vagrant(world, world.base / "add")("box", "add", "--name", BOX_NAME, str(box), timeout=900)
+    yield world
+    world.cleanup()
+
+
+@pytest.fixture
+def vagrant(vagrant_world):
+    project = Path(tempfile.mkdtemp(prefix="project-", dir=vagrant_world.base))
+    (project / "Vagrantfile").write_text(f'Vagrant.configure("2") do |config|\n  config.vm.box = "{BOX_NAME}"\n'
+                                         f'  config.vm.boot_timeout = {STEP_TIMEOUT}\nend\n')
+    vagrant_world.give(project)
+    v = Vagrant(vagrant_world, project)
     yield v
     v("destroy", "-f", check=False, timeout=600)
-    world.cleanup()
 
 
 def test_up_ssh_snapshot_halt_up_destroy(vagrant):

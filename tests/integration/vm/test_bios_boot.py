@@ -106,9 +106,11 @@ def _poweroff(cli: Cli, name: str) -> None:
 
 
 @pytest.mark.parametrize("controller, ioapic", [("sata --controller IntelAhci", "off"),
+                                                ("ide --controller PIIX4", "on"),
                                                 ("virtio --controller VirtIO", "on")])
 def test_boot_sector_runs_through_the_bios(cli, controller, ioapic):
     name = "mbr-" + controller.split()[0]
+    cli.forget(name)
     com1 = make_vm(cli, name, controller, ioapic=ioapic)
     assert cli("startvm", name, "--type", "headless")[0] == 0
     wait_for_text(com1, MARKER, cli)
