@@ -119,6 +119,8 @@ class ForeignDevice:
             self.lost = -1
             return
         for i in range(self._count):
+            if self._stop.is_set():           # the run ended (a failure): raise no more
+                return
             pause = self._rnd.choice((0, 0.00005, 0.0005, 0.002))
             if pause:
                 time.sleep(pause)
