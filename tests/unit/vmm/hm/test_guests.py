@@ -85,11 +85,12 @@ class PreemptedClock(VirtualClock):
 
 def test_tickless_pit_oneshots_survive_a_preempted_device_thread(engine):
     # each one-shot count (20 ticks, ~17 us) elapses before the PIT has armed its timer; its edge
-    # must come late rather than never, or the guest stays halted
+    # must come late rather than never, or the guest stays halted.  (A late edge may be taken
+    # right after IRET, before the guest halts again: not every interrupt wakes an HLT.)
     out = run_guest(engine, guests.assemble(guests.PIT_ONESHOT), clock=PreemptedClock(), timeout=60)
     assert out.stop is None and out.done
-    assert out.values[0] == 200 and out.values[1] >= 200     # every interrupt woke an HLT
-    assert out.stats["interrupts"] >= 200
+    assert out.values[0] == 200 and out.values[1] > 0       # all 200 came; the guest waited in HLT
+    assert out.stats["interrupts"] >= 200 and out.stats["halts"] > 0
 
 
 class ForeignDevice:
