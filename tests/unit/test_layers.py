@@ -192,7 +192,9 @@ def test_cycle_finder_finds_cycles():
 
 def _private_imports(path: pathlib.Path) -> list[str]:
     tree = ast.parse(path.read_text(), str(path))
+    # only the project's own modules: the standard library's C halves (_thread, _operator) are public
     return [f"{node.module or '.'}.{a.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            and (node.level or (node.module or "").split(".")[0] in OURS)
             for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
 
 

@@ -12,6 +12,7 @@ sockets long-lived processes use.
 from __future__ import annotations
 
 import _socket
+import time
 
 FLAG_MORE, FLAG_LONG, FLAG_COMMAND = 0x01, 0x02, 0x04
 GREETING = (b"\xff" + b"\0" * 8 + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\0") + b"\x00" + b"\0" * 31)
@@ -83,12 +84,16 @@ class ZmtpChannel:
         """The next message (one frame); None when nothing came within `timeout_s`."""
         if self._sock is None:
             raise ChannelClosed("not connected")
+        deadline = time.monotonic() + timeout_s      # heartbeats arriving meanwhile do not extend it
         while True:
             message = self._take()
             if message is not None:
                 return message
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
             try:
-                self._sock.settimeout(timeout_s)
+                self._sock.settimeout(left)
                 chunk = self._sock.recv(65536)
             except TimeoutError:
                 return None

@@ -134,16 +134,18 @@ class _Channel:
         return n + 1 if d <= n else None
 
     # -- IRQ ----------------------------------------------------------------------------------
-    def schedule(self, from_start: bool = False) -> None:
-        """Arm the timer for the next OUT edge.  `from_start`: the count has just been (re)started,
-        so its first edge is due even if the host was slow enough that its time has already
-        passed (a one-shot count of a few ticks: the guest waits for that interrupt)."""
+    def schedule(self, since: int | None = None) -> None:
+        """Arm the timer for the next rising OUT edge after `since` (default: now).
+
+        A caller that has just (re)started the count passes the time it started it: an edge that
+        falls between that moment and this call (a short one-shot count, the vCPU thread preempted
+        in between) is still signalled, late, instead of being skipped.  A one-shot count has a
+        single edge: a tickless guest (Linux's PIT clockevent, mode 4) that lost it would wait for
+        its timer interrupt for ever."""
         if self.timer is None:
             return
-        now = self.pit.clock.now_ns()
-        s = self.s
-        ref = s.since_ns if from_start and s.since_ns is not None and s.since_ns <= now else now
-        t = self.next_edge_tick(ref)
+        now = self.pit.clock.now_ns() if since is None else since
+        t = self.next_edge_tick(now)
         s = self.s
         if t is None:
             self.timer.cancel()
@@ -185,7 +187,7 @@ class _Channel:
             elif not gate and s.since_ns is not None:
                 s.base_ticks = self.elapsed(now)
                 s.since_ns = None
-        self.schedule(from_start=s.since_ns == now)
+        self.schedule(now)
 
     # -- registers ----------------------------------------------------------------------------
     def control(self, value: int) -> None:
@@ -263,9 +265,12 @@ class _Channel:
         elif s.write_lsb_next:
             s.write_lsb = value
             s.write_lsb_next = False
-            if s.mode == 0 and s.started:        # mode 0: the first byte stops the count
+            # mode 0: the first byte stops the count
+            if s.mode == 0 and s.started and s.since_ns is not None:
                 s.base_ticks = self.elapsed(self.pit.clock.now_ns())
                 s.since_ns = None
+                if s.base_ticks < s.count:       # no terminal count while stopped (one already due stays)
+                    self.schedule()
         else:
             s.write_lsb_next = True
             self._load(s.write_lsb | (value << 8))
@@ -288,7 +293,7 @@ class _Channel:
             s.since_ns = s.since_ns + _ns(boundary - s.base_ticks)
             s.base_ticks = 0
             s.count = n
-            self.schedule()
+            self.schedule(now)
             return
         s.count = n
         s.out_latched_high = False
@@ -300,7 +305,7 @@ class _Channel:
             s.started = True
             s.base_ticks = 0
             s.since_ns = now if s.gate else None
-        self.schedule(from_start=True)
+        self.schedule(now)
 
 
 class Pit8254:

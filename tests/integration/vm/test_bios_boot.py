@@ -195,9 +195,10 @@ def test_linux_disk_boots_through_the_bios_and_the_power_button_ends_it(cli):
     try:
         serial.wait_for("VBOXPY-GUEST-READY", 900)
         mark = serial.size
-        serial.send("cat /sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_name; ls "
-                    "/sys/bus/pci/devices\r")
-        serial.wait_for("0000:00:0d.0", 120, start=mark)
+        # ls prints columns (0d.0 may end the first line): wait for the marker after the whole listing
+        serial.send("cat /sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_name; "
+                    "ls /sys/bus/pci/devices; echo PCI''-LISTED\r")
+        serial.wait_for("PCI-LISTED", 120, start=mark)
         out = serial.text(mark)
         assert "innotek GmbH" in out and "VirtualBox" in out          # systemd-detect-virt: oracle
         assert all(f"0000:00:{d}" in out for d in ("00.0", "01.0", "07.0", "0d.0"))

@@ -49,11 +49,8 @@ def guest(tmp_path_factory):
     many.mkdir()
     for i in range(10_000):
         (many / f"file{i:05d}").write_bytes(b"")
-    # nohz=off: under REM a tickless guest making thousands of HGCM round trips (each one a halt
-    # until the completion interrupt) can miss its next one-shot timer event and then sleep for
-    # good; the periodic tick does not depend on re-arming the PIT
     con = GuestConsole([sys.executable, "-m", "vmm.run", "--engine", "rem", "--memory", "256",
-                        "--append", "console=ttyS0 nohz=off",
+                        "--append", "console=ttyS0",
                         "--kernel", str(GUEST.vmlinux), "--initrd", str(GUEST.initrd),
                         "--share", f"share={rw}", "--share", f"ro={ro},ro"],
                        log_path=str(base / "console.log"))
@@ -72,16 +69,30 @@ def sh(con, command: str, timeout: float = 600) -> str:
     return out
 
 
+def mount(con) -> None:
+    """Mount both shares unless this guest has them already: the tests of this module may run in
+    any order, split between test processes that each boot their own guest."""
+    sh(con, "mkdir -p /mnt/share /mnt/ro; "
+            "grep -q ' /mnt/share ' /proc/mounts || mount -t vboxsf share /mnt/share; "
+            "grep -q ' /mnt/ro ' /proc/mounts || mount -t vboxsf ro /mnt/ro")
+
+
+@pytest.fixture
+def shares(guest):
+    mount(guest[0])
+    return guest
+
+
 def test_mount_and_read_a_host_file(guest):
     con, rw, ro, _ = guest
     assert "vboxguest" in sh(con, "cat /proc/interrupts")
-    sh(con, "mkdir -p /mnt/share /mnt/ro && mount -t vboxsf share /mnt/share && mount -t vboxsf ro /mnt/ro")
+    mount(con)
     assert "vboxsf" in sh(con, "grep /mnt/share /proc/mounts")
     assert sh(con, "cat /mnt/share/hello.txt") == "hello from the host\n"
 
 
-def test_write_mkdir_rename_delete(guest):
-    con, rw, _, _ = guest
+def test_write_mkdir_rename_delete(shares):
+    con, rw, _, _ = shares
     sh(con, "echo written by the guest > /mnt/share/from-guest.txt && sync")
     assert (rw / "from-guest.txt").read_text() == "written by the guest\n"
     sh(con, "mkdir /mnt/share/newdir && mv /mnt/share/from-guest.txt /mnt/share/newdir/moved.txt")
@@ -93,14 +104,14 @@ def test_write_mkdir_rename_delete(guest):
     assert "made-on-host" in sh(con, "ls /mnt/share").split()
 
 
-def test_list_ten_thousand_files(guest):
-    con, _, _, _ = guest
+def test_list_ten_thousand_files(shares):
+    con, _, _, _ = shares
     assert sh(con, "ls /mnt/share/many | wc -l").split()[-1] == "10000"
     assert sh(con, "ls /mnt/share/many | tail -n 1").split()[-1] == "file09999"
 
 
-def test_append_while_the_host_reads(guest):
-    con, rw, _, _ = guest
+def test_append_while_the_host_reads(shares):
+    con, rw, _, _ = shares
     log = rw / "append.log"
     con.proc.stdin.write(b"(for i in $(seq 1 60); do echo line $i; sleep 0.1; done) >> "
                          b"/mnt/share/append.log; "
@@ -122,8 +133,8 @@ def test_append_while_the_host_reads(guest):
     assert all(s == log.read_text()[:len(s)] for s in partial)
 
 
-def test_read_only_share_refuses_writes(guest):
-    con, _, ro, _ = guest
+def test_read_only_share_refuses_writes(shares):
+    con, _, ro, _ = shares
     assert sh(con, "cat /mnt/ro/readme.txt") == "read only\n"
     status, out = con.run("echo x > /mnt/ro/new.txt", 120)
     assert status != 0 and "Read-only file system" in out
@@ -132,8 +143,8 @@ def test_read_only_share_refuses_writes(guest):
     assert (ro / "readme.txt").exists() and not (ro / "new.txt").exists()
 
 
-def test_escapes_fail(guest):
-    con, rw, _, outside = guest
+def test_escapes_fail(shares):
+    con, rw, _, outside = shares
     for link in ("abs-escape", "rel-escape"):
         status, out = con.run(f"cat /mnt/share/{link}", 120)
         assert "host secret" not in out

@@ -215,26 +215,65 @@ def test_restored_mode0_line_keeps_edges_working():
     assert rec2.line.level and len(rec2.rises) == 2   # ...and the next terminal count is a new edge
 
 
-class SlowHostClock(FakeClock):
-    """Every read of the clock finds 100 us more gone by: a loaded host between two lines of the
-    device model."""
+class SlowThreadClock(FakeClock):
+    """Time moves on by `step_ns` at every read: the device thread is preempted between reads,
+    as on a loaded host."""
+
+    def __init__(self, step_ns):
+        super().__init__()
+        self.step_ns = step_ns
 
     def now_ns(self):
-        self._now += 100_000
+        self._now += self.step_ns
         return self._now
 
 
-def test_a_short_one_shot_fires_even_if_its_time_passed_while_it_was_being_loaded():
-    # Linux's PIT clockevent: mode 4 (one-shot strobe), counts of a few ticks; the guest then
-    # waits for that one interrupt, so losing it stops the guest's timers for good
-    for mode, control in ((4, 0x38), (0, 0x30)):
-        clock = SlowHostClock()
+def test_short_oneshot_count_is_not_lost_when_the_loading_thread_is_preempted():
+    # A tickless Linux programs counts of a few dozen ticks; if the edge passes before the PIT has
+    # armed its timer, the edge must still come (late), or the guest waits for it for ever.
+    for mode_word, expect_level in ((0x38, False), (0x30, True)):       # mode 4, mode 0
+        clock = SlowThreadClock(step_ns=_ns(100))                        # 100 ticks per read
         rec = Recorder(clock)
         pit = Pit8254(rec.line, clock)
-        pit.write(3, 1, control)
-        pit.write(0, 1, 55)
-        pit.write(0, 1, 0)
-        assert clock.next_deadline() is not None, mode
-        clock.run_due()
-        assert len(rec.rises) == 1, mode
-        assert pit.recent(0)[-1][0] == "edge"
+        pit.write(3, 1, mode_word)
+        pit.write(0, 1, 44)
+        pit.write(0, 1, 0)                                               # 44 ticks: ~37 us
+        assert clock.run_due() == 1
+        assert len(rec.rises) == 1 and rec.line.level is expect_level
+        clock.step_ns = 0
+        clock.advance(_ns(100_000))
+        assert len(rec.rises) == 1                                       # one count, one edge
+
+
+def test_periodic_reload_edge_survives_preemption():
+    # mode 2: a new count takes effect at the end of the current period; that reload edge is
+    # signalled even if the period ends while the write is being handled
+    clock = SlowThreadClock(step_ns=0)
+    rec = Recorder(clock)
+    pit = Pit8254(rec.line, clock)
+    pit.write(3, 1, 0x34)
+    pit.write(0, 1, 0x00)
+    pit.write(0, 1, 0x01)                  # 256
+    clock.advance(_ns(240))
+    clock.step_ns = _ns(10)                # the reload point (tick 256) passes during the write
+    pit.write(0, 1, 0x00)
+    pit.write(0, 1, 0x02)                  # 512, from tick 256 on
+    assert clock.run_due() == 1 and len(rec.rises) == 1     # the period that ended during the write
+    clock.step_ns = 0
+    clock.advance(_ns(256 + 512) + 10 - clock.now_ns())
+    assert len(rec.rises) == 2
+
+
+def test_mode0_first_byte_stops_the_count_and_its_edge():
+    clock, rec, pit = _make()
+    pit.write(3, 1, 0x30)
+    pit.write(0, 1, 100)
+    pit.write(0, 1, 0)
+    clock.advance(_ns(50))
+    pit.write(0, 1, 100)                   # first byte of a new count: counting stops
+    clock.advance(_ns(1000))
+    assert rec.rises == [] and not rec.line.level
+    pit.write(0, 1, 0)                     # second byte: 100 ticks from now
+    start = clock.now_ns()
+    clock.advance(_ns(200))
+    assert len(rec.rises) == 1 and rec.rises[0] - start in (_ns(100), _ns(100) + 1)

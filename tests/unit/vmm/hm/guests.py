@@ -287,6 +287,110 @@ halts: .word 0
 {_DONE}
 """
 
+# A tickless kernel's timer: PIT channel 0 in mode 4 (what Linux's clockevent uses), each
+# interrupt handler programs the next one-shot count of 20 ticks (~17 us) after its EOI; the main
+# loop waits with STI;HLT.  200 interrupts, then the count of HLT wake-ups.  A single lost one-shot
+# edge leaves the guest halted for ever.
+PIT_ONESHOT = f"""
+.code16
+    cli
+    xor %ax, %ax
+    mov %ax, %ds
+    mov %ax, %ss
+    mov $0x7000, %sp
+    movw $handler, 0x20
+    movw $0, 0x22
+    mov $0x11, %al                 # ICW1
+    out %al, $0x20
+    mov $0x08, %al                 # ICW2: vectors 8..15
+    out %al, $0x21
+    mov $0x04, %al                 # ICW3
+    out %al, $0x21
+    mov $0x01, %al                 # ICW4
+    out %al, $0x21
+    mov $0xFE, %al                 # only IRQ0
+    out %al, $0x21
+    mov $0x38, %al                 # channel 0, lo/hi, mode 4 (software-triggered strobe)
+    out %al, $0x43
+    call program
+1:  sti
+    hlt
+    cli
+    incw halts
+    cmpw $200, ticks
+    jb 1b
+    movzwl ticks, %eax
+    out %eax, ${RESULT_PORT}
+    movzwl halts, %eax
+    out %eax, ${RESULT_PORT}
+    jmp done
+program:
+    mov $20, %al                   # the next event in 20 ticks
+    out %al, $0x40
+    xor %al, %al
+    out %al, $0x40
+    ret
+handler:
+    push %ax
+    incw ticks
+    mov $0x20, %al                 # EOI
+    out %al, $0x20
+    cmpw $200, ticks
+    jae 2f
+    call program
+2:  pop %ax
+    iret
+ticks: .word 0
+halts: .word 0
+{_DONE}
+"""
+
+# Interrupts raised by a device working on another thread: IRQ1 (vector 9) while the CPU waits
+# with STI;HLT or runs.  The guest says when its 8259A is set up, then the handler acknowledges each
+# one on ACK_PORT (the device then raises the next); after 300 the guest reports how many it took.
+ACK_PORT = 0x13
+FOREIGN_IRQS = f"""
+.code16
+    cli
+    xor %ax, %ax
+    mov %ax, %ds
+    mov %ax, %ss
+    mov $0x7000, %sp
+    movw $handler, 0x24
+    movw $0, 0x26
+    mov $0x11, %al                 # ICW1
+    out %al, $0x20
+    mov $0x08, %al                 # ICW2: vectors 8..15
+    out %al, $0x21
+    mov $0x04, %al                 # ICW3
+    out %al, $0x21
+    mov $0x01, %al                 # ICW4
+    out %al, $0x21
+    mov $0xFD, %al                 # only IRQ1
+    out %al, $0x21
+    out %al, ${ACK_PORT}           # ready: the device may raise the first one
+1:  sti
+    hlt
+    cli
+    mov $200, %cx                  # and a little work with interrupts off between waits
+2:  loop 2b
+    cmpw $300, irqs
+    jb 1b
+    movzwl irqs, %eax
+    out %eax, ${RESULT_PORT}
+    jmp done
+handler:
+    push %ax
+    incw irqs
+    mov $0x20, %al                 # EOI
+    out %al, $0x20
+    out %al, ${ACK_PORT}
+    pop %ax
+    iret
+irqs: .word 0
+{_DONE}
+"""
+
 # CPUID: leaf 1 ECX bit 31 and the hypervisor leaves (signature registers, max leaf, leaf+1 EAX).
 CPUID = f"""
 .code16

@@ -133,7 +133,9 @@ def make_engine(kind: str, memory: GuestMemory, io: Bus, mmio: Bus, paravirt: st
 
 
 def run_guest(kind: str, image: bytes, *, paravirt: str = "none", os_type: str = "",
-              timeout: float = 30.0, ram: int = 4 << 20) -> Outcome:
+              timeout: float = 30.0, ram: int = 4 << 20, clock=None, devices=None) -> Outcome:
+    """clock: the machine's vmm.tm clock (default: a VirtualClock).  devices(pic, clock, io, em): adds
+    test devices before the vCPU starts and returns a callable run once the guest is done."""
     from vmm.devices.base import IrqLine
     from vmm.devices.pic import PicPair
     from vmm.devices.pit import Pit8254
@@ -142,7 +144,7 @@ def run_guest(kind: str, image: bytes, *, paravirt: str = "none", os_type: str =
 
     memory = GuestMemory(ram)
     io, mmio = Bus("io"), Bus("mmio")
-    clock = VirtualClock()
+    clock = VirtualClock() if clock is None else clock
     pic = PicPair()
     pit = Pit8254(IrqLine(lambda level: pic.set_irq(0, level)), clock)
     io.register(0x20, 2, pic.master)
@@ -168,10 +170,13 @@ def run_guest(kind: str, image: bytes, *, paravirt: str = "none", os_type: str =
         em = Em(vcpu, pic, clock, io, mmio, on_reset=lambda: None, on_stop=on_stop)
         em_box.append(em)
         pic.on_change = em.interrupt_raised
+        finish_devices = devices(pic, clock, io, em) if devices is not None else None
         em.start()
         timed_out = not finished.wait(timeout)
         if timed_out:
             em.power_off()
+        if finish_devices is not None:
+            finish_devices()
         if not em.join(10):
             raise RuntimeError("EM did not stop")
         outcome = Outcome(list(ports.values), list(scratch.writes), done=ports.done, stats=dict(em.stats))

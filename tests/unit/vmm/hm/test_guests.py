@@ -1,9 +1,14 @@
 """The same self-built guests on both engines (HM and REM) through the engine contract and EM."""
 
+import random
+import threading
+import time
+
 import pytest
 
 from tests.unit.vmm.hm import guests
 from tests.unit.vmm.hm.harness import ENGINES, pvm_host, require_engine, run_guest
+from vmm.tm import VirtualClock
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,6 +64,96 @@ def test_pit_interrupts_wake_hlt(engine):
     assert out.stop is None and out.done
     assert out.values[0] >= 3 and out.values[1] == 1
     assert out.stats["interrupts"] >= 3 and out.stats["halts"] >= 3
+
+
+class PreemptedClock(VirtualClock):
+    """Host time plus 40 us more at every read: as if the device thread were preempted between any
+    two reads, which a loaded host does now and then."""
+
+    def __init__(self):
+        super().__init__()
+        self._skew = 0
+        self._skew_lock = threading.Lock()
+        self._last = 0
+
+    def now_ns(self):
+        with self._skew_lock:                 # EM's ticker reads it too: stay monotonic
+            self._skew += 40_000
+            self._last = max(self._last, super().now_ns() + self._skew)
+            return self._last
+
+
+def test_tickless_pit_oneshots_survive_a_preempted_device_thread(engine):
+    # each one-shot count (20 ticks, ~17 us) elapses before the PIT has armed its timer; its edge
+    # must come late rather than never, or the guest stays halted.  (A late edge may be taken
+    # right after IRET, before the guest halts again: not every interrupt wakes an HLT.)
+    out = run_guest(engine, guests.assemble(guests.PIT_ONESHOT), clock=PreemptedClock(), timeout=60)
+    assert out.stop is None and out.done
+    assert out.values[0] == 200 and out.values[1] > 0       # all 200 came; the guest waited in HLT
+    assert out.stats["interrupts"] >= 200 and out.stats["halts"] > 0
+
+
+class ForeignDevice:
+    """Raises IRQ1 from its own thread as the serial, NIC and HGCM back ends do (a due-now timer armed
+    on the clock, the edge given on the vCPU thread), at seeded random moments, one interrupt at a time."""
+
+    def __init__(self, pic, clock, io, count, seed):
+        self.acked = threading.Event()
+        self.raised = 0
+        self.lost = None
+        self._stop = threading.Event()
+        self._pic = pic
+        self._timer = clock.new_timer(self._edge)
+        self._clock = clock
+        self._count = count
+        self._rnd = random.Random(seed)
+        io.register(guests.ACK_PORT, 1, self)
+        self._thread = threading.Thread(target=self._work, daemon=True)
+        self._thread.start()
+
+    def _edge(self):                      # vCPU thread
+        self._pic.set_irq(1, True)
+        self._pic.set_irq(1, False)
+
+    def _work(self):
+        if not self.acked.wait(20):       # the guest has set up its 8259A
+            self.lost = -1
+            return
+        for i in range(self._count):
+            if self._stop.is_set():           # the run ended (a failure): raise no more
+                return
+            pause = self._rnd.choice((0, 0.00005, 0.0005, 0.002))
+            if pause:
+                time.sleep(pause)
+            self.acked.clear()
+            self.raised += 1
+            self._timer.arm(self._clock.now_ns())
+            if not self.acked.wait(20):   # bounded: a lost interrupt is reported, not waited for
+                self.lost = i
+                return
+
+    def read(self, offset, size):
+        return 0xFF
+
+    def write(self, offset, size, value):
+        self.acked.set()
+
+    def finish(self):
+        self._stop.set()
+        self._thread.join(30)
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_interrupts_raised_from_another_thread_are_never_lost_across_hlt(engine, seed):
+    box = []
+
+    def devices(pic, clock, io, em):
+        box.append(ForeignDevice(pic, clock, io, 300, seed))
+        return box[0].finish
+    out = run_guest(engine, guests.assemble(guests.FOREIGN_IRQS), devices=devices, timeout=60)
+    assert box[0].lost is None, f"interrupt {box[0].lost} was never taken"
+    assert out.stop is None and out.done
+    assert out.values == [300] and box[0].raised == 300
 
 
 def test_triple_fault_stops_the_vm(engine):
