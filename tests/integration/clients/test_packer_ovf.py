@@ -135,7 +135,9 @@ def test_virtualbox_ovf_build_exports_a_provisioned_appliance(packer_world):
                                                      out, marker))
     world.give(attempt)
     log = attempt / "packer.log"
-    env = dict(world.env, PACKER_LOG_PATH=str(log))
+    # PWD: in root's world the working directory is set from outside its mount namespace, where
+    # getcwd(2) cannot name it; Go's os.Getwd (Packer) then trusts a PWD that matches "."
+    env = dict(world.env, PACKER_LOG_PATH=str(log), PWD=str(attempt))
 
     try:
         proc = world.run(["packer", "build", "-color=false", "template.json"], cwd=attempt, env=env,
