@@ -11,7 +11,7 @@ python3 -m ruff check .
 set +e
 # A guest test that fails is run once more: REM has a known defect under load (a guest now and then
 # stops taking interrupts, its serial console stalls); the rerun shows as "R" and in the summary.
-python3 -m pytest -n 2 -q -rsR -p no:cacheprovider --reruns 1 --reruns-delay 2 "$@"
+python3 -m pytest -n 2 -q -rsR -p no:cacheprovider --durations=25 --reruns 1 --reruns-delay 2 "$@"
 rc=$?
 set -e
 [ $rc -eq 5 ] && { echo "no tests collected" >&2; exit 1; }

@@ -14,6 +14,7 @@ wait on a condition variable until the next deadline, an interrupt or a command.
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import queue
@@ -81,6 +82,7 @@ class Em:
         self._ticker = threading.Thread(target=self._tick_loop, name="EM-ticker", daemon=True)
         clock.on_timer_armed = self._timer_armed
         self.stats = {"halts": 0, "interrupts": 0, "io_exits": 0, "mmio_exits": 0}
+        self.recent_interrupts: collections.deque = collections.deque(maxlen=32)   # (ns, vector): diagnostics
 
     # -- console side (any thread) ---------------------------------------------------------------
     def start(self, paused: bool = False) -> None:
@@ -252,7 +254,9 @@ class Em:
             window = False
             if pic.has_interrupt():
                 if vcpu.interrupts_enabled():
-                    vcpu.inject_interrupt(pic.acknowledge())
+                    vector = pic.acknowledge()
+                    vcpu.inject_interrupt(vector)
+                    self.recent_interrupts.append((clock.now_ns(), vector))
                     self.stats["interrupts"] += 1
                     window = pic.has_interrupt()
                 else:

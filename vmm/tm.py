@@ -37,8 +37,12 @@ class Timer:
         self._clock._arm(self, self._clock.now_ns() + max(0, delta_ns))
 
     def cancel(self) -> None:
-        self.deadline = None
-        self._seq += 1     # invalidates the heap entry
+        # under the clock's lock: a device thread may arm the same timer meanwhile (a frame or
+        # a byte arriving), and a cancel that interleaves with that arm must not leave the timer
+        # looking armed with no live heap entry (it would never fire again)
+        with self._clock._lock:
+            self.deadline = None
+            self._seq += 1     # invalidates the heap entry
 
 
 class Clock(abc.ABC):

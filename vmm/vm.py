@@ -628,6 +628,31 @@ class Machine:
         self.hgcm.close()
         self.vm.close()
 
+    def debug_info(self) -> list[str]:
+        """The machine's live state for VBox.log (what `debugvm info` shows on VirtualBox): EM,
+        the armed timers, the vCPU's interrupt flags and every device's saved-state fields.
+        Read without stopping the guest: a snapshot for diagnosis, not a consistent one."""
+        em, clock = self.em, self.clock
+        lines = [f"EM: state={em.state.name} stats={dict(em.stats)}",
+                 f"TM: now={clock.now_ns()} next={clock.next_deadline()}"]
+        with clock._lock:
+            armed = sorted((t.deadline, getattr(t.callback, "__qualname__", repr(t.callback)))
+                           for _, _, seq, t in clock._heap if t._seq == seq and t.deadline is not None)
+        lines += [f"TM: timer {name} at {deadline}" for deadline, name in armed]
+        lines.append(f"EM: recent interrupts (ns, vector) {list(em.recent_interrupts)}")
+        lines.append(f"PIT: channel 0 recent (event, ns, count) {self.pit.recent(0)}")
+        try:
+            lines.append(f"CPU: interrupts_enabled={self.vcpu.interrupts_enabled()} "
+                         f"exits={getattr(self.vcpu, 'exits', {})}")
+        except Exception as e:              # a diagnostic never fails the VM
+            lines.append(f"CPU: {e!r}")
+        for name, dev in self._stateful.items():
+            try:
+                lines.append(f"{name}: {dev.get_state()!r}"[:2000])
+            except Exception as e:
+                lines.append(f"{name}: {e!r}")
+        return lines
+
     def describe(self) -> list[str]:
         return [f"Engine: {self.engine_name}", self.gim_description, f"RAM: {self.memory.size // (1 << 20)} MiB",
                 (f"Boot: {self.boot_image.kind} {self.boot.kernel} entry {self.boot_image.entry:#x}"

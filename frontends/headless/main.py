@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     vp = VmProcess(client, args.startvm, say)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _f: vp.request_power_off(f"{signal.Signals(signum).name} received"))
+    signal.signal(signal.SIGUSR1, lambda _s, _f: vp.log_debug_info())   # `kill -USR1`: live state to VBox.log
     code = 0
     started = False
     try:

@@ -278,6 +278,15 @@ class VmProcess:
         """From a signal handler: power the VM off from the main loop."""
         self._events.put(("poweroff", why))
 
+    def log_debug_info(self) -> None:
+        """From a signal handler (SIGUSR1): the machine's live state into VBox.log."""
+        vm = getattr(self, "vm", None)
+        if vm is None:
+            log.info("Debug info: no machine yet")
+            return
+        for line in vm.debug_info():
+            log.info("Debug info: %s", line)
+
     # -- console actions (bus threads) -----------------------------------------------------------------
     def vm_call(self, action: str) -> None:
         future = getattr(self.vm, action)()

@@ -20,6 +20,7 @@ coalesced into one edge (as a PIC would latch them).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from vmm.devices.base import IrqLine
@@ -79,6 +80,7 @@ class _Channel:
         self.irq = irq
         self.s = PitChannelState(gate=index != 2)
         self.timer = pit.clock.new_timer(self._on_timer) if irq is not None else None
+        self.recent: deque = deque(maxlen=16)      # (event, ns, count): diagnostics (VBox.log on request)
 
     # -- time ---------------------------------------------------------------------------------
     def elapsed(self, now: int) -> int:
@@ -147,6 +149,7 @@ class _Channel:
 
     def _on_timer(self) -> None:
         s = self.s
+        self.recent.append(("edge", self.pit.clock.now_ns(), s.count))
         s.next_edge_ns = None
         if s.mode in (0, 1):
             if not s.out_latched_high:
@@ -265,6 +268,7 @@ class _Channel:
     def _load(self, raw: int) -> None:
         s = self.s
         now = self.pit.clock.now_ns()
+        self.recent.append((f"load mode {s.mode}", now, raw))
         s.reload = raw
         n = _from_bcd(raw) if s.bcd else raw
         if n == 0:
@@ -312,6 +316,10 @@ class Pit8254:
         if size != 1 or not 0 <= offset <= 2:
             return (1 << (8 * size)) - 1 if size in (1, 2, 4) else 0xFF
         return self._ch[offset].read()
+
+    def recent(self, channel: int = 0) -> list[tuple[str, int, int]]:
+        """The channel's last loads and OUT edges (event, ns, count), for diagnostics."""
+        return list(self._ch[channel].recent)
 
     def write(self, offset: int, size: int, value: int) -> None:
         if size != 1 or not 0 <= offset <= 3:

@@ -3,8 +3,8 @@
 A box is a tar of `metadata.json` (`{"provider": "virtualbox"}`), `box.ovf` (an OVF 1.0 envelope
 as VirtualBox exports it: one virtual system with CPU, memory, an AHCI controller, the disk and a
 NAT e1000 NIC), the disk as a streamOptimized VMDK (`box-disk001.vmdk`, what boxes carry) and a
-Vagrantfile with the box's own defaults (its base MAC, and the `/vagrant` synced folder off until
-the guest can mount shared folders). The disk is converted with qemu-img. The result is cached
+Vagrantfile with the box's own defaults (its base MAC; the default `/vagrant` synced folder is left
+on: the guest's own kernel mounts it with vboxsf). The disk is converted with qemu-img. The result is cached
 beside the raw disk, keyed by the disk's size and modification time and this module's version.
 
     python3 -m vmm.guest.vagrant_box <raw disk> <out dir>
@@ -22,7 +22,7 @@ import tarfile
 import uuid as uuidlib
 from pathlib import Path
 
-BOX_VERSION = 1
+BOX_VERSION = 2
 DISK_NAME = "box-disk001.vmdk"
 STREAM_FORMAT = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
 OS_DEBIAN_64 = 96            # CIM OperatingSystem id VirtualBox uses for Debian_64
@@ -101,8 +101,6 @@ vbox:uuid="{disk_uuid}"/>
 
 VAGRANTFILE = f"""Vagrant.configure("2") do |config|
   config.vm.base_mac = "{BASE_MAC}"
-  # the guest cannot mount vboxsf shares yet
-  config.vm.synced_folder ".", "/vagrant", disabled: true
 end
 """
 

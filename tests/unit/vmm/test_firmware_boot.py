@@ -94,6 +94,22 @@ def test_no_bootable_device_keeps_running_with_the_message_on_screen(caplog, eng
     assert stops[0][0] == "poweroff"
 
 
+def test_debug_info_shows_the_live_timers_and_devices():
+    m = Machine(_cfg(Engine=_engine("rem")), on_stop=lambda *a: None)
+    try:
+        m.start()
+        assert _wait(lambda: "No bootable device." in "\n".join(m.vga.text_lines()))
+        info = m.debug_info()
+        assert info[0].startswith("EM: state=RUNNING") and info[1].startswith("TM: now=")
+        assert any(line.startswith("CPU: interrupts_enabled=") for line in info)
+        assert any(line.startswith("pit: PitState(") for line in info)
+        assert any(line.startswith("pic: ") for line in info)
+        m.power_off().result(10)
+    finally:
+        m.wait(10)
+        m.close()
+
+
 def test_boot_sector_prints_through_int10_then_a_triple_fault_logs_the_screen(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="vboxpy")
     msg = b"HELLO FROM THE BOOT SECTOR"
