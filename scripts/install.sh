@@ -37,6 +37,8 @@ if [ "${1:-}" = "--test" ]; then
     command -v vncsnapshot >/dev/null || need_apt+=(vncsnapshot)   # a real VNC client for the remote display tests
     # the real VirtualBox client the client tests drive unmodified (Debian 12: Vagrant 2.3.4)
     command -v vagrant >/dev/null || need_apt+=(vagrant)
+    # and Packer's virtualbox-ovf builder (Debian 12: Packer 1.6.6)
+    command -v packer >/dev/null || need_apt+=(packer)
 fi
 # the guest builder finds Debian's kernel, busybox, the boot loaders and Vagrant's key
 # through the apt lists

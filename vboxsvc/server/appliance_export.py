@@ -11,7 +11,7 @@ import os
 import uuid as uuidlib
 
 import vmm.storage as st  # the only part of the VMM the service uses: image formats
-from settings import machine_xml, xmlio
+from settings import machine_xml, xmlio, xmltree
 from settings.version import NEW_MACHINE_MINOR, make_version
 
 from ..api import errors as rc
@@ -98,6 +98,7 @@ def _machine_element(core, vsd, opts: set):
     # attachments keep the medium UUIDs the DiskSection names (vbox:uuid)
     tree = xmlio.new_document(make_version(NEW_MACHINE_MINOR))
     machine_xml.write_machine(tree.getroot(), s, NEW_MACHINE_MINOR, core.path.parent)
+    xmltree.strip_marks(tree.getroot())     # the writer's own bookkeeping, as a settings save strips it
     m = tree.getroot()[0]
     m.set("version", tree.getroot().get("version"))
     return m

@@ -51,6 +51,7 @@ from ..api.enums import (
     state_name,
 )
 from ..api.errors import VBoxError
+from ..ipc import vmlock
 from . import clone, guestos, guestprops, journal, sharedfolders, snapshot_delete, snapshots, vmproc
 from . import session as sessions
 from .context import ctx
@@ -879,7 +880,10 @@ class MachineView(StorageMixin):
                     errors.append(f"Could not delete the medium storage unit '{m.location}' ({e.strerror})")
             p.set_operation(1)
             folder = core.path.parent
-            for f in [core.path, Path(str(core.path) + "-prev"), Path(str(core.path) + "-tmp")]:
+            # the VM process's lock file (ipc/vmlock.py) too: it lives beside the settings, and an
+            # empty machine folder is removed below as VirtualBox removes it
+            for f in [core.path, Path(str(core.path) + "-prev"), Path(str(core.path) + "-tmp"),
+                      vmlock.lock_path(core.path)]:
                 try:
                     f.unlink()
                 except FileNotFoundError:

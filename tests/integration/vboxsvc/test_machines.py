@@ -29,6 +29,7 @@ from vboxsvc.api import (
     identity,
 )
 from vboxsvc.api import errors as rc
+from vboxsvc.ipc.vmlock import VmLock
 
 
 def test_virtualbox_basics(vbox, svc_env):
@@ -320,6 +321,22 @@ def test_unregister_and_delete(vbox, new_vm, svc_env):
     p.wait_for_completion(-1)
     assert p.completed and p.result_code == 0
     assert not os.path.exists(path) and not os.path.exists(folder)
+
+
+def test_delete_removes_the_vm_process_lock_file(vbox, new_vm):
+    """A machine that has run has its VM process's lock file beside the settings; deleting the
+    machine removes it, and with it the (then empty) machine folder."""
+    m = new_vm()
+    path = m.settings_file_path
+    lock = VmLock(path)         # what a VM process leaves behind after it ran the machine
+    lock.acquire()
+    lock.release()
+    assert os.path.exists(path + "-vmlock")
+    m.unregister(CleanupMode.DetachAllReturnHardDisksOnly)
+    p = m.delete_config([])
+    p.wait_for_completion(-1)
+    assert p.completed and p.result_code == 0
+    assert not os.path.exists(path + "-vmlock") and not os.path.exists(os.path.dirname(path))
 
 
 def test_open_machine_and_read_log(vbox, new_vm):
