@@ -9,8 +9,8 @@ python3 -m vmm.guest.builder --quiet --media disk,iso || echo "warning: guest bu
 python3 -m vmm.guest.builder --quiet --media debian || echo "warning: Debian disk build failed; its tests will skip" >&2
 python3 -m ruff check .
 set +e
-# A guest test that fails is run once more: REM has a known defect under load (a guest now and then
-# stops taking interrupts, its serial console stalls); the rerun shows as "R" and in the summary.
+# A test that fails is run once more (shown as "R" and in the summary): guest tests boot real
+# guests under CPU emulation on 2 shared cores, where a slow moment can still exceed a bound.
 python3 -m pytest -n 2 -q -rsR -p no:cacheprovider --durations=25 --reruns 1 --reruns-delay 2 "$@"
 rc=$?
 set -e

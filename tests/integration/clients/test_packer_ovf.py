@@ -9,7 +9,6 @@ file the provisioner wrote.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import stat
@@ -32,11 +31,6 @@ SECTOR = 512
 def _missing() -> str | None:
     if shutil.which("packer") is None:
         return "Packer is not installed (scripts/install.sh --test installs Debian's)"
-    if importlib.util.find_spec("vmm.guest.debian_disk") is None:
-        return "the full Debian disk builder (vmm.guest.debian_disk) is not in the tree"
-    from frontends.vboxmanage.main import COMMANDS
-    if "import" not in COMMANDS or "export" not in COMMANDS:
-        return "VBoxManage import/export (OVF appliances) is not in the tree"
     if shutil.which("qemu-img") is None:
         return "qemu-img is not installed (qemu-utils)"
     if shutil.which("debugfs") is None and shutil.which("debugfs", path="/usr/sbin:/sbin") is None:
