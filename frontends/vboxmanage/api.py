@@ -150,7 +150,8 @@ def error_info_block(info, code: int, context: str) -> str:
         iface = str(safe_get(info, "interface_id") or safe_get(info, "interface") or "")
         if not iface.startswith("I"):  # a bare IID tells the user nothing; VBoxManage prints names
             iface = ""
-        blocks.append(com_error_block(str(safe_get(info, "text")), int(safe_get(info, "result_code", code) or code),
+        blocks.append(com_error_block(str(safe_get(info, "text")),
+                                      int(safe_get(info, "result_code", code) or code),
                                       str(safe_get(info, "component")), iface, ""))
         info = safe_get(info, "next", None)
         seen += 1
@@ -163,7 +164,8 @@ def error_info_block(info, code: int, context: str) -> str:
 def progress_error(progress, human: str, context: str) -> CommandFailed:
     """CHECK_PROGRESS_ERROR: a human line, then the progress's error info block."""
     return CommandFailed(msg_lines("error: ", human)
-                         + error_info_block(safe_get(progress, "error_info", None), int(progress.result_code), context))
+                         + error_info_block(safe_get(progress, "error_info", None), int(progress.result_code),
+                                            context))
 
 
 def wait(progress, human: str, context: str) -> None:

@@ -22,13 +22,15 @@ CONTEXT = {"help_option_names": [], "ignore_unknown_options": True}
 
 # VirtualSystemDescriptionType values (vboxsvc.api.enums) the listing distinguishes
 OS, NAME, PRODUCT, VENDOR, VERSION, PRODUCT_URL, VENDOR_URL, DESCRIPTION, LICENSE = 2, 3, 4, 5, 6, 7, 8, 9, 10
-CPU, MEMORY, IDE, SATA, SCSI, SAS, DISK, FLOPPY, CDROM, NIC, USB, SOUND = 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23
+(CPU, MEMORY, IDE, SATA, SCSI, SAS,
+ DISK, FLOPPY, CDROM, NIC, USB, SOUND) = 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23
 SETTINGS_FILE, BASE_FOLDER, GROUP, VIRTIO_SCSI, NVME = 24, 25, 26, 60, 61
 
 _IMPORT_OPTS = {  # option -> (key, takes a value)
     "--dry-run": ("dryrun", False), "-dry-run": ("dryrun", False), "--dryrun": ("dryrun", False),
     "-dryrun": ("dryrun", False), "-n": ("dryrun", False),
-    "--detailed-progress": ("detailed", False), "-detailed-progress": ("detailed", False), "-P": ("detailed", False),
+    "--detailed-progress": ("detailed", False), "-detailed-progress": ("detailed", False),
+    "-P": ("detailed", False),
     "--vsys": ("vsys", True), "-vsys": ("vsys", True), "-s": ("vsys", True),
     "--ostype": ("ostype", True), "-ostype": ("ostype", True), "-o": ("ostype", True),
     "--vmname": ("vmname", True), "-vmname": ("vmname", True), "-V": ("vmname", True),
@@ -46,7 +48,8 @@ _IMPORT_OPTS = {  # option -> (key, takes a value)
     "--disk": ("disk", True), "-D": ("disk", True),
     "--options": ("options", True), "-O": ("options", True),
 }
-_PER_VSYS = ("ostype", "vmname", "settingsfile", "basefolder", "group", "memory", "cpus", "description", "eula")
+_PER_VSYS = ("ostype", "vmname", "settingsfile", "basefolder", "group", "memory", "cpus", "description",
+             "eula")
 
 
 def _split(arg: str) -> tuple[str, str | None]:
@@ -70,7 +73,8 @@ def _import_options(text: str) -> list[int]:
     out = []
     for word in filter(None, text.split(",")):
         w = word.lower()
-        matched = [v for k, v in (("keepallmacs", 1), ("keepnatmacs", 2), ("importtovdi", 3)) if k.startswith(w)]
+        matched = [v for k, v in (("keepallmacs", 1), ("keepnatmacs", 2), ("importtovdi", 3))
+                   if k.startswith(w)]
         if not matched:
             raise ArgumentFailure(f"Invalid import options '{text}'\n")
         out.append(matched[0])
@@ -176,7 +180,8 @@ def _run_import(path: str, dry: bool, options: list[int], vsys_args: dict, ignor
             types, _refs, ovf_values, vbox_values, extra = vsd.get_description()
         out.write(f"Virtual system {i}:\n")
         enabled, finals, licenses_here = _describe(i, types, ovf_values, vbox_values, extra,
-                                                   dict(vsys_args.get(i, {})), ignores.get(i, set()), options, out)
+                                                   dict(vsys_args.get(i, {})), ignores.get(i, set()), options,
+                                                   out)
         licenses += licenses_here
         if not dry:
             with call("SetFinalValues(ComSafeArrayAsInParam(aEnabled), ComSafeArrayAsInParam(aFinalValues), "
@@ -186,8 +191,8 @@ def _run_import(path: str, dry: bool, options: list[int], vsys_args: dict, ignor
     if licenses:
         raise CommandFailed(msg_lines("error: ", "Cannot import until the license agreement listed above is "
                                                  "accepted." if licenses == 1 else
-                                      f"Cannot import until the {licenses} license agreements listed above are "
-                                      "accepted."))
+                                      f"Cannot import until the {licenses} license agreements listed above "
+                                      "are accepted."))
     if dry:
         return 0
     with call("ImportMachines(ComSafeArrayAsInParam(options), progress.asOutParam())", 660, _FILE):
@@ -216,8 +221,8 @@ def _describe(i, types, ovf_values, vbox_values, extra, args, ignored, options, 
                 final = args.pop("ostype")
                 w(f'{n}: OS type specified with --ostype: "{final}"')
             else:
-                w(f'{n}: Suggested OS type: "{final}"\n    (change with "--vsys {i} --ostype <type>"; use "list '
-                  'ostypes" to list all possible values)')
+                w(f'{n}: Suggested OS type: "{final}"\n    (change with "--vsys {i} --ostype <type>"; '
+                  'use "list ostypes" to list all possible values)')
         elif t == NAME:
             if "vmname" in args:
                 final = args.pop("vmname")
@@ -238,15 +243,16 @@ def _describe(i, types, ovf_values, vbox_values, extra, args, ignored, options, 
             licenses += 1
             choice = args.pop("eula", None)
             if choice == "show":
-                w(f'{n}: End-user license agreement\n    (accept with "--vsys {i} --eula accept"):\n\n{final}\n')
+                w(f'{n}: End-user license agreement\n    (accept with "--vsys {i} --eula accept"):\n\n'
+                  f'{final}\n')
             elif choice == "accept":
                 w(f"{n}: End-user license agreement (accepted)")
                 licenses -= 1
             elif choice is not None:
                 raise SyntaxFailure('Argument to --eula must be either "show" or "accept".', "import")
             else:
-                w(f'{n}: End-user license agreement\n    (display with "--vsys {i} --eula show";\n    accept with '
-                  f'"--vsys {i} --eula accept")')
+                w(f'{n}: End-user license agreement\n    (display with "--vsys {i} --eula show";\n    '
+                  f'accept with "--vsys {i} --eula accept")')
         elif t == CPU:
             if "cpus" in args:
                 value = args.pop("cpus")
@@ -261,7 +267,8 @@ def _describe(i, types, ovf_values, vbox_values, extra, args, ignored, options, 
             if "memory" in args:
                 value = args.pop("memory")
                 if not value.isdigit():
-                    raise SyntaxFailure("Argument to --memory option must be a non-negative number.", "import")
+                    raise SyntaxFailure("Argument to --memory option must be a non-negative number.",
+                                        "import")
                 final = value
                 w(f"{n}: Guest memory specified with --memory: {final} MB")
             else:
@@ -282,8 +289,8 @@ def _describe(i, types, ovf_values, vbox_values, extra, args, ignored, options, 
                 final = args.pop(f"scsitype{a}")
                 w(f'{n}: SCSI controller, type set with --unit {a} --scsitype: "{final}"')
             else:
-                w(f'{n}: SCSI controller, type {vbox_values[a]}\n    (change with "--vsys {i} --unit {a} --scsitype '
-                  f'{{BusLogic|LsiLogic}}";\n    disable with "--vsys {i} --unit {a} --ignore")')
+                w(f'{n}: SCSI controller, type {vbox_values[a]}\n    (change with "--vsys {i} --unit {a} '
+                  f'--scsitype {{BusLogic|LsiLogic}}";\n    disable with "--vsys {i} --unit {a} --ignore")')
         elif t == DISK:
             if ignore:
                 w(f"{n}: Hard disk image: source image={ovf_values[a]} -- disabled")
@@ -327,21 +334,22 @@ def _describe(i, types, ovf_values, vbox_values, extra, args, ignored, options, 
                 w(f'{n}: Sound card "{ovf_values[a]}" -- disabled')
                 on = False
             else:
-                w(f'{n}: Sound card (appliance expects "{ovf_values[a]}", can change on import)\n    (disable '
-                  f'with "--vsys {i} --unit {a} --ignore")')
+                w(f'{n}: Sound card (appliance expects "{ovf_values[a]}", can change on import)\n    '
+                  f'(disable with "--vsys {i} --unit {a} --ignore")')
         elif t == SETTINGS_FILE:
             if "settingsfile" in args:
                 final = args.pop("settingsfile")
                 w(f'{n}: VM settings file name specified with --settingsfile: "{final}"')
             else:
-                w(f'{n}: Suggested VM settings file name "{final}"\n    (change with "--vsys {i} --settingsfile '
-                  '<filename>")')
+                w(f'{n}: Suggested VM settings file name "{final}"\n    (change with "--vsys {i} '
+                  '--settingsfile <filename>")')
         elif t == BASE_FOLDER:
             if "basefolder" in args:
                 final = args.pop("basefolder")
                 w(f'{n}: VM base folder specified with --basefolder: "{final}"')
             else:
-                w(f'{n}: Suggested VM base folder "{final}"\n    (change with "--vsys {i} --basefolder <path>")')
+                w(f'{n}: Suggested VM base folder "{final}"\n    '
+                  f'(change with "--vsys {i} --basefolder <path>")')
         elif t == GROUP:
             if "group" in args:
                 final = args.pop("group")
@@ -357,7 +365,8 @@ _EXPORT_OPTS = {
     "--output": ("output", True), "-o": ("output", True),
     "--legacy09": ("fmt09", False), "--ovf09": ("fmt09", False), "--ovf10": ("fmt10", False),
     "--ovf20": ("fmt20", False), "--opc10": ("opc", False),
-    "--manifest": ("manifest", False), "-m": ("manifest", False), "--iso": ("iso", False), "-I": ("iso", False),
+    "--manifest": ("manifest", False), "-m": ("manifest", False),
+    "--iso": ("iso", False), "-I": ("iso", False),
     "--vsys": ("vsys", True), "-s": ("vsys", True),
     "--vmname": ("vmname", True), "-V": ("vmname", True),
     "--product": ("product", True), "-p": ("product", True),
@@ -376,8 +385,8 @@ _EXPORT_TYPES = {"vmname": NAME, "product": PRODUCT, "producturl": PRODUCT_URL, 
 
 
 def _export_options(text: str) -> list[int]:
-    words = {"createmanifest": 1, "manifest": 1, "exportdvdimages": 2, "iso": 2, "stripallmacs": 3, "nomacs": 3,
-             "stripallnonnatmacs": 4, "nomacsbutnat": 4}
+    words = {"createmanifest": 1, "manifest": 1, "exportdvdimages": 2, "iso": 2, "stripallmacs": 3,
+             "nomacs": 3, "stripallnonnatmacs": 4, "nomacsbutnat": 4}
     out = []
     for word in filter(None, text.split(",")):
         w = word.lower()
@@ -424,8 +433,8 @@ def export(args):
         elif key in ("fmt09", "fmt10", "fmt20"):
             fmt = {"fmt09": "ovf-0.9", "fmt10": "ovf-1.0", "fmt20": "ovf-2.0"}[key]
         elif key == "opc":
-            raise CommandFailed(msg_lines("error: ", "Exporting to the Oracle Public Cloud format (--opc10) is not "
-                                                     "supported by vboxpy"))
+            raise CommandFailed(msg_lines("error: ", "Exporting to the Oracle Public Cloud format (--opc10) "
+                                                     "is not supported by vboxpy"))
         elif key == "manifest":
             manifest = True
         elif key == "iso":
@@ -460,8 +469,9 @@ def export(args):
                     with open(value, encoding="utf-8") as f:
                         value, key = f.read(), "eula"
                 except OSError:
-                    raise CommandFailed(msg_lines("error: ", f'Cannot read license file "{value}" which should be '
-                                                             f"included in the virtual system {n}.")) from None
+                    raise CommandFailed(msg_lines("error: ",
+                                                  f'Cannot read license file "{value}" which should '
+                                                  f"be included in the virtual system {n}.")) from None
             with call("AddDescription(...)", 1090, _FILE):
                 vsd.add_description(_EXPORT_TYPES[key], value, "")
     if manifest:

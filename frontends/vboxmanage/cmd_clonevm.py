@@ -43,7 +43,8 @@ def clonevm(vm, snapshot, name, groups, basefolder, mode, opts, uuid, register):
     vbox = Api.vbox()
     src = find_machine(vm, 2100, _FILE)
     if snapshot:
-        with call("srcMachine->FindSnapshot(Bstr(pszSnapshotName).raw(), srcSnapshot.asOutParam())", 2110, _FILE):
+        with call("srcMachine->FindSnapshot(Bstr(pszSnapshotName).raw(), srcSnapshot.asOutParam())", 2110,
+                  _FILE):
             src = src.find_snapshot(snapshot).machine
     with call("srcMachine->COMGETTER(Name)(bstrSrcName.asOutParam())", 2120, _FILE):
         target_name = name or f"{src.name} Clone"

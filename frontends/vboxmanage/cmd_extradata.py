@@ -30,7 +30,8 @@ def setextradata(target, key, value):
         return 0
     machine = find_machine(target, 1550, _FILE)
     with locked(machine, "Shared", "LockMachine(a->session, LockType_Shared)", 1555, _FILE) as session:
-        with call("sessionMachine->SetExtraData(Bstr(a->argv[1]).raw(), Bstr(a->argv[2]).raw())", 1565, _FILE):
+        with call("sessionMachine->SetExtraData(Bstr(a->argv[1]).raw(), Bstr(a->argv[2]).raw())", 1565,
+                  _FILE):
             session.machine.set_extra_data(key, value)
     return 0
 

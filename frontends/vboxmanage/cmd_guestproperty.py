@@ -75,8 +75,8 @@ def _set(args: list[str]) -> int:
             with call("SetGuestPropertyValue(Bstr(pszName).raw(), Bstr(pszValue).raw())", 162, _FILE):
                 m.set_guest_property_value(args[1], value)
         else:
-            with call("SetGuestProperty(Bstr(pszName).raw(), Bstr(pszValue).raw(), Bstr(pszFlags).raw())", 166,
-                      _FILE):
+            with call("SetGuestProperty(Bstr(pszName).raw(), Bstr(pszValue).raw(), Bstr(pszFlags).raw())",
+                      166, _FILE):
                 m.set_guest_property(args[1], value, flags)
         with call("SaveSettings()", 171, _FILE):
             m.save_settings()
@@ -176,7 +176,8 @@ def _abs_time(ns: int) -> str:
 
 
 def _duration(ns: int) -> str:
-    """RTTimeFormatDurationEx with 3 fraction digits: `1d 02h 03m 04.567s` style, leading zero units dropped."""
+    """RTTimeFormatDurationEx with 3 fraction digits: `1d 02h 03m 04.567s` style, leading zero units
+    dropped."""
     ns = max(ns, 0)
     ms_total = ns // 1_000_000
     secs, ms = divmod(ms_total, 1000)

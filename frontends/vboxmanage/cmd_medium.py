@@ -122,8 +122,8 @@ def createmedium(kind_word, filename, size, sizebyte, diffparent, fmt, variant, 
                   "pProgress.asOutParam())", 420, _FILE):
             progress = parent.create_diff_storage(medium, var)
     else:
-        with call("pMedium->CreateBaseStorage(size, ComSafeArrayAsInParam(l_variants), pProgress.asOutParam())",
-                  430, _FILE):
+        with call("pMedium->CreateBaseStorage(size, ComSafeArrayAsInParam(l_variants), "
+                  "pProgress.asOutParam())", 430, _FILE):
             progress = medium.create_base_storage(size_bytes, var)
     wait(progress, "Failed to create medium", '"RTEXITCODE handleCreateMedium(HandlerArg*)"')
     sys.stdout.write(f"Medium created. UUID: {medium.id}\n")
@@ -137,7 +137,8 @@ def closemedium(args, delete):
     cmd = "closemedium"
     kind, rest = split_kind(args, cmd)
     if len(rest) != 1:
-        raise SyntaxFailure("Medium name or UUID required" if not rest else f"Invalid parameter '{rest[1]}'", cmd)
+        raise SyntaxFailure("Medium name or UUID required" if not rest else f"Invalid parameter '{rest[1]}'",
+                            cmd)
     medium = open_medium(Api.vbox(), rest[0], kind, line=1790)
     if delete:
         with call("medium->DeleteStorage(progress.asOutParam())", 1800, _FILE):
@@ -186,7 +187,8 @@ def showmediuminfo(args, as_json):
     cmd = "showmediuminfo"
     kind, rest = split_kind(args, cmd)
     if len(rest) != 1:
-        raise SyntaxFailure("Medium name or UUID required" if not rest else f"Invalid parameter '{rest[1]}'", cmd)
+        raise SyntaxFailure("Medium name or UUID required" if not rest else f"Invalid parameter '{rest[1]}'",
+                            cmd)
     vbox = Api.vbox()
     medium = open_medium(vbox, rest[0], kind, write=False, line=1730)
     with call("showMediumInfo(pVirtualBox, pMedium, pszParentUUID, true)", 1740, _FILE):
@@ -254,7 +256,8 @@ def modifymedium(args, mtype, autoreset, props, compact, resize, resizebyte, mov
     cmd = "modifymedium"
     kind, rest = split_kind(args, cmd)
     if len(rest) != 1:
-        raise SyntaxFailure("Medium name or UUID required" if not rest else f"Invalid parameter '{rest[1]}'", cmd)
+        raise SyntaxFailure("Medium name or UUID required" if not rest else f"Invalid parameter '{rest[1]}'",
+                            cmd)
     medium_type = choice("--type", mtype, names.MEDIUM_TYPE_BY_ARG, cmd) if mtype else None
     auto = None
     if autoreset is not None:
@@ -351,9 +354,10 @@ def convertfromraw(args, fmt, variant, uuid):
         sys.stderr.write(f"Creating {'fixed' if fixed else 'dynamic'} image with size {size} bytes "
                          f"({(size + (1 << 20) - 1) >> 20}MB)...\n")
         if size % 512:
-            raise CommandFailed(msg_lines("error: ", f"VD: The given disk size {size} is not aligned on a sector "
-                                                     f'boundary (512 bytes)\nCannot create the disk image "{dst_name}": '
-                                                     "VERR_VD_INVALID_SIZE"))
+            raise CommandFailed(msg_lines("error: ",
+                                          f"VD: The given disk size {size} is not aligned on a sector "
+                                          "boundary (512 bytes)\nCannot create the disk image "
+                                          f'"{dst_name}": VERR_VD_INVALID_SIZE'))
         _convert_via_service(src_path, dst_path, fmt, var, uuid)
     finally:
         if spool is not None and os.path.exists(spool):

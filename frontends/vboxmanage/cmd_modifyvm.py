@@ -106,7 +106,8 @@ def apply_step(m, oid: str, index: int, values: list[str]) -> None:
         elif oid == "cpuexecutioncap":
             m.cpu_execution_cap = uint(opt, value, _CMD, lo=1, hi=100)
         elif oid == "firmware":
-            m.firmware_settings.firmware_type = e.FirmwareType(choice(opt, value, names.FIRMWARE_BY_ARG, _CMD))
+            m.firmware_settings.firmware_type = e.FirmwareType(
+                choice(opt, value, names.FIRMWARE_BY_ARG, _CMD))
         elif oid == "acpi":
             m.firmware_settings.acpi_enabled = onoff(opt, value, _CMD)
         elif oid == "ioapic":
@@ -115,7 +116,8 @@ def apply_step(m, oid: str, index: int, values: list[str]) -> None:
             m.platform.x86.set_hw_virt_ex_property(getattr(e.HWVirtExPropertyType, HW_PROPS[oid]),
                                                    onoff(opt, value, _CMD))
         elif oid in CPU_PROPS:
-            m.platform.x86.set_cpu_property(getattr(e.CPUPropertyTypeX86, CPU_PROPS[oid]), onoff(opt, value, _CMD))
+            m.platform.x86.set_cpu_property(getattr(e.CPUPropertyTypeX86, CPU_PROPS[oid]),
+                                            onoff(opt, value, _CMD))
         elif oid == "hpet":
             m.platform.x86.hpet_enabled = onoff(opt, value, _CMD)
         elif oid == "rtcuseutc":

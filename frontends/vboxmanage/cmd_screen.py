@@ -18,8 +18,8 @@ from .output import CommandFailed, msg_lines
 _CTL_FILE = "VBoxManageControlVM.cpp"
 BITMAP_FORMAT_PNG = 0x20474E50
 KEY_CHUNK = 128                   # scan codes per IKeyboard call
-SCREEN_ACTIONS = ("screenshotpng", "keyboardputscancode", "keyboardputstring", "keyboardputfile", "vrde", "vrdeport",
-                  "vrdeproperty")
+SCREEN_ACTIONS = ("screenshotpng", "keyboardputscancode", "keyboardputstring", "keyboardputfile", "vrde",
+                  "vrdeport", "vrdeproperty")
 _ERRNO_RC = {errno.ENOENT: "VERR_PATH_NOT_FOUND", errno.EACCES: "VERR_ACCESS_DENIED",
              errno.EISDIR: "VERR_IS_A_DIRECTORY", errno.EROFS: "VERR_WRITE_PROTECT",
              errno.ENOSPC: "VERR_DISK_FULL"}
@@ -79,7 +79,8 @@ def _put(console, codes: list[int]) -> None:
     with call("console->COMGETTER(Keyboard)(pKeyboard.asOutParam())", 600, _CTL_FILE):
         keyboard = console.keyboard
     for i in range(0, len(codes), KEY_CHUNK):   # long texts in parts: each call returns while the guest types
-        with call("pKeyboard->PutScancodes(ComSafeArrayAsInParam(saScancodes), &codesStored)", 610, _CTL_FILE):
+        with call("pKeyboard->PutScancodes(ComSafeArrayAsInParam(saScancodes), &codesStored)", 610,
+                  _CTL_FILE):
             keyboard.put_scancodes(codes[i:i + KEY_CHUNK])
 
 
@@ -132,10 +133,12 @@ def _vrde_job(action: str, args: list[str]):
         if server is None:
             raise _fail("The VM has no remote desktop server settings")
         if action == "vrde":
-            with call(f"vrdeServer->COMSETTER(Enabled)({'TRUE' if value == 'on' else 'FALSE'})", 990, _CTL_FILE):
+            with call(f"vrdeServer->COMSETTER(Enabled)({'TRUE' if value == 'on' else 'FALSE'})", 990,
+                      _CTL_FILE):
                 server.enabled = value == "on"
         elif action == "vrdeport":
-            with call('vrdeServer->SetVRDEProperty(Bstr("TCP/Ports").raw(), vrdeportBstr.raw())', 1010, _CTL_FILE):
+            with call('vrdeServer->SetVRDEProperty(Bstr("TCP/Ports").raw(), vrdeportBstr.raw())', 1010,
+                      _CTL_FILE):
                 server.set_vrde_property("TCP/Ports", "0" if value == "default" else value)
         else:
             key, _, val = value.partition("=")

@@ -88,14 +88,14 @@ def _add(o: dict) -> int:
             console = safe_get(session, "console", None)
             if console is None:
                 raise _not_running(o["vm"])
-            with call("ptrConsole->CreateSharedFolder(Bstr(pszName).raw(), Bstr(szAbsHostPath).raw(), fWritable, "
-                      "fAutoMount, Bstr(pszAutoMountPoint).raw())", 1447, _FILE):
+            with call("ptrConsole->CreateSharedFolder(Bstr(pszName).raw(), Bstr(szAbsHostPath).raw(), "
+                      "fWritable, fAutoMount, Bstr(pszAutoMountPoint).raw())", 1447, _FILE):
                 console.create_shared_folder(o["name"], o["hostpath"], writable, auto, o["mountpoint"])
         return 0
     with locked(machine, "Write", "LockMachine(a->session, LockType_Write)", 1455, _FILE) as session:
         m = session.machine
-        with call("ptrSessionMachine->CreateSharedFolder(Bstr(pszName).raw(), Bstr(szAbsHostPath).raw(), fWritable, "
-                  "fAutoMount, Bstr(pszAutoMountPoint).raw())", 1461, _FILE):
+        with call("ptrSessionMachine->CreateSharedFolder(Bstr(pszName).raw(), Bstr(szAbsHostPath).raw(), "
+                  "fWritable, fAutoMount, Bstr(pszAutoMountPoint).raw())", 1461, _FILE):
             m.create_shared_folder(o["name"], o["hostpath"], writable, auto, o["mountpoint"])
         with call("ptrSessionMachine->SaveSettings()", 1464, _FILE):
             m.save_settings()

@@ -73,7 +73,8 @@ def _unique_name(m, name: str, flags: str) -> str:
     """--uniquename: Number counts from 2 (1 with Force), Timestamp appends the UTC time (+N s on clashes)."""
     words = set()
     for word in (w.strip().lower() for w in flags.split(",")):
-        full = next((f for f in ("number", "timestamp", "space", "force") if word and f.startswith(word)), None)
+        full = next((f for f in ("number", "timestamp", "space", "force") if word and f.startswith(word)),
+                    None)
         if word and full is None:
             raise ArgumentFailure(f"Invalid unique name description '{flags}'")
         if full:
@@ -122,7 +123,8 @@ def _restore_or_delete(vm: str, name: str | None, delete: bool) -> int:
         if delete:
             sys.stdout.write(f"Deleting snapshot '{snap_name}' ({snap_id})\n")
             sys.stdout.flush()
-            with call("sessionMachine->DeleteSnapshot(bstrSnapGuid.raw(), pProgress.asOutParam())", 580, _FILE):
+            with call("sessionMachine->DeleteSnapshot(bstrSnapGuid.raw(), pProgress.asOutParam())", 580,
+                      _FILE):
                 progress = m.delete_snapshot(snap_id)
             wait(progress, "Snapshot operation failed", _HANDLER)
         else:

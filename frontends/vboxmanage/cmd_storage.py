@@ -93,9 +93,11 @@ def storageattach(vm, storagectl, port, device, dev_type, medium, mtype, nonrota
     cmd = "storageattach"
     if not storagectl:
         raise SyntaxFailure("Storage controller name not specified", cmd)
-    flags = {k: onoff(f"--{k}", v, cmd) for k, v in (("nonrotational", nonrotational), ("discard", discard),
-                                                     ("hotpluggable", hotpluggable), ("passthrough", passthrough),
-                                                     ("tempeject", tempeject)) if v is not None}
+    flags = {k: onoff(f"--{k}", v, cmd)
+             for k, v in (("nonrotational", nonrotational), ("discard", discard),
+                          ("hotpluggable", hotpluggable), ("passthrough", passthrough),
+                          ("tempeject", tempeject))
+             if v is not None}
     kind = choice("--type", dev_type, names.DEVICE_TYPE_BY_ARG, cmd) if dev_type else None
     medium_type = choice("--mtype", mtype, names.MEDIUM_TYPE_BY_ARG, cmd) if mtype else None
     from vboxsvc.api import enums as e
@@ -104,7 +106,8 @@ def storageattach(vm, storagectl, port, device, dev_type, medium, mtype, nonrota
     machine = find_machine(vm, 140, _FILE)
     with locked(machine, "Shared", "LockMachine(a->session, LockType_Shared)", 160, _FILE) as session:
         m = session.machine
-        with call("machine->GetStorageControllerByName(Bstr(pszCtl).raw(), storageCtl.asOutParam())", 188, _FILE):
+        with call("machine->GetStorageControllerByName(Bstr(pszCtl).raw(), storageCtl.asOutParam())", 188,
+                  _FILE):
             ctl = m.get_storage_controller_by_name(storagectl)
             ports, devices = int(ctl.port_count), int(ctl.max_devices_per_port_count)
             bus = int(ctl.bus)
@@ -140,7 +143,8 @@ def _attachment(m, ctl: str, port: int, device: int):
         return None
 
 
-def _attach(vbox, m, e, ctl, port, device, kind, medium_arg, medium_type, existing, force, setuuid, setparent):
+def _attach(vbox, m, e, ctl, port, device, kind, medium_arg, medium_type, existing, force, setuuid,
+            setparent):
     cmd = "storageattach"
     word = medium_arg.lower()
     if word == "none":

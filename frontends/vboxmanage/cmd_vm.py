@@ -67,7 +67,8 @@ def createvm(name, groups, basefolder, ostype, uuid, register, apply_default, pl
 def registervm(filename, password):
     vbox = Api.vbox()
     path = os.path.abspath(filename)
-    with call("OpenMachine(Bstr(szVMFileAbs).raw(), Bstr(strPassword).raw(), machine.asOutParam())", 210, _FILE):
+    with call("OpenMachine(Bstr(szVMFileAbs).raw(), Bstr(strPassword).raw(), machine.asOutParam())", 210,
+              _FILE):
         machine = vbox.open_machine(path, password)
     with call("RegisterMachine(machine)", 216, _FILE):
         vbox.register_machine(machine)

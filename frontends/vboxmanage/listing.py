@@ -33,8 +33,9 @@ def run(what: str, long_: bool, sort: bool, as_json: bool) -> int:
     return 0
 
 
-FAST_FORMS = {("vms",): ("vms", False), ("runningvms",): ("runningvms", False), ("vms", "--sorted"): ("vms", True),
-              ("--sorted", "vms"): ("vms", True), ("-s", "vms"): ("vms", True), ("vms", "-s"): ("vms", True)}
+FAST_FORMS = {("vms",): ("vms", False), ("runningvms",): ("runningvms", False),
+              ("vms", "--sorted"): ("vms", True), ("--sorted", "vms"): ("vms", True),
+              ("-s", "vms"): ("vms", True), ("vms", "-s"): ("vms", True)}
 
 
 def fast(rest: list[str]) -> int | None:
@@ -109,7 +110,8 @@ def _machines(vbox, running_only: bool, long_: bool, sort: bool) -> list:
         machines = list(vbox.machines)
         if running_only:
             states = vbox.get_machine_states(machines)
-            machines = [m for m, s in zip(machines, states, strict=True) if enum_int(s) in RUNNING_LIST_STATES]
+            machines = [m for m, s in zip(machines, states, strict=True)
+                        if enum_int(s) in RUNNING_LIST_STATES]
         if long_:
             from .vminfo import collect
 
@@ -298,7 +300,8 @@ def _systemproperties_70(vbox, sp) -> list[tuple[str, object]]:
         rows += [(pi, inst(C.PIIX3, bus)), (ic, inst(C.ICH9, bus)), (pc, ports(bus)), (dv, devs(bus))]
     rows += [("Default machine folder:          ", sp.default_machine_folder),
              ("Raw-mode Supported:              ", "no"),
-             ("Exclusive HW virtualization use: ", "on" if safe_get(sp, "exclusive_hw_virt", True) else "off"),
+             ("Exclusive HW virtualization use: ",
+              "on" if safe_get(sp, "exclusive_hw_virt", True) else "off"),
              ("Default hard disk format:        ", sp.default_hard_disk_format),
              ("VRDE auth library:               ", safe_get(sp, "vrde_auth_library", "")),
              ("Webservice auth. library:        ", safe_get(sp, "web_service_auth_library", "")),

@@ -2,7 +2,8 @@
 
 Global options, version, help and command lookup run before click is imported, and
 only the module of the command asked for is loaded, so a fresh `vboxmanage list vms`
-starts fast.  Failures become VBoxManage's stderr text and exit codes here (VBoxManage.cpp's RTEXITCODE use, glue/errorprint.cpp).
+starts fast.  Failures become VBoxManage's stderr text and exit codes here (VBoxManage.cpp's
+RTEXITCODE use, glue/errorprint.cpp).
 Shell completion (click's): `eval "$(_VBOXMANAGE_COMPLETE=bash_source vboxmanage)"`
 (zsh_source / fish_source for the other shells); VM names complete from the service.
 """

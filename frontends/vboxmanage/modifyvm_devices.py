@@ -174,5 +174,6 @@ def _nic(adapter, oid: str, opt: str, value: str, e) -> None:
     elif oid == "nicbootprio":
         adapter.boot_priority = uint(opt, value, _CMD, hi=4)
     else:
-        adapter.promisc_mode_policy = e.NetworkAdapterPromiscModePolicy(choice(opt, value, PROMISC_BY_ARG, _CMD))
+        adapter.promisc_mode_policy = e.NetworkAdapterPromiscModePolicy(
+            choice(opt, value, PROMISC_BY_ARG, _CMD))
 

@@ -56,8 +56,9 @@ def add_rule(engine, text: str, nic: int, option: str, command: str, context_lin
     except NatRuleSyntax:
         raise SyntaxFailure(f"Missing or invalid argument to '{option}'", command) from None
     p = protocol(proto, nic)
-    with call("engine->AddRedirect(Bstr(strName).raw(), proto, Bstr(strHostIp).raw(), RTStrToUInt16(strHostPort), "
-              "Bstr(strGuestIp).raw(), RTStrToUInt16(strGuestPort))", context_line, source):
+    with call("engine->AddRedirect(Bstr(strName).raw(), proto, Bstr(strHostIp).raw(), "
+              "RTStrToUInt16(strHostPort), Bstr(strGuestIp).raw(), RTStrToUInt16(strGuestPort))",
+              context_line, source):
         engine.add_redirect(name, p, host_ip, to_port(host_port), guest_ip, to_port(guest_port))
 
 

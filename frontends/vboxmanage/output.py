@@ -1,4 +1,5 @@
-"""VBoxManage's message and error formatting (src/VBox/Main/glue/errorprint.cpp) and exit codes (RTEXITCODE_*).
+"""VBoxManage's message and error formatting (src/VBox/Main/glue/errorprint.cpp) and exit codes
+(RTEXITCODE_*).
 
 Commands raise the exceptions below; main() turns them into the exact stderr text and
 exit code VBoxManage produces, so every command reports failures the same way.

@@ -108,7 +108,8 @@ def machine_readable(info: dict) -> str:
             mr("teleporterenabled", False), mr_int("teleporterport", 0), mr("teleporteraddress", ""),
             mr("teleporterpassword", ""), mr("tracing-enabled", False), mr("tracing-allow-vm-access", False),
             mr("tracing-config", ""), mr("autostart-enabled", info["autostart_enabled"]),
-            mr_int("autostart-delay", info["autostart_delay"]), mr("defaultfrontend", info["default_frontend"]),
+            mr_int("autostart-delay", info["autostart_delay"]),
+            mr("defaultfrontend", info["default_frontend"]),
             mr("vmprocpriority", info["vm_process_priority"])]
     out += _mr_storage(info["controllers"])
     for nic in info["nics"]:
@@ -119,12 +120,14 @@ def machine_readable(info: dict) -> str:
     out += [mr("lpt1", False), mr("lpt2", False)] + _mr_audio_clipboard_dnd(info)
     if info.get("session_name"):
         out.append(mr("SessionName", info["session_name"]))
-    out += _mr_vrde(info.get("vrde")) + [mr("usb", info.get("usb_ohci", False)), mr("ehci", info.get("usb_ehci", False)),
+    out += _mr_vrde(info.get("vrde")) + [mr("usb", info.get("usb_ohci", False)),
+                                          mr("ehci", info.get("usb_ehci", False)),
                                           mr("xhci", info.get("usb_xhci", False))]
     out += _shared_folders(info, machine_readable=True)
     if info.get("running"):  # live VRDE info from the VM process; the `==` is VBoxManage's own
         live = info.get("vrde_live") or {}
-        out += [mr("VRDEActiveConnection", bool(live.get("active"))), f"VRDEClients=={live.get('clients', 0)}\n"]
+        out += [mr("VRDEActiveConnection", bool(live.get("active"))),
+                f"VRDEClients=={live.get('clients', 0)}\n"]
     if info.get("description"):
         out.append(mr("description", info["description"]))
     if info.get("snapshots"):
@@ -186,12 +189,13 @@ def _mr_nic(nic: dict) -> list[str]:
     if kind in _NIC_MR_KEY:
         out.append(mr(f"{_NIC_MR_KEY[kind]}{slot}", nic.get("network") or ("nat" if kind == 1 else "")))
     out += [mr(f"macaddress{slot}", nic["mac"]), mr(f"cableconnected{slot}", nic["cable"]),
-            mr(f"nic{slot}", NIC_ATTACHMENTS[kind][0]), mr(f"nictype{slot}", NIC_TYPES.get(nic["type"], "Null")),
+            mr(f"nic{slot}", NIC_ATTACHMENTS[kind][0]),
+            mr(f"nictype{slot}", NIC_TYPES.get(nic["type"], "Null")),
             mr(f"nicspeed{slot}", str(nic["speed"]))]
     if kind == 1:
         mtu, snd, rcv, tsnd, trcv = _nat_settings(nic)
-        out += [mr("mtu", str(mtu)), mr("sockSnd", str(snd)), mr("sockRcv", str(rcv)), mr("tcpWndSnd", str(tsnd)),
-                mr("tcpWndRcv", str(trcv))]
+        out += [mr("mtu", str(mtu)), mr("sockSnd", str(snd)), mr("sockRcv", str(rcv)),
+                mr("tcpWndSnd", str(tsnd)), mr("tcpWndRcv", str(trcv))]
         out += [mr(f"Forwarding({i})", ",".join(r)) for i, r in enumerate(_rules(nic))]
     return out
 
@@ -243,7 +247,8 @@ def human(info: dict, details: bool = False) -> str:
                 f"Config file:     {info['cfg_file']}\nEncryption:     disabled\nAccess error details:\n"
                 + (msg_lines("error: ", info["access_error"]) if info.get("access_error") else "") + "\n")
     state_long = MACHINE_STATES[info["state"]][1]
-    out = [line("Name", info["name"]), line("Encryption", "disabled"), line("Groups", ",".join(info["groups"]))]
+    out = [line("Name", info["name"]), line("Encryption", "disabled"),
+           line("Groups", ",".join(info["groups"]))]
     if info.get("platform_arch"):  # 7.1 on
         out.append(line("Platform Architecture", info["platform_arch"]))
     out += [line("Guest OS", info["os_type"]),
@@ -256,12 +261,13 @@ def human(info: dict, details: bool = False) -> str:
            line("Firmware", FIRMWARE.get(info["firmware"], "unknown")),
            line("Number of CPUs", info["cpus"]), line("HPET", _enabled(info["hpet"])),
            line("PAE", _enabled(info["pae"])), line("Long Mode", _enabled(info["longmode"])),
-           line("Triple Fault Reset", _enabled(info["triplefaultreset"])), line("APIC", _enabled(info["apic"])),
-           line("X2APIC", _enabled(info["x2apic"])), line("Nested VT-x/AMD-V", _enabled(info["nested_hw_virt"])),
-           line("CPUID overrides", "None"),
+           line("Triple Fault Reset", _enabled(info["triplefaultreset"])),
+           line("APIC", _enabled(info["apic"])), line("X2APIC", _enabled(info["x2apic"])),
+           line("Nested VT-x/AMD-V", _enabled(info["nested_hw_virt"])), line("CPUID overrides", "None"),
            line("Hardware Virtualization", _enabled(info["hwvirtex"])),
-           line("Nested Paging", _enabled(info["nestedpaging"])), line("Large Pages", _enabled(info["largepages"])),
-           line("VT-x VPID", _enabled(info["vtxvpid"])), line("VT-x Unrestricted Exec.", _enabled(info["vtxux"])),
+           line("Nested Paging", _enabled(info["nestedpaging"])),
+           line("Large Pages", _enabled(info["largepages"])), line("VT-x VPID", _enabled(info["vtxvpid"])),
+           line("VT-x Unrestricted Exec.", _enabled(info["vtxux"])),
            line("AMD-V Virt. Vmsave/Vmload", _enabled(info["virtvmsavevmload"])),
            line("CPUID Portability Level", info["cpuid_portability_level"]),
            line("Boot menu mode", _BOOT_MENU_HUMAN.get(info["bootmenu"], info["bootmenu"]))]
@@ -276,7 +282,8 @@ def human(info: dict, details: bool = False) -> str:
             line("Time offset", f"{info['time_offset']}ms")]
     if info.get("nvram_file"):
         out.append(line("BIOS NVRAM File", info["nvram_file"]))
-    out += [line("RTC", "UTC" if info["rtc_utc"] else "local time"), line("IOMMU", info["iommu"].capitalize()),
+    out += [line("RTC", "UTC" if info["rtc_utc"] else "local time"),
+            line("IOMMU", info["iommu"].capitalize()),
             line("Paravirt. Provider", PARAVIRT[info["paravirt"]][1]),
             line("Effective Paravirt. Prov.", PARAVIRT[info["eff_paravirt"]][1])]
     if info.get("paravirt_debug"):
@@ -284,12 +291,15 @@ def human(info: dict, details: bool = False) -> str:
     out += [
             line("State", f"{state_long} (since {state_time(info['state_change_ms'])})")]
     out += [line("Graphics Controller", GRAPHICS_HUMAN.get(info["graphics"], "Null")),
-            line("Monitor count", info["monitor_count"]), line("3D Acceleration", _enabled(info["accelerate3d"])),
-            line("Teleporter Enabled", "disabled"), line("Teleporter Port", 0), line("Teleporter Address", ""),
-            line("Teleporter Password", ""), line("Tracing Enabled", "disabled"),
+            line("Monitor count", info["monitor_count"]),
+            line("3D Acceleration", _enabled(info["accelerate3d"])),
+            line("Teleporter Enabled", "disabled"), line("Teleporter Port", 0),
+            line("Teleporter Address", ""), line("Teleporter Password", ""),
+            line("Tracing Enabled", "disabled"),
             line("Allow Tracing to Access VM", "disabled"), line("Tracing Configuration", ""),
             line("Autostart Enabled", _enabled(info["autostart_enabled"])),
-            line("Autostart Delay", info["autostart_delay"]), line("Default Frontend", info["default_frontend"]),
+            line("Autostart Delay", info["autostart_delay"]),
+            line("Default Frontend", info["default_frontend"]),
             line("VM process priority", info["vm_process_priority"])]
     out += _human_storage(info["controllers"])
     for nic in info["nics"]:
@@ -302,7 +312,8 @@ def human(info: dict, details: bool = False) -> str:
     if info.get("session_name"):
         out.append(line("Session name", info["session_name"]))
     out += _human_vrde(info.get("vrde")) + [
-        line("OHCI USB", _enabled(info.get("usb_ohci", False))), line("EHCI USB", _enabled(info.get("usb_ehci", False))),
+        line("OHCI USB", _enabled(info.get("usb_ohci", False))),
+        line("EHCI USB", _enabled(info.get("usb_ehci", False))),
         line("xHCI USB", _enabled(info.get("usb_xhci", False))), line("USB Device Filters", "<none>"),
         line("Bandwidth groups", "<none>")]
     out += _shared_folders(info, machine_readable=False)
@@ -321,11 +332,12 @@ def human(info: dict, details: bool = False) -> str:
 # AudioDriverType -> (machine-readable, human); MMPM has no name in VBoxManage's table
 _AUDIO_DRIVERS = {0: ("default", "Default"), 1: ("null", "Null"), 2: ("oss", "OSS"), 3: ("alsa", "ALSA"),
                   4: ("pulse", "PulseAudio"), 5: ("winmm", "WINMM"), 6: ("dsound", "DirectSound"),
-                  7: ("was", "Windows Audio Session (WAS)"), 8: ("coreaudio", "CoreAudio"), 10: ("solaudio", "SolAudio")}
+                  7: ("was", "Windows Audio Session (WAS)"), 8: ("coreaudio", "CoreAudio"),
+                  10: ("solaudio", "SolAudio")}
 _AUDIO_CONTROLLERS = {0: "AC97", 1: "SB16", 2: "HDA"}
 _AUDIO_CODECS = {1: "SB16", 2: "STAC9700", 3: "AD1980", 4: "STAC9221"}
-_SHARE_MODES = {0: ("disabled", "disabled"), 1: ("hosttoguest", "HostToGuest"), 2: ("guesttohost", "GuestToHost"),
-                3: ("bidirectional", "Bidirectional")}
+_SHARE_MODES = {0: ("disabled", "disabled"), 1: ("hosttoguest", "HostToGuest"),
+                2: ("guesttohost", "GuestToHost"), 3: ("bidirectional", "Bidirectional")}
 _AUTH = {0: "null", 1: "external", 2: "guest"}
 
 
@@ -359,7 +371,8 @@ def _mr_vrde(vrde: dict | None) -> list[str]:
         return [mr("vrde", False)]
     props = vrde.get("properties", {})
     out = [mr("vrde", True), "vrdeport=-1\n", mr("vrdeports", props.get("TCP/Ports", "")),
-           mr("vrdeaddress", props.get("TCP/Address", "")), mr("vrdeauthtype", _AUTH.get(vrde["auth_type"], "unknown")),
+           mr("vrdeaddress", props.get("TCP/Address", "")),
+           mr("vrdeauthtype", _AUTH.get(vrde["auth_type"], "unknown")),
            mr("vrdemulticon", vrde["multi_con"]), mr("vrdereusecon", vrde["reuse_con"]),
            mr("vrdevideochannel", _video_channel(props))]
     if _video_channel(props):
@@ -373,8 +386,10 @@ def _human_vrde(vrde: dict | None) -> list[str]:
     if not vrde or not vrde.get("enabled"):
         return [line("VRDE", "disabled")]
     props = vrde.get("properties", {})
-    out = [line("VRDE", f"enabled (Address {props.get('TCP/Address') or '0.0.0.0'}, Ports {props.get('TCP/Ports', '')}, "
-                        f"MultiConn: {_onoff(vrde['multi_con'])}, ReuseSingleConn: {_onoff(vrde['reuse_con'])}, "
+    out = [line("VRDE", f"enabled (Address {props.get('TCP/Address') or '0.0.0.0'}, "
+                        f"Ports {props.get('TCP/Ports', '')}, "
+                        f"MultiConn: {_onoff(vrde['multi_con'])}, "
+                        f"ReuseSingleConn: {_onoff(vrde['reuse_con'])}, "
                         f"Authentication type: {_AUTH.get(vrde['auth_type'], 'unknown')})")]
     if _video_channel(props):
         out.append(line("Video redirection", f"enabled (Quality {props.get('VideoChannel/Quality', '')})"))
@@ -389,16 +404,19 @@ def _shared_folders(info: dict, machine_readable: bool) -> list[str]:
     """showSharedFolder over the machine's folders, then the running VM's transient ones."""
     out = [] if machine_readable else [f"{'Shared folders:':<28} "]
     count = 0
-    for kind, infix, folders in (("machine mapping", "MachineMapping", info.get("shared_folders") or []),
-                                 ("transient mapping", "TransientMapping", info.get("transient_folders") or [])):
+    for kind, infix, folders in (
+            ("machine mapping", "MachineMapping", info.get("shared_folders") or []),
+            ("transient mapping", "TransientMapping", info.get("transient_folders") or [])):
         for i, f in enumerate(folders, 1):
             if machine_readable:
-                out += [mr(f"SharedFolderName{infix}{i}", f["name"]), mr(f"SharedFolderPath{infix}{i}", f["host_path"])]
+                out += [mr(f"SharedFolderName{infix}{i}", f["name"]),
+                        mr(f"SharedFolderPath{infix}{i}", f["host_path"])]
             else:
                 if count == 0:
                     out.append("\n\n")
                 text = (f"Name: '{f['name']}', Host path: '{f['host_path']}' ({kind}), "
-                        f"{'writable' if f['writable'] else 'readonly'}{', auto-mount' if f['auto_mount'] else ''}")
+                        f"{'writable' if f['writable'] else 'readonly'}"
+                        f"{', auto-mount' if f['auto_mount'] else ''}")
                 if f.get("auto_mount_point"):
                     text += f", mount-point: '{f['auto_mount_point']}'"
                 out.append(text + "\n")
@@ -472,8 +490,8 @@ def _human_nic(nic: dict, details: bool) -> list[str]:
         out.append(f"{label} Settings:  MTU: {mtu}, Socket (send: {snd}, receive: {rcv}), "
                    f"TCP Window (send:{tsnd}, receive: {trcv})\n")
         for i, (name, proto, hip, hport, gip, gport) in enumerate(_rules(nic)):
-            out.append(f"{label} Rule({i}):   name = {name}, protocol = {proto}, host ip = {hip}, host port = "
-                       f"{hport}, guest ip = {gip}, guest port = {gport}\n")
+            out.append(f"{label} Rule({i}):   name = {name}, protocol = {proto}, host ip = {hip}, "
+                       f"host port = {hport}, guest ip = {gip}, guest port = {gport}\n")
     return out
 
 

@@ -14,7 +14,8 @@ USAGE = {
         "showvminfo <uuid|vmname> [--details] [--machinereadable] [--password-id id] [--password file|-]",
         "showvminfo <uuid|vmname> --log=index"]),
     "registervm": ("Register a virtual machine", ["registervm filename [--password file]"]),
-    "unregistervm": ("Unregister a virtual machine", ["unregistervm <uuid|vmname> [--delete] [--delete-all]"]),
+    "unregistervm": ("Unregister a virtual machine",
+                     ["unregistervm <uuid|vmname> [--delete] [--delete-all]"]),
     "createvm": ("Create a new virtual machine", [
         "createvm --name=name [--basefolder=basefolder] [--default] [--groups=group-ID[,...]]"
         " [--ostype=ostype] [--register] [--uuid=uuid] [--platform-architecture=x86|arm]"
@@ -37,7 +38,8 @@ USAGE = {
     "storagectl": ("Manage a storage controller", [
         "storagectl <uuid|vmname> --name=controller-name [--add=floppy|ide|pcie|sas|sata|scsi|usb|"
         "virtio-scsi] [--controller=BusLogic|I82078|ICH6|IntelAhci|LSILogic|LSILogicSAS|NVMe|PIIX3|PIIX4|USB|"
-        "virtio-scsi] [--bootable=on|off] [--hostiocache=on|off] [--portcount=count] [--rename=new-controller-name]",
+        "virtio-scsi] [--bootable=on|off] [--hostiocache=on|off] [--portcount=count] "
+        "[--rename=new-controller-name]",
         "storagectl <uuid|vmname> --name=controller-name --remove"]),
     "storageattach": ("Attach, remove, and modify storage media used by a virtual machine", [
         "storageattach <uuid|vmname> --storagectl=name [--device=number] [--discard=on|off]"
@@ -55,7 +57,8 @@ USAGE = {
         "showmediuminfo [disk | dvd | floppy] <uuid | filename>"]),
     "clonemedium": ("Create a clone of a medium", [
         "clonemedium [disk | dvd | floppy] <uuid | source-medium> <uuid | target-medium>"
-        " [--existing] [--format=VDI | VMDK | VHD | RAW | other] [--variant=Standard,Fixed,Split2G,Stream,ESX]"
+        " [--existing] [--format=VDI | VMDK | VHD | RAW | other]"
+        " [--variant=Standard,Fixed,Split2G,Stream,ESX]"
         " [--resize=megabytes | --resizebyte=bytes]"]),
     "convertfromraw": ("Convert a raw disk image to a virtual disk image", [
         "convertfromraw <inputfile> <outputfile> [--format=VDI | VMDK | VHD] [--uuid=uuid]"

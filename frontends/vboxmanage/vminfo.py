@@ -52,21 +52,23 @@ def plans() -> dict:
                                                  Cpu.X2APIC, Cpu.HWVirt)]
     hw = [("get_hw_virt_ex_property", (p,)) for p in (Hw.Enabled, Hw.NestedPaging, Hw.LargePages, Hw.VPID,
                                                        Hw.UnrestrictedExecution, Hw.VirtVmsaveVmload)]
-    machine_calls = ([("get_boot_order", (i,)) for i in range(1, 5)] + [("get_effective_paravirt_provider", ())]
+    machine_calls = ([("get_boot_order", (i,)) for i in range(1, 5)]
+                     + [("get_effective_paravirt_provider", ())]
                      + [("get_network_adapter", (slot,)) for slot in range(NIC_SLOTS[1])]
                      + [("get_serial_port", (slot,)) for slot in range(UART_SLOTS)]
                      + [("get_extra_data", (key,)) for _, key in EXTRA_BOOT])
     return {
         "IMachine": Plan(("accessible", "id", "name", "groups", "os_type_id", "settings_file_path",
-                          "snapshot_folder", "log_folder", "hardware_uuid", "memory_size", "page_fusion_enabled",
-                          "cpu_execution_cap", "cpu_profile", "cpu_count", "cpuid_portability_level",
-                          "paravirt_provider", "state", "last_state_change", "state_file_path",
-                          "autostart_enabled", "autostart_delay", "default_frontend", "vm_process_priority",
-                          "pointing_hid_type", "keyboard_hid_type", "description", "memory_balloon_size",
-                          "paravirt_debug", "shared_folders", "session_name", "platform", "firmware_settings",
-                          "graphics_adapter", "medium_attachments", "storage_controllers", "audio_settings",
-                          "vrde_server", "usb_controllers", "clipboard_mode", "clipboard_file_transfers_enabled",
-                          "dn_d_mode", "snapshot_count"), machine_calls),
+                          "snapshot_folder", "log_folder", "hardware_uuid", "memory_size",
+                          "page_fusion_enabled", "cpu_execution_cap", "cpu_profile", "cpu_count",
+                          "cpuid_portability_level", "paravirt_provider", "state", "last_state_change",
+                          "state_file_path", "autostart_enabled", "autostart_delay", "default_frontend",
+                          "vm_process_priority", "pointing_hid_type", "keyboard_hid_type", "description",
+                          "memory_balloon_size", "paravirt_debug", "shared_folders", "session_name",
+                          "platform", "firmware_settings", "graphics_adapter", "medium_attachments",
+                          "storage_controllers", "audio_settings", "vrde_server", "usb_controllers",
+                          "clipboard_mode", "clipboard_file_transfers_enabled", "dn_d_mode",
+                          "snapshot_count"), machine_calls),
         "IPlatform": Plan(("architecture", "chipset_type", "rtc_use_utc", "iommu_type", "x86")),
         "IPlatformX86": Plan(("hpet_enabled",), cpu + hw),
         "IFirmwareSettings": Plan(("firmware_type", "boot_menu_mode", "acpi_enabled", "ioapic_enabled",
@@ -84,11 +86,14 @@ def plans() -> dict:
                                  "adapter_type", "line_speed", "trace_enabled", "trace_file",
                                  *_NIC_NETWORK_ATTR.values(), "nat_engine")),
         "INATEngine": Plan(("network", "redirects"), (("get_network_settings", ()),)),
-        "ISerialPort": Plan(("slot", "enabled", "io_address", "irq", "host_mode", "server", "path", "uart_type")),
-        "IStorageController": Plan(("name", "controller_type", "bus", "instance", "max_port_count", "port_count",
-                                    "max_devices_per_port_count", "bootable", "use_host_io_cache")),
+        "ISerialPort": Plan(("slot", "enabled", "io_address", "irq", "host_mode", "server", "path",
+                             "uart_type")),
+        "IStorageController": Plan(("name", "controller_type", "bus", "instance", "max_port_count",
+                                    "port_count", "max_devices_per_port_count", "bootable",
+                                    "use_host_io_cache")),
         "IMediumAttachment": Plan(("controller", "medium", "port", "device", "type", "hot_pluggable",
-                                   "non_rotational", "discard", "passthrough", "temporary_eject", "is_ejected")),
+                                   "non_rotational", "discard", "passthrough", "temporary_eject",
+                                   "is_ejected")),
         "IMedium": Plan(("id", "location")),
         "ISharedFolder": Plan(("name", "host_path", "writable", "auto_mount", "auto_mount_point")),
     }
@@ -178,14 +183,15 @@ def devices(machine) -> dict:
             machine.clipboard_file_transfers_enabled),
         "dnd": enum_int(machine.dn_d_mode),
         "vrde": {"enabled": bool(vrde.enabled), "auth_type": enum_int(vrde.auth_type),
-                 "multi_con": bool(vrde.allow_multi_connection), "reuse_con": bool(vrde.reuse_single_connection),
+                 "multi_con": bool(vrde.allow_multi_connection),
+                 "reuse_con": bool(vrde.reuse_single_connection),
                  "properties": {k: vrde.get_vrde_property(k) for k in vrde.vrde_properties}},
     }
 
 
 def _folder(f) -> dict:
-    return {"name": f.name, "host_path": f.host_path, "writable": bool(f.writable), "auto_mount": bool(f.auto_mount),
-            "auto_mount_point": f.auto_mount_point or ""}
+    return {"name": f.name, "host_path": f.host_path, "writable": bool(f.writable),
+            "auto_mount": bool(f.auto_mount), "auto_mount_point": f.auto_mount_point or ""}
 
 
 def transient_folders(console) -> list[dict]:
@@ -244,9 +250,9 @@ def nic(adapter) -> dict:
 
 
 def uart(port) -> dict:
-    return {"slot": port.slot, "enabled": bool(port.enabled), "io": int(port.io_address), "irq": int(port.irq),
-            "mode": enum_int(port.host_mode), "server": bool(port.server), "path": port.path or "",
-            "type": enum_int(port.uart_type)}
+    return {"slot": port.slot, "enabled": bool(port.enabled), "io": int(port.io_address),
+            "irq": int(port.irq), "mode": enum_int(port.host_mode), "server": bool(port.server),
+            "path": port.path or "", "type": enum_int(port.uart_type)}
 
 
 def snapshot_tree(machine) -> tuple[dict | None, str]:
