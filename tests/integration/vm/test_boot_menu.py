@@ -118,11 +118,6 @@ def vm(tmp_path_factory):
         world.cleanup()
 
 
-@pytest.mark.xfail(reason="SYSLINUX's menu does not react to keys here: the key byte waits in the "
-                   "i8042 with IRQ1 "
-                          "(and IRQ0) pending in the PIC, unmasked, never taken while the menu polls "
-                   "(REM and HM)",
-                   strict=False)
 def test_scancodes_pick_the_second_menu_entry(vm):
     cli, serial = vm
     shot = cli.home / "menu.png"
