@@ -233,7 +233,14 @@ def test_guest_properties_and_transient_folders_live_in_the_vm_process(cli, tmp_
     assert "The property '/Test/Locked' cannot be changed by the host" in err
     share = tmp_path / "t"
     share.mkdir()
+    (share / "f.txt").write_text("shared while running\n")
+    cli.world.give(share)
     cli("sharedfolder", "add", VM, "--name", "tr", "--hostpath", str(share), "--transient")
+    # the running guest mounts it at once with its kernel's vboxsf
+    serial = cli.serial
+    status, out = serial.run("mkdir -p /mnt/tr && mount -t vboxsf tr /mnt/tr && cat /mnt/tr/f.txt && "
+                             "umount /mnt/tr", 300)
+    assert (status, out) == (0, "shared while running\n"), (status, out)
     info = cli("showvminfo", VM, "--machinereadable")[1]
     assert f'SharedFolderNameTransientMapping1="tr"\nSharedFolderPathTransientMapping1="{share}"\n' in info
     human = cli("showvminfo", VM)[1]
