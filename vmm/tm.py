@@ -87,6 +87,13 @@ class Clock(abc.ABC):
                 heapq.heappop(self._heap)
             return None
 
+    def armed(self) -> list[tuple[int, str]]:
+        """(deadline, callback name) of every armed timer, soonest first: for diagnostics."""
+        with self._lock:
+            live = [(t.deadline, getattr(t.callback, "__qualname__", repr(t.callback)))
+                    for _, _, seq, t in self._heap if t._seq == seq and t.deadline is not None]
+        return sorted(live)
+
     def run_due(self) -> int:
         """Fire every timer whose deadline has passed; returns how many fired."""
         fired = 0

@@ -652,10 +652,7 @@ class Machine:
         em, clock = self.em, self.clock
         lines = [f"EM: state={em.state.name} stats={dict(em.stats)}",
                  f"TM: now={clock.now_ns()} next={clock.next_deadline()}"]
-        with clock._lock:
-            armed = sorted((t.deadline, getattr(t.callback, "__qualname__", repr(t.callback)))
-                           for _, _, seq, t in clock._heap if t._seq == seq and t.deadline is not None)
-        lines += [f"TM: timer {name} at {deadline}" for deadline, name in armed]
+        lines += [f"TM: timer {name} at {deadline}" for deadline, name in clock.armed()]
         lines.append(f"EM: recent interrupts (ns, vector) {list(em.recent_interrupts)}")
         lines.append(f"PIT: channel 0 recent (event, ns, count) {self.pit.recent(0)}")
         try:

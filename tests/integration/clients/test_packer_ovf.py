@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
 import uuid
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.world import World, WorldUnavailable
+from tests.integration.clients.client_world import world_with_vboxmanage
 
 ROOT = Path(__file__).resolve().parents[3]
 BUILD_TIMEOUT = 1700        # import, a boot under REM on a loaded 2-core machine, export (about 5 min idle)
@@ -59,23 +58,14 @@ def box() -> tuple[Path, Path]:
 def packer_world(box, tmp_path_factory):
     """One world whose PATH finds vboxpy's VBoxManage, with the box's OVF unpacked and the key."""
     box_file, key = box
-    try:
-        world = World.current(home=tmp_path_factory.mktemp("packer-home"))
-    except WorldUnavailable as e:
-        pytest.skip(f"cannot make the test's world: {e}")
-    bin_dir = world.base / "bin"
-    bin_dir.mkdir()
-    wrapper = bin_dir / "VBoxManage"
-    wrapper.write_text(f'#!/bin/sh\nexec {world.python} -m frontends.vboxmanage.main "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    world.env.update(PATH=f"{bin_dir}:{world.env.get('PATH', '/usr/bin:/bin')}", CHECKPOINT_DISABLE="1",
-                     PACKER_LOG="1")
+    world = world_with_vboxmanage(tmp_path_factory, "packer-home")
+    world.env.update(CHECKPOINT_DISABLE="1", PACKER_LOG="1")
     source = world.base / "box"
     source.mkdir()
     subprocess.run(["tar", "-xf", str(box_file), "-C", str(source)], check=True, timeout=300)
     shutil.copyfile(key, world.base / "key")
     (world.base / "key").chmod(0o600)
-    for p in (bin_dir, source, world.base / "key"):
+    for p in (source, world.base / "key"):
         world.give(p)
     yield world
     world.cleanup()

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.world import World, WorldUnavailable
+from tests.integration.clients.client_world import world_with_vboxmanage
+from tests.integration.world import World
 
 ROOT = Path(__file__).resolve().parents[3]
 BOX_NAME = "vboxpy/debian12"
@@ -100,20 +100,10 @@ def framebuffer_console(vagrant: Vagrant) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def vagrant_world(box, tmp_path_factory):
     """One world with the box added; each test attempt gets its own project (and so its own VM)."""
-    try:
-        world = World.current(home=tmp_path_factory.mktemp("vagrant-home"))
-    except WorldUnavailable as e:
-        pytest.skip(f"cannot make the test's world: {e}")
-    bin_dir = world.base / "bin"
-    bin_dir.mkdir()
-    wrapper = bin_dir / "VBoxManage"
-    wrapper.write_text(f'#!/bin/sh\nexec {world.python} -m frontends.vboxmanage.main "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    world.env.update(PATH=f"{bin_dir}:{world.env.get('PATH', '/usr/bin:/bin')}",
-                     VAGRANT_CHECKPOINT_DISABLE="1",
+    world = world_with_vboxmanage(tmp_path_factory, "vagrant-home")
+    world.env.update(VAGRANT_CHECKPOINT_DISABLE="1",
                      VAGRANT_DEFAULT_PROVIDER="virtualbox", VAGRANT_HOME=str(world.base / "vagrant.d"))
     (world.base / "add").mkdir()
-    world.give(bin_dir)
     world.give(world.base / "add")
     Vagrant(world, world.base / "add")("box", "add", "--name", BOX_NAME, str(box), timeout=900)
     yield world

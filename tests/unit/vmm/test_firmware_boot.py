@@ -101,6 +101,8 @@ def test_debug_info_shows_the_live_timers_and_devices():
         assert _wait(lambda: "No bootable device." in "\n".join(m.vga.text_lines()))
         info = m.debug_info()
         assert info[0].startswith("EM: state=RUNNING") and info[1].startswith("TM: now=")
+        # the BIOS's 18.2 Hz tick on PIT channel 0
+        assert any(line.startswith("TM: timer _Channel._on_timer at ") for line in info)
         assert any(line.startswith("CPU: interrupts_enabled=") for line in info)
         assert any(line.startswith("pit: PitState(") for line in info)
         assert any(line.startswith("pic: ") for line in info)

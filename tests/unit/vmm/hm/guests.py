@@ -234,10 +234,8 @@ lm64:
 {_GDT}
 """
 
-# PIT channel 0 at ~1 kHz through the 8259A (vector 8): count 3 ticks with STI;HLT, so every
-# tick wakes the halted CPU.
-PIT_INTERRUPTS = f"""
-.code16
+# Real mode, `handler` at vector 8 (IRQ0), the 8259A initialised with only IRQ0 unmasked.
+_IRQ0_SETUP = """.code16
     cli
     xor %ax, %ax
     mov %ax, %ds
@@ -254,7 +252,12 @@ PIT_INTERRUPTS = f"""
     mov $0x01, %al                 # ICW4
     out %al, $0x21
     mov $0xFE, %al                 # only IRQ0
-    out %al, $0x21
+    out %al, $0x21"""
+
+# PIT channel 0 at ~1 kHz through the 8259A (vector 8): count 3 ticks with STI;HLT, so every
+# tick wakes the halted CPU.
+PIT_INTERRUPTS = f"""
+{_IRQ0_SETUP}
     mov $0x34, %al                 # channel 0, lo/hi, mode 2
     out %al, $0x43
     mov $(1193 & 0xFF), %al
@@ -292,24 +295,7 @@ halts: .word 0
 # loop waits with STI;HLT.  200 interrupts, then the count of HLT wake-ups.  A single lost one-shot
 # edge leaves the guest halted for ever.
 PIT_ONESHOT = f"""
-.code16
-    cli
-    xor %ax, %ax
-    mov %ax, %ds
-    mov %ax, %ss
-    mov $0x7000, %sp
-    movw $handler, 0x20
-    movw $0, 0x22
-    mov $0x11, %al                 # ICW1
-    out %al, $0x20
-    mov $0x08, %al                 # ICW2: vectors 8..15
-    out %al, $0x21
-    mov $0x04, %al                 # ICW3
-    out %al, $0x21
-    mov $0x01, %al                 # ICW4
-    out %al, $0x21
-    mov $0xFE, %al                 # only IRQ0
-    out %al, $0x21
+{_IRQ0_SETUP}
     mov $0x38, %al                 # channel 0, lo/hi, mode 4 (software-triggered strobe)
     out %al, $0x43
     call program
