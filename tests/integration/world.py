@@ -40,7 +40,8 @@ class WorldUnavailable(Exception):
     """This kind of world cannot be made on this machine (the text says why)."""
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (its reaper can be slow: the service's parent is init) is dead."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(") ", 1)[1][0] not in "ZX"
@@ -202,7 +203,7 @@ class World:
                 continue
             try:
                 with open(f"/proc/{entry}/environ", "rb") as f:
-                    if mark in f.read().split(b"\0") and _pid_alive(int(entry)):
+                    if mark in f.read().split(b"\0") and pid_alive(int(entry)):
                         found.append(int(entry))
             except OSError:
                 continue
@@ -228,7 +229,7 @@ class World:
         for pid in found:
             _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while any(_pid_alive(p) for p in found) and time.monotonic() < deadline:
+        while any(pid_alive(p) for p in found) and time.monotonic() < deadline:
             time.sleep(0.05)
         for pid in self.processes():
             _signal(pid, signal.SIGKILL)

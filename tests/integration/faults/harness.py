@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.integration.world import pid_alive
+
 ROOT = Path(__file__).resolve().parents[3]
 _LIST = re.compile(r'^"(.*)" \{([0-9a-f-]{36})\}$')
 
@@ -66,12 +68,10 @@ class Home:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
-            for _ in range(100):
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
+            for _ in range(1000):
+                if not pid_alive(pid):
                     break
-                time.sleep(0.05)
+                time.sleep(0.005)
             else:
                 try:
                     os.kill(pid, signal.SIGKILL)

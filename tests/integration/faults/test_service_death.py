@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.vm.serial_tcp import TcpSerial
 from tests.integration.vm.test_headless import BOOT_TIMEOUT, GUEST, READY, Cli, _free_port
-from tests.integration.world import World, WorldUnavailable
+from tests.integration.world import World, WorldUnavailable, pid_alive
 
 VM = "hl"
 
@@ -23,32 +23,20 @@ pytestmark = [
 ]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _service_pid(cli: Cli) -> int:
     for pid_file in (cli.world.base / "run").rglob("vboxsvc*.pid"):
         try:
             pid = int(pid_file.read_text().split()[0])
         except (ValueError, IndexError, OSError):
             continue
-        if _alive(pid):
+        if pid_alive(pid):
             return pid
     return 0
 
 
 def _wait_gone(pid: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while pid_alive(pid):
         assert time.monotonic() < deadline, f"process {pid} did not exit"
         time.sleep(0.05)
 
@@ -84,10 +72,10 @@ def running(tmp_path_factory):
     vm_pid = c.session_pid()
     yield c, vm_pid
     serial.close()
-    if _alive(vm_pid):
+    if pid_alive(vm_pid):
         c("controlvm", VM, "poweroff", check=None)
         time.sleep(1)
-        if _alive(vm_pid):
+        if pid_alive(vm_pid):
             os.kill(vm_pid, signal.SIGKILL)
     world.cleanup()
 
@@ -96,17 +84,17 @@ def running(tmp_path_factory):
 def test_the_vm_outlives_its_service_and_reattaches(running, how):
     cli, vm_pid = running
     svc = _service_pid(cli)
-    assert svc and _alive(vm_pid)
+    assert svc and pid_alive(vm_pid)
     os.kill(svc, how)
     _wait_gone(svc)
-    assert _alive(vm_pid), "the VM process died with the service"
+    assert pid_alive(vm_pid), "the VM process died with the service"
     _echo(cli.serial, "still")                   # the guest kept running meanwhile
     assert cli.state() == "running"             # the next client starts a service that knows
     deadline = time.monotonic() + 60            # ... and the VM process becomes its VM session again
     while cli.session_pid() != vm_pid and time.monotonic() < deadline:
         time.sleep(0.5)
     assert cli.session_pid() == vm_pid, cli.log_tail()
-    assert _alive(vm_pid)
+    assert pid_alive(vm_pid)
 
 
 def test_no_second_vm_process_for_a_running_machine(running):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.integration.world import World, WorldUnavailable
+from tests.integration.world import World, WorldUnavailable, pid_alive
 
 
 class Cli:
@@ -42,12 +42,10 @@ class Cli:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
-            for _ in range(50):
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
+            for _ in range(500):
+                if not pid_alive(pid):
                     break
-                time.sleep(0.1)
+                time.sleep(0.01)
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.world import pid_alive
+
 
 def wait_for(cond, timeout: float = 20.0, interval: float = 0.02):
     """Poll `cond()` until it is truthy; returns its value (or the last one on timeout)."""
@@ -26,18 +28,6 @@ def wait_for(cond, timeout: float = 20.0, interval: float = 0.02):
         time.sleep(interval)
         value = cond()
     return value
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 class Env:
