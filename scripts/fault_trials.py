@@ -2,13 +2,14 @@
 """Long fault-injection runs (not part of the test suite): many trials of each kind, counting losses.
 
     python3 scripts/fault_trials.py                      # 1000 trials of every kind
-    python3 scripts/fault_trials.py --trials 50 --kinds settings-steps,vdi-steps
+    python3 scripts/fault_trials.py --trials 50 --kinds settings-steps,image-steps
 
 Kinds:
   settings-steps   the service dies at a step of createvm/rename/snapshot/clone/unregister (cycling
                    through every step of every operation); the next service must lose nothing
   settings-random  kill -9 of the service at a random moment while a client saves settings in a loop
-  vdi-steps        a writer dies at a step of every VDI metadata path (cycling through all of them)
+  image-steps      a writer dies at a step of every VDI and sparse VMDK metadata path (cycling
+                   through all of them)
   vdi-random       kill -9 of a writer that allocates, overwrites and discards at random moments
   fuzz             fuzzed, correctly signed bus frames (100k per trial by default): no traceback
                    in VBoxSVC.log, the service's memory back near its start
@@ -107,8 +108,8 @@ def settings_random(n: int, work: Path) -> list[str]:
     return failures
 
 
-def vdi_steps(n: int, work: Path) -> list[str]:
-    from tests.integration.faults.vdi_ops import OPS, Trial
+def image_steps(n: int, work: Path) -> list[str]:
+    from tests.integration.faults.image_ops import OPS, Trial
     trials = {op: Trial(work / op, op) for op in OPS}
     plan = [(op, at) for op in OPS for at in trials[op].steps()]
     failures = []
@@ -209,7 +210,7 @@ def clients(n: int, work: Path) -> list[str]:
     return failures
 
 
-KINDS = {"settings-steps": settings_steps, "settings-random": settings_random, "vdi-steps": vdi_steps,
+KINDS = {"settings-steps": settings_steps, "settings-random": settings_random, "image-steps": image_steps,
          "vdi-random": vdi_random, "fuzz": fuzz, "clients": clients}
 
 

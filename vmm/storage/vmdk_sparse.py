@@ -4,9 +4,25 @@ Reads follow the directory lazily (a grain table is loaded and checked against t
 time it is needed, so opening a huge disk is cheap and a hostile table is caught before use).
 Writes allocate whole grains at the end of the file in VirtualBox's order: the grain's data first,
 then the grain table entry, then (only when a table itself is new) the directory entry, primary
-before redundant copy; the entries of one allocation are applied as one commit (committer.py) so a
-killed writer leaves either the old or the new mapping, never a torn one. Compressed
-(streamOptimized) extents are read-only here; vmdk_stream.py writes them front to back.
+before redundant copy. Each of those writes is one aligned 4-byte entry (or a whole new table
+appended past the end), and every prefix of the sequence is a valid file: an appended grain or
+table that nothing points to yet is only unused space (the next open appends after it), a table
+entry in a new table nobody points to is invisible, and a primary entry whose redundant copy is
+still old reads the new data (readers follow the primary directory; `qemu-img check` accepts
+both). So a killed writer leaves the old or the new mapping of every grain, never a torn one,
+without a journal. Each step is a named crash point (`vmdk.*`, settings/crashpoint.py) that the
+fault tests kill the writer at.
+
+Power loss is covered at the guest's flushes: `flush()` (the guest's FLUSH CACHE) fdatasyncs, so
+every grain, table and entry written before it is durable. Between two flushes the writes are not
+ordered on the disk (no sync between a grain and its entry, as in VirtualBox: a sync per new
+grain would make every allocating write wait for the disk), so a power loss there may lose or
+garble grains the guest wrote since its last flush, which the guest must expect of any disk with
+a volatile cache. The unclean-shutdown
+flag is set in the header before the first change after an open and cleared only after a sync on
+close.
+
+Compressed (streamOptimized) extents are read-only here; vmdk_stream.py writes them front to back.
 """
 
 from __future__ import annotations
@@ -17,6 +33,7 @@ import threading
 import zlib
 from array import array
 
+from settings import crashpoint
 from vmm.storage.blockio import is_zero, pread_into, pwrite_all
 from vmm.storage.committer import Committer
 from vmm.storage.image import DiskImageError
@@ -282,6 +299,7 @@ class SparseExtent:
         data = bytearray(gbytes * len(fresh))
         for k, (_grain, within, piece) in enumerate(fresh):
             data[k * gbytes + within:k * gbytes + within + len(piece)] = piece
+        crashpoint.hit("vmdk.grain.data")
         pwrite_all(self._fd, data, first * SECTOR)
         self._append = first + len(fresh) * (gbytes // SECTOR)
         writes = []
@@ -292,7 +310,7 @@ class SparseExtent:
 
     def _point(self, grain: int, sector: int, writes: list) -> None:
         """Table entries (and, for a table the file never had, the table and directory entries)
-        that map `grain` to `sector`, primary before redundant copy."""
+        that map `grain` to `sector`, primary before redundant copy: (crash point, offset, bytes)."""
         gdi, gti = divmod(grain, self._per_gt)
         for redundant in (False, True):
             gd = self._rgd if redundant else self._gd
@@ -303,20 +321,24 @@ class SparseExtent:
                 gt = array("I", [0]) * self._per_gt
                 gt_sector = self._append
                 self._append += self.h.gt_sectors
+                copy = "vmdk.rgt" if redundant else "vmdk.gt"
+                crashpoint.hit(f"{copy}.new")
                 pwrite_all(self._fd, bytes(self.h.gt_sectors * SECTOR), gt_sector * SECTOR)
+                self._file_size = max(self._file_size, self._append * SECTOR)
                 gd[gdi] = gt_sector
                 (self._rgts if redundant else self._gts)[gdi] = gt
                 base = self.h.rgd_offset if redundant else self.h.gd_offset
-                writes.append((gd[gdi] * SECTOR + 4 * gti, _U32.pack(sector)))
-                writes.append((base * SECTOR + 4 * gdi, _U32.pack(gt_sector)))
+                writes.append((f"{copy}.entry", gd[gdi] * SECTOR + 4 * gti, _U32.pack(sector)))
+                writes.append((f"{copy}.dir", base * SECTOR + 4 * gdi, _U32.pack(gt_sector)))
             else:
-                writes.append((gd[gdi] * SECTOR + 4 * gti, _U32.pack(sector)))
+                copy = "vmdk.rgt" if redundant else "vmdk.gt"
+                writes.append((f"{copy}.entry", gd[gdi] * SECTOR + 4 * gti, _U32.pack(sector)))
             gt[gti] = sector
 
-    def _commit(self, writes: list[tuple[int, bytes]]) -> None:
+    def _commit(self, writes: list[tuple[str, int, bytes]]) -> None:
         if self._committer is None:
             self._committer = Committer(self._fd)
-        self._committer.commit(writes)
+        self._committer.ordered(writes)
 
     def _mark_unclean(self) -> None:
         if self.read_only:
@@ -326,6 +348,7 @@ class SparseExtent:
         if not self._dirty_header:
             self._dirty_header = True
             self.h = self.h.with_(unclean_shutdown=1)
+            crashpoint.hit("vmdk.header.unclean")
             pwrite_all(self._fd, self.h.pack(), 0)
 
     def flush(self) -> None:
@@ -339,6 +362,7 @@ class SparseExtent:
         if self._dirty_header:
             os.fdatasync(self._fd)
             self.h = self.h.with_(unclean_shutdown=0)
+            crashpoint.hit("vmdk.header.clean")
             pwrite_all(self._fd, self.h.pack(), 0)
             self._dirty_header = False
         os.fdatasync(self._fd)
