@@ -63,3 +63,19 @@ class Bus:
         hit = self.lookup(addr)
         if hit is not None:
             hit[1].write(addr - hit[0], size, value)
+
+    # String I/O: a device whose register is a FIFO of a known length (an IDE data port during a
+    # PIO block) may offer the units a REP INS would read next in one call. Both answer for the
+    # units an engine may take in bulk; a device without the methods offers none.
+    def string_room(self, addr: int, size: int) -> int:
+        """How many units of `size` bytes the next string reads of `addr` may take in one call."""
+        hit = self.lookup(addr)
+        room = getattr(hit[1], "string_room", None) if hit is not None else None
+        return room(addr - hit[0], size) if room is not None else 0
+
+    def read_string(self, addr: int, size: int, count: int) -> bytes:
+        """Up to `count` units (no more than string_room() said), exactly as `count` reads would
+        return them one by one."""
+        hit = self.lookup(addr)
+        read = getattr(hit[1], "read_string", None) if hit is not None else None
+        return read(addr - hit[0], size, count) if read is not None else b""

@@ -262,6 +262,24 @@ class IdeChannel:
             self._pio_block_done()
         return value
 
+    def string_room(self, size: int) -> int:
+        """Units of the current PIO-in block a string read may take at once: all but the last,
+        whose read ends the block (next sector, status, interrupt) through _data_read."""
+        s = self.s
+        if s.mode != "pio_in" or size <= 0 or not self._present():
+            return 0
+        return max(0, (len(s.buf) - s.pos) // size - 1)
+
+    def read_string(self, size: int, count: int) -> bytes:
+        """The next min(count, string_room(size)) units of the block, as _data_read gives them."""
+        n = min(count, self.string_room(size))
+        if n <= 0:
+            return b""
+        s = self.s
+        data = s.buf[s.pos:s.pos + n * size]
+        s.pos += n * size
+        return data
+
     def _data_write(self, size: int, value: int) -> None:
         s = self.s
         if s.mode not in ("pio_out", "packet") or not self._present():

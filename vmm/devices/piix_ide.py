@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from vmm.devices.ata_disk import AtaDisk
 from vmm.devices.atapi import AtapiDrive
 from vmm.devices.base import IrqLine
-from vmm.devices.ide import IdeChannel, IdeChannelState
+from vmm.devices.ide import REG_DATA, IdeChannel, IdeChannelState
 from vmm.devices.pci import BAR_IO, PciFunction, PciFunctionState
 from vmm.memory import GuestMemory, GuestMemoryError
 
@@ -157,6 +157,12 @@ class CommandBlock:
 
     def write(self, offset: int, size: int, value: int) -> None:
         self.channel.write(offset, size, value)
+
+    def string_room(self, offset: int, size: int) -> int:
+        return self.channel.string_room(size) if offset == REG_DATA else 0
+
+    def read_string(self, offset: int, size: int, count: int) -> bytes:
+        return self.channel.read_string(size, count) if offset == REG_DATA else b""
 
 
 class ControlBlock:

@@ -92,6 +92,7 @@ from vmm.rem.qemu_cpu import (
     UnicornLayoutError,
     library_description,
 )
+from vmm.rem.string_io import bulk_rep_ins
 
 MSR_EFER = 0xC000_0080
 MSR_STAR = 0xC000_0081
@@ -279,6 +280,7 @@ class RemVcpu:
     def _on_in(self, uc, port, size, _data):
         try:
             value = self._io.read(port, size)
+            bulk_rep_ins(self.cpu, self._fetch, self._io, self.vm.memory, port, size)
         except Exception as e:      # a device bug must not unwind through unicorn
             self._fail(e)
             return (1 << (8 * size)) - 1
@@ -291,15 +293,21 @@ class RemVcpu:
         store, RIP goes back to the instruction and the port is read again: a byte of a PIO or
         fw_cfg transfer would be lost.  Such a run ends at the next safe point instead."""
         cpu = self.cpu
-        linear = (cpu.segment(R_CS)[1] + cpu.u64(OFF_EIP)) & 0xFFFF_FFFF_FFFF_FFFF
-        buf = ctypes.create_string_buffer(8)
-        if _uclib.uc_vmem_read(self.uc._uch, linear, UC_PROT_EXEC, buf, 8) != 0:
+        code = self._fetch(cpu.segment(R_CS)[1] + cpu.u64(OFF_EIP), 8)
+        if code is None:
             return False
-        for b in buf.raw:
+        for b in code:
             if b in _PREFIXES:
                 continue
             return b in (0x6C, 0x6D)
         return False
+
+    def _fetch(self, linear: int, n: int) -> bytes | None:
+        """n bytes of code at a linear address, as the vCPU would fetch them; None if unmapped."""
+        buf = ctypes.create_string_buffer(n)
+        if _uclib.uc_vmem_read(self.uc._uch, linear & 0xFFFF_FFFF_FFFF_FFFF, UC_PROT_EXEC, buf, n) != 0:
+            return None
+        return buf.raw
 
     def _on_out(self, uc, port, size, value, _data):
         try:

@@ -389,3 +389,25 @@ def test_state_through_ssm_codec_mid_atapi_transfer(rig):
     second = b"".join(struct.pack("<H", ch.read(0, 2)) for _ in range(n // 2))
     assert first + rest + second == pattern(1002, 2048) + pattern(1003, 2048)
     assert ch.read(7, 1) == 0x50
+
+
+def test_string_reads_take_all_but_a_blocks_last_unit(rig):
+    r = rig()
+    r.taskfile(P, 0x20, lba=7, count=2)
+    assert r.inb(P + 7) == 0x58
+    assert r.io.string_room(P + 1, 2) == 0 and r.io.string_room(P, 2) == 255     # data port only
+    first = struct.pack("<H", r.inw(P))
+    bulk = r.io.read_string(P, 2, 1000)                   # capped at the room: 254 words
+    assert len(bulk) == 508 and r.io.string_room(P, 2) == 0
+    assert r.inb(PC) == 0x58 and not r.lines[0].level     # the block is not over yet
+    last = struct.pack("<H", r.inw(P))                     # the last unit ends the block
+    assert first + bulk + last == pattern(7, 512)
+    assert r.lines[0].level and r.inb(P + 7) == 0x58       # next sector's DRQ and interrupt
+    assert r.io.read_string(P, 4, 3) + r.read_data(P, 500) == pattern(8, 512)
+    assert r.inb(P + 7) == 0x50 and r.io.string_room(P, 2) == 0 and r.io.read_string(P, 2, 8) == b""
+    # ATAPI: a packet's PIO block (byte count limit 2048) the same way
+    r.packet([0x28, 0, 0, 0, 0, 3, 0, 0, 1], bcl=2048)
+    assert r.inb(S + 7) & 0x08
+    assert r.io.string_room(S, 2) == 1023
+    got = r.io.read_string(S, 2, 1023) + r.read_data(S, 2)
+    assert got == pattern(1003, 2048) and not r.inb(S + 7) & 0x08
