@@ -46,7 +46,6 @@ from unicorn import (
     UC_HOOK_INSN,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
-    UC_HOOK_MEM_WRITE_PROT,
     UC_MODE_64,
     UC_PROT_ALL,
     UC_PROT_EXEC,
@@ -210,7 +209,7 @@ class RemVcpu:
         self.physmap = RemPhysMap(uc, vm.memory, vm.firmware, vm.legacy_windows, self._io_mmio_read,
                                   self._io_mmio_write)
         self.mmio_base = self.physmap.mmio_base
-        self._hooks.append(uc.hook_add(UC_HOOK_MEM_WRITE_PROT, self.physmap.on_write_prot))
+        self._hooks += self.physmap.add_write_prot_hooks()
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, UC_X86_INS_IN))
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, UC_X86_INS_OUT))
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, UC_X86_INS_SYSCALL))

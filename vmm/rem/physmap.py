@@ -12,6 +12,10 @@ into RAM for a write-RAM window) and declines; REM then runs that one instructio
 range made writable (`step_over_store`) and puts the old bytes back, so the instruction's
 other effects happen and the guest never reads its own stray store.  Changing a window
 drops the translated code of its range.
+
+The hook covers only the ranges that can be read-only (the PAM windows and the firmware ROM):
+the patched library keeps every store to a page inside a memory hook's range on its slow path,
+so one hook over all of guest-physical memory would make every guest store a helper call.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 
-from unicorn import UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ
+from unicorn import UC_HOOK_MEM_WRITE_PROT, UC_PROT_ALL, UC_PROT_EXEC, UC_PROT_READ
 
 from vmm.memory import GuestMemory
 from vmm.physmap import LEGACY_END, LEGACY_START, READ_RAM, READ_ROM, VGA_HOLE_START, Window, windows_for
@@ -110,6 +114,19 @@ class RemPhysMap:
         uc.ctl_remove_cache(LEGACY_START, LEGACY_END)     # (unmapping flushed the TLB entries)
 
     # -- stores into read-only pages -------------------------------------------------------------
+    def read_only_spans(self) -> list[tuple[int, int]]:
+        """The guest-physical ranges (first, last address) that may be mapped read-only: the PAM
+        windows (whatever they map now) and the firmware ROM."""
+        spans = [(LEGACY_START, LEGACY_END - 1)]
+        if self.firmware is not None:
+            spans.append((self.firmware.base, self.firmware.base + self.firmware.size - 1))
+        return spans
+
+    def add_write_prot_hooks(self) -> list:
+        """Hook stores into the read-only ranges (only there: see the module docstring)."""
+        return [self.uc.hook_add(UC_HOOK_MEM_WRITE_PROT, self.on_write_prot, None, first, last)
+                for first, last in self.read_only_spans()]
+
     def _range_of(self, addr: int, size: int) -> tuple[int, int, int] | None:
         for start, length, host in self._mapped + self._ranges:
             if start <= addr and addr + size <= start + length:

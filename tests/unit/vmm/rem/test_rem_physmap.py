@@ -1,5 +1,9 @@
 """REM's guest-physical map: code loaded by device DMA over code that already ran is the code
-that runs next, PAM windows switch between ROM and RAM, and the HM slot plan."""
+that runs next, PAM windows switch between ROM and RAM, no memory hook covers guest RAM, and the
+HM slot plan."""
+
+import unicorn
+from unicorn import UC_HOOK_MEM_INVALID, UC_HOOK_MEM_VALID
 
 from vmm.boot import cpu_setup
 from vmm.bus import Bus
@@ -7,7 +11,7 @@ from vmm.engine import HaltExit
 from vmm.firmware import FirmwareImage
 from vmm.hm.physmap import KVM_MEM_READONLY, SLOT_ROM, SLOT_WINDOWS, base_slots, window_slots
 from vmm.memory import GuestMemory, note_dma
-from vmm.physmap import windows_for
+from vmm.physmap import LEGACY_END, LEGACY_START, windows_for
 from vmm.rem.engine import RemVm
 
 CODE = 0x8000
@@ -55,6 +59,34 @@ def test_pam_windows_switch_between_rom_and_ram():
     vcpu.set_state(cpu_setup.protected_mode_32(mem, 0xFFFFFFF0))
     _run_to_halt(vcpu)
     assert vcpu.get_state().gpr["rax"] == 0x1234            # the image at 4 GiB - 128 KiB, always
+
+
+def test_no_memory_hook_covers_guest_ram(monkeypatch):
+    """A memory hook over a page keeps every store there on the library's slow path (a helper
+    call per store): the hooks for stores into ROM cover the PAM windows and the ROM only."""
+    added = []
+    hook_add = unicorn.Uc.hook_add
+
+    def recording(self, htype, callback, user_data=None, begin=1, end=0, *args):
+        added.append((htype, begin, end))
+        return hook_add(self, htype, callback, user_data, begin, end, *args)
+    monkeypatch.setattr(unicorn.Uc, "hook_add", recording)
+    fw = FirmwareImage(bytes(0x20000))
+    mem = GuestMemory(64 << 20)
+    vm = RemVm(mem, Bus("io"), Bus("mmio"))
+    vm.firmware = fw
+    vm.legacy_windows = windows_for(bytes(7), fw.alias_offset)
+    vm.create_vcpu(0)
+    mem_hooks = [(begin, end) for htype, begin, end in added
+                 if htype & (UC_HOOK_MEM_VALID | UC_HOOK_MEM_INVALID)]
+    assert mem_hooks                                          # stores into ROM are hooked
+    ram = [(base, base + length - 1) for base, length, _ in mem.regions]
+    for begin, end in mem_hooks:
+        assert begin <= end, "a hook over the whole address space"
+        for first, last in ram:
+            overlap = (max(begin, first), min(end, last))
+            if overlap[0] <= overlap[1]:
+                assert LEGACY_START <= overlap[0] and overlap[1] < LEGACY_END, (hex(begin), hex(end))
 
 
 def test_hm_slot_plan():
