@@ -158,8 +158,8 @@ def _with_service(work: Path, extra_env: dict | None = None):
 
 def fuzz(n: int, work: Path, frames: int = 100_000) -> list[str]:
     from tests.integration.vboxsvc.conftest import stop_service
+    from tests.integration.vboxsvc.test_bus_faults import VERSION, log_text, rss_kb
     from tests.integration.vboxsvc.test_bus_faults import fuzz as send
-    from tests.integration.vboxsvc.test_bus_faults import log_text, rss_kb
     from vboxsvc.ipc import paths
     env, client = _with_service(work)
     failures = []
@@ -170,7 +170,7 @@ def fuzz(n: int, work: Path, frames: int = 100_000) -> list[str]:
         start = rss_kb(pid)
         for i in range(n):
             send(key, paths.endpoint(), frames, i + 1)
-            if client.virtualbox.version != "7.1.6":
+            if client.virtualbox.version != VERSION:
                 failures.append(f"trial {i}: the service stopped answering")
             grown = rss_kb(pid) - start
             if grown > 20 * 1024:
