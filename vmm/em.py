@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 WINDOW_NS = 1_000_000          # poll for IF at least every 1 ms while an interrupt waits
 MAX_SLICE_NS = 50_000_000      # let the guest run at most 50 ms without a look at commands
 REKICK_NS = 2_000_000
+IDLE_WAIT_NS = 50_000_000      # the ticker's look at a vCPU that is not running
 
 
 class EmState(enum.Enum):
@@ -78,6 +79,7 @@ class Em:
         self._cmds: queue.SimpleQueue = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._run_deadline: int | None = None
+        self._ticker_wakes_at: int | None = None    # the deadline the ticker sleeps toward
         self._wake = False
         self._thread = threading.Thread(target=self._main, name="EMT-0", daemon=True)
         self._ticker = threading.Thread(target=self._tick_loop, name="EM-ticker", daemon=True)
@@ -136,9 +138,22 @@ class Em:
             self._cond.notify_all()
 
     def interrupt_raised(self, level: bool = True) -> None:
-        """PIC output callback: make a halted or running vCPU look at the PIC."""
-        if level and threading.current_thread() is not self._thread:
+        """PIC output callback: make a halted or running vCPU look at the PIC.
+
+        On the vCPU thread the line rises either while EM itself runs devices (it looks at the
+        PIC before the next run anyway) or, on an engine that runs port and MMIO accesses
+        inline (REM), inside the guest's own access: an EOI that uncovers a pending interrupt,
+        a device raising one as the guest writes it.  The engine then ends the run at its next
+        block, so the interrupt waits for IF, not for the next timer tick (behind which a
+        lower-priority interrupt would wait for ever)."""
+        if not level:
+            return
+        if threading.current_thread() is not self._thread:
             self._poke()
+            return
+        inline = getattr(self.vcpu, "kick_inline", None)
+        if inline is not None:
+            inline()
 
     # -- ticker thread ---------------------------------------------------------------------------
     def _tick_loop(self) -> None:
@@ -147,11 +162,15 @@ class Em:
             while self.state is not EmState.DONE:
                 deadline = self._run_deadline
                 if deadline is None:
-                    self._cond.wait(0.05)
+                    self._ticker_wakes_at = clock.now_ns() + IDLE_WAIT_NS
+                    self._cond.wait(IDLE_WAIT_NS / 1e9)
+                    self._ticker_wakes_at = None
                     continue
                 now = clock.now_ns()
                 if now < deadline:
+                    self._ticker_wakes_at = deadline
                     self._cond.wait((deadline - now) / 1e9)
+                    self._ticker_wakes_at = None
                     continue
                 self._run_deadline = now + REKICK_NS
                 if self._cmds.empty():
@@ -266,6 +285,8 @@ class Em:
             limit = now + (WINDOW_NS if window else MAX_SLICE_NS)
             with self._cond:
                 self._run_deadline = limit if deadline is None else min(deadline, limit)
+                if self._ticker_wakes_at is not None and self._run_deadline < self._ticker_wakes_at:
+                    self._cond.notify_all()     # it sleeps toward a later deadline: wake it
             exit_ = vcpu.run()
             with self._cond:
                 self._run_deadline = None

@@ -37,7 +37,7 @@ VERSION = "2.1.4"
 SDIST = f"unicorn-{VERSION}.tar.gz"
 SDIST_SHA256 = "00567a70e323f749b419cd86bee4f9115beab7ebba32194581c090cbb7c59cff"
 # raise when a patch changes what the library does (the local version says it)
-PATCH_LEVEL = 1
+PATCH_LEVEL = 2
 HERE = Path(__file__).resolve().parent
 PATCHES = sorted((HERE / "patches").glob("*.patch"))
 LIBRARY = "libunicorn.so.2"

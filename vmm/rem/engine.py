@@ -446,6 +446,16 @@ class RemVcpu:
             if PATCHED and self._running and self.uc is not None:
                 self.cpu.request_stop()
 
+    def kick_inline(self) -> None:
+        """On the vCPU thread, inside a hook: an interrupt became pending through the guest's own
+        access; end this run at the next block so EM delivers it (or waits for IF)."""
+        with self._lock:
+            if not self._running:
+                return                      # EM looks at the interrupt controller before the next run
+            self._kicked = True
+            if PATCHED and self.uc is not None:
+                self.cpu.request_stop()
+
     def kick_urgent(self) -> None:
         """A console command waits: like kick(), but a kernel that reaches no safe point within
         FORCE_STOP_S is stopped asynchronously (the last resort; see the module docstring)."""
@@ -475,7 +485,12 @@ class RemVcpu:
             self._triple = True                    # reported by the next run()
 
     def request_interrupt_window(self, wanted: bool) -> None:
+        """EM has an interrupt waiting for IF: with the project's build the run ends right after
+        the instruction that enables interrupts (an interrupt-window exit); else at EM's next
+        poll (WINDOW_NS)."""
         self._want_window = wanted
+        if PATCHED:
+            self.cpu.set_irq_window(wanted)
 
     # -- SYSCALL (SDM: 64-bit and compatibility mode callers) ----------------------------------
     def _syscall_in_hook(self) -> bool:

@@ -102,8 +102,10 @@ _vbox_raise_fault = _optional("uc_vbox_x86_raise_fault", None, ctypes.c_void_p, 
 _vbox_deliver_pending = _optional("uc_vbox_x86_deliver_pending", None, ctypes.c_void_p)
 _vbox_irq_shadow = _optional("uc_vbox_x86_irq_shadow", ctypes.c_int, ctypes.c_void_p)
 _vbox_halted = _optional("uc_vbox_x86_halted", ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+_vbox_irq_window = _optional("uc_vbox_x86_set_irq_window", ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
 PATCHED = None not in (_vbox_build, _vbox_block_stops, _vbox_request_stop, _vbox_invalidate, _vbox_inject_irq,
-                       _vbox_raise_fault, _vbox_deliver_pending, _vbox_irq_shadow, _vbox_halted)
+                       _vbox_raise_fault, _vbox_deliver_pending, _vbox_irq_shadow, _vbox_halted,
+                       _vbox_irq_window)
 
 
 def library_description() -> str:
@@ -271,6 +273,10 @@ class QemuCpu:
     def request_stop(self) -> None:
         """From any thread: the running emulation stops at the next block boundary."""
         _vbox_request_stop(self._uch)
+
+    def set_irq_window(self, wanted: bool) -> None:
+        """The next run stops as soon as the guest accepts an interrupt (vCPU thread only)."""
+        _vbox_irq_window(self._uch, 1 if wanted else 0)
 
     def invalidate_phys(self, gpa: int, length: int) -> None:
         """Drop translated code of guest-physical pages a device wrote (vCPU thread only)."""

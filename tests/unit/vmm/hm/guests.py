@@ -377,6 +377,108 @@ irqs: .word 0
 {_DONE}
 """
 
+# A lower-priority interrupt that becomes deliverable on the vCPU's own doing: the IRQ0 handler of
+# tick 3 has a device raise IRQ1 (vector 9) while IRQ0 is in service (as a UART raises its THRE
+# interrupt when the driver writes a byte), so IRQ1 waits in the IRR until that handler's EOI and
+# is taken after its IRET. The main loop then spins with interrupts on and no I/O while the PIT
+# (~1 kHz) keeps ticking; it reports the tick at which IRQ1 was raised and the tick it was taken
+# at (the spin gives up at tick 300: an interrupt starved behind the timer's).
+STARVED_IRQ = f"""
+{_IRQ0_SETUP}
+    movw $irq1, 0x24
+    movw $0, 0x26
+    mov $0xFC, %al                 # IRQ0 and IRQ1
+    out %al, $0x21
+    mov $0x34, %al                 # channel 0, lo/hi, mode 2
+    out %al, $0x43
+    mov $(1193 & 0xFF), %al
+    out %al, $0x40
+    mov $(1193 >> 8), %al
+    out %al, $0x40
+    sti
+1:  cmpw $0, taken
+    jne 2f
+    cmpw $300, ticks
+    jb 1b
+2:  cli
+    movzwl raised, %eax
+    out %eax, ${RESULT_PORT}
+    movzwl taken, %eax
+    out %eax, ${RESULT_PORT}
+    jmp done
+handler:
+    push %ax
+    incw ticks
+    cmpw $3, ticks
+    jne 3f
+    mov ticks, %ax
+    mov %ax, raised
+    out %al, ${ACK_PORT}          # the device raises IRQ1 now, behind IRQ0 in service
+3:  mov $0x20, %al                 # EOI
+    out %al, $0x20
+    pop %ax
+    iret
+irq1:
+    push %ax
+    mov ticks, %ax
+    mov %ax, taken
+    mov $0x20, %al
+    out %al, $0x20
+    pop %ax
+    iret
+ticks: .word 0
+raised: .word 0
+taken: .word 0
+{_DONE}
+"""
+
+# An interrupt raised while IF=0 is taken right after STI's shadow: the guest has a device raise
+# IRQ1 with interrupts off, then enables them and counts loop rounds until the handler has run
+# (0 or 1 on a CPU: STI's shadow covers one instruction).
+IRQ_AFTER_STI = f"""
+.code16
+    cli
+    xor %ax, %ax
+    mov %ax, %ds
+    mov %ax, %ss
+    mov $0x7000, %sp
+    movw $irq1, 0x24
+    movw $0, 0x26
+    mov $0x11, %al                 # ICW1
+    out %al, $0x20
+    mov $0x08, %al                 # ICW2: vectors 8..15
+    out %al, $0x21
+    mov $0x04, %al                 # ICW3
+    out %al, $0x21
+    mov $0x01, %al                 # ICW4
+    out %al, $0x21
+    mov $0xFD, %al                 # only IRQ1
+    out %al, $0x21
+    out %al, ${ACK_PORT}           # the device raises IRQ1 now, with interrupts off
+    mov $20000, %cx                # a while with IF=0 (the interrupt waits)
+2:  loop 2b
+    xor %ebx, %ebx
+    sti
+1:  cmpw $0, taken
+    jne 3f
+    inc %ebx
+    cmp $10000000, %ebx
+    jb 1b
+3:  cli
+    mov %ebx, %eax
+    out %eax, ${RESULT_PORT}
+    jmp done
+irq1:
+    push %ax
+    movw $1, taken
+    mov $0x20, %al
+    out %al, $0x20
+    pop %ax
+    iret
+taken: .word 0
+{_DONE}
+"""
+
 # CPUID: leaf 1 ECX bit 31 and the hypervisor leaves (signature registers, max leaf, leaf+1 EAX).
 CPUID = f"""
 .code16
