@@ -8,8 +8,9 @@ What unicorn leaves to the VMM and how REM does it:
 - Exceptions: unicorn reports them at UC_HOOK_INTR; the hook hands them to QEMU's own
   delivery code (see qemu_cpu.py), so #PF/#GP/#UD/int3/INT n reach the guest's IDT with
   error codes, privilege change and IST, and QEMU's double/triple-fault logic applies.
-- SYSCALL: unicorn only calls hooks for it, so the hook stops the run and REM performs
-  the SDM transition (STAR/LSTAR/CSTAR/FMASK) on the stopped CPU.
+- SYSCALL: stock unicorn only calls hooks for it; the project's build performs the SDM
+  transition (STAR/LSTAR/CSTAR/FMASK) itself from long mode (patch 0007), and the hook here
+  does it with a stock library and raises #UD where SYSCALL is not enabled.
 - Preemption: with the project's unicorn build (scripts/unicorn; qemu_cpu.PATCHED), a
   kick from any thread stops the guest at the next translation-block boundary, as QEMU's
   cpu_exit does, so a guest spinning without I/O still gets its timer tick.  Stock 2.1.4
@@ -204,6 +205,7 @@ class RemVcpu:
         self.cpu = QemuCpu(uc)
         if PATCHED:
             self.cpu.set_block_stops()
+            self.cpu.set_native_syscall()
         if not vm.local_apic:
             self.cpu.clear_apic_feature()
         self.physmap = RemPhysMap(uc, vm.memory, vm.firmware, vm.legacy_windows, self._io_mmio_read,

@@ -103,9 +103,10 @@ _vbox_deliver_pending = _optional("uc_vbox_x86_deliver_pending", None, ctypes.c_
 _vbox_irq_shadow = _optional("uc_vbox_x86_irq_shadow", ctypes.c_int, ctypes.c_void_p)
 _vbox_halted = _optional("uc_vbox_x86_halted", ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
 _vbox_irq_window = _optional("uc_vbox_x86_set_irq_window", ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+_vbox_native_syscall = _optional("uc_vbox_x86_native_syscall", ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
 PATCHED = None not in (_vbox_build, _vbox_block_stops, _vbox_request_stop, _vbox_invalidate, _vbox_inject_irq,
                        _vbox_raise_fault, _vbox_deliver_pending, _vbox_irq_shadow, _vbox_halted,
-                       _vbox_irq_window)
+                       _vbox_irq_window, _vbox_native_syscall)
 
 
 def library_description() -> str:
@@ -269,6 +270,11 @@ class QemuCpu:
     def set_block_stops(self) -> None:
         """Stops take effect at translation-block starts only (before the first run)."""
         _vbox_block_stops(self._uch, True)
+
+    def set_native_syscall(self) -> None:
+        """SYSCALL from long mode enters the kernel inside the library; the VMM's hook only sees
+        the ones that must raise #UD."""
+        _vbox_native_syscall(self._uch, 1)
 
     def request_stop(self) -> None:
         """From any thread: the running emulation stops at the next block boundary."""

@@ -167,7 +167,9 @@ RING3 = """.code64
     iretq
 user:
     mov $7, %rax
+    std                            # DF set in user mode: FMASK clears it for the kernel
     syscall                        # kernel doubles rax
+    cld
     mov %rax, %r12
 1:  in $0x80, %al                # a port access: a safe point for preemption in ring 3
     cmpq $0, seen_irq(%rip)
@@ -253,6 +255,7 @@ tss: .long 0
     r12, r13, r14, r15, rbx, rbp, rsi = gpr(vcpu, "r12", "r13", "r14", "r15", "rbx", "rbp", "rsi")
     assert r12 == 14                                  # the kernel doubled 7 and SYSRET returned
     assert r14 & 0x200 and not r15 & 0x200            # user IF in R11; FMASK cleared IF in the kernel
+    assert r14 & 0x400 and not r15 & 0x400            # and DF likewise
     assert CODE < r13 < CODE + len(image)
     assert kicked and rbx == 0x2B and rbp == 0x23     # interrupted ring 3: pushed user CS and SS
     assert 0x1F0000 - 0x40 <= rsi < 0x1F0000          # frame on the TSS's RSP0 stack
