@@ -16,12 +16,26 @@ class RegisterDevice(Protocol):
     def write(self, offset: int, size: int, value: int) -> None: ...
 
 
+class _Nobody:
+    def read(self, offset: int, size: int) -> int:
+        return 0
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        pass
+
+
+_NOBODY = _Nobody()
+
+
 class Bus:
     def __init__(self, name: str):
         self.name = name
         self._starts: list[int] = []
         self._ranges: list[tuple[int, int, RegisterDevice]] = []   # (start, length, device)
         self._cache: dict[int, tuple[int, RegisterDevice] | None] = {}
+        # the range of the last hit: runs of accesses to one device (a frame buffer, a ring of
+        # registers) skip the lookup
+        self._last: tuple[int, int, RegisterDevice] = (0, 0, _NOBODY)
 
     def register(self, start: int, length: int, device: RegisterDevice) -> None:
         end = start + length
@@ -32,12 +46,14 @@ class Bus:
         self._starts.insert(i, start)
         self._ranges.insert(i, (start, length, device))
         self._cache.clear()
+        self._last = (0, 0, _NOBODY)
 
     def unregister(self, device: RegisterDevice) -> None:
         keep = [r for r in self._ranges if r[2] is not device]
         self._ranges = keep
         self._starts = [r[0] for r in keep]
         self._cache.clear()
+        self._last = (0, 0, _NOBODY)
 
     def lookup(self, addr: int) -> tuple[int, RegisterDevice] | None:
         hit = self._cache.get(addr, False)
@@ -49,17 +65,25 @@ class Bus:
             s, ln, dev = self._ranges[i]
             if addr < s + ln:
                 res = (s, dev)
+                self._last = (s, s + ln, dev)
         if len(self._cache) < 4096:
             self._cache[addr] = res
         return res
 
     def read(self, addr: int, size: int) -> int:
+        start, end, dev = self._last
+        if start <= addr < end:
+            return dev.read(addr - start, size)
         hit = self.lookup(addr)
         if hit is None:
             return (1 << (8 * size)) - 1
         return hit[1].read(addr - hit[0], size)
 
     def write(self, addr: int, size: int, value: int) -> None:
+        start, end, dev = self._last
+        if start <= addr < end:
+            dev.write(addr - start, size, value)
+            return
         hit = self.lookup(addr)
         if hit is not None:
             hit[1].write(addr - hit[0], size, value)

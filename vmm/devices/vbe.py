@@ -22,6 +22,7 @@ nothing to do, so a static screen costs nothing.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 PORT_BASE = 0x1CE
@@ -37,6 +38,8 @@ PAGE = 4096
 # the "standard VGA" Linux's bochs driver binds
 PCI_VENDOR, PCI_DEVICE, PCI_CLASS = 0x1234, 0x1111, 0x030000
 VRAM_MIN, VRAM_MAX = 1 << 20, 256 << 20
+_PACK = {n: struct.Struct(f"<{c}").pack_into for n, c in ((1, "B"), (2, "H"), (4, "I"), (8, "Q"))}
+_MASK = {n: (1 << (8 * n)) - 1 for n in (1, 2, 4, 8)}
 
 
 VBE_CONTROLLERS = ("VBoxVGA", "VMSVGA", "VBoxSVGA")     # VirtualBox's choices this device stands for
@@ -175,11 +178,18 @@ class BochsVbe:
         return int.from_bytes(self.vram[offset:offset + size], "little")
 
     def vram_write(self, offset: int, size: int, value: int) -> None:
+        # the guest's frame buffer stores all come here (one call per store on REM): keep it lean
         if offset < 0 or offset + size > len(self.vram):
             return
-        self.vram[offset:offset + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
-        self.dirty_pages.add(offset // PAGE)
-        self.dirty_pages.add((offset + size - 1) // PAGE)
+        pack = _PACK.get(size)
+        if pack is not None:
+            pack(self.vram, offset, value & _MASK[size])
+        else:
+            self.vram[offset:offset + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+        page = offset // PAGE
+        self.dirty_pages.add(page)
+        if (offset + size - 1) // PAGE != page:
+            self.dirty_pages.add(page + 1)
         self.generation += 1
         self._written = True
 
