@@ -3,6 +3,11 @@
 A device is a plain class with `read(offset, size) -> int` and
 `write(offset, size, value)` over its own register space; it never knows its base
 address.  Unclaimed reads return all-ones, unclaimed writes are dropped, as on a PC.
+
+A device whose whole range behaves as plain memory (a frame buffer) may also offer
+`direct_ram()`: the buffer behind the range, which an engine may map into the guest so that
+loads and stores reach it without a call per access.  Engines learn of such ranges through
+`add_listener`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class Bus:
         # the range of the last hit: runs of accesses to one device (a frame buffer, a ring of
         # registers) skip the lookup
         self._last: tuple[int, int, RegisterDevice] = (0, 0, _NOBODY)
+        self._listeners: list = []
 
     def register(self, start: int, length: int, device: RegisterDevice) -> None:
         end = start + length
@@ -47,14 +53,31 @@ class Bus:
         self._ranges.insert(i, (start, length, device))
         self._cache.clear()
         self._last = (0, 0, _NOBODY)
+        for fn in self._listeners:
+            fn(start, length, device, True)
 
     def unregister(self, device: RegisterDevice) -> None:
+        gone = [r for r in self._ranges if r[2] is device]
         keep = [r for r in self._ranges if r[2] is not device]
         self._ranges = keep
         self._starts = [r[0] for r in keep]
         self._cache.clear()
         self._last = (0, 0, _NOBODY)
+        for start, length, dev in gone:
+            for fn in self._listeners:
+                fn(start, length, dev, False)
 
+    def add_listener(self, fn) -> None:
+        """fn(start, length, device, added) after every register and unregister, on that thread."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
+    def ranges(self) -> list[tuple[int, int, RegisterDevice]]:
+        """(start, length, device) of every registration, in address order."""
+        return list(self._ranges)
     def lookup(self, addr: int) -> tuple[int, RegisterDevice] | None:
         hit = self._cache.get(addr, False)
         if hit is not False:

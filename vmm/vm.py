@@ -620,9 +620,10 @@ class Machine:
     def keys_pending(self) -> int:
         return self.kbc.keys_pending
 
-    def screen_version(self) -> tuple[int, int]:
-        """Changes whenever what the screen shows may have changed (cheap: no rendering)."""
-        return self.vga.generation, self.vbe.generation if self.vbe is not None else 0
+    def screen_version(self) -> tuple:
+        """Changes whenever what the screen shows may have changed (cheap: no rendering; a checksum
+        of the shown frame buffer where the engine maps it into the guest)."""
+        return self.vga.generation, self.vbe.version() if self.vbe is not None else (0, 0)
 
     def screen(self):
         """Any thread: the picture on the VGA now (a vmm.devices.vga_render.Frame)."""

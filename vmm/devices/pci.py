@@ -55,11 +55,12 @@ _COMMAND_WRITABLE = CMD_IO | CMD_MEMORY | CMD_BUS_MASTER | (1 << 6) | (1 << 8) |
 class _BarWindow:
     """A distinct object per BAR mapping, so one BAR can be unregistered from a bus alone."""
 
-    __slots__ = ("read", "write")
+    __slots__ = ("read", "write", "direct_ram")
 
     def __init__(self, handler: RegisterDevice):
         self.read = handler.read
         self.write = handler.write
+        self.direct_ram = getattr(handler, "direct_ram", None)
 
 
 @dataclass

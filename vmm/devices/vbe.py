@@ -15,14 +15,17 @@ Registers (index): 0 ID, 1 XRES, 2 YRES, 3 BPP, 4 ENABLE, 5 BANK, 6 VIRT_WIDTH, 
 VRAM is refused at enable (the device stays in VGA mode), banks and offsets are clamped so
 that every scan-out and bank access stays inside VRAM.
 
-Dirty tracking: every write to VRAM marks its 4 KiB page in `dirty_pages` and bumps
-`generation`, as does any register write; a viewer that finds the generation unchanged has
-nothing to do, so a static screen costs nothing.
+Dirty tracking: every write to VRAM through the device marks its 4 KiB page in `dirty_pages`
+and bumps `generation`, as does any register write; a viewer that finds the version unchanged
+has nothing to do, so a static screen costs nothing.  An engine may map the frame buffer into
+the guest instead (`direct_ram`, REM does): stores then bypass the device, and `version()` adds
+a checksum of the scanned-out part of VRAM, so the viewer still sees every change.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass, field
 
 PORT_BASE = 0x1CE
@@ -74,8 +77,10 @@ class BochsVbe:
         self.s = VbeState()
         self.s.regs[VIDEO_MEMORY_64K] = vram_size // BANK_SIZE
         self.generation = 0
-        # VRAM may hold something other than zeros (every store goes through vram_write)
+        # VRAM may hold something other than zeros (every store through vram_write says so; a
+        # mapped frame buffer, `direct`, may have been written at any time)
         self._written = False
+        self.direct = False             # an engine maps VRAM into the guest (direct_ram)
         self.dirty_pages: set[int] = set()
         self.ports = _Ports(self)
         self.lfb = _Lfb(self)
@@ -197,6 +202,21 @@ class BochsVbe:
         """VRAM offset of a byte in the 64 KiB bank window at 0xA0000."""
         return self.s.regs[BANK] * BANK_SIZE + (window_offset & (BANK_SIZE - 1))
 
+    def direct_ram(self) -> bytearray:
+        """VRAM itself, for an engine that maps the frame buffer into the guest (then stores no
+        longer pass through vram_write: `version()` checks the content instead)."""
+        self.direct = True
+        return self.vram
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever what the VBE mode shows may have changed."""
+        if not self.direct or not self.enabled:
+            return self.generation, 0
+        r = self.s.regs
+        pitch = r[VIRT_WIDTH] * bytes_per_pixel(r[BPP])
+        start = r[Y_OFFSET] * pitch
+        return self.generation, zlib.crc32(memoryview(self.vram)[start:start + pitch * r[YRES]])
+
     def _nonzero(self) -> bool:
         return self.vram.count(0) != len(self.vram)      # a C-speed scan, not a Python loop
 
@@ -206,7 +226,7 @@ class BochsVbe:
 
     # -- saved state -----------------------------------------------------------------------------
     def get_state(self) -> VbeState:
-        vram = bytes(self.vram) if self._written and self._nonzero() else b""
+        vram = bytes(self.vram) if (self._written or self.direct) and self._nonzero() else b""
         return VbeState(self.s.index, list(self.s.regs), vram)
 
     def set_state(self, state: VbeState) -> None:
@@ -214,7 +234,7 @@ class BochsVbe:
             raise ValueError("VBE state does not match this device (register count or VRAM size)")
         if state.vram:
             self.vram[:] = state.vram
-        elif self._written:
+        elif self._written or self.direct:
             self.vram[:] = bytes(len(self.vram))
         self._written = bool(state.vram)
         regs = [v & 0xFFFF for v in state.regs]
@@ -261,3 +281,6 @@ class _Lfb:
     def write(self, offset: int, size: int, value: int) -> None:
         if size in (1, 2, 4, 8):
             self.vbe.vram_write(offset, size, value)
+
+    def direct_ram(self) -> bytearray:
+        return self.vbe.direct_ram()

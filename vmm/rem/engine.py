@@ -211,6 +211,7 @@ class RemVcpu:
         self.physmap = RemPhysMap(uc, vm.memory, vm.firmware, vm.legacy_windows, self._io_mmio_read,
                                   self._io_mmio_write)
         self.mmio_base = self.physmap.mmio_base
+        self.physmap.watch(vm.mmio_bus)
         self._hooks += self.physmap.add_write_prot_hooks()
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, UC_X86_INS_IN))
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, UC_X86_INS_OUT))
@@ -253,6 +254,7 @@ class RemVcpu:
     def close(self) -> None:
         if PATCHED:
             self.vm.memory.remove_write_listener(self._on_guest_write)
+        self.physmap.unwatch()
         with self._lock:
             self.uc = None
 

@@ -16,6 +16,11 @@ drops the translated code of its range.
 The hook covers only the ranges that can be read-only (the PAM windows and the firmware ROM):
 the patched library keeps every store to a page inside a memory hook's range on its slow path,
 so one hook over all of guest-physical memory would make every guest store a helper call.
+
+A device range on the MMIO bus that offers `direct_ram()` (the VBE frame buffer's BAR) is
+mapped onto that buffer while it is registered, so the guest's drawing costs no call into
+Python per store; when the range moves or goes, its place turns back into MMIO.  Mapping
+changes happen on the thread that programs the BAR, the vCPU thread, as PAM changes do.
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ class RemPhysMap:
         self._mapped: list[tuple[int, int, int]] = []       # legacy windows: (start, size, host address)
         self._pending: tuple[int, int] | None = None         # a declined store: (address, size)
         self._ranges: list[tuple[int, int, int]] = []        # every pointer mapping: (start, size, host)
+        self._direct: dict[int, tuple[int, object]] = {}     # direct device ranges: start -> (size, pin)
+        self._mmio_span = (0, 0)                             # the MMIO range below the firmware
+        self._pieces: list[tuple[int, int]] = []             # its MMIO mappings now: (start, end)
+        self._watched = None
         alias = firmware.alias_offset if firmware is not None else None
         self.windows = windows or windows_for(bytes(7), alias)
         self._map()
@@ -84,6 +93,8 @@ class RemPhysMap:
         end = fw.base if fw is not None else FOUR_GIB
         if top_low < end:
             self._io(top_low, end)
+            self._mmio_span = (top_low, end)
+            self._pieces = [(top_low, end)]
         self.mmio_base = top_low
         if fw is not None:
             self._ptr(fw.base, fw.size, fw.address, _RO)
@@ -112,6 +123,62 @@ class RemPhysMap:
         self.windows = list(windows)
         self._map_windows(self.windows)
         uc.ctl_remove_cache(LEGACY_START, LEGACY_END)     # (unmapping flushed the TLB entries)
+
+    # -- device memory mapped directly (vCPU thread, possibly inside a port hook) ------------------
+    def watch(self, bus) -> None:
+        """Map the direct-capable ranges `bus` has now and follow its changes."""
+        for start, length, device in bus.ranges():
+            self.bus_changed(start, length, device, True)
+        bus.add_listener(self.bus_changed)
+        self._watched = bus
+
+    def unwatch(self) -> None:
+        if self._watched is not None:
+            self._watched.remove_listener(self.bus_changed)
+            self._watched = None
+
+    def bus_changed(self, start: int, length: int, device, added: bool) -> None:
+        offer = getattr(device, "direct_ram", None)
+        if offer is None:
+            return
+        if not added:
+            self._unmap_direct(start, length)
+            return
+        lo, hi = self._mmio_span
+        if start & 0xFFF or length & 0xFFF or not lo <= start < start + length <= hi:
+            return                      # outside plain MMIO space: stays a device range
+        end = start + length
+        piece = next((p for p in self._pieces if p[0] <= start and end <= p[1]), None)
+        buf = offer()
+        if piece is None or buf is None or len(buf) < length:
+            return
+        pin = ctypes.c_char.from_buffer(buf)        # the buffer cannot move or shrink while mapped
+        # whole MMIO mappings are unmapped and made anew around the hole (unicorn's own split
+        # would hand the right part's callbacks offsets from a new base)
+        self.uc.mem_unmap(piece[0], piece[1] - piece[0])
+        self._pieces.remove(piece)
+        for lo, hi in ((piece[0], start), (end, piece[1])):
+            if lo < hi:
+                self._io(lo, hi)
+                self._pieces.append((lo, hi))
+        self.uc.mem_map_ptr(start, length, UC_PROT_ALL, ctypes.addressof(pin))
+        self._direct[start] = (length, pin)
+
+    def _unmap_direct(self, start: int, length: int) -> None:
+        mapped = self._direct.get(start)
+        if mapped is None or mapped[0] != length:
+            return
+        del self._direct[start]
+        end = start + length
+        self.uc.mem_unmap(start, length)
+        # MMIO again, merged with the MMIO mappings on either side
+        lo, hi = start, end
+        for p in [p for p in self._pieces if p[1] == start or p[0] == end]:
+            self.uc.mem_unmap(p[0], p[1] - p[0])
+            self._pieces.remove(p)
+            lo, hi = min(lo, p[0]), max(hi, p[1])
+        self._io(lo, hi)
+        self._pieces.append((lo, hi))
 
     # -- stores into read-only pages -------------------------------------------------------------
     def read_only_spans(self) -> list[tuple[int, int]]:

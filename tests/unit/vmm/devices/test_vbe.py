@@ -136,3 +136,19 @@ def test_vram_sizes_are_powers_of_two_within_limits():
     assert vram_bytes(1 << 40) == 256 << 20
     with pytest.raises(ValueError):
         BochsVbe(3 << 20)
+
+
+def test_a_mapped_frame_buffer_still_shows_every_change():
+    dev = BochsVbe(16 << 20)
+    _mode(dev, 640, 480, 32)
+    buf = dev.lfb.direct_ram()                  # an engine maps VRAM into the guest
+    assert buf is dev.vram
+    before = dev.version()
+    assert dev.version() == before              # nothing drawn: nothing to do for a viewer
+    buf[4 * (640 * 100 + 10)] = 0xFF            # a store straight into the frame buffer
+    assert dev.version() != before
+    after = dev.version()
+    buf[640 * 480 * 4 + 8] = 1                  # past the shown part: the screen is the same
+    assert dev.version() == after
+    state = dev.get_state()                     # saved state keeps what was drawn directly
+    assert state.vram and state.vram[4 * (640 * 100 + 10)] == 0xFF

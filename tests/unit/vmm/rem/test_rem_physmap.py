@@ -105,3 +105,68 @@ def test_hm_slot_plan():
     assert 0xC8000 not in plan                                                # off, no ROM: MMIO (all-ones)
     assert plan[0xE0000] == (SLOT_WINDOWS + 8, KVM_MEM_READONLY, 0)           # the image's low alias
     assert plan[0xF0000] == (SLOT_WINDOWS + 12, KVM_MEM_READONLY, 0xF0000)    # F segment: RAM read-only
+
+
+class FrameBuffer:
+    """A device range that is plain memory and offers it for direct mapping; counts the accesses
+    that still come through the bus."""
+
+    def __init__(self, size):
+        self.buf = bytearray(size)
+        self.calls = 0
+
+    def read(self, offset, size):
+        self.calls += 1
+        return int.from_bytes(self.buf[offset:offset + size], "little")
+
+    def write(self, offset, size, value):
+        self.calls += 1
+        self.buf[offset:offset + size] = value.to_bytes(size, "little")
+
+    def direct_ram(self):
+        return self.buf
+
+
+class Registers:
+    def __init__(self):
+        self.writes = []
+
+    def read(self, offset, size):
+        return 0xAB00 + offset
+
+    def write(self, offset, size, value):
+        self.writes.append((offset, value))
+
+
+def _store_and_load(vcpu, mem, addr, value):
+    # mov dword [addr], value; mov eax, [addr + 4]; hlt
+    code = (b"\xc7\x05" + addr.to_bytes(4, "little") + value.to_bytes(4, "little")
+            + b"\xa1" + (addr + 4).to_bytes(4, "little") + b"\xf4")
+    mem.write(CODE, code)
+    vcpu.set_state(cpu_setup.protected_mode_32(mem, CODE))
+    _run_to_halt(vcpu)
+    return vcpu.get_state().gpr["rax"] & 0xFFFF_FFFF
+
+
+def test_a_direct_device_range_is_guest_memory_while_registered_and_mmio_around_it():
+    mem = GuestMemory(16 << 20)
+    mmio = Bus("mmio")
+    fb, regs = FrameBuffer(1 << 20), Registers()
+    a, b, above = 0xE000_0000, 0xE100_0000, 0xFEB0_0000
+    mmio.register(above, 0x1000, regs)                      # an MMIO device above the frame buffer
+    vcpu = RemVm(mem, Bus("io"), mmio).create_vcpu(0)
+    mmio.register(a, len(fb.buf), fb)                       # the BAR is programmed while the vCPU exists
+    fb.buf[0x104:0x108] = (0x1234).to_bytes(4, "little")
+    assert _store_and_load(vcpu, mem, a + 0x100, 0xCAFE) == 0x1234
+    assert fb.buf[0x100:0x104] == (0xCAFE).to_bytes(4, "little") and fb.calls == 0     # no bus calls
+    assert _store_and_load(vcpu, mem, above + 0x10, 7) == 0xAB14 and regs.writes == [(0x10, 7)]
+    mmio.unregister(fb)                                     # the BAR moves
+    mmio.register(b, len(fb.buf), fb)
+    assert _store_and_load(vcpu, mem, b + 0x200, 0xBEEF) == 0
+    assert fb.buf[0x200:0x204] == (0xBEEF).to_bytes(4, "little") and fb.calls == 0
+    assert _store_and_load(vcpu, mem, a + 0x300, 5) == 0xFFFF_FFFF   # its old place: nobody there
+    assert _store_and_load(vcpu, mem, above + 0x20, 9) == 0xAB24 and regs.writes[-1] == (0x20, 9)
+    mmio.unregister(fb)                                     # memory decode off
+    assert _store_and_load(vcpu, mem, b + 0x200, 1) == 0xFFFF_FFFF and fb.buf[0x200] == 0xEF
+    vcpu.close()
+    mmio.register(a, len(fb.buf), fb)                       # a closed vCPU no longer follows the bus
