@@ -19,8 +19,10 @@ so one hook over all of guest-physical memory would make every guest store a hel
 
 A device range on the MMIO bus that offers `direct_ram()` (the VBE frame buffer's BAR) is
 mapped onto that buffer while it is registered, so the guest's drawing costs no call into
-Python per store; when the range moves or goes, its place turns back into MMIO.  Mapping
-changes happen on the thread that programs the BAR, the vCPU thread, as PAM changes do.
+Python per store; when the range moves or goes, its place turns back into MMIO.  The bus
+changes while the guest programs a BAR, inside its port access: the mapping follows between
+runs (`apply_direct`; the run is asked to end at its next block), since changing unicorn's
+map under the running block corrupts it.  Until then accesses reach the device through MMIO.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class RemPhysMap:
         self._mmio_span = (0, 0)                             # the MMIO range below the firmware
         self._pieces: list[tuple[int, int]] = []             # its MMIO mappings now: (start, end)
         self._watched = None
+        self._queue: list = []
+        self._wake = None
         alias = firmware.alias_offset if firmware is not None else None
         self.windows = windows or windows_for(bytes(7), alias)
         self._map()
@@ -125,10 +129,13 @@ class RemPhysMap:
         uc.ctl_remove_cache(LEGACY_START, LEGACY_END)     # (unmapping flushed the TLB entries)
 
     # -- device memory mapped directly (vCPU thread, possibly inside a port hook) ------------------
-    def watch(self, bus) -> None:
-        """Map the direct-capable ranges `bus` has now and follow its changes."""
+    def watch(self, bus, wake) -> None:
+        """Map the direct-capable ranges `bus` has now and follow its changes; wake() asks the
+        running guest to stop so that apply_direct() can run."""
         for start, length, device in bus.ranges():
-            self.bus_changed(start, length, device, True)
+            if getattr(device, "direct_ram", None) is not None:
+                self._change(start, length, device, True)
+        self._wake = wake
         bus.add_listener(self.bus_changed)
         self._watched = bus
 
@@ -138,9 +145,24 @@ class RemPhysMap:
             self._watched = None
 
     def bus_changed(self, start: int, length: int, device, added: bool) -> None:
-        offer = getattr(device, "direct_ram", None)
-        if offer is None:
+        """Any thread: queue the change of a direct-capable range for the vCPU thread."""
+        if getattr(device, "direct_ram", None) is None:
             return
+        self._queue.append((start, length, device, added))
+        if self._wake is not None:
+            self._wake()
+
+    @property
+    def direct_pending(self) -> bool:
+        return bool(self._queue)
+
+    def apply_direct(self) -> None:
+        """vCPU thread, between runs: follow the queued bus changes."""
+        while self._queue:
+            self._change(*self._queue.pop(0))
+
+    def _change(self, start: int, length: int, device, added: bool) -> None:
+        offer = device.direct_ram
         if not added:
             self._unmap_direct(start, length)
             return

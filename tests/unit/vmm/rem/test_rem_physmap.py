@@ -170,3 +170,36 @@ def test_a_direct_device_range_is_guest_memory_while_registered_and_mmio_around_
     assert _store_and_load(vcpu, mem, b + 0x200, 1) == 0xFFFF_FFFF and fb.buf[0x200] == 0xEF
     vcpu.close()
     mmio.register(a, len(fb.buf), fb)                       # a closed vCPU no longer follows the bus
+
+
+def test_a_bar_moved_inside_the_guests_port_access_is_followed():
+    # the guest moves the frame buffer with an OUT (as a BAR write through 0xCFC does), then
+    # stores at its new place and reads at its old one, in the same run (the new map holds from
+    # the next translated block on: a guest returns from its config-space write first, here a JMP)
+    mem = GuestMemory(16 << 20)
+    io, mmio = Bus("io"), Bus("mmio")
+    fb = FrameBuffer(1 << 20)
+    a, b = 0xE000_0000, 0xE200_0000
+
+    class BarPort:
+        def read(self, offset, size):
+            return 0
+
+        def write(self, offset, size, value):
+            mmio.unregister(fb)
+            mmio.register(b if value else a, len(fb.buf), fb)
+    io.register(0x80, 1, BarPort())
+    mmio.register(a, len(fb.buf), fb)
+    vcpu = RemVm(mem, io, mmio).create_vcpu(0)
+    # mov al, 1; out 0x80, al; jmp $+2; mov dword [b+0x40], 0x5A5A; mov eax, [a+0x40];
+    # mov ebx, [b+0x40]; hlt
+    code = (b"\xb0\x01\xe6\x80\xeb\x00"
+            + b"\xc7\x05" + (b + 0x40).to_bytes(4, "little") + (0x5A5A).to_bytes(4, "little")
+            + b"\xa1" + (a + 0x40).to_bytes(4, "little")
+            + b"\x8b\x1d" + (b + 0x40).to_bytes(4, "little") + b"\xf4")
+    mem.write(CODE, code)
+    vcpu.set_state(cpu_setup.protected_mode_32(mem, CODE))
+    _run_to_halt(vcpu)
+    st = vcpu.get_state()
+    assert st.gpr["rax"] & 0xFFFF_FFFF == 0xFFFF_FFFF and st.gpr["rbx"] & 0xFFFF_FFFF == 0x5A5A
+    assert fb.buf[0x40:0x44] == (0x5A5A).to_bytes(4, "little")
