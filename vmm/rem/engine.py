@@ -211,7 +211,7 @@ class RemVcpu:
         self.physmap = RemPhysMap(uc, vm.memory, vm.firmware, vm.legacy_windows, self._io_mmio_read,
                                   self._io_mmio_write)
         self.mmio_base = self.physmap.mmio_base
-        self.physmap.watch(vm.mmio_bus, self._remap_wanted)
+        self.physmap.watch(vm.mmio_bus)
         self._hooks += self.physmap.add_write_prot_hooks()
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, UC_X86_INS_IN))
         self._hooks.append(uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, UC_X86_INS_OUT))
@@ -233,8 +233,7 @@ class RemVcpu:
         self._thread: int | None = None             # the vCPU thread while run() is active
         self._dma: list[tuple[int, int]] = []     # guest-physical ranges devices wrote
         self._dma_all = False
-        self.exits = {"syscall": 0, "exception": 0, "interrupt": 0, "halt": 0, "kick": 0, "dma": 0,
-                      "remap": 0}
+        self.exits = {"syscall": 0, "exception": 0, "interrupt": 0, "halt": 0, "kick": 0, "dma": 0}
         if PATCHED:
             vm.memory.add_write_listener(self._on_guest_write)
 
@@ -439,9 +438,6 @@ class RemVcpu:
             if self._dma or self._dma_all:
                 self.exits["dma"] += 1             # stopped to drop code a device overwrote
                 continue
-            if self.physmap.direct_pending:
-                self.exits["remap"] += 1           # stopped to map a device range anew
-                continue
             # Emulation ended on its own without HLT: QEMU's triple-fault path (EXCP_HLT).
             return ShutdownExit("triple fault")
 
@@ -464,13 +460,6 @@ class RemVcpu:
                 return                      # EM looks at the interrupt controller before the next run
             self._kicked = True
             if PATCHED and self.uc is not None:
-                self.cpu.request_stop()
-
-    def _remap_wanted(self) -> None:
-        """A device range to map directly came or went (any thread): end the run at the next block,
-        the next one starts with the new map."""
-        with self._lock:
-            if self._running and self.uc is not None and PATCHED:
                 self.cpu.request_stop()
 
     def kick_urgent(self) -> None:

@@ -20,9 +20,11 @@ so one hook over all of guest-physical memory would make every guest store a hel
 A device range on the MMIO bus that offers `direct_ram()` (the VBE frame buffer's BAR) is
 mapped onto that buffer while it is registered, so the guest's drawing costs no call into
 Python per store; when the range moves or goes, its place turns back into MMIO.  The bus
-changes while the guest programs a BAR, inside its port access: the mapping follows between
-runs (`apply_direct`; the run is asked to end at its next block), since changing unicorn's
-map under the running block corrupts it.  Until then accesses reach the device through MMIO.
+changes while the guest programs a BAR, inside its port access: the mapping follows at the
+start of the next run (`apply_direct`), since changing unicorn's map under the running block
+corrupts it, and it follows the bus's state then, so a BAR sized and put back (all-ones
+written, then the old address) costs no remapping.  Until then accesses to the new place reach
+the device through MMIO, and the old place may still show the buffer.
 """
 
 from __future__ import annotations
@@ -58,8 +60,7 @@ class RemPhysMap:
         self._mmio_span = (0, 0)                             # the MMIO range below the firmware
         self._pieces: list[tuple[int, int]] = []             # its MMIO mappings now: (start, end)
         self._watched = None
-        self._queue: list = []
-        self._wake = None
+        self._stale = False
         alias = firmware.alias_offset if firmware is not None else None
         self.windows = windows or windows_for(bytes(7), alias)
         self._map()
@@ -129,15 +130,12 @@ class RemPhysMap:
         uc.ctl_remove_cache(LEGACY_START, LEGACY_END)     # (unmapping flushed the TLB entries)
 
     # -- device memory mapped directly (vCPU thread, possibly inside a port hook) ------------------
-    def watch(self, bus, wake) -> None:
-        """Map the direct-capable ranges `bus` has now and follow its changes; wake() asks the
-        running guest to stop so that apply_direct() can run."""
-        for start, length, device in bus.ranges():
-            if getattr(device, "direct_ram", None) is not None:
-                self._change(start, length, device, True)
-        self._wake = wake
-        bus.add_listener(self.bus_changed)
+    def watch(self, bus) -> None:
+        """Map the direct-capable ranges `bus` has now and follow its changes."""
         self._watched = bus
+        self._stale = True
+        self.apply_direct()
+        bus.add_listener(self.bus_changed)
 
     def unwatch(self) -> None:
         if self._watched is not None:
@@ -145,27 +143,33 @@ class RemPhysMap:
             self._watched = None
 
     def bus_changed(self, start: int, length: int, device, added: bool) -> None:
-        """Any thread: queue the change of a direct-capable range for the vCPU thread."""
-        if getattr(device, "direct_ram", None) is None:
-            return
-        self._queue.append((start, length, device, added))
-        if self._wake is not None:
-            self._wake()
+        """Any thread: a direct-capable range came or went; the next run follows the bus."""
+        if getattr(device, "direct_ram", None) is not None:
+            self._stale = True
 
     @property
     def direct_pending(self) -> bool:
-        return bool(self._queue)
+        return self._stale
+
+    @property
+    def direct_ranges(self) -> list[tuple[int, int]]:
+        """(start, length) of the device ranges mapped into the guest now."""
+        return sorted((s, n) for s, (n, _pin) in self._direct.items())
 
     def apply_direct(self) -> None:
-        """vCPU thread, between runs: follow the queued bus changes."""
-        while self._queue:
-            self._change(*self._queue.pop(0))
-
-    def _change(self, start: int, length: int, device, added: bool) -> None:
-        offer = device.direct_ram
-        if not added:
-            self._unmap_direct(start, length)
+        """vCPU thread, between runs: map what the bus has now, unmap what it no longer has."""
+        if not self._stale or self._watched is None:
             return
+        self._stale = False
+        want = {(s, n): d for s, n, d in self._watched.ranges() if getattr(d, "direct_ram", None) is not None}
+        for start, (length, _pin) in list(self._direct.items()):
+            if (start, length) not in want:
+                self._unmap_direct(start, length)
+        for (start, length), device in want.items():
+            if start not in self._direct:
+                self._map_direct(start, length, device.direct_ram)
+
+    def _map_direct(self, start: int, length: int, offer) -> None:
         lo, hi = self._mmio_span
         if start & 0xFFF or length & 0xFFF or not lo <= start < start + length <= hi:
             return                      # outside plain MMIO space: stays a device range

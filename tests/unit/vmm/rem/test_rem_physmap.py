@@ -173,9 +173,9 @@ def test_a_direct_device_range_is_guest_memory_while_registered_and_mmio_around_
 
 
 def test_a_bar_moved_inside_the_guests_port_access_is_followed():
-    # the guest moves the frame buffer with an OUT (as a BAR write through 0xCFC does), then
-    # stores at its new place and reads at its old one, in the same run (the new map holds from
-    # the next translated block on: a guest returns from its config-space write first, here a JMP)
+    # the guest moves the frame buffer with an OUT (as a BAR write through 0xCFC does) and stores
+    # at its new place in the same run (through MMIO until the next run maps it); a later run finds
+    # the buffer mapped at the new place only
     mem = GuestMemory(16 << 20)
     io, mmio = Bus("io"), Bus("mmio")
     fb = FrameBuffer(1 << 20)
@@ -191,15 +191,23 @@ def test_a_bar_moved_inside_the_guests_port_access_is_followed():
     io.register(0x80, 1, BarPort())
     mmio.register(a, len(fb.buf), fb)
     vcpu = RemVm(mem, io, mmio).create_vcpu(0)
-    # mov al, 1; out 0x80, al; jmp $+2; mov dword [b+0x40], 0x5A5A; mov eax, [a+0x40];
-    # mov ebx, [b+0x40]; hlt
-    code = (b"\xb0\x01\xe6\x80\xeb\x00"
+    # mov al, 1; out 0x80, al; mov dword [b+0x40], 0x5A5A; mov ebx, [b+0x40]; hlt
+    code = (b"\xb0\x01\xe6\x80"
             + b"\xc7\x05" + (b + 0x40).to_bytes(4, "little") + (0x5A5A).to_bytes(4, "little")
-            + b"\xa1" + (a + 0x40).to_bytes(4, "little")
             + b"\x8b\x1d" + (b + 0x40).to_bytes(4, "little") + b"\xf4")
     mem.write(CODE, code)
     vcpu.set_state(cpu_setup.protected_mode_32(mem, CODE))
     _run_to_halt(vcpu)
-    st = vcpu.get_state()
-    assert st.gpr["rax"] & 0xFFFF_FFFF == 0xFFFF_FFFF and st.gpr["rbx"] & 0xFFFF_FFFF == 0x5A5A
-    assert fb.buf[0x40:0x44] == (0x5A5A).to_bytes(4, "little")
+    assert vcpu.get_state().gpr["rbx"] & 0xFFFF_FFFF == 0x5A5A
+    assert fb.buf[0x40:0x44] == (0x5A5A).to_bytes(4, "little") and fb.calls == 2      # through MMIO
+    assert _store_and_load(vcpu, mem, b + 0x80, 0x77) == 0 and fb.buf[0x80] == 0x77
+    assert fb.calls == 2                                                              # mapped now
+    assert _store_and_load(vcpu, mem, a + 0x80, 0x66) == 0xFFFF_FFFF                   # old place: none
+    # sized and put back (all-ones, then the old address) within one run: nothing to remap
+    assert vcpu.physmap.direct_ranges == [(b, len(fb.buf))]
+    mmio.unregister(fb)
+    mmio.register(0xFF00_0000, len(fb.buf), fb)
+    mmio.unregister(fb)
+    mmio.register(b, len(fb.buf), fb)
+    assert _store_and_load(vcpu, mem, b + 0x90, 0x55) == 0 and fb.buf[0x90] == 0x55 and fb.calls == 2
+    assert vcpu.physmap.direct_ranges == [(b, len(fb.buf))]
