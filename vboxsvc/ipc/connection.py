@@ -111,6 +111,7 @@ class Client:
         self._lock = _thread.allocate_lock()
         self._seq = 0
         self._closed = False
+        self._torn_down = False
         self._callee: _Callee | None = None
         self._listeners: list = []
         hello = {"op": "hello", "pid": os.getpid(), "name": name or os.path.basename(sys.argv[0] or "python")}
@@ -356,6 +357,9 @@ class Client:
             self._callee.start()
 
     def _teardown(self) -> None:
+        if self._torn_down:
+            return
+        self._torn_down = True
         self._closed = True
         callee_left = False
         if self._callee is not None:
@@ -455,10 +459,13 @@ class _Callee:
     def stop(self) -> bool:
         """Stop serving; True once the loop thread has closed its socket."""
         self._stop = True
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
+        with self._fd_lock:
+            wake = self._wake_w
+        if wake >= 0:
+            try:
+                os.write(wake, b"x")
+            except OSError:
+                pass
         import threading
 
         if self._thread.is_alive() and self._thread is not threading.current_thread():
@@ -474,8 +481,13 @@ class _Callee:
         return done
 
     def _close_pipe(self) -> None:
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        # once only: a second close would hit whatever the numbers belong to by then (another
+        # context's signaler, whose next poll then aborts the process)
+        if self._wake_r < 0:
+            return
+        r, w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1
+        os.close(r)
+        os.close(w)
 
     def _send(self, sock, msg: dict) -> None:
         self._seq += 1
