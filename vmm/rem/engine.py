@@ -81,6 +81,7 @@ from vmm.rem.qemu_cpu import (
     HF_CS64,
     HF_SS32,
     OFF_CR,
+    OFF_DF,
     OFF_EFLAGS,
     OFF_EIP,
     OFF_IDT,
@@ -100,11 +101,9 @@ MSR_LSTAR = 0xC000_0082
 MSR_CSTAR = 0xC000_0083
 MSR_FMASK = 0xC000_0084
 EFER_SCE = 1
-CR0_PG = 1 << 31
 EFER_LMA = 1 << 10
 RF_MASK = 1 << 16
 DF_MASK = 1 << 10
-OFF_DF = 172           # CPUX86State.df (+1 / -1)
 OFF_EFER = 592         # CPUX86State.efer (checked by regs.py's users through msr_read)
 FOUR_GIB = 1 << 32
 # QEMU's default CPU model (as `qemu-system-x86_64 -accel tcg`), not unicorn's default Haswell:

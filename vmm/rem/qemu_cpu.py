@@ -40,6 +40,8 @@ OFF_TR = OFF_LDT + SEG_SIZE
 OFF_GDT = OFF_TR + SEG_SIZE
 OFF_IDT = OFF_GDT + SEG_SIZE
 OFF_CR = OFF_IDT + SEG_SIZE
+OFF_DF = 172            # df (+1 / -1: the direction flag lives here, not in eflags)
+CR0_PG = 1 << 31
 
 # hflags bits
 HF_CPL_MASK = 0x3

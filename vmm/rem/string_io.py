@@ -23,10 +23,8 @@ from collections.abc import Callable
 
 from vmm.bus import Bus
 from vmm.memory import GuestMemory
-from vmm.rem.qemu_cpu import HF_CS32, OFF_CR, OFF_EIP, OFF_REGS, R_CS, R_ES, QemuCpu
+from vmm.rem.qemu_cpu import CR0_PG, HF_CS32, OFF_CR, OFF_DF, OFF_EIP, OFF_REGS, R_CS, R_ES, QemuCpu
 
-OFF_DF = 172                    # CPUX86State.df (+1 / -1)
-CR0_PG = 1 << 31
 DESC_E = 1 << 10                # expand-down data segment (valid offsets lie above the limit)
 LEGACY_HOLE = (0xA0000, 0x100000)
 REG_RCX, REG_RDI = OFF_REGS + 8 * 1, OFF_REGS + 8 * 7

@@ -16,6 +16,12 @@ def world_with_vboxmanage(tmp_path_factory, name: str) -> World:
         world = World.current(home=tmp_path_factory.mktemp(name))
     except WorldUnavailable as e:
         pytest.skip(f"cannot make the test's world: {e}")
+    return put_vboxmanage_on_path(world)
+
+
+def put_vboxmanage_on_path(world: World) -> World:
+    """Start the world's PATH with a `VBoxManage` that runs this checkout's CLI, as a user's install
+    provides it."""
     bin_dir = world.base / "bin"
     bin_dir.mkdir()
     wrapper = bin_dir / "VBoxManage"

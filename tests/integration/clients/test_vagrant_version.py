@@ -3,10 +3,10 @@
 default identity passes it, the 7.1 identity is refused exactly as real VirtualBox 7.1 is."""
 
 import shutil
-import stat
 
 import pytest
 
+from tests.integration.clients.client_world import put_vboxmanage_on_path
 from tests.integration.world import World, WorldUnavailable
 
 pytestmark = pytest.mark.skipif(shutil.which("vagrant") is None,
@@ -22,17 +22,11 @@ def world(tmp_path):
         w = World.current()
     except WorldUnavailable as e:
         pytest.skip(f"cannot make the test's world: {e}")
-    # `VBoxManage` on PATH is this checkout's CLI, as a user's install provides it
-    bin_dir = w.base / "bin"
-    bin_dir.mkdir()
-    wrapper = bin_dir / "VBoxManage"
-    wrapper.write_text(f'#!/bin/sh\nexec {w.python} -m frontends.vboxmanage.main "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    put_vboxmanage_on_path(w)
     project = w.base / "project"
     project.mkdir()
     (project / "Vagrantfile").write_text(VAGRANTFILE)
-    w.env.update(PATH=f"{bin_dir}:{w.env.get('PATH', '/usr/bin:/bin')}",
-                 VAGRANT_DEFAULT_PROVIDER="virtualbox",
+    w.env.update(VAGRANT_DEFAULT_PROVIDER="virtualbox",
                  VAGRANT_CHECKPOINT_DISABLE="1", VAGRANT_HOME=str(w.base / "vagrant.d"))
     w.project = project
     yield w

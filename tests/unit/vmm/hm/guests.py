@@ -234,15 +234,18 @@ lm64:
 {_GDT}
 """
 
-# Real mode, `handler` at vector 8 (IRQ0), the 8259A initialised with only IRQ0 unmasked.
-_IRQ0_SETUP = """.code16
+def _real_mode_8259(irq: int) -> str:
+    """Real mode, `handler` at the IVT entry of IRQ `irq` (vectors 8..15), the 8259A initialised with
+    only that IRQ unmasked."""
+    slot = 4 * (8 + irq)
+    return f""".code16
     cli
     xor %ax, %ax
     mov %ax, %ds
     mov %ax, %ss
     mov $0x7000, %sp
-    movw $handler, 0x20
-    movw $0, 0x22
+    movw $handler, {slot:#x}
+    movw $0, {slot + 2:#x}
     mov $0x11, %al                 # ICW1
     out %al, $0x20
     mov $0x08, %al                 # ICW2: vectors 8..15
@@ -251,8 +254,12 @@ _IRQ0_SETUP = """.code16
     out %al, $0x21
     mov $0x01, %al                 # ICW4
     out %al, $0x21
-    mov $0xFE, %al                 # only IRQ0
+    mov ${0xFF & ~(1 << irq):#x}, %al               # only IRQ{irq}
     out %al, $0x21"""
+
+
+_IRQ0_SETUP = _real_mode_8259(0)
+_IRQ1_SETUP = _real_mode_8259(1)
 
 # PIT channel 0 at ~1 kHz through the 8259A (vector 8): count 3 ticks with STI;HLT, so every
 # tick wakes the halted CPU.
@@ -336,24 +343,7 @@ halts: .word 0
 # one on ACK_PORT (the device then raises the next); after 300 the guest reports how many it took.
 ACK_PORT = 0x13
 FOREIGN_IRQS = f"""
-.code16
-    cli
-    xor %ax, %ax
-    mov %ax, %ds
-    mov %ax, %ss
-    mov $0x7000, %sp
-    movw $handler, 0x24
-    movw $0, 0x26
-    mov $0x11, %al                 # ICW1
-    out %al, $0x20
-    mov $0x08, %al                 # ICW2: vectors 8..15
-    out %al, $0x21
-    mov $0x04, %al                 # ICW3
-    out %al, $0x21
-    mov $0x01, %al                 # ICW4
-    out %al, $0x21
-    mov $0xFD, %al                 # only IRQ1
-    out %al, $0x21
+{_IRQ1_SETUP}
     out %al, ${ACK_PORT}           # ready: the device may raise the first one
 1:  sti
     hlt
@@ -436,24 +426,7 @@ taken: .word 0
 # IRQ1 with interrupts off, then enables them and counts loop rounds until the handler has run
 # (0 or 1 on a CPU: STI's shadow covers one instruction).
 IRQ_AFTER_STI = f"""
-.code16
-    cli
-    xor %ax, %ax
-    mov %ax, %ds
-    mov %ax, %ss
-    mov $0x7000, %sp
-    movw $irq1, 0x24
-    movw $0, 0x26
-    mov $0x11, %al                 # ICW1
-    out %al, $0x20
-    mov $0x08, %al                 # ICW2: vectors 8..15
-    out %al, $0x21
-    mov $0x04, %al                 # ICW3
-    out %al, $0x21
-    mov $0x01, %al                 # ICW4
-    out %al, $0x21
-    mov $0xFD, %al                 # only IRQ1
-    out %al, $0x21
+{_IRQ1_SETUP}
     out %al, ${ACK_PORT}           # the device raises IRQ1 now, with interrupts off
     mov $20000, %cx                # a while with IF=0 (the interrupt waits)
 2:  loop 2b
@@ -468,7 +441,7 @@ IRQ_AFTER_STI = f"""
     mov %ebx, %eax
     out %eax, ${RESULT_PORT}
     jmp done
-irq1:
+handler:
     push %ax
     movw $1, taken
     mov $0x20, %al

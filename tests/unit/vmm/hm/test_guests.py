@@ -195,21 +195,19 @@ class RaiseIrq1:
         self._pic.set_irq(1, False)
 
 
+def _irq1_on_write(pic, clock, io, em):
+    io.register(guests.ACK_PORT, 1, RaiseIrq1(pic))
+
+
 def test_an_interrupt_behind_the_timer_is_not_starved(engine):
-    def devices(pic, clock, io, em):
-        io.register(guests.ACK_PORT, 1, RaiseIrq1(pic))
-        return None
-    out = run_guest(engine, guests.assemble(guests.STARVED_IRQ), devices=devices, timeout=60)
+    out = run_guest(engine, guests.assemble(guests.STARVED_IRQ), devices=_irq1_on_write, timeout=60)
     assert out.stop is None and out.done
     raised, taken = out.values
     assert raised == 3 and raised <= taken <= raised + 1, (raised, taken)
 
 
 def test_an_interrupt_waiting_for_if_is_taken_right_after_sti(engine):
-    def devices(pic, clock, io, em):
-        io.register(guests.ACK_PORT, 1, RaiseIrq1(pic))
-        return None
-    out = run_guest(engine, guests.assemble(guests.IRQ_AFTER_STI), devices=devices, timeout=60)
+    out = run_guest(engine, guests.assemble(guests.IRQ_AFTER_STI), devices=_irq1_on_write, timeout=60)
     assert out.stop is None and out.done
     # REM stops at the instruction after STI's shadow (its interrupt window); under KVM the exit
     # is the host's (on PVM it comes some rounds later): there the interrupt must just be taken

@@ -1,5 +1,6 @@
-"""REM: a kick during `rep insb` from a port with side effects loses no byte (the run does not stop
-inside an INS, where unicorn would read the port again when the instruction restarts)."""
+"""REM string input: a kick during `rep insb` from a port with side effects loses no byte (the run does
+not stop inside an INS, where unicorn would read the port again when the instruction restarts), and a
+REP INS from a device's PIO block moves the block in bulk with the result of the unit-by-unit loop."""
 
 import threading
 
@@ -27,6 +28,28 @@ class Counter:
         pass
 
 
+def _run_to_halt(vcpu, kicks: bool = False):
+    stop = threading.Event()
+    t = None
+    if kicks:
+        def kicker():
+            while not stop.is_set():
+                vcpu.kick()
+        t = threading.Thread(target=kicker, daemon=True)
+        t.start()
+    try:
+        for _ in range(1_000_000):
+            ex = vcpu.run()
+            if isinstance(ex, HaltExit):
+                return vcpu.get_state()
+            assert isinstance(ex, InterruptedExit), ex
+    finally:
+        stop.set()
+        if t is not None:
+            t.join()
+    raise AssertionError("the guest never halted")
+
+
 def test_kicks_during_rep_insb_lose_no_byte():
     # mov edi, 0x200000; mov ecx, COUNT; mov dx, 0x511; rep insb; hlt   (32-bit flat)
     code = (b"\xbf\x00\x00\x20\x00" + b"\xb9" + COUNT.to_bytes(4, "little") + b"\x66\xba\x11\x05"
@@ -38,22 +61,7 @@ def test_kicks_during_rep_insb_lose_no_byte():
     io.register(0x511, 1, dev)
     vcpu = RemVm(mem, io, Bus("mmio")).create_vcpu(0)
     vcpu.set_state(cpu_setup.protected_mode_32(mem, CODE))
-    stop = threading.Event()
-
-    def kicker():
-        while not stop.is_set():
-            vcpu.kick()
-    t = threading.Thread(target=kicker, daemon=True)
-    t.start()
-    try:
-        for _ in range(100000):
-            ex = vcpu.run()
-            if isinstance(ex, HaltExit):
-                break
-            assert isinstance(ex, InterruptedExit)
-    finally:
-        stop.set()
-        t.join()
+    _run_to_halt(vcpu, kicks=True)
     assert dev.n == COUNT
     assert mem.read(0x200000, COUNT) == bytes((i + 1) & 0xFF for i in range(COUNT))
 
@@ -97,28 +105,6 @@ class BlockFifo:
         self.pos += n * size
         self.bulk_reads += 1
         return out
-
-
-def _run_to_halt(vcpu, kicks: bool = False):
-    stop = threading.Event()
-    t = None
-    if kicks:
-        def kicker():
-            while not stop.is_set():
-                vcpu.kick()
-        t = threading.Thread(target=kicker, daemon=True)
-        t.start()
-    try:
-        for _ in range(1_000_000):
-            ex = vcpu.run()
-            if isinstance(ex, HaltExit):
-                return vcpu.get_state()
-            assert isinstance(ex, InterruptedExit), ex
-    finally:
-        stop.set()
-        if t is not None:
-            t.join()
-    raise AssertionError("the guest never halted")
 
 
 def _fifo_vcpu(total: int, code: bytes, state_for, at: int = CODE, block: int = BLOCK):
