@@ -4,12 +4,14 @@ Started by the service for `startvm --type headless` / launchVMProcess (then std
 machine's Logs/VBox.log and VBOXPY_LAUNCH_TOKEN lets it take the VM lock), or by hand in the
 foreground: then it writes Logs/VBox.log itself, prints a few lines on the terminal and runs
 until the VM stops; Ctrl-C (SIGINT), SIGTERM and SIGHUP power the VM off.  VirtualBox's
-display and VRDE options are accepted and ignored (vboxpy has no display).
+--vrde/--capture options are accepted and ignored (the VRDE server follows the machine's
+settings).  A fatal error in native code leaves every thread's Python stack in the log.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import logging.handlers
 import os
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = parse_args(argv)
     launched = bool(os.environ.get("VBOXPY_LAUNCH_TOKEN"))
+    faulthandler.enable()   # stderr: VBox.log when launched, the terminal by hand
     out = sys.stdout
     say = (lambda text: None) if launched else (lambda text: print(text, file=out, flush=True))
     # launched: stdout is VBox.log; by hand: keep the lines until we own the machine's log file

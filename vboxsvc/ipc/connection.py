@@ -39,6 +39,9 @@ POLL_MS = 1000
 CALL_TIMEOUT_S = float(os.environ.get("VBOXPY_CALL_TIMEOUT_S") or 60.0)
 STOPPED_GRACE_S = 3.0
 BATCH_MAX = 4096  # calls per batch frame (the service's bound)
+# a call in flight on another thread owns the call socket: teardown waits for it to notice (it wakes
+# every POLL_MS); a ZeroMQ socket closed under a thread blocked in it aborts the process in libzmq
+TEARDOWN_WAIT_S = POLL_MS / 1000 + 2.0
 _HELD: dict[int, list] = {}  # id(client) -> its ZeroMQ context and sockets, until the client is torn down
 WAIT_SLICE_MS = 1000
 # calls that wait on the service side -> position of their timeout argument
@@ -298,6 +301,9 @@ class Client:
                 except Exception as e:
                     raise _gone(e) from None
                 if frame is None:
+                    if self._closed:   # torn down by another thread: it waits for us to let go
+                        raise VBoxError(rc.NS_ERROR_CALL_FAILED, "The client connection is closed",
+                                        "IVirtualBox", "")
                     now = _monotonic()
                     if timeout_s is not None and now - start >= timeout_s:
                         raise VBoxError(rc.NS_ERROR_CALL_FAILED,
@@ -364,7 +370,15 @@ class Client:
         callee_left = False
         if self._callee is not None:
             callee_left = not self._callee.stop()
-        self._sock.close()
+        if not self._lock.acquire(timeout=TEARDOWN_WAIT_S):
+            # a call still blocks in the socket: leaving it open (and the context alive) costs a few
+            # descriptors; closing it under that thread would abort the process
+            _log().warning("a call still holds the bus connection: its socket is left open")
+            return
+        try:
+            self._sock.close()
+        finally:
+            self._lock.release()
         _HELD.pop(id(self), None)
         if self._ctx is None:
             return

@@ -18,11 +18,6 @@ VM = "hl"
 
 pytestmark = [
     pytest.mark.timeout(1800),
-    # The VM process sometimes aborts inside libzmq (signaler.cpp:238, "pfd.revents & POLLIN")
-    # right after it sees its service die and starts to re-attach: about 1 run in 5 on a loaded
-    # 2-core machine since REM runs guests at full speed. Not fixed yet; the tests run and report
-    # (XPASS when the VM process survives), without failing the suite meanwhile.
-    pytest.mark.xfail(strict=False, reason="the VM process may abort in libzmq when it re-attaches"),
     pytest.mark.skipif(not (GUEST / "vmlinux").is_file() or not (GUEST / "initrd.img").is_file(),
                        reason="the guest is not built (python -m vmm.guest.builder makes .cache/guest)"),
 ]

@@ -58,6 +58,35 @@ except VBoxError as e:
     print("error:", e.code_name, e.text)
 """
 
+TORN_DOWN = """
+import os, signal, threading, time
+from vboxsvc.api import VBoxError
+from vboxsvc.ipc.client import connect
+c = connect()
+
+class Console:
+    __interface__ = "IConsole"
+
+c.export(Console())        # a callee channel and a ZeroMQ context, as in the VM process
+os.kill(c.service_pid, signal.SIGSTOP)
+got = []
+
+def caller():
+    try:
+        got.append(len(c.virtualbox.machines))
+    except VBoxError as e:
+        got.append(e.text)
+
+t = threading.Thread(target=caller)
+t.start()
+time.sleep(0.5)            # the caller is blocked in the socket
+start = time.monotonic()
+c._teardown()              # as the VM process does to the connection of a service that died
+os.kill(c.service_pid, signal.SIGCONT)
+t.join(30)
+print(got, time.monotonic() - start < 10)
+"""
+
 
 def test_call_to_a_stopped_service_fails_clearly(world):
     out = world.py(STOPPED, timeout=120)
@@ -78,3 +107,11 @@ def test_client_dropped_without_close_does_not_hang(world):
     out = world.py(DROPPED, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "collected"
+
+
+def test_teardown_waits_for_a_call_blocked_on_another_thread(world):
+    """Closing the call socket under a thread blocked in it aborts the process inside libzmq; the
+    teardown waits until the call gives up instead (within a poll interval)."""
+    out = world.py(TORN_DOWN, timeout=120)
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    assert out.stdout == "['The client connection is closed'] True\n", out.stdout
