@@ -142,3 +142,18 @@ def test_modifyvm_option_completion(tmp_path):
     out = subprocess.run([sys.executable, "-m", "frontends.vboxmanage.main"], cwd=root, env=env,
                          capture_output=True, text=True)
     assert out.stdout.split() == ["plain,--uart-mode1"]
+
+
+def test_command_run_exits_with_its_code_and_all_its_output(tmp_path):
+    """A command run ends without tearing the interpreter down: what it wrote to a pipe arrives whole
+    (stdout and stderr) and its exit code is VBoxManage's."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env["VBOX_USER_HOME"] = str(tmp_path)
+    cmd = [sys.executable, "-m", "frontends.vboxmanage.main"]
+    out = subprocess.run(cmd + ["help"], cwd=root, env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout == vbm.LOGO + "\n" + vbm.full_usage()
+    out = subprocess.run(cmd + ["--version"], cwd=root, env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout == f"{vbm.VERSION}r{vbm.REVISION}\n"   # short: in the buffer
+    out = subprocess.run(cmd + ["nosuchcommand"], cwd=root, env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and "Invalid command 'nosuchcommand'" in out.stderr
