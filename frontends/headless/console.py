@@ -21,6 +21,7 @@ class HeadlessConsole:
         self._p = process
         self._display = None
         self._keyboard = None
+        self._vrde_info = None
 
     @property
     def machine(self):
@@ -39,8 +40,10 @@ class HeadlessConsole:
 
     @property
     def vrde_server_info(self):
-        from .vrde import VrdeServerInfo
-        return VrdeServerInfo(getattr(self._p, "vrde", None))
+        if self._vrde_info is None:
+            from .vrde import VrdeServerInfo
+            self._vrde_info = VrdeServerInfo(self._p)
+        return self._vrde_info
 
     @property
     def keyboard(self):

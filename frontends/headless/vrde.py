@@ -51,11 +51,16 @@ def start_vrde(vm, cfg: dict | None, name: str):
 
 
 class VrdeServerInfo:
-    """IVRDEServerInfo: a snapshot of the VM process's VNC server."""
+    """IVRDEServerInfo: the VM process's VNC server as it is at each read (one object per console:
+    pollers read it again and again, and every object handed out stays exported)."""
     __interface__ = "IVRDEServerInfo"
 
-    def __init__(self, server):
-        self._s = server
+    def __init__(self, process):
+        self._p = process
+
+    @property
+    def _s(self):
+        return getattr(self._p, "vrde", None)
 
     @property
     def active(self) -> bool:

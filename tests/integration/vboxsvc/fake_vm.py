@@ -14,6 +14,7 @@ import time
 sys.path.insert(0,
                 os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
+from frontends.headless.vrde import VrdeServerInfo  # noqa: E402
 from vboxsvc.api import LockType, MachineState, VBoxError  # noqa: E402
 from vboxsvc.api import errors as rc  # noqa: E402
 from vboxsvc.ipc.client import connect  # noqa: E402
@@ -28,6 +29,7 @@ class FakeConsole:
         self._done = done
 
     shared_folders = []   # no transient shared folders in the stand-in
+    vrde_server_info = VrdeServerInfo(None)   # the real console's object, with no VNC server
 
     @property
     def machine(self):
