@@ -97,7 +97,15 @@ class VmProcess:
             old = self.state
             if self.vmlock is not None:
                 self.vmlock.update(state.name)      # what a next service learns if ours dies
-            self.sm.update_state(state)
+            try:
+                self.sm.update_state(state)
+            except VBoxError as e:
+                # the service died (or its connection is being replaced): the VM goes on; the next
+                # service learns the state from the lock file or when we re-attach
+                if e.result_code != rc.NS_ERROR_CALL_FAILED:
+                    raise
+                log.warning("The VirtualBox service did not take the state %s: %s", state_name(state),
+                            e.text)
             self.state = state
         log.info("Changing the VM state from '%s' to '%s'", state_name(old).upper(),
                  state_name(state).upper())
@@ -190,6 +198,12 @@ class VmProcess:
                 continue
             with self._lock:
                 self.client, self.session, self.sm = new, session, session.machine
+                try:
+                    if MachineState(self.sm.state) != self.state:   # changed after the lock file was read
+                        self.sm.update_state(self.state)
+                except VBoxError as e:
+                    log.warning("The VirtualBox service did not take the state %s: %s",
+                                state_name(self.state), e.text)
             old._teardown()
             log.info("Re-attached to the VirtualBox service (pid %d) in state %s", new.service_pid,
                      state_name(self.state))
