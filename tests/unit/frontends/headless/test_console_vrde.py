@@ -11,7 +11,8 @@ def test_vrde_server_info_is_one_live_object():
     console = HeadlessConsole(process)
     info = console.vrde_server_info
     assert (info.active, info.port, info.number_of_clients, info.begin_time) == (False, -1, 0, 0)
-    process.vrde = SimpleNamespace(active=1, port=5901, connections=2, last_connect=12.5, last_disconnect=None)
+    process.vrde = SimpleNamespace(active=1, port=5901, connections=2, last_connect=12.5,
+                                   last_disconnect=None)
     again = console.vrde_server_info
     assert again is info
     assert (info.active, info.port, info.number_of_clients, info.begin_time, info.end_time) == (
