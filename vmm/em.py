@@ -121,6 +121,9 @@ class Em:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def on_vcpu_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
     def _poke(self, urgent: bool = False) -> None:
         with self._cond:
             self._wake = True

@@ -100,6 +100,7 @@ def placement_irq(name: str) -> int:
             return irq
     raise KeyError(f"no IRQ for {name!r} in the placement table")
 DEFAULT_CMDLINE = "console=ttyS0"
+CLOSE_STOP_TIMEOUT_S = 10.0     # close() of a running machine: how long its guest may take to stop
 
 
 class MachineError(Exception):
@@ -633,6 +634,12 @@ class Machine:
         return self.em.join(timeout)
 
     def close(self) -> None:
+        """Free the machine; a guest still running is powered off first (its vCPU thread must not
+        run on in closed devices, or in an engine freed when the process exits)."""
+        if self.em.state in (EmState.RUNNING, EmState.PAUSED) and not self.em.on_vcpu_thread():
+            self.em.power_off()
+            if not self.em.join(CLOSE_STOP_TIMEOUT_S):
+                log.warning("the vCPU did not stop within %.0f s; closing anyway", CLOSE_STOP_TIMEOUT_S)
         for b in self.backends:
             b.close()
         for pc in self.storage:
