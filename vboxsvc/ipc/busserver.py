@@ -43,13 +43,15 @@ _NOBLOCK = int(zmq.NOBLOCK)
 class ClientInfo:
     """One connected client process (one `connect()`)."""
 
-    __slots__ = ("sid", "pid", "pidfd", "call_id", "callee_id", "token", "name", "alive", "data")
+    __slots__ = ("sid", "pid", "pidfd", "call_id", "callee_id", "callee_batch", "token", "name", "alive",
+                 "data")
 
     def __init__(self, sid: bytes, pid: int, token: str | None, name: str):
         self.sid, self.pid, self.token, self.name = sid, pid, token, name
         self.pidfd: int | None = None
         self.call_id: bytes | None = None
         self.callee_id: bytes | None = None
+        self.callee_batch = False   # its callee channel takes batches (said so in its hello)
         self.alive = True
         self.data: dict = {}  # the host's per-client bookkeeping
 
@@ -170,6 +172,20 @@ class BusServer:
         if kwargs:
             msg["w"] = kwargs
         self._send(owner.callee_id, msg)
+        return d
+
+    def call_remote_batch(self, owner_sid: bytes, entries: list) -> Deferred:
+        """Several calls on objects of one client process in one frame (entries as in a batch:
+        [Ref, kind, member, args]); the Deferred gets [[0, result] or [1, error], ...] in order."""
+        d = Deferred()
+        owner = self.clients.get(owner_sid)
+        if owner is None or not owner.alive or owner.callee_id is None or not owner.callee_batch:
+            d.fail(VBoxError(rc.NS_ERROR_CALL_FAILED, "The process owning these objects is gone"))
+            return d
+        fid = next(self._fwd_ids)
+        self._pending[fid] = (d, owner.sid)
+        self._send(owner.callee_id, {"op": "batch", "i": fid, "b": [
+            [Ref(t.owner, t.oid, t.iface), kind, member, list(args)] for t, kind, member, args in entries]})
         return d
 
     # --- sending ---------------------------------------------------------------------
@@ -312,6 +328,7 @@ class BusServer:
                 self._reply(ident, cid, error=VBoxError(rc.E_ACCESSDENIED, "callee channel already open"))
                 return False
             client.callee_id = ident
+            client.callee_batch = msg.get("batch") is True
             self._reply(ident, cid, {})
             return True
 
@@ -374,6 +391,7 @@ class BusServer:
             if waiting[0] == 0 and client.alive:
                 self._reply(ident, cid, out)
 
+        remote: dict[bytes, list[tuple[int, list]]] = {}  # owner -> its entries (index, entry)
         for index, entry in enumerate(calls):
             if (not isinstance(entry, list) or len(entry) != 4 or not isinstance(entry[1], int)
                     or not isinstance(entry[2], str) or not isinstance(entry[3], list)):
@@ -385,8 +403,7 @@ class BusServer:
                 if target.owner == client.sid:
                     done(index, None, VBoxError(rc.E_INVALIDARG, "call on your own object"))
                 else:
-                    self.call_remote(target, kind, member, args).add_callback(
-                        lambda v, e, i=index: done(i, v, e))
+                    remote.setdefault(target.owner, []).append((index, entry))
                 continue
             if target is None or getattr(target, "__interface__", None) is None:
                 done(index, None, VBoxError(rc.E_INVALIDARG, "call without a target object"))
@@ -403,7 +420,35 @@ class BusServer:
                 result.add_callback(lambda v, e, i=index: done(i, v, e))
             else:
                 done(index, result, None)
+        for owner, entries in remote.items():
+            self._forward_batch(owner, entries, done)
         finish()
+
+    def _forward_batch(self, owner_sid: bytes, entries: list, done) -> None:
+        """A batch's entries on objects of another process: one frame to it when it takes batches
+        (a VM process answering a poller's showvminfo), else one forwarded call per entry."""
+        owner = self.clients.get(owner_sid)
+        if len(entries) == 1 or owner is None or not owner.callee_batch:
+            for index, (target, kind, member, args) in entries:
+                self.call_remote(target, kind, member, args).add_callback(lambda v, e, i=index: done(i, v, e))
+            return
+
+        def answered(results, error: VBoxError | None) -> None:
+            if error is None and not (isinstance(results, list) and len(results) == len(entries)
+                                      and all(isinstance(r, list) and len(r) == 2 for r in results)):
+                error = VBoxError(rc.E_FAIL, "malformed batch answer from the object's owner")
+            for n, (index, _entry) in enumerate(entries):
+                if error is not None:
+                    done(index, None, error)
+                elif results[n][0]:
+                    try:
+                        done(index, None, VBoxError.from_wire(results[n][1]))
+                    except (TypeError, ValueError):
+                        done(index, None, VBoxError(rc.E_FAIL, "malformed error from the object's owner"))
+                else:
+                    done(index, results[n][1], None)
+
+        self.call_remote_batch(owner_sid, [entry for _index, entry in entries]).add_callback(answered)
 
     def _answer(self, client: ClientInfo, msg: dict) -> None:
         entry = self._pending.pop(msg.get("i"), None)

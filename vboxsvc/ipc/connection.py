@@ -518,7 +518,7 @@ class _Callee:
 
         sock = _socket(self._ctx, self.client.endpoint)
         try:
-            self._send(sock, {"op": "hello", "i": 0, "pid": os.getpid()})
+            self._send(sock, {"op": "hello", "i": 0, "pid": os.getpid(), "batch": True})
             if not sock.poll(int(HELLO_TIMEOUT_S * 1000)):
                 raise VBoxError(rc.NS_ERROR_CALL_FAILED,
                                 "The VirtualBox service did not open the callee channel")
@@ -566,7 +566,12 @@ class _Callee:
         except FrameError as e:
             _log().warning("dropped a bad incoming call: %s", e)
             return
-        if not isinstance(msg, dict) or msg.get("op") != "call":
+        if not isinstance(msg, dict):
+            return
+        if msg.get("op") == "batch" and isinstance(msg.get("b"), list):
+            self._pool.submit(self._work_batch, msg)
+            return
+        if msg.get("op") != "call":
             return
         # events go to listeners one at a time, in the order the service sent them
         target = msg.get("o")
@@ -575,25 +580,46 @@ class _Callee:
 
     def _work(self, msg: dict) -> None:
         cid = msg.get("i")
-        target = msg.get("o")
         try:
-            if target is None or isinstance(target, Proxy):
-                raise VBoxError(rc.E_INVALIDARG, "call on an object this process does not export")
-            result = invoke(target, msg.get("k", CALL), msg.get("m"), msg.get("a", ()), msg.get("w"))
-            if isinstance(result, Deferred):
-                import threading
-
-                done = threading.Event()
-                box = []
-                result.add_callback(lambda v, e: (box.append((v, e)), done.set()))
-                done.wait()
-                value, err = box[0]
-                if err is not None:
-                    raise err
-                result = value
-            out = {"op": "ret", "i": cid, "r": result}
+            out = {"op": "ret", "i": cid,
+                   "r": self._run_one(msg.get("o"), msg.get("k", CALL), msg.get("m"), msg.get("a", ()),
+                                      msg.get("w"))}
         except VBoxError as e:
             out = {"op": "err", "i": cid, "e": e.to_wire()}
+        self._answer(out)
+
+    def _work_batch(self, msg: dict) -> None:
+        """Several calls the service forwarded in one frame (a batch's entries on our objects), run in
+        order, each as the lone call would be; the answer lists [0, result] or [1, error] per entry."""
+        results = []
+        for entry in msg["b"]:
+            try:
+                if not isinstance(entry, list) or len(entry) != 4:
+                    raise VBoxError(rc.E_INVALIDARG, "malformed batch entry")
+                results.append([0, self._run_one(entry[0], entry[1], entry[2], entry[3], None)])
+            except VBoxError as e:
+                results.append([1, e.to_wire()])
+        self._answer({"op": "ret", "i": msg.get("i"), "r": results})
+
+    @staticmethod
+    def _run_one(target, kind, member, args, kwargs):
+        if target is None or isinstance(target, Proxy):
+            raise VBoxError(rc.E_INVALIDARG, "call on an object this process does not export")
+        result = invoke(target, kind, member, args, kwargs)
+        if isinstance(result, Deferred):
+            import threading
+
+            done = threading.Event()
+            box = []
+            result.add_callback(lambda v, e: (box.append((v, e)), done.set()))
+            done.wait()
+            value, err = box[0]
+            if err is not None:
+                raise err
+            result = value
+        return result
+
+    def _answer(self, out: dict) -> None:
         self._out.append(out)
         try:
             os.write(self._wake_w, b"x")

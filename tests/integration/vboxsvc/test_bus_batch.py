@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from vboxsvc.api import MachineState, VBoxError
 from vboxsvc.api import errors as rc
 from vboxsvc.ipc.dispatcher import CALL, GET
@@ -105,3 +107,66 @@ def test_light_client_speaks_to_the_service(client, vbox, new_vm):
     finally:
         light.close()
     assert light._closed
+
+
+class _VrdeInfo:
+    """An object another process exports (as a VM process exports its console's parts)."""
+
+    __interface__ = "IVRDEServerInfo"
+
+    def __init__(self):
+        self.reads = []
+        self.port = 5901
+
+    def _read(self, name, value):
+        self.reads.append(name)
+        return value
+
+    @property
+    def active(self):
+        return self._read("active", True)
+
+    @property
+    def number_of_clients(self):
+        return self._read("number_of_clients", 2)
+
+    @property
+    def begin_time(self):
+        raise VBoxError(rc.E_ACCESSDENIED, "not now", "IVRDEServerInfo", "")
+
+
+@pytest.mark.parametrize("takes_batches", [True, False])
+def test_batch_on_objects_of_another_process(client, monkeypatch, takes_batches):
+    """The service hands a batch's entries on one process's objects to that process in one frame
+    (one frame per entry to a process that did not say it takes batches, such as one started by an
+    older version); each answers as the lone call would, errors included, in order, beside the
+    service's own."""
+    from vboxsvc.ipc.connection import Client, _Callee
+    from vboxsvc.ipc.proxy import make_proxy
+
+    if not takes_batches:
+        send = _Callee._send
+        monkeypatch.setattr(_Callee, "_send", lambda self, sock, msg: send(
+            self, sock, {k: v for k, v in msg.items() if not (msg.get("op") == "hello" and k == "batch")}))
+    owner = Client(name="owner-test")
+    try:
+        info = _VrdeInfo()
+        frames = []
+        ref = owner.export(info)
+        callee = owner._callee
+        incoming = callee._incoming
+        callee._incoming = lambda parts: (frames.append(parts), incoming(parts))
+        proxy = make_proxy(client, ref)
+        vbox = client.virtualbox
+        got = client.batch([(proxy, GET, "active", ()), (vbox, GET, "version", ()),
+                            (proxy, GET, "number_of_clients", ()), (proxy, GET, "begin_time", ()),
+                            (proxy, GET, "port", ())])
+        assert len(frames) == (1 if takes_batches else 4)
+        assert [ok for ok, _ in got] == [True, True, True, False, True]
+        assert [got[0][1], got[1][1], got[2][1], got[4][1]] == [True, vbox.version, 2, 5901]
+        assert (got[3][1].result_code, got[3][1].text) == (rc.E_ACCESSDENIED, "not now")
+        assert info.reads == ["active", "number_of_clients"]
+        frames.clear()
+        assert proxy.number_of_clients == 2 and len(frames) == 1     # a lone call: a frame of its own
+    finally:
+        owner.close()
