@@ -67,6 +67,19 @@ def _read(fd: int) -> tuple[int, str] | None:
         return None
 
 
+def last_record(settings_file: str | Path) -> tuple[int, str] | None:
+    """(pid, state name) the last VM process wrote into the machine's lock file, held or not:
+    what a process that has ended reported last (its final state when it ended in order)."""
+    try:
+        fd = os.open(lock_path(settings_file), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return _read(fd)
+    finally:
+        os.close(fd)
+
+
 def holder(settings_file: str | Path) -> tuple[int, str] | None:
     """(pid, state name) of the live VM process holding the machine's lock, else None."""
     path = lock_path(settings_file)

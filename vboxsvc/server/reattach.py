@@ -67,8 +67,11 @@ def _ended(d: Detached) -> None:
     if getattr(core, "detached", None) is not d:
         return
     core.detached = None
-    log.warning("VM process %d of '%s' ended before it re-attached: Aborted", d.pid, core.name)
-    core.set_state(MachineState.Aborted)
+    # a guest that powered off while no service was there: the process wrote PoweredOff last
+    last = vmlock.last_record(core.path)
+    final = MachineState.PoweredOff if last == (d.pid, "PoweredOff") else MachineState.Aborted
+    log.warning("VM process %d of '%s' ended before it re-attached: %s", d.pid, core.name, final.name)
+    core.set_state(final)
     core.set_session_state(SessionState.Unlocked)
 
 
