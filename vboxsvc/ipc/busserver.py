@@ -440,13 +440,16 @@ class BusServer:
             for n, (index, _entry) in enumerate(entries):
                 if error is not None:
                     done(index, None, error)
-                elif results[n][0]:
+                    continue
+                failed, value = results[n]
+                if failed:
                     try:
-                        done(index, None, VBoxError.from_wire(results[n][1]))
+                        value = VBoxError.from_wire(value)
                     except (TypeError, ValueError):
-                        done(index, None, VBoxError(rc.E_FAIL, "malformed error from the object's owner"))
+                        value = VBoxError(rc.E_FAIL, "malformed error from the object's owner")
+                    done(index, None, value)
                 else:
-                    done(index, results[n][1], None)
+                    done(index, value, None)
 
         self.call_remote_batch(owner_sid, [entry for _index, entry in entries]).add_callback(answered)
 

@@ -170,3 +170,31 @@ def test_batch_on_objects_of_another_process(client, monkeypatch, takes_batches)
         assert proxy.number_of_clients == 2 and len(frames) == 1     # a lone call: a frame of its own
     finally:
         owner.close()
+
+
+@pytest.mark.parametrize("answer", ["garbage", [[0, 1]], [[1, "not an error"], [0, 2]], [[0], [0, 2]]])
+def test_a_malformed_batch_answer_from_another_process_fails_its_entries(client, monkeypatch, answer):
+    """A process answering a forwarded batch with nonsense (a hostile or broken VM process) costs its
+    own entries an error, nothing else: the service answers the caller and keeps serving."""
+    from vboxsvc.ipc.connection import Client, _Callee
+    from vboxsvc.ipc.proxy import make_proxy
+
+    monkeypatch.setattr(_Callee, "_work_batch",
+                        lambda self, msg: self._answer({"op": "ret", "i": msg.get("i"), "r": answer}))
+    owner = Client(name="owner-test")
+    try:
+        proxy = make_proxy(client, owner.export(_VrdeInfo()))
+        vbox = client.virtualbox
+        got = client.batch([(proxy, GET, "active", ()), (vbox, GET, "version", ()),
+                            (proxy, GET, "number_of_clients", ())])
+        assert got[1] == (True, vbox.version)
+        if answer == [[1, "not an error"], [0, 2]]:
+            assert not got[0][0] and got[0][1].text == "malformed error from the object's owner"
+            assert got[2] == (True, 2)
+        else:
+            for ok, error in (got[0], got[2]):
+                assert not ok and error.result_code == rc.E_FAIL
+                assert error.text == "malformed batch answer from the object's owner"
+        assert vbox.version and proxy.port == 5901      # both processes still served
+    finally:
+        owner.close()
