@@ -14,6 +14,7 @@ from .models import UART_DEFAULTS, NatRule, NatSettings, NetworkAdapter, SerialP
 from .xmllists import sync_keyed
 from .xmltree import (
     child,
+    child_index,
     children,
     ensure_child,
     get_bool,
@@ -158,15 +159,25 @@ def _read_rules(nat: etree._Element | None) -> list[NatRule]:
     return rules
 
 
+def _indexed_mode_el(index: dict, mode: str) -> etree._Element | None:
+    """_mode_el over a child_index() of the parent."""
+    el = index.get(MODES[mode][0])
+    if el is None and mode == "Bridged":
+        el = index.get("HostInterface")
+    return el
+
+
 def read_adapters(hw: etree._Element | None, sv: int, count: int = 8) -> list[NetworkAdapter]:
-    adapters = {i: _default_adapter(i, sv) for i in range(count)}
+    """Every adapter slot of the chipset: those the file has, the others at their defaults."""
+    size = count
+    adapters: dict[int, NetworkAdapter] = {}
     for el in children(child(hw, "Network"), "Adapter") if hw is not None else []:
         required(el, "slot")
         slot = get_int(el, "slot", -1)
         if not 0 <= slot <= 35:
             raise problem(el, f"Invalid value {slot} in Adapter/@slot attribute")
-        if slot >= len(adapters):  # more slots than the chipset default: ICH9 has 36
-            adapters.update({i: _default_adapter(i, sv) for i in range(len(adapters), 36)})
+        if slot >= size:  # more slots than the chipset default: ICH9 has 36
+            size = 36
         modes = [c for c in el if isinstance(c.tag, str)]
         if len(modes) > 2:
             raise problem(el, f"Invalid number of modes ('{len(modes)}') attached to Adapter attribute")
@@ -179,23 +190,27 @@ def read_adapters(hw: etree._Element | None, sv: int, count: int = 8) -> list[Ne
         active = _active_mode(el)
         fields["attachment_type"] = MODE_OF_ELEMENT[etree.QName(active).localname] if active is not None \
             else "Null"
-        disabled = child(el, "DisabledModes")
+        own = child_index(el)
+        disabled = own.get("DisabledModes")
+        parked = child_index(disabled)
         for mode, (_tag, attr, field) in MODES.items():
             if field is None:
                 continue
-            src = _mode_el(el, mode)
+            src = _indexed_mode_el(own, mode)
             if src is None:
-                src = _mode_el(disabled, mode)
+                src = _indexed_mode_el(parked, mode)
             if src is not None and src.get(attr):
                 fields[field] = src.get(attr)
-        nat = child(el, "NAT")
-        fields["nat_rules"] = _read_rules(nat if nat is not None else child(disabled, "NAT"))
-        fields["nat"] = _read_nat(nat if nat is not None else child(disabled, "NAT"), sv)
+        nat = own.get("NAT")
+        if nat is None:
+            nat = parked.get("NAT")
+        fields["nat_rules"] = _read_rules(nat)
+        fields["nat"] = _read_nat(nat, sv)
         try:
             adapters[slot] = NetworkAdapter(**fields)
         except ValueError as e:
             raise problem(el, f"Invalid network adapter settings: {e}")
-    return [adapters[i] for i in sorted(adapters)]
+    return [adapters[i] if i in adapters else _default_adapter(i, sv) for i in range(size)]
 
 
 def _adapter_is_default(a: NetworkAdapter, sv: int) -> bool:

@@ -52,6 +52,20 @@ def child(parent: etree._Element | None, name: str) -> etree._Element | None:
     return parent.find(_qname(parent, name))
 
 
+def child_index(parent: etree._Element | None) -> dict[str, etree._Element]:
+    """Name -> the first child element of that name, for many child() lookups on one parent in a
+    single pass over its children (same namespace rule as child())."""
+    out: dict[str, etree._Element] = {}
+    if parent is None:
+        return out
+    ns = _qname(parent, "")
+    for c in parent:
+        tag = c.tag
+        if isinstance(tag, str) and tag.startswith(ns) and "}" not in tag[len(ns):]:
+            out.setdefault(tag[len(ns):], c)
+    return out
+
+
 def _rank(name: str, order: Sequence[str]) -> int | None:
     try:
         return order.index(name)
