@@ -23,7 +23,8 @@ def test_slots_in_the_file_and_defaults_around_them():
 
 
 def test_a_slot_beyond_eight_widens_to_thirty_six():
-    got = read_adapters(_hw('<Adapter slot="20" enabled="true"><InternalNetwork name="intnet"/></Adapter>'), 19)
+    got = read_adapters(_hw('<Adapter slot="20" enabled="true"><InternalNetwork name="intnet"/>'
+                            '</Adapter>'), 19)
     assert len(got) == 36 and [a.slot for a in got] == list(range(36))
     assert (got[20].attachment_type, got[20].internal_network) == ("Internal", "intnet")
 
