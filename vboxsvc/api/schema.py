@@ -273,7 +273,7 @@ class _Interfaces(Mapping):
     def __init__(self, text: str):
         self._text = _chunks(text)
         self._parsed: dict[str, Interface] = {}
-        self._lines: dict[str, dict[str, list[str]]] = {}
+        self._lines: dict[str, dict[str, list[tuple[str, str]]]] = {}
 
     def member(self, iface: str, name: str, kind: type | None = None) -> Attribute | Method | None:
         """One member by its Python name (a Method before an Attribute of the same name, unless
@@ -289,13 +289,16 @@ class _Interfaces(Mapping):
             text = self._text.get(iface)
             if text is None:
                 return None
+            # keyed by the name without case or underscores (what snake() keeps of it): the few
+            # lines under a key are checked with snake(), not every line of the interface
             lines = self._lines[iface] = {}
             for raw in text.splitlines()[1:]:
                 line = raw.split("#", 1)[0].strip()
                 if line:
                     xidl = line.split("(", 1)[0].split(":", 1)[0].strip()
-                    lines.setdefault(snake(xidl), []).append(line)
-        found = [m for m in (_member(line, iface, iface, False) for line in lines.get(name, ()))
+                    lines.setdefault(xidl.lower().replace("_", ""), []).append((xidl, line))
+        found = [m for m in (_member(line, iface, iface, False)
+                             for xidl, line in lines.get(name.replace("_", ""), ()) if snake(xidl) == name)
                  if m is not None]
         for wanted in ((Method, Attribute) if kind is None else (kind,)):
             for m in found:
