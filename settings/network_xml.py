@@ -139,10 +139,7 @@ def _write_nat(nat: etree._Element, n: NatSettings, sv: int) -> None:
 
 
 def _mode_el(parent: etree._Element | None, mode: str) -> etree._Element | None:
-    el = child(parent, MODES[mode][0])
-    if el is None and mode == "Bridged":
-        el = child(parent, "HostInterface")
-    return el
+    return _indexed_mode_el(child_index(parent), mode)
 
 
 def _active_mode(el: etree._Element) -> etree._Element | None:
@@ -160,7 +157,8 @@ def _read_rules(nat: etree._Element | None) -> list[NatRule]:
 
 
 def _indexed_mode_el(index: dict, mode: str) -> etree._Element | None:
-    """_mode_el over a child_index() of the parent."""
+    """The element of attachment `mode` among a parent's children (child_index() of the parent);
+    pre-2.1 files name the bridged one HostInterface."""
     el = index.get(MODES[mode][0])
     if el is None and mode == "Bridged":
         el = index.get("HostInterface")
