@@ -150,6 +150,10 @@ def main(argv=None) -> int:
             return 0
     setup_logging(logfile, args.logrotate, args.logsize, args.verbose)
     log = logging.getLogger("vboxsvc")
+    # a fatal error in native code (libzmq, lxml) leaves every thread's Python stack in the log; a
+    # descriptor of its own, which the log's rotation cannot close under it
+    import faulthandler
+    faulthandler.enable(file=os.open(logfile, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
     from ..ipc.busserver import raise_fd_limit
     log.info("descriptor limit %d", raise_fd_limit())   # each client costs a pidfd and connections
     for lock, text in ((life, f"{os.getpid()}\n"),

@@ -7,6 +7,12 @@ bound a hanging client would fail.
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
+from tests.integration.world import pid_alive
+
 STOPPED = """
 import os, signal
 from vboxsvc.api import VBoxError
@@ -115,3 +121,17 @@ def test_teardown_waits_for_a_call_blocked_on_another_thread(world):
     out = world.py(TORN_DOWN, timeout=120)
     assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
     assert out.stdout == "['The client connection is closed'] True\n", out.stdout
+
+
+def test_a_native_crash_of_the_service_leaves_its_stacks_in_the_log(world):
+    """VBoxSVC.log gets every thread's Python stack when the service dies of a fatal signal."""
+    out = world.py("from vboxsvc.ipc.client import connect\nprint(connect().service_pid)", timeout=120)
+    assert out.returncode == 0, out.stderr
+    pid = int(out.stdout.split()[-1])
+    os.kill(pid, signal.SIGSEGV)
+    deadline = time.monotonic() + 20
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    logs = "".join(p.read_text(errors="replace") for p in world.base.rglob("VBoxSVC.log*"))
+    assert "Fatal Python error: Segmentation fault" in logs
+    assert "vboxsvc/ipc/busserver.py" in logs.split("Fatal Python error")[-1]
