@@ -260,17 +260,19 @@ def _real_mode_8259(irq: int) -> str:
 
 _IRQ0_SETUP = _real_mode_8259(0)
 _IRQ1_SETUP = _real_mode_8259(1)
+# PIT channel 0, rate generator at ~1 kHz (IRQ0)
+_PIT_1KHZ = """    mov $0x34, %al                 # channel 0, lo/hi, mode 2
+    out %al, $0x43
+    mov $(1193 & 0xFF), %al
+    out %al, $0x40
+    mov $(1193 >> 8), %al
+    out %al, $0x40"""
 
 # PIT channel 0 at ~1 kHz through the 8259A (vector 8): count 3 ticks with STI;HLT, so every
 # tick wakes the halted CPU.
 PIT_INTERRUPTS = f"""
 {_IRQ0_SETUP}
-    mov $0x34, %al                 # channel 0, lo/hi, mode 2
-    out %al, $0x43
-    mov $(1193 & 0xFF), %al
-    out %al, $0x40
-    mov $(1193 >> 8), %al
-    out %al, $0x40
+{_PIT_1KHZ}
     movw $0, halts
 1:  sti
     hlt
@@ -379,12 +381,7 @@ STARVED_IRQ = f"""
     movw $0, 0x26
     mov $0xFC, %al                 # IRQ0 and IRQ1
     out %al, $0x21
-    mov $0x34, %al                 # channel 0, lo/hi, mode 2
-    out %al, $0x43
-    mov $(1193 & 0xFF), %al
-    out %al, $0x40
-    mov $(1193 >> 8), %al
-    out %al, $0x40
+{_PIT_1KHZ}
     sti
 1:  cmpw $0, taken
     jne 2f
