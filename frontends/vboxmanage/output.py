@@ -6,6 +6,7 @@ exit code VBoxManage produces, so every command reports failures the same way.
 """
 
 import sys
+import time
 
 from vboxsvc.api import identity
 
@@ -93,3 +94,9 @@ def com_error_block(text: str, code: int, component: str, interface: str, contex
     if context:
         block += msg_lines("error: ", f"Context: {context}")
     return block
+
+
+def rt_time_spec(ms: int) -> str:
+    """RTTimeSpecToString of a UTC time in milliseconds: 9 fraction digits, no `Z` (callers with a
+    buffer that has room for it add it)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(ms // 1000)) + f"{(ms % 1000) * 1000000:09d}"

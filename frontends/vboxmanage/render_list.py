@@ -5,7 +5,7 @@ size, description, auto_reset, in_use: [(name, uuid)], children: [...], ...}.
 """
 
 from .names import MEDIUM_STATES, MEDIUM_TYPES, PROCESSOR_FEATURES
-from .output import IDENTITY
+from .output import IDENTITY, rt_time_spec
 
 
 def vms(entries: list[tuple[str, str]]) -> str:
@@ -127,10 +127,7 @@ def hostinfo(h: dict) -> str:
 
 def host_time(ms: int) -> str:
     """RTTimeSpecToString with room for the `Z`: 9 fraction digits."""
-    import datetime
-
-    when = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{(ms % 1000) * 1000000:09d}Z"
+    return rt_time_spec(ms) + "Z"
 
 
 def systemproperties(rows: list[tuple[str, object]]) -> str:

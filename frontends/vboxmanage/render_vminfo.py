@@ -4,7 +4,6 @@ Two layouts: --machinereadable (key order and quoting of VBoxManageInfo.cpp 7.1)
 human one (`%-28s %s` lines).  Pure functions of data, so they are unit-tested on dicts.
 """
 
-import datetime
 
 from .names import (
     BOOT_DEVICES,
@@ -19,7 +18,7 @@ from .names import (
     PARAVIRT,
     UART_TYPES,
 )
-from .output import msg_lines
+from .output import msg_lines, rt_time_spec
 from .render_snapshot import snapshot_human, snapshot_machine_readable
 
 
@@ -45,8 +44,7 @@ def mr_int(key: str, value: int) -> str:
 
 def state_time(ms: int) -> str:
     """RTTimeSpecToString into a 30-byte buffer: 9 fraction digits, the `Z` cut off."""
-    when = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{(ms % 1000) * 1000000:09d}"
+    return rt_time_spec(ms)
 
 
 def _onoff(flag: bool) -> str:

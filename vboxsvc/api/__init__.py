@@ -7,26 +7,34 @@ The names are looked up on first use (PEP 562), so that a client importing one s
 """
 
 
+import sys as _sys
+
 _ENUM_FUNCTIONS = ("is_online", "is_transient", "state_name")
 
 
-def __getattr__(name: str):
-    import importlib
+def _sub(name: str):
+    """A submodule, imported on first use (__import__ rather than importlib, which a short-lived
+    client would load for this alone)."""
+    full = f"{__name__}.{name}"
+    __import__(full)
+    return _sys.modules[full]
 
+
+def __getattr__(name: str):
     if name.startswith("__"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     if name == "VBoxError":
-        value = importlib.import_module(f"{__name__}.errors").VBoxError
+        value = _sub("errors").VBoxError
     elif name == "Event":
-        value = importlib.import_module(f"{__name__}.events").Event
+        value = _sub("events").Event
     elif name[:1].isupper() or name in _ENUM_FUNCTIONS:
         try:
-            value = getattr(importlib.import_module(f"{__name__}.enums"), name)
+            value = getattr(_sub("enums"), name)
         except AttributeError:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
     else:  # a submodule (`from vboxsvc.api import identity`)
         try:
-            return importlib.import_module(f"{__name__}.{name}")
+            return _sub(name)
         except ModuleNotFoundError as e:
             if e.name != f"{__name__}.{name}":
                 raise
@@ -36,7 +44,5 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    import importlib
-
-    enums = importlib.import_module(f"{__name__}.enums")
+    enums = _sub("enums")
     return sorted(set(globals()) | {n for n in vars(enums) if not n.startswith("_")} | {"VBoxError", "Event"})

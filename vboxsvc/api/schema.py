@@ -9,8 +9,6 @@ so they cannot drift apart (tests/unit/vboxsvc/test_schema.py checks the impleme
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from .interfaces import SCHEMA_TEXT
 
 _UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -267,7 +265,37 @@ def _chunks(text: str) -> dict[str, str]:
     return {k: "\n".join(v) for k, v in out.items()}
 
 
-class _Interfaces(Mapping):
+class LazyMapping:
+    """A read-only mapping whose values are made on first use: __getitem__, __iter__ and __len__ by
+    the subclass, the rest here (collections.abc.Mapping would cost a short-lived client the
+    import of `collections`)."""
+
+    __slots__ = ()
+
+    def __contains__(self, name) -> bool:
+        try:
+            self[name]
+        except KeyError:
+            return False
+        return True
+
+    def get(self, name, default=None):
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def keys(self):
+        return list(self)
+
+    def values(self):
+        return [self[k] for k in self]
+
+    def items(self):
+        return [(k, self[k]) for k in self]
+
+
+class _Interfaces(LazyMapping):
     """The parsed schema, interface by interface on demand (client start-up stays fast)."""
 
     def __init__(self, text: str):

@@ -97,7 +97,7 @@ class Client:
         self.endpoint = paths.endpoint()
         self.sid = os.urandom(16)
         self.table = ObjectTable(self.sid)
-        self.codec = Codec(self._to_ref, self._from_ref)
+        self.codec = Codec(self._to_ref, self._from_ref, plain=light)
         self._ctx = None
         # the ZeroMQ context and socket stay reachable from here until _teardown: a client dropped
         # without close() is garbage together with its proxies (a cycle), and the collector must run

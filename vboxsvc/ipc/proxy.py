@@ -9,9 +9,7 @@ client such as `vboxmanage` pays for the dozen members it touches, not for whole
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from ..api.schema import INTERFACES, SCALARS, Attribute, Method, Type
+from ..api.schema import INTERFACES, SCALARS, Attribute, LazyMapping, Method, Type
 from .dispatcher import CALL, GET, SET
 from .wire import Ref
 
@@ -142,7 +140,7 @@ def _make(name: str) -> type:
     return type(name, (Proxy,), {"__slots__": (), "__interface__": name})
 
 
-class _Proxies(Mapping):
+class _Proxies(LazyMapping):
     """Interface name -> proxy class, built on first use."""
 
     def __init__(self):
@@ -161,7 +159,7 @@ class _Proxies(Mapping):
         return len(INTERFACES)
 
 
-PROXIES: Mapping[str, type] = _Proxies()
+PROXIES: LazyMapping = _Proxies()
 
 
 _CONVERTERS: dict[tuple[str, int, str], object] = {}

@@ -16,7 +16,6 @@ import time
 from _operator import _compare_digest as compare_digest  # hmac.compare_digest, without loading OpenSSL
 from _thread import _local  # threading.local (threading itself is not needed here)
 
-import msgpack
 
 MAX_FRAME = 16 * 1024 * 1024      # bytes per body; ZeroMQ drops peers that send more
 MAC_BYTES = 32
@@ -39,7 +38,7 @@ class Ref:
     """A reference to an object living in some process: owner session id (b'' = the service), oid,
     interface."""
 
-    __slots__ = ("owner", "oid", "iface", "_ext")
+    __slots__ = ("owner", "oid", "iface", "_ext")  # _ext: the encoded [owner, oid, iface], once sent
 
     def __init__(self, owner: bytes, oid: int, iface: str):
         self.owner = owner
@@ -60,37 +59,8 @@ class Ref:
         return f"Ref({self.owner.hex() or 'svc'}, {self.oid}, {self.iface})"
 
 
-def pack_ref(ref: Ref) -> msgpack.ExtType:
-    ext = ref._ext
-    if ext is None:  # references are sent again and again: encode once
-        ext = ref._ext = msgpack.ExtType(EXT_REF, msgpack.packb([ref.owner, ref.oid, ref.iface]))
-    return ext
-
-
 _REF_CACHE: dict[bytes, Ref] = {}
 _REF_CACHE_MAX = 4096
-
-
-def unpack_ref(data: bytes) -> Ref:
-    ref = _REF_CACHE.get(data)
-    if ref is None:  # the same references arrive again and again: decode each once (refs are immutable)
-        ref = _decode_ref(data)
-        if len(_REF_CACHE) >= _REF_CACHE_MAX:
-            _REF_CACHE.clear()
-        _REF_CACHE[data] = ref
-    return ref
-
-
-def _decode_ref(data: bytes) -> Ref:
-    val = msgpack.unpackb(data)
-    if (not isinstance(val, list) or len(val) != 3 or not isinstance(val[0], bytes)
-            or not isinstance(val[1], int) or not isinstance(val[2], str)):
-        raise FrameError("malformed object reference")
-    return Ref(val[0], val[1], val[2])
-
-
-def pack_event(ev) -> msgpack.ExtType:
-    return msgpack.ExtType(EXT_EVENT, msgpack.packb(ev.to_wire(), default=_plain))
 
 
 def _plain(obj):
@@ -98,40 +68,72 @@ def _plain(obj):
 
 
 class Codec:
-    """msgpack with our extension types; `to_ref` turns local objects into Refs, `from_ref` resolves them."""
+    """msgpack with our extension types; `to_ref` turns local objects into Refs, `from_ref` resolves them.
 
-    def __init__(self, to_ref, from_ref):
+    `plain` encodes with vboxsvc.ipc.packing (the same bytes, in plain Python) instead of the
+    msgpack package: for a process that sends a few small bodies and exits (the CLI), where
+    loading msgpack costs more than the encoding.
+    """
+
+    def __init__(self, to_ref, from_ref, plain: bool = False):
+        if plain:
+            from . import packing as mp
+        else:
+            import msgpack as mp
+        self._mp = mp
+        self._plain = plain
         self._to_ref = to_ref
         self._from_ref = from_ref
         self._local = _local()
 
+    def _ref_ext(self, ref: Ref):
+        data = ref._ext
+        if data is None:  # references are sent again and again: encode each once
+            data = ref._ext = self._mp.packb([ref.owner, ref.oid, ref.iface])
+        return self._mp.ExtType(EXT_REF, data)
+
     def _default(self, obj):
         if isinstance(obj, Ref):
-            return pack_ref(obj)
+            return self._ref_ext(obj)
         events = sys.modules.get(_EVENTS)  # not loaded: obj cannot be an Event
         if events is not None and isinstance(obj, events.Event):
-            return pack_event(obj)
+            return self._mp.ExtType(EXT_EVENT, self._mp.packb(obj.to_wire(), default=_plain))
         ref = self._to_ref(obj)
         if ref is None:
             raise TypeError(f"cannot send {type(obj).__name__} on the bus")
-        return pack_ref(ref)
+        return self._ref_ext(ref)
+
+    def _unpack_ref(self, data: bytes) -> Ref:
+        ref = _REF_CACHE.get(data)
+        if ref is None:  # the same references arrive again and again: decode each once (refs are immutable)
+            val = self._mp.unpackb(data)
+            if (not isinstance(val, list) or len(val) != 3 or not isinstance(val[0], bytes)
+                    or not isinstance(val[1], int) or not isinstance(val[2], str)):
+                raise FrameError("malformed object reference")
+            ref = Ref(val[0], val[1], val[2])
+            if len(_REF_CACHE) >= _REF_CACHE_MAX:
+                _REF_CACHE.clear()
+            _REF_CACHE[data] = ref
+        return ref
 
     def _ext(self, code: int, data: bytes):
         if code == EXT_REF:
-            return self._from_ref(unpack_ref(data))
+            return self._from_ref(self._unpack_ref(data))
         if code == EXT_EVENT:
             from ..api.events import Event
 
             try:
-                return Event.from_wire(msgpack.unpackb(data))
+                return Event.from_wire(self._mp.unpackb(data))
             except (ValueError, TypeError, KeyError) as e:
                 raise FrameError(f"malformed event: {e}") from None
         raise FrameError(f"unknown extension type {code}")
 
     def pack(self, obj) -> bytes:
+        if self._plain:
+            return self._mp.packb(obj, default=self._default)
         packer = getattr(self._local, "packer", None)
         if packer is None:
-            packer = self._local.packer = msgpack.Packer(default=self._default, use_bin_type=True)
+            packer = self._local.packer = self._mp.Packer(default=self._default, use_bin_type=True)
         try:
             return packer.pack(obj)
         except BaseException:
@@ -140,7 +142,9 @@ class Codec:
 
     def unpack(self, data: bytes):
         try:
-            return msgpack.unpackb(data, ext_hook=self._ext, raw=False, strict_map_key=False)
+            if self._plain:
+                return self._mp.unpackb(data, ext_hook=self._ext)
+            return self._mp.unpackb(data, ext_hook=self._ext, raw=False, strict_map_key=False)
         except FrameError:
             raise
         except Exception as e:  # msgpack raises a zoo of types on garbage

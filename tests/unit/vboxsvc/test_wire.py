@@ -56,13 +56,14 @@ def test_replay_guard():
     g.commit(g.check(_msg(sid, 6)), 6)
 
 
-def test_codec_refs_and_events():
+@pytest.mark.parametrize("plain", [False, True], ids=["msgpack", "plain"])
+def test_codec_refs_and_events(plain):
     class Obj:
         __interface__ = "IMachine"
 
     seen = []
     codec = Codec(lambda o: Ref(b"", 7, o.__interface__) if hasattr(o, "__interface__") else None,
-                  lambda r: seen.append(r) or ("resolved", r.oid))
+                  lambda r: seen.append(r) or ("resolved", r.oid), plain=plain)
     ev = Event(VBoxEventType.OnMachineStateChanged, {"machine_id": "m", "state": 6}, id=3)
     data = codec.pack({"obj": Obj(), "ev": ev, "n": MachineState.Running, "b": b"\x00"})
     out = codec.unpack(data)
