@@ -26,7 +26,8 @@ def batch(calls) -> list:
 
 class Plan:
     """What is read of one interface: attributes, calls with fixed arguments, and calls whose
-    arguments depend on what the attributes read (`later(fetched)` -> [(method, args)])."""
+    arguments depend on what the attributes read: `later(fetched)` -> [(method, args)] on the object
+    itself, or [(other object, method, args)] on another one (fetched like the rest)."""
 
     __slots__ = ("attrs", "calls", "later")
 
@@ -90,6 +91,12 @@ def _is_proxy(value) -> bool:
 
 def prefetch(root, plans: dict[str, Plan], levels: int = 8):
     """`root` and every object reached through planned reads, fetched level by level."""
+    return prefetch_all([root], plans, levels)[0]
+
+
+def prefetch_all(roots: list, plans: dict[str, Plan], levels: int = 8) -> list:
+    """Each of `roots` and every object reached through planned reads, fetched level by level: the
+    roots' reads share the batches (one round trip per level for all of them)."""
     from vboxsvc.ipc.proxy import member  # the schema's members of a proxy class (None: not in this schema)
 
     def is_attribute(cls, name: str) -> bool:
@@ -103,6 +110,8 @@ def prefetch(root, plans: dict[str, Plan], levels: int = 8):
     fresh: list[Fetched] = []  # wrapped since the last batch: their attributes are in the next one
 
     def wrap(proxy):
+        if isinstance(proxy, Fetched):
+            proxy = proxy._proxy
         fetched = made.get(proxy._ref)
         if fetched is None:
             fetched = made[proxy._ref] = Fetched(proxy)
@@ -122,9 +131,7 @@ def prefetch(root, plans: dict[str, Plan], levels: int = 8):
             return [wrap(v) for v in value]
         return value
 
-    if not _is_proxy(root):
-        return root  # a local object (tests' fakes): nothing to save
-    top = wrap(root)
+    tops = [wrap(root) if _is_proxy(root) else root for root in roots]  # local objects (tests' fakes) stay
     ready: list[Fetched] = []  # their attributes have been read: the calls that need them can go
     for _ in range(levels):
         for fetched in ready:
@@ -133,7 +140,10 @@ def prefetch(root, plans: dict[str, Plan], levels: int = 8):
                 extra = plans[cls.__interface__].later(fetched)
             except Exception:
                 continue  # what the calls depend on failed: the reader meets that failure itself
-            todo.extend((fetched, m, tuple(args)) for m, args in extra if is_method(cls, m))
+            for entry in extra:
+                target, (m, args) = (fetched, entry) if len(entry) == 2 else (wrap(entry[0]), entry[1:])
+                if is_method(type(target._proxy), m):
+                    todo.append((target, m, tuple(args)))
         ready, fresh[:] = list(fresh), []
         if not todo:
             if not ready:
@@ -144,4 +154,4 @@ def prefetch(root, plans: dict[str, Plan], levels: int = 8):
                          for f, name, args in work])
         for (fetched, name, args), (ok, value) in zip(work, results, strict=True):
             fetched._got[name if args is None else (name, _key(args))] = (ok, adopt(value) if ok else value)
-    return top
+    return tops

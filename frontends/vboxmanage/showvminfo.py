@@ -26,9 +26,17 @@ def fast(rest: list[str]) -> int | None:
 
 
 def show(vm: str, details: bool, machinereadable: bool, as_json: bool) -> int:
+    from .fetch import CALL, GET, batch, prefetch_all
+
     vbox = Api.vbox()
-    machine = find_machine(vm, 3218, _FILE)
-    session = Api.session()
+    with call("FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())", 3218, _FILE):
+        # the machine and a new session in one round trip (independent reads)
+        (found, machine), (made, session) = batch([(vbox, CALL, "find_machine", (vm,)),
+                                                   (Api.client().virtualbox_client, GET, "session", ())])
+        if not found:
+            raise machine
+    if not made:
+        raise session
     locked = False
     try:  # a Shared lock like VBoxManage; failure to lock is not an error
         machine.lock_machine(session, lock_type("Shared"))
@@ -37,15 +45,15 @@ def show(vm: str, details: bool, machinereadable: bool, as_json: bool) -> int:
         pass
     try:
         with call("showVMInfo(pVirtualBox, machine, ptrSession, details)", 3262, _FILE):
-            from .fetch import prefetch
-
-            fetched = prefetch(machine, plans())
-            info = collect(vbox, fetched, batched=False)
+            # the machine, the OS type's description and (locked: the VM runs) what is read of its
+            # console, all in the same few batches
+            fetched, fetched_vbox, fetched_session = prefetch_all([machine, vbox, session],
+                                                                  plans(vbox, console=locked))
+            info = collect(fetched_vbox, fetched, batched=False)
             if locked and info.get("accessible"):
-                console = session.console
+                console = fetched_session.console
                 info["running"] = console is not None
                 if console is not None:
-                    console = _console(console)
                     info["transient_folders"] = transient_folders(console)
                     info["vrde_live"] = _vrde_live(console)
             if info.get("accessible") and fetched.snapshot_count:
@@ -65,18 +73,6 @@ def show(vm: str, details: bool, machinereadable: bool, as_json: bool) -> int:
     else:
         sys.stdout.write(render_vminfo.human(info, details))
     return 0
-
-
-def _console(console):
-    """The running VM's console with what showvminfo reads of it fetched in a few round trips
-    (the VM process answers them; fewer calls cost its guest less)."""
-    from .fetch import Plan, prefetch
-
-    return prefetch(console, {
-        "IConsole": Plan(("shared_folders", "vrde_server_info")),
-        "IVRDEServerInfo": Plan(("active", "port", "number_of_clients")),
-        "ISharedFolder": Plan(("name", "host_path", "writable", "auto_mount", "auto_mount_point")),
-    })
 
 
 def _vrde_live(console) -> dict:

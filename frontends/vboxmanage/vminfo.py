@@ -44,8 +44,10 @@ class Hw:
     Enabled, VPID, NestedPaging, UnrestrictedExecution, LargePages, VirtVmsaveVmload = 1, 2, 3, 4, 5, 8
 
 
-def plans() -> dict:
-    """What collect() reads of each interface, so that prefetch() reads it in a few batches."""
+def plans(vbox=None, console: bool = False) -> dict:
+    """What collect() reads of each interface, so that prefetch() reads it in a few batches; with
+    `vbox`, the description of the machine's OS type too (os_description), and with `console`, what
+    showvminfo reads of a running VM's console (through the session)."""
     from .fetch import Plan
 
     cpu = [("get_cpu_property", (p,)) for p in (Cpu.PAE, Cpu.LongMode, Cpu.TripleFaultReset, Cpu.APIC,
@@ -68,7 +70,10 @@ def plans() -> dict:
                           "platform", "firmware_settings", "graphics_adapter", "medium_attachments",
                           "storage_controllers", "audio_settings", "vrde_server", "usb_controllers",
                           "clipboard_mode", "clipboard_file_transfers_enabled", "dn_d_mode",
-                          "snapshot_count"), machine_calls),
+                          "snapshot_count"), machine_calls,
+                         later=None if vbox is None else
+                         lambda m: [(vbox, "get_guest_os_type", (m.os_type_id,))]),
+        "IGuestOSType": Plan(("description",)),
         "IPlatform": Plan(("architecture", "chipset_type", "rtc_use_utc", "iommu_type", "x86")),
         "IPlatformX86": Plan(("hpet_enabled",), cpu + hw),
         "IFirmwareSettings": Plan(("firmware_type", "boot_menu_mode", "acpi_enabled", "ioapic_enabled",
@@ -96,6 +101,9 @@ def plans() -> dict:
                                    "is_ejected")),
         "IMedium": Plan(("id", "location")),
         "ISharedFolder": Plan(("name", "host_path", "writable", "auto_mount", "auto_mount_point")),
+        **({"ISession": Plan(("console",)),
+            "IConsole": Plan(("shared_folders", "vrde_server_info")),
+            "IVRDEServerInfo": Plan(("active", "port", "number_of_clients"))} if console else {}),
     }
 
 

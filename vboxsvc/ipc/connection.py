@@ -104,6 +104,7 @@ class Client:
         # our __del__ (which closes the socket first), never the context's own (which would wait for
         # that socket for ever)
         _HELD[id(self)] = self._held = []
+        self._light = light
         if light:
             from .zmtp import ZmtpChannel
 
@@ -129,6 +130,7 @@ class Client:
         self.service_pid: int = info["pid"]
         self.virtualbox = info["vbox"]
         self._vbclient = info["client"]
+        self.virtualbox_client = self._vbclient  # IVirtualBoxClient
 
     def _hello(self, hello: dict, autostart_service: bool) -> dict:
         # a service that is just exiting may have accepted our connection: start or find the next one
@@ -199,7 +201,9 @@ class Client:
         if self._closed:
             return
         try:
-            self._request({"op": "bye"}, timeout_s=5)
+            # a light client's socket is a plain Unix socket: the service reads the goodbye even after
+            # we closed our end, so there is no need to wait for its answer
+            self._request({"op": "bye"}, timeout_s=5, wait=not self._light)
         except VBoxError:
             pass
         self._teardown()
@@ -274,7 +278,7 @@ class Client:
             msg["w"] = kwargs
         return self._request(msg, timeout_s=CALL_TIMEOUT_S + timeout / 1000)
 
-    def _request(self, msg: dict, timeout_s: float | None = None):
+    def _request(self, msg: dict, timeout_s: float | None = None, wait: bool = True):
         if self._closed:
             raise VBoxError(rc.E_UNEXPECTED, "The client connection is closed")
         with self._lock:
@@ -293,6 +297,8 @@ class Client:
                 sock.send(sign(self.key, body)[0])
             except Exception as e:
                 raise _gone(e) from None
+            if not wait:
+                return None
             start = _monotonic()
             stopped_since = None
             while True:

@@ -19,6 +19,7 @@ PER_ATTRIBUTE = textwrap.dedent("""
     import sys
     from frontends.vboxmanage import extradata, fetch, listing, main
     fetch.prefetch = lambda root, plans, levels=8: root
+    fetch.prefetch_all = lambda roots, plans, levels=8: list(roots)
     listing.machine_list_entries = lambda machines: [listing.machine_list_entry(m) for m in machines]
     extradata._values = lambda obj, keys: [(True, obj.get_extra_data(k)) for k in keys]
     main.FAST = {}

@@ -135,3 +135,29 @@ def test_a_native_crash_of_the_service_leaves_its_stacks_in_the_log(world):
     logs = "".join(p.read_text(errors="replace") for p in world.base.rglob("VBoxSVC.log*"))
     assert "Fatal Python error: Segmentation fault" in logs
     assert "vboxsvc/ipc/busserver.py" in logs.split("Fatal Python error")[-1]
+
+
+GOODBYE = """
+import glob, os, time
+from vboxsvc.ipc import paths
+from vboxsvc.ipc.client import connect
+c = connect(light=True)             # as vboxmanage connects: it does not wait for the goodbye's answer
+pid = os.getpid()
+c.close()
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:  # this process lives on: only the goodbye can tell the service
+    logs = "".join(open(p, errors="replace").read()
+                   for p in glob.glob(os.path.join(paths.canonical_home(), "VBoxSVC.log*")))
+    if f"gone (pid {pid})" in logs:
+        print("heard")
+        break
+    time.sleep(0.05)
+else:
+    print("not heard")
+"""
+
+
+def test_a_light_client_goodbye_is_heard_without_waiting_for_its_answer(world):
+    out = world.py(GOODBYE, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "heard\n", out.stdout

@@ -129,7 +129,11 @@ def api(monkeypatch):
                 out.append((False, exc))
         return out
 
-    client = types.SimpleNamespace(virtualbox=vbox, session=new_session, close=lambda: None, batch=batch)
+    class FakeVBoxClient:  # IVirtualBoxClient: a new session per read of `session`
+        session = property(lambda self: new_session())
+
+    client = types.SimpleNamespace(virtualbox=vbox, session=new_session, close=lambda: None, batch=batch,
+                                   virtualbox_client=FakeVBoxClient())
     monkeypatch.setattr(Api, "_client", None)
     monkeypatch.setattr(Api, "client", classmethod(lambda cls: client))
     State.nologo, State.logo_shown = True, False
