@@ -7,7 +7,9 @@ full site initialisation: every .pth file in site-packages is read and run (edit
 finders, whatever else is installed there) before vboxmanage's first line. The launchers
 written here run the same `frontends.vboxmanage.main:main` under `python3 -I -S` (isolated,
 no site) with the folders the interpreter would have searched, taken once at install time,
-put on sys.path directly: the checkout first, then the dependencies' site-packages.
+put on sys.path directly: the checkout first, the dependencies' site-packages after the standard
+library (where a normal start puts them: a standard module is then found without listing
+site-packages, which vboxmanage's own path never needs).
 
 Usage: python3 scripts/write_launchers.py [--dir DIR] [--check]
   --dir    where to write them (default: this interpreter's scripts folder, where pip put its own)
@@ -29,7 +31,8 @@ TEMPLATE = '''#!{python} -IS
 # vboxpy's {name}: the interpreter isolated (-I) and without site initialisation (-S) for a fast
 # start; written by scripts/install.sh (scripts/write_launchers.py), rerun it after moving things.
 import sys
-sys.path[0:0] = {paths!r}
+sys.path.insert(0, {root!r})
+sys.path += {extra!r}
 from frontends.vboxmanage.main import main
 main()
 '''
@@ -56,7 +59,8 @@ def _clean_env() -> dict:
 
 
 def render(python: str, name: str) -> str:
-    return TEMPLATE.format(python=python, name=name, paths=search_path(python))
+    paths = search_path(python)
+    return TEMPLATE.format(python=python, name=name, root=paths[0], extra=paths[1:])
 
 
 def main() -> None:

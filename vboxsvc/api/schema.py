@@ -14,10 +14,23 @@ from .interfaces import SCHEMA_TEXT
 _UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
 _DIGIT = frozenset("0123456789")
-_WORD = _UPPER | _LOWER | _DIGIT | {"_"}
+
+
+_SNAKE: dict[str, str] = {}
 
 
 def snake(name: str) -> str:
+    """VirtualBox name -> Python name (see _snake), remembered: a client converts the same few
+    names again and again."""
+    out = _SNAKE.get(name)
+    if out is None:
+        out = _snake(name)
+        if len(_SNAKE) < 8192:
+            _SNAKE[name] = out
+    return out
+
+
+def _snake(name: str) -> str:
     """VirtualBox name -> Python name: createMachine -> create_machine,
     HWVirtExProperty -> hw_virt_ex_property,
     is64Bit -> is64_bit, acceleration3DAvailable -> acceleration3d_available.
@@ -38,7 +51,8 @@ def snake(name: str) -> str:
 
 
 def _word(text: str) -> bool:
-    return bool(text) and all(c in _WORD for c in text)
+    """`\\w+` in ASCII (isalnum in C rather than a loop over the characters)."""
+    return text.isascii() and text.replace("_", "a").isalnum()
 
 
 def _type_text(text: str) -> bool:
@@ -302,6 +316,7 @@ class _Interfaces(LazyMapping):
         self._text = _chunks(text)
         self._parsed: dict[str, Interface] = {}
         self._lines: dict[str, dict[str, list[tuple[str, str]]]] = {}
+        self._low: dict[str, str | None] = {}
 
     def member(self, iface: str, name: str, kind: type | None = None) -> Attribute | Method | None:
         """One member by its Python name (a Method before an Attribute of the same name, unless
@@ -317,22 +332,52 @@ class _Interfaces(LazyMapping):
             text = self._text.get(iface)
             if text is None:
                 return None
-            # keyed by the name without case or underscores (what snake() keeps of it): the few
-            # lines under a key are checked with snake(), not every line of the interface
             lines = self._lines[iface] = {}
-            for raw in text.splitlines()[1:]:
-                line = raw.split("#", 1)[0].strip()
-                if line:
-                    xidl = line.split("(", 1)[0].split(":", 1)[0].strip()
-                    lines.setdefault(xidl.lower().replace("_", ""), []).append((xidl, line))
+        key = name.replace("_", "")
+        candidates = lines.get(key)
+        if candidates is None:
+            candidates = lines[key] = self._lines_named(iface, key)
         found = [m for m in (_member(line, iface, iface, False)
-                             for xidl, line in lines.get(name.replace("_", ""), ()) if snake(xidl) == name)
+                             for xidl, line in candidates if snake(xidl) == name)
                  if m is not None]
         for wanted in ((Method, Attribute) if kind is None else (kind,)):
             for m in found:
                 if isinstance(m, wanted):
                     return m
         return None
+
+    def _lines_named(self, iface: str, key: str) -> list[tuple[str, str]]:
+        """The member lines of `iface` whose name, without case or underscores, is `key` (what snake()
+        keeps of it): found with str.find in the lower-cased text rather than by splitting every
+        line of the interface (a client looks up a few of its members, not all)."""
+        text = self._text[iface]
+        low = self._low.get(iface)
+        if low is None:
+            low = self._low[iface] = text.lower() if text.isascii() else None
+        if low is None:  # lower() could change lengths: split the lines instead
+            found = []
+            for raw in text.splitlines()[1:]:
+                line = raw.split("#", 1)[0].strip()
+                xidl = line.split("(", 1)[0].split(":", 1)[0].strip()
+                if line and xidl.lower().replace("_", "") == key:
+                    found.append((xidl, line))
+            return found
+        found = []
+        start = 0
+        while True:
+            at = low.find(key, start)
+            if at < 0:
+                break
+            start = at + 1
+            begin = low.rfind("\n", 0, at) + 1
+            if begin == 0 or low[begin:at].strip() or low[begin] == "#":
+                continue  # not at the start of a member line (the interface's own line, a parameter)
+            end = low.find("\n", at)
+            line = text[begin:end if end >= 0 else len(text)].split("#", 1)[0].strip()
+            xidl = line.split("(", 1)[0].split(":", 1)[0].strip()
+            if xidl.lower() == key:  # VirtualBox.xidl's member names have no underscores
+                found.append((xidl, line))
+        return found
 
     def __getitem__(self, name: str) -> Interface:
         iface = self._parsed.get(name)

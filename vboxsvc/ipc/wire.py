@@ -38,13 +38,15 @@ class Ref:
     """A reference to an object living in some process: owner session id (b'' = the service), oid,
     interface."""
 
-    __slots__ = ("owner", "oid", "iface", "_ext")  # _ext: the encoded [owner, oid, iface], once sent
+    # _ext: the encoded [owner, oid, iface], once sent; _raw: the whole extension value (packing.Raw)
+    __slots__ = ("owner", "oid", "iface", "_ext", "_raw")
 
     def __init__(self, owner: bytes, oid: int, iface: str):
         self.owner = owner
         self.oid = oid
         self.iface = iface
         self._ext = None
+        self._raw = None
 
     def key(self) -> tuple:
         return (self.owner, self.oid)
@@ -87,10 +89,18 @@ class Codec:
         self._local = _local()
 
     def _ref_ext(self, ref: Ref):
+        if self._plain:
+            raw = ref._raw
+            if raw is None:
+                raw = ref._raw = self._mp.Raw(self._mp.packb(self._mp.ExtType(EXT_REF, self._ref_data(ref))))
+            return raw
+        return self._mp.ExtType(EXT_REF, self._ref_data(ref))
+
+    def _ref_data(self, ref: Ref) -> bytes:
         data = ref._ext
         if data is None:  # references are sent again and again: encode each once
             data = ref._ext = self._mp.packb([ref.owner, ref.oid, ref.iface])
-        return self._mp.ExtType(EXT_REF, data)
+        return data
 
     def _default(self, obj):
         if isinstance(obj, Ref):

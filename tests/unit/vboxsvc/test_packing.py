@@ -88,3 +88,8 @@ def _nested(depth: int):
     for _ in range(depth):
         value = [value]
     return value
+
+
+def test_raw_values_are_written_as_they_are():
+    ref = packing.Raw(msgpack.packb(msgpack.ExtType(1, b"abc")))
+    assert packing.packb([ref, ref, 5]) == msgpack.packb([msgpack.ExtType(1, b"abc")] * 2 + [5])
