@@ -16,7 +16,6 @@ import itertools
 import logging
 import os
 import resource
-import secrets
 import time
 from collections.abc import Callable
 
@@ -634,6 +633,6 @@ def raise_fd_limit() -> int:
 
 
 def new_session_id() -> bytes:
-    return secrets.token_bytes(16)
+    return os.urandom(16)
 
 

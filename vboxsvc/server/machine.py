@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import shutil
 import time
 import uuid as uuidlib
@@ -76,7 +75,7 @@ LOG_READ_MAX = 32 * 1024 * 1024
 
 
 def random_mac() -> str:
-    return "080027" + secrets.token_hex(3).upper()
+    return "080027" + os.urandom(3).hex().upper()
 
 
 def new_machine_settings(

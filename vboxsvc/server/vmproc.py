@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import shlex
 import shutil
 import signal
@@ -234,7 +233,7 @@ def launch_vm_process(core, session, name: str, environment_changes: list[str]):
                         "MachineWrap")
     env = dict(os.environ)
     apply_environment(env, environment_changes)
-    token = secrets.token_hex(16)
+    token = os.urandom(16).hex()
     env["VBOXPY_LAUNCH_TOKEN"] = token
     env["VBOX_USER_HOME"] = str(ctx.vbox.home)
     root = _package_root()
