@@ -50,11 +50,16 @@ def canonical(name: str) -> str | None:
     return name if name in COMMANDS else None
 
 
+def _module(name: str):
+    """frontends.vboxmanage.<name>, imported now (__import__: importlib would be loaded for this alone)."""
+    full = f"{__package__}.{name}"
+    __import__(full)
+    return sys.modules[full]
+
+
 def load(name: str):
     """Import the module of `name` only now and return its click command."""
-    import importlib
-
-    module = importlib.import_module(f"frontends.vboxmanage.cmd_{COMMANDS[name]}")
+    module = _module(f"cmd_{COMMANDS[name]}")
     return getattr(module, name, None) or getattr(module, name + "_")  # list_ avoids the builtin
 
 
@@ -195,9 +200,7 @@ FAST = {"list": "listing", "showvminfo": "showvminfo", "getextradata": "extradat
 
 def _invoke(name: str, rest: list[str]) -> int:
     if name in FAST:
-        import importlib
-
-        result = importlib.import_module(f"frontends.vboxmanage.{FAST[name]}").fast(rest)
+        result = _module(FAST[name]).fast(rest)
         if result is not None:
             return result
     command = load(name)

@@ -71,7 +71,9 @@ class Service(Host):
         self._cancel_idle()
         vbc = VirtualBoxClient(client)
         client.data["vbclient"] = vbc
-        log.info("client %s connected (pid %d, %s)", client.sid.hex()[:8], client.pid, client.name)
+        # logged once the answer is on its way: a command's first call does not wait for the log file
+        self.bus.post(lambda: log.info("client %s connected (pid %d, %s)", client.sid.hex()[:8], client.pid,
+                                       client.name))
         return {"pid": os.getpid(), "vbox": ctx.vbox, "client": vbc}
 
     def on_client_gone(self, client: ClientInfo) -> None:
