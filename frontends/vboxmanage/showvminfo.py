@@ -8,7 +8,7 @@ so that those runs never load click.
 import sys
 
 from . import render_vminfo
-from .api import Api, call, find_machine, lock_type
+from .api import Api, call, lock_type
 from .vminfo import collect, plans, snapshot_tree, transient_folders
 
 _FILE = "VBoxManageInfo.cpp"

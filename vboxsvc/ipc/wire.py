@@ -16,7 +16,6 @@ import time
 from _operator import _compare_digest as compare_digest  # hmac.compare_digest, without loading OpenSSL
 from _thread import _local  # threading.local (threading itself is not needed here)
 
-
 MAX_FRAME = 16 * 1024 * 1024      # bytes per body; ZeroMQ drops peers that send more
 MAC_BYTES = 32
 CLOCK_WINDOW_MS = 30_000           # how stale (or early) a frame's timestamp may be
