@@ -141,7 +141,8 @@ def test_batch_on_objects_of_another_process(client, monkeypatch, takes_batches)
     (one frame per entry to a process that did not say it takes batches, such as one started by an
     older version); each answers as the lone call would, errors included, in order, beside the
     service's own."""
-    from vboxsvc.ipc.connection import Client, _Callee
+    from vboxsvc.ipc.callee import Callee as _Callee
+    from vboxsvc.ipc.connection import Client
     from vboxsvc.ipc.proxy import make_proxy
 
     if not takes_batches:
@@ -176,7 +177,8 @@ def test_batch_on_objects_of_another_process(client, monkeypatch, takes_batches)
 def test_a_malformed_batch_answer_from_another_process_fails_its_entries(client, monkeypatch, answer):
     """A process answering a forwarded batch with nonsense (a hostile or broken VM process) costs its
     own entries an error, nothing else: the service answers the caller and keeps serving."""
-    from vboxsvc.ipc.connection import Client, _Callee
+    from vboxsvc.ipc.callee import Callee as _Callee
+    from vboxsvc.ipc.connection import Client
     from vboxsvc.ipc.proxy import make_proxy
 
     monkeypatch.setattr(_Callee, "_work_batch",
