@@ -96,15 +96,9 @@ def prefetch(root, plans: dict[str, Plan], levels: int = 8):
 
 def prefetch_all(roots: list, plans: dict[str, Plan], levels: int = 8) -> list:
     """Each of `roots` and every object reached through planned reads, fetched level by level: the
-    roots' reads share the batches (one round trip per level for all of them)."""
-    from vboxsvc.ipc.proxy import member  # the schema's members of a proxy class (None: not in this schema)
-
-    def is_attribute(cls, name: str) -> bool:
-        return isinstance(member(cls, name), property)
-
-    def is_method(cls, name: str) -> bool:
-        return callable(member(cls, name))
-
+    roots' reads share the batches (one round trip per level for all of them). The plans name
+    members of the schema (tests/unit/frontends/vboxmanage/test_fetch_plans.py): they are sent as
+    they are, without looking each one up."""
     made: dict = {}
     todo: list[tuple[Fetched, str, tuple | None]] = []
     fresh: list[Fetched] = []  # wrapped since the last batch: their attributes are in the next one
@@ -117,9 +111,8 @@ def prefetch_all(roots: list, plans: dict[str, Plan], levels: int = 8) -> list:
             fetched = made[proxy._ref] = Fetched(proxy)
             plan = plans.get(type(proxy).__interface__)
             if plan is not None:
-                cls = type(proxy)
-                todo.extend((fetched, a, None) for a in plan.attrs if is_attribute(cls, a))
-                todo.extend((fetched, m, tuple(args)) for m, args in plan.calls if is_method(cls, m))
+                todo.extend((fetched, a, None) for a in plan.attrs)
+                todo.extend((fetched, m, tuple(args)) for m, args in plan.calls)
                 if plan.later is not None:
                     fresh.append(fetched)
         return fetched
@@ -142,8 +135,7 @@ def prefetch_all(roots: list, plans: dict[str, Plan], levels: int = 8) -> list:
                 continue  # what the calls depend on failed: the reader meets that failure itself
             for entry in extra:
                 target, (m, args) = (fetched, entry) if len(entry) == 2 else (wrap(entry[0]), entry[1:])
-                if is_method(type(target._proxy), m):
-                    todo.append((target, m, tuple(args)))
+                todo.append((target, m, tuple(args)))
         ready, fresh[:] = list(fresh), []
         if not todo:
             if not ready:
