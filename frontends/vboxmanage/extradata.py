@@ -6,7 +6,7 @@ forms (`getextradata <vm>|global [<key>|enumerate]`), which then run without loa
 
 import sys
 
-from .api import Api, call, find_machine
+from .api import Api, call, find_machine_and
 
 _FILE = "VBoxManageMisc.cpp"
 
@@ -19,10 +19,15 @@ def fast(rest: list[str]) -> int | None:
 
 def get(target: str, key: str | None) -> int:
     vbox = Api.vbox()
-    obj = vbox if target == "global" else find_machine(target, 1470, _FILE)
-    if key is None or key == "enumerate":
+    listing = key is None or key == "enumerate"
+    first = ("get_extra_data_keys", ()) if listing else ("get_extra_data", (key,))
+    if target == "global":
+        obj, read = vbox, None
+    else:  # the machine and the first read of it in one round trip
+        obj, read = find_machine_and(target, first, 1470, _FILE)
+    if listing:
         with call("GetExtraDataKeys(ComSafeArrayAsOutParam(aKeys))", 1480, _FILE):
-            keys = obj.get_extra_data_keys()
+            keys = _read(obj, first, read)
             values = _values(obj, keys)
             for k, (ok, value) in zip(keys, values, strict=True):
                 if not ok:
@@ -30,9 +35,20 @@ def get(target: str, key: str | None) -> int:
                 sys.stdout.write(f"Key: {k}, Value: {value}\n")
         return 0
     with call("GetExtraData(Bstr(a->argv[1]).raw(), value.asOutParam())", 1500, _FILE):
-        value = obj.get_extra_data(key)
+        value = _read(obj, first, read)
     sys.stdout.write(f"Value: {value}\n" if value else "No value set!\n")
     return 0
+
+
+def _read(obj, first: tuple, read):
+    """What `first` read of `obj`: from the round trip that found it, else by the lone call."""
+    if read is None:
+        method, args = first
+        return getattr(obj, method)(*args)
+    ok, value = read
+    if not ok:
+        raise value
+    return value
 
 
 def _values(obj, keys: list[str]) -> list:

@@ -8,7 +8,7 @@ so that those runs never load click.
 import sys
 
 from . import render_vminfo
-from .api import Api, call, lock_type
+from .api import Api, call, is_api_error, lock_type
 from .vminfo import collect, plans, snapshot_tree, transient_folders
 
 _FILE = "VBoxManageInfo.cpp"
@@ -26,23 +26,22 @@ def fast(rest: list[str]) -> int | None:
 
 
 def show(vm: str, details: bool, machinereadable: bool, as_json: bool) -> int:
+    from vboxsvc.ipc.wire import Earlier
+
     from .fetch import CALL, GET, batch, prefetch_all
 
     vbox = Api.vbox()
     with call("FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())", 3218, _FILE):
-        # the machine and a new session in one round trip (independent reads)
-        (found, machine), (made, session) = batch([(vbox, CALL, "find_machine", (vm,)),
-                                                   (Api.client().virtualbox_client, GET, "session", ())])
+        # the machine, a new session and a Shared lock like VBoxManage's, in one round trip (the
+        # lock uses what the first two entries answered); failure to lock is not an error
+        (found, machine), (made, session), (locked, _) = batch([
+            (vbox, CALL, "find_machine", (vm,)),
+            (Api.client().virtualbox_client, GET, "session", ()),
+            (Earlier(0, "IMachine"), CALL, "lock_machine", (Earlier(1, "ISession"), lock_type("Shared")))])
         if not found:
             raise machine
     if not made:
         raise session
-    locked = False
-    try:  # a Shared lock like VBoxManage; failure to lock is not an error
-        machine.lock_machine(session, lock_type("Shared"))
-        locked = True
-    except Exception:
-        pass
     try:
         with call("showVMInfo(pVirtualBox, machine, ptrSession, details)", 3262, _FILE):
             # the machine, the OS type's description and (locked: the VM runs) what is read of its
@@ -51,11 +50,10 @@ def show(vm: str, details: bool, machinereadable: bool, as_json: bool) -> int:
                                                                   plans(vbox, console=locked))
             info = collect(fetched_vbox, fetched, batched=False)
             if locked and info.get("accessible"):
-                console = fetched_session.console
-                info["running"] = console is not None
-                if console is not None:
-                    info["transient_folders"] = transient_folders(console)
-                    info["vrde_live"] = _vrde_live(console)
+                facts = _console_facts(fetched_session)
+                info["running"] = facts is not None
+                if facts is not None:
+                    info["transient_folders"], info["vrde_live"] = facts
             if info.get("accessible") and fetched.snapshot_count:
                 info["snapshots"], info["current_snapshot"] = snapshot_tree(machine)
     finally:
@@ -73,6 +71,20 @@ def show(vm: str, details: bool, machinereadable: bool, as_json: bool) -> int:
     else:
         sys.stdout.write(render_vminfo.human(info, details))
     return 0
+
+
+def _console_facts(session):
+    """(transient shared folders, VRDE state) of the running VM's console; None without a console,
+    or when its process ended while we read (a VM saved or powered off as a tool polls it)."""
+    try:
+        console = session.console
+        if console is None:
+            return None
+        return transient_folders(console), _vrde_live(console)
+    except Exception as exc:
+        if is_api_error(exc):
+            return None
+        raise
 
 
 def _vrde_live(console) -> dict:

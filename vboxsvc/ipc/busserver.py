@@ -25,7 +25,7 @@ from ..api import errors as rc
 from ..api.errors import VBoxError
 from . import dispatcher as dsp
 from .dispatcher import Deferred, ObjectTable, RemoteRef
-from .wire import CALL, CALLEE, MAX_FRAME, Codec, FrameError, Ref, ReplayGuard, now_ms, sign, verify
+from .wire import CALL, CALLEE, MAX_FRAME, Codec, Earlier, FrameError, Ref, ReplayGuard, now_ms, sign, verify
 
 log = logging.getLogger("vboxsvc.bus")
 
@@ -371,7 +371,10 @@ class BusServer:
         """Many independent calls in one frame (a client reading what it prints in one round trip).
 
         Each entry is [target, kind, member, args] and runs exactly as the lone call would; the
-        answer lists [0, result] or [1, error] per entry, in order, once every entry is done.
+        answer lists [0, result] or [1, error] per entry, in order, once every entry is done. An
+        entry's target or argument may be an Earlier: the result of an entry before it that has
+        answered (entries on the service's objects run in order), as when a client finds a
+        machine and reads it in the same batch.
         """
         cid, calls = msg.get("i"), msg.get("b")
         if not isinstance(calls, list) or len(calls) > MAX_BATCH:
@@ -398,6 +401,12 @@ class BusServer:
                 continue
             target, kind, member, args = entry
             waiting[0] += 1
+            if type(target) is Earlier or any(type(a) is Earlier for a in args):
+                try:
+                    target, args = _earlier(target, index, out), [_earlier(a, index, out) for a in args]
+                except VBoxError as e:
+                    done(index, None, e)
+                    continue
             if isinstance(target, RemoteRef):
                 if target.owner == client.sid:
                     done(index, None, VBoxError(rc.E_INVALIDARG, "call on your own object"))
@@ -585,6 +594,24 @@ class BusServer:
         self.sock.close(0)
         self.ctx.term()
         os.close(self._wake_fd)
+
+
+def _earlier(value, index: int, out: list):
+    """`value` of batch entry `index`, an Earlier replaced by that entry's result (E_INVALIDARG when
+    it names no entry before this one, or one that failed or is still running)."""
+    if type(value) is not Earlier:
+        return value
+    j = value.index
+    if j >= index:
+        raise VBoxError(rc.E_INVALIDARG, f"batch entry {index} uses the result of entry {j}, which does "
+                                         "not run before it")
+    got = out[j]
+    if got is None:
+        raise VBoxError(rc.E_INVALIDARG, f"batch entry {index} uses the result of entry {j}, which has "
+                                         "not finished (it waits, or runs in another process)")
+    if got[0]:
+        raise VBoxError(rc.E_INVALIDARG, f"batch entry {index} uses the result of entry {j}, which failed")
+    return got[1]
 
 
 class _UnknownObject(FrameError):

@@ -23,7 +23,7 @@ from . import autostart, paths
 from .dispatcher import CALL, GET, ObjectTable
 from .proxy import Proxy, make_proxy
 from .wire import CALL as CALL_CHANNEL
-from .wire import MAX_FRAME, Codec, FrameError, Ref, now_ms, sign, verify
+from .wire import MAX_FRAME, Codec, Earlier, FrameError, Ref, now_ms, sign, verify
 
 
 def _log():
@@ -198,8 +198,10 @@ class Client:
         """Run independent calls in one round trip; for each, (True, result) or (False, VBoxError).
 
         `calls` holds (proxy, kind, member, args) with kind GET (args empty) or CALL (positional
-        args). Each entry runs on its object exactly as the lone call would (the same checks, the
-        same errors); only the round trips are shared. The one-call-per-member API is unchanged.
+        args); a proxy or argument may be `wire.Earlier(i, interface)`, the result of entry i (an
+        entry before it, on an object of the service), so that dependent calls share the trip.
+        Each entry runs on its object exactly as the lone call would (the same checks, the same
+        errors); only the round trips are shared. The one-call-per-member API is unchanged.
         Results typed as enums are IntEnums as from the proxies, or plain ints with enums=False.
         """
         from .proxy import convert
@@ -208,7 +210,8 @@ class Client:
         out: list = []
         for start in range(0, len(calls), BATCH_MAX):
             chunk = calls[start:start + BATCH_MAX]
-            wire = [[p._ref, kind, member, list(args)] for p, kind, member, args in chunk]
+            wire = [[p if type(p) is Earlier else p._ref, kind, member, list(args)]
+                    for p, kind, member, args in chunk]
             results = self._request({"op": "batch", "b": wire}, timeout_s=CALL_TIMEOUT_S)
             if not isinstance(results, list) or len(results) != len(chunk):
                 raise VBoxError(rc.E_UNEXPECTED, "malformed batch answer from the service")
@@ -216,7 +219,8 @@ class Client:
                 if failed:
                     out.append((False, VBoxError.from_wire(value)))
                 else:
-                    out.append((True, convert(p._ref.iface, kind, member, value) if enums else value))
+                    iface = p.iface if type(p) is Earlier else p._ref.iface
+                    out.append((True, convert(iface, kind, member, value) if enums else value))
         return out
 
     def _sliced(self, ref: Ref, member: str, args: list, kwargs: dict):

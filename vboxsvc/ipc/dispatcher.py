@@ -15,7 +15,7 @@ import itertools
 from ..api import errors as rc
 from ..api.errors import VBoxError
 from ..api.schema import INTERFACES, Method, Type
-from .wire import Ref
+from .wire import Ref, contains_earlier
 
 GET, SET, CALL = 1, 2, 0
 
@@ -140,6 +140,9 @@ def check_value(t: Type, value, what: str):
             raise _bad(f"Argument {what} must be an octet array")
         return bytes(value)
     if name == "any" or name == "float":
+        if contains_earlier(value):
+            raise _bad(f"Argument {what}: a batch result reference is valid only as a batch entry's "
+                       "target or argument")
         return value
     if name == "IEvent":
         from ..api.events import Event

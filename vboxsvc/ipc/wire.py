@@ -21,6 +21,7 @@ MAC_BYTES = 32
 CLOCK_WINDOW_MS = 30_000           # how stale (or early) a frame's timestamp may be
 EXT_REF = 1
 EXT_EVENT = 2
+EXT_EARLIER = 3
 
 _EVENTS = __name__.rsplit(".", 2)[0] + ".api.events"
 
@@ -58,6 +59,38 @@ class Ref:
 
     def __repr__(self) -> str:
         return f"Ref({self.owner.hex() or 'svc'}, {self.oid}, {self.iface})"
+
+
+class Earlier:
+    """In a batch entry, as its target or one of its arguments: the result of entry `index` of the
+    same batch, which runs before it, so that dependent calls share one round trip (find a machine
+    and read it). `iface` is what the caller expects it to be, for its own use (not sent)."""
+
+    __slots__ = ("index", "iface")
+
+    def __init__(self, index: int, iface: str = ""):
+        self.index = index
+        self.iface = iface
+
+    def __eq__(self, other) -> bool:
+        return type(other) is Earlier and other.index == self.index
+
+    def __hash__(self) -> int:
+        return hash(("earlier", self.index))
+
+    def __repr__(self) -> str:
+        return f"Earlier({self.index})"
+
+
+def contains_earlier(value) -> bool:
+    """Whether an Earlier sits anywhere in `value` (lists and maps included)."""
+    if type(value) is Earlier:
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(contains_earlier(v) for v in value)
+    if isinstance(value, dict):
+        return any(contains_earlier(v) for v in value.values())
+    return False
 
 
 _REF_CACHE: dict[bytes, Ref] = {}
@@ -104,6 +137,8 @@ class Codec:
     def _default(self, obj):
         if isinstance(obj, Ref):
             return self._ref_ext(obj)
+        if type(obj) is Earlier:
+            return self._mp.ExtType(EXT_EARLIER, self._mp.packb(obj.index))
         events = sys.modules.get(_EVENTS)  # not loaded: obj cannot be an Event
         if events is not None and isinstance(obj, events.Event):
             return self._mp.ExtType(EXT_EVENT, self._mp.packb(obj.to_wire(), default=_plain))
@@ -135,6 +170,11 @@ class Codec:
                 return Event.from_wire(self._mp.unpackb(data))
             except (ValueError, TypeError, KeyError) as e:
                 raise FrameError(f"malformed event: {e}") from None
+        if code == EXT_EARLIER:
+            index = self._mp.unpackb(data)
+            if type(index) is not int or not 0 <= index < 1 << 32:
+                raise FrameError("malformed batch result reference")
+            return Earlier(index)
         raise FrameError(f"unknown extension type {code}")
 
     def pack(self, obj) -> bytes:

@@ -200,3 +200,61 @@ def test_a_malformed_batch_answer_from_another_process_fails_its_entries(client,
         assert vbox.version and proxy.port == 5901      # both processes still served
     finally:
         owner.close()
+
+
+@pytest.mark.parametrize("light", [False, True], ids=["pyzmq", "light"])
+def test_an_entry_uses_the_result_of_an_earlier_one(client, vbox, new_vm, light):
+    """Find a machine and read it in one round trip: an Earlier target or argument is the result of
+    that entry; the answers are those of the lone calls made one after the other."""
+    from vboxsvc.ipc.connection import Client
+    from vboxsvc.ipc.wire import Earlier
+
+    m = new_vm(f"earlier-{'light' if light else 'pyzmq'}")
+    c = Client(light=True, name="earlier-test") if light else client
+    try:
+        got = c.batch([(c.virtualbox, CALL, "find_machine", (m.name,)),
+                       (Earlier(0, "IMachine"), GET, "state", ()),
+                       (Earlier(0, "IMachine"), CALL, "get_extra_data", ("k",)),
+                       (c.virtualbox_client, GET, "session", ()),
+                       (Earlier(0, "IMachine"), CALL, "lock_machine", (Earlier(3, "ISession"), 1)),
+                       (Earlier(3, "ISession"), GET, "state", ()),
+                       (Earlier(3, "ISession"), CALL, "unlock_machine", ())])
+        assert [ok for ok, _ in got] == [True] * 7, got
+        assert got[0][1].id == m.id
+        assert got[1][1] == MachineState.PoweredOff and isinstance(got[1][1], MachineState)
+        assert got[2][1] == m.get_extra_data("k") == ""
+        assert int(got[5][1]) == 2  # SessionState.Locked: the lock ran before the read
+        assert m.session_state == 1  # and the unlock after it
+    finally:
+        if light:
+            c.close()
+
+
+def test_earlier_references_that_cannot_be_resolved_fail_their_entry_only(client, vbox, new_vm):
+    from vboxsvc.ipc.wire import Earlier
+
+    m = new_vm()
+    got = client.batch([(vbox, CALL, "find_machine", ("no such vm",)),
+                        (Earlier(0, "IMachine"), GET, "name", ()),      # entry 0 failed
+                        (Earlier(2, "IMachine"), GET, "name", ()),      # itself
+                        (Earlier(9, "IMachine"), GET, "name", ()),      # after it
+                        (vbox, GET, "version", ()),
+                        (Earlier(4, "IMachine"), GET, "name", ()),      # a string is no target
+                        (m, CALL, "get_extra_data", (Earlier(4),)),     # a string is a fine argument
+                        (m, CALL, "set_extra_data", ("x", [Earlier(4)]))])  # nested: no
+    assert [ok for ok, _ in got] == [False, False, False, False, True, False, True, False]
+    assert got[0][1].result_code == rc.VBOX_E_OBJECT_NOT_FOUND
+    for i in (1, 2, 3, 5, 7):
+        assert got[i][1].result_code == rc.E_INVALIDARG, (i, got[i][1].text)
+    assert "which failed" in got[1][1].text and "does not run before it" in got[2][1].text
+    assert got[6][1] == ""
+    # outside a batch an Earlier means nothing: refused, and the service goes on
+    for msg in ({"op": "call", "o": Earlier(0), "m": "name", "k": GET, "a": []},
+                {"op": "call", "o": vbox._ref, "m": "get_extra_data", "k": CALL, "a": [Earlier(0)]}):
+        try:
+            client._request(msg)
+        except VBoxError as e:
+            assert e.result_code == rc.E_INVALIDARG
+        else:
+            raise AssertionError("a lone call with an Earlier was accepted")
+    assert vbox.version

@@ -90,3 +90,15 @@ def test_event_values_and_matching():
     assert not matches([VBoxEventType.MachineEvent], VBoxEventType.OnMediumRegistered)
     assert matches([VBoxEventType.SnapshotEvent], VBoxEventType.OnSnapshotTaken)
     assert not matches([VBoxEventType.OnMachineRegistered], VBoxEventType.OnMachineStateChanged)
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["msgpack", "plain"])
+def test_batch_result_references_travel_and_malformed_ones_are_dropped(plain):
+    from vboxsvc.ipc.wire import EXT_EARLIER, Earlier
+
+    codec = Codec(lambda o: None, lambda r: r, plain=plain)
+    out = codec.unpack(codec.pack({"b": [[Earlier(0, "IMachine"), 0, "get_extra_data", ["k"]]]}))
+    assert out["b"][0][0] == Earlier(0) and type(out["b"][0][0]) is Earlier
+    for payload in (-1, "0", True, 2 ** 40, [0]):
+        with pytest.raises(FrameError, match="batch result reference"):
+            codec.unpack(msgpack.packb(msgpack.ExtType(EXT_EARLIER, msgpack.packb(payload))))

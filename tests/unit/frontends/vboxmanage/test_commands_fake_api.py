@@ -14,6 +14,7 @@ from frontends.vboxmanage.api import Api
 from frontends.vboxmanage.output import State
 from vboxsvc.api import enums as e
 from vboxsvc.api.errors import VBOX_E_OBJECT_NOT_FOUND, VBoxError
+from vboxsvc.ipc.wire import Earlier
 
 
 class Adapter(types.SimpleNamespace):
@@ -122,8 +123,18 @@ def api(monkeypatch):
 
     def batch(calls, enums=True):  # as the service runs a batch: each call on its own, its error kept
         out = []
+
+        def earlier(value):  # an Earlier: the result of that entry (the service checks it answered)
+            if type(value) is not Earlier:
+                return value
+            ok, got = out[value.index]
+            if not ok:
+                raise VBoxError(0x80070057, "an earlier entry failed")
+            return got
+
         for obj, kind, member, args in calls:
             try:
+                obj, args = earlier(obj), [earlier(a) for a in args]
                 out.append((True, getattr(obj, member) if kind == 1 else getattr(obj, member)(*args)))
             except VBoxError as exc:
                 out.append((False, exc))
