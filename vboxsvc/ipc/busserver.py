@@ -219,14 +219,26 @@ class BusServer:
         ident = parts[0]
         try:
             body = verify(self.key, parts[1:])
+        except FrameError as e:
+            self.stats["dropped"] += 1
+            log.debug("dropped frame from %s: %s", ident.hex(), e)
+            return
+        try:
             msg = self.codec.unpack(body)
+        except _UnknownObject:
+            # a signed frame naming an object we do not have: still check who sent it
+            self._undecodable_frame(ident, body, "The object reference is not valid (the object does not "
+                                                 "exist or was released)")
+            return
+        except FrameError as e:
+            # signed, but holding what this service does not know (a newer client's extension type, a
+            # malformed reference): the caller is told at once rather than left to its time-out
+            self._undecodable_frame(ident, body, f"The VirtualBox service cannot decode the call: {e}")
+            return
+        try:
             if not isinstance(msg, dict):
                 raise FrameError("body is not a map")
             sid, chan = self.guard.check(msg)
-        except _UnknownObject:
-            # a signed frame naming an object we do not have: still check who sent it
-            self._unknown_object_frame(ident, body)
-            return
         except FrameError as e:
             self.stats["dropped"] += 1
             log.debug("dropped frame from %s: %s", ident.hex(), e)
@@ -255,8 +267,9 @@ class BusServer:
         else:
             self._reply(ident, msg.get("i"), error=VBoxError(rc.E_INVALIDARG, f"unknown operation {op!r}"))
 
-    def _unknown_object_frame(self, ident: bytes, body: bytes) -> None:
-        # decode again without resolving references, to answer the caller with a clear error
+    def _undecodable_frame(self, ident: bytes, body: bytes, text: str) -> None:
+        # decode again with every extension value left as it is, to answer the caller (a known client
+        # on its own connection, with a fresh frame) with a clear error; anything else is dropped
         import msgpack
         try:
             msg = msgpack.unpackb(body, raw=False, strict_map_key=False,
@@ -266,11 +279,12 @@ class BusServer:
             self.stats["dropped"] += 1
             return
         client = self.clients.get(sid)
-        if client is not None and ident in (client.call_id, client.callee_id):
+        if client is not None and ident in (client.call_id, client.callee_id) and msg.get("op") in (
+                "call", "batch"):
             self.guard.commit((sid, msg["c"]), msg["q"])
-            self._reply(ident, msg.get("i"), error=VBoxError(
-                rc.E_INVALIDARG,
-                "The object reference is not valid (the object does not exist or was released)"))
+            self._reply(ident, msg.get("i"), error=VBoxError(rc.E_INVALIDARG, text))
+        else:
+            self.stats["dropped"] += 1
 
     def _hello(self, ident: bytes, sid: bytes, chan: int, msg: dict, client: ClientInfo | None) -> bool:
         pid, cid = msg.get("pid"), msg.get("i")
@@ -320,7 +334,9 @@ class BusServer:
                 self._reply(ident, cid, error=e)
                 self.client_gone(client)
                 return False
-            self._reply(ident, cid, info)
+            # what this service's bus takes beyond the first version's: a client newer than the
+            # service (a service left running across an upgrade) must not send it anything else
+            self._reply(ident, cid, dict(info, caps=CAPABILITIES))
             return True
         else:
             if client.callee_id is not None and client.callee_id != ident:
@@ -594,6 +610,9 @@ class BusServer:
         self.sock.close(0)
         self.ctx.term()
         os.close(self._wake_fd)
+
+
+CAPABILITIES = ["earlier"]  # batch entries may use the results of earlier entries (wire.Earlier)
 
 
 def _earlier(value, index: int, out: list):

@@ -100,6 +100,9 @@ class Client:
         self.virtualbox = info["vbox"]
         self._vbclient = info["client"]
         self.virtualbox_client = self._vbclient  # IVirtualBoxClient
+        caps = info.get("caps") if isinstance(info.get("caps"), list) else ()
+        # what the service takes beyond the bus's first version (busserver.CAPABILITIES)
+        self.capabilities = frozenset(c for c in caps if isinstance(c, str))
 
     def _hello(self, hello: dict, autostart_service: bool) -> dict:
         # a service that is just exiting may have accepted our connection: start or find the next one
@@ -207,6 +210,9 @@ class Client:
         from .proxy import convert
 
         calls = list(calls)
+        if "earlier" not in self.capabilities and any(
+                type(p) is Earlier or any(type(a) is Earlier for a in args) for p, _k, _m, args in calls):
+            return self._one_by_one(calls, enums)  # a service from before Earlier would drop the frame
         out: list = []
         for start in range(0, len(calls), BATCH_MAX):
             chunk = calls[start:start + BATCH_MAX]
@@ -221,6 +227,33 @@ class Client:
                 else:
                     iface = p.iface if type(p) is Earlier else p._ref.iface
                     out.append((True, convert(iface, kind, member, value) if enums else value))
+        return out
+
+    def _one_by_one(self, calls: list, enums: bool) -> list:
+        """batch() as lone calls, in order, an Earlier replaced by the result it names (for a service
+        that does not take Earlier in batches)."""
+        from .proxy import convert
+
+        out: list = []
+
+        def earlier(value, index: int):
+            if type(value) is not Earlier:
+                return value
+            if value.index >= index or not out[value.index][0]:
+                raise VBoxError(rc.E_INVALIDARG, f"batch entry {index} uses the result of entry "
+                                                 f"{value.index}, which failed or does not run before it")
+            return out[value.index][1]
+
+        for index, (p, kind, member, args) in enumerate(calls):
+            try:
+                target = earlier(p, index)
+                call_args = [earlier(a, index) for a in args]
+                if not isinstance(target, Proxy):
+                    raise VBoxError(rc.E_INVALIDARG, "call without a target object")
+                value = self.call(target._ref, kind, member, call_args)
+                out.append((True, convert(target._ref.iface, kind, member, value) if enums else value))
+            except VBoxError as e:
+                out.append((False, e))
         return out
 
     def _sliced(self, ref: Ref, member: str, args: list, kwargs: dict):

@@ -103,6 +103,11 @@ def test_bad_calls_get_clear_errors(raw, client):
         (dict(o=vbox_ref, m=["x"], k=1, a=[]), rc.E_INVALIDARG),
         (dict(o=None, m="version", k=1, a=[]), rc.E_INVALIDARG),
         (dict(o=vbox_ref, m="version", k=7, a=[]), rc.E_INVALIDARG),
+        # signed, but holding an extension type this service does not know, or a malformed one: an
+        # answer at once (a newer client would otherwise wait for its time-out)
+        (dict(o=vbox_ref, m="get_extra_data", k=0, a=[msgpack.ExtType(9, b"")]), rc.E_INVALIDARG),
+        (dict(o=msgpack.ExtType(3, msgpack.packb(-1)), m="version", k=1, a=[]), rc.E_INVALIDARG),
+        (dict(o=msgpack.ExtType(2, b"\x01"), m="version", k=1, a=[]), rc.E_INVALIDARG),
     ]
     seq = 2
     for fields, code in cases:
@@ -110,6 +115,11 @@ def test_bad_calls_get_clear_errors(raw, client):
         assert reply is not None and reply["op"] == "err", fields
         assert reply["e"][0] == code, (fields, reply["e"])
         seq += 1
+    reply = _ask(raw, sign(key, _body(sid, seq, op="batch", i=seq, b=[[vbox_ref, 1, "version", []],
+                                                                     [msgpack.ExtType(9, b""), 1, "x", []]])))
+    assert reply is not None and reply["op"] == "err" and reply["e"][0] == rc.E_INVALIDARG
+    assert "extension type 9" in reply["e"][1]
+    seq += 1
     # unknown operation
     reply = _ask(raw, sign(key, _body(sid, seq, op="fly", i=seq)))
     assert reply["op"] == "err"

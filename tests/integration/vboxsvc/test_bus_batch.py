@@ -258,3 +258,26 @@ def test_earlier_references_that_cannot_be_resolved_fail_their_entry_only(client
         else:
             raise AssertionError("a lone call with an Earlier was accepted")
     assert vbox.version
+
+
+def test_earlier_with_a_service_that_does_not_take_it(client, vbox, new_vm, monkeypatch):
+    """A service from before Earlier (one left running across an upgrade) would drop such a frame:
+    the client then makes the lone calls itself, with the same answers."""
+    from vboxsvc.ipc.wire import Earlier
+
+    m = new_vm()
+    calls = [(vbox, CALL, "find_machine", (m.name,)), (Earlier(0, "IMachine"), GET, "state", ()),
+             (vbox, CALL, "find_machine", ("no such vm",)), (Earlier(2, "IMachine"), GET, "name", ())]
+    assert "earlier" in client.capabilities
+    pipelined = client.batch(calls)
+    requests = []
+    monkeypatch.setattr(client, "capabilities", frozenset())
+    send = client._request
+    monkeypatch.setattr(client, "_request", lambda msg, **kw: requests.append(msg["op"]) or send(msg, **kw))
+    alone = client.batch(calls)
+    assert requests == ["call", "call", "call"]  # no batch frame; the entry after the failure is not sent
+    assert [ok for ok, _ in alone] == [ok for ok, _ in pipelined] == [True, True, False, False]
+    assert alone[0][1].id == pipelined[0][1].id == m.id
+    assert alone[1] == pipelined[1] == (True, MachineState.PoweredOff)
+    assert alone[2][1].result_code == pipelined[2][1].result_code == rc.VBOX_E_OBJECT_NOT_FOUND
+    assert alone[3][1].result_code == pipelined[3][1].result_code == rc.E_INVALIDARG
