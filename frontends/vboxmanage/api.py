@@ -132,22 +132,6 @@ def find_machine(name: str, line: int = 0, file: str = "VBoxManage.cpp"):
         return Api.vbox().find_machine(name)
 
 
-def find_machine_and(name: str, then: tuple, line: int = 0, file: str = "VBoxManage.cpp"):
-    """find_machine, and one call `then` = (method, args) on the machine found, in one round trip:
-    (machine, (ok, value or VBoxError)). A failed find raises as find_machine does."""
-    from vboxsvc.ipc.wire import Earlier
-
-    from .fetch import CALL, batch
-
-    method, args = then
-    with call("FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())", line, file):
-        (found, machine), read = batch([(Api.vbox(), CALL, "find_machine", (name,)),
-                                        (Earlier(0, "IMachine"), CALL, method, tuple(args))])
-        if not found:
-            raise machine
-    return machine, read
-
-
 def safe_get(obj, name: str, default=""):
     try:
         value = getattr(obj, name)

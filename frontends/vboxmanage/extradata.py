@@ -6,7 +6,8 @@ forms (`getextradata <vm>|global [<key>|enumerate]`), which then run without loa
 
 import sys
 
-from .api import Api, call, find_machine_and
+from .api import Api, call
+from .fetch import find_machine_and
 
 _FILE = "VBoxManageMisc.cpp"
 

@@ -12,7 +12,7 @@ time, once.
 
 from __future__ import annotations
 
-from .api import Api
+from .api import Api, call
 
 GET, CALL = 1, 0  # vboxsvc.ipc.dispatcher's call kinds (not imported: that module loads the schema)
 
@@ -22,6 +22,20 @@ def batch(calls) -> list:
     come as plain ints (equal to the IntEnums; the CLI names values itself): building the
     enumeration classes would cost each run more than the round trips it saves."""
     return Api.client().batch(calls, enums=False)
+
+
+def find_machine_and(name: str, then: tuple, line: int = 0, file: str = "VBoxManage.cpp"):
+    """find_machine, and one call `then` = (method, args) on the machine found, in one round trip:
+    (machine, (ok, value or VBoxError)). A failed find raises as find_machine does."""
+    from vboxsvc.ipc.wire import Earlier
+
+    method, args = then
+    with call("FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())", line, file):
+        (found, machine), read = batch([(Api.vbox(), CALL, "find_machine", (name,)),
+                                        (Earlier(0, "IMachine"), CALL, method, tuple(args))])
+        if not found:
+            raise machine
+    return machine, read
 
 
 class Plan:

@@ -9,10 +9,15 @@ import os
 
 from ..api import errors as rc
 from ..api.errors import VBoxError
-from .connection import HELLO_TIMEOUT_S, POLL_MS, _log
 from .dispatcher import CALL, Deferred, invoke
 from .proxy import Proxy
-from .wire import CALLEE, MAX_FRAME, FrameError, now_ms, sign, verify
+from .wire import CALLEE, HELLO_TIMEOUT_S, MAX_FRAME, POLL_MS, FrameError, now_ms, sign, verify
+
+
+def _log():
+    import logging
+
+    return logging.getLogger("vboxsvc.client")
 
 
 def zmq_socket(ctx, endpoint: str):

@@ -23,7 +23,7 @@ from . import autostart, paths
 from .dispatcher import CALL, GET, ObjectTable
 from .proxy import Proxy, make_proxy
 from .wire import CALL as CALL_CHANNEL
-from .wire import MAX_FRAME, Codec, Earlier, FrameError, Ref, now_ms, sign, verify
+from .wire import HELLO_TIMEOUT_S, MAX_FRAME, POLL_MS, Codec, Earlier, FrameError, Ref, now_ms, sign, verify
 
 
 def _log():
@@ -31,9 +31,7 @@ def _log():
 
     return logging.getLogger("vboxsvc.client")
 
-HELLO_TIMEOUT_S = 20.0
 HELLO_RETRY_S = 2.0
-POLL_MS = 1000
 # Every call has a bound: a service that is gone, stopped (SIGSTOP) or wedged must not hold a client
 # forever. Calls answer at once on a healthy service (its loop never blocks); long operations are
 # waits (IProgress, getEvent), which the client splits into short slices (WAIT_SLICE_MS).

@@ -98,15 +98,7 @@ def _pack(obj, out: bytearray, default, depth: int) -> None:
             _pack(v, out, default, depth + 1)
     elif isinstance(obj, (bytes, bytearray, memoryview)):
         data = bytes(obj)
-        n = len(data)
-        if n < 0x100:
-            out += b"\xc4" + bytes((n,))
-        elif n < 0x10000:
-            out += b"\xc5" + n.to_bytes(2, "big")
-        elif n < 0x100000000:
-            out += b"\xc6" + n.to_bytes(4, "big")
-        else:
-            raise ValueError("bytes object is too large")
+        _sized(out, len(data), 0xC4, "bytes object")
         out += data
     elif isinstance(obj, float):
         from _struct import pack  # loaded on the first float: most runs send none
@@ -124,15 +116,22 @@ def _pack_str(data: bytes, out: bytearray) -> None:
     n = len(data)
     if n < 32:
         out.append(0xA0 | n)
-    elif n < 0x100:
-        out += b"\xd9" + bytes((n,))
-    elif n < 0x10000:
-        out += b"\xda" + n.to_bytes(2, "big")
-    elif n < 0x100000000:
-        out += b"\xdb" + n.to_bytes(4, "big")
     else:
-        raise ValueError("str is too large")
+        _sized(out, n, 0xD9, "str")
     out += data
+
+
+def _sized(out: bytearray, n: int, op8: int, what: str) -> None:
+    """The head of a str, bin or ext value of `n` bytes: op8, op8 + 1 or op8 + 2 with a 1-, 2- or
+    4-byte length (str 8/16/32 are 0xd9.., bin 0xc4.., ext 0xc7..)."""
+    if n < 0x100:
+        out += bytes((op8, n))
+    elif n < 0x10000:
+        out += bytes((op8 + 1,)) + n.to_bytes(2, "big")
+    elif n < 0x100000000:
+        out += bytes((op8 + 2,)) + n.to_bytes(4, "big")
+    else:
+        raise ValueError(f"{what} is too large")
 
 
 def _head(out: bytearray, n: int, fix: int, fix_max: int, h16: bytes, h32: bytes) -> None:
@@ -182,14 +181,8 @@ def _pack_ext(ext: ExtType, out: bytearray) -> None:
     fix = _FIXEXT.get(n)
     if fix is not None:
         out.append(fix)
-    elif n < 0x100:
-        out += b"\xc7" + bytes((n,))
-    elif n < 0x10000:
-        out += b"\xc8" + n.to_bytes(2, "big")
-    elif n < 0x100000000:
-        out += b"\xc9" + n.to_bytes(4, "big")
     else:
-        raise ValueError("ext data is too large")
+        _sized(out, n, 0xC7, "ext data")
     out.append(ext.code)
     out += ext.data
 

@@ -19,6 +19,8 @@ from _thread import _local  # threading.local (threading itself is not needed he
 MAX_FRAME = 16 * 1024 * 1024      # bytes per body; ZeroMQ drops peers that send more
 MAC_BYTES = 32
 CLOCK_WINDOW_MS = 30_000           # how stale (or early) a frame's timestamp may be
+HELLO_TIMEOUT_S = 20.0             # how long a client waits for the service to answer its hello
+POLL_MS = 1000                     # a client blocked in a call wakes this often to check the service
 EXT_REF = 1
 EXT_EVENT = 2
 EXT_EARLIER = 3

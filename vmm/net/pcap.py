@@ -19,9 +19,10 @@ class PcapWriter:
         self.path = path
         self._clock = clock
         self._lock = threading.Lock()
-        self._f = open(path, "wb")
+        # unbuffered, each record in one write, as VirtualBox's trace writer: a capture read while the
+        # VM runs (tcpdump -r, Wireshark, a test) has every frame so far
+        self._f = open(path, "wb", buffering=0)
         self._f.write(_FILE_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, SNAPLEN, LINKTYPE_ETHERNET))
-        self._f.flush()
         self.frames = 0
 
     def write(self, frame: bytes) -> None:
@@ -34,8 +35,6 @@ class PcapWriter:
                 return
             self._f.write(_RECORD_HEADER.pack(sec, usec, len(data), len(frame)) + data)
             self.frames += 1
-            if self.frames % 64 == 0:
-                self._f.flush()
 
     def close(self) -> None:
         with self._lock:

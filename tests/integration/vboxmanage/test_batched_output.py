@@ -21,26 +21,9 @@ PER_ATTRIBUTE = textwrap.dedent("""
     fetch.prefetch = lambda root, plans, levels=8: root
     fetch.prefetch_all = lambda roots, plans, levels=8: list(roots)
 
-    def one_by_one(calls):  # every entry as its lone call, an Earlier as the result it names
-        from vboxsvc.api import VBoxError
-        from vboxsvc.ipc.wire import Earlier
-        out = []
-        def earlier(value):
-            if type(value) is not Earlier:
-                return value
-            ok, got = out[value.index]
-            if not ok:
-                raise VBoxError(0x80070057, "an earlier entry failed")
-            return got
-        for proxy, kind, member, args in calls:
-            try:
-                proxy, args = earlier(proxy), [earlier(a) for a in args]
-                value = getattr(proxy, member)
-                out.append((True, value if kind == fetch.GET else value(*args)))
-            except VBoxError as e:
-                out.append((False, e))
-        return out
-    fetch.batch = one_by_one
+    # every entry as its lone call, an Earlier as the result it names (the client's own fallback for
+    # a service that does not take Earlier)
+    fetch.batch = lambda calls: fetch.Api.client()._one_by_one(list(calls), False)
     listing.machine_list_entries = lambda machines: [listing.machine_list_entry(m) for m in machines]
     extradata._values = lambda obj, keys: [(True, obj.get_extra_data(k)) for k in keys]
     main.FAST = {}

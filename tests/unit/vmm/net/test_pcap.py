@@ -23,3 +23,15 @@ def test_header_and_records(tmp_path):
     if shutil.which("tcpdump"):
         out = subprocess.run(["tcpdump", "-nr", str(path)], capture_output=True, text=True)
         assert out.returncode == 0 and "ARP" in out.stdout
+
+
+def test_every_frame_is_in_the_file_while_the_vm_runs(tmp_path):
+    """A capture read while the VM runs (tcpdump -r, Wireshark) holds every frame written so far."""
+    path = tmp_path / "live.pcap"
+    w = PcapWriter(str(path), clock=lambda: 5.0)
+    try:
+        for i in range(3):
+            w.write(bytes([i]) * 60)
+            assert [f for _, f in read_pcap(str(path))] == [bytes([j]) * 60 for j in range(i + 1)]
+    finally:
+        w.close()
