@@ -79,7 +79,8 @@ def counter(vm: VmProcess) -> int:
 
 
 def test_snapshots_with_the_debian_guest(client, vbox, monkeypatch):
-    m = vbox.create_machine("", "deb", os_type_id="Debian_64")
+    # a name of its own per attempt: a rerun after a failure must not meet the first attempt's files
+    m = vbox.create_machine("", f"deb-{os.getpid()}-{time.monotonic_ns()}", os_type_id="Debian_64")
     m.save_settings()
     vbox.register_machine(m)
     s = client.session()
