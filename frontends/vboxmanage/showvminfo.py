@@ -57,9 +57,9 @@ def show(vm: str, details: bool, machinereadable: bool, as_json: bool) -> int:
             if info.get("accessible") and fetched.snapshot_count:
                 info["snapshots"], info["current_snapshot"] = snapshot_tree(machine)
     finally:
-        if locked:
+        if locked:  # its outcome is not waited for: the command ends here, and VBoxManage ignores it
             try:
-                session.unlock_machine()
+                Api.client().send_last(session, "unlock_machine")
             except Exception:
                 pass
     if as_json:

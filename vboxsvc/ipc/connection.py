@@ -195,6 +195,12 @@ class Client:
             msg["w"] = kwargs
         return self._request(msg, timeout_s=CALL_TIMEOUT_S)
 
+    def send_last(self, proxy, method: str, args=()) -> None:
+        """Call `method` of `proxy` without waiting for the answer (dropped when it comes): for a
+        process's last calls whose outcome changes nothing for it (the CLI's unlock before it exits).
+        The service runs a connection's calls in order, so a close() that follows comes after it."""
+        self._request({"op": "call", "o": proxy._ref, "m": method, "k": CALL, "a": list(args)}, wait=False)
+
     def batch(self, calls, enums: bool = True) -> list:
         """Run independent calls in one round trip; for each, (True, result) or (False, VBoxError).
 

@@ -155,6 +155,15 @@ def test_showvminfo_batched_equals_per_attribute(vbm, configured):
         same(vbm, *args)
 
 
+def test_showvminfo_leaves_the_machine_unlocked(vbm, configured):
+    """showvminfo takes a Shared lock (a write lock on a machine nobody runs) and does not wait for
+    its unlock's answer: the next command, started at once, still finds the machine unlocked."""
+    for size in (64, 96, 128):
+        assert vbm("showvminfo", "bare", "--machinereadable")[0] == 0
+        assert vbm("modifyvm", "bare", "--memory", str(size)) == (0, "", "")
+        assert f"memory={size}\n" in vbm("showvminfo", "bare", "--machinereadable")[1]
+
+
 def test_showvminfo_with_a_snapshot(vbm, configured):
     assert vbm("snapshot", "rich", "take", "first", "--description", "one")[0] == 0
     code, out, _ = same(vbm, "showvminfo", "rich", "--machinereadable")

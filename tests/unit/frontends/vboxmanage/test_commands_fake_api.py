@@ -144,7 +144,8 @@ def api(monkeypatch):
         session = property(lambda self: new_session())
 
     client = types.SimpleNamespace(virtualbox=vbox, session=new_session, close=lambda: None, batch=batch,
-                                   virtualbox_client=FakeVBoxClient())
+                                   virtualbox_client=FakeVBoxClient(),
+                                   send_last=lambda obj, method, args=(): getattr(obj, method)(*args))
     monkeypatch.setattr(Api, "_client", None)
     monkeypatch.setattr(Api, "client", classmethod(lambda cls: client))
     State.nologo, State.logo_shown = True, False
