@@ -379,6 +379,12 @@ class _Interfaces(LazyMapping):
                 found.append((xidl, line))
         return found
 
+    def get(self, name, default=None):
+        iface = self._parsed.get(name)  # the service asks this for every call: parsed ones first
+        if iface is not None:
+            return iface
+        return super().get(name, default)
+
     def __getitem__(self, name: str) -> Interface:
         iface = self._parsed.get(name)
         if iface is None:

@@ -25,7 +25,20 @@ from ..api import errors as rc
 from ..api.errors import VBoxError
 from . import dispatcher as dsp
 from .dispatcher import Deferred, ObjectTable, RemoteRef
-from .wire import CALL, CALLEE, MAX_FRAME, Codec, Earlier, FrameError, Ref, ReplayGuard, now_ms, sign, verify
+from .wire import (
+    CALL,
+    CALLEE,
+    MAX_FRAME,
+    Codec,
+    Earlier,
+    FrameError,
+    Ref,
+    ReplayGuard,
+    contains_earlier,
+    now_ms,
+    sign,
+    verify,
+)
 
 log = logging.getLogger("vboxsvc.bus")
 
@@ -416,34 +429,39 @@ class BusServer:
                 out[index] = [1, VBoxError(rc.E_INVALIDARG, "malformed batch entry").to_wire()]
                 continue
             target, kind, member, args = entry
-            waiting[0] += 1
-            if type(target) is Earlier or any(type(a) is Earlier for a in args):
+            if type(target) is Earlier or (args and any(type(a) is Earlier for a in args)):
                 try:
                     target, args = _earlier(target, index, out), [_earlier(a, index, out) for a in args]
                 except VBoxError as e:
-                    done(index, None, e)
+                    out[index] = [1, e.to_wire()]
                     continue
+                entry = [target, kind, member, args]
             if isinstance(target, RemoteRef):
                 if target.owner == client.sid:
-                    done(index, None, VBoxError(rc.E_INVALIDARG, "call on your own object"))
+                    out[index] = [1, VBoxError(rc.E_INVALIDARG, "call on your own object").to_wire()]
+                elif contains_earlier(args):  # nested in an argument: meaningless to the other process
+                    out[index] = [1, VBoxError(rc.E_INVALIDARG, "a batch result reference is valid only "
+                                                                "as an entry's target or argument").to_wire()]
                 else:
+                    waiting[0] += 1
                     remote.setdefault(target.owner, []).append((index, entry))
                 continue
             if target is None or getattr(target, "__interface__", None) is None:
-                done(index, None, VBoxError(rc.E_INVALIDARG, "call without a target object"))
+                out[index] = [1, VBoxError(rc.E_INVALIDARG, "call without a target object").to_wire()]
                 continue
             _current.client = client
             try:
                 result = dsp.invoke(target, kind, member, args, None)
             except VBoxError as e:
-                done(index, None, e)
+                out[index] = [1, e.to_wire()]
                 continue
             finally:
                 _current.client = None
             if isinstance(result, Deferred):
+                waiting[0] += 1
                 result.add_callback(lambda v, e, i=index: done(i, v, e))
             else:
-                done(index, result, None)
+                out[index] = [0, result]
         for owner, entries in remote.items():
             self._forward_batch(owner, entries, done)
         finish()

@@ -208,5 +208,29 @@ def test_running_vm_showvminfo_batched_equals_per_attribute(vbm, configured):
         assert code == 0 and 'VMState="running"' in out
         same(vbm, "showvminfo", "bare")
         same(vbm, "list", "runningvms")
+        # an Earlier naming an object of the VM process: that entry goes on to it as the object
+        proc = vbm.world.run([vbm.world.python, "-c", CONSOLE_THROUGH_EARLIER], cwd=vbm.home, env=vbm.env,
+                             timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["True"] * 6 + ["False", "True"], proc.stdout
     finally:
         vbm("controlvm", "bare", "poweroff")
+
+
+CONSOLE_THROUGH_EARLIER = textwrap.dedent("""
+    from vboxsvc.ipc.client import connect
+    from vboxsvc.ipc.dispatcher import CALL, GET
+    from vboxsvc.ipc.wire import Earlier
+    c = connect(light=True)
+    got = c.batch([(c.virtualbox, CALL, "find_machine", ("bare",)),
+                   (c.virtualbox_client, GET, "session", ()),
+                   (Earlier(0, "IMachine"), CALL, "lock_machine", (Earlier(1, "ISession"), 1)),
+                   (Earlier(1, "ISession"), GET, "console", ()),
+                   (Earlier(3, "IConsole"), GET, "vrde_server_info", ()),
+                   (Earlier(1, "ISession"), CALL, "unlock_machine", ())])
+    print(*[ok for ok, _ in got])
+    # nested in an argument of an entry for the VM process: refused here, not sent on
+    (ok, error), = c.batch([(got[3][1], CALL, "take_snapshot_online", ("x", [Earlier(0)]))])
+    print(ok, error.result_code == 0x80070057)
+    c.close()
+""")
