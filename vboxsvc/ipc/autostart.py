@@ -13,7 +13,6 @@ machinery while the service starts.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import sys
 import time
@@ -90,10 +89,12 @@ def begin_service() -> _Starting | None:
 
 def _lock_bounded(lock, timeout: float) -> None:
     """Take the spawn lock, waiting at most `timeout` for a client that is starting the service."""
+    from fcntl import LOCK_EX, LOCK_NB, flock  # only a client that may start the service locks
+
     deadline = time.monotonic() + timeout
     while True:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            flock(lock, LOCK_EX | LOCK_NB)
             return
         except BlockingIOError:
             if time.monotonic() > deadline:

@@ -20,10 +20,11 @@ from time import monotonic as _monotonic
 from ..api import errors as rc
 from ..api.errors import VBoxError
 from . import autostart, paths
-from .dispatcher import CALL, GET, ObjectTable
 from .proxy import Proxy, make_proxy
 from .wire import CALL as CALL_CHANNEL
 from .wire import HELLO_TIMEOUT_S, MAX_FRAME, POLL_MS, Codec, Earlier, FrameError, Ref, now_ms, sign, verify
+from .wire import KIND_CALL as CALL
+from .wire import KIND_GET as GET
 
 
 def _log():
@@ -61,7 +62,8 @@ class Client:
         self.key = paths.load_key(create=False)
         self.endpoint = paths.endpoint()
         self.sid = os.urandom(16)
-        self.table = ObjectTable(self.sid)
+        self._table = None  # dispatcher.ObjectTable, once the process exports an object
+        self._table_lock = _thread.allocate_lock()
         self.codec = Codec(self._to_ref, self._from_ref, plain=light)
         self._ctx = None
         # the ZeroMQ context and socket stay reachable from here until _teardown: a client dropped
@@ -113,6 +115,19 @@ class Client:
                 if autostart_service and not autostart.probe(paths.socket_path()):
                     autostart.ensure_service()
         return self._request(dict(hello), timeout_s=HELLO_TIMEOUT_S)
+
+    @property
+    def table(self):
+        """The objects this process exports (a CLI run exports none: made on first use)."""
+        table = self._table
+        if table is None:
+            with self._table_lock:
+                if self._table is None:
+                    from .dispatcher import ObjectTable
+
+                    self._table = ObjectTable(self.sid)
+                table = self._table
+        return table
 
     def zmq_context(self):
         if self._ctx is None:

@@ -15,9 +15,9 @@ import itertools
 from ..api import errors as rc
 from ..api.errors import VBoxError
 from ..api.schema import INTERFACES, Method, Type
-from .wire import Ref, contains_earlier
+from .wire import KIND_CALL, KIND_GET, KIND_SET, Ref, contains_earlier
 
-GET, SET, CALL = 1, 2, 0
+GET, SET, CALL = KIND_GET, KIND_SET, KIND_CALL
 
 
 class Deferred:

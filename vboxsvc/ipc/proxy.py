@@ -10,7 +10,9 @@ client such as `vboxmanage` pays for the dozen members it touches, not for whole
 from __future__ import annotations
 
 from ..api.schema import INTERFACES, SCALARS, Attribute, LazyMapping, Method, Type
-from .dispatcher import CALL, GET, SET
+from .wire import KIND_CALL as CALL
+from .wire import KIND_GET as GET
+from .wire import KIND_SET as SET
 from .wire import Ref
 
 

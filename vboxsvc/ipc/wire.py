@@ -31,6 +31,9 @@ _EVENTS = __name__.rsplit(".", 2)[0] + ".api.events"
 CALL = 0
 CALLEE = 1
 
+# call kinds (vboxsvc.ipc.dispatcher runs them)
+KIND_GET, KIND_SET, KIND_CALL = 1, 2, 0
+
 
 class FrameError(Exception):
     """A frame that must be dropped (bad size, signature, encoding or replay)."""
