@@ -190,9 +190,14 @@ class Callee:
 
     def _incoming(self, parts) -> None:
         try:
-            msg = self.client.codec.unpack(verify(self.client.key, parts))
+            body = verify(self.client.key, parts)
         except FrameError as e:
-            _log().warning("dropped a bad incoming call: %s", e)
+            _log().warning("dropped a bad incoming frame: %s", e)
+            return
+        try:
+            msg = self.client.codec.unpack(body)
+        except FrameError as e:
+            self._undecodable(body, e)
             return
         if not isinstance(msg, dict):
             return
@@ -205,6 +210,23 @@ class Callee:
         target = msg.get("o")
         pool = self._events if getattr(target, "__interface__", None) == "IEventListener" else self._pool
         pool.submit(self._work, msg)
+
+    def _undecodable(self, body: bytes, error: FrameError) -> None:
+        """A signed call this process cannot decode (what a newer service sends, a reference to an
+        object it no longer exports): answered with an error, so that the service's caller is told at
+        once rather than when this process ends."""
+        import msgpack
+
+        try:
+            msg = msgpack.unpackb(body, raw=False, strict_map_key=False,
+                                  ext_hook=lambda c, d: msgpack.ExtType(c, d))
+        except Exception:
+            msg = None
+        if not isinstance(msg, dict) or msg.get("op") not in ("call", "batch"):
+            _log().warning("dropped a bad incoming call: %s", error)
+            return
+        text = f"The process owning the object cannot decode the call: {error}"
+        self._answer({"op": "err", "i": msg.get("i"), "e": VBoxError(rc.E_INVALIDARG, text).to_wire()})
 
     def _work(self, msg: dict) -> None:
         cid = msg.get("i")

@@ -281,3 +281,30 @@ def test_earlier_with_a_service_that_does_not_take_it(client, vbox, new_vm, monk
     assert alone[1] == pipelined[1] == (True, MachineState.PoweredOff)
     assert alone[2][1].result_code == pipelined[2][1].result_code == rc.VBOX_E_OBJECT_NOT_FOUND
     assert alone[3][1].result_code == pipelined[3][1].result_code == rc.E_INVALIDARG
+
+
+def test_a_call_on_an_object_its_owner_no_longer_exports_is_answered_at_once(client):
+    """The owner cannot decode a call naming an object it dropped: it answers with an error instead
+    of leaving the caller to wait until the owner ends (or the call's time-out)."""
+    import time
+
+    from vboxsvc.ipc.connection import Client
+    from vboxsvc.ipc.proxy import make_proxy
+
+    owner = Client(name="owner-test")
+    try:
+        info = _VrdeInfo()
+        proxy = make_proxy(client, owner.export(info))
+        assert proxy.port == 5901
+        owner.unexport(info)
+        start = time.monotonic()
+        with pytest.raises(VBoxError) as e:
+            proxy.port  # noqa: B018 - the read is the test
+        assert e.value.result_code == rc.E_INVALIDARG and "cannot decode" in e.value.text
+        got = client.batch([(proxy, GET, "active", ()), (proxy, GET, "port", ())])  # one forwarded frame
+        assert [ok for ok, _ in got] == [False, False]
+        assert all(err.result_code == rc.E_INVALIDARG for _, err in got)
+        assert time.monotonic() - start < 10
+        assert client.virtualbox.version  # and the service goes on
+    finally:
+        owner.close()
