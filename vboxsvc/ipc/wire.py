@@ -144,8 +144,9 @@ class Codec:
             return self._ref_ext(obj)
         if type(obj) is Earlier:
             return self._mp.ExtType(EXT_EARLIER, self._mp.packb(obj.index))
-        events = sys.modules.get(_EVENTS)  # not loaded: obj cannot be an Event
-        if events is not None and isinstance(obj, events.Event):
+        # not loaded, or being imported by another thread (no Event class yet): obj is no Event
+        event_class = getattr(sys.modules.get(_EVENTS), "Event", None)
+        if event_class is not None and isinstance(obj, event_class):
             return self._mp.ExtType(EXT_EVENT, self._mp.packb(obj.to_wire(), default=_plain))
         ref = self._to_ref(obj)
         if ref is None:

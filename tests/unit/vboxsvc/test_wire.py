@@ -102,3 +102,18 @@ def test_batch_result_references_travel_and_malformed_ones_are_dropped(plain):
     for payload in (-1, "0", True, 2 ** 40, [0]):
         with pytest.raises(FrameError, match="batch result reference"):
             codec.unpack(msgpack.packb(msgpack.ExtType(EXT_EARLIER, msgpack.packb(payload))))
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["msgpack", "plain"])
+def test_packing_while_another_thread_imports_the_events_module(plain, monkeypatch):
+    """A bus thread importing vboxsvc.api.events (the first event arrives) while the main thread
+    sends an object: the half-made module has no Event class yet, and the object is no event."""
+    import sys
+    import types
+
+    class Obj:
+        __interface__ = "IMachine"
+
+    monkeypatch.setitem(sys.modules, "vboxsvc.api.events", types.ModuleType("vboxsvc.api.events"))
+    codec = Codec(lambda o: Ref(b"", 3, o.__interface__), lambda r: r, plain=plain)
+    assert codec.unpack(codec.pack({"o": Obj()}))["o"] == Ref(b"", 3, "IMachine")
