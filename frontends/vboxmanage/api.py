@@ -127,8 +127,11 @@ class locked:  # noqa: N801 - used like the contextmanager it replaces: `with lo
         return False
 
 
+FIND_MACHINE = "FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())"  # VBoxManage's context
+
+
 def find_machine(name: str, line: int = 0, file: str = "VBoxManage.cpp"):
-    with call("FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())", line, file):
+    with call(FIND_MACHINE, line, file):
         return Api.vbox().find_machine(name)
 
 

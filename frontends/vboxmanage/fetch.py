@@ -12,7 +12,7 @@ time, once.
 
 from __future__ import annotations
 
-from .api import Api, call
+from .api import FIND_MACHINE, Api, call
 
 GET, CALL = 1, 0  # vboxsvc.ipc.dispatcher's call kinds (not imported: that module loads the schema)
 
@@ -30,7 +30,7 @@ def find_machine_and(name: str, then: tuple, line: int = 0, file: str = "VBoxMan
     from vboxsvc.ipc.wire import Earlier
 
     method, args = then
-    with call("FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())", line, file):
+    with call(FIND_MACHINE, line, file):
         (found, machine), read = batch([(Api.vbox(), CALL, "find_machine", (name,)),
                                         (Earlier(0, "IMachine"), CALL, method, tuple(args))])
         if not found:

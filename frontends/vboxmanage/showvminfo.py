@@ -8,7 +8,7 @@ so that those runs never load click.
 import sys
 
 from . import render_vminfo
-from .api import Api, call, is_api_error, lock_type
+from .api import FIND_MACHINE, Api, call, is_api_error, lock_type
 from .vminfo import collect, plans, snapshot_tree, transient_folders
 
 _FILE = "VBoxManageInfo.cpp"
@@ -31,7 +31,7 @@ def show(vm: str, details: bool, machinereadable: bool, as_json: bool) -> int:
     from .fetch import CALL, GET, batch, prefetch_all
 
     vbox = Api.vbox()
-    with call("FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())", 3218, _FILE):
+    with call(FIND_MACHINE, 3218, _FILE):
         # the machine, a new session and a Shared lock like VBoxManage's, in one round trip (the
         # lock uses what the first two entries answered); failure to lock is not an error
         (found, machine), (made, session), (locked, _) = batch([
