@@ -165,6 +165,9 @@ def _dispatch(name: str, rest: list[str]) -> int:
     from .api import Api
 
     try:
+        from vboxsvc.ipc import autostart
+
+        autostart.start_early()
         return _invoke(name, rest)
     except SyntaxFailure as exc:
         return _syntax(exc.text, exc.command or name)

@@ -218,8 +218,9 @@ class World:
                     argv = f.read().split(b"\0")
             except OSError:
                 continue
-            if b"vboxsvc.server.main" in argv or any(a.endswith((b"/vboxsvc", b"/VBoxSVC"))
-                                                     for a in argv[:2]):
+            # started by a client: python3 -S -P -c "from vboxsvc.server.main import main; ..."
+            if any(b"vboxsvc.server.main" in a for a in argv[:5]) or any(
+                    a.endswith((b"/vboxsvc", b"/VBoxSVC")) for a in argv[:2]):
                 pids.append(pid)
         return pids
 

@@ -122,6 +122,9 @@ class BusServer:
         self.stats = {"frames": 0, "dropped": 0, "refused": 0, "failures": 0}
         self.max_clients = client_cap()
         self._failure_window = (0.0, 0)     # (minute start, tracebacks logged in it)
+        # the host's check of each decoded frame while it is starting: False when the frame needs what
+        # is not ready yet; the host then makes it ready (its objects may change) before answering
+        self.admit: Callable[[dict], bool] | None = None
 
     # --- transport setup -------------------------------------------------------------
     def bind(self, endpoint: str) -> None:
@@ -238,6 +241,8 @@ class BusServer:
             return
         try:
             msg = self.codec.unpack(body)
+            if self.admit is not None and not self.admit(msg):
+                msg = self.codec.unpack(body)   # the host made ready what the frame needs: decode anew
         except _UnknownObject:
             # a signed frame naming an object we do not have: still check who sent it
             self._undecodable_frame(ident, body, "The object reference is not valid (the object does not "

@@ -98,6 +98,15 @@ class ObjectTable:
             if oid is not None:
                 self._by_oid.pop(oid, None)
 
+    def rebind(self, old, new) -> None:
+        """`new` answers under `old`'s reference from now on (`old` leaves the table)."""
+        with self._lock:
+            oid = self._oid_of.pop(id(old), None)
+            if oid is None:
+                return
+            self._by_oid[oid] = new
+            self._oid_of.setdefault(id(new), oid)
+
     def drop_tag(self, tag) -> None:
         with self._lock:
             for oid in self._tags.pop(tag, ()):

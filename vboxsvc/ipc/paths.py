@@ -91,6 +91,11 @@ def endpoint(path: str | None = None) -> str:
     return "ipc://" + (path or socket_path())
 
 
+def settings_record_path() -> str:
+    """The record of the service's last full read of the settings (server/quickstart.py)."""
+    return os.path.join(runtime_dir(), _name("vboxsvc", "read.json"))
+
+
 def spawn_lock_path() -> str:
     """Clients serialize starting the service on this file."""
     return os.path.join(runtime_dir(), _name("vboxsvc", "spawn.lock"))

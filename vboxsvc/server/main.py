@@ -10,7 +10,6 @@ $NOTIFY_SOCKET (Type=notify).
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import logging
 import logging.handlers
@@ -24,22 +23,76 @@ SD_LISTEN_FDS_START = 3
 DEFAULT_SHUTDOWN_DELAY_MS = 5000
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(prog="vboxsvc", description="The vboxpy service (VBoxSVC).")
-    p.add_argument("-a", "--automate", action="store_true",
-                   help="started on demand: daemonize, auto-shutdown")
-    p.add_argument("-A", "--auto-shutdown", action="store_true", help="exit when the last client is gone")
-    p.add_argument("-d", "--daemonize", action="store_true", help="detach from the terminal")
-    p.add_argument("-D", "--shutdown-delay", type=int, default=None, metavar="MS",
-                   help="idle time before auto-shutdown (default 5000 ms or $VBOXSVC_SHUTDOWN_DELAY_MS)")
-    p.add_argument("-p", "--pidfile", default=None)
-    p.add_argument("-F", "--logfile", default=None, help="default: VBoxSVC.log in the VirtualBox home")
-    p.add_argument("-R", "--logrotate", type=int, default=10, metavar="N")
-    p.add_argument("-S", "--logsize", type=int, default=100 * 1024 * 1024, metavar="BYTES")
-    p.add_argument("-I", "--loginterval", type=int, default=24 * 3600, metavar="SECONDS")
-    p.add_argument("-P", "--inherit-startup-pipe", type=int, default=None, metavar="FD")
-    p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
+# short, long, value name (None: a flag), help; parsed with getopt (argparse costs the start 5 ms)
+OPTIONS = (
+    ("a", "automate", None, "started on demand: daemonize, auto-shutdown"),
+    ("A", "auto-shutdown", None, "exit when the last client is gone"),
+    ("d", "daemonize", None, "detach from the terminal"),
+    ("D", "shutdown-delay", "MS",
+     "idle time before auto-shutdown (default 5000 ms or $VBOXSVC_SHUTDOWN_DELAY_MS)"),
+    ("p", "pidfile", "FILE", "write the process id there"),
+    ("F", "logfile", "FILE", "default: VBoxSVC.log in the VirtualBox home"),
+    ("R", "logrotate", "N", "log files kept (default 10)"),
+    ("S", "logsize", "BYTES", "size at which the log is rotated (default 100 MiB)"),
+    ("I", "loginterval", "SECONDS", "accepted for VBoxSVC's sake (default 86400)"),
+    ("P", "inherit-startup-pipe", "FD", "write READY there once serving"),
+    ("v", "verbose", None, "log debug messages"),
+    ("h", "help", None, "show this help and exit"),
+)
+DEFAULTS = {"logrotate": 10, "logsize": 100 * 1024 * 1024, "loginterval": 24 * 3600}
+USAGE = "usage: vboxsvc [-h] " + " ".join(f"[-{s}{' ' + v if v else ''}]" for s, _l, v, _h in OPTIONS[:-1])
+
+
+class Options:
+    """The parsed command line: one attribute per long option (dashes as underscores)."""
+
+    def __init__(self):
+        for _s, long, value, _h in OPTIONS:
+            setattr(self, long.replace("-", "_"), DEFAULTS.get(long) if value else False)
+
+
+def _usage_error(text: str):
+    sys.stderr.write(f"{USAGE}\nvboxsvc: error: {text}\n")
+    raise SystemExit(2)
+
+
+def _help() -> str:
+    lines = [USAGE, "", "The vboxpy service (VBoxSVC).", "", "options:"]
+    for short, long, value, text in OPTIONS:
+        flags = f"-{short}{' ' + value if value else ''}, --{long}{' ' + value if value else ''}"
+        lines.append(f"  {flags:<36} {text}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv) -> Options:
+    import getopt
+
+    by_flag = {}
+    for spec in OPTIONS:
+        by_flag["-" + spec[0]] = by_flag["--" + spec[1]] = spec
+    shorts = "".join(s + (":" if v else "") for s, _l, v, _h in OPTIONS)
+    longs = [f"{long}=" if v else long for _s, long, v, _h in OPTIONS]
+    try:
+        found, rest = getopt.gnu_getopt(list(argv), shorts, longs)
+    except getopt.GetoptError as e:
+        _usage_error(e.msg)
+    if rest:
+        _usage_error(f"unrecognized arguments: {' '.join(rest)}")
+    args = Options()
+    for flag, text in found:
+        _short, long, value, _h = by_flag[flag]
+        if long == "help":
+            sys.stdout.write(_help())
+            raise SystemExit(0)
+        if value is None:
+            setattr(args, long.replace("-", "_"), True)
+        elif long in ("pidfile", "logfile"):
+            setattr(args, long, text)
+        else:
+            try:
+                setattr(args, long.replace("-", "_"), int(text))
+            except ValueError:
+                _usage_error(f"argument {flag}: invalid int value: '{text}'")
     if args.automate:
         args.daemonize = True
         args.auto_shutdown = True
@@ -48,14 +101,16 @@ def parse_args(argv):
         try:
             args.shutdown_delay = int(env) if env else DEFAULT_SHUTDOWN_DELAY_MS
         except ValueError:
-            p.error(f"VBOXSVC_SHUTDOWN_DELAY_MS must be a number of milliseconds, not {env!r}")
+            _usage_error(f"VBOXSVC_SHUTDOWN_DELAY_MS must be a number of milliseconds, not {env!r}")
     if args.shutdown_delay < 0:
-        p.error("--shutdown-delay must not be negative")
+        _usage_error("--shutdown-delay must not be negative")
     return args
 
 
-def daemonize() -> None:
-    """Classic double fork: the launcher's child exits at once, the daemon is reparented to init."""
+def daemonize(keep: int | None = None) -> None:
+    """Classic double fork: the launcher's child exits at once, the daemon is reparented to init.
+    The daemon keeps no descriptor of its starter but `keep` (a pipe a parent waits on to end would
+    otherwise stay open as long as the service runs)."""
     if os.fork() > 0:
         os._exit(0)
     os.setsid()
@@ -67,6 +122,12 @@ def daemonize() -> None:
         os.dup2(fd, target)
     if fd > 2:
         os.close(fd)
+    top = os.sysconf("SC_OPEN_MAX")
+    if keep is None or keep < 3:
+        os.closerange(3, top)
+    else:
+        os.closerange(3, keep)
+        os.closerange(keep + 1, top)
 
 
 def setup_logging(path: str, keep: int, size: int, verbose: bool) -> None:
@@ -123,21 +184,21 @@ def _append_line(path: str, text: str) -> None:
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.daemonize:
-        daemonize()
+        daemonize(keep=args.inherit_startup_pipe)
     startup_fd = args.inherit_startup_pipe
 
-    from settings import paths as spaths
+    from settings import home as shome
 
     from ..ipc import autostart, paths
-    home = spaths.vbox_user_home(create=True)
-    logfile = args.logfile or str(home / "VBoxSVC.log")
+    home = shome.vbox_user_home(create=True)
+    logfile = args.logfile or os.path.join(home, "VBoxSVC.log")
     # One service per user and VirtualBox home, held for our whole life by two locks: the pid file in
     # the runtime folder (named after the canonical home) and a lock file in the home itself, which
     # also stops a second service started by a client with another runtime folder. Both are taken
     # before the log is opened: a service that loses must not roll the winner's VBoxSVC.log over.
     life = open(paths.life_lock_path(), "a+")
     os.chmod(life.name, 0o600)
-    home_lock = open(home / paths.HOME_LOCK_NAME, "a+")
+    home_lock = open(os.path.join(home, paths.HOME_LOCK_NAME), "a+")
     os.chmod(home_lock.name, 0o600)
     for lock in (life, home_lock):
         try:

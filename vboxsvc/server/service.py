@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
+import threading
 
+from ..api import errors as rc
 from ..api.errors import VBoxError
 from ..ipc.busserver import BusServer, ClientInfo, Host
 from .context import ctx
-from .events import EventSource
-from .progress import Progress
-from .session import VirtualBoxClient, release_client_sessions
+from .vbclient import VirtualBoxClient
 
 log = logging.getLogger("vboxsvc.service")
 
@@ -42,27 +43,115 @@ class Service(Host):
         self.shutdown_delay_s = shutdown_delay_s
         self.startup_error: VBoxError | None = None
         self._idle_timer = None
+        self._reader: threading.Thread | None = None   # the full read of the settings, while quick
+        self._read_result: tuple = (None, None)
+        self._quick = None
+        self._switch = 0.005
         ctx.bus = self.bus
         ctx.service = self
-        ctx.events = EventSource()
+        ctx.events = None   # events.EventSource, made with the registry (it loads the API's enumerations)
 
     def load(self) -> None:
-        """Read VirtualBox.xml and the machines; a broken setup is reported to every client."""
+        """Read VirtualBox.xml and the machines; a broken setup is reported to every client.
+
+        With a quick view (quickstart.py) the reading runs on a thread and the bus answers the
+        machine list from the quick view meanwhile; any other call waits for the reading."""
+        from settings import home as shome
+
+        from ..ipc import paths
+        from . import quickstart
+
+        home = shome.vbox_user_home(create=True)
+        record = paths.settings_record_path()
+        quick = quickstart.quick_view(home, record)
+        if quick is None:
+            self._events()
+            self._take(*self._read(home, record))
+            return
+        self._quick = quick
+        ctx.vbox = quick
+        self.bus.admit = self._admit
+        # the reader holds the interpreter most of the time: hand it to the bus thread often
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(0.0005)
+        self._reader = threading.Thread(target=self._read_then_post, args=(home, record), name="settings",
+                                        daemon=True)
+        self._reader.start()
+
+    def _read(self, home: str, record: str):
+        """The full read (any thread): (VirtualBox, None) or (None, the error every client is told)."""
         with _pydantic_plugins_off():
             from settings.errors import SettingsError
 
+            from . import quickstart
             from .virtualbox import VirtualBox
+        before = quickstart.before_reading(home)
         try:
-            ctx.vbox = VirtualBox()
-            from .reattach import adopt_running
-            adopt_running(ctx.vbox)
+            vbox = VirtualBox()
         except SettingsError as e:
             log.error("cannot load the VirtualBox settings: %s", e)
-            self.startup_error = VBoxError(0x80BB000A, str(e), "IVirtualBox", "VirtualBoxWrap")
+            return None, VBoxError(0x80BB000A, str(e), "IVirtualBox", "VirtualBoxWrap")
+        except OSError as e:
+            log.error("cannot load the VirtualBox settings: %s", e)
+            return None, VBoxError(0x80BB0004, f"Cannot access the VirtualBox home folder: {e}",
+                                   "IVirtualBox", "VirtualBoxWrap")
+        quickstart.write_record(home, record, before, vbox)
+        return vbox, None
+
+    def _read_then_post(self, home: str, record: str) -> None:
+        try:
+            self._read_result = self._read(home, record)
+        except BaseException as e:  # an unexpected failure is every client's error, not a hang
+            log.exception("reading the settings failed")
+            self._read_result = (None, VBoxError(rc.E_FAIL, f"Reading the settings failed: {e}",
+                                                 "IVirtualBox", "VirtualBoxWrap"))
+        finally:
+            self.bus.post(self._ready)
+
+    def _take(self, vbox, error: VBoxError | None) -> None:
+        """Serve `vbox` (bus thread), or fail every client with `error`."""
+        self._events()
+        if error is not None:
+            ctx.vbox = None
+            self.startup_error = error
+            return
+        ctx.vbox = vbox
+        from .reattach import adopt_running
+        try:
+            adopt_running(vbox)
         except OSError as e:
             log.error("cannot load the VirtualBox settings: %s", e)
             self.startup_error = VBoxError(0x80BB0004, f"Cannot access the VirtualBox home folder: {e}",
                                            "IVirtualBox", "VirtualBoxWrap")
+
+    @staticmethod
+    def _events() -> None:
+        if ctx.events is None:
+            from .events import EventSource
+
+            ctx.events = EventSource()
+
+    def _ready(self) -> None:
+        """The full read is done (bus thread): the real objects take over from the quick view."""
+        reader, self._reader = self._reader, None
+        if reader is None:
+            return
+        reader.join()
+        sys.setswitchinterval(self._switch)
+        self.bus.admit = None
+        vbox, error = self._read_result
+        self._take(vbox, error)
+        if vbox is not None:
+            from . import quickstart
+            quickstart.take_over(self.bus.table, self._quick, vbox)
+        self._quick = None
+
+    def _admit(self, msg: dict) -> bool:
+        from . import quickstart
+        if quickstart.answers(msg):
+            return True
+        self._ready()
+        return False
 
     # --- Host --------------------------------------------------------------------------------
     def on_hello(self, client: ClientInfo) -> dict:
@@ -78,8 +167,12 @@ class Service(Host):
 
     def on_client_gone(self, client: ClientInfo) -> None:
         log.info("client %s gone (pid %d)", client.sid.hex()[:8], client.pid)
-        release_client_sessions(client)
-        ctx.events.drop_owner(client.sid)
+        if client.data.get("sessions"):
+            from .session import release_client_sessions
+
+            release_client_sessions(client)
+        if ctx.events is not None:
+            ctx.events.drop_owner(client.sid)
         self.bus.table.drop_tag(client.sid)
         self.check_idle()
 
@@ -96,8 +189,12 @@ class Service(Host):
         self._idle_timer = self.bus.call_later(self.shutdown_delay_s, self._idle_expired)
 
     def _busy(self) -> bool:
+        if self._reader is not None:
+            return True
         if ctx.vbox is not None and any(c.launch is not None and not c.launch.done for c in ctx.vbox.cores):
             return True
+        from .progress import Progress
+
         return any(not p.completed for p in Progress.registry.values())
 
     def _idle_expired(self) -> None:

@@ -17,30 +17,8 @@ from ..api.errors import VBoxError
 from ..ipc.busserver import current_client
 from ..ipc.dispatcher import RemoteRef
 from . import reattach
-from .context import ctx
 
 log = logging.getLogger("vboxsvc.session")
-
-
-class VirtualBoxClient:
-    """IVirtualBoxClient: one per connection; hands out the IVirtualBox and new sessions."""
-
-    __interface__ = "IVirtualBoxClient"
-    __component__ = "VirtualBoxClientWrap"
-
-    def __init__(self, client):
-        self._client = client
-        self.__bus_tag__ = client.sid
-
-    @property
-    def virtual_box(self):
-        return ctx.vbox
-
-    @property
-    def session(self):
-        s = Session(self._client)
-        self._client.data.setdefault("sessions", []).append(s)
-        return s
 
 
 class Session:

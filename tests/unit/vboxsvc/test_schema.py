@@ -25,7 +25,7 @@ ELSEWHERE = {"IConsole": "the VM process (frontends/headless)",
 def _server_classes() -> dict[str, list[type]]:
     found: dict[str, list[type]] = {}
     for mod in pkgutil.iter_modules(vboxsvc.server.__path__):
-        if mod.name == "main":
+        if mod.name in ("main", "quickstart"):  # quickstart's stand-ins: test_quick_stand_ins_answer
             continue
         m = importlib.import_module(f"vboxsvc.server.{mod.name}")
         for _, cls in inspect.getmembers(m, inspect.isclass):
@@ -82,6 +82,18 @@ def test_every_type_resolves():
         for what, t in typed:
             assert t.name in ("str", "int", "bool", "bytes", "any", "float", "IEvent") or \
                 t.name in INTERFACES or getattr(enums, t.name, None) is not None, (iface.name, what)
+
+
+def test_quick_stand_ins_answer_only_schema_members_they_have():
+    """The quick start's objects answer exactly the members quickstart.ANSWERS names (the bus lets
+    no other call reach them), and those members are the schema's."""
+    from vboxsvc.server import quickstart
+
+    classes = {cls.__interface__: cls for cls in (quickstart.QuickVirtualBox, quickstart.QuickMachine)}
+    for iface, member in quickstart.ANSWERS:
+        assert member in INTERFACES[iface].attributes, (iface, member)
+        assert _has_member(classes[iface], member), (iface, member)
+    assert {i for i, _m in quickstart.ANSWERS} == set(classes)
 
 
 def test_server_implements_the_schema():
