@@ -70,6 +70,8 @@ class Service(Host):
             return
         self._quick = quick
         ctx.vbox = quick
+        log.info("answering the machine list (%d machines) from the quick view while reading the settings",
+                 len(quick.machines))
         self.bus.admit = self._admit
         # the reader holds the interpreter most of the time: hand it to the bus thread often
         self._switch = sys.getswitchinterval()

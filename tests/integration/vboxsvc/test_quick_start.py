@@ -1,0 +1,96 @@
+"""The service's quick start (vboxsvc/server/quickstart.py) as a user meets it: real CLI, real
+service, VirtualBox's default home.
+
+A service started when nothing changed since the last full read answers the machine list from a
+quick view while it reads the settings; the list must be the one the full read gives, the objects
+handed out must become the real ones, and a file changed since must be read in full first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+QUICK = "from the quick view"   # what VBoxSVC.log says when the quick start is taken
+
+
+def _stop(world) -> None:
+    for pid in world.services():
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while world.services() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not world.services()
+
+
+def _log(world) -> str:
+    """This service run's log (VBoxSVC.log is rolled over at each start)."""
+    return "".join(p.read_text(errors="replace") for p in world.base.rglob("VBoxSVC.log"))
+
+
+SCRIPT = """
+from vboxsvc.ipc.client import connect
+c = connect()
+vbox = c.virtualbox
+machines = vbox.machines
+names = [m.name for m in machines]
+memory = [m.memory_size for m in machines]          # beyond the quick view: waits for the full read
+same = [vbox.find_machine(n) == m for n, m in zip(names, machines)]
+names_again = [m.name for m in machines]
+print(names, memory, same, names_again == names)
+c.close()
+"""
+
+
+def test_the_first_list_after_a_start_is_the_full_reads_list(world):
+    for name in ("alpha", "beta", "Gamma delta"):
+        world.vbm("createvm", "--name", name, "--register", check=0)
+    _stop(world)
+    full = world.vbm("list", "vms", check=0)[1]       # VirtualBox.xml changed: read in full first
+    assert QUICK not in _log(world)
+    _stop(world)
+    quick = world.vbm("list", "vms", check=0)[1]
+    assert QUICK in _log(world)
+    assert quick == full and full.count("\n") == 3
+    _stop(world)
+    sorted_quick = world.vbm("list", "vms", "--sorted", check=0)[1]
+    assert QUICK in _log(world)
+    assert sorted_quick.splitlines() == sorted(full.splitlines(), key=str.lower)
+    _stop(world)
+    # a script's references from the quick view go on working, as the real machines
+    proc = world.py(SCRIPT)
+    assert proc.returncode == 0, proc.stderr
+    assert QUICK in _log(world)
+    assert proc.stdout.strip() == ("['alpha', 'beta', 'Gamma delta'] [128, 128, 128] [True, True, True] True")
+    # a command beyond the quick view on a fresh start waits for the full read and answers
+    _stop(world)
+    code, out, err = world.vbm("showvminfo", "beta", "--machinereadable")
+    assert code == 0 and 'name="beta"' in out, err
+    _stop(world)
+    code, out, err = world.vbm("list", "runningvms")
+    assert code == 0 and out == "", err
+
+
+def test_a_machine_file_changed_since_is_read_in_full_first(world):
+    world.vbm("createvm", "--name", "fine", "--register", check=0)
+    world.vbm("createvm", "--name", "broken", "--register", check=0)
+    cfg = world.machinereadable("broken")["CfgFile"]
+    uuid = world.machinereadable("broken")["UUID"]
+    _stop(world)
+    world.vbm("list", "vms", check=0)                 # the full read leaves the record
+    _stop(world)
+    assert QUICK in (world.vbm("list", "vms", check=0), _log(world))[1]
+    _stop(world)
+    # well-formed XML, name and UUID intact, but settings the full read refuses
+    path = world.inside(cfg)
+    text = path.read_text()
+    start = text.index('lastStateChange="') + len('lastStateChange="')
+    path.write_text(text[:start] + "yesterday" + text[text.index('"', start):])
+    out = world.vbm("list", "vms", check=0)[1]
+    assert QUICK not in _log(world)
+    assert out.splitlines()[1] == f'"<inaccessible>" {{{uuid}}}', out
+    _stop(world)
+    # an inaccessible machine leaves no record: the next start reads in full again
+    assert world.vbm("list", "vms", check=0)[1] == out
+    assert QUICK not in _log(world)
