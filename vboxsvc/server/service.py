@@ -20,6 +20,7 @@ from .context import ctx
 from .vbclient import VirtualBoxClient
 
 log = logging.getLogger("vboxsvc.service")
+READER_DELAY_S = 0.05   # quick start: the longest the full read of the settings waits for the first command
 
 
 @contextlib.contextmanager
@@ -73,12 +74,19 @@ class Service(Host):
         log.info("answering the machine list (%d machines) from the quick view while reading the settings",
                  len(quick.machines))
         self.bus.admit = self._admit
-        # the reader holds the interpreter most of the time: hand it to the bus thread often
-        self._switch = sys.getswitchinterval()
-        sys.setswitchinterval(0.0005)
         self._reader = threading.Thread(target=self._read_then_post, args=(home, record), name="settings",
                                         daemon=True)
-        self._reader.start()
+        # the reader starts once the first command that started us is answered (it leaves), or soon
+        # anyway: the two would share the interpreter, and that command waits
+        self.bus.call_later(READER_DELAY_S, self._start_reader)
+
+    def _start_reader(self) -> None:
+        reader = self._reader
+        if reader is not None and reader.ident is None:
+            # the reader holds the interpreter most of the time: hand it to the bus thread often
+            self._switch = sys.getswitchinterval()
+            sys.setswitchinterval(0.0005)
+            reader.start()
 
     def _read(self, home: str, record: str):
         """The full read (any thread): (VirtualBox, None) or (None, the error every client is told)."""
@@ -135,9 +143,10 @@ class Service(Host):
 
     def _ready(self) -> None:
         """The full read is done (bus thread): the real objects take over from the quick view."""
-        reader, self._reader = self._reader, None
-        if reader is None:
+        if self._reader is None:
             return
+        self._start_reader()
+        reader, self._reader = self._reader, None
         reader.join()
         sys.setswitchinterval(self._switch)
         self.bus.admit = None
@@ -168,6 +177,7 @@ class Service(Host):
         return {"pid": os.getpid(), "vbox": ctx.vbox, "client": vbc}
 
     def on_client_gone(self, client: ClientInfo) -> None:
+        self._start_reader()
         log.info("client %s gone (pid %d)", client.sid.hex()[:8], client.pid)
         if client.data.get("sessions"):
             from .session import release_client_sessions
