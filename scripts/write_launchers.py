@@ -94,7 +94,8 @@ def compile_native(python: str, out: str) -> str | None:
     direct, server = programs(search_path(python))
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "launcher_config.h"), "w") as handle:
-            handle.write(f"#define VBX_PYTHON {c_string(python)}\n#define VBX_DIRECT_CODE {c_string(direct)}\n"
+            handle.write(f"#define VBX_PYTHON {c_string(python)}\n"
+                         f"#define VBX_DIRECT_CODE {c_string(direct)}\n"
                          f"#define VBX_SERVER_CODE {c_string(server)}\n")
         source = os.path.join(ROOT, "frontends", "vboxmanage", "launcher.c")
         try:

@@ -34,7 +34,8 @@ import time
 
 MAGIC = b"VBXR"
 PROTOCOL = 1
-HEADER = struct.Struct("=4sIIIIIIIQQ")  # magic, version, body length, argc, envc, nfds, umask, 0, ignored, mask
+# magic, version, body length, argc, envc, nfds, umask, 0, ignored signals, blocked signals
+HEADER = struct.Struct("=4sIIIIIIIQQ")
 REPLY = struct.Struct("=4siii")
 MAX_BODY = 8 << 20        # argv + environment (Linux caps both together near this)
 MAX_FDS = 250             # SCM_RIGHTS' own limit is 253 per message
@@ -43,7 +44,8 @@ IDLE_S = 60.0
 PRELOAD = (
     "frontends.vboxmanage.main", "frontends.vboxmanage.api", "frontends.vboxmanage.fetch",
     "frontends.vboxmanage.listing", "frontends.vboxmanage.render_list", "frontends.vboxmanage.showvminfo",
-    "frontends.vboxmanage.vminfo", "frontends.vboxmanage.render_vminfo", "frontends.vboxmanage.render_snapshot",
+    "frontends.vboxmanage.vminfo", "frontends.vboxmanage.render_vminfo",
+    "frontends.vboxmanage.render_snapshot",
     "frontends.vboxmanage.extradata", "vboxsvc.ipc.client", "vboxsvc.ipc.autostart", "vboxsvc.ipc.proxy",
 )
 CATCHABLE = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP) and s < 32]
@@ -390,7 +392,7 @@ class Child:
         # the caller's fds at their numbers, the caller's cwd; nothing of the server's stays open
         high = max([*req.targets, 2]) + 1
         moved = [(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, high + 64), target)
-                 for fd, target in zip(req.fds, req.targets)]
+                 for fd, target in zip(req.fds, req.targets, strict=True)]
         self.conn = fcntl.fcntl(self.conn, fcntl.F_DUPFD_CLOEXEC, high + 64)
         keep = {self.conn, *(fd for fd, _ in moved)}
         for name in os.listdir("/proc/self/fd"):
@@ -459,7 +461,7 @@ def _stdio() -> None:
         except OSError:
             streams.append(None)
             continue
-        buffer = io.open(fd, mode + "b", -1, closefd=False)
+        buffer = open(fd, mode + "b", -1, closefd=False)
         buffer.raw.name = name
         line = buffer.raw.isatty() or fd == 2
         encoding = old.encoding if old is not None else sys.getfilesystemencoding()
