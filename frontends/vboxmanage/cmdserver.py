@@ -122,7 +122,7 @@ class Request:
 class Client:
     def __init__(self, sock: socket.socket):
         self.sock = sock
-        self.data = b""
+        self.data = bytearray()
         self.fds: list[int] = []
         self.deadline = time.monotonic() + REQUEST_TIMEOUT_S
         self.child = 0
@@ -318,7 +318,7 @@ class Server:
             self._drop(client)
             return
         try:
-            request = Request(head, client.data[HEADER.size:], client.fds)
+            request = Request(head, bytes(client.data[HEADER.size:]), client.fds)
         except ValueError:
             self._drop(client)
             return
@@ -332,7 +332,11 @@ class Server:
             send(client.sock, b"STAL")
             self._drop(client)
             return
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:   # no process to be had now: the launcher starts directly
+            self._drop(client)
+            return
         if pid == 0:
             try:
                 keep = client.sock.fileno()
