@@ -205,6 +205,7 @@ def _blocked(setup: Setup) -> tuple[subprocess.Popen, int]:
 def test_signals_reach_the_command_and_its_end_comes_back(setup):
     proc, child = _blocked(setup)
     proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=20)   # stdin stays open: the command can only end by the signal
     proc.communicate(timeout=20)
     assert proc.returncode == -signal.SIGTERM     # killed by the signal, as a direct start would be
     assert wait_for(lambda: not pid_alive(child), 5)
@@ -213,6 +214,7 @@ def test_signals_reach_the_command_and_its_end_comes_back(setup):
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(0.5)
     direct.send_signal(signal.SIGTERM)
+    direct.wait(timeout=20)
     direct.communicate(timeout=20)
     assert direct.returncode == -signal.SIGTERM
 
