@@ -10,7 +10,7 @@ import sys
 from . import render_list
 from .api import Api, call, is_api_error, safe_get
 from .names import RUNNING_LIST_STATES, enum_int
-from .output import IDENTITY
+from .output import current_identity
 
 SUBCOMMANDS = ("vms", "runningvms", "hdds", "dvds", "floppies", "ostypes", "hostinfo", "systemproperties",
                "intnets", "hostonlyifs", "bridgedifs", "natnets", "dhcpservers")
@@ -218,14 +218,14 @@ def _systemproperties(vbox) -> list[tuple[str, object]]:
     from vboxsvc.api.enums import ChipsetType
 
     sp = vbox.system_properties
-    if not IDENTITY.is_7_1:
+    if not current_identity().is_7_1:
         return _systemproperties_70(vbox, sp)
 
     def top(label: str, value) -> tuple[str, object]:
         return f"{label:<33}", value
 
     rows = [
-        top("API version:", safe_get(vbox, "api_version", IDENTITY.api_version)),
+        top("API version:", safe_get(vbox, "api_version", current_identity().api_version)),
         top("Minimum guest RAM size:", f"{sp.min_guest_ram} Megabytes"),
         top("Maximum guest RAM size:", f"{sp.max_guest_ram} Megabytes"),
         top("Minimum video RAM size:", f"{sp.min_guest_vram} Megabytes"),
@@ -267,7 +267,8 @@ def _systemproperties_70(vbox, sp) -> list[tuple[str, object]]:
 
     ports, devs = sp.get_max_port_count_for_storage_bus, sp.get_max_devices_per_port_for_storage_bus
     inst = sp.get_max_instances_of_storage_bus
-    rows = [("API version:                     ", safe_get(vbox, "api_version", IDENTITY.api_version)),
+    api_version = safe_get(vbox, "api_version", current_identity().api_version)
+    rows = [("API version:                     ", api_version),
             ("Minimum guest RAM size:          ", f"{sp.min_guest_ram} Megabytes"),
             ("Maximum guest RAM size:          ", f"{sp.max_guest_ram} Megabytes"),
             ("Minimum video RAM size:          ", f"{sp.min_guest_vram} Megabytes"),

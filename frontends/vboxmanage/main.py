@@ -15,16 +15,15 @@ from .output import (
     EXIT_FAILURE,
     EXIT_SUCCESS,
     EXIT_SYNTAX,
-    LOGO,
     PROG,
-    REVISION,
-    VERSION,
     ArgumentFailure,
     CommandFailed,
     State,
     SyntaxFailure,
     error,
+    logo,
     show_logo,
+    version_text,
 )
 from .usage import ALIASES, USAGE, full_usage, usage
 
@@ -106,7 +105,7 @@ def _global_options(args: list[str]) -> tuple[list[str], int | None]:
                 return [], EXIT_SYNTAX
             args = args[1:]
         elif arg in VERSION_FLAGS:
-            sys.stdout.write(f"{VERSION}r{REVISION}\n")
+            sys.stdout.write(version_text() + "\n")
             return [], EXIT_SUCCESS
         elif arg == "--dump-build-type":
             sys.stdout.write("release\n")
@@ -133,15 +132,15 @@ def run(args: list[str]) -> int:
     if done is not None:
         return done
     if not args:
-        sys.stdout.write(LOGO + "\n" + full_usage())
+        sys.stdout.write(logo() + "\n" + full_usage())
         return EXIT_SUCCESS
     word = args[0]
     if word in HELP_WORDS:
         target = canonical(args[1]) if len(args) > 1 else None
         if target:
-            sys.stdout.write(LOGO + "\n" + usage(target))
+            sys.stdout.write(logo() + "\n" + usage(target))
             return EXIT_FAILURE
-        sys.stdout.write(LOGO + "\n" + full_usage())
+        sys.stdout.write(logo() + "\n" + full_usage())
         return EXIT_SUCCESS
     if word == "commands":
         sys.stdout.write("commands:\n" + "".join(f"    {c}\n" for c in list(USAGE) + list(ALIASES)))

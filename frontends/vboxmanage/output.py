@@ -13,11 +13,24 @@ from vboxsvc.api import identity
 from .names import result_name
 
 PROG = "VBoxManage"
-IDENTITY = identity.current()
-VERSION = IDENTITY.version
-REVISION = str(IDENTITY.revision)
-LOGO = (f"Oracle VirtualBox Command Line Management Interface Version {VERSION}\n"
-        f"Copyright (C) 2005-{2025 if IDENTITY.is_7_1 else 2024} Oracle and/or its affiliates\n")
+
+
+def current_identity() -> identity.Identity:
+    """The release this run presents itself as, from this run's environment (VBOXPY_VBOX_VERSION is
+    read per command, never at import: a resident command server forks runs from imported code)."""
+    return identity.current()
+
+
+def version_text() -> str:
+    """`VBoxManage --version`'s line without its newline."""
+    ident = current_identity()
+    return f"{ident.version}r{ident.revision}"
+
+
+def logo() -> str:
+    ident = current_identity()
+    return (f"Oracle VirtualBox Command Line Management Interface Version {ident.version}\n"
+            f"Copyright (C) 2005-{2025 if ident.is_7_1 else 2024} Oracle and/or its affiliates\n")
 
 EXIT_SUCCESS, EXIT_FAILURE, EXIT_SYNTAX = 0, 1, 2
 
@@ -34,7 +47,7 @@ def show_logo(stream) -> None:
     if State.nologo or State.logo_shown:
         return
     State.logo_shown = True
-    stream.write(LOGO + "\n")
+    stream.write(logo() + "\n")
 
 
 def msg_lines(prefix: str, text: str) -> str:

@@ -5,7 +5,7 @@ size, description, auto_reset, in_use: [(name, uuid)], children: [...], ...}.
 """
 
 from .names import MEDIUM_STATES, MEDIUM_TYPES, PROCESSOR_FEATURES
-from .output import IDENTITY, rt_time_spec
+from .output import current_identity, rt_time_spec
 
 
 def vms(entries: list[tuple[str, str]]) -> str:
@@ -76,7 +76,7 @@ def medium_info(m: dict) -> str:
 def ostypes(types: list[dict], v71: bool | None = None) -> str:
     """7.1 layout (showGuestOSType): header, then a block per guest OS type; 7.0's had no header
     and one `Label: value` line per field."""
-    if not (IDENTITY.is_7_1 if v71 is None else v71):
+    if not (current_identity().is_7_1 if v71 is None else v71):
         return ostypes_70(types)
     out = ["Supported guest OS types:\n\n"]
     for t in types:
@@ -98,7 +98,7 @@ def ostypes_70(types: list[dict]) -> str:
 
 
 def ostypes_long(types: list[dict], v71: bool | None = None) -> str:
-    if not (IDENTITY.is_7_1 if v71 is None else v71):
+    if not (current_identity().is_7_1 if v71 is None else v71):
         return ostypes_70(types)
     out = ["Supported guest OS types:\n\n"]
     for t in types:

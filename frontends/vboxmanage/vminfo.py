@@ -7,7 +7,7 @@ enum values are kept as ints and named by the renderers.
 """
 
 from .names import enum_int
-from .output import IDENTITY
+from .output import current_identity
 
 HID_POINTING = {1: "none", 2: "ps2mouse", 3: "usbmouse", 4: "usbtablet", 5: "combomouse", 6: "usbmultitouch",
                 7: "usbmtscreenpluspad"}
@@ -122,9 +122,10 @@ def collect(vbox, machine, batched: bool = True) -> dict:
     gfx = machine.graphics_adapter
     chipset = enum_int(platform.chipset_type)
     os_id = machine.os_type_id
+    v71 = current_identity().is_7_1
     info = {
         "accessible": True, "name": machine.name, "groups": list(machine.groups),
-        "platform_arch": ARCH.get(enum_int(platform.architecture), "x86") if IDENTITY.is_7_1 else "",
+        "platform_arch": ARCH.get(enum_int(platform.architecture), "x86") if v71 else "",
         "os_type_id": os_id, "os_type": os_description(vbox, os_id), "uuid": machine.id,
         "cfg_file": machine.settings_file_path, "snapshot_folder": machine.snapshot_folder,
         "log_folder": machine.log_folder, "hardware_uuid": machine.hardware_uuid or machine.id,

@@ -16,8 +16,10 @@ initialisation and all), and a polling loop of `showvminfo --machinereadable` on
 much CPU the VM process spends answering it (the service's stand-in VM process from the tests,
 which answers the console calls the same way vboxheadless does: what it spends is taken from the
 guest's vCPU threads at most).
-vboxmanage runs as scripts/install.sh installs it (the `python3 -IS` launcher of
-scripts/write_launchers.py), each run a fresh process against a running service. libvirt runs as a
+vboxmanage runs as scripts/install.sh installs it (the launcher of scripts/write_launchers.py: the
+native one, which forks each run from a resident command server, or the `python3 -IS` script where
+no compiler is at hand), each run a fresh launcher process against a running service; the route the
+runs took is printed. libvirt runs as a
 session daemon of `nobody` in a temporary tree (qemu:///session; as root that URI would be the system
 daemon). virsh and libvirtd come from `scripts/install.sh --bench` (libvirt-clients,
 libvirt-daemon-system); without --no-install this script apt-installs them when missing.
@@ -76,8 +78,9 @@ class Ours:
             HOME=base,
             VBOX_USER_HOME=os.path.join(base, "vbox"),
             VBOXPY_RUNTIME_DIR=os.path.join(base, "run"),
+            XDG_RUNTIME_DIR=os.path.join(base, "run"),   # the command server's socket too
         )
-        for var in ("XDG_CONFIG_HOME", "PYTHONPATH"):
+        for var in ("XDG_CONFIG_HOME", "PYTHONPATH", "VBOXPY_NO_CMDSERVER", "VBOXPY_CMDSERVER_TRACE"):
             self.env.pop(var, None)
         bindir = os.path.join(base, "bin")
         os.mkdir(bindir)
@@ -87,6 +90,7 @@ class Ours:
             capture_output=True,
         )
         self.cli = [os.path.join(bindir, "vboxmanage")]
+        os.makedirs(self.env["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
         self.pip_style = [sys.executable, "-m", "frontends.vboxmanage.main"]
         os.environ.update({k: self.env[k] for k in ("HOME", "VBOX_USER_HOME", "VBOXPY_RUNTIME_DIR")})
         from vboxsvc.ipc.client import connect
@@ -104,6 +108,34 @@ class Ours:
             m.save_settings()
             vbox.register_machine(m)
         client.close()
+
+    def route(self) -> str:
+        """How the launcher runs a command: through the command server (started by the first runs
+        when the launcher is the native one) or directly; waits up to 5 s for the server."""
+        trace = os.path.join(self.base, "route")
+        env = dict(self.env, VBOXPY_CMDSERVER_TRACE=trace)
+        last = "direct (the Python launcher: no route is traced)"
+        for _ in range(100):
+            subprocess.run(self.cli + ["--version"], env=env, capture_output=True)
+            if os.path.exists(trace):
+                with open(trace) as handle:
+                    last = handle.read().splitlines()[-1]
+                if last.startswith("server "):
+                    break
+            time.sleep(0.05)
+        return last
+
+    def stop_cmdserver(self) -> None:
+        try:
+            with open(os.path.join(self.base, "route")) as handle:
+                route = handle.read().splitlines()[-1]
+        except (OSError, IndexError):
+            return
+        if route.startswith("server "):
+            try:
+                os.kill(int(route.split()[1]), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
 
     def run(self, *args, cli=None):
         return command((cli or self.cli) + list(args), self.env)
@@ -325,6 +357,7 @@ def main() -> None:
     lines = []
     try:
         ours = Ours(base, args.vms)
+        route_before = ours.route()
         problem = ensure_libvirt(not args.no_install)
         if problem is None:
             try:
@@ -378,7 +411,10 @@ def main() -> None:
                          "libvirtd spawned + virsh dominfo" if peer else f"({problem})",
                          peer.cold(args.cold_runs, "dominfo", dom) if peer else None))
         polled = ours.polling(args.polls)
+        route = ours.route()
     finally:
+        if ours is not None:
+            ours.stop_cmdserver()
         stop_services(os.path.join(base, "run"))
         if peer is not None:
             peer.cleanup()
@@ -387,6 +423,7 @@ def main() -> None:
         f"{args.vms} VMs / domains; {args.runs} fresh processes per figure (cold start: {args.cold_runs}); "
         f"ms, median / min; last column ours / peer (median)"
     )
+    print(f"vboxmanage route (launcher trace) before / after the figures: {route_before} / {route}")
     print(f"{'':44} {'ours':>17}   {'peer':34} {'':>17}   ratio")
     print("\n".join(lines))
     if isinstance(polled, str):

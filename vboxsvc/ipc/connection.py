@@ -36,13 +36,20 @@ HELLO_RETRY_S = 2.0
 # Every call has a bound: a service that is gone, stopped (SIGSTOP) or wedged must not hold a client
 # forever. Calls answer at once on a healthy service (its loop never blocks); long operations are
 # waits (IProgress, getEvent), which the client splits into short slices (WAIT_SLICE_MS).
-CALL_TIMEOUT_S = float(os.environ.get("VBOXPY_CALL_TIMEOUT_S") or 60.0)
 STOPPED_GRACE_S = 3.0
 BATCH_MAX = 4096  # calls per batch frame (the service's bound)
 # a call in flight on another thread owns the call socket: teardown waits for it to notice (it wakes
 # every POLL_MS); a ZeroMQ socket closed under a thread blocked in it aborts the process in libzmq
 TEARDOWN_WAIT_S = POLL_MS / 1000 + 2.0
 _HELD: dict[int, list] = {}  # id(client) -> its ZeroMQ context and sockets, until the client is torn down
+
+
+def call_timeout_s() -> float:
+    """How long one bus call may take (VBOXPY_CALL_TIMEOUT_S, 60 s by default), read per call, not at
+    import: code imported once may serve runs with different environments."""
+    return float(os.environ.get("VBOXPY_CALL_TIMEOUT_S") or 60.0)
+
+
 WAIT_SLICE_MS = 1000
 # calls that wait on the service side -> position of their timeout argument
 _SLICED = {"wait_for_completion": 0, "wait_for_operation_completion": 1, "get_event": 1}
@@ -208,7 +215,7 @@ class Client:
         msg = {"op": "call", "o": ref, "m": member, "k": kind, "a": list(args)}
         if kwargs:
             msg["w"] = kwargs
-        return self._request(msg, timeout_s=CALL_TIMEOUT_S)
+        return self._request(msg, timeout_s=call_timeout_s())
 
     def send_last(self, proxy, method: str, args=()) -> None:
         """Call `method` of `proxy` without waiting for the answer (dropped when it comes): for a
@@ -237,7 +244,7 @@ class Client:
             chunk = calls[start:start + BATCH_MAX]
             wire = [[p if type(p) is Earlier else p._ref, kind, member, list(args)]
                     for p, kind, member, args in chunk]
-            results = self._request({"op": "batch", "b": wire}, timeout_s=CALL_TIMEOUT_S)
+            results = self._request({"op": "batch", "b": wire}, timeout_s=call_timeout_s())
             if not isinstance(results, list) or len(results) != len(chunk):
                 raise VBoxError(rc.E_UNEXPECTED, "malformed batch answer from the service")
             for (p, kind, member, _args), (failed, value) in zip(chunk, results, strict=True):
@@ -277,7 +284,7 @@ class Client:
 
     def _sliced(self, ref: Ref, member: str, args: list, kwargs: dict):
         """A call that waits up to its `timeout` ms (-1: without end) as a series of short waits, so
-        that no single bus call outlives CALL_TIMEOUT_S however long the wait is: IProgress's
+        that no single bus call outlives call_timeout_s() however long the wait is: IProgress's
         waitFor*Completion (until `completed`), IEventSource::getEvent (until an event comes)."""
         timeout = kwargs.pop("timeout", None)
         if timeout is None:
@@ -303,7 +310,7 @@ class Client:
         msg = {"op": "call", "o": ref, "m": member, "k": CALL, "a": args + [timeout]}
         if kwargs:
             msg["w"] = kwargs
-        return self._request(msg, timeout_s=CALL_TIMEOUT_S + timeout / 1000)
+        return self._request(msg, timeout_s=call_timeout_s() + timeout / 1000)
 
     def _request(self, msg: dict, timeout_s: float | None = None, wait: bool = True):
         if self._closed:

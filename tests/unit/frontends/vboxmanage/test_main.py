@@ -152,8 +152,8 @@ def test_command_run_exits_with_its_code_and_all_its_output(tmp_path):
     env["VBOX_USER_HOME"] = str(tmp_path)
     cmd = [sys.executable, "-m", "frontends.vboxmanage.main"]
     out = subprocess.run(cmd + ["help"], cwd=root, env=env, capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout == vbm.LOGO + "\n" + vbm.full_usage()
+    assert out.returncode == 0 and out.stdout == vbm.logo() + "\n" + vbm.full_usage()
     out = subprocess.run(cmd + ["--version"], cwd=root, env=env, capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout == f"{vbm.VERSION}r{vbm.REVISION}\n"   # short: in the buffer
+    assert out.returncode == 0 and out.stdout == vbm.version_text() + "\n"   # short: in the buffer
     out = subprocess.run(cmd + ["nosuchcommand"], cwd=root, env=env, capture_output=True, text=True)
     assert out.returncode == 2 and "Invalid command 'nosuchcommand'" in out.stderr
