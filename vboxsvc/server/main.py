@@ -284,6 +284,7 @@ def main(argv=None) -> int:
     service.check_idle()
     try:
         service.bus.run()
+        service.leave_record()
     finally:
         sd_notify("STOPPING=1")
         if bound:

@@ -138,11 +138,8 @@ def api_uuid(text: str) -> str | None:
 
 
 def _unchanged(path: str, known) -> bool:
-    if file_key(path) != known:
-        return False
-    base, ext = os.path.splitext(path)
-    # side files of a save that did not finish: the full read decides what the file is
-    return not any(os.path.exists(f"{base}-{side}{ext}") for side in ("tmp", "prev"))
+    # side files (<file>-tmp, <file>-prev) play no part: the full read reads a file that exists as it is
+    return file_key(path) == known
 
 
 def quick_view(home: str, record_path: str) -> QuickVirtualBox | None:
@@ -195,30 +192,39 @@ def _answers(target, kind, member, args) -> bool:
             and (target.__interface__, member) in ANSWERS)
 
 
-def before_reading(home: str) -> tuple[list | None, dict[str, list | None]]:
+def before_reading(home: str) -> dict[str, list | None]:
     """The identity of VirtualBox.xml and of each registered machine's file before the full read."""
     main_path = os.path.join(home, "VirtualBox.xml")
-    main = file_key(main_path)
-    entries = registry(main_path) or []
-    return main, {path: file_key(path) for _uid, path in entries}
+    return {path: file_key(path) for path in [main_path] + [p for _u, p in registry(main_path) or []]}
 
 
-def write_record(home: str, record_path: str, before: tuple[list | None, dict], vbox) -> None:
-    """Leave the record of a full read that found everything valid; remove it otherwise."""
-    main_before, files_before = before
+def valid_after_read(home: str, before: dict[str, list | None], vbox) -> dict[str, list]:
+    """Of the files identified before the full read, those it found valid (VirtualBox.xml: the read
+    succeeded at all)."""
+    good = {str(core.path) for core in vbox.cores if core.data is not None}
+    good.add(os.path.join(home, "VirtualBox.xml"))
+    return {path: key for path, key in before.items() if key is not None and path in good}
+
+
+def leave_record(home: str, record_path: str, known: dict[str, list]) -> bool:
+    """Record VirtualBox.xml and every registered machine's file as valid when each is a file the
+    service read and found valid (`known`: path -> identity), or is valid when read now (a file the
+    service wrote since, at its exit); remove the record otherwise. Returns whether it was left."""
     main_path = os.path.join(home, "VirtualBox.xml")
-    paths = [str(core.path) for core in vbox.cores]
-    ok = (main_before is not None and file_key(main_path) == main_before
-          and sorted(paths) == sorted(files_before)
-          and all(core.data is not None for core in vbox.cores)
-          and all(files_before[p] is not None and file_key(p) == files_before[p] for p in paths))
-    if not ok:
-        try:
-            os.unlink(record_path)
-        except OSError:
-            pass
-        return
-    text = json.dumps({"home": home, "code": code_key(), "main": main_before, "machines": files_before})
+    entries = registry(main_path)
+    keys: dict[str, list] = {}
+    for path in [main_path] + [p for _u, p in entries or []]:
+        key = file_key(path)
+        if entries is None or key is None or (known.get(path) != key and not _reads_valid(path, main_path)) \
+                or file_key(path) != key:
+            try:
+                os.unlink(record_path)
+            except OSError:
+                pass
+            return False
+        keys[path] = key
+    main = keys.pop(main_path)
+    text = json.dumps({"home": home, "code": code_key(), "main": main, "machines": keys})
     tmp = f"{record_path}.{os.getpid()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -232,6 +238,21 @@ def write_record(home: str, record_path: str, before: tuple[list | None, dict], 
             os.unlink(tmp)
         except OSError:
             pass
+        return False
+    return True
+
+
+def _reads_valid(path: str, main_path: str) -> bool:
+    """Whether the full read would accept the file now (the service has the settings code loaded)."""
+    from settings.errors import SettingsError
+    from settings.machine_file import MachineFile
+    from settings.main_file import MainFile
+
+    try:
+        (MainFile if path == main_path else MachineFile).load(path)
+    except (SettingsError, OSError):
+        return False
+    return True
 
 
 def take_over(table, quick: QuickVirtualBox, vbox) -> None:

@@ -48,6 +48,7 @@ class Service(Host):
         self._read_result: tuple = (None, None)
         self._quick = None
         self._switch = 0.005
+        self._valid: dict[str, list] = {}   # settings files the full read found valid: path -> identity
         ctx.bus = self.bus
         ctx.service = self
         ctx.events = None   # events.EventSource, made with the registry (it loads the API's enumerations)
@@ -105,7 +106,8 @@ class Service(Host):
             log.error("cannot load the VirtualBox settings: %s", e)
             return None, VBoxError(0x80BB0004, f"Cannot access the VirtualBox home folder: {e}",
                                    "IVirtualBox", "VirtualBoxWrap")
-        quickstart.write_record(home, record, before, vbox)
+        self._valid = quickstart.valid_after_read(home, before, vbox)
+        quickstart.leave_record(home, record, self._valid)
         return vbox, None
 
     def _read_then_post(self, home: str, record: str) -> None:
@@ -163,6 +165,22 @@ class Service(Host):
             return True
         self._ready()
         return False
+
+    def leave_record(self) -> None:
+        """At exit: the record for the next start's quick view (quickstart.py), the files this service
+        wrote read again to check them."""
+        if ctx.vbox is None or self._reader is not None or self.startup_error is not None:
+            return
+        from settings import home as shome
+
+        from ..ipc import paths
+        from . import quickstart
+
+        try:
+            quickstart.leave_record(shome.vbox_user_home(create=False), paths.settings_record_path(),
+                                    self._valid)
+        except Exception:  # noqa: BLE001 - the next start then reads in full, as without a record
+            log.exception("could not leave the record of the settings")
 
     # --- Host --------------------------------------------------------------------------------
     def on_hello(self, client: ClientInfo) -> dict:

@@ -47,7 +47,10 @@ def test_the_first_list_after_a_start_is_the_full_reads_list(world):
     for name in ("alpha", "beta", "Gamma delta"):
         world.vbm("createvm", "--name", name, "--register", check=0)
     _stop(world)
-    full = world.vbm("list", "vms", check=0)[1]       # VirtualBox.xml changed: read in full first
+    # VirtualBox.xml touched by someone else since the service's exit: read in full first
+    (main,) = [p for p in world.base.rglob("VirtualBox.xml") if p.parent.name == "VirtualBox"]
+    os.utime(main)
+    full = world.vbm("list", "vms", check=0)[1]
     assert QUICK not in _log(world)
     _stop(world)
     quick = world.vbm("list", "vms", check=0)[1]
@@ -94,3 +97,24 @@ def test_a_machine_file_changed_since_is_read_in_full_first(world):
     # an inaccessible machine leaves no record: the next start reads in full again
     assert world.vbm("list", "vms", check=0)[1] == out
     assert QUICK not in _log(world)
+
+
+def test_changes_the_service_made_are_recorded_at_its_exit(world):
+    world.vbm("createvm", "--name", "old name", "--register", check=0)
+    world.vbm("createvm", "--name", "other", "--register", check=0)
+    world.vbm("modifyvm", "old name", "--name", "new name", check=0)
+    world.vbm("modifyvm", "other", "--memory", "256", check=0)
+    _stop(world)   # the files it wrote are read again and recorded as it exits
+    out = world.vbm("list", "vms", check=0)[1]
+    assert QUICK in _log(world)
+    assert [line.split(" {")[0] for line in out.splitlines()] == ['"new name"', '"other"']
+    # a service killed after a change leaves the record of the files before it: read in full
+    world.vbm("modifyvm", "other", "--name", "renamed", check=0)
+    for pid in world.services():
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while world.services() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    out = world.vbm("list", "vms", check=0)[1]
+    assert QUICK not in _log(world)
+    assert [line.split(" {")[0] for line in out.splitlines()] == ['"new name"', '"renamed"']
