@@ -145,8 +145,9 @@ class Ours:
 
     def cold(self, runs: int, *args: str, changed: bool = False) -> tuple[float, float]:
         """A command (default `list vms`) with no service running. `changed`: VirtualBox.xml touched
-        before each start, so the service reads every machine's settings before it answers (the quick
-        start, vboxsvc/server/quickstart.py, needs the files as its last full read left them)."""
+        before each start (as another program writing it would), so the service reads every machine's
+        settings before it answers (the quick start, vboxsvc/server/quickstart.py, needs the files as
+        the last service left them)."""
         samples = []
         main = os.path.join(self.env["VBOX_USER_HOME"], "VirtualBox.xml")
         self.stop_service()
@@ -404,7 +405,7 @@ def main() -> None:
         peer_label = "libvirtd spawned + virsh list --all" if peer else f"({problem})"
         lines.append(row("cold start: vboxsvc spawned + list vms", ours.cold(args.cold_runs), peer_label,
                          theirs))
-        lines.append(row("  the same, settings changed since last start",
+        lines.append(row("  the same, a settings file changed by another",
                          ours.cold(args.cold_runs, changed=True), peer_label, theirs))
         lines.append(row("  cold start + showvminfo (full read first)",
                          ours.cold(args.cold_runs, "showvminfo", vm, "--machinereadable"),
