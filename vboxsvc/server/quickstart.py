@@ -189,7 +189,7 @@ def answers(msg: dict) -> bool:
 
 def _answers(target, kind, member, args) -> bool:
     return (type(target) in (QuickVirtualBox, QuickMachine) and kind == KIND_GET and not args
-            and (target.__interface__, member) in ANSWERS)
+            and type(member) is str and (target.__interface__, member) in ANSWERS)
 
 
 def before_reading(home: str) -> dict[str, list | None]:

@@ -65,7 +65,11 @@ class Service(Host):
 
         home = shome.vbox_user_home(create=True)
         record = paths.settings_record_path()
-        quick = quickstart.quick_view(home, record)
+        try:
+            quick = quickstart.quick_view(home, record)
+        except Exception:  # noqa: BLE001 - the full read first, as without a record
+            log.exception("could not make the quick view of the settings")
+            quick = None
         if quick is None:
             self._events()
             self._take(*self._read(home, record))

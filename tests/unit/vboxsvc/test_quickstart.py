@@ -1,0 +1,127 @@
+"""The quick start's pieces (vboxsvc/server/quickstart.py): what it answers, how it reads files,
+and when it refuses; the service-level behaviour is in tests/integration/vboxsvc/test_quick_start.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vboxsvc.ipc.wire import KIND_CALL, KIND_GET, KIND_SET
+from vboxsvc.server import quickstart as qs
+
+VBOX = """<?xml version="1.0"?>
+<VirtualBox xmlns="http://www.virtualbox.org/" version="1.12-linux">
+  <Global>
+    <MachineRegistry>
+      <MachineEntry uuid="{UUID}" src="VMs/one/one.vbox"/>
+    </MachineRegistry>
+  </Global>
+</VirtualBox>
+"""
+MACHINE = """<?xml version="1.0"?>
+<!-- a comment first, as VirtualBox writes -->
+<VirtualBox xmlns="http://www.virtualbox.org/" version="1.19-linux">
+  <Machine uuid="{UUID}" name="one &amp; only" OSType="Linux_64">
+    <Hardware/>
+  </Machine>
+</VirtualBox>
+"""
+
+
+def _home(tmp_path, uid: str) -> tuple[str, str]:
+    home = tmp_path / "home"
+    (home / "VMs" / "one").mkdir(parents=True)
+    (home / "VirtualBox.xml").write_text(VBOX.replace("UUID", uid))
+    (home / "VMs" / "one" / "one.vbox").write_text(MACHINE.replace("UUID", uid.upper()))
+    return str(home), str(tmp_path / "record.json")
+
+
+def _record(home: str, record: str) -> None:
+    files = [os.path.join(home, "VirtualBox.xml"), os.path.join(home, "VMs/one/one.vbox")]
+    known = {p: qs.file_key(p) for p in files}
+    assert qs.leave_record(home, record, known)
+
+
+def test_the_quick_view_reads_name_and_uuid_as_the_api_spells_them(tmp_path):
+    uid = str(uuid.uuid4())
+    home, record = _home(tmp_path, uid)
+    assert qs.quick_view(home, record) is None          # no record yet: the full read first
+    _record(home, record)
+    view = qs.quick_view(home, record)
+    assert [(m.id, m.name) for m in view.machines] == [(uid, "one & only")]
+
+
+def test_any_change_refuses_the_quick_view(tmp_path):
+    uid = str(uuid.uuid4())
+    home, record = _home(tmp_path, uid)
+    _record(home, record)
+    vbox_file = os.path.join(home, "VMs/one/one.vbox")
+    os.utime(vbox_file)                                   # same bytes, touched: not the file recorded
+    assert qs.quick_view(home, record) is None
+    _record(home, record)
+    assert qs.quick_view(home, record) is not None
+    os.makedirs(os.path.join(home, "journal"))
+    open(os.path.join(home, "journal", "rename-x.json"), "w").close()   # an operation to finish first
+    assert qs.quick_view(home, record) is None
+    os.unlink(os.path.join(home, "journal", "rename-x.json"))
+    data = json.loads(open(record).read())
+    data["code"][0] = -1                                  # another version of the code judged the files
+    open(record, "w").write(json.dumps(data))
+    assert qs.quick_view(home, record) is None
+
+
+def test_an_invalid_file_leaves_no_record(tmp_path):
+    uid = str(uuid.uuid4())
+    home, record = _home(tmp_path, uid)
+    assert qs.leave_record(home, record, {})             # nothing known: each file read now, valid
+    vbox_file = os.path.join(home, "VMs/one/one.vbox")
+    text = open(vbox_file).read().replace('OSType="Linux_64"', 'lastStateChange="yesterday"')
+    open(vbox_file, "w").write(text)
+    # not among the files found valid: read again now, refused, and the old record goes
+    assert not qs.leave_record(home, record, {})
+    assert not os.path.exists(record)
+
+
+@given(st.uuids(), st.sampled_from(["{%s}", "%s", "urn:uuid:%s", " %s "]), st.booleans(), st.booleans())
+@settings(max_examples=200)
+def test_api_uuid_spells_as_uuid_module(value, form, upper, hyphens):
+    text = str(value) if hyphens else value.hex
+    text = form % (text.upper() if upper else text)
+    assert qs.api_uuid(text) == str(uuid.UUID(text.strip().strip("{}")))
+
+
+def test_api_uuid_refuses_what_is_not_a_uuid():
+    for text in ("", "{}", "1234", "g" * 32, "0" * 31, "0" * 33, "0000-0000"):
+        assert qs.api_uuid(text) is None
+
+
+def test_only_list_reads_on_quick_objects_are_answered():
+    m = qs.QuickMachine("u", "n", "/p")
+    v = qs.QuickVirtualBox([m])
+    assert qs.answers({"op": "hello", "pid": 1})
+    assert not qs.answers({"op": "hello", "pid": 1, "token": "t"})   # a VM process: the real registry
+    assert qs.answers({"op": "call", "o": v, "k": KIND_GET, "m": "machines", "a": []})
+    assert qs.answers({"op": "batch", "b": [[m, KIND_GET, "name", []], [m, KIND_GET, "id", []]]})
+    refused = [
+        {"op": "call", "o": v, "k": KIND_GET, "m": "version", "a": []},
+        {"op": "call", "o": m, "k": KIND_SET, "m": "name", "a": ["x"]},
+        {"op": "call", "o": m, "k": KIND_CALL, "m": "name", "a": []},
+        {"op": "call", "o": m, "k": KIND_GET, "m": "name", "a": [1]},
+        {"op": "call", "o": m, "k": KIND_GET, "m": "name", "a": [], "w": {"x": 1}},
+        {"op": "call", "o": object(), "k": KIND_GET, "m": "name", "a": []},
+        {"op": "call", "o": m, "k": KIND_GET, "m": ["name"], "a": []},
+        {"op": "call", "o": m, "k": KIND_GET, "m": {"x": 1}, "a": []},
+        {"op": "batch", "b": [[m, KIND_GET, "name", []], [m, KIND_GET, "memory_size", []]]},
+        {"op": "batch", "b": [[m, KIND_GET, "name"]]},
+        {"op": "batch", "b": "x"},
+        {"op": "batch", "b": [None]},
+        {"op": "ret", "i": 1},
+        {"op": 5},
+        {},
+    ]
+    for msg in refused:
+        assert not qs.answers(msg), msg
