@@ -173,6 +173,8 @@ def quick_view(home: str, record_path: str) -> QuickVirtualBox | None:
 
 def answers(msg: dict) -> bool:
     """Whether the quick view can answer this frame as the real objects would."""
+    if type(msg) is not dict:
+        return False
     op = msg.get("op")
     if op == "bye":
         return True

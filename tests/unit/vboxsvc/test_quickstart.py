@@ -122,6 +122,9 @@ def test_only_list_reads_on_quick_objects_are_answered():
         {"op": "ret", "i": 1},
         {"op": 5},
         {},
+        [],
+        "hello",
+        None,
     ]
     for msg in refused:
         assert not qs.answers(msg), msg
