@@ -118,3 +118,75 @@ def test_changes_the_service_made_are_recorded_at_its_exit(world):
     out = world.vbm("list", "vms", check=0)[1]
     assert QUICK not in _log(world)
     assert [line.split(" {")[0] for line in out.splitlines()] == ['"new name"', '"renamed"']
+
+
+def test_hostile_frames_while_the_quick_view_answers(tmp_path):
+    """Signed frames the quick view cannot answer (a body that is no map, a member that is no
+    string) are answered or dropped as usual, without a traceback; the service goes on."""
+    import msgpack
+    import zmq
+
+    from vboxsvc.ipc import autostart, paths
+    from vboxsvc.ipc.client import connect
+    from vboxsvc.ipc.wire import sign
+
+    from .conftest import make_env, stop_service
+
+    env = make_env()
+    saved = {k: os.environ.get(k) for k in ("VBOX_USER_HOME", "VBOXPY_RUNTIME_DIR")}
+    os.environ.update(VBOX_USER_HOME=str(env.home), VBOXPY_RUNTIME_DIR=str(env.run))
+    try:
+        c = connect()
+        vbox = c.virtualbox
+        vbox.system_properties.default_machine_folder = str(env.vms)
+        for name in ("a", "b"):
+            m = vbox.create_machine(vbox.compose_machine_filename(name, "", "", ""), name, 1, [],
+                                    "Linux_64", "")
+            m.save_settings()
+            vbox.register_machine(m)
+        pid = c.service_pid
+        c.close()
+        stop_service(pid)                       # leaves the record at its exit
+        autostart.ensure_service()
+        key = paths.load_key(create=False)
+        ctx = zmq.Context()
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(paths.endpoint())
+        sid, seq = os.urandom(16), iter(range(1, 100))
+
+        def frame(payload) -> list[bytes]:
+            if isinstance(payload, dict):
+                payload = dict(payload, s=sid, c=0, q=next(seq), t=int(time.time() * 1000))
+            return sign(key, msgpack.packb(payload, use_bin_type=True))
+
+        def ask(payload, timeout_ms=3000):
+            s.send_multipart(frame(payload))
+            if not s.poll(timeout_ms):
+                return None
+            (answer,) = s.recv_multipart()
+            return msgpack.unpackb(answer[:-32], raw=False, ext_hook=msgpack.ExtType)
+
+        hello = ask({"op": "hello", "i": 1, "pid": os.getpid()})
+        assert hello["op"] == "ret"
+        quick_vbox = hello["r"]["vbox"]
+        assert ask(["not", "a", "map"], timeout_ms=300) is None          # dropped
+        r = ask({"op": "call", "i": 2, "o": quick_vbox, "k": 1, "m": ["machines"], "a": []})
+        assert r is not None and r["op"] == "err", r
+        r = ask({"op": "call", "i": 3, "o": quick_vbox, "k": 1, "m": "machines", "a": []})
+        assert r is not None and r["op"] == "ret" and len(r["r"]) == 2, r
+        s.close(0)
+        ctx.term()
+        c = connect()
+        assert sorted(m.name for m in c.virtualbox.machines) == ["a", "b"]
+        pid = c.service_pid
+        c.close()
+        stop_service(pid)
+        log = "".join(p.read_text(errors="replace") for p in env.home.glob("VBoxSVC.log"))
+        assert QUICK in log and "Traceback" not in log, log
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
