@@ -258,7 +258,13 @@ def _reads_valid(path: str, main_path: str) -> bool:
 
 
 def take_over(table, quick: QuickVirtualBox, vbox) -> None:
-    """The real objects answer from now on under the references the quick ones were given."""
+    """The real objects answer from now on under the references the quick ones were given (none
+    when the full read failed: the references are then of objects that are gone)."""
+    if vbox is None:
+        table.drop(quick)
+        for m in quick.machines:
+            table.drop(m)
+        return
     table.rebind(quick, vbox)
     views = {core.id: core.view for core in vbox.cores}
     for m in quick.machines:

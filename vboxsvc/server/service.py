@@ -158,9 +158,8 @@ class Service(Host):
         self.bus.admit = None
         vbox, error = self._read_result
         self._take(vbox, error)
-        if vbox is not None:
-            from . import quickstart
-            quickstart.take_over(self.bus.table, self._quick, vbox)
+        from . import quickstart
+        quickstart.take_over(self.bus.table, self._quick, vbox)
         self._quick = None
 
     def _admit(self, msg: dict) -> bool:

@@ -128,3 +128,30 @@ def test_only_list_reads_on_quick_objects_are_answered():
     ]
     for msg in refused:
         assert not qs.answers(msg), msg
+
+
+def test_the_real_objects_take_over_the_quick_references():
+    from types import SimpleNamespace
+
+    from vboxsvc.ipc.dispatcher import ObjectTable
+
+    class View:
+        __interface__ = "IMachine"
+
+    class Vbox:
+        __interface__ = "IVirtualBox"
+
+    table = ObjectTable(b"")
+    quick = qs.QuickVirtualBox([qs.QuickMachine("u1", "one", "/1"), qs.QuickMachine("u2", "two", "/2")])
+    refs = [table.ref(quick)] + [table.ref(m) for m in quick.machines]
+    vbox, view = Vbox(), View()
+    vbox.cores = [SimpleNamespace(id="u1", view=view)]        # u2 is gone from the full read
+    qs.take_over(table, quick, vbox)
+    assert table.get(refs[0].oid) is vbox and table.ref(vbox) == refs[0]
+    assert table.get(refs[1].oid) is view and table.ref(view) == refs[1]
+    assert table.get(refs[2].oid) is None
+    # a full read that failed: the quick references name nothing any more
+    table = ObjectTable(b"")
+    refs = [table.ref(quick)] + [table.ref(m) for m in quick.machines]
+    qs.take_over(table, quick, None)
+    assert all(table.get(r.oid) is None for r in refs)
