@@ -11,7 +11,8 @@
  * Forwarded to the running command: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH,
  * SIGCONT, SIGALRM; SIGTSTP stops the command (SIGSTOP: it runs outside the terminal's job control)
  * and then this process, so the shell's job control sees the usual stop; SIGCONT resumes both.
- * If this process dies (even by SIGKILL), the server kills the command.
+ * If this process dies (even by SIGKILL), the server kills the command; if the server dies, this
+ * process waits for the command to end and fails (its exit status went with the server).
  *
  * Environment:
  *   VBOXPY_NO_CMDSERVER=1       start directly, never start a server
@@ -303,6 +304,30 @@ static int send_all(int fd, const char *p, size_t len)
     return 1;
 }
 
+/* The server died (killed) while the command runs: the command goes on as the orphan of no one we
+ * can ask for its status. Wait for its end (signals still forwarded), as the caller of a direct start
+ * would, then fail: the exit status is lost with the server. */
+static void __attribute__((noreturn)) orphaned(int child_fd, pid_t child, int wake_r, const char *prog)
+{
+    while (child_fd >= 0) {
+        struct pollfd pf[2] = {{child_fd, POLLIN, 0}, {wake_r, POLLIN, 0}};
+        if (poll(pf, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (pf[0].revents)
+            break;
+        unsigned char sigs[64];
+        ssize_t n = read(wake_r, sigs, sizeof sigs);
+        for (ssize_t i = 0; i < n; i++)
+            kill(child, sigs[i] == SIGTSTP ? SIGSTOP : sigs[i]);
+    }
+    fprintf(stderr, "%s: the command server went away while running the command; its exit status is lost\n",
+            prog);
+    _exit(1);
+}
+
 static void __attribute__((noreturn)) finish(int kind, int value)
 {
     if (kind == 1) {
@@ -465,6 +490,7 @@ int main(int argc, char **argv)
 
     /* replies and signals until the command's status arrives */
     pid_t child = 0, server = cred.pid;
+    int child_fd = -1;
     int running = 0;
     unsigned char pending[64];
     int npending = 0;
@@ -505,10 +531,8 @@ int main(int argc, char **argv)
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0) {
-                if (running) {
-                    fprintf(stderr, "%s: the command server went away while running the command\n", argv[0]);
-                    _exit(1);
-                }
+                if (running)
+                    orphaned(child_fd, child, wake[0], argv[0]);
                 spawn_server(sock_path, lock_path);
                 direct("server-closed");
             }
@@ -520,6 +544,8 @@ int main(int argc, char **argv)
             memcpy(&r, in, sizeof r);
             if (!memcmp(r.tag, "PID ", 4)) {
                 child = r.a;
+                /* taken now, while the command is surely alive: its pid cannot be another's yet */
+                child_fd = (int)syscall(SYS_pidfd_open, child, 0);
                 for (int i = 0; i < npending; i++)
                     kill(child, pending[i]);
                 npending = 0;

@@ -227,6 +227,17 @@ def test_the_command_dies_with_a_killed_launcher(setup):
     assert setup.served("--version").returncode == 0
 
 
+def test_a_killed_server_leaves_the_launcher_waiting_for_its_command(setup):
+    proc, child = _blocked(setup)
+    os.kill(setup.server_pid(), signal.SIGKILL)
+    time.sleep(0.5)
+    assert proc.poll() is None and pid_alive(child)      # the command runs on: its caller waits for it
+    out, err = proc.communicate(input=b"--version\n", timeout=30)
+    assert out == setup.run("--version", direct=True).stdout
+    assert proc.returncode == 1 and b"exit status is lost" in err
+    assert wait_for(lambda: not pid_alive(child), 5)
+
+
 def test_exit_code_and_stdin_eof(setup):
     proc, child = _blocked(setup)
     out, err = proc.communicate(input=b"showvminfo nosuch\n", timeout=30)
