@@ -496,6 +496,9 @@ def _run_main() -> None:
         os.kill(os.getpid(), signal.SIGINT)
     except BaseException:  # noqa: BLE001 - printed as the interpreter prints an uncaught exception
         sys.excepthook(*sys.exc_info())
+    import atexit
+
+    atexit._run_exitfuncs()   # what the interpreter runs at its end (main's own os._exit skips both)
     _flush()
     os._exit(code)
 
