@@ -227,6 +227,13 @@ def leave_record(home: str, record_path: str, known: dict[str, list]) -> bool:
         keys[path] = key
     main = keys.pop(main_path)
     text = json.dumps({"home": home, "code": code_key(), "main": main, "machines": keys})
+    folder, name = os.path.split(record_path)
+    for left in os.listdir(folder):   # of a service killed while writing (one service per home)
+        if left.startswith(name + ".") and left.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(folder, left))
+            except OSError:
+                pass
     tmp = f"{record_path}.{os.getpid()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
