@@ -24,7 +24,6 @@ import argparse
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -88,11 +87,7 @@ def settings_random(n: int, work: Path) -> list[str]:
                                  stderr=subprocess.DEVNULL, text=True)
             p.stdout.readline()
             time.sleep(rnd.uniform(0.0, 0.3))
-            for pid in home.service_pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            home.kill_service()
             p.kill()
             p.wait()
             p.stdout.close()

@@ -62,6 +62,14 @@ class Home:
                 continue
         return pids
 
+    def kill_service(self) -> None:
+        """kill -9 of this home's service, wherever it is."""
+        for pid in self.service_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def stop_service(self) -> None:
         for pid in self.service_pids():
             try:

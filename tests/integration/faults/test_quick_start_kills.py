@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -43,11 +42,7 @@ def test_the_list_after_a_kill_is_the_full_reads(tmp_path):
                                      names[i % len(names)], "--name", f"r{i}"], cwd=str(home.root),
                                     env=home.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(rnd.uniform(0.0, 0.4))
-            for pid in home.service_pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            home.kill_service()
             proc.wait(timeout=120)
             home.stop_service()
             after = home.cli("list", "vms", check=0).stdout
