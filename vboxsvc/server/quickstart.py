@@ -30,9 +30,10 @@ from xml.parsers import expat
 
 from ..ipc.wire import KIND_GET
 
-FORMAT = 1
+FORMAT = 2
 # what the quick view answers, on its own objects only: the members `list vms` reads
-ANSWERS = frozenset({("IVirtualBox", "machines"), ("IMachine", "id"), ("IMachine", "name")})
+ANSWERS = frozenset({("IVirtualBox", "machines"), ("IMachine", "id"), ("IMachine", "name"),
+                     ("IMachine", "accessible")})
 HEAD_BYTES = 64 * 1024   # the Machine element's start tag is within the first lines of a .vbox
 
 
@@ -40,8 +41,9 @@ class QuickMachine:
     __interface__ = "IMachine"
     __component__ = "MachineWrap"
 
-    def __init__(self, uid: str, name: str, path: str):
-        self.id, self.name, self.path = uid, name, path
+    def __init__(self, uid: str, name: str, path: str, accessible: bool = True):
+        # an inaccessible machine is named by its UUID, as the real one (MachineCore.name)
+        self.id, self.name, self.path, self.accessible = uid, name, path, accessible
 
 
 class QuickVirtualBox:
@@ -137,11 +139,6 @@ def api_uuid(text: str) -> str | None:
     return f"{hexits[:8]}-{hexits[8:12]}-{hexits[12:16]}-{hexits[16:20]}-{hexits[20:]}"
 
 
-def _unchanged(path: str, known) -> bool:
-    # side files (<file>-tmp, <file>-prev) play no part: the full read reads a file that exists as it is
-    return file_key(path) == known
-
-
 def quick_view(home: str, record_path: str) -> QuickVirtualBox | None:
     """The quick view of `home`'s machines, or None when the full read must come first."""
     journal = os.path.join(home, "journal")
@@ -154,21 +151,36 @@ def quick_view(home: str, record_path: str) -> QuickVirtualBox | None:
         return None
     main_path = os.path.join(home, "VirtualBox.xml")
     if (not isinstance(record, dict) or record.get("home") != home or record.get("code") != code_key()
-            or not _unchanged(main_path, record.get("main"))):
+            or file_key(main_path) != record.get("main")):
         return None
     entries = registry(main_path)
     files = record.get("machines")
     if entries is None or not isinstance(files, dict) or sorted(files) != sorted(p for _u, p in entries):
         return None
     machines = []
-    for _uid, path in entries:
-        if not _unchanged(path, files[path]):
+    for uid, path in entries:
+        known = files[path]
+        if not isinstance(known, dict) or file_key(path) != known.get("key"):
             return None
+        if not known.get("valid"):
+            # found invalid, and still the same file (or still missing, with nothing the full read
+            # could restore it from): inaccessible again
+            reg_uid = api_uuid(uid)
+            if reg_uid is None or (known.get("key") is None and _side_files(path)):
+                return None
+            machines.append(QuickMachine(reg_uid, reg_uid, path, accessible=False))
+            continue
         head = machine_head(path)
-        if head is None or file_key(path) != files[path]:
+        if head is None or file_key(path) != known.get("key"):
             return None
         machines.append(QuickMachine(head[0], head[1], path))
     return QuickVirtualBox(machines)
+
+
+def _side_files(path: str) -> bool:
+    """Whether a settings file's side files (xmlio.side_names) exist: a missing file is restored
+    from them by the full read."""
+    return os.path.lexists(f"{path}-tmp") or os.path.lexists(f"{path}-prev")
 
 
 def answers(msg: dict) -> bool:
@@ -209,22 +221,27 @@ def valid_after_read(home: str, before: dict[str, list | None], vbox) -> dict[st
 
 
 def leave_record(home: str, record_path: str, known: dict[str, list]) -> bool:
-    """Record VirtualBox.xml and every registered machine's file as valid when each is a file the
-    service read and found valid (`known`: path -> identity), or is valid when read now (a file the
-    service wrote since, at its exit); remove the record otherwise. Returns whether it was left."""
+    """Record VirtualBox.xml and every registered machine's file with what the full read makes of
+    each: `known` (path -> identity) names files the service read and found valid; any other file is
+    read now (a file the service wrote since, at its exit; one found invalid). A missing machine file
+    is recorded as such unless side files could bring it back. VirtualBox.xml must be valid, else the
+    record is removed. Returns whether it was left."""
     main_path = os.path.join(home, "VirtualBox.xml")
     entries = registry(main_path)
-    keys: dict[str, list] = {}
+    keys: dict[str, object] = {}
     for path in [main_path] + [p for _u, p in entries or []]:
         key = file_key(path)
-        if entries is None or key is None or (known.get(path) != key and not _reads_valid(path, main_path)) \
-                or file_key(path) != key:
+        if key is None and path != main_path and not _side_files(path):
+            keys[path] = {"key": None, "valid": False}
+            continue
+        valid = key is not None and (known.get(path) == key or _reads_valid(path, main_path))
+        if entries is None or key is None or file_key(path) != key or (path == main_path and not valid):
             try:
                 os.unlink(record_path)
             except OSError:
                 pass
             return False
-        keys[path] = key
+        keys[path] = key if path == main_path else {"key": key, "valid": valid}
     main = keys.pop(main_path)
     text = json.dumps({"home": home, "code": code_key(), "main": main, "machines": keys})
     folder, name = os.path.split(record_path)

@@ -94,8 +94,12 @@ def test_a_machine_file_changed_since_is_read_in_full_first(world):
     assert QUICK not in _log(world)
     assert out.splitlines()[1] == f'"<inaccessible>" {{{uuid}}}', out
     _stop(world)
-    # an inaccessible machine leaves no record: the next start reads in full again
+    # the record keeps it inaccessible while the file stays as it is: the next start is quick again
     assert world.vbm("list", "vms", check=0)[1] == out
+    assert QUICK in _log(world)
+    _stop(world)
+    path.write_text(text)                             # mended: read in full, accessible again
+    assert world.vbm("list", "vms", check=0)[1].splitlines()[1].startswith('"broken" {')
     assert QUICK not in _log(world)
 
 

@@ -77,16 +77,37 @@ def test_any_change_refuses_the_quick_view(tmp_path):
     assert qs.quick_view(home, record) is None
 
 
-def test_an_invalid_file_leaves_no_record(tmp_path):
+def test_an_invalid_or_missing_machine_file_is_recorded_inaccessible(tmp_path):
     uid = str(uuid.uuid4())
     home, record = _home(tmp_path, uid)
     assert qs.leave_record(home, record, {})             # nothing known: each file read now, valid
+    assert qs.quick_view(home, record).machines[0].accessible
     vbox_file = os.path.join(home, "VMs/one/one.vbox")
     text = open(vbox_file).read().replace('OSType="Linux_64"', 'lastStateChange="yesterday"')
     open(vbox_file, "w").write(text)
-    # not among the files found valid: read again now, refused, and the old record goes
-    assert not qs.leave_record(home, record, {})
-    assert not os.path.exists(record)
+    assert qs.quick_view(home, record) is None           # changed since: the full read first
+    # not among the files found valid: read now, refused by the full read, recorded as inaccessible
+    assert qs.leave_record(home, record, {})
+    (m,) = qs.quick_view(home, record).machines
+    assert (m.id, m.name, m.accessible) == (uid, uid, False)
+    os.unlink(vbox_file)
+    assert qs.quick_view(home, record) is None
+    assert qs.leave_record(home, record, {})              # missing, nothing to restore it from
+    assert not qs.quick_view(home, record).machines[0].accessible
+    open(vbox_file + "-prev", "w").write(text)            # the full read would try to restore it
+    assert qs.quick_view(home, record) is None
+    assert not qs.leave_record(home, record, {}) and not os.path.exists(record)
+
+
+def test_an_invalid_main_file_leaves_no_record(tmp_path):
+    home, record = _home(tmp_path, str(uuid.uuid4()))
+    _record(home, record)
+    main = os.path.join(home, "VirtualBox.xml")
+    text = open(main).read()
+    uid = text.split('uuid="')[1].split('"')[0]
+    open(main, "w").write(text.replace(uid, "not-a-uuid"))     # well-formed; the full read refuses it
+    assert qs.registry(main) is not None
+    assert not qs.leave_record(home, record, {}) and not os.path.exists(record)
 
 
 @given(st.uuids(), st.sampled_from(["{%s}", "%s", "urn:uuid:%s", " %s "]), st.booleans(), st.booleans())
@@ -108,7 +129,8 @@ def test_only_list_reads_on_quick_objects_are_answered():
     assert qs.answers({"op": "hello", "pid": 1})
     assert not qs.answers({"op": "hello", "pid": 1, "token": "t"})   # a VM process: the real registry
     assert qs.answers({"op": "call", "o": v, "k": KIND_GET, "m": "machines", "a": []})
-    assert qs.answers({"op": "batch", "b": [[m, KIND_GET, "name", []], [m, KIND_GET, "id", []]]})
+    assert qs.answers({"op": "batch", "b": [[m, KIND_GET, "name", []], [m, KIND_GET, "id", []],
+                                            [m, KIND_GET, "accessible", []]]})
     refused = [
         {"op": "call", "o": v, "k": KIND_GET, "m": "version", "a": []},
         {"op": "call", "o": m, "k": KIND_SET, "m": "name", "a": ["x"]},
