@@ -5,15 +5,17 @@ of a cold start: a command that starts the service would wait ~200 ms for it wit
 the first command is nearly always `vboxmanage list vms`. That command needs only each machine's
 name and UUID, which the head of its settings file holds.
 
-The quick view is used only when the outcome of the full read is already known: after every full
-read that found VirtualBox.xml and every machine readable and valid, the service leaves a record
-(in its runtime folder) of exactly what it read: the identity of each file (device, inode, size,
-modification and change times, taken before and after reading it) and of the code that judged them
-(the settings package, pydantic, the interpreter). When a new service finds VirtualBox.xml and
-every registered machine's file still the same files, unchanged, judged by the same code, the full
-read will find the same machines accessible with the same names; so while a thread reads them, the
-bus answers IVirtualBox::machines and IMachine::id/name from the quick view (a fresh read of each
-file's Machine element). Anything else, or a client with a launch token (a VM process), first waits
+The quick view is used only when the outcome of the full read is already known: after a full read
+that found VirtualBox.xml valid, and again at its exit, the service leaves a record (in its runtime
+folder) of exactly what it read and what it found: the identity of each file (device, inode, size,
+modification and change times, taken before and after reading it), whether the machine's file was
+valid (a missing one counts as invalid when no side file could bring it back), and the code that
+judged them (the settings package, pydantic, the interpreter). When a new service finds
+VirtualBox.xml and every registered machine's file still the same files, unchanged, judged by the
+same code, the full read will find the same machines accessible with the same names and the same
+ones inaccessible; so while a thread reads them, the bus answers IVirtualBox::machines and
+IMachine::id/name/accessible from the quick view (a fresh read of each valid file's Machine element;
+an inaccessible machine is named by its UUID, as the real one). Anything else, or a client with a launch token (a VM process), first waits
 for the full read and then runs on the real objects, which take over the quick objects' references.
 Any difference (a file edited, moved, touched, a machine registered, an interrupted operation's
 journal, side files of an interrupted save, a new version of the code) means the full read first,
