@@ -15,11 +15,11 @@ VirtualBox.xml and every registered machine's file still the same files, unchang
 same code, the full read will find the same machines accessible with the same names and the same
 ones inaccessible; so while a thread reads them, the bus answers IVirtualBox::machines and
 IMachine::id/name/accessible from the quick view (a fresh read of each valid file's Machine element;
-an inaccessible machine is named by its UUID, as the real one). Anything else, or a client with a launch token (a VM process), first waits
-for the full read and then runs on the real objects, which take over the quick objects' references.
-Any difference (a file edited, moved, touched, a machine registered, an interrupted operation's
-journal, side files of an interrupted save, a new version of the code) means the full read first,
-as without a quick start.
+an inaccessible machine is named by its UUID, as the real one). Anything else, or a client with a
+launch token (a VM process), first waits for the full read and then runs on the real objects, which
+take over the quick objects' references. Any difference (a file edited, moved, touched, a machine
+registered, an interrupted operation's journal, a new version of the code) means the full read
+first, as without a quick start.
 """
 
 from __future__ import annotations
