@@ -211,8 +211,6 @@ class Server:
         signal.signal(signal.SIGTERM, self._term)
         signal.signal(signal.SIGINT, self._term)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        self.wake = (wake_r, wake_w)
-        poller = select.poll()
         while True:
             self._reap()
             if self.stopping and self.listener is not None:

@@ -24,6 +24,7 @@ first, as without a quick start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -83,7 +84,7 @@ def code_key() -> list:
 
 
 class _Done(Exception):
-    pass
+    """The Machine element is read: the rest of the file is not."""
 
 
 def registry(main_path: str) -> list[tuple[str, str]] | None:
@@ -230,30 +231,23 @@ def leave_record(home: str, record_path: str, known: dict[str, list]) -> bool:
     record is removed. Returns whether it was left."""
     main_path = os.path.join(home, "VirtualBox.xml")
     entries = registry(main_path)
+    if entries is None:
+        _remove(record_path)
+        return False
     keys: dict[str, object] = {}
-    for path in [main_path] + [p for _u, p in entries or []]:
+    for path in [main_path] + [p for _u, p in entries]:
         key = file_key(path)
         if key is None and path != main_path and not _side_files(path):
             keys[path] = {"key": None, "valid": False}
             continue
         valid = key is not None and (known.get(path) == key or _reads_valid(path, main_path))
-        if entries is None or key is None or file_key(path) != key or (path == main_path and not valid):
-            try:
-                os.unlink(record_path)
-            except OSError:
-                pass
+        if key is None or file_key(path) != key or (path == main_path and not valid):
+            _remove(record_path)
             return False
         keys[path] = key if path == main_path else {"key": key, "valid": valid}
     main = keys.pop(main_path)
     text = json.dumps({"home": home, "code": code_key(), "main": main, "machines": keys})
-    folder, name = os.path.split(record_path)
-    for left in os.listdir(folder):   # of a service killed while writing (one service per home)
-        if left.startswith(name + ".") and left.endswith(".tmp"):
-            try:
-                os.unlink(os.path.join(folder, left))
-            except OSError:
-                pass
-    tmp = f"{record_path}.{os.getpid()}.tmp"
+    tmp = record_path + ".tmp"   # one service per home writes it (the life lock)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -262,12 +256,14 @@ def leave_record(home: str, record_path: str, known: dict[str, list]) -> bool:
             os.close(fd)
         os.replace(tmp, record_path)
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _remove(tmp)
         return False
     return True
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _reads_valid(path: str, main_path: str) -> bool:

@@ -50,7 +50,7 @@ def test_the_quick_view_reads_name_and_uuid_as_the_api_spells_them(tmp_path):
     uid = str(uuid.uuid4())
     home, record = _home(tmp_path, uid)
     assert qs.quick_view(home, record) is None          # no record yet: the full read first
-    left = f"{record}.12345.tmp"                         # of a service killed while writing it
+    left = f"{record}.tmp"                               # of a service killed while writing it
     open(left, "w").write("{")
     _record(home, record)
     assert not os.path.exists(left)

@@ -208,20 +208,3 @@ def test_the_vm_process_implements_its_interfaces():
         missing += [f"{cls.__name__} lacks {m}" for m in list(iface.attributes) + list(iface.methods)
                     if not _has_member(cls, m)]
     assert not missing, "\n".join(missing)
-
-
-def test_member_lookup_without_parsing_finds_what_the_full_parse_finds():
-    """A client finds one member by its line alone; it must be the member the full parse makes."""
-    from vboxsvc.api.interfaces import SCHEMA_TEXT
-    from vboxsvc.api.schema import Attribute, Method, _Interfaces
-
-    parsed, lazy = _Interfaces(SCHEMA_TEXT), _Interfaces(SCHEMA_TEXT)
-    for name in parsed:
-        iface = parsed[name]
-        for a, attr in iface.attributes.items():
-            assert lazy.member(name, a, Attribute) == attr, (name, a)
-        for m, method in iface.methods.items():
-            assert lazy.member(name, m, Method) == method, (name, m)
-            assert lazy.member(name, m) == method, (name, m)
-        assert lazy.member(name, "no_such_member") is None
-        assert name not in lazy._parsed  # found without parsing the interface
